@@ -1,0 +1,20 @@
+package ratelimit
+
+import "net/netip"
+
+// IPKey returns the rate-limit key for a client address. An IPv4 address,
+// or an IPv4-mapped IPv6 address, is keyed as the IPv4 address itself
+// ("203.0.113.7"). Any other IPv6 address is keyed by its /64
+// ("2001:db8:1:2::/64"), because one subscriber is routinely handed a whole
+// /64 and could otherwise rotate through 2^64 keys. Zones are ignored. The
+// invalid zero Addr yields "".
+func IPKey(addr netip.Addr) string {
+	if !addr.IsValid() {
+		return ""
+	}
+	addr = addr.Unmap().WithZone("")
+	if addr.Is4() {
+		return addr.String()
+	}
+	return netip.PrefixFrom(addr, 64).Masked().String()
+}
