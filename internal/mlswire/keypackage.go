@@ -2,6 +2,7 @@ package mlswire
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -238,8 +239,9 @@ func (kp *KeyPackage) Lifetime() Lifetime {
 // suite is 5, so both readings are tried: exactly one must parse completely.
 // If both do, the bytes would mean different key packages to different
 // clients and ParseKeyPackage fails with ErrAmbiguous. When neither parses,
-// the error is the MLSMessage reading's if the input starts like one
-// (version 1, wire format 5), and the bare reading's otherwise.
+// the error is ErrWrongWireFormat for a well-formed MLSMessage of another
+// wire format, the MLSMessage reading's if the input starts like a wrapped
+// key package (version 1, wire format 5), and the bare reading's otherwise.
 //
 // ParseKeyPackage checks only the encoding; call Verify for signatures and
 // the RFC 9420 §10.1 rules.
@@ -258,7 +260,8 @@ func ParseKeyPackage(b []byte) (*KeyPackage, error) {
 		return wrapped.KeyPackage, nil
 	case berr == nil:
 		return &bare, nil
-	case bytes.HasPrefix(b, []byte{0, 1, 0, byte(WireFormatKeyPackage)}):
+	case errors.Is(werr, ErrWrongWireFormat),
+		bytes.HasPrefix(b, []byte{0, 1, 0, byte(WireFormatKeyPackage)}):
 		return nil, fmt.Errorf("parse key package: %w", werr)
 	default:
 		return nil, fmt.Errorf("parse key package: %w", berr)
