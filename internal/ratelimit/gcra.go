@@ -6,9 +6,10 @@ import "time"
 // time is tat (both Unix nanoseconds; tat zero for an unknown key). It
 // returns the new tat to store, which is unchanged on refusal.
 //
-// It is redis_rate v10's allowN script with cost 1, in integer nanoseconds
-// rather than floating-point seconds, so both backends admit the same
-// requests. l must be valid.
+// It is redis_rate v10's allowN script with cost 1, in integers, and the
+// same arithmetic as RedisStore's script: with the interval a whole number
+// of microseconds, both backends compute exactly the same values. l must be
+// valid.
 func gcra(tat, now int64, l Limit) (int64, Result) {
 	interval := int64(l.Interval())
 	burst := int64(l.EffectiveBurst())

@@ -7,8 +7,10 @@
 // several gateway nodes enforce one combined limit. [Failover] puts the two
 // together and decides what happens when Redis is unreachable.
 //
-// The arithmetic is that of github.com/go-redis/redis_rate/v10, so the same
-// Limit admits the same requests on either backend.
+// The algorithm and its burst semantics are those of
+// github.com/go-redis/redis_rate/v10, computed in integer microseconds on
+// both backends, so the same Limit gives the same decisions and the same
+// numbers on either.
 //
 // The package knows nothing of HTTP routing, zones or identities: callers
 // build keys (see [IPKey]) and must keep identities out of anything they log.
@@ -72,12 +74,13 @@ func (l Limit) EffectiveBurst() int {
 }
 
 // Interval returns the time between two requests at the sustained rate,
-// Period/Rate. It is zero for a Limit with no Rate.
+// Period/Rate truncated to a whole microsecond, the resolution both
+// backends compute in. It is zero for a Limit with no Rate.
 func (l Limit) Interval() time.Duration {
 	if l.Rate <= 0 {
 		return 0
 	}
-	return l.Period / time.Duration(l.Rate)
+	return (l.Period / time.Duration(l.Rate)).Truncate(time.Microsecond)
 }
 
 // String renders the limit as "rate/period burst N", the way an operator
@@ -100,7 +103,7 @@ func (l Limit) Validate() error {
 	interval := l.Interval()
 	if interval < MinInterval {
 		return fmt.Errorf("%w: %d/%s allows one request every %s; the limiter's resolution is %s, so lower the rate or lengthen the period",
-			ErrInvalidLimit, l.Rate, l.Period, interval, MinInterval)
+			ErrInvalidLimit, l.Rate, l.Period, l.Period/time.Duration(l.Rate), MinInterval)
 	}
 	if b := int64(l.EffectiveBurst()); b > int64(MaxBurstWindow/interval) {
 		return fmt.Errorf("%w: a burst of %d at %d/%s takes longer than %s to refill; lower the burst or raise the rate",

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -23,53 +22,43 @@ const (
 var ErrNoRedisClient = errors.New("redis rate limit: no Redis client configured")
 
 // allowScript is redis_rate v10's allowN script (itself from
-// github.com/rwz/redis-gcra, MIT) with the cost fixed at 1 and the key taken
-// as given, so callers choose the whole key prefix. Keeping its arithmetic
-// unchanged keeps RedisStore's decisions identical to redis_rate's and to
-// MemoryStore's. Time is Redis's own clock, so nodes with skewed clocks
-// still agree.
+// github.com/rwz/redis-gcra, MIT) with the cost fixed at 1, the key taken as
+// given so callers choose the whole prefix, and the arithmetic done in
+// integer microseconds instead of floating-point seconds. The float version
+// loses a request in Remaining for common limits such as 100/1m (0.6 s is
+// not a binary fraction, so a fresh key reports 98 left, not 99); in
+// integers every value is exact and identical to MemoryStore's. Time is
+// Redis's own clock, so nodes with skewed clocks still agree.
 //
-// It returns {allowed, remaining, retry_after, reset_after}, the durations
-// as strings of seconds.
+// ARGV: burst, interval in microseconds. It returns {allowed (0|1),
+// remaining, retry_after, reset_after}, the durations in microseconds. The
+// state is the key's TAT in microseconds since 2017-01-01, which stays
+// exact in a Lua double for centuries.
 var allowScript = redis.NewScript(`
--- this script has side-effects, so it requires replicate commands mode
+-- this script has side effects and reads TIME: replicate effects, not the script
 redis.replicate_commands()
 
-local rate_limit_key = KEYS[1]
+local key = KEYS[1]
 local burst = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
-local period = tonumber(ARGV[3])
+local interval = tonumber(ARGV[2])
 
-local emission_interval = period / rate
-local burst_offset = emission_interval * burst
+local t = redis.call("TIME")
+local now = (tonumber(t[1]) - 1483228800) * 1000000 + tonumber(t[2])
 
--- seconds since 2017-01-01 keep enough float precision until 2048
-local jan_1_2017 = 1483228800
-local now = redis.call("TIME")
-now = (now[1] - jan_1_2017) + (now[2] / 1000000)
-
-local tat = redis.call("GET", rate_limit_key)
-if not tat then
+local tat = tonumber(redis.call("GET", key) or now)
+if tat < now then
   tat = now
-else
-  tat = tonumber(tat)
 end
-tat = math.max(tat, now)
 
-local new_tat = tat + emission_interval
-local allow_at = new_tat - burst_offset
-local diff = now - allow_at
-local remaining = diff / emission_interval
-
-if remaining < 0 then
-  return {0, 0, tostring(diff * -1), tostring(tat - now)}
+local new_tat = tat + interval
+local diff = now - (new_tat - interval * burst)
+if diff < 0 then
+  return {0, 0, -diff, tat - now}
 end
 
 local reset_after = new_tat - now
-if reset_after > 0 then
-  redis.call("SET", rate_limit_key, new_tat, "EX", math.ceil(reset_after))
-end
-return {1, remaining, "0", tostring(reset_after)}
+redis.call("SET", key, string.format("%d", new_tat), "PX", math.ceil(reset_after / 1000))
+return {1, math.floor(diff / interval), 0, reset_after}
 `)
 
 // RedisConfig configures a RedisStore.
@@ -119,7 +108,7 @@ func (r *RedisStore) Allow(ctx context.Context, key string, l Limit) (Result, er
 
 	burst := l.EffectiveBurst()
 	reply, err := allowScript.Run(ctx, r.client, []string{r.prefix + key},
-		burst, l.Rate, l.Period.Seconds()).Slice()
+		burst, l.Interval().Microseconds()).Int64Slice()
 	if err != nil {
 		return Result{}, fmt.Errorf("redis rate limit: run script: %w", err)
 	}
@@ -134,37 +123,14 @@ func (r *RedisStore) Allow(ctx context.Context, key string, l Limit) (Result, er
 }
 
 // parseReply decodes allowScript's reply.
-func parseReply(reply []any) (Result, error) {
+func parseReply(reply []int64) (Result, error) {
 	if len(reply) != 4 {
 		return Result{}, fmt.Errorf("unexpected script reply %v", reply)
 	}
-	allowed, ok1 := reply[0].(int64)
-	remaining, ok2 := reply[1].(int64)
-	retry, ok3 := reply[2].(string)
-	reset, ok4 := reply[3].(string)
-	if !ok1 || !ok2 || !ok3 || !ok4 {
-		return Result{}, fmt.Errorf("unexpected script reply %v", reply)
-	}
-	retryAfter, err := parseSeconds(retry)
-	if err != nil {
-		return Result{}, fmt.Errorf("parse retry_after: %w", err)
-	}
-	resetAfter, err := parseSeconds(reset)
-	if err != nil {
-		return Result{}, fmt.Errorf("parse reset_after: %w", err)
-	}
 	return Result{
-		Allowed:    allowed == 1,
-		Remaining:  int(remaining),
-		RetryAfter: retryAfter,
-		ResetAfter: resetAfter,
+		Allowed:    reply[0] == 1,
+		Remaining:  int(reply[1]),
+		RetryAfter: time.Duration(reply[2]) * time.Microsecond,
+		ResetAfter: time.Duration(reply[3]) * time.Microsecond,
 	}, nil
-}
-
-func parseSeconds(s string) (time.Duration, error) {
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0, err
-	}
-	return time.Duration(f * float64(time.Second)), nil
 }

@@ -76,17 +76,21 @@ func runLimiterSuite(t *testing.T, newHarness func(t *testing.T) suiteHarness) {
 		}
 	})
 
-	t.Run("remaining counts down with an inexact interval", func(t *testing.T) {
+	t.Run("remaining is exact when the interval is not a binary fraction", func(t *testing.T) {
+		// 7/1m is one every 8.571428s; float seconds (as in redis_rate)
+		// report one request fewer than remain.
 		h := newHarness(t)
-		l := Limit{Rate: 7, Period: 7 * time.Hour / 3, Burst: 10} // 20 minutes each, not a whole number of seconds in binary
-		for i := 1; i <= 10; i++ {
-			if res := mustAllow(t, h.lim, "k", l); !res.Allowed || res.Remaining != 10-i {
-				t.Fatalf("request %d = %+v, want allowed with %d remaining", i, res, 10-i)
+		l := Limit{Rate: 7, Period: time.Minute}
+		for i := 1; i <= 7; i++ {
+			if res := mustAllow(t, h.lim, "k", l); !res.Allowed || res.Remaining != 7-i {
+				t.Fatalf("request %d = %+v, want allowed with %d remaining", i, res, 7-i)
 			}
 		}
-		if res := mustAllow(t, h.lim, "k", l); res.Allowed {
+		res := mustAllow(t, h.lim, "k", l)
+		if res.Allowed {
 			t.Fatalf("request past the burst = %+v, want refused", res)
 		}
+		checkWithin(t, h, "RetryAfter", res.RetryAfter, 8571428*time.Microsecond)
 	})
 
 	t.Run("independent keys", func(t *testing.T) {
