@@ -1,0 +1,310 @@
+// Package sqlite is the embedded store.Store: one SQLite file in WAL mode
+// through modernc.org/sqlite (no cgo). All writes go through a single
+// connection, which serialises them; reads use a separate pool.
+//
+// It suits one node. Several processes on one file work (SQLite's own locks
+// and the busy timeout serialise them) but TryLock only excludes within the
+// process, so run one node per data file.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/cairn-chat/cairn-caddy/internal/store"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Config configures the SQLite store. The zero value except Path works.
+type Config struct {
+	// Path is the database file, for example <data dir>/cairn.db.
+	Path string
+	// BusyTimeout is how long a statement waits for a lock held by another
+	// connection or process. Default 5 s.
+	BusyTimeout time.Duration
+	// ReadConns is the size of the read pool. Default 4.
+	ReadConns int
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Store is the SQLite store.Store.
+type Store struct {
+	w   *sql.DB // one connection: the single writer
+	r   *sql.DB // read pool
+	now func() time.Time
+
+	mu    sync.Mutex
+	locks map[string]bool
+}
+
+// Open opens (creating if needed) the database at cfg.Path and applies any
+// pending migrations.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Path == "" {
+		return nil, errors.New("sqlite store: Path is required")
+	}
+	if cfg.BusyTimeout <= 0 {
+		cfg.BusyTimeout = 5 * time.Second
+	}
+	if cfg.ReadConns <= 0 {
+		cfg.ReadConns = 4
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(cfg.BusyTimeout.Milliseconds(), 10)+")")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	wq := url.Values{}
+	for k, v := range q {
+		wq[k] = v
+	}
+	// BEGIN IMMEDIATE takes the write lock up front, so a write transaction
+	// never fails half-way on a lock upgrade from another process.
+	wq.Set("_txlock", "immediate")
+	w, err := sql.Open("sqlite", "file:"+cfg.Path+"?"+wq.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite writer: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	q.Add("_pragma", "query_only(1)")
+	r, err := sql.Open("sqlite", "file:"+cfg.Path+"?"+q.Encode())
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open sqlite readers: %w", err)
+	}
+	r.SetMaxOpenConns(cfg.ReadConns)
+	r.SetMaxIdleConns(cfg.ReadConns)
+	s := &Store{w: w, r: r, now: cfg.Now, locks: map[string]bool{}}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes both pools.
+func (s *Store) Close() error {
+	return errors.Join(s.w.Close(), s.r.Close())
+}
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+func loadMigrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("read embedded migrations: %w", err)
+	}
+	var ms []migration
+	for _, e := range entries {
+		prefix, _, ok := strings.Cut(e.Name(), "_")
+		if !ok {
+			return nil, fmt.Errorf("migration %s: name must be NNNN_description.sql", e.Name())
+		}
+		v, err := strconv.Atoi(prefix)
+		if err != nil {
+			return nil, fmt.Errorf("migration %s: bad version: %w", e.Name(), err)
+		}
+		b, err := migrationFS.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("read migration %s: %w", e.Name(), err)
+		}
+		ms = append(ms, migration{version: v, name: e.Name(), sql: string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	return ms, nil
+}
+
+// migrate applies pending migrations, each in its own immediate transaction
+// that re-checks the version, so concurrent openers apply each once.
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := loadMigrations()
+	if err != nil {
+		return err
+	}
+	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	for _, m := range ms {
+		err := s.write(ctx, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, m.version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+				m.version, m.name, s.now().UnixMilli())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("apply migration %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+// write runs fn in a transaction on the single writer connection.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// withWriter runs fn with a Writer bound to a fresh transaction.
+func (s *Store) withWriter(ctx context.Context, fn func(w *txWriter) error) error {
+	return s.write(ctx, func(tx *sql.Tx) error { return fn(&txWriter{tx: tx, now: s.now}) })
+}
+
+// TryLock takes a process-local named lock: with one writer per file there
+// is no other node to exclude.
+func (s *Store) TryLock(ctx context.Context, name string) (func(), bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.locks[name] {
+		return nil, false, nil
+	}
+	s.locks[name] = true
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			delete(s.locks, name)
+			s.mu.Unlock()
+		})
+	}, true, nil
+}
+
+// TableColumns lists a table's column names, for schema conformance tests.
+func (s *Store) TableColumns(ctx context.Context, table string) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT name FROM pragma_table_info(?) ORDER BY cid`, table)
+	if err != nil {
+		return nil, fmt.Errorf("table info %s: %w", table, err)
+	}
+	defer rows.Close()
+	var cols []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, fmt.Errorf("table info %s: %w", table, err)
+		}
+		cols = append(cols, c)
+	}
+	return cols, rows.Err()
+}
+
+// Idempotent implements store.Store.
+func (s *Store) Idempotent(ctx context.Context, key store.IdempotencyKey, requestHash []byte,
+	fn func(ctx context.Context, tx store.Writer) ([]byte, error)) ([]byte, bool, error) {
+	digest := key.Digest()
+	var resp []byte
+	var replayed bool
+	err := s.withWriter(ctx, func(w *txWriter) error {
+		var storedHash, stored []byte
+		err := w.tx.QueryRowContext(ctx, `SELECT request_hash, response FROM idempotency WHERE digest = ?`, digest).Scan(&storedHash, &stored)
+		switch {
+		case err == nil:
+			if len(requestHash) > 0 && len(storedHash) > 0 && string(requestHash) != string(storedHash) {
+				return fmt.Errorf("idempotency key reused with a different request: %w", store.ErrConflict)
+			}
+			resp, replayed = stored, true
+			return nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("read idempotency record: %w", err)
+		}
+		out, err := fn(ctx, w)
+		if err != nil {
+			return err
+		}
+		if out == nil {
+			out = []byte{}
+		}
+		if _, err := w.tx.ExecContext(ctx, `INSERT INTO idempotency (digest, request_hash, response, created_at) VALUES (?, ?, ?, ?)`,
+			digest, requestHash, out, w.now().UnixMilli()); err != nil {
+			return fmt.Errorf("write idempotency record: %w", err)
+		}
+		resp = out
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return resp, replayed, nil
+}
+
+func isUnique(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func msOrNull(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMilli(), Valid: true}
+}
+
+func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+func fromNullMS(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return fromMS(v.Int64)
+}
+
+// jsonList encodes ss as a JSON array for `IN (SELECT value FROM json_each(?))`.
+func jsonList(ss []string) string {
+	if ss == nil {
+		ss = []string{}
+	}
+	b, _ := json.Marshal(ss) // a []string always marshals
+	return string(b)
+}
+
+var _ store.Store = (*Store)(nil)

@@ -1,0 +1,489 @@
+// Package store defines the storage the MLS delivery service runs on: the
+// Store interface, its record types and the sentinel errors callers branch
+// on. Implementations live in store/sqlite (the embedded default) and
+// store/postgres; store/storetest is the conformance suite both must pass.
+//
+// The store holds routing state and ciphertext only. It keeps no sender for
+// messages or commits, buckets every time it records about activity, and its
+// event rows reference messages instead of copying them.
+//
+// Domain rules (who may send, which epoch a message may carry, MLS parsing)
+// belong to the delivery layer. The store offers the atomic primitives those
+// rules need: gapless per-conversation sequence numbers, epoch
+// compare-and-swap, one-time key package hand-out and idempotent writes.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Implementations wrap them with context; test with
+// errors.Is.
+var (
+	// ErrNotFound means the addressed record (usually the conversation) does
+	// not exist.
+	ErrNotFound = errors.New("store: not found")
+	// ErrNotMember means the conversation exists but the DID is not an active
+	// member of it.
+	ErrNotMember = errors.New("store: not a member")
+	// ErrAlreadyMember means an active member row already exists.
+	ErrAlreadyMember = errors.New("store: already a member")
+	// ErrStaleEpoch means the conversation is no longer at the epoch the
+	// write was made for: another commit won the compare-and-swap.
+	ErrStaleEpoch = errors.New("store: stale epoch")
+	// ErrFutureEpoch means a message declares an epoch the conversation has
+	// not reached.
+	ErrFutureEpoch = errors.New("store: future epoch")
+	// ErrConflict means a unique identifier is already taken by a different
+	// record (conversation id, message id, key package ref, idempotency key
+	// reused with a different request).
+	ErrConflict = errors.New("store: conflict")
+	// ErrKeyPackageNotFound means a key package ref named by a new member is
+	// unknown for that member.
+	ErrKeyPackageNotFound = errors.New("store: key package not found")
+	// ErrTooManyKeyPackages means the device already holds the maximum number
+	// of available key packages.
+	ErrTooManyKeyPackages = errors.New("store: too many key packages")
+	// ErrTooManyDevices means the owner already has the maximum number of
+	// devices.
+	ErrTooManyDevices = errors.New("store: too many devices")
+	// ErrDeviceExists means a device with the same UUID is already
+	// registered; RegisterDevice returns the existing device with it.
+	ErrDeviceExists = errors.New("store: device already registered")
+	// ErrInvalidCursor means a pagination cursor could not be decoded.
+	ErrInvalidCursor = errors.New("store: invalid cursor")
+)
+
+// Role is a member's role in a conversation.
+type Role string
+
+// Roles. Admin status is per user: SetRole applies it to every device.
+const (
+	RoleMember    Role = "member"
+	RoleModerator Role = "moderator"
+	RoleAdmin     Role = "admin"
+)
+
+// EventKind says what an event row points at.
+type EventKind string
+
+// Event kinds.
+const (
+	// EventMessage references an application message by MessageID.
+	EventMessage EventKind = "message"
+	// EventCommit references a commit message by MessageID; Epoch is the
+	// epoch the commit advanced the conversation to.
+	EventCommit EventKind = "commit"
+	// EventMembership says the member list changed; Epoch is the
+	// conversation epoch after the change.
+	EventMembership EventKind = "membership"
+)
+
+// BucketInterval is the granularity of every activity time the store
+// records (message receipt, last activity, event creation).
+const BucketInterval = 2 * time.Second
+
+// Bucket truncates t to BucketInterval, in UTC.
+func Bucket(t time.Time) time.Time { return t.UTC().Truncate(BucketInterval) }
+
+// Convo is a conversation's routing state.
+type Convo struct {
+	// ID is the hex MLS group id.
+	ID          string
+	CreatorDID  string
+	CipherSuite string
+	Name        string
+	Description string
+	// Epoch is the current MLS epoch, advanced only by commits.
+	Epoch int64
+	// LastSeq is the highest sequence number assigned so far (the counter,
+	// not a scan; messages may since have been purged).
+	LastSeq        int64
+	CreatedAt      time.Time
+	LastActivityAt time.Time
+}
+
+// Member is one device (or, for device-less clients, one user) in a
+// conversation.
+type Member struct {
+	ConvoID string
+	// MemberDID is the MLS credential identity: did:plc:user#device, or the
+	// bare user DID for device-less members.
+	MemberDID string
+	// UserDID is the account DID without device suffix.
+	UserDID  string
+	DeviceID string
+	Role     Role
+	JoinedAt time.Time
+	// LeftAt is zero for active members.
+	LeftAt time.Time
+}
+
+// NewMember describes a member to add.
+type NewMember struct {
+	MemberDID string
+	UserDID   string
+	DeviceID  string
+	// Role defaults to RoleMember.
+	Role Role
+	// KeyPackageRef, when set, is the ref of the key package used to add the
+	// member. The package is marked consumed in this conversation in the same
+	// transaction; ErrKeyPackageNotFound if the owner has no such package.
+	KeyPackageRef string
+}
+
+// NewWelcome is a Welcome message to hold for its recipients.
+type NewWelcome struct {
+	Data []byte
+	// Recipients are the member DIDs (device or user) the Welcome is for.
+	Recipients []string
+}
+
+// Welcome is a held Welcome message.
+type Welcome struct {
+	ID        int64
+	ConvoID   string
+	Epoch     int64
+	Data      []byte
+	CreatedAt time.Time
+}
+
+// NewConvo describes a conversation to create.
+type NewConvo struct {
+	ID          string
+	CreatorDID  string
+	CipherSuite string
+	Name        string
+	Description string
+	// Epoch is the starting epoch (the client's epoch after creating the
+	// group and adding the initial members).
+	Epoch int64
+	// Members includes the creator's own device(s); the caller decides roles.
+	Members   []NewMember
+	Welcome   *NewWelcome
+	GroupInfo []byte
+}
+
+// NewMessage is an application message to append.
+type NewMessage struct {
+	ConvoID string
+	// MsgID is the client's message id, unique within the conversation.
+	MsgID      string
+	Epoch      int64
+	Ciphertext []byte
+	PaddedSize int64
+	// ExpiresAt is when the message may be purged regardless of retention;
+	// zero for none.
+	ExpiresAt time.Time
+}
+
+// Message is a stored message. It has no sender, by design.
+type Message struct {
+	ConvoID    string
+	Seq        int64
+	Epoch      int64
+	MsgID      string
+	Ciphertext []byte
+	PaddedSize int64
+	// ReceivedAt is the receive time truncated to BucketInterval.
+	ReceivedAt time.Time
+	ExpiresAt  time.Time
+	// IsCommit reports whether the message is a commit (messageType
+	// "commit") rather than an application message.
+	IsCommit bool
+}
+
+// MessagePage is one page of getMessages.
+type MessagePage struct {
+	Messages []Message
+	// ConvoLastSeq is the conversation's sequence counter, read from the
+	// counter row (no scan), for gap information.
+	ConvoLastSeq int64
+	// ConvoEpoch is the conversation's current epoch.
+	ConvoEpoch int64
+}
+
+// NewCommit is an MLS commit for a conversation at Epoch.
+type NewCommit struct {
+	// Epoch is the epoch the commit was created in. The write succeeds only
+	// while the conversation is still at Epoch, and moves it to Epoch+1.
+	Epoch int64
+	// MsgID identifies the commit in the message stream; defaults to
+	// "commit-<Epoch>" (unique, as only one commit wins per epoch).
+	MsgID      string
+	Data       []byte
+	PaddedSize int64
+	ExpiresAt  time.Time
+	// GroupInfo, if set, is stored as the group info of Epoch+1.
+	GroupInfo []byte
+	// Welcome, if set, is held for the members the commit adds.
+	Welcome *NewWelcome
+}
+
+// Commit is a stored commit.
+type Commit struct {
+	ConvoID string
+	// Epoch is the epoch the commit was created in (it advanced the
+	// conversation to Epoch+1).
+	Epoch     int64
+	Seq       int64
+	MsgID     string
+	Data      []byte
+	CreatedAt time.Time
+}
+
+// Change is the outcome of a membership change or commit.
+type Change struct {
+	// Epoch is the conversation epoch after the change.
+	Epoch int64
+	// Seq is the commit's sequence number, or 0 without a commit.
+	Seq int64
+	// Cursors are the event cursors written, in order.
+	Cursors []int64
+}
+
+// GroupInfo is the cached GroupInfo of a conversation.
+type GroupInfo struct {
+	ConvoID   string
+	Epoch     int64
+	Data      []byte
+	UpdatedAt time.Time
+}
+
+// KeyPackage is a published MLS key package.
+type KeyPackage struct {
+	// Ref is the KeyPackageRef (hex), unique across the store.
+	Ref         string
+	OwnerDID    string
+	DeviceID    string
+	CipherSuite string
+	Data        []byte
+	CreatedAt   time.Time
+	ExpiresAt   time.Time
+	// LastResort packages are handed out without being consumed, and only
+	// when the device has no normal package left. A device keeps at most one
+	// per cipher suite; publishing another replaces it.
+	LastResort bool
+	ConsumedAt time.Time
+	// UsedInConvo is set when a conversation names the package as the one
+	// that added its owner.
+	UsedInConvo string
+}
+
+// KeyPackageStats summarises an owner's key packages.
+type KeyPackageStats struct {
+	// Available counts unconsumed, unexpired, non-last-resort packages.
+	Available   int
+	LastResort  int
+	Total       int
+	Consumed    int
+	Consumed24h int
+	Consumed7d  int
+	// OldestExpiry is the earliest expiry among available packages.
+	OldestExpiry  time.Time
+	ByCipherSuite []CipherSuiteStats
+}
+
+// CipherSuiteStats is the per-suite part of KeyPackageStats.
+type CipherSuiteStats struct {
+	CipherSuite string
+	Available   int
+	Consumed    int
+}
+
+// KeyPackageSync is the outcome of SyncKeyPackages.
+type KeyPackageSync struct {
+	Deleted   []string
+	Remaining []string
+}
+
+// Device is a registered device of an account.
+type Device struct {
+	OwnerDID     string
+	DeviceID     string
+	Name         string
+	UUID         string
+	SignatureKey []byte
+	RegisteredAt time.Time
+	LastSeenAt   time.Time
+	// KeyPackages counts the device's available key packages (listings only).
+	KeyPackages int
+}
+
+// UserConvo is one conversation of a user, for getExpectedConversations.
+type UserConvo struct {
+	ConvoID        string
+	Name           string
+	MemberCount    int
+	LastActivityAt time.Time
+	// MemberDIDs are the user's active member rows in the conversation.
+	MemberDIDs []string
+}
+
+// Event is a minimal event row: which conversation, what kind, and a
+// reference. It never carries ciphertext or a sender.
+type Event struct {
+	// Cursor increases with commit order within a conversation and is valid
+	// across nodes and restarts.
+	Cursor    int64
+	ConvoID   string
+	Kind      EventKind
+	MessageID string
+	Epoch     int64
+	CreatedAt time.Time
+}
+
+// EventHorizon bounds the retained event stream.
+type EventHorizon struct {
+	// Oldest is the smallest cursor that may still be retained: every event
+	// with a cursor below it has been purged. A resume cursor c is complete
+	// iff c+1 >= Oldest.
+	Oldest int64
+	// Latest is the highest cursor written so far (0 if none).
+	Latest int64
+}
+
+// IdempotencyKey scopes an idempotency key to its caller and endpoint.
+type IdempotencyKey struct {
+	CallerDID string
+	NSID      string
+	Key       string
+}
+
+// Writer is the set of writes that can run alone (each in its own
+// transaction) or inside Store.Idempotent.
+type Writer interface {
+	// CreateConvo creates the conversation with its members, Welcome, group
+	// info and a membership event, in one transaction. ErrConflict if the id
+	// exists.
+	CreateConvo(ctx context.Context, c NewConvo) (Convo, error)
+	// AppendMessage assigns the next seq and stores the message and its
+	// event. ErrNotFound for an unknown conversation, ErrFutureEpoch if
+	// m.Epoch exceeds the conversation's epoch, ErrConflict if MsgID is
+	// taken in the conversation.
+	AppendMessage(ctx context.Context, m NewMessage) (Message, error)
+	// AppendCommit advances the epoch by compare-and-swap and stores the
+	// commit, its group info and Welcome. ErrStaleEpoch for the loser.
+	AppendCommit(ctx context.Context, convoID string, c NewCommit) (Change, error)
+	// AddMembers adds members, optionally with the commit that adds them,
+	// atomically. ErrAlreadyMember if any is an active member.
+	AddMembers(ctx context.Context, convoID string, members []NewMember, c *NewCommit) (Change, error)
+	// RemoveMembers marks as left every active member whose member DID or
+	// user DID is in dids, optionally with the commit that removes them.
+	// ErrNotMember if none matched.
+	RemoveMembers(ctx context.Context, convoID string, dids []string, c *NewCommit) (Change, error)
+	// SetRole sets the role of every device of userDID in the conversation.
+	SetRole(ctx context.Context, convoID, userDID string, role Role) error
+	// PutGroupInfo stores group info for the conversation's current epoch;
+	// ErrStaleEpoch if epoch is not the current one.
+	PutGroupInfo(ctx context.Context, convoID string, epoch int64, data []byte) error
+	// ConfirmWelcome marks the conversation's Welcomes for these recipients
+	// consumed. ErrNotFound if there was none.
+	ConfirmWelcome(ctx context.Context, convoID string, recipients []string) error
+	// PutKeyPackage stores a key package. A device holds at most
+	// maxPerDevice available normal packages (ErrTooManyKeyPackages).
+	// Re-publishing a ref the owner already has is a no-op; a ref owned by
+	// someone else is ErrConflict.
+	PutKeyPackage(ctx context.Context, kp KeyPackage, maxPerDevice int) error
+	// ClaimKeyPackages hands out, for every device of every owner, one key
+	// package of the suite (empty: any suite), consuming it. A device with
+	// no normal package left gets its last-resort package, unconsumed.
+	// Never two packages for one device; owners with none are absent.
+	ClaimKeyPackages(ctx context.Context, ownerDIDs []string, cipherSuite string) ([]KeyPackage, error)
+	// SyncKeyPackages deletes the device's available packages whose refs are
+	// not in keep, and reports what was deleted and what remains.
+	SyncKeyPackages(ctx context.Context, ownerDID, deviceID string, keep []string) (KeyPackageSync, error)
+	// RegisterDevice registers a device. ErrTooManyDevices past maxDevices;
+	// a known UUID returns the existing device with ErrDeviceExists.
+	RegisterDevice(ctx context.Context, d Device, maxDevices int) (Device, error)
+	// DeleteDevice deletes a device and its key packages, returning how many
+	// packages went. ErrNotFound if the owner has no such device.
+	DeleteDevice(ctx context.Context, ownerDID, deviceID string) (int, error)
+	// TouchDevice records (bucketed) that the device was seen.
+	TouchDevice(ctx context.Context, ownerDID, deviceID string) error
+}
+
+// Store is the storage the delivery service consumes. Implementations are
+// safe for concurrent use, from several processes on PostgreSQL.
+type Store interface {
+	Writer
+
+	// Convo returns a conversation; ErrNotFound if unknown.
+	Convo(ctx context.Context, id string) (Convo, error)
+	// ConvosForUser returns the conversations where userDID has an active
+	// member row, newest activity first. after is the previous page's
+	// cursor ("" for the first page); next is "" after the last page.
+	ConvosForUser(ctx context.Context, userDID, after string, limit int) (convos []Convo, next string, err error)
+	// Members returns the members of the conversations, active only unless
+	// includeLeft, keyed by conversation id.
+	Members(ctx context.Context, convoIDs []string, includeLeft bool) (map[string][]Member, error)
+	// ActiveMember returns the active member row of memberDID. ErrNotFound
+	// if the conversation is unknown, ErrNotMember if the DID is not an
+	// active member.
+	ActiveMember(ctx context.Context, convoID, memberDID string) (Member, error)
+	// UserConvos lists every conversation userDID is an active member of.
+	UserConvos(ctx context.Context, userDID string) ([]UserConvo, error)
+	// Messages returns up to limit messages with seq > sinceSeq, ascending.
+	Messages(ctx context.Context, convoID string, sinceSeq int64, limit int) (MessagePage, error)
+	// Message returns one message by its id; ErrNotFound if absent.
+	Message(ctx context.Context, convoID, msgID string) (Message, error)
+	// Commits returns the commits created in epochs fromEpoch..toEpoch
+	// inclusive (toEpoch < 0: up to the current epoch), ascending.
+	Commits(ctx context.Context, convoID string, fromEpoch, toEpoch int64) ([]Commit, error)
+	// GroupInfo returns the stored group info; ErrNotFound if none.
+	GroupInfo(ctx context.Context, convoID string) (GroupInfo, error)
+	// Welcome returns the newest unconsumed Welcome of the conversation for
+	// any of recipients; ErrNotFound if none.
+	Welcome(ctx context.Context, convoID string, recipients []string) (Welcome, error)
+	// KeyPackageStats counts ownerDID's key packages (cipherSuite "" for
+	// all suites).
+	KeyPackageStats(ctx context.Context, ownerDID, cipherSuite string) (KeyPackageStats, error)
+	// ConsumedKeyPackages pages through ownerDID's consumed packages, most
+	// recent first.
+	ConsumedKeyPackages(ctx context.Context, ownerDID, after string, limit int) (pkgs []KeyPackage, next string, err error)
+	// AvailableKeyPackageRefs lists the refs of a device's available
+	// packages (normal and last-resort).
+	AvailableKeyPackageRefs(ctx context.Context, ownerDID, deviceID string) ([]string, error)
+	// Devices lists ownerDID's devices with their available package counts.
+	Devices(ctx context.Context, ownerDID string) ([]Device, error)
+
+	// EventsAfter returns up to limit events of the conversations with
+	// cursor > after, in cursor order.
+	EventsAfter(ctx context.Context, convoIDs []string, after int64, limit int) ([]Event, error)
+	// EventHorizon reports the oldest retained and the latest cursor.
+	EventHorizon(ctx context.Context) (EventHorizon, error)
+
+	// Idempotent runs fn and records its response under key in one
+	// transaction. If key already holds a response, fn does not run and the
+	// recorded response is returned with replayed true. A request hash that
+	// differs from the recorded one is ErrConflict. If fn fails, nothing is
+	// recorded and nothing fn wrote persists. fn must return any error a Tx
+	// method gives it.
+	Idempotent(ctx context.Context, key IdempotencyKey, requestHash []byte, fn func(ctx context.Context, tx Writer) ([]byte, error)) (response []byte, replayed bool, err error)
+
+	// TryLock takes a named lock held across all nodes sharing the store,
+	// without waiting. ok is false if someone else holds it. unlock must be
+	// called once when ok.
+	TryLock(ctx context.Context, name string) (unlock func(), ok bool, err error)
+
+	// PurgeMessages deletes messages received more than olderThan ago, or
+	// past their expiry, with their commit rows.
+	PurgeMessages(ctx context.Context, olderThan time.Duration) (int64, error)
+	// PurgeEvents deletes the prefix of the event stream older than
+	// olderThan and advances the horizon.
+	PurgeEvents(ctx context.Context, olderThan time.Duration) (int64, error)
+	// PurgeWelcomes deletes Welcomes consumed more than consumedFor ago, and
+	// unconsumed ones older than unconsumedFor.
+	PurgeWelcomes(ctx context.Context, consumedFor, unconsumedFor time.Duration) (int64, error)
+	// PurgeKeyPackages deletes expired packages, packages consumed more than
+	// consumedFor ago, and each device's oldest available normal packages
+	// beyond maxPerDevice.
+	PurgeKeyPackages(ctx context.Context, consumedFor time.Duration, maxPerDevice int) (int64, error)
+	// PurgeIdempotency deletes idempotency records older than olderThan.
+	PurgeIdempotency(ctx context.Context, olderThan time.Duration) (int64, error)
+
+	// Close releases the store's connections.
+	Close() error
+}

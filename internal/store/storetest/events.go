@@ -1,0 +1,72 @@
+package storetest
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/cairn-chat/cairn-caddy/internal/store"
+)
+
+// testEventsAfterCursor interleaves writes on three conversations and reads
+// the event stream back by cursor, filtered to two of them.
+func testEventsAfterCursor(t *testing.T, b Backend) {
+	e := b.env(t)
+	for _, c := range []string{"a", "b", "x"} {
+		e.newConvo(c, "did:plc:u")
+	}
+	for i := range 5 {
+		e.send("a", 0, fmt.Sprintf("a%d", i))
+		e.send("x", 0, fmt.Sprintf("x%d", i))
+		e.send("b", 0, fmt.Sprintf("b%d", i))
+	}
+	_, err := e.s.AppendCommit(e.ctx, "b", store.NewCommit{Epoch: 0, MsgID: "b-commit", Data: padded("c"), PaddedSize: 512})
+	must(t, err, "commit")
+	all := e.allEvents("a", "b")
+	// 2 creation events + 10 messages + 1 commit.
+	if len(all) != 13 {
+		t.Fatalf("%d events, want 13: %+v", len(all), all)
+	}
+	var kinds []store.EventKind
+	for i, ev := range all {
+		if ev.ConvoID == "x" {
+			t.Fatalf("event of unrequested convo: %+v", ev)
+		}
+		if i > 0 && ev.Cursor <= all[i-1].Cursor {
+			t.Fatalf("cursors not increasing: %d then %d", all[i-1].Cursor, ev.Cursor)
+		}
+		kinds = append(kinds, ev.Kind)
+	}
+	last := all[len(all)-1]
+	if last.Kind != store.EventCommit || last.MessageID != "b-commit" || last.Epoch != 1 {
+		t.Errorf("commit event = %+v", last)
+	}
+	if m, err := e.s.Message(e.ctx, "b", last.MessageID); err != nil || !m.IsCommit {
+		t.Errorf("commit event does not resolve to a commit message: %+v %v", m, err)
+	}
+	if all[2].Kind != store.EventMessage || all[2].MessageID != "a0" {
+		t.Errorf("first message event = %+v", all[2])
+	}
+	if !slices.Contains(kinds, store.EventMembership) {
+		t.Error("no membership event for conversation creation")
+	}
+	// Resuming after any cursor yields exactly the suffix.
+	for _, i := range []int{0, 5, 12} {
+		rest, err := e.s.EventsAfter(e.ctx, []string{"a", "b"}, all[i].Cursor, 100)
+		must(t, err, "resume")
+		if !slices.Equal(rest, all[i+1:]) {
+			t.Errorf("after cursor %d: got %d events, want %d", all[i].Cursor, len(rest), len(all)-i-1)
+		}
+	}
+	if page, _ := e.s.EventsAfter(e.ctx, []string{"a", "b"}, 0, 4); len(page) != 4 || page[3] != all[3] {
+		t.Errorf("limited page = %+v", page)
+	}
+	if none, err := e.s.EventsAfter(e.ctx, nil, 0, 10); err != nil || len(none) != 0 {
+		t.Errorf("no convos: %v %v", none, err)
+	}
+	h, err := e.s.EventHorizon(e.ctx)
+	must(t, err, "horizon")
+	if h.Oldest != 1 || h.Latest < last.Cursor {
+		t.Errorf("horizon = %+v, want oldest 1, latest >= %d", h, last.Cursor)
+	}
+}
