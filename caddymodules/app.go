@@ -1,0 +1,390 @@
+// Package caddymodules adapts cairn's domain packages to Caddy: it registers
+// the modules, provisions and validates their configuration, and parses their
+// Caddyfile syntax. The work itself happens in internal/; nothing here should
+// hold logic that a test could exercise without Caddy.
+package caddymodules
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/cairn-chat/cairn-caddy/internal/metrics"
+	"github.com/cairn-chat/cairn-caddy/internal/redact"
+)
+
+func init() {
+	caddy.RegisterModule(new(App))
+}
+
+// The modes the cairn app runs in.
+const (
+	ModeProduction  = "production"
+	ModeDevelopment = "development"
+)
+
+// DefaultPLCURL is the public PLC directory that did:plc identities resolve
+// through. Pointing cairn anywhere else is a development-only option.
+const DefaultPLCURL = "https://plc.directory"
+
+// logHashKeyEnv names the environment variable that may hold the log-hash key.
+const logHashKeyEnv = "CAIRN_LOG_HASH_KEY"
+
+// logHashKeyFileName is the file the log-hash key is generated into, inside
+// the data directory, when no key is configured.
+const logHashKeyFileName = "log-hash.key"
+
+// sharedState holds what must outlive a config reload: Redis clients (keyed
+// by URL) and the metrics collectors. A caddy.UsagePool is Caddy's idiom for
+// this (the reverse proxy keeps its upstream hosts the same way): each config
+// holds a reference while it is loaded, and the value is destroyed when the
+// last config using it is unloaded.
+var sharedState = caddy.NewUsagePool()
+
+const metricsPoolKey = "cairn.metrics"
+
+// App is the `cairn` app: the single owner of cairn's process-wide state.
+// Handlers reach it with ctx.App("cairn"). It holds the run mode, the data
+// directory, the log-hash key, the Redis client and the metrics collectors,
+// and it enforces that production mode runs with no development-only option.
+//
+// In the Caddyfile it is configured by the `cairn` global option.
+type App struct {
+	// Mode is "production" (the default) or "development". Production mode
+	// refuses to start while any development-only option is set.
+	Mode string `json:"mode,omitempty"`
+
+	// DataDir is where cairn keeps its files: the embedded database and the
+	// generated log-hash key. Default: "cairn" inside Caddy's data directory.
+	// Placeholders such as {env.CAIRN_DATA_DIR} are expanded.
+	DataDir string `json:"data_dir,omitempty"`
+
+	// LogLevel is the lowest level cairn's own modules log at: "debug",
+	// "info", "warn" or "error". Default: "warn" in production, "info" in
+	// development. Caddy's own log level still applies on top.
+	LogLevel string `json:"log_level,omitempty"`
+
+	// LogHashKey is the secret key for the keyed hash that replaces
+	// identities in logs; at least 32 bytes. Placeholders are expanded, so
+	// "{env.CAIRN_LOG_HASH_KEY}" or "{file./run/secrets/cairn_log_key}" work.
+	// When empty, LogHashKeyFile is read, then the CAIRN_LOG_HASH_KEY
+	// environment variable, and failing both a key is generated once into
+	// DataDir/log-hash.key (mode 0600) and reused from then on.
+	LogHashKey string `json:"log_hash_key,omitempty"`
+
+	// LogHashKeyFile is a file holding the log-hash key.
+	LogHashKeyFile string `json:"log_hash_key_file,omitempty"`
+
+	// Redis is the URL of the Redis server shared by all gateway nodes
+	// (redis:// or rediss://). When set, rate limits and the token replay
+	// set live there. An empty value (for example an unset
+	// {$CAIRN_REDIS_URL}) means no Redis: in-memory state is used.
+	Redis string `json:"redis,omitempty"`
+
+	// LogIdentities writes raw identities (DIDs, conversation IDs) into debug
+	// logs instead of their keyed hashes. Development only.
+	LogIdentities bool `json:"log_identities,omitempty"`
+
+	// PLCURL is the PLC directory did:plc identities are resolved through.
+	// Default https://plc.directory; any other value is development only.
+	PLCURL string `json:"plc_url,omitempty"`
+
+	// DIDWebAllowHTTP resolves did:web documents over plain http instead of
+	// https. Development only.
+	DIDWebAllowHTTP bool `json:"did_web_allow_http,omitempty"`
+
+	// ResolverAllowHosts lists hosts that DID resolution may reach even
+	// though they are private, loopback or link-local addresses (a local PLC
+	// directory in tests, for example). Development only.
+	ResolverAllowHosts []string `json:"resolver_allow_hosts,omitempty"`
+
+	hasher   *redact.Hasher
+	logLevel zapcore.Level
+	redis    *redis.Client
+	metrics  *metrics.Metrics
+	poolKeys []string
+	logger   *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (*App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "cairn",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision applies defaults and builds the process-wide state.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+
+	if a.Mode == "" {
+		a.Mode = ModeProduction
+	}
+	if a.PLCURL == "" {
+		a.PLCURL = DefaultPLCURL
+	}
+	if a.DataDir == "" {
+		a.DataDir = filepath.Join(caddy.AppDataDir(), "cairn")
+	}
+	a.DataDir = repl.ReplaceAll(a.DataDir, "")
+	if a.LogLevel == "" {
+		a.LogLevel = "warn"
+		if a.Mode == ModeDevelopment {
+			a.LogLevel = "info"
+		}
+	}
+	level, err := zapcore.ParseLevel(a.LogLevel)
+	if err != nil || level < zapcore.DebugLevel || level > zapcore.ErrorLevel {
+		return fmt.Errorf("cairn log_level %q: must be debug, info, warn or error", a.LogLevel)
+	}
+	a.logLevel = level
+
+	// Validate before touching disk or network, so that `caddy validate`
+	// reports a refused production config without side effects.
+	if err := a.validateConfig(); err != nil {
+		return err
+	}
+
+	key, err := a.loadLogHashKey(repl)
+	if err != nil {
+		return err
+	}
+	if a.hasher, err = redact.New(key); err != nil {
+		return fmt.Errorf("cairn log_hash_key: %w", err)
+	}
+
+	m, _, err := sharedState.LoadOrNew(metricsPoolKey, func() (caddy.Destructor, error) {
+		return destructible[*metrics.Metrics]{metrics.New(), nil}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("cairn metrics: %w", err)
+	}
+	a.poolKeys = append(a.poolKeys, metricsPoolKey)
+	a.metrics = m.(destructible[*metrics.Metrics]).v
+
+	if url := strings.TrimSpace(repl.ReplaceAll(a.Redis, "")); url != "" {
+		opts, err := redis.ParseURL(url)
+		if err != nil {
+			return fmt.Errorf("cairn redis: invalid URL (want redis://[user:password@]host:port/db or rediss://…): %w", err)
+		}
+		poolKey := "cairn.redis:" + url
+		c, _, err := sharedState.LoadOrNew(poolKey, func() (caddy.Destructor, error) {
+			client := redis.NewClient(opts)
+			return destructible[*redis.Client]{client, client.Close}, nil
+		})
+		if err != nil {
+			return fmt.Errorf("cairn redis: %w", err)
+		}
+		a.poolKeys = append(a.poolKeys, poolKey)
+		a.redis = c.(destructible[*redis.Client]).v
+	}
+	return nil
+}
+
+// validateConfig rejects unknown modes and, in production, every
+// development-only option, naming it.
+func (a *App) validateConfig() error {
+	switch a.Mode {
+	case ModeProduction, ModeDevelopment:
+	default:
+		return fmt.Errorf("cairn mode %q: must be %q or %q", a.Mode, ModeProduction, ModeDevelopment)
+	}
+	if a.PLCURL != DefaultPLCURL {
+		if err := a.RequireDevelopment("cairn plc_url (a PLC directory override)"); err != nil {
+			return err
+		}
+	}
+	if a.DIDWebAllowHTTP {
+		if err := a.RequireDevelopment("cairn did_web_allow_http (insecure did:web over http)"); err != nil {
+			return err
+		}
+	}
+	if len(a.ResolverAllowHosts) > 0 {
+		if err := a.RequireDevelopment("cairn resolver_allow_hosts (DID resolution to private hosts)"); err != nil {
+			return err
+		}
+	}
+	if a.LogIdentities {
+		if err := a.RequireDevelopment("cairn log_identities (identity-revealing debug logs)"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Validate is part of caddy.Validator. The checks run during Provision, before
+// any side effect; this re-runs them for callers that validate separately.
+func (a *App) Validate() error { return a.validateConfig() }
+
+// RequireDevelopment returns an error naming option unless the app runs in
+// development mode. Modules call it for each development-only option they
+// have enabled, so that production refuses to start with any of them.
+func (a *App) RequireDevelopment(option string) error {
+	if a.Mode == ModeDevelopment {
+		return nil
+	}
+	return fmt.Errorf("%s is a development-only option and cairn runs in production mode: remove it, or set `mode development` in the cairn global options of a non-production deployment", option)
+}
+
+// Development reports whether the app runs in development mode.
+func (a *App) Development() bool { return a.Mode == ModeDevelopment }
+
+// loadLogHashKey finds the log-hash key in config, file, environment or the
+// data directory, generating it there on first start.
+func (a *App) loadLogHashKey(repl *caddy.Replacer) ([]byte, error) {
+	if k := repl.ReplaceAll(a.LogHashKey, ""); k != "" {
+		return checkKey([]byte(k), "cairn log_hash_key")
+	}
+	if a.LogHashKeyFile != "" {
+		path := repl.ReplaceAll(a.LogHashKeyFile, "")
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("cairn log_hash_key_file: %w", err)
+		}
+		return checkKey([]byte(strings.TrimSpace(string(raw))), "cairn log_hash_key_file "+path)
+	}
+	if k := os.Getenv(logHashKeyEnv); k != "" {
+		return checkKey([]byte(k), "environment variable "+logHashKeyEnv)
+	}
+	return loadOrGenerateKeyFile(filepath.Join(a.DataDir, logHashKeyFileName))
+}
+
+func checkKey(key []byte, source string) ([]byte, error) {
+	if len(key) < redact.MinKeySize {
+		return nil, fmt.Errorf("%s: the log-hash key must be at least %d bytes; generate one with `openssl rand -hex 32`", source, redact.MinKeySize)
+	}
+	return key, nil
+}
+
+// loadOrGenerateKeyFile reads the key at path, or creates it with 32 random
+// bytes (hex-encoded) and mode 0600. Creation uses O_EXCL so two processes
+// starting at once agree on one key.
+func loadOrGenerateKeyFile(path string) ([]byte, error) {
+	raw, err := os.ReadFile(path)
+	if err == nil {
+		return checkKey([]byte(strings.TrimSpace(string(raw))), "log-hash key file "+path)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("reading log-hash key: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating data directory for the log-hash key: %w", err)
+	}
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, fmt.Errorf("generating log-hash key: %w", err)
+	}
+	key := []byte(hex.EncodeToString(secret))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return loadOrGenerateKeyFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("creating log-hash key file: %w", err)
+	}
+	if _, err := f.Write(append(key, '\n')); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("writing log-hash key file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("writing log-hash key file: %w", err)
+	}
+	return key, nil
+}
+
+// Start is part of caddy.App.
+func (a *App) Start() error { return nil }
+
+// Stop is part of caddy.App.
+func (a *App) Stop() error { return nil }
+
+// Cleanup releases this config's references to shared state.
+func (a *App) Cleanup() error {
+	var errs []error
+	for _, k := range a.poolKeys {
+		if _, err := sharedState.Delete(k); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Redact returns the keyed hash of an identity-bearing value, for a log
+// field. With the development-only log_identities option it returns the
+// value itself.
+func (a *App) Redact(value string) string {
+	if a.LogIdentities {
+		return value
+	}
+	return a.hasher.Hash(value)
+}
+
+// Hasher returns the keyed hasher for identity-bearing values.
+func (a *App) Hasher() *redact.Hasher { return a.hasher }
+
+// Metrics returns the process-wide collectors.
+func (a *App) Metrics() *metrics.Metrics { return a.metrics }
+
+// RedisClient returns the shared Redis client, or nil when none is configured.
+func (a *App) RedisClient() *redis.Client { return a.redis }
+
+// ModuleLogger returns the logger a cairn module should use: the module's
+// Caddy logger, raised to the app's log level.
+func (a *App) ModuleLogger(ctx caddy.Context) *zap.Logger {
+	return ctx.Logger().WithOptions(zap.IncreaseLevel(a.logLevel))
+}
+
+// PingRedis checks the shared Redis, if any, within timeout.
+func (a *App) PingRedis(ctx context.Context, timeout time.Duration) error {
+	if a.redis == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return a.redis.Ping(ctx).Err()
+}
+
+// cairnApp loads the cairn app from a module's provisioning context.
+func cairnApp(ctx caddy.Context) (*App, error) {
+	v, err := ctx.App("cairn")
+	if err != nil {
+		return nil, fmt.Errorf("loading the cairn app: %w", err)
+	}
+	return v.(*App), nil
+}
+
+// destructible wraps a shared value for the usage pool.
+type destructible[T any] struct {
+	v       T
+	destroy func() error
+}
+
+// Destruct is part of caddy.Destructor.
+func (d destructible[T]) Destruct() error {
+	if d.destroy == nil {
+		return nil
+	}
+	return d.destroy()
+}
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

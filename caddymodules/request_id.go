@@ -1,0 +1,87 @@
+package caddymodules
+
+import (
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/cairn-chat/cairn-caddy/internal/requestid"
+)
+
+func init() {
+	caddy.RegisterModule(new(RequestID))
+	httpcaddyfile.RegisterHandlerDirective("cairn_request_id", parseRequestID)
+}
+
+// requestIDVar is the request variable holding the ID, readable in config as
+// {http.vars.request_id}.
+const requestIDVar = "request_id"
+
+// RequestID gives every request an ID. It reuses a well-formed inbound
+// X-Request-ID (8–128 characters of A-Z a-z 0-9 . _ -) and otherwise mints a
+// UUIDv7. The ID is echoed in the response, forwarded upstream in the request
+// header, exposed as {http.vars.request_id} and as a context value, and added
+// to the access log entry and to every log line cairn's modules write for the
+// request.
+//
+// Caddyfile: `cairn_request_id` (no options).
+type RequestID struct{}
+
+// CaddyModule returns the Caddy module information.
+func (*RequestID) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.cairn_request_id",
+		New: func() caddy.Module { return new(RequestID) },
+	}
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (*RequestID) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	id, err := requestid.Resolve(r.Header.Get(requestid.Header))
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	r.Header.Set(requestid.Header, id)
+	w.Header().Set(requestid.Header, id)
+	caddyhttp.SetVar(r.Context(), requestIDVar, id)
+	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
+		extra.Set(zap.String(requestIDVar, id))
+	}
+	return next.ServeHTTP(w, r.WithContext(requestid.With(r.Context(), id)))
+}
+
+// requestLogger returns base with the request's ID attached, for every log
+// line a cairn module writes about a request.
+func requestLogger(base *zap.Logger, r *http.Request) *zap.Logger {
+	if id := requestid.From(r.Context()); id != "" {
+		return base.With(zap.String(requestIDVar, id))
+	}
+	return base
+}
+
+func parseRequestID(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(RequestID)
+	return m, m.UnmarshalCaddyfile(h.Dispenser)
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens.
+func (*RequestID) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if d.NextBlock(0) {
+		return d.Errf("cairn_request_id takes no options")
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddyhttp.MiddlewareHandler = (*RequestID)(nil)
+	_ caddyfile.Unmarshaler       = (*RequestID)(nil)
+)

@@ -1,0 +1,94 @@
+package caddymodules
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/cairn-chat/cairn-caddy/internal/metrics"
+	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
+)
+
+func init() {
+	caddy.RegisterModule(new(XRPCMetrics))
+	httpcaddyfile.RegisterHandlerDirective("cairn_xrpc_metrics", parseXRPCMetrics)
+}
+
+// XRPCMetrics counts XRPC requests by method NSID and status class and times
+// them. It sits early in the public pipeline so that refusals by the rate
+// limiter and the authenticator are counted too. Methods outside the known
+// lexicon set are counted as "other", so clients cannot grow the label set.
+//
+// Caddyfile: `cairn_xrpc_metrics` (no options).
+type XRPCMetrics struct {
+	metrics *metrics.Metrics
+}
+
+// CaddyModule returns the Caddy module information.
+func (*XRPCMetrics) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.cairn_xrpc_metrics",
+		New: func() caddy.Module { return new(XRPCMetrics) },
+	}
+}
+
+// Provision finds the process-wide collectors.
+func (x *XRPCMetrics) Provision(ctx caddy.Context) error {
+	app, err := cairnApp(ctx)
+	if err != nil {
+		return err
+	}
+	x.metrics = app.Metrics()
+	return nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (x *XRPCMetrics) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	nsid, ok := xrpc.NSIDFromPath(r.URL.Path)
+	if !ok {
+		return next.ServeHTTP(w, r)
+	}
+	start := time.Now()
+	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
+	err := next.ServeHTTP(rec, r)
+	status := rec.Status()
+	if err != nil {
+		// Caddy writes the response for a returned error after we return.
+		status = http.StatusInternalServerError
+		if he, ok := err.(caddyhttp.HandlerError); ok && he.StatusCode != 0 {
+			status = he.StatusCode
+		}
+	} else if status == 0 {
+		status = http.StatusOK
+	}
+	x.metrics.ObserveXRPC(nsid, status, time.Since(start))
+	return err
+}
+
+func parseXRPCMetrics(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(XRPCMetrics)
+	return m, m.UnmarshalCaddyfile(h.Dispenser)
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens.
+func (*XRPCMetrics) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if d.NextBlock(0) {
+		return d.Errf("cairn_xrpc_metrics takes no options")
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*XRPCMetrics)(nil)
+	_ caddyhttp.MiddlewareHandler = (*XRPCMetrics)(nil)
+	_ caddyfile.Unmarshaler       = (*XRPCMetrics)(nil)
+)

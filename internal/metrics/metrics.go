@@ -1,0 +1,103 @@
+// Package metrics defines cairn's Prometheus collectors.
+//
+// Every label here takes values from a bounded set: known XRPC method NSIDs
+// (anything else is "other"), HTTP status classes, rate-limit zone names from
+// the operator's configuration, fixed outcome and backend names. No label is
+// ever a DID, conversation ID, IP address or any other identity; the test in
+// this package and the scrape test in caddymodules guard that.
+//
+// It does not serve the metrics; the cairn_metrics handler does.
+package metrics
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
+)
+
+// Namespace prefixes every cairn metric name.
+const Namespace = "cairn"
+
+// Metrics holds cairn's collectors and the registry they are registered in.
+// It is created once per process and kept across config reloads, so counters
+// do not reset when an operator reloads.
+type Metrics struct {
+	// Registry holds every collector below. It does not hold Go runtime or
+	// process collectors; Caddy's registry already has those.
+	Registry *prometheus.Registry
+
+	xrpcRequests  *prometheus.CounterVec
+	xrpcDuration  *prometheus.HistogramVec
+	rateDecisions *prometheus.CounterVec
+	backendErrors *prometheus.CounterVec
+	backendState  *prometheus.GaugeVec
+}
+
+// New creates the collectors and registers them in a new registry.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		xrpcRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "xrpc", Name: "requests_total",
+			Help: "XRPC requests by method NSID (unknown methods as \"other\") and response status class.",
+		}, []string{"nsid", "status"}),
+		xrpcDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Subsystem: "xrpc", Name: "request_duration_seconds",
+			Help:    "XRPC request duration by method NSID (unknown methods as \"other\").",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"nsid"}),
+		rateDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "ratelimit", Name: "decisions_total",
+			Help: "Rate-limit decisions by zone and outcome (allowed, limited, fallback_allowed, fallback_limited, fail_open, fail_closed).",
+		}, []string{"zone", "outcome"}),
+		backendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "backend_errors_total",
+			Help: "Errors talking to a backend (redis, postgres, sqlite, did_resolver) by backend and operation.",
+		}, []string{"backend", "operation"}),
+		backendState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "backend_up",
+			Help: "1 while a shared backend answers, 0 while cairn runs on its fallback.",
+		}, []string{"backend"}),
+	}
+	m.Registry.MustRegister(m.xrpcRequests, m.xrpcDuration, m.rateDecisions, m.backendErrors, m.backendState)
+	return m
+}
+
+// ObserveXRPC records one XRPC request. nsid is the method as requested; it is
+// reduced to the bounded label set here.
+func (m *Metrics) ObserveXRPC(nsid string, status int, took time.Duration) {
+	label := xrpc.LabelFor(nsid)
+	m.xrpcRequests.WithLabelValues(label, StatusClass(status)).Inc()
+	m.xrpcDuration.WithLabelValues(label).Observe(took.Seconds())
+}
+
+// RateLimitDecision records one rate-limit decision. zone must be an
+// operator-configured zone name, never a key.
+func (m *Metrics) RateLimitDecision(zone, outcome string) {
+	m.rateDecisions.WithLabelValues(zone, outcome).Inc()
+}
+
+// BackendError records a failed call to a backend.
+func (m *Metrics) BackendError(backend, operation string) {
+	m.backendErrors.WithLabelValues(backend, operation).Inc()
+}
+
+// BackendUp records whether a shared backend currently answers.
+func (m *Metrics) BackendUp(backend string, up bool) {
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.backendState.WithLabelValues(backend).Set(v)
+}
+
+// StatusClass renders an HTTP status as its class: "2xx", "4xx", ….
+func StatusClass(status int) string {
+	if status < 100 || status > 599 {
+		return "other"
+	}
+	return strconv.Itoa(status/100) + "xx"
+}
