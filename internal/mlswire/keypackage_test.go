@@ -396,3 +396,49 @@ func TestLifetime(t *testing.T) {
 		t.Fatalf("saturated End = %v", end)
 	}
 }
+
+// TestParseKeyPackageAmbiguous builds bytes that read both as a bare
+// cipher-suite-5 key package and as an MLSMessage-wrapped key package:
+// the bare package's 128-byte init key holds the start of the wrapped
+// one, whose signature field swallows the rest. ParseKeyPackage must
+// refuse them rather than pick a reading.
+func TestParseKeyPackageAmbiguous(t *testing.T) {
+	leaf := LeafNode{
+		Credential: Credential{Type: CredentialTypeBasic, Identity: []byte("did:plc:alice")},
+		Source:     LeafNodeSourceKeyPackage,
+	}
+	var w writer
+	leaf.marshal(&w)
+	writeExtensions(&w, nil)
+	w.opaque([]byte("signature"))
+	tail := w.b // what follows the init key in the bare reading
+
+	// The wrapped reading, from its cipher suite on: suite 0x0001, empty
+	// init key, a minimal update-source leaf node, no extensions, and a
+	// signature header covering everything left.
+	inner := unhex(t, "0001"+"00"+"0000"+"000100"+"0000000000"+"02"+"00"+"00"+"00")
+	const initLen = 128 // header 0x4080 doubles as the wrapped version
+	sigLen := initLen - len(inner) - 2 + len(tail)
+	inner, err := appendVarint(inner, uint64(sigLen))
+	if err != nil || varintLen(uint64(sigLen)) != 2 {
+		t.Fatalf("signature length %d does not take a two-byte header", sigLen)
+	}
+	init := append(inner, make([]byte, initLen-len(inner))...)
+
+	bare := KeyPackage{Version: ProtocolVersionMLS10, CipherSuite: MLS256DHKEMP521AES256GCMSHA512P521, InitKey: init, LeafNode: leaf, Signature: []byte("signature")}
+	in, err := Marshal(&bare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asBare KeyPackage
+	var asWrapped Message
+	if err := Unmarshal(in, &asBare); err != nil {
+		t.Fatalf("bare reading: %v", err)
+	}
+	if err := Unmarshal(in, &asWrapped); err != nil || asWrapped.WireFormat != WireFormatKeyPackage {
+		t.Fatalf("wrapped reading: %v, %v", err, asWrapped.WireFormat)
+	}
+	if _, err := ParseKeyPackage(in); !errors.Is(err, ErrAmbiguous) {
+		t.Fatalf("err = %v, want ErrAmbiguous", err)
+	}
+}
