@@ -12,3 +12,11 @@ import "context"
 type Limiter interface {
 	Allow(ctx context.Context, key string, l Limit) (Result, error)
 }
+
+// LimiterFunc adapts a function to the Limiter interface.
+type LimiterFunc func(ctx context.Context, key string, l Limit) (Result, error)
+
+// Allow calls f.
+func (f LimiterFunc) Allow(ctx context.Context, key string, l Limit) (Result, error) {
+	return f(ctx, key, l)
+}

@@ -14,7 +14,7 @@ const (
 	// DefaultRedisPrefix is put before every key a RedisStore writes.
 	DefaultRedisPrefix = "cairn:rl:"
 	// DefaultRedisTimeout bounds one decision's round trip to Redis.
-	DefaultRedisTimeout = 500 * time.Millisecond
+	DefaultRedisTimeout = 250 * time.Millisecond
 )
 
 // ErrNoRedisClient is returned by NewRedisStore when RedisConfig.Client is
