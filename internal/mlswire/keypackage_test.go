@@ -54,8 +54,11 @@ func TestWelcomeVectors(t *testing.T) {
 			if m.Welcome.CipherSuite != v.CipherSuite {
 				t.Fatalf("welcome suite %v, vector says %v", m.Welcome.CipherSuite, v.CipherSuite)
 			}
-			if !slices.ContainsFunc(m.Welcome.NewMembers(), func(r KeyPackageRef) bool { return bytes.Equal(r, ref) }) {
+			if !slices.ContainsFunc(m.Welcome.NewMembers(), func(r KeyPackageRef) bool { return bytes.Equal(r, ref) }) || !m.Welcome.HasNewMember(ref) {
 				t.Fatalf("ref %x not among new members %x", ref, m.Welcome.NewMembers())
+			}
+			if m.Welcome.HasNewMember(flipLastBit(ref)) {
+				t.Fatal("Welcome claims a reference it does not hold")
 			}
 			err = kp.Verify()
 			if v.CipherSuite.CanVerify() {
@@ -441,4 +444,11 @@ func TestParseKeyPackageAmbiguous(t *testing.T) {
 	if _, err := ParseKeyPackage(in); !errors.Is(err, ErrAmbiguous) {
 		t.Fatalf("err = %v, want ErrAmbiguous", err)
 	}
+}
+
+// flipLastBit returns a copy of b with its last bit inverted.
+func flipLastBit(b []byte) []byte {
+	c := slices.Clone(b)
+	c[len(c)-1] ^= 1
+	return c
 }

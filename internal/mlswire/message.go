@@ -105,6 +105,8 @@ func (m *Message) marshal(w *writer) {
 // Sender identifies the sender of a PublicMessage (RFC 9420 §6). Index is
 // the leaf_index for SenderTypeMember and the sender_index into the
 // external_senders extension for SenderTypeExternal; it is zero otherwise.
+// A delivery service that promises not to record senders must not store
+// or log it.
 type Sender struct {
 	Type  SenderType
 	Index uint32

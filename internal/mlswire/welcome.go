@@ -1,5 +1,7 @@
 package mlswire
 
+import "bytes"
+
 // KeyPackageRef identifies a key package: RefHash("MLS 1.0 KeyPackage
 // Reference", KeyPackage) under the suite's hash (RFC 9420 §5.2).
 type KeyPackageRef []byte
@@ -41,6 +43,17 @@ func (wl *Welcome) NewMembers() []KeyPackageRef {
 		refs[i] = wl.Secrets[i].NewMember
 	}
 	return refs
+}
+
+// HasNewMember reports whether the Welcome is addressed to the key package
+// with the given reference.
+func (wl *Welcome) HasNewMember(ref KeyPackageRef) bool {
+	for i := range wl.Secrets {
+		if bytes.Equal(wl.Secrets[i].NewMember, ref) {
+			return true
+		}
+	}
+	return false
 }
 
 func (wl *Welcome) unmarshal(r *reader) {
