@@ -99,8 +99,18 @@ const (
 )
 
 // ExtensionType identifies an extension (RFC 9420 §13). Extension data is
-// kept opaque.
+// kept opaque; decode a known one with Unmarshal (for example the
+// ratchet_tree extension of a GroupInfo into a RatchetTree).
 type ExtensionType uint16
+
+// Extension types defined by RFC 9420 §17.3.
+const (
+	ExtensionTypeApplicationID        ExtensionType = 1
+	ExtensionTypeRatchetTree          ExtensionType = 2
+	ExtensionTypeRequiredCapabilities ExtensionType = 3
+	ExtensionTypeExternalPub          ExtensionType = 4
+	ExtensionTypeExternalSenders      ExtensionType = 5
+)
 
 // LeafNodeSource says how a leaf node was created (RFC 9420 §7.2).
 type LeafNodeSource uint8

@@ -1,6 +1,7 @@
 package mlswire
 
 import (
+	"bytes"
 	"errors"
 	"slices"
 	"testing"
@@ -100,5 +101,33 @@ func TestRefHashUnknownSuite(t *testing.T) {
 	kp := &KeyPackage{CipherSuite: 0x0a0a, LeafNode: LeafNode{Credential: Credential{Type: CredentialTypeBasic}, Source: LeafNodeSourceKeyPackage}}
 	if _, err := kp.Ref(); !errors.Is(err, ErrUnsupportedCipherSuite) {
 		t.Fatalf("key package suite 0x0a0a: err = %v", err)
+	}
+}
+
+// TestGroupInfoVectorsRatchetTreeExtension decodes the ratchet_tree
+// extension each GroupInfo vector carries and re-encodes it.
+func TestGroupInfoVectorsRatchetTreeExtension(t *testing.T) {
+	found := 0
+	for i, v := range messageVectors(t) {
+		m, err := ParseMessage(unhex(t, v["mls_group_info"]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range m.GroupInfo.Extensions {
+			if e.Type != ExtensionTypeRatchetTree {
+				continue
+			}
+			found++
+			var rt RatchetTree
+			if err := Unmarshal(e.Data, &rt); err != nil {
+				t.Fatalf("vector %d: ratchet_tree extension: %v", i, err)
+			}
+			if out, err := Marshal(&rt); err != nil || !bytes.Equal(out, e.Data) {
+				t.Fatalf("vector %d: ratchet tree re-encodes differently (%v)", i, err)
+			}
+		}
+	}
+	if found == 0 {
+		t.Fatal("no GroupInfo vector carries a ratchet_tree extension")
 	}
 }
