@@ -1,0 +1,314 @@
+// Package postgres is the store.Store for production and clusters: several
+// gateway nodes share one PostgreSQL through pgx connection pools.
+//
+// Per-conversation ordering comes from row locks on the conversation's
+// counter row (UPDATE ... RETURNING), not from any global lock, so writes to
+// different conversations proceed in parallel. Migrations are embedded and
+// run on Open under an advisory lock, so nodes may start together.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cairn-chat/cairn-caddy/internal/store"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Config configures the PostgreSQL store.
+type Config struct {
+	// URL is the connection string, e.g. postgres://user@host/db. Pool
+	// options (pool_max_conns, ...) may be given in it.
+	URL string
+	// MaxConns overrides the pool size when positive.
+	MaxConns int32
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Store is the PostgreSQL store.Store.
+type Store struct {
+	pool *pgxpool.Pool
+	now  func() time.Time
+}
+
+// querier is what both the pool and a transaction offer.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Open connects, applies pending migrations and returns the store.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("postgres store: URL is required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	pc, err := pgxpool.ParseConfig(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("postgres store: parse URL: %w", err)
+	}
+	if cfg.MaxConns > 0 {
+		pc.MaxConns = cfg.MaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("postgres store: connect: %w", err)
+	}
+	s := &Store{pool: pool, now: cfg.Now}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// lockKey maps a lock name to an advisory lock key, namespaced so it does
+// not collide with other applications' keys on a shared database.
+func lockKey(name string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("cairn-caddy/store:" + name))
+	return int64(h.Sum64())
+}
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+func loadMigrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("read embedded migrations: %w", err)
+	}
+	var ms []migration
+	for _, e := range entries {
+		prefix, _, ok := strings.Cut(e.Name(), "_")
+		if !ok {
+			return nil, fmt.Errorf("migration %s: name must be NNNN_description.sql", e.Name())
+		}
+		v, err := strconv.Atoi(prefix)
+		if err != nil {
+			return nil, fmt.Errorf("migration %s: bad version: %w", e.Name(), err)
+		}
+		b, err := migrationFS.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("read migration %s: %w", e.Name(), err)
+		}
+		ms = append(ms, migration{version: v, name: e.Name(), sql: string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	return ms, nil
+}
+
+// migrate applies pending migrations while holding a session advisory lock,
+// so nodes starting together apply each migration exactly once.
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := loadMigrations()
+	if err != nil {
+		return err
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: acquire connection: %w", err)
+	}
+	defer conn.Release()
+	key := lockKey("migrations")
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
+		return fmt.Errorf("migrate: take advisory lock: %w", err)
+	}
+	defer func() {
+		// A fresh context: the lock must go even if ctx is done.
+		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
+			// Closing the connection releases the session lock.
+			_ = conn.Conn().Close(uctx)
+		}
+	}()
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)`); err != nil {
+		return fmt.Errorf("migrate: create schema_migrations: %w", err)
+	}
+	for _, m := range ms {
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			var done bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`, m.version).Scan(&done); err != nil {
+				return err
+			}
+			if done {
+				return nil
+			}
+			if _, err := tx.Exec(ctx, m.sql); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
+				m.version, m.name, s.now())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("apply migration %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+// inTx runs fn with a Writer bound to a new transaction.
+func (s *Store) inTx(ctx context.Context, fn func(w *writer) error) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return fn(&writer{q: tx, now: s.now}) })
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+// TryLock takes a session advisory lock on a dedicated pooled connection.
+func (s *Store) TryLock(ctx context.Context, name string) (func(), bool, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("try lock %s: acquire connection: %w", name, err)
+	}
+	key := lockKey("lock:" + name)
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&ok); err != nil {
+		conn.Release()
+		return nil, false, fmt.Errorf("try lock %s: %w", name, err)
+	}
+	if !ok {
+		conn.Release()
+		return nil, false, nil
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
+				// Closing the session releases the lock for certain.
+				_ = conn.Conn().Close(uctx)
+			}
+			conn.Release()
+		})
+	}, true, nil
+}
+
+// TableColumns lists a table's column names, for schema conformance tests.
+func (s *Store) TableColumns(ctx context.Context, table string) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT column_name::text FROM information_schema.columns
+		WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position`, table)
+	if err != nil {
+		return nil, fmt.Errorf("table info %s: %w", table, err)
+	}
+	cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("table info %s: %w", table, err)
+	}
+	return cols, nil
+}
+
+// Idempotent implements store.Store. The key is claimed first with an
+// insert: a concurrent retry blocks on it until the first attempt commits
+// (and then replays its response) or rolls back (and then runs itself).
+func (s *Store) Idempotent(ctx context.Context, key store.IdempotencyKey, requestHash []byte,
+	fn func(ctx context.Context, tx store.Writer) ([]byte, error)) ([]byte, bool, error) {
+	digest := key.Digest()
+	var resp []byte
+	var replayed bool
+	err := s.inTx(ctx, func(w *writer) error {
+		tag, err := w.q.Exec(ctx, `INSERT INTO idempotency (digest, request_hash, response, created_at)
+			VALUES ($1, $2, NULL, $3) ON CONFLICT (digest) DO NOTHING`, digest, requestHash, w.now())
+		if err != nil {
+			return fmt.Errorf("claim idempotency key: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			var storedHash, stored []byte
+			if err := w.q.QueryRow(ctx, `SELECT request_hash, response FROM idempotency WHERE digest = $1`, digest).Scan(&storedHash, &stored); err != nil {
+				return fmt.Errorf("read idempotency record: %w", err)
+			}
+			if len(requestHash) > 0 && len(storedHash) > 0 && string(requestHash) != string(storedHash) {
+				return fmt.Errorf("idempotency key reused with a different request: %w", store.ErrConflict)
+			}
+			resp, replayed = stored, true
+			if resp == nil {
+				resp = []byte{}
+			}
+			return nil
+		}
+		out, err := fn(ctx, w)
+		if err != nil {
+			return err
+		}
+		if out == nil {
+			out = []byte{}
+		}
+		if _, err := w.q.Exec(ctx, `UPDATE idempotency SET response = $2 WHERE digest = $1`, digest, out); err != nil {
+			return fmt.Errorf("write idempotency record: %w", err)
+		}
+		resp = out
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return resp, replayed, nil
+}
+
+func isUnique(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC()
+}
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func fromNull(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+func nullString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+var _ store.Store = (*Store)(nil)

@@ -1,0 +1,440 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cairn-chat/cairn-caddy/internal/store"
+)
+
+// writer implements store.Writer on a querier: a transaction, or the pool
+// for single-statement writes.
+type writer struct {
+	q   querier
+	now func() time.Time
+}
+
+var _ store.Writer = (*writer)(nil)
+
+// CreateConvo implements store.Writer.
+func (s *Store) CreateConvo(ctx context.Context, c store.NewConvo) (out store.Convo, err error) {
+	err = s.inTx(ctx, func(w *writer) error { out, err = w.CreateConvo(ctx, c); return err })
+	return out, err
+}
+
+// AppendMessage implements store.Writer. It is one statement, so it runs
+// on the pool without an explicit transaction: one round trip.
+func (s *Store) AppendMessage(ctx context.Context, m store.NewMessage) (store.Message, error) {
+	return (&writer{q: s.pool, now: s.now}).AppendMessage(ctx, m)
+}
+
+// AppendCommit implements store.Writer.
+func (s *Store) AppendCommit(ctx context.Context, convoID string, c store.NewCommit) (out store.Change, err error) {
+	err = s.inTx(ctx, func(w *writer) error { out, err = w.AppendCommit(ctx, convoID, c); return err })
+	return out, err
+}
+
+// AddMembers implements store.Writer.
+func (s *Store) AddMembers(ctx context.Context, convoID string, members []store.NewMember, c *store.NewCommit) (out store.Change, err error) {
+	err = s.inTx(ctx, func(w *writer) error { out, err = w.AddMembers(ctx, convoID, members, c); return err })
+	return out, err
+}
+
+// RemoveMembers implements store.Writer.
+func (s *Store) RemoveMembers(ctx context.Context, convoID string, dids []string, c *store.NewCommit) (out store.Change, err error) {
+	err = s.inTx(ctx, func(w *writer) error { out, err = w.RemoveMembers(ctx, convoID, dids, c); return err })
+	return out, err
+}
+
+// SetRole implements store.Writer.
+func (s *Store) SetRole(ctx context.Context, convoID, userDID string, role store.Role) error {
+	return s.inTx(ctx, func(w *writer) error { return w.SetRole(ctx, convoID, userDID, role) })
+}
+
+// PutGroupInfo implements store.Writer.
+func (s *Store) PutGroupInfo(ctx context.Context, convoID string, epoch int64, data []byte) error {
+	return s.inTx(ctx, func(w *writer) error { return w.PutGroupInfo(ctx, convoID, epoch, data) })
+}
+
+// ConfirmWelcome implements store.Writer.
+func (s *Store) ConfirmWelcome(ctx context.Context, convoID string, recipients []string) error {
+	return s.inTx(ctx, func(w *writer) error { return w.ConfirmWelcome(ctx, convoID, recipients) })
+}
+
+// PutKeyPackage implements store.Writer.
+func (s *Store) PutKeyPackage(ctx context.Context, kp store.KeyPackage, maxPerDevice int) error {
+	return s.inTx(ctx, func(w *writer) error { return w.PutKeyPackage(ctx, kp, maxPerDevice) })
+}
+
+// ClaimKeyPackages implements store.Writer.
+func (s *Store) ClaimKeyPackages(ctx context.Context, ownerDIDs []string, cipherSuite string) (out []store.KeyPackage, err error) {
+	err = s.inTx(ctx, func(w *writer) error { out, err = w.ClaimKeyPackages(ctx, ownerDIDs, cipherSuite); return err })
+	return out, err
+}
+
+// SyncKeyPackages implements store.Writer.
+func (s *Store) SyncKeyPackages(ctx context.Context, ownerDID, deviceID string, keep []string) (out store.KeyPackageSync, err error) {
+	err = s.inTx(ctx, func(w *writer) error { out, err = w.SyncKeyPackages(ctx, ownerDID, deviceID, keep); return err })
+	return out, err
+}
+
+// RegisterDevice implements store.Writer.
+func (s *Store) RegisterDevice(ctx context.Context, d store.Device, maxDevices int) (out store.Device, err error) {
+	var existing bool
+	err = s.inTx(ctx, func(w *writer) error {
+		out, err = w.RegisterDevice(ctx, d, maxDevices)
+		if errors.Is(err, store.ErrDeviceExists) {
+			existing = true
+			return nil
+		}
+		return err
+	})
+	if err == nil && existing {
+		err = fmt.Errorf("register device: %w", store.ErrDeviceExists)
+	}
+	return out, err
+}
+
+// DeleteDevice implements store.Writer.
+func (s *Store) DeleteDevice(ctx context.Context, ownerDID, deviceID string) (n int, err error) {
+	err = s.inTx(ctx, func(w *writer) error { n, err = w.DeleteDevice(ctx, ownerDID, deviceID); return err })
+	return n, err
+}
+
+// TouchDevice implements store.Writer.
+func (s *Store) TouchDevice(ctx context.Context, ownerDID, deviceID string) error {
+	return (&writer{q: s.pool, now: s.now}).TouchDevice(ctx, ownerDID, deviceID)
+}
+
+func (w *writer) bucket() time.Time { return store.Bucket(w.now()) }
+
+func (w *writer) event(ctx context.Context, convoID string, kind store.EventKind, msgID string, epoch int64) (int64, error) {
+	var cursor int64
+	err := w.q.QueryRow(ctx, `INSERT INTO events (convo_id, kind, message_id, epoch, created_bucket)
+		VALUES ($1, $2, $3, $4, $5) RETURNING cursor`,
+		convoID, string(kind), nullString(msgID), epoch, w.bucket()).Scan(&cursor)
+	if err != nil {
+		return 0, fmt.Errorf("insert %s event: %w", kind, err)
+	}
+	return cursor, nil
+}
+
+// CreateConvo implements store.Writer.
+func (w *writer) CreateConvo(ctx context.Context, c store.NewConvo) (store.Convo, error) {
+	now := w.bucket()
+	_, err := w.q.Exec(ctx, `INSERT INTO convos (id, creator_did, cipher_suite, name, description, epoch, last_seq, created_at, last_activity_at)
+		VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)`,
+		c.ID, c.CreatorDID, c.CipherSuite, c.Name, c.Description, c.Epoch, now)
+	if isUnique(err) {
+		return store.Convo{}, fmt.Errorf("create convo: %w", store.ErrConflict)
+	}
+	if err != nil {
+		return store.Convo{}, fmt.Errorf("create convo: %w", err)
+	}
+	if err := w.addMembers(ctx, c.ID, c.Members); err != nil {
+		return store.Convo{}, err
+	}
+	if c.Welcome != nil {
+		if err := w.putWelcome(ctx, c.ID, c.Epoch, *c.Welcome); err != nil {
+			return store.Convo{}, err
+		}
+	}
+	if c.GroupInfo != nil {
+		if err := w.upsertGroupInfo(ctx, c.ID, c.Epoch, c.GroupInfo); err != nil {
+			return store.Convo{}, err
+		}
+	}
+	if _, err := w.event(ctx, c.ID, store.EventMembership, "", c.Epoch); err != nil {
+		return store.Convo{}, err
+	}
+	return store.Convo{
+		ID: c.ID, CreatorDID: c.CreatorDID, CipherSuite: c.CipherSuite, Name: c.Name, Description: c.Description,
+		Epoch: c.Epoch, CreatedAt: now, LastActivityAt: now,
+	}, nil
+}
+
+// appendMessageSQL bumps the counter (row-locking the conversation), then
+// inserts the message and its event from the bumped row, in one statement.
+// The event's cursor is drawn only after the lock is held.
+const appendMessageSQL = `WITH c AS (
+	UPDATE convos SET last_seq = last_seq + 1, last_activity_at = $7
+	WHERE id = $1 AND epoch >= $2
+	RETURNING id, last_seq
+), m AS (
+	INSERT INTO messages (convo_id, seq, epoch, msg_id, ciphertext, padded_size, received_bucket, expires_at)
+	SELECT id, last_seq, $2, $3, $4, $5, $7, $6 FROM c
+), e AS (
+	INSERT INTO events (convo_id, kind, message_id, epoch, created_bucket)
+	SELECT id, 'message', $3, $2, $7 FROM c
+)
+SELECT last_seq FROM c`
+
+// AppendMessage implements store.Writer.
+func (w *writer) AppendMessage(ctx context.Context, m store.NewMessage) (store.Message, error) {
+	b := w.bucket()
+	var seq int64
+	err := w.q.QueryRow(ctx, appendMessageSQL,
+		m.ConvoID, m.Epoch, m.MsgID, m.Ciphertext, m.PaddedSize, nullTime(m.ExpiresAt), b).Scan(&seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if _, err := w.convoEpoch(ctx, m.ConvoID); err != nil {
+			return store.Message{}, fmt.Errorf("append message: %w", err)
+		}
+		return store.Message{}, fmt.Errorf("append message: %w", store.ErrFutureEpoch)
+	}
+	if isUnique(err) {
+		return store.Message{}, fmt.Errorf("append message: message id taken: %w", store.ErrConflict)
+	}
+	if err != nil {
+		return store.Message{}, fmt.Errorf("append message: %w", err)
+	}
+	return store.Message{
+		ConvoID: m.ConvoID, Seq: seq, Epoch: m.Epoch, MsgID: m.MsgID, Ciphertext: m.Ciphertext,
+		PaddedSize: m.PaddedSize, ReceivedAt: b, ExpiresAt: m.ExpiresAt,
+	}, nil
+}
+
+func (w *writer) insertMessage(ctx context.Context, convoID string, seq, epoch int64, msgID string, data []byte, padded int64, bucket, expires time.Time) error {
+	_, err := w.q.Exec(ctx, `INSERT INTO messages (convo_id, seq, epoch, msg_id, ciphertext, padded_size, received_bucket, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, convoID, seq, epoch, msgID, data, padded, bucket, nullTime(expires))
+	if isUnique(err) {
+		return fmt.Errorf("insert message: message id taken: %w", store.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("insert message: %w", err)
+	}
+	return nil
+}
+
+func (w *writer) convoEpoch(ctx context.Context, convoID string) (int64, error) {
+	var epoch int64
+	err := w.q.QueryRow(ctx, `SELECT epoch FROM convos WHERE id = $1`, convoID).Scan(&epoch)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, store.ErrNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read convo: %w", err)
+	}
+	return epoch, nil
+}
+
+// AppendCommit implements store.Writer.
+func (w *writer) AppendCommit(ctx context.Context, convoID string, c store.NewCommit) (store.Change, error) {
+	return w.change(ctx, convoID, nil, nil, &c)
+}
+
+// AddMembers implements store.Writer.
+func (w *writer) AddMembers(ctx context.Context, convoID string, members []store.NewMember, c *store.NewCommit) (store.Change, error) {
+	return w.change(ctx, convoID, members, nil, c)
+}
+
+// RemoveMembers implements store.Writer.
+func (w *writer) RemoveMembers(ctx context.Context, convoID string, dids []string, c *store.NewCommit) (store.Change, error) {
+	if len(dids) == 0 {
+		return store.Change{}, fmt.Errorf("remove members: no DIDs: %w", store.ErrNotMember)
+	}
+	return w.change(ctx, convoID, nil, dids, c)
+}
+
+// change is the one path for commits and membership changes; see the
+// SQLite twin. The first UPDATE row-locks the conversation, so everything
+// after it, event cursors included, is serialised per conversation.
+func (w *writer) change(ctx context.Context, convoID string, add []store.NewMember, remove []string, c *store.NewCommit) (store.Change, error) {
+	b := w.bucket()
+	var ch store.Change
+	if c != nil {
+		err := w.q.QueryRow(ctx, `UPDATE convos SET epoch = epoch + 1, last_seq = last_seq + 1, last_activity_at = $1
+			WHERE id = $2 AND epoch = $3 RETURNING epoch, last_seq`, b, convoID, c.Epoch).Scan(&ch.Epoch, &ch.Seq)
+		if errors.Is(err, pgx.ErrNoRows) {
+			if _, err := w.convoEpoch(ctx, convoID); err != nil {
+				return store.Change{}, fmt.Errorf("commit: %w", err)
+			}
+			return store.Change{}, fmt.Errorf("commit for epoch %d: %w", c.Epoch, store.ErrStaleEpoch)
+		}
+		if err != nil {
+			return store.Change{}, fmt.Errorf("commit: advance epoch: %w", err)
+		}
+	} else {
+		err := w.q.QueryRow(ctx, `UPDATE convos SET last_activity_at = $1 WHERE id = $2 RETURNING epoch`, b, convoID).Scan(&ch.Epoch)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return store.Change{}, fmt.Errorf("change members: %w", store.ErrNotFound)
+		}
+		if err != nil {
+			return store.Change{}, fmt.Errorf("change members: %w", err)
+		}
+	}
+	if len(remove) > 0 {
+		tag, err := w.q.Exec(ctx, `UPDATE members SET left_at = $1
+			WHERE convo_id = $2 AND left_at IS NULL AND (member_did = ANY($3) OR user_did = ANY($3))`,
+			w.now(), convoID, remove)
+		if err != nil {
+			return store.Change{}, fmt.Errorf("remove members: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return store.Change{}, fmt.Errorf("remove members: %w", store.ErrNotMember)
+		}
+	}
+	if err := w.addMembers(ctx, convoID, add); err != nil {
+		return store.Change{}, err
+	}
+	if c != nil {
+		msgID := c.MsgID
+		if msgID == "" {
+			msgID = "commit-" + strconv.FormatInt(c.Epoch, 10)
+		}
+		if err := w.insertMessage(ctx, convoID, ch.Seq, c.Epoch, msgID, c.Data, c.PaddedSize, b, c.ExpiresAt); err != nil {
+			return store.Change{}, err
+		}
+		if _, err := w.q.Exec(ctx, `INSERT INTO commits (convo_id, epoch, seq) VALUES ($1, $2, $3)`, convoID, c.Epoch, ch.Seq); err != nil {
+			return store.Change{}, fmt.Errorf("insert commit: %w", err)
+		}
+		if c.GroupInfo != nil {
+			if err := w.upsertGroupInfo(ctx, convoID, ch.Epoch, c.GroupInfo); err != nil {
+				return store.Change{}, err
+			}
+		}
+		if c.Welcome != nil {
+			if err := w.putWelcome(ctx, convoID, ch.Epoch, *c.Welcome); err != nil {
+				return store.Change{}, err
+			}
+		}
+		cur, err := w.event(ctx, convoID, store.EventCommit, msgID, ch.Epoch)
+		if err != nil {
+			return store.Change{}, err
+		}
+		ch.Cursors = append(ch.Cursors, cur)
+	}
+	if len(add) > 0 || len(remove) > 0 {
+		cur, err := w.event(ctx, convoID, store.EventMembership, "", ch.Epoch)
+		if err != nil {
+			return store.Change{}, err
+		}
+		ch.Cursors = append(ch.Cursors, cur)
+	}
+	return ch, nil
+}
+
+func (w *writer) addMembers(ctx context.Context, convoID string, add []store.NewMember) error {
+	now := w.now()
+	for _, m := range add {
+		role := m.Role
+		if role == "" {
+			role = store.RoleMember
+		}
+		userDID := m.UserDID
+		if userDID == "" {
+			userDID = m.MemberDID
+		}
+		tag, err := w.q.Exec(ctx, `INSERT INTO members (convo_id, member_did, user_did, device_id, role, joined_at, left_at)
+			VALUES ($1, $2, $3, $4, $5, $6, NULL)
+			ON CONFLICT (convo_id, member_did) DO UPDATE SET
+				user_did = excluded.user_did, device_id = excluded.device_id, role = excluded.role,
+				joined_at = excluded.joined_at, left_at = NULL
+			WHERE members.left_at IS NOT NULL`,
+			convoID, m.MemberDID, userDID, m.DeviceID, string(role), now)
+		if err != nil {
+			return fmt.Errorf("add member: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("add member: %w", store.ErrAlreadyMember)
+		}
+		if m.KeyPackageRef != "" {
+			tag, err := w.q.Exec(ctx, `UPDATE key_packages
+				SET consumed_at = CASE WHEN last_resort THEN consumed_at ELSE COALESCE(consumed_at, $1) END,
+					used_in_convo = $2
+				WHERE ref = $3 AND owner_did = $4`, now, convoID, m.KeyPackageRef, userDID)
+			if err != nil {
+				return fmt.Errorf("mark key package used: %w", err)
+			}
+			if tag.RowsAffected() == 0 {
+				return fmt.Errorf("mark key package used: %w", store.ErrKeyPackageNotFound)
+			}
+		}
+	}
+	return nil
+}
+
+func (w *writer) upsertGroupInfo(ctx context.Context, convoID string, epoch int64, data []byte) error {
+	_, err := w.q.Exec(ctx, `INSERT INTO group_infos (convo_id, epoch, data, updated_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (convo_id) DO UPDATE SET epoch = excluded.epoch, data = excluded.data, updated_at = excluded.updated_at
+		WHERE group_infos.epoch <= excluded.epoch`, convoID, epoch, data, w.bucket())
+	if err != nil {
+		return fmt.Errorf("store group info: %w", err)
+	}
+	return nil
+}
+
+func (w *writer) putWelcome(ctx context.Context, convoID string, epoch int64, wel store.NewWelcome) error {
+	var id int64
+	err := w.q.QueryRow(ctx, `INSERT INTO welcomes (convo_id, epoch, data, created_at) VALUES ($1, $2, $3, $4) RETURNING id`,
+		convoID, epoch, wel.Data, w.bucket()).Scan(&id)
+	if err != nil {
+		return fmt.Errorf("store welcome: %w", err)
+	}
+	if len(wel.Recipients) > 0 {
+		if _, err := w.q.Exec(ctx, `INSERT INTO welcome_recipients (welcome_id, recipient_did)
+			SELECT $1, r FROM unnest($2::text[]) AS r ON CONFLICT DO NOTHING`, id, wel.Recipients); err != nil {
+			return fmt.Errorf("store welcome recipients: %w", err)
+		}
+	}
+	return nil
+}
+
+// SetRole implements store.Writer.
+func (w *writer) SetRole(ctx context.Context, convoID, userDID string, role store.Role) error {
+	tag, err := w.q.Exec(ctx, `UPDATE members SET role = $1 WHERE convo_id = $2 AND user_did = $3 AND left_at IS NULL`,
+		string(role), convoID, userDID)
+	if err != nil {
+		return fmt.Errorf("set role: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		if _, err := w.convoEpoch(ctx, convoID); err != nil {
+			return fmt.Errorf("set role: %w", err)
+		}
+		return fmt.Errorf("set role: %w", store.ErrNotMember)
+	}
+	return nil
+}
+
+// PutGroupInfo implements store.Writer. The conversation row is share-locked
+// so a commit cannot move the epoch between the check and the write.
+func (w *writer) PutGroupInfo(ctx context.Context, convoID string, epoch int64, data []byte) error {
+	var cur int64
+	err := w.q.QueryRow(ctx, `SELECT epoch FROM convos WHERE id = $1 FOR SHARE`, convoID).Scan(&cur)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("put group info: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("put group info: %w", err)
+	}
+	if cur != epoch {
+		return fmt.Errorf("put group info for epoch %d, convo at %d: %w", epoch, cur, store.ErrStaleEpoch)
+	}
+	return w.upsertGroupInfo(ctx, convoID, epoch, data)
+}
+
+// ConfirmWelcome implements store.Writer.
+func (w *writer) ConfirmWelcome(ctx context.Context, convoID string, recipients []string) error {
+	tag, err := w.q.Exec(ctx, `UPDATE welcome_recipients SET consumed_at = $1
+		WHERE consumed_at IS NULL AND recipient_did = ANY($2)
+		AND welcome_id IN (SELECT id FROM welcomes WHERE convo_id = $3)`, w.now(), recipients, convoID)
+	if err != nil {
+		return fmt.Errorf("confirm welcome: %w", err)
+	}
+	if tag.RowsAffected() > 0 {
+		return nil
+	}
+	var exists bool
+	if err := w.q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM welcome_recipients r JOIN welcomes w ON w.id = r.welcome_id
+		WHERE w.convo_id = $1 AND r.recipient_did = ANY($2))`, convoID, recipients).Scan(&exists); err != nil {
+		return fmt.Errorf("confirm welcome: %w", err)
+	}
+	if !exists {
+		return fmt.Errorf("confirm welcome: %w", store.ErrNotFound)
+	}
+	return nil // already confirmed: a retry
+}
