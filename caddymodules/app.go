@@ -5,7 +5,6 @@
 package caddymodules
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -14,7 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
+	"sync"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/cairn-chat/cairn-caddy/internal/metrics"
+	"github.com/cairn-chat/cairn-caddy/internal/ratelimit"
 	"github.com/cairn-chat/cairn-caddy/internal/redact"
 )
 
@@ -53,7 +54,29 @@ const logHashKeyFileName = "log-hash.key"
 // last config using it is unloaded.
 var sharedState = caddy.NewUsagePool()
 
-const metricsPoolKey = "cairn.metrics"
+const (
+	metricsPoolKey      = "cairn.metrics"
+	localLimiterPoolKey = "cairn.ratelimit.memory"
+	logHasherPoolKey    = "cairn.log-hasher"
+)
+
+// hasherBox hands the app's keyed hasher to the cairn_redact log filter.
+// Caddy opens logs before it provisions apps, so the filter cannot ask for
+// the app; both take this box from the usage pool instead, and the app fills
+// it while it provisions. Until then the filter redacts whole values.
+type hasherBox struct{ hasher atomic.Pointer[redact.Hasher] }
+
+// Destruct is part of caddy.Destructor.
+func (*hasherBox) Destruct() error { return nil }
+
+// loadHasherBox takes a reference to the shared hasher box.
+func loadHasherBox() (*hasherBox, error) {
+	v, _, err := sharedState.LoadOrNew(logHasherPoolKey, func() (caddy.Destructor, error) { return new(hasherBox), nil })
+	if err != nil {
+		return nil, err
+	}
+	return v.(*hasherBox), nil
+}
 
 // App is the `cairn` app: the single owner of cairn's process-wide state.
 // Handlers reach it with ctx.App("cairn"). It holds the run mode, the data
@@ -114,8 +137,12 @@ type App struct {
 	logLevel zapcore.Level
 	redis    *redis.Client
 	metrics  *metrics.Metrics
+	local    *ratelimit.MemoryStore
 	poolKeys []string
 	logger   *zap.Logger
+
+	limitersMu sync.Mutex
+	shared     map[ratelimit.Policy]*ratelimit.Failover
 }
 
 // CaddyModule returns the Caddy module information.
@@ -167,6 +194,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("cairn log_hash_key: %w", err)
 	}
 
+	box, err := loadHasherBox()
+	if err != nil {
+		return fmt.Errorf("cairn log hasher: %w", err)
+	}
+	a.poolKeys = append(a.poolKeys, logHasherPoolKey)
+	box.hasher.Store(a.hasher)
+
 	m, _, err := sharedState.LoadOrNew(metricsPoolKey, func() (caddy.Destructor, error) {
 		return destructible[*metrics.Metrics]{metrics.New(), nil}, nil
 	})
@@ -175,6 +209,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.poolKeys = append(a.poolKeys, metricsPoolKey)
 	a.metrics = m.(destructible[*metrics.Metrics]).v
+
+	l, _, err := sharedState.LoadOrNew(localLimiterPoolKey, func() (caddy.Destructor, error) {
+		return destructible[*ratelimit.MemoryStore]{ratelimit.NewMemoryStore(ratelimit.MemoryConfig{}), nil}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("cairn rate limiter: %w", err)
+	}
+	a.poolKeys = append(a.poolKeys, localLimiterPoolKey)
+	a.local = l.(destructible[*ratelimit.MemoryStore]).v
 
 	if url := strings.TrimSpace(repl.ReplaceAll(a.Redis, "")); url != "" {
 		opts, err := redis.ParseURL(url)
@@ -191,6 +234,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		a.poolKeys = append(a.poolKeys, poolKey)
 		a.redis = c.(destructible[*redis.Client]).v
+		a.metrics.BackendUp("redis", true)
 	}
 	return nil
 }
@@ -348,14 +392,47 @@ func (a *App) ModuleLogger(ctx caddy.Context) *zap.Logger {
 	return ctx.Logger().WithOptions(zap.IncreaseLevel(a.logLevel))
 }
 
-// PingRedis checks the shared Redis, if any, within timeout.
-func (a *App) PingRedis(ctx context.Context, timeout time.Duration) error {
-	if a.redis == nil {
-		return nil
+// LocalLimiter returns the process's in-memory rate-limit store. It is
+// shared by every cairn_rate_limit handler (their keys carry the zone name)
+// and kept across config reloads.
+func (a *App) LocalLimiter() *ratelimit.MemoryStore { return a.local }
+
+// SharedLimiter returns the Redis-backed limiter that applies policy while
+// Redis is unreachable. Handlers with the same policy share one, so an
+// outage is detected, logged and counted once per transition, not once per
+// handler. It must only be called when RedisClient is not nil.
+func (a *App) SharedLimiter(policy ratelimit.Policy) (*ratelimit.Failover, error) {
+	a.limitersMu.Lock()
+	defer a.limitersMu.Unlock()
+	if f, ok := a.shared[policy]; ok {
+		return f, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	return a.redis.Ping(ctx).Err()
+	store, err := ratelimit.NewRedisStore(ratelimit.RedisConfig{Client: a.redis, Prefix: "cairn:rl:"})
+	if err != nil {
+		return nil, err
+	}
+	f, err := ratelimit.NewFailover(ratelimit.FailoverConfig{
+		Shared: store,
+		Local:  a.local,
+		Policy: policy,
+		OnTransition: func(up bool, err error) {
+			a.metrics.BackendUp("redis", up)
+			if up {
+				a.logger.Warn("redis answers again; rate limits are shared across nodes again")
+				return
+			}
+			a.metrics.BackendError("redis", "ratelimit")
+			a.logger.Error("redis unreachable; rate limiting falls back to on_backend_error", zap.String("on_backend_error", policy.String()), zap.Error(err))
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if a.shared == nil {
+		a.shared = map[ratelimit.Policy]*ratelimit.Failover{}
+	}
+	a.shared[policy] = f
+	return f, nil
 }
 
 // cairnApp loads the cairn app from a module's provisioning context.

@@ -1,13 +1,13 @@
 package caddymodules
 
 import (
+	"fmt"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/logging"
 	"go.uber.org/zap/zapcore"
-
-	"github.com/cairn-chat/cairn-caddy/internal/redact"
 )
 
 func init() {
@@ -35,7 +35,7 @@ type RedactFilter struct {
 	// value is hashed.
 	Query []string `json:"query,omitempty"`
 
-	hasher *redact.Hasher
+	box *hasherBox
 }
 
 // CaddyModule returns the Caddy module information.
@@ -46,14 +46,21 @@ func (*RedactFilter) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision takes the keyed hasher from the cairn app.
-func (f *RedactFilter) Provision(ctx caddy.Context) error {
-	app, err := cairnApp(ctx)
+// Provision takes a reference to the cairn app's keyed hasher, which the
+// app fills in when it provisions (after the logs are opened).
+func (f *RedactFilter) Provision(caddy.Context) error {
+	box, err := loadHasherBox()
 	if err != nil {
-		return err
+		return fmt.Errorf("cairn_redact: %w", err)
 	}
-	f.hasher = app.Hasher()
+	f.box = box
 	return nil
+}
+
+// Cleanup releases the reference to the hasher.
+func (f *RedactFilter) Cleanup() error {
+	_, err := sharedState.Delete(logHasherPoolKey)
+	return err
 }
 
 // Filter implements logging.LogFieldFilter.
@@ -76,11 +83,24 @@ func (f *RedactFilter) Filter(in zapcore.Field) zapcore.Field {
 }
 
 func (f *RedactFilter) apply(s string) string {
-	if len(f.Query) == 0 {
-		return f.hasher.Hash(s)
+	h := f.box.hasher.Load()
+	if h == nil {
+		// No cairn app has provisioned yet (a line logged during start-up,
+		// or a config without any cairn handler): there is no key, so the
+		// value cannot be hashed and is dropped whole.
+		if s == "" {
+			return ""
+		}
+		return redactedWhole
 	}
-	return f.hasher.URI(s, f.Query)
+	if len(f.Query) == 0 {
+		return h.Hash(s)
+	}
+	return h.URI(s, f.Query)
 }
+
+// redactedWhole replaces a value the filter could not hash.
+const redactedWhole = "[redacted]"
 
 // UnmarshalCaddyfile sets up the filter from Caddyfile tokens.
 func (f *RedactFilter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -106,6 +126,7 @@ func (f *RedactFilter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // Interface guards
 var (
 	_ caddy.Provisioner      = (*RedactFilter)(nil)
+	_ caddy.CleanerUpper     = (*RedactFilter)(nil)
 	_ logging.LogFieldFilter = (*RedactFilter)(nil)
 	_ caddyfile.Unmarshaler  = (*RedactFilter)(nil)
 )

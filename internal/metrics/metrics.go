@@ -51,8 +51,8 @@ func New() *Metrics {
 		}, []string{"nsid"}),
 		rateDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Subsystem: "ratelimit", Name: "decisions_total",
-			Help: "Rate-limit decisions by zone and outcome (allowed, limited, fallback_allowed, fallback_limited, fail_open, fail_closed).",
-		}, []string{"zone", "outcome"}),
+			Help: "Rate-limit decisions by zone, outcome (allowed, limited) and the backend that decided (local, shared, local_fallback, fail_open, fail_closed).",
+		}, []string{"zone", "outcome", "backend"}),
 		backendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "backend_errors_total",
 			Help: "Errors talking to a backend (redis, postgres, sqlite, did_resolver) by backend and operation.",
@@ -75,9 +75,14 @@ func (m *Metrics) ObserveXRPC(nsid string, status int, took time.Duration) {
 }
 
 // RateLimitDecision records one rate-limit decision. zone must be an
-// operator-configured zone name, never a key.
-func (m *Metrics) RateLimitDecision(zone, outcome string) {
-	m.rateDecisions.WithLabelValues(zone, outcome).Inc()
+// operator-configured zone name, never a key; backend is one of the fixed
+// decision sources of the limiter.
+func (m *Metrics) RateLimitDecision(zone string, allowed bool, backend string) {
+	outcome := "limited"
+	if allowed {
+		outcome = "allowed"
+	}
+	m.rateDecisions.WithLabelValues(zone, outcome, backend).Inc()
 }
 
 // BackendError records a failed call to a backend.

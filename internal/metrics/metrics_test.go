@@ -11,7 +11,7 @@ func TestLabelsStayBounded(t *testing.T) {
 	m.ObserveXRPC("blue.catbird.mls.sendMessage", 200, time.Millisecond)
 	m.ObserveXRPC("did:plc:ewvi7nxzyoun6zhxrhs64oiz", 404, time.Millisecond)
 	m.ObserveXRPC("blue.catbird.mls.getMessages?convoId=secret", 400, time.Millisecond)
-	m.RateLimitDecision("send", "limited")
+	m.RateLimitDecision("send", false, "shared")
 	m.BackendError("redis", "ratelimit")
 
 	families, err := m.Registry.Gather()
