@@ -45,7 +45,8 @@ local interval = tonumber(ARGV[2])
 local t = redis.call("TIME")
 local now = (tonumber(t[1]) - 1483228800) * 1000000 + tonumber(t[2])
 
-local tat = tonumber(redis.call("GET", key) or now)
+-- a missing key, or one holding anything but a number, is idle
+local tat = tonumber(redis.call("GET", key)) or now
 if tat < now then
   tat = now
 end

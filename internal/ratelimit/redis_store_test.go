@@ -40,6 +40,15 @@ func TestRedisStoreKeysUnderPrefix(t *testing.T) {
 	}
 }
 
+func TestRedisStoreIgnoresForeignValue(t *testing.T) {
+	s, client, prefix := newTestRedisStore(t)
+	testenv.Must(t, client.Set(context.Background(), prefix+"k", "not a number", time.Minute).Err(), "set")
+	res := mustAllow(t, s, "k", Limit{Rate: 5, Period: time.Hour})
+	if !res.Allowed || res.Remaining != 4 {
+		t.Fatalf("Allow over a non-numeric value = %+v, want a fresh key's answer", res)
+	}
+}
+
 // TestRedisStoreMatchesRedisRate runs the same request sequences through
 // RedisStore and through redis_rate v10 itself, on the same Redis: the
 // decisions are the same, and Remaining is the exact count, which
