@@ -36,6 +36,7 @@ func TestMemoryStoreSuite(t *testing.T) {
 		return suiteHarness{
 			lim:     NewMemoryStore(MemoryConfig{Now: clk.Now}),
 			elapsed: func() time.Duration { return 0 },
+			wait:    clk.Advance,
 		}
 	})
 }

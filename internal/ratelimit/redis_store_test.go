@@ -24,7 +24,12 @@ func TestRedisStoreSuite(t *testing.T) {
 	runLimiterSuite(t, func(t *testing.T) suiteHarness {
 		s, _, _ := newTestRedisStore(t)
 		start := time.Now()
-		return suiteHarness{lim: s, elapsed: func() time.Duration { return time.Since(start) }}
+		return suiteHarness{
+			lim:     s,
+			elapsed: func() time.Duration { return time.Since(start) },
+			// Redis reports whole microseconds, rounded down.
+			wait: func(d time.Duration) { time.Sleep(d + time.Microsecond) },
+		}
 	})
 }
 
