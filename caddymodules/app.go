@@ -224,6 +224,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return fmt.Errorf("cairn redis: invalid URL (want redis://[user:password@]host:port/db or rediss://…): %w", err)
 		}
+		// Fail fast: every caller (rate limiter, replay store) has its own
+		// fallback or fail-closed answer, and go-redis's defaults (five
+		// dial attempts, three retries) would hold each request for
+		// seconds during an outage.
+		opts.DialerRetries = 1
+		opts.MaxRetries = -1
 		poolKey := "cairn.redis:" + url
 		c, _, err := sharedState.LoadOrNew(poolKey, func() (caddy.Destructor, error) {
 			client := redis.NewClient(opts)

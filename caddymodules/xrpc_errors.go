@@ -69,6 +69,8 @@ func genericErrorName(status int) string {
 		return "AuthRequired"
 	case status == http.StatusForbidden:
 		return "Forbidden"
+	case status == http.StatusNotImplemented:
+		return "MethodNotImplemented"
 	case status == http.StatusBadGateway, status == http.StatusGatewayTimeout:
 		return "UpstreamFailure"
 	case status == http.StatusServiceUnavailable:

@@ -1,0 +1,335 @@
+package caddymodules_test
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
+)
+
+var builder gatewaytest.Builder
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	builder.Cleanup()
+	os.Exit(code)
+}
+
+// exampleGateway runs Caddyfile.example unchanged, on free ports.
+type exampleGateway struct {
+	*gatewaytest.Gateway
+	base        string // https://localhost:<port>
+	metricsBase string // http://127.0.0.1:<port>
+	adminPort   int
+	client      *http.Client
+}
+
+func startExample(t *testing.T, env ...string) *exampleGateway {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(gatewaytest.RepoRoot(), "Caddyfile.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpsPort, httpPort := gatewaytest.FreePort(t), gatewaytest.FreePort(t)
+	adminPort, metricsPort := gatewaytest.FreePort(t), gatewaytest.FreePort(t)
+	env = append([]string{
+		"CAIRN_DOMAIN=localhost",
+		fmt.Sprintf("CAIRN_HTTPS_PORT=%d", httpsPort),
+		fmt.Sprintf("CAIRN_HTTP_PORT=%d", httpPort),
+		fmt.Sprintf("CAIRN_ADMIN_ADDR=127.0.0.1:%d", adminPort),
+		fmt.Sprintf("CAIRN_METRICS_ADDR=127.0.0.1:%d", metricsPort),
+		"CAIRN_REDIS_URL=",
+		"CAIRN_LOG_HASH_KEY=",
+	}, env...)
+	g := gatewaytest.Start(t, &builder, gatewaytest.Options{Caddyfile: string(raw), Env: env, AdminPort: adminPort})
+	eg := &exampleGateway{
+		Gateway:     g,
+		base:        fmt.Sprintf("https://localhost:%d", httpsPort),
+		metricsBase: fmt.Sprintf("http://127.0.0.1:%d", metricsPort),
+		adminPort:   adminPort,
+		client: &http.Client{
+			Timeout: 10 * time.Second,
+			// Caddy's internal CA signs localhost; the test does not install
+			// its root (skip_install_trust), so it skips verification.
+			Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+		},
+	}
+	// The certificate is issued asynchronously on first start.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// An XRPC path, so the probe does not spend the public per-IP burst.
+		resp, err := eg.client.Get(eg.base + "/xrpc/_ready")
+		if err == nil {
+			resp.Body.Close()
+			return eg
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("public site never answered: %v\n%s", err, g.Logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (eg *exampleGateway) get(t *testing.T, path string, header http.Header) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, eg.base+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	resp, err := eg.client.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, body
+}
+
+var securityHeaders = map[string]string{
+	"Content-Security-Policy":   "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self' wss:",
+	"Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+	"X-Frame-Options":           "DENY",
+	"X-Content-Type-Options":    "nosniff",
+	"Referrer-Policy":           "strict-origin-when-cross-origin",
+	"Permissions-Policy":        "camera=(), microphone=(), geolocation=()",
+}
+
+func assertSecurityHeaders(t *testing.T, what string, resp *http.Response) {
+	t.Helper()
+	for k, v := range securityHeaders {
+		if got := resp.Header.Get(k); got != v {
+			t.Errorf("%s: %s = %q, want %q", what, k, got, v)
+		}
+	}
+	if s := resp.Header.Get("Server"); s != "" {
+		t.Errorf("%s: Server header %q leaked", what, s)
+	}
+}
+
+func assertXRPCError(t *testing.T, what string, resp *http.Response, body []byte, status int, name string) {
+	t.Helper()
+	if resp.StatusCode != status {
+		t.Fatalf("%s: status %d, want %d (body %s)", what, resp.StatusCode, status, body)
+	}
+	var e struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil || e.Error != name || e.Message == "" {
+		t.Fatalf("%s: body %q is not an XRPC %s error (%v)", what, body, name, err)
+	}
+}
+
+func TestExampleServesThePipeline(t *testing.T) {
+	eg := startExample(t)
+
+	t.Run("xrpc answers with security headers, no-store and a minted request ID", func(t *testing.T) {
+		resp, body := eg.get(t, "/xrpc/blue.catbird.mls.getConvos", nil)
+		assertXRPCError(t, "getConvos", resp, body, http.StatusNotImplemented, "MethodNotImplemented")
+		assertSecurityHeaders(t, "xrpc 501", resp)
+		if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+			t.Errorf("Cache-Control = %q, want no-store", cc)
+		}
+		if id := resp.Header.Get("X-Request-ID"); !regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-`).MatchString(id) {
+			t.Errorf("minted X-Request-ID %q is not a UUIDv7", id)
+		}
+	})
+
+	t.Run("a well-formed inbound request ID is echoed, a malformed one replaced", func(t *testing.T) {
+		resp, _ := eg.get(t, "/xrpc/blue.catbird.mls.getConvos", http.Header{"X-Request-Id": {"client.trace_0042-a"}})
+		if got := resp.Header.Get("X-Request-ID"); got != "client.trace_0042-a" {
+			t.Errorf("echoed ID = %q", got)
+		}
+		resp, _ = eg.get(t, "/xrpc/blue.catbird.mls.getConvos", http.Header{"X-Request-Id": {"short"}})
+		if got := resp.Header.Get("X-Request-ID"); got == "short" || len(got) < 8 {
+			t.Errorf("malformed inbound ID kept: %q", got)
+		}
+	})
+
+	t.Run("the public site has no metrics and no admin API", func(t *testing.T) {
+		for _, path := range []string{"/metrics", "/config/", "/load"} {
+			resp, body := eg.get(t, path, nil)
+			assertXRPCError(t, path, resp, body, http.StatusNotFound, "NotFound")
+			assertSecurityHeaders(t, path+" 404", resp)
+			if strings.Contains(string(body), "go_goroutines") {
+				t.Fatalf("%s served metrics on the public site", path)
+			}
+		}
+	})
+
+	t.Run("the internal site serves metrics", func(t *testing.T) {
+		resp, err := http.Get(eg.metricsBase + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		for _, want := range []string{"cairn_xrpc_requests_total", "go_goroutines", "cairn_ratelimit_decisions_total"} {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+	})
+}
+
+func TestExampleRefusesOverLimitWithHeadersIgnoringForgedForwardedFor(t *testing.T) {
+	eg := startExample(t)
+	// The public preset allows a burst of 6 per IP. Each request claims a
+	// different client in X-Forwarded-For; the example trusts no proxy, so
+	// every one counts against 127.0.0.1.
+	var resp *http.Response
+	var body []byte
+	for i := range 7 {
+		resp, body = eg.get(t, "/page", http.Header{"X-Forwarded-For": {fmt.Sprintf("198.51.100.%d", i+1)}})
+		if i < 6 && resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("request %d: status %d before the burst was spent", i+1, resp.StatusCode)
+		}
+	}
+	assertXRPCError(t, "7th request", resp, body, http.StatusTooManyRequests, "RateLimitExceeded")
+	assertSecurityHeaders(t, "429", resp)
+	if ra := resp.Header.Get("Retry-After"); ra != "1" {
+		// 60/min: one request per second; the next is due within a second.
+		t.Errorf("Retry-After = %q, want 1", ra)
+	}
+	if resp.Header.Get("RateLimit-Limit") != "6" || resp.Header.Get("RateLimit-Remaining") != "0" || resp.Header.Get("RateLimit-Reset") == "" {
+		t.Errorf("RateLimit headers: limit %q remaining %q reset %q", resp.Header.Get("RateLimit-Limit"), resp.Header.Get("RateLimit-Remaining"), resp.Header.Get("RateLimit-Reset"))
+	}
+	if resp.Header.Get("X-Request-ID") == "" {
+		t.Error("429 lacks X-Request-ID")
+	}
+}
+
+func TestExampleLogsNoIdentity(t *testing.T) {
+	eg := startExample(t)
+	const (
+		did    = "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
+		convo  = "convo-4f1c2a9be7d04c1e"
+		cursor = "cursor-77aa31"
+		token  = "eyJhbGciOiJFUzI1NksiLCJ0eXAiOiJKV1QifQ.eyJpc3MiOiJkaWQ6cGxjOmV3dmk3bnh6eW91bjZ6aHhyaHM2NG9peiJ9.c2lnbmF0dXJl"
+	)
+	paths := []string{
+		"/xrpc/blue.catbird.mls.getMessages?convoId=" + convo + "&cursor=" + cursor,
+		"/xrpc/blue.catbird.mls.getKeyPackages?dids=" + did + "&dids=did:web:alice.example",
+		"/xrpc/blue.catbird.mls.getEpoch?convoId=%zz" + convo, // unparseable query
+		"/page?did=" + did,
+	}
+	for _, p := range paths {
+		eg.get(t, p, http.Header{"Authorization": {"Bearer " + token}, "Cookie": {"session=" + token}})
+	}
+	// Let the access log lines reach stderr.
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Count(eg.Logs(), `"msg":"handled request"`) < len(paths) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	logs := eg.Logs()
+	if n := strings.Count(logs, `"msg":"handled request"`); n < len(paths) {
+		t.Fatalf("only %d access log lines; the test would prove nothing:\n%s", n, logs)
+	}
+	for _, secret := range []string{did, "ewvi7nxzyoun6zhxrhs64oiz", convo, cursor, token, "alice.example"} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("logs contain %q", secret)
+		}
+	}
+	if !regexp.MustCompile(`convoId=h%3A[0-9a-f]{16}`).MatchString(logs) {
+		t.Errorf("access log does not show the hashed convoId")
+	}
+	if !strings.Contains(logs, `"request_id":"`) {
+		t.Errorf("access log lacks request_id")
+	}
+	// Every access log line carries the request ID.
+	sc := bufio.NewScanner(strings.NewReader(logs))
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.Contains(line, `"msg":"handled request"`) && !strings.Contains(line, `"request_id":"`) {
+			t.Errorf("access log line without request_id: %s", line)
+		}
+	}
+}
+
+// validate runs `cairn-caddy validate` on a Caddyfile and returns its output
+// and whether it was accepted.
+func validate(t *testing.T, caddyfile string) (string, bool) {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(path, []byte(caddyfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(builder.Binary(t), "validate", "--config", path, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
+	out, err := cmd.CombinedOutput()
+	return string(out), err == nil
+}
+
+func TestProductionRefusesEachDevelopmentOption(t *testing.T) {
+	site := "\nhttp://127.0.0.1:1 {\n\tcairn_request_id\n\t%s\n}\n"
+	for _, tc := range []struct {
+		name, global, handler, wantInError string
+	}{
+		{"insecure did:web", "did_web_allow_http", "", "did_web_allow_http"},
+		{"PLC directory override", "plc_url http://127.0.0.1:2582", "", "plc_url"},
+		{"resolver allow-list", "resolver_allow_hosts 127.0.0.1", "", "resolver_allow_hosts"},
+		{"identity-revealing debug logs", "log_identities", "", "log_identities"},
+		{"direct XRPC proxy", "", "cairn_xrpc_proxy http://127.0.0.1:2583", "cairn_xrpc_proxy"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := fmt.Sprintf(site, tc.handler)
+			prod := fmt.Sprintf("{\n\tcairn {\n\t\tmode production\n\t\t%s\n\t}\n}\n", tc.global) + body
+			out, ok := validate(t, prod)
+			if ok {
+				t.Fatalf("production accepted %s:\n%s", tc.wantInError, out)
+			}
+			if !strings.Contains(out, tc.wantInError) || !strings.Contains(out, "development-only") {
+				t.Fatalf("refusal does not name %s as development-only:\n%s", tc.wantInError, out)
+			}
+			dev := fmt.Sprintf("{\n\tcairn {\n\t\tmode development\n\t\t%s\n\t}\n}\n", tc.global) + body
+			if out, ok := validate(t, dev); !ok {
+				t.Fatalf("development mode refused %s:\n%s", tc.wantInError, out)
+			}
+		})
+	}
+	t.Run("production is the default mode", func(t *testing.T) {
+		out, ok := validate(t, "{\n\tcairn {\n\t\tlog_identities\n\t}\n}\n"+fmt.Sprintf(site, ""))
+		if ok || !strings.Contains(out, "log_identities") {
+			t.Fatalf("default mode accepted log_identities:\n%s", out)
+		}
+	})
+}
+
+func TestBadConfigIsRefusedWithActionableMessages(t *testing.T) {
+	for _, tc := range []struct{ name, caddyfile, want string }{
+		{"unknown mode", "{\n\tcairn {\n\t\tmode staging\n\t}\n}\nhttp://127.0.0.1:1 {\n\tcairn_request_id\n}\n", `mode \"staging\": must be`},
+		{"short hash key", "{\n\tcairn {\n\t\tlog_hash_key tooshort\n\t}\n}\nhttp://127.0.0.1:1 {\n\tcairn_request_id\n}\n", "at least 32 bytes"},
+		{"bad redis URL", "{\n\tcairn {\n\t\tredis ftp://x\n\t}\n}\nhttp://127.0.0.1:1 {\n\tcairn_request_id\n}\n", "cairn redis"},
+		{"bad rate", "http://127.0.0.1:1 {\n\tcairn_rate_limit {\n\t\tzone z {\n\t\t\tkey ip\n\t\t\trate lots\n\t\t}\n\t}\n}\n", "zone z: rate"},
+		{"bad zone key", "http://127.0.0.1:1 {\n\tcairn_rate_limit {\n\t\tzone z {\n\t\t\tkey email\n\t\t\trate 1/1s\n\t\t}\n\t}\n}\n", `key \"email\": want ip or did`},
+		{"unknown preset", "http://127.0.0.1:1 {\n\tcairn_rate_limit {\n\t\tpreset everything\n\t}\n}\n", `unknown preset \"everything\"`},
+		{"redis backend without redis", "http://127.0.0.1:1 {\n\tcairn_rate_limit {\n\t\tpreset public\n\t\tbackend redis\n\t}\n}\n", "no Redis is configured"},
+		{"duplicate zone", "http://127.0.0.1:1 {\n\tcairn_rate_limit {\n\t\tpreset public\n\t\tzone public_ip {\n\t\t\tkey ip\n\t\t\trate 1/1s\n\t\t}\n\t}\n}\n", "defined twice"},
+		{"bad header", "http://127.0.0.1:1 {\n\tcairn_security_headers {\n\t\tX-Bad \"a\nb\"\n\t}\n}\n", "line breaks"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, ok := validate(t, tc.caddyfile)
+			if ok {
+				t.Fatalf("accepted:\n%s", tc.caddyfile)
+			}
+			if !strings.Contains(out, tc.want) {
+				t.Fatalf("error does not say %q:\n%s", tc.want, out)
+			}
+		})
+	}
+}
