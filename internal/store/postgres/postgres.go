@@ -39,12 +39,18 @@ type Config struct {
 	MaxConns int32
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// PurgeBatch bounds the rows one retention transaction deletes.
+	// Default 5000.
+	PurgeBatch int
 }
 
 // Store is the PostgreSQL store.Store.
 type Store struct {
 	pool *pgxpool.Pool
 	now  func() time.Time
+	// purgeBatch bounds the rows one purge transaction deletes, so a large
+	// backlog never makes one long transaction.
+	purgeBatch int
 }
 
 // querier is what both the pool and a transaction offer.
@@ -62,6 +68,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.PurgeBatch <= 0 {
+		cfg.PurgeBatch = 5000
+	}
 	pc, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: parse URL: %w", err)
@@ -73,7 +82,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: connect: %w", err)
 	}
-	s := &Store{pool: pool, now: cfg.Now}
+	s := &Store{pool: pool, now: cfg.Now, purgeBatch: cfg.PurgeBatch}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err

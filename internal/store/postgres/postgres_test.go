@@ -15,7 +15,9 @@ func backend() storetest.Backend {
 	return storetest.Backend{
 		NewData: func(t *testing.T) string { return testenv.Postgres(t) },
 		Open: func(ctx context.Context, url string, now func() time.Time) (store.Store, error) {
-			return postgres.Open(ctx, postgres.Config{URL: url, Now: now})
+			// A tiny purge batch makes every retention test cross batch
+			// boundaries.
+			return postgres.Open(ctx, postgres.Config{URL: url, Now: now, PurgeBatch: 2})
 		},
 	}
 }

@@ -42,6 +42,9 @@ type Config struct {
 	ReadConns int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// PurgeBatch bounds the rows one retention transaction deletes.
+	// Default 5000.
+	PurgeBatch int
 }
 
 // Store is the SQLite store.Store.
@@ -49,6 +52,9 @@ type Store struct {
 	w   *sql.DB // one connection: the single writer
 	r   *sql.DB // read pool
 	now func() time.Time
+	// purgeBatch bounds the rows one purge transaction deletes, so a large
+	// backlog never holds the single writer for long.
+	purgeBatch int
 
 	mu    sync.Mutex
 	locks map[string]bool
@@ -68,6 +74,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.PurgeBatch <= 0 {
+		cfg.PurgeBatch = 5000
 	}
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(cfg.BusyTimeout.Milliseconds(), 10)+")")
@@ -97,7 +106,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	r.SetMaxOpenConns(cfg.ReadConns)
 	r.SetMaxIdleConns(cfg.ReadConns)
-	s := &Store{w: w, r: r, now: cfg.Now, locks: map[string]bool{}}
+	s := &Store{w: w, r: r, now: cfg.Now, purgeBatch: cfg.PurgeBatch, locks: map[string]bool{}}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err

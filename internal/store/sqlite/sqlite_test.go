@@ -15,7 +15,9 @@ func backend() storetest.Backend {
 	return storetest.Backend{
 		NewData: func(t *testing.T) string { return filepath.Join(t.TempDir(), "cairn.db") },
 		Open: func(ctx context.Context, path string, now func() time.Time) (store.Store, error) {
-			return sqlite.Open(ctx, sqlite.Config{Path: path, Now: now})
+			// A tiny purge batch makes every retention test cross batch
+			// boundaries.
+			return sqlite.Open(ctx, sqlite.Config{Path: path, Now: now, PurgeBatch: 2})
 		},
 	}
 }
