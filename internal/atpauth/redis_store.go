@@ -32,6 +32,9 @@ type RedisReplayStore struct {
 // error is returned: the caller must then treat the token as possibly
 // replayed.
 func (s *RedisReplayStore) Remember(ctx context.Context, key string, until time.Time) (bool, error) {
+	if s.Client == nil {
+		return false, fmt.Errorf("redis replay store has no client")
+	}
 	now := time.Now
 	if s.Now != nil {
 		now = s.Now
