@@ -1,7 +1,6 @@
 package atpauth
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -30,9 +29,9 @@ var b64 = base64.RawURLEncoding.Strict()
 
 // header is the decoded JOSE header of a token.
 type header struct {
-	Alg  string          `json:"alg"`
-	Typ  string          `json:"typ"`
-	Crit json.RawMessage `json:"crit"`
+	Alg     string
+	Typ     string
+	hasCrit bool
 }
 
 // claims is the decoded payload of a token. Until the signature has been
@@ -47,16 +46,6 @@ type claims struct {
 	Jti string
 	// hasLxm records whether lxm was present at all.
 	hasLxm bool
-}
-
-// rawClaims mirrors the payload for decoding; pointers tell absent from zero.
-type rawClaims struct {
-	Iss *string      `json:"iss"`
-	Aud *string      `json:"aud"`
-	Exp *json.Number `json:"exp"`
-	Iat *json.Number `json:"iat"`
-	Lxm *string      `json:"lxm"`
-	Jti *string      `json:"jti"`
 }
 
 // token is a structurally valid, not yet verified, compact JWS.
@@ -97,10 +86,17 @@ func parseToken(s string) (*token, error) {
 	}
 
 	var t token
-	if err := decodeObject(hb, &t.header); err != nil {
+	hm, err := decodeObject(hb)
+	if err != nil {
 		return nil, fmt.Errorf("%w: header: %w", ErrMalformed, err)
 	}
-	if t.header.Crit != nil {
+	if err := optString(hm, "alg", &t.header.Alg); err != nil {
+		return nil, fmt.Errorf("%w: header: %w", ErrMalformed, err)
+	}
+	if err := optString(hm, "typ", &t.header.Typ); err != nil {
+		return nil, fmt.Errorf("%w: header: %w", ErrMalformed, err)
+	}
+	if _, t.header.hasCrit = hm["crit"]; t.header.hasCrit {
 		// RFC 7515 §4.1.11: extensions we do not understand must be refused.
 		return nil, fmt.Errorf("%w: header has crit", ErrMalformed)
 	}
@@ -114,11 +110,11 @@ func parseToken(s string) (*token, error) {
 		return nil, fmt.Errorf("%w: typ %.32q", ErrBadType, t.header.Typ)
 	}
 
-	var rc rawClaims
-	if err := decodeObject(pb, &rc); err != nil {
+	pm, err := decodeObject(pb)
+	if err != nil {
 		return nil, fmt.Errorf("%w: payload: %w", ErrMalformed, err)
 	}
-	if t.claims, err = rc.validate(); err != nil {
+	if t.claims, err = decodeClaims(pm); err != nil {
 		return nil, err
 	}
 	if len(sig) != 64 {
@@ -129,49 +125,68 @@ func parseToken(s string) (*token, error) {
 	return &t, nil
 }
 
-// decodeObject decodes one JSON object into v, refusing trailing data.
-func decodeObject(data []byte, v any) error {
-	data = bytes.TrimSpace(data)
-	if len(data) == 0 || data[0] != '{' {
-		return fmt.Errorf("not a JSON object")
+// decodeObject decodes one JSON object into its members. Member names are
+// matched exactly (encoding/json's struct decoding would also match "ISS" or
+// "Aud", which JavaScript verifiers would not); of duplicate members the last
+// wins, as in JSON.parse.
+func decodeObject(data []byte) (map[string]json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("invalid JSON object: %w", err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("invalid JSON: %w", err)
+	if m == nil {
+		return nil, fmt.Errorf("not a JSON object")
 	}
-	if dec.More() {
-		return fmt.Errorf("trailing data after JSON object")
+	return m, nil
+}
+
+// optString decodes member name of m into dst if present; it must be a
+// string.
+func optString(m map[string]json.RawMessage, name string, dst *string) error {
+	raw, ok := m[name]
+	if !ok {
+		return nil
+	}
+	if len(raw) == 0 || raw[0] != '"' {
+		return fmt.Errorf("%s is not a string", name)
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
 }
 
-// validate checks presence and types of the claims service auth requires.
-func (rc *rawClaims) validate() (claims, error) {
+// decodeClaims checks presence and types of the claims service auth
+// requires. A claim of the wrong type is malformed; a missing one is
+// ErrBadClaims.
+func decodeClaims(m map[string]json.RawMessage) (claims, error) {
 	var c claims
-	if rc.Iss == nil || *rc.Iss == "" {
-		return c, fmt.Errorf("%w: iss missing", ErrBadClaims)
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"iss", &c.Iss}, {"aud", &c.Aud}, {"jti", &c.Jti}, {"lxm", &c.Lxm}} {
+		if err := optString(m, f.name, f.dst); err != nil {
+			return claims{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
 	}
-	if rc.Aud == nil || *rc.Aud == "" {
-		return c, fmt.Errorf("%w: aud missing", ErrBadClaims)
+	_, c.hasLxm = m["lxm"]
+	switch {
+	case c.Iss == "":
+		return claims{}, fmt.Errorf("%w: iss missing", ErrBadClaims)
+	case c.Aud == "":
+		return claims{}, fmt.Errorf("%w: aud missing", ErrBadClaims)
+	case c.Jti == "" || len(c.Jti) > maxJTILen:
+		return claims{}, fmt.Errorf("%w: jti missing or longer than %d bytes", ErrBadClaims, maxJTILen)
 	}
-	if rc.Jti == nil || *rc.Jti == "" || len(*rc.Jti) > maxJTILen {
-		return c, fmt.Errorf("%w: jti missing or longer than %d bytes", ErrBadClaims, maxJTILen)
+	var err error
+	if c.Exp, err = numericDate(m, "exp"); err != nil {
+		return claims{}, err
 	}
-	exp, err := numericDate(rc.Exp)
-	if err != nil {
-		return c, fmt.Errorf("%w: exp: %w", ErrBadClaims, err)
+	if c.Iat, err = numericDate(m, "iat"); err != nil {
+		return claims{}, err
 	}
-	iat, err := numericDate(rc.Iat)
-	if err != nil {
-		return c, fmt.Errorf("%w: iat: %w", ErrBadClaims, err)
-	}
-	if exp < iat {
-		return c, fmt.Errorf("%w: exp before iat", ErrBadClaims)
-	}
-	c = claims{Iss: *rc.Iss, Aud: *rc.Aud, Exp: exp, Iat: iat, Jti: *rc.Jti}
-	if rc.Lxm != nil {
-		c.Lxm, c.hasLxm = *rc.Lxm, true
+	if c.Exp < c.Iat {
+		return claims{}, fmt.Errorf("%w: exp before iat", ErrBadClaims)
 	}
 	return c, nil
 }
@@ -180,21 +195,30 @@ func (rc *rawClaims) validate() (claims, error) {
 // lifetimes are added (year 5138).
 const maxNumericDate = 1 << 37
 
-// numericDate parses a JWT NumericDate: seconds since the epoch, as a JSON
-// number. Fractions are truncated, as RFC 7519 permits them.
-func numericDate(n *json.Number) (int64, error) {
-	if n == nil {
-		return 0, fmt.Errorf("missing")
+// numericDate parses member name of m as a JWT NumericDate: seconds since
+// the epoch, as a JSON number. Fractions are truncated, as RFC 7519 permits
+// them.
+func numericDate(m map[string]json.RawMessage, name string) (int64, error) {
+	raw, ok := m[name]
+	if !ok {
+		return 0, fmt.Errorf("%w: %s missing", ErrBadClaims, name)
+	}
+	if len(raw) == 0 || !(raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9') {
+		return 0, fmt.Errorf("%w: %s is not a number", ErrMalformed, name)
+	}
+	var n json.Number
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return 0, fmt.Errorf("%w: %s: %w", ErrMalformed, name, err)
 	}
 	if i, err := n.Int64(); err == nil {
 		if i < 0 || i > maxNumericDate {
-			return 0, fmt.Errorf("out of range")
+			return 0, fmt.Errorf("%w: %s out of range", ErrBadClaims, name)
 		}
 		return i, nil
 	}
 	f, err := n.Float64()
 	if err != nil || math.IsNaN(f) || f < 0 || f > maxNumericDate {
-		return 0, fmt.Errorf("not a date in range")
+		return 0, fmt.Errorf("%w: %s out of range", ErrBadClaims, name)
 	}
 	return int64(f), nil
 }
