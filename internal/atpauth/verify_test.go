@@ -145,6 +145,11 @@ func TestVerifyReplay(t *testing.T) {
 	if _, err := v.Verify(context.Background(), highS(t, tok), testNSID); !errors.Is(err, ErrReplayed) {
 		t.Fatalf("high-S copy: %v, want ErrReplayed", err)
 	}
+	// A fresh high-S token is accepted, as by the reference verifier
+	// (allowMalleableSig) and indigo's HashAndVerifyLenient.
+	if _, err := v.Verify(context.Background(), highS(t, sign(t, k, hdrFor(algES256K), goodClaims("high-s"))), testNSID); err != nil {
+		t.Fatalf("fresh high-S token: %v", err)
+	}
 	// The same jti from another issuer is another token.
 	k2 := newK256(t)
 	other := "did:plc:bbbbbbbbbbbbbbbbbbbbbbbb"
