@@ -391,6 +391,8 @@ type Writer interface {
 	// package of the suite (empty: any suite), consuming it. A device with
 	// no normal package left gets its last-resort package, unconsumed.
 	// Never two packages for one device; owners with none are absent.
+	// Devices are those named by the owner's key packages, registered or
+	// not (packages published without a device share the device "").
 	ClaimKeyPackages(ctx context.Context, ownerDIDs []string, cipherSuite string) ([]KeyPackage, error)
 	// SyncKeyPackages deletes the device's available packages whose refs are
 	// not in keep, and reports what was deleted and what remains.
@@ -459,8 +461,9 @@ type Store interface {
 	// transaction. If key already holds a response, fn does not run and the
 	// recorded response is returned with replayed true. A request hash that
 	// differs from the recorded one is ErrConflict. If fn fails, nothing is
-	// recorded and nothing fn wrote persists. fn must return any error a Tx
-	// method gives it.
+	// recorded and nothing fn wrote persists. fn must write only through tx
+	// (using the Store itself from fn can deadlock), and must return any
+	// error a tx method gives it: after one, the transaction is unusable.
 	Idempotent(ctx context.Context, key IdempotencyKey, requestHash []byte, fn func(ctx context.Context, tx Writer) ([]byte, error)) (response []byte, replayed bool, err error)
 
 	// TryLock takes a named lock held across all nodes sharing the store,

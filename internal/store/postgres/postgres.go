@@ -35,7 +35,9 @@ type Config struct {
 	// URL is the connection string, e.g. postgres://user@host/db. Pool
 	// options (pool_max_conns, ...) may be given in it.
 	URL string
-	// MaxConns overrides the pool size when positive.
+	// MaxConns overrides the pool size when positive. pgxpool's default is
+	// max(4, CPUs); a busy gateway wants more (each TryLock holder keeps
+	// one connection for as long as it holds the lock).
 	MaxConns int32
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -77,6 +79,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if cfg.MaxConns > 0 {
 		pc.MaxConns = cfg.MaxConns
+	}
+	if pc.ConnConfig.ConnectTimeout == 0 {
+		pc.ConnConfig.ConnectTimeout = 10 * time.Second
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {

@@ -90,7 +90,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	// BEGIN IMMEDIATE takes the write lock up front, so a write transaction
 	// never fails half-way on a lock upgrade from another process.
 	wq.Set("_txlock", "immediate")
-	w, err := sql.Open("sqlite", "file:"+cfg.Path+"?"+wq.Encode())
+	// SQLite URI filenames give '?', '#' and '%' meaning; escape them.
+	file := "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(cfg.Path)
+	w, err := sql.Open("sqlite", file+"?"+wq.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite writer: %w", err)
 	}
@@ -99,7 +101,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
 	q.Add("_pragma", "query_only(1)")
-	r, err := sql.Open("sqlite", "file:"+cfg.Path+"?"+q.Encode())
+	r, err := sql.Open("sqlite", file+"?"+q.Encode())
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open sqlite readers: %w", err)
@@ -107,7 +109,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	r.SetMaxOpenConns(cfg.ReadConns)
 	r.SetMaxIdleConns(cfg.ReadConns)
 	s := &Store{w: w, r: r, now: cfg.Now, purgeBatch: cfg.PurgeBatch, locks: map[string]bool{}}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrate(ctx, cfg.BusyTimeout); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -150,19 +152,37 @@ func loadMigrations() ([]migration, error) {
 	return ms, nil
 }
 
-// migrate applies pending migrations, each in its own immediate transaction
-// that re-checks the version, so concurrent openers apply each once.
-func (s *Store) migrate(ctx context.Context) error {
+// migrate applies pending migrations, each in its own immediate
+// transaction that re-checks the version, so concurrent openers apply each
+// once. SQLite can answer SQLITE_BUSY without waiting while another
+// connection is still setting up the WAL of a fresh file, so a busy start is
+// retried until the busy timeout.
+func (s *Store) migrate(ctx context.Context, busyTimeout time.Duration) error {
 	ms, err := loadMigrations()
 	if err != nil {
 		return err
 	}
-	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("create schema_migrations: %w", err)
+	deadline := time.Now().Add(busyTimeout)
+	for {
+		err := s.applyMigrations(ctx, ms)
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("migrate: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
+}
+
+func (s *Store) applyMigrations(ctx context.Context, ms []migration) error {
 	for _, m := range ms {
 		err := s.write(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+				version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
+				return err
+			}
 			var n int
 			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, m.version).Scan(&n); err != nil {
 				return err
@@ -287,6 +307,11 @@ func isUnique(err error) bool {
 		return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 	}
 	return false
+}
+
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
