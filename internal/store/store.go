@@ -431,6 +431,10 @@ type Store interface {
 	Messages(ctx context.Context, convoID string, sinceSeq int64, limit int) (MessagePage, error)
 	// Message returns one message by its id; ErrNotFound if absent.
 	Message(ctx context.Context, convoID, msgID string) (Message, error)
+	// MessagesByID returns the conversation's messages with these ids, in
+	// seq order, skipping ids that are absent (purged): one query for an
+	// event replay.
+	MessagesByID(ctx context.Context, convoID string, msgIDs []string) ([]Message, error)
 	// Commits returns the commits created in epochs fromEpoch..toEpoch
 	// inclusive (toEpoch < 0: up to the current epoch), ascending.
 	Commits(ctx context.Context, convoID string, fromEpoch, toEpoch int64) ([]Commit, error)

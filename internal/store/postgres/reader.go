@@ -216,6 +216,26 @@ func (s *Store) Message(ctx context.Context, convoID, msgID string) (store.Messa
 	return m, nil
 }
 
+// MessagesByID implements store.Store.
+func (s *Store) MessagesByID(ctx context.Context, convoID string, msgIDs []string) ([]store.Message, error) {
+	if len(msgIDs) == 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+messageColumns+` FROM messages m
+		WHERE m.convo_id = $1 AND m.msg_id = ANY($2) ORDER BY m.seq`, convoID, msgIDs)
+	if err != nil {
+		return nil, fmt.Errorf("read messages by id: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Message, error) { return scanMessage(r) })
+	if err != nil {
+		return nil, fmt.Errorf("read messages by id: %w", err)
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
 // Commits implements store.Store.
 func (s *Store) Commits(ctx context.Context, convoID string, fromEpoch, toEpoch int64) ([]store.Commit, error) {
 	rows, err := s.pool.Query(ctx, `SELECT k.convo_id, k.epoch, k.seq, m.msg_id, m.ciphertext, m.received_bucket

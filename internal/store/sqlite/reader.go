@@ -225,6 +225,28 @@ func (s *Store) Message(ctx context.Context, convoID, msgID string) (store.Messa
 	return m, nil
 }
 
+// MessagesByID implements store.Store.
+func (s *Store) MessagesByID(ctx context.Context, convoID string, msgIDs []string) ([]store.Message, error) {
+	if len(msgIDs) == 0 {
+		return nil, nil
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages m
+		WHERE m.convo_id = ? AND m.msg_id IN (SELECT value FROM json_each(?)) ORDER BY m.seq`, convoID, jsonList(msgIDs))
+	if err != nil {
+		return nil, fmt.Errorf("read messages by id: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, fmt.Errorf("read messages by id: %w", err)
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
 // Commits implements store.Store.
 func (s *Store) Commits(ctx context.Context, convoID string, fromEpoch, toEpoch int64) ([]store.Commit, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT k.convo_id, k.epoch, k.seq, m.msg_id, m.ciphertext, m.received_bucket

@@ -61,6 +61,23 @@ func testEventsAfterCursor(t *testing.T, b Backend) {
 	if page, _ := e.s.EventsAfter(e.ctx, []string{"a", "b"}, 0, 4); len(page) != 4 || page[3] != all[3] {
 		t.Errorf("limited page = %+v", page)
 	}
+	// Replaying resolves message events in one query per conversation.
+	var ids []string
+	for _, ev := range all {
+		if ev.ConvoID == "b" && ev.MessageID != "" {
+			ids = append(ids, ev.MessageID)
+		}
+	}
+	msgs, err := e.s.MessagesByID(e.ctx, "b", append(ids, "purged-or-unknown"))
+	must(t, err, "messages by id")
+	if len(msgs) != 6 || msgs[0].MsgID != "b0" || !msgs[5].IsCommit {
+		t.Errorf("messages by id = %d messages", len(msgs))
+	}
+	for i := 1; i < len(msgs); i++ {
+		if msgs[i].Seq <= msgs[i-1].Seq {
+			t.Errorf("messages by id out of seq order")
+		}
+	}
 	if none, err := e.s.EventsAfter(e.ctx, nil, 0, 10); err != nil || len(none) != 0 {
 		t.Errorf("no convos: %v %v", none, err)
 	}
