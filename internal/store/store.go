@@ -326,7 +326,14 @@ type UserConvo struct {
 // reference. It never carries ciphertext or a sender.
 type Event struct {
 	// Cursor increases with commit order within a conversation and is valid
-	// across nodes and restarts.
+	// across nodes and restarts; a purged cursor is never reused.
+	//
+	// Across conversations it is one sequence, but on PostgreSQL it is drawn
+	// before commit: an event of conversation B may become visible after an
+	// event of A with a higher cursor. A reader following several
+	// conversations must therefore keep a position per conversation (or
+	// re-read with overlap and drop what it has seen per conversation). On
+	// SQLite cursor order is global commit order.
 	Cursor    int64
 	ConvoID   string
 	Kind      EventKind
@@ -456,7 +463,8 @@ type Store interface {
 	Devices(ctx context.Context, ownerDID string) ([]Device, error)
 
 	// EventsAfter returns up to limit events of the conversations with
-	// cursor > after, in cursor order.
+	// cursor > after, in cursor order. See Event.Cursor before resuming
+	// several conversations from one cursor.
 	EventsAfter(ctx context.Context, convoIDs []string, after int64, limit int) ([]Event, error)
 	// EventHorizon reports the oldest retained and the latest cursor.
 	EventHorizon(ctx context.Context) (EventHorizon, error)
