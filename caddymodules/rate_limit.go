@@ -247,17 +247,14 @@ func matchPath(pattern, path string) bool {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	nsid, isXRPC := xrpc.NSIDFromPath(r.URL.Path)
+	zones := rl.applicableZones(r)
+	if len(zones) == 0 {
+		return next.ServeHTTP(w, r)
+	}
 	ipKey := clientIPKey(r)
 	id, authenticated := caller.From(r.Context())
-
 	var tightest *ratelimit.Result
-	matchedByKind := map[string]bool{}
-	for _, z := range rl.zones {
-		if z.Otherwise || !z.matches(r, nsid, isXRPC) {
-			continue
-		}
-		matchedByKind[z.Key] = true
+	for _, z := range zones {
 		res, err := rl.check(r, z, ipKey, id.DID, authenticated)
 		if err != nil {
 			return rl.backendFailure(w, r, err)
@@ -269,26 +266,30 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 			tightest = &res
 		}
 	}
-	for _, z := range rl.zones {
-		if !z.Otherwise || matchedByKind[z.Key] || !z.matches(r, nsid, isXRPC) {
-			continue
-		}
-		matchedByKind[z.Key] = true
-		res, err := rl.check(r, z, ipKey, id.DID, authenticated)
-		if err != nil {
-			return rl.backendFailure(w, r, err)
-		}
-		if !res.Allowed {
-			return rl.refuse(w, z, res)
-		}
-		if tightest == nil || res.Remaining < tightest.Remaining {
-			tightest = &res
-		}
-	}
-	if tightest != nil {
-		tightest.SetHeaders(w.Header())
-	}
+	tightest.SetHeaders(w.Header())
 	return next.ServeHTTP(w, r)
+}
+
+// applicableZones returns the zones that apply to r: every matching zone
+// without `otherwise`, then, for each key kind none of those covered, the
+// first matching `otherwise` zone.
+func (rl *RateLimit) applicableZones(r *http.Request) []*Zone {
+	nsid, isXRPC := xrpc.NSIDFromPath(r.URL.Path)
+	var out []*Zone
+	covered := map[string]bool{}
+	for _, z := range rl.zones {
+		if !z.Otherwise && z.matches(r, nsid, isXRPC) {
+			out = append(out, z)
+			covered[z.Key] = true
+		}
+	}
+	for _, z := range rl.zones {
+		if z.Otherwise && !covered[z.Key] && z.matches(r, nsid, isXRPC) {
+			out = append(out, z)
+			covered[z.Key] = true
+		}
+	}
+	return out
 }
 
 // check asks the limiter about one zone. The limiter key never carries a raw
