@@ -42,6 +42,10 @@ type Config struct {
 	ReadConns int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// RelaxedSync trades durability for speed (synchronous=NORMAL): about
+	// 1.5x faster commits, but a power loss (not a process crash) can lose
+	// the last acknowledged writes and reuse their seq numbers.
+	RelaxedSync bool
 	// PurgeBatch bounds the rows one retention transaction deletes.
 	// Default 5000.
 	PurgeBatch int
@@ -82,7 +86,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(cfg.BusyTimeout.Milliseconds(), 10)+")")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "foreign_keys(1)")
-	q.Add("_pragma", "synchronous(NORMAL)")
+	// FULL syncs the WAL at every commit. NORMAL would only sync at
+	// checkpoints: a power loss could then drop acknowledged messages and
+	// hand their seq numbers out again.
+	sync := "FULL"
+	if cfg.RelaxedSync {
+		sync = "NORMAL"
+	}
+	q.Add("_pragma", "synchronous("+sync+")")
 	wq := url.Values{}
 	for k, v := range q {
 		wq[k] = v
