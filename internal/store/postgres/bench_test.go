@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"fmt"
+	"os"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -108,4 +110,70 @@ func BenchmarkRawInsert(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkMessages measures a getMessages page (limit 100 from a random
+// sinceSeq) on a conversation of CAIRN_BENCH_MESSAGES messages (default
+// 100000; the issue's figure is 1000000), reporting p50 and p99.
+func BenchmarkMessages(b *testing.B) {
+	n := benchMessages(b)
+	url := testenv.Postgres(b)
+	s, err := postgres.Open(b.Context(), postgres.Config{URL: url})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.CreateConvo(b.Context(), store.NewConvo{ID: "big", CreatorDID: "did:plc:a", CipherSuite: "x",
+		Members: []store.NewMember{{MemberDID: "did:plc:a#d", UserDID: "did:plc:a"}}}); err != nil {
+		b.Fatal(err)
+	}
+	// Bulk-load directly: going through AppendMessage would take minutes.
+	pool, err := pgxpool.New(b.Context(), url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(b.Context(), `INSERT INTO messages (convo_id, seq, epoch, msg_id, ciphertext, padded_size, received_bucket)
+		SELECT 'big', g, 0, 'm' || g, decode(repeat('00', 512), 'hex'), 512, now() FROM generate_series(1, $1::bigint) g`, n); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := pool.Exec(b.Context(), `UPDATE convos SET last_seq = $1 WHERE id = 'big'`, n); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := pool.Exec(b.Context(), `VACUUM ANALYZE messages`); err != nil {
+		b.Fatal(err)
+	}
+	lat := make([]time.Duration, 0, 1024)
+	i := int64(0)
+	b.ResetTimer()
+	for b.Loop() {
+		i = (i*7919 + 104729) % n // spread over the conversation
+		start := time.Now()
+		p, err := s.Messages(b.Context(), "big", i, 100)
+		lat = append(lat, time.Since(start))
+		if err != nil || p.ConvoLastSeq != n {
+			b.Fatalf("page: %v (last seq %d)", err, p.ConvoLastSeq)
+		}
+	}
+	reportPercentiles(b, lat)
+}
+
+func benchMessages(b *testing.B) int64 {
+	if v := os.Getenv("CAIRN_BENCH_MESSAGES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1000 {
+			b.Fatalf("CAIRN_BENCH_MESSAGES=%q: want an integer >= 1000", v)
+		}
+		return n
+	}
+	return 100_000
+}
+
+func reportPercentiles(b *testing.B, lat []time.Duration) {
+	slices.Sort(lat)
+	if len(lat) == 0 {
+		return
+	}
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }
