@@ -24,9 +24,12 @@ func benchTokens(b *testing.B, key atcrypto.PrivateKey, n int) []string {
 }
 
 // BenchmarkVerify measures full verifications with a warm DID cache and the
-// in-memory replay store (or Redis, in the /redis variants), and reports them
-// next to the bare signature verification of the same tokens measured in the
-// same run: x_bare is Verify's cost divided by the bare verify's.
+// in-memory replay store (or Redis, in the /redis variants) next to the bare
+// signature verification of the same token, in the same run. Each iteration
+// times one Verify and then one bare verify, so load on the machine affects
+// both alike. It reports verify-ns/op, bare-ns/op, x_bare (their ratio: the
+// cost of authentication over the signature check alone) and verifies/s;
+// the standard ns/op covers both operations.
 func BenchmarkVerify(b *testing.B) {
 	for _, kc := range []struct {
 		name string
@@ -59,35 +62,36 @@ func benchVerify(b *testing.B, priv atcrypto.PrivateKeyExportable, store string)
 		b.Fatal(err)
 	}
 	toks := benchTokens(b, priv, b.N)
-
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := v.Verify(ctx, toks[i], testNSID); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.StopTimer()
-	verifyNs := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-
-	// The bare cost: signature verification alone, same key, same tokens.
-	key := pub(b, priv)
 	parsed := make([]*token, b.N)
 	for i := range parsed {
 		if parsed[i], err = parseToken(toks[i][len("Bearer "):]); err != nil {
 			b.Fatal(err)
 		}
 	}
-	start := time.Now()
-	for _, p := range parsed {
-		if err := checkSignature(key, p); err != nil {
+	key := pub(b, priv)
+
+	var verifyTime, bareTime time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if _, err := v.Verify(ctx, toks[i], testNSID); err != nil {
 			b.Fatal(err)
 		}
+		t1 := time.Now()
+		if err := checkSignature(key, parsed[i]); err != nil {
+			b.Fatal(err)
+		}
+		bareTime += time.Since(t1)
+		verifyTime += t1.Sub(t0)
 	}
-	bareNs := float64(time.Since(start).Nanoseconds()) / float64(b.N)
-	b.ReportMetric(1e9/verifyNs, "verifies/s")
+	b.StopTimer()
+	verifyNs := float64(verifyTime.Nanoseconds()) / float64(b.N)
+	bareNs := float64(bareTime.Nanoseconds()) / float64(b.N)
+	b.ReportMetric(verifyNs, "verify-ns/op")
 	b.ReportMetric(bareNs, "bare-ns/op")
 	b.ReportMetric(verifyNs/bareNs, "x_bare")
+	b.ReportMetric(1e9/verifyNs, "verifies/s")
 }
 
 // BenchmarkBareVerify is the signature verification alone, for reference.
