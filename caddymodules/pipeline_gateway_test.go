@@ -416,3 +416,74 @@ http://127.0.0.1:{PORT} {
 	assertXRPCError(t, "dead upstream", resp, []byte(body), http.StatusBadGateway, "UpstreamFailure")
 	assertSecurityHeaders(t, "502 from the error route", resp)
 }
+
+const metricsPrivacyCaddyfile = `{
+	admin 127.0.0.1:{ADMIN}
+	servers {
+		trusted_proxies static 127.0.0.1/32
+	}
+}
+http://127.0.0.1:{PORT} {
+	cairn_request_id
+	cairn_xrpc_metrics
+	cairn_rate_limit {
+		preset edge api
+	}
+	respond "ok"
+}
+http://127.0.0.1:{METRICS} {
+	cairn_metrics {
+		bearer_token {env.TEST_METRICS_TOKEN}
+	}
+}
+`
+
+// TestMetricLabelsNeverCarryIdentities drives traffic full of identities —
+// DIDs and conversation IDs in paths and queries, client IPs — then scrapes
+// and checks every label value of every sample.
+func TestMetricLabelsNeverCarryIdentities(t *testing.T) {
+	const token = "metrics-token-0123456789"
+	g := startPlain(t, metricsPrivacyCaddyfile, gatewaytest.Options{Env: []string{"TEST_METRICS_TOKEN=" + token}})
+	const did, convo = "did:plc:ewvi7nxzyoun6zhxrhs64oiz", "c0ffee4242c0ffee"
+	for _, p := range []string{
+		"/xrpc/blue.catbird.mls.getMessages?convoId=" + convo,
+		"/xrpc/blue.catbird.mls.getKeyPackages?dids=" + did,
+		"/xrpc/" + did,
+		"/xrpc/" + convo,
+		"/xrpc/blue.catbird.mls.sendMessage",
+	} {
+		status(t, g.url(p), http.Header{"X-Forwarded-For": {"203.0.113.77"}})
+	}
+
+	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", g.metrics)
+	if resp, _ := do(t, http.MethodGet, metricsURL, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("metrics without the bearer token: %d", resp.StatusCode)
+	}
+	if resp, _ := do(t, http.MethodGet, metricsURL, http.Header{"Authorization": {"Bearer wrong"}}); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("metrics with a wrong token: %d", resp.StatusCode)
+	}
+	resp, body := do(t, http.MethodGet, metricsURL, http.Header{"Authorization": {"Bearer " + token}})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("metrics with the token: %d", resp.StatusCode)
+	}
+	if metricValue(body, "cairn_xrpc_requests_total", `nsid="other"`) != 2 {
+		t.Errorf("unknown methods not folded into nsid=\"other\":\n%s", body)
+	}
+	if metricValue(body, "cairn_xrpc_requests_total", `nsid="blue.catbird.mls.sendMessage"`) != 1 {
+		t.Errorf("known method not counted under its NSID")
+	}
+	labelValue := regexp.MustCompile(`="([^"]*)"`)
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		for _, m := range labelValue.FindAllStringSubmatch(line, -1) {
+			v := m[1]
+			for _, secret := range []string{"did:", "ewvi7", convo, "203.0.113.77", "127.0.0.1", "::1"} {
+				if strings.Contains(v, secret) {
+					t.Errorf("label value %q carries %q: %s", v, secret, line)
+				}
+			}
+		}
+	}
+}

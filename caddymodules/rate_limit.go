@@ -247,67 +247,80 @@ func matchPath(pattern, path string) bool {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	zones := rl.applicableZones(r)
+	var buf [8]*Zone
+	zones := rl.applicableZones(r, buf[:0])
 	if len(zones) == 0 {
 		return next.ServeHTTP(w, r)
 	}
-	ipKey := clientIPKey(r)
-	id, authenticated := caller.From(r.Context())
-	var tightest *ratelimit.Result
-	for _, z := range zones {
-		res, err := rl.check(r, z, ipKey, id.DID, authenticated)
+	keys := rl.requestKeys(r)
+	var tightest ratelimit.Result
+	for i, z := range zones {
+		res, err := rl.limiter.Allow(r.Context(), z.Name+keys.forZone(z), z.limit)
 		if err != nil {
 			return rl.backendFailure(w, r, err)
 		}
+		rl.metrics.RateLimitDecision(z.Name, res.Allowed, res.Source.String())
 		if !res.Allowed {
 			return rl.refuse(w, z, res)
 		}
-		if tightest == nil || res.Remaining < tightest.Remaining {
-			tightest = &res
+		if i == 0 || res.Remaining < tightest.Remaining {
+			tightest = res
 		}
 	}
 	tightest.SetHeaders(w.Header())
 	return next.ServeHTTP(w, r)
 }
 
-// applicableZones returns the zones that apply to r: every matching zone
-// without `otherwise`, then, for each key kind none of those covered, the
-// first matching `otherwise` zone.
-func (rl *RateLimit) applicableZones(r *http.Request) []*Zone {
+// applicableZones appends to out the zones that apply to r: every matching
+// zone without `otherwise`, then, for each key kind none of those covered,
+// the first matching `otherwise` zone.
+func (rl *RateLimit) applicableZones(r *http.Request, out []*Zone) []*Zone {
 	nsid, isXRPC := xrpc.NSIDFromPath(r.URL.Path)
-	var out []*Zone
-	covered := map[string]bool{}
+	var coveredIP, coveredDID bool
+	covered := func(key string) *bool {
+		if key == KeyIP {
+			return &coveredIP
+		}
+		return &coveredDID
+	}
 	for _, z := range rl.zones {
 		if !z.Otherwise && z.matches(r, nsid, isXRPC) {
 			out = append(out, z)
-			covered[z.Key] = true
+			*covered(z.Key) = true
 		}
 	}
 	for _, z := range rl.zones {
-		if z.Otherwise && !covered[z.Key] && z.matches(r, nsid, isXRPC) {
+		if c := covered(z.Key); z.Otherwise && !*c && z.matches(r, nsid, isXRPC) {
 			out = append(out, z)
-			covered[z.Key] = true
+			*c = true
 		}
 	}
 	return out
 }
 
-// check asks the limiter about one zone. The limiter key never carries a raw
-// identity: it is the zone name, the key kind and the keyed hash of the DID
-// or IP group, so neither Redis nor a memory dump holds identities.
-func (rl *RateLimit) check(r *http.Request, z *Zone, ipKey, did string, authenticated bool) (ratelimit.Result, error) {
-	var key string
-	if z.Key == KeyDID && authenticated {
-		key = z.Name + "|did|" + rl.hasher.Hash(did)
-	} else {
-		key = z.Name + "|ip|" + rl.hasher.Hash(ipKey)
+// zoneKeys are the identity parts of a request's limiter keys. They never
+// carry a raw identity: they hold the keyed hash of the IP group or DID, so
+// neither Redis nor a memory dump holds identities. Each is hashed once per
+// request, whatever the number of zones.
+type zoneKeys struct {
+	ip, did string
+}
+
+func (rl *RateLimit) requestKeys(r *http.Request) zoneKeys {
+	k := zoneKeys{ip: "|ip|" + rl.hasher.Hash(clientIPKey(r))}
+	if id, ok := caller.From(r.Context()); ok {
+		k.did = "|did|" + rl.hasher.Hash(id.DID)
 	}
-	res, err := rl.limiter.Allow(r.Context(), key, z.limit)
-	if err != nil {
-		return res, err
+	return k
+}
+
+// forZone returns the key suffix for z: the DID for a did zone when the
+// caller is verified, the IP group otherwise.
+func (k zoneKeys) forZone(z *Zone) string {
+	if z.Key == KeyDID && k.did != "" {
+		return k.did
 	}
-	rl.metrics.RateLimitDecision(z.Name, res.Allowed, res.Source.String())
-	return res, nil
+	return k.ip
 }
 
 func (rl *RateLimit) refuse(w http.ResponseWriter, z *Zone, res ratelimit.Result) error {

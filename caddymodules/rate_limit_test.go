@@ -66,7 +66,7 @@ func TestAPIPresetRoutesEachMethodToOneZone(t *testing.T) {
 		{"/index.html", ""},
 	} {
 		r := httptest.NewRequest("GET", tc.path, nil)
-		got := rl.applicableZones(r)
+		got := rl.applicableZones(r, nil)
 		var names []string
 		for _, z := range got {
 			names = append(names, z.Name)
@@ -92,7 +92,7 @@ func TestZoneMatchConditions(t *testing.T) {
 		{"POST", "/xrpc/com.atproto.x", false},               // nsid fails
 		{"POST", "/other", false},                            // not XRPC
 	} {
-		got := len(rl.applicableZones(httptest.NewRequest(tc.method, tc.path, nil))) == 1
+		got := len(rl.applicableZones(httptest.NewRequest(tc.method, tc.path, nil), nil)) == 1
 		if got != tc.want {
 			t.Errorf("%s %s: matched %v, want %v", tc.method, tc.path, got, tc.want)
 		}

@@ -28,10 +28,17 @@ const XRPCCacheControl = "no-store"
 
 // Policy is a resolved set of headers to apply.
 type Policy struct {
-	set         [][2]string // canonical name, value
-	remove      []string    // canonical names
-	xrpcNoStore bool
+	set         []header // canonical names with their value slices
+	remove      []string // canonical names
+	xrpcNoStore []string
 	xrpcPrefix  string
+}
+
+// header is a canonical header name and a value slice built once, so that
+// Apply assigns map entries without allocating.
+type header struct {
+	name  string
+	value []string
 }
 
 // Config is an operator's adjustment of the defaults.
@@ -60,7 +67,10 @@ func New(cfg Config) (*Policy, error) {
 		}
 		headers[http.CanonicalHeaderKey(name)] = value
 	}
-	p := &Policy{xrpcNoStore: !cfg.KeepXRPCCacheControl, xrpcPrefix: "/xrpc/", remove: []string{"Server"}}
+	p := &Policy{xrpcPrefix: "/xrpc/", remove: []string{"Server"}}
+	if !cfg.KeepXRPCCacheControl {
+		p.xrpcNoStore = []string{XRPCCacheControl}
+	}
 	for _, name := range cfg.Remove {
 		if err := checkHeader(name, ""); err != nil {
 			return nil, err
@@ -70,7 +80,7 @@ func New(cfg Config) (*Policy, error) {
 		p.remove = append(p.remove, canon)
 	}
 	for name, value := range headers {
-		p.set = append(p.set, [2]string{name, value})
+		p.set = append(p.set, header{name, []string{value}})
 	}
 	return p, nil
 }
@@ -90,15 +100,17 @@ func checkHeader(name, value string) error {
 	return nil
 }
 
-// Apply writes the policy into h for a response to a request for path.
+// Apply writes the policy into h for a response to a request for path. The
+// value slices are shared between responses and must not be modified by
+// later handlers; net/http only reads them.
 func (p *Policy) Apply(h http.Header, path string) {
 	for _, name := range p.remove {
-		h.Del(name)
+		delete(h, name)
 	}
 	for _, kv := range p.set {
-		h.Set(kv[0], kv[1])
+		h[kv.name] = kv.value
 	}
-	if p.xrpcNoStore && strings.HasPrefix(path, p.xrpcPrefix) {
-		h.Set("Cache-Control", XRPCCacheControl)
+	if p.xrpcNoStore != nil && strings.HasPrefix(path, p.xrpcPrefix) {
+		h["Cache-Control"] = p.xrpcNoStore
 	}
 }

@@ -1,0 +1,120 @@
+package caddymodules
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap/zapcore"
+)
+
+func provisionApp(t *testing.T, a *App) error {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	if a.DataDir == "" {
+		a.DataDir = t.TempDir()
+	}
+	err := a.Provision(ctx)
+	if err == nil {
+		t.Cleanup(func() { _ = a.Cleanup() })
+	}
+	return err
+}
+
+func TestAppLogLevelDefaultsToWarnInProduction(t *testing.T) {
+	t.Setenv("CAIRN_LOG_HASH_KEY", "")
+	for _, tc := range []struct {
+		mode, level string
+		want        zapcore.Level
+	}{
+		{"", "", zapcore.WarnLevel},
+		{ModeProduction, "", zapcore.WarnLevel},
+		{ModeDevelopment, "", zapcore.InfoLevel},
+		{ModeProduction, "debug", zapcore.DebugLevel},
+	} {
+		a := &App{Mode: tc.mode, LogLevel: tc.level}
+		if err := provisionApp(t, a); err != nil {
+			t.Fatal(err)
+		}
+		if a.logLevel != tc.want {
+			t.Errorf("mode %q log_level %q: level %v, want %v", tc.mode, tc.level, a.logLevel, tc.want)
+		}
+	}
+}
+
+func TestAppLogHashKeySources(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key")
+	if err := os.WriteFile(keyFile, []byte(strings.Repeat("f", 40)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CAIRN_LOG_HASH_KEY", strings.Repeat("e", 40))
+
+	hashWith := func(a *App) string {
+		t.Helper()
+		if err := provisionApp(t, a); err != nil {
+			t.Fatal(err)
+		}
+		return a.Redact("did:plc:abc")
+	}
+	fromConfig := hashWith(&App{LogHashKey: strings.Repeat("c", 40)})
+	fromFile := hashWith(&App{LogHashKeyFile: keyFile})
+	fromEnv := hashWith(&App{})
+	if fromConfig == fromFile || fromFile == fromEnv || fromConfig == fromEnv {
+		t.Fatalf("key sources not distinct: %s %s %s", fromConfig, fromFile, fromEnv)
+	}
+	if again := hashWith(&App{LogHashKeyFile: keyFile}); again != fromFile {
+		t.Fatal("the same key file gave a different hash")
+	}
+
+	t.Setenv("CAIRN_LOG_HASH_KEY", "")
+	data := t.TempDir()
+	generated := hashWith(&App{DataDir: data})
+	info, err := os.Stat(filepath.Join(data, "log-hash.key"))
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("generated key file: %v, mode %v", err, info.Mode())
+	}
+	if again := hashWith(&App{DataDir: data}); again != generated {
+		t.Fatal("the generated key was not reused")
+	}
+}
+
+func TestAppRedactHonoursLogIdentitiesOnlyInDevelopment(t *testing.T) {
+	t.Setenv("CAIRN_LOG_HASH_KEY", strings.Repeat("d", 40))
+	a := &App{Mode: ModeDevelopment, LogIdentities: true}
+	if err := provisionApp(t, a); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Redact("did:plc:abc"); got != "did:plc:abc" {
+		t.Errorf("development log_identities: %q", got)
+	}
+	if err := provisionApp(t, &App{LogIdentities: true}); err == nil || !strings.Contains(err.Error(), "log_identities") {
+		t.Errorf("production accepted log_identities: %v", err)
+	}
+}
+
+func TestAppCaddyfile(t *testing.T) {
+	var a App
+	src := "cairn {\n mode development\n data_dir /tmp/x\n log_level debug\n log_hash_key abc\n redis redis://127.0.0.1:6379/0\n log_identities\n plc_url http://127.0.0.1:1\n did_web_allow_http\n resolver_allow_hosts a b\n}"
+	if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(src)); err != nil {
+		t.Fatal(err)
+	}
+	if a.Mode != "development" || a.DataDir != "/tmp/x" || a.LogLevel != "debug" || a.Redis == "" || !a.LogIdentities || !a.DIDWebAllowHTTP || len(a.ResolverAllowHosts) != 2 {
+		t.Fatalf("parsed %+v", a)
+	}
+	var empty App
+	if err := empty.UnmarshalCaddyfile(caddyfile.NewTestDispenser("cairn {\n redis\n}")); err != nil || empty.Redis != "" {
+		t.Fatalf("an empty redis value must mean no Redis: %v %q", err, empty.Redis)
+	}
+	for _, bad := range []string{"cairn {\n mode\n}", "cairn {\n bogus\n}", "cairn {\n mode a b\n}", "cairn arg"} {
+		var a App
+		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
