@@ -193,6 +193,9 @@ type Message struct {
 	// IsCommit reports whether the message is a commit (messageType
 	// "commit") rather than an application message.
 	IsCommit bool
+	// Cursor is the cursor of the message's event. Only AppendMessage sets
+	// it, for publishing the event live; reads leave it zero.
+	Cursor int64
 }
 
 // MessagePage is one page of getMessages.

@@ -171,15 +171,16 @@ const appendMessageSQL = `WITH c AS (
 ), e AS (
 	INSERT INTO events (convo_id, kind, message_id, epoch, created_bucket)
 	SELECT id, 'message', $3, $2, $7 FROM c
+	RETURNING cursor
 )
-SELECT last_seq FROM c`
+SELECT c.last_seq, e.cursor FROM c, e`
 
 // AppendMessage implements store.Writer.
 func (w *writer) AppendMessage(ctx context.Context, m store.NewMessage) (store.Message, error) {
 	b := w.bucket()
-	var seq int64
+	var seq, cursor int64
 	err := w.q.QueryRow(ctx, appendMessageSQL,
-		m.ConvoID, m.Epoch, m.MsgID, m.Ciphertext, m.PaddedSize, nullTime(m.ExpiresAt), b).Scan(&seq)
+		m.ConvoID, m.Epoch, m.MsgID, m.Ciphertext, m.PaddedSize, nullTime(m.ExpiresAt), b).Scan(&seq, &cursor)
 	if errors.Is(err, pgx.ErrNoRows) {
 		if _, err := w.convoEpoch(ctx, m.ConvoID); err != nil {
 			return store.Message{}, fmt.Errorf("append message: %w", err)
@@ -194,7 +195,7 @@ func (w *writer) AppendMessage(ctx context.Context, m store.NewMessage) (store.M
 	}
 	return store.Message{
 		ConvoID: m.ConvoID, Seq: seq, Epoch: m.Epoch, MsgID: m.MsgID, Ciphertext: m.Ciphertext,
-		PaddedSize: m.PaddedSize, ReceivedAt: b, ExpiresAt: m.ExpiresAt,
+		PaddedSize: m.PaddedSize, ReceivedAt: b, ExpiresAt: m.ExpiresAt, Cursor: cursor,
 	}, nil
 }
 

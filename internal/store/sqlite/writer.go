@@ -179,12 +179,13 @@ func (w *txWriter) AppendMessage(ctx context.Context, m store.NewMessage) (store
 	if err := w.insertMessage(ctx, m.ConvoID, seq, m.Epoch, m.MsgID, m.Ciphertext, m.PaddedSize, b, m.ExpiresAt); err != nil {
 		return store.Message{}, err
 	}
-	if _, err := w.event(ctx, m.ConvoID, store.EventMessage, m.MsgID, m.Epoch); err != nil {
+	cursor, err := w.event(ctx, m.ConvoID, store.EventMessage, m.MsgID, m.Epoch)
+	if err != nil {
 		return store.Message{}, err
 	}
 	return store.Message{
 		ConvoID: m.ConvoID, Seq: seq, Epoch: m.Epoch, MsgID: m.MsgID, Ciphertext: m.Ciphertext,
-		PaddedSize: m.PaddedSize, ReceivedAt: fromMS(b), ExpiresAt: m.ExpiresAt,
+		PaddedSize: m.PaddedSize, ReceivedAt: fromMS(b), ExpiresAt: m.ExpiresAt, Cursor: cursor,
 	}, nil
 }
 

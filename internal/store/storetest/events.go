@@ -15,10 +15,12 @@ func testEventsAfterCursor(t *testing.T, b Backend) {
 	for _, c := range []string{"a", "b", "x"} {
 		e.newConvo(c, "did:plc:u")
 	}
+	cursorOf := map[string]int64{}
 	for i := range 5 {
-		e.send("a", 0, fmt.Sprintf("a%d", i))
-		e.send("x", 0, fmt.Sprintf("x%d", i))
-		e.send("b", 0, fmt.Sprintf("b%d", i))
+		for _, c := range []string{"a", "x", "b"} {
+			id := fmt.Sprintf("%s%d", c, i)
+			cursorOf[id] = e.send(c, 0, id).Cursor
+		}
 	}
 	_, err := e.s.AppendCommit(e.ctx, "b", store.NewCommit{Epoch: 0, MsgID: "b-commit", Data: padded("c"), PaddedSize: 512})
 	must(t, err, "commit")
@@ -36,6 +38,9 @@ func testEventsAfterCursor(t *testing.T, b Backend) {
 			t.Fatalf("cursors not increasing: %d then %d", all[i-1].Cursor, ev.Cursor)
 		}
 		kinds = append(kinds, ev.Kind)
+		if ev.Kind == store.EventMessage && cursorOf[ev.MessageID] != ev.Cursor {
+			t.Errorf("AppendMessage reported cursor %d for %s, the stream has %d", cursorOf[ev.MessageID], ev.MessageID, ev.Cursor)
+		}
 	}
 	last := all[len(all)-1]
 	if last.Kind != store.EventCommit || last.MessageID != "b-commit" || last.Epoch != 1 {
