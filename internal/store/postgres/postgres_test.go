@@ -44,6 +44,7 @@ func backend(t *testing.T) storetest.Backend {
 			// boundaries.
 			return postgres.Open(ctx, postgres.Config{URL: url, Now: now, PurgeBatch: 2})
 		},
+		CrossNodeLocks: true,
 	}
 }
 

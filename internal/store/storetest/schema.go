@@ -116,6 +116,22 @@ func testTryLock(t *testing.T, b Backend) {
 	if _, ok, err := e.s.TryLock(e.ctx, "retention"); err != nil || ok {
 		t.Fatalf("second TryLock while held: ok=%v err=%v, want false, nil", ok, err)
 	}
+	if b.CrossNodeLocks {
+		node2, err := b.Open(e.ctx, e.data, e.clock.Now)
+		must(t, err, "open a second node")
+		defer node2.Close()
+		if _, ok, err := node2.TryLock(e.ctx, "retention"); err != nil || ok {
+			t.Fatalf("TryLock on another node while held: ok=%v err=%v, want false, nil", ok, err)
+		}
+		defer func() {
+			u, ok, err := node2.TryLock(e.ctx, "retention")
+			if err != nil || !ok {
+				t.Errorf("other node after unlock: ok=%v err=%v", ok, err)
+				return
+			}
+			u()
+		}()
+	}
 	other, ok, err := e.s.TryLock(e.ctx, "keypackages")
 	if err != nil || !ok {
 		t.Fatalf("other name: ok=%v err=%v", ok, err)

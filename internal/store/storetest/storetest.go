@@ -24,6 +24,9 @@ type Backend struct {
 	// Open opens a store on data, running migrations. The suite closes it.
 	// It must be safe to call concurrently on the same data.
 	Open func(ctx context.Context, data string, now func() time.Time) (store.Store, error)
+	// CrossNodeLocks says TryLock also excludes other stores opened on the
+	// same data (other nodes), not only callers of the same store.
+	CrossNodeLocks bool
 }
 
 // SchemaInspector is implemented by stores so the suite can check, by
