@@ -194,11 +194,15 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // inTx runs fn with a Writer bound to a new transaction.
 func (s *Store) inTx(ctx context.Context, fn func(w *writer) error) error {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return fn(&writer{q: tx, now: s.now}) })
-	if err != nil {
-		return err
+	var fnErr error
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		fnErr = fn(&writer{q: tx, now: s.now})
+		return fnErr
+	})
+	if err != nil && fnErr == nil {
+		return fmt.Errorf("begin or commit: %w", err) // fn's own errors carry their context
 	}
-	return nil
+	return err
 }
 
 // TryLock takes a session advisory lock on a dedicated pooled connection.

@@ -117,13 +117,11 @@ func (s *Store) Members(ctx context.Context, convoIDs []string, includeLeft bool
 
 // ActiveMember implements store.Store.
 func (s *Store) ActiveMember(ctx context.Context, convoID, memberDID string) (store.Member, error) {
-	var cid sql.NullString
-	var m store.Member
-	var mdid, udid, dev, role sql.NullString
-	var joined, left sql.NullInt64
-	err := s.r.QueryRowContext(ctx, `SELECT c.id, m.member_did, m.user_did, m.device_id, m.role, m.joined_at, m.left_at
+	var cid, mdid, udid, dev, role sql.NullString
+	var joined sql.NullInt64
+	err := s.r.QueryRowContext(ctx, `SELECT c.id, m.member_did, m.user_did, m.device_id, m.role, m.joined_at
 		FROM convos c LEFT JOIN members m ON m.convo_id = c.id AND m.member_did = ? AND m.left_at IS NULL
-		WHERE c.id = ?`, memberDID, convoID).Scan(&cid, &mdid, &udid, &dev, &role, &joined, &left)
+		WHERE c.id = ?`, memberDID, convoID).Scan(&cid, &mdid, &udid, &dev, &role, &joined)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Member{}, fmt.Errorf("read member: %w", store.ErrNotFound)
 	}
@@ -133,9 +131,8 @@ func (s *Store) ActiveMember(ctx context.Context, convoID, memberDID string) (st
 	if !mdid.Valid {
 		return store.Member{}, fmt.Errorf("read member: %w", store.ErrNotMember)
 	}
-	m = store.Member{ConvoID: convoID, MemberDID: mdid.String, UserDID: udid.String, DeviceID: dev.String,
-		Role: store.Role(role.String), JoinedAt: fromNullMS(joined)}
-	return m, nil
+	return store.Member{ConvoID: convoID, MemberDID: mdid.String, UserDID: udid.String, DeviceID: dev.String,
+		Role: store.Role(role.String), JoinedAt: fromNullMS(joined)}, nil
 }
 
 // UserConvos implements store.Store.
