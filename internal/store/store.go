@@ -426,7 +426,10 @@ type Store interface {
 	Convo(ctx context.Context, id string) (Convo, error)
 	// ConvosForUser returns the conversations where userDID has an active
 	// member row, newest activity first. after is the previous page's
-	// cursor ("" for the first page); next is "" after the last page.
+	// cursor ("" for the first page; ErrInvalidCursor if malformed); next is
+	// "" after the last page. The keyset (bucketed activity, id) is stable:
+	// only a conversation whose activity changes mid-walk can move between
+	// pages.
 	ConvosForUser(ctx context.Context, userDID, after string, limit int) (convos []Convo, next string, err error)
 	// Members returns the members of the conversations, active only unless
 	// includeLeft, keyed by conversation id.
