@@ -4,8 +4,10 @@
 // store/postgres; store/storetest is the conformance suite both must pass.
 //
 // The store holds routing state and ciphertext only. It keeps no sender for
-// messages or commits, buckets every time it records about activity, and its
-// event rows reference messages instead of copying them.
+// messages or commits, truncates every time it records (receipt, activity,
+// joins, claims, confirmations) to BucketInterval, keys idempotency records
+// by a hash rather than the caller's DID, and its event rows reference
+// messages instead of copying them.
 //
 // Domain rules (who may send, which epoch a message may carry, MLS parsing)
 // belong to the delivery layer. The store offers the atomic primitives those

@@ -63,7 +63,7 @@ func (w *writer) PutKeyPackage(ctx context.Context, kp store.KeyPackage, maxPerD
 	}
 	tag, err := w.q.Exec(ctx, `INSERT INTO key_packages (ref, owner_did, device_id, cipher_suite, data, created_at, expires_at, last_resort)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (ref) DO NOTHING`,
-		kp.Ref, kp.OwnerDID, kp.DeviceID, kp.CipherSuite, kp.Data, now, kp.ExpiresAt, kp.LastResort)
+		kp.Ref, kp.OwnerDID, kp.DeviceID, kp.CipherSuite, kp.Data, w.bucket(), kp.ExpiresAt, kp.LastResort)
 	if err != nil {
 		return fmt.Errorf("put key package: %w", err)
 	}
@@ -83,7 +83,7 @@ func (w *writer) PutKeyPackage(ctx context.Context, kp store.KeyPackage, maxPerD
 // with FOR UPDATE SKIP LOCKED, so concurrent claimers never get the same
 // one and never wait on each other.
 func (w *writer) ClaimKeyPackages(ctx context.Context, ownerDIDs []string, cipherSuite string) ([]store.KeyPackage, error) {
-	now := w.now()
+	now, at := w.now(), w.bucket()
 	var out []store.KeyPackage
 	seen := map[string]bool{}
 	for _, owner := range ownerDIDs {
@@ -102,12 +102,12 @@ func (w *writer) ClaimKeyPackages(ctx context.Context, ownerDIDs []string, ciphe
 			return nil, fmt.Errorf("list key package devices: %w", err)
 		}
 		for _, dev := range devices {
-			kp, err := scanKeyPackage(w.q.QueryRow(ctx, `UPDATE key_packages SET consumed_at = $1
+			kp, err := scanKeyPackage(w.q.QueryRow(ctx, `UPDATE key_packages SET consumed_at = $5
 				WHERE ref = (SELECT ref FROM key_packages
 					WHERE owner_did = $2 AND device_id = $3 AND consumed_at IS NULL AND NOT last_resort AND expires_at > $1
 					AND ($4 = '' OR cipher_suite = $4)
 					ORDER BY created_at, ref LIMIT 1 FOR UPDATE SKIP LOCKED)
-				RETURNING `+kpColumns, now, owner, dev, cipherSuite))
+				RETURNING `+kpColumns, now, owner, dev, cipherSuite, at))
 			if errors.Is(err, pgx.ErrNoRows) {
 				kp, err = scanKeyPackage(w.q.QueryRow(ctx, `SELECT `+kpColumns+` FROM key_packages
 					WHERE owner_did = $1 AND device_id = $2 AND consumed_at IS NULL AND last_resort AND expires_at > $3

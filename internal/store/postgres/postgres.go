@@ -259,7 +259,7 @@ func (s *Store) Idempotent(ctx context.Context, key store.IdempotencyKey, reques
 	var replayed bool
 	err := s.inTx(ctx, func(w *writer) error {
 		tag, err := w.q.Exec(ctx, `INSERT INTO idempotency (digest, request_hash, response, created_at)
-			VALUES ($1, $2, NULL, $3) ON CONFLICT (digest) DO NOTHING`, digest, requestHash, w.now())
+			VALUES ($1, $2, NULL, $3) ON CONFLICT (digest) DO NOTHING`, digest, requestHash, w.bucket())
 		if err != nil {
 			return fmt.Errorf("claim idempotency key: %w", err)
 		}

@@ -271,7 +271,7 @@ func (w *writer) change(ctx context.Context, convoID string, add []store.NewMemb
 	if len(remove) > 0 {
 		tag, err := w.q.Exec(ctx, `UPDATE members SET left_at = $1
 			WHERE convo_id = $2 AND left_at IS NULL AND (member_did = ANY($3) OR user_did = ANY($3))`,
-			w.now(), convoID, remove)
+			w.bucket(), convoID, remove)
 		if err != nil {
 			return store.Change{}, fmt.Errorf("remove members: %w", err)
 		}
@@ -320,7 +320,7 @@ func (w *writer) change(ctx context.Context, convoID string, add []store.NewMemb
 }
 
 func (w *writer) addMembers(ctx context.Context, convoID string, add []store.NewMember) error {
-	now := w.now()
+	now := w.bucket()
 	for _, m := range add {
 		role := m.Role
 		if role == "" {
@@ -422,7 +422,7 @@ func (w *writer) PutGroupInfo(ctx context.Context, convoID string, epoch int64, 
 func (w *writer) ConfirmWelcome(ctx context.Context, convoID string, recipients []string) error {
 	tag, err := w.q.Exec(ctx, `UPDATE welcome_recipients SET consumed_at = $1
 		WHERE consumed_at IS NULL AND recipient_did = ANY($2)
-		AND welcome_id IN (SELECT id FROM welcomes WHERE convo_id = $3)`, w.now(), recipients, convoID)
+		AND welcome_id IN (SELECT id FROM welcomes WHERE convo_id = $3)`, w.bucket(), recipients, convoID)
 	if err != nil {
 		return fmt.Errorf("confirm welcome: %w", err)
 	}

@@ -55,7 +55,7 @@ func (w *txWriter) PutKeyPackage(ctx context.Context, kp store.KeyPackage, maxPe
 	}
 	_, err = w.tx.ExecContext(ctx, `INSERT INTO key_packages (ref, owner_did, device_id, cipher_suite, data, created_at, expires_at, last_resort)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		kp.Ref, kp.OwnerDID, kp.DeviceID, kp.CipherSuite, kp.Data, ms(now), ms(kp.ExpiresAt), kp.LastResort)
+		kp.Ref, kp.OwnerDID, kp.DeviceID, kp.CipherSuite, kp.Data, w.bucket(), ms(kp.ExpiresAt), kp.LastResort)
 	if err != nil {
 		return fmt.Errorf("put key package: %w", err)
 	}
@@ -65,7 +65,7 @@ func (w *txWriter) PutKeyPackage(ctx context.Context, kp store.KeyPackage, maxPe
 // ClaimKeyPackages implements store.Writer. The single writer connection
 // makes each claim atomic.
 func (w *txWriter) ClaimKeyPackages(ctx context.Context, ownerDIDs []string, cipherSuite string) ([]store.KeyPackage, error) {
-	now := ms(w.now())
+	now, at := ms(w.now()), w.bucket()
 	var out []store.KeyPackage
 	seen := map[string]bool{}
 	for _, owner := range ownerDIDs {
@@ -83,7 +83,7 @@ func (w *txWriter) ClaimKeyPackages(ctx context.Context, ownerDIDs []string, cip
 					WHERE owner_did = ? AND device_id = ? AND consumed_at IS NULL AND last_resort = 0 AND expires_at > ?
 					AND (? = '' OR cipher_suite = ?)
 					ORDER BY created_at, ref LIMIT 1)
-				RETURNING `+kpColumns, now, owner, dev, now, cipherSuite, cipherSuite))
+				RETURNING `+kpColumns, at, owner, dev, now, cipherSuite, cipherSuite))
 			if errors.Is(err, sql.ErrNoRows) {
 				kp, err = scanKeyPackage(w.tx.QueryRowContext(ctx, `SELECT `+kpColumns+` FROM key_packages
 					WHERE owner_did = ? AND device_id = ? AND consumed_at IS NULL AND last_resort = 1 AND expires_at > ?

@@ -300,7 +300,7 @@ func (s *Store) Idempotent(ctx context.Context, key store.IdempotencyKey, reques
 			out = []byte{}
 		}
 		if _, err := w.tx.ExecContext(ctx, `INSERT INTO idempotency (digest, request_hash, response, created_at) VALUES (?, ?, ?, ?)`,
-			digest, requestHash, out, w.now().UnixMilli()); err != nil {
+			digest, requestHash, out, w.bucket()); err != nil {
 			return fmt.Errorf("write idempotency record: %w", err)
 		}
 		resp = out

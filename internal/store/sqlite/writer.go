@@ -264,7 +264,7 @@ func (w *txWriter) change(ctx context.Context, convoID string, add []store.NewMe
 		res, err := w.tx.ExecContext(ctx, `UPDATE members SET left_at = ?
 			WHERE convo_id = ? AND left_at IS NULL
 			AND (member_did IN (SELECT value FROM json_each(?)) OR user_did IN (SELECT value FROM json_each(?)))`,
-			ms(w.now()), convoID, list, list)
+			w.bucket(), convoID, list, list)
 		if err != nil {
 			return store.Change{}, fmt.Errorf("remove members: %w", err)
 		}
@@ -313,7 +313,7 @@ func (w *txWriter) change(ctx context.Context, convoID string, add []store.NewMe
 }
 
 func (w *txWriter) addMembers(ctx context.Context, convoID string, add []store.NewMember) error {
-	now := ms(w.now())
+	now := w.bucket()
 	for _, m := range add {
 		role := m.Role
 		if role == "" {
@@ -411,7 +411,7 @@ func (w *txWriter) ConfirmWelcome(ctx context.Context, convoID string, recipient
 	list := jsonList(recipients)
 	res, err := w.tx.ExecContext(ctx, `UPDATE welcome_recipients SET consumed_at = ?
 		WHERE consumed_at IS NULL AND recipient_did IN (SELECT value FROM json_each(?))
-		AND welcome_id IN (SELECT id FROM welcomes WHERE convo_id = ?)`, ms(w.now()), list, convoID)
+		AND welcome_id IN (SELECT id FROM welcomes WHERE convo_id = ?)`, w.bucket(), list, convoID)
 	if err != nil {
 		return fmt.Errorf("confirm welcome: %w", err)
 	}

@@ -397,8 +397,14 @@ func testRemoveAndRejoin(t *testing.T, b Backend) {
 	must(t, err, "members incl. left")
 	left := 0
 	for _, m := range all["c"] {
+		if !bucketed(m.JoinedAt) {
+			t.Errorf("JoinedAt %v not bucketed", m.JoinedAt)
+		}
 		if !m.LeftAt.IsZero() {
 			left++
+			if !bucketed(m.LeftAt) {
+				t.Errorf("LeftAt %v not bucketed", m.LeftAt)
+			}
 		}
 	}
 	if left != 2 {

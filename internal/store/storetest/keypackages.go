@@ -200,6 +200,11 @@ func testKeyPackageStatsAndSync(t *testing.T, b Backend) {
 	if len(pages) != 2 || len(pages[0]) != 3 || len(pages[1]) != 1 || pages[0][0].ConsumedAt.Before(pages[1][0].ConsumedAt) {
 		t.Errorf("consumed pages = %+v", pages)
 	}
+	for _, kp := range append(pages[0], pages[1]...) {
+		if !bucketed(kp.ConsumedAt) || !bucketed(kp.CreatedAt) {
+			t.Errorf("package %s times not bucketed: created %v consumed %v", kp.Ref, kp.CreatedAt, kp.ConsumedAt)
+		}
+	}
 	// Sync keeps what the client holds, deletes the rest of that device only.
 	refs, err := e.s.AvailableKeyPackageRefs(e.ctx, "did:plc:a", "d1")
 	must(t, err, "refs")

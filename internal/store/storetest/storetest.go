@@ -168,6 +168,10 @@ func (e *env) send(convo string, epoch int64, msgID string) store.Message {
 	return m
 }
 
+// bucketed reports whether t lies on a BucketInterval boundary (the test
+// clock never does).
+func bucketed(t time.Time) bool { return !t.IsZero() && t.Equal(store.Bucket(t)) }
+
 func padded(s string) []byte {
 	b := make([]byte, 512)
 	copy(b, s)
