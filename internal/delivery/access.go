@@ -1,0 +1,102 @@
+package delivery
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/cairn-chat/cairn-caddy/internal/caller"
+	"github.com/cairn-chat/cairn-caddy/internal/store"
+)
+
+// memberDID is the MLS identity of the caller's device: did#device, or the
+// bare DID for a caller not bound to a device.
+func memberDID(id caller.Identity) string {
+	if id.DeviceID == "" {
+		return id.DID
+	}
+	return id.DID + "#" + id.DeviceID
+}
+
+// member returns the caller's active member row in the conversation.
+// Authorization matches both the user DID and the device: a caller bound
+// to a device matches its own device row or a device-less row of its DID;
+// a caller without a device matches any row of its DID. ErrNotFound for an
+// unknown conversation, ErrNotMember otherwise.
+func (s *Service) member(ctx context.Context, convoID string, id caller.Identity) (store.Member, error) {
+	if id.DeviceID != "" {
+		m, err := s.cfg.Store.ActiveMember(ctx, convoID, memberDID(id))
+		if err == nil || !errors.Is(err, store.ErrNotMember) {
+			return m, err
+		}
+	}
+	m, err := s.cfg.Store.ActiveMember(ctx, convoID, id.DID)
+	if err == nil || !errors.Is(err, store.ErrNotMember) || id.DeviceID != "" {
+		return m, err
+	}
+	all, err := s.cfg.Store.Members(ctx, []string{convoID}, false)
+	if err != nil {
+		return store.Member{}, fmt.Errorf("list members: %w", err)
+	}
+	for _, m := range all[convoID] {
+		if m.UserDID == id.DID {
+			return m, nil
+		}
+	}
+	return store.Member{}, fmt.Errorf("caller: %w", store.ErrNotMember)
+}
+
+// callerRows returns the member DIDs in the conversation that the caller
+// may act as (its device row and device-less row, or every row of its
+// DID for a caller without a device), for Welcome lookups.
+func (s *Service) callerRows(ctx context.Context, convoID string, id caller.Identity) ([]string, error) {
+	if id.DeviceID != "" {
+		return []string{memberDID(id), id.DID}, nil
+	}
+	all, err := s.cfg.Store.Members(ctx, []string{convoID}, false)
+	if err != nil {
+		return nil, fmt.Errorf("list members: %w", err)
+	}
+	out := []string{id.DID}
+	for _, m := range all[convoID] {
+		if m.UserDID == id.DID && m.MemberDID != id.DID {
+			out = append(out, m.MemberDID)
+		}
+	}
+	return out, nil
+}
+
+// idempotent runs a write under the caller's idempotency key for the
+// method. A retry with the same key and request returns the first
+// response and runs nothing; a different request under the same key is
+// 422 IdempotencyKeyReused. req is hashed (as JSON) to tell the two apart.
+func (s *Service) idempotent(ctx context.Context, c call, key string, req any,
+	fn func(ctx context.Context, tx store.Writer) (any, error)) (any, error) {
+	canon, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("hash request: %w", err)
+	}
+	h := sha256.New()
+	h.Write([]byte(c.nsid))
+	h.Write([]byte{0})
+	h.Write(canon)
+	resp, _, err := s.cfg.Store.Idempotent(ctx,
+		store.IdempotencyKey{CallerDID: c.id.DID, NSID: c.nsid, Key: key}, h.Sum(nil),
+		func(ctx context.Context, tx store.Writer) ([]byte, error) {
+			out, err := fn(ctx, tx)
+			if err != nil {
+				return nil, &fnError{err: err}
+			}
+			b, err := encodeJSON(out)
+			if err != nil {
+				return nil, &fnError{err: fmt.Errorf("encode response: %w", err)}
+			}
+			return b, nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	return rawJSON(resp), nil
+}

@@ -1,0 +1,85 @@
+// Package delivery is the MLS (RFC 9420) delivery service of cairn: the
+// XRPC handlers of the blue.catbird.mls methods and the rules a "dumb"
+// delivery service enforces, over a store.Store.
+//
+// A Service implements http.Handler for /xrpc/<nsid>. Queries are GET with
+// typed query parameters (arrays as repeated parameters); procedures are
+// POST with a JSON body (Content-Type application/json, size-capped per
+// method, 413 PayloadTooLarge beyond). Every refusal is an XRPC error body
+// {"error":"Name","message":"…"}; mapError in errors.go is the one place
+// domain and store errors become lexicon error names. The caller is read
+// only from internal/caller, which the authentication layer fills.
+//
+// It is not an MLS client: it never decrypts. It parses the public MLS
+// framing (internal/mlswire) of everything it stores instead of trusting
+// declared fields: a message's group id must be its conversation and its
+// epoch the declared one; an application message may not be ahead of the
+// conversation; a commit advances the epoch by compare-and-swap, the loser
+// of a race gets 409 StaleEpoch, and a Welcome is stored only with the
+// winning commit. Key packages must verify, carry the caller's DID (or
+// did#device of the caller's device) as their credential identity, and
+// expire with their own lifetime (capped by Config.MaxKeyPackageLifetime).
+//
+// Every write is idempotent. Methods whose lexicon has an idempotency key
+// require it (400 IdempotencyKeyRequired without one); sendMessage uses
+// msgId. The key is scoped to the caller's DID and the method; a retry
+// returns the recorded response and changes nothing; the same key with a
+// different request is 422 IdempotencyKeyReused (422, not 409, so clients
+// can tell it from the 409 of a lost epoch race).
+//
+// Nothing here logs: identities never leave the request.
+//
+// # DEVIATIONS
+//
+// Where this service differs from the lexicons, and why:
+//
+//   - getCommits: commitMessage.sender is required by the lexicon but never
+//     returned. The store records no sender for messages or commits
+//     (metadata minimisation); clients learn the committer from the MLS
+//     framing. messageView has no sender in the lexicon, so nothing is
+//     omitted there.
+//   - createConvo, addMembers and publishKeyPackage: idempotencyKey is
+//     required (the lexicons say optional). removeMember already requires
+//     it; sendMessage uses msgId. leaveConvo has no key in its lexicon: it
+//     accepts an optional idempotencyKey and otherwise derives one from the
+//     conversation, target and commit. updateGroupInfo, confirmWelcome,
+//     publishKeyPackages, syncKeyPackages, registerDevice (with
+//     deviceUUID) and deleteDevice are naturally idempotent and take no key.
+//   - createConvo: currentEpoch is "telemetry only" in the lexicon, but the
+//     epoch is what commits are compared against and the server cannot
+//     read it from the (encrypted) Welcome. It is taken from currentEpoch
+//     when given, else 0 without a Welcome and 1 with one.
+//   - addMembers: a welcomeMessage without a commit is refused (400): a
+//     Welcome is only valid with the commit that adds its members, and it
+//     is stored only if that commit wins its epoch.
+//   - sendMessage: a ciphertext whose MLS content type is commit goes
+//     through the epoch compare-and-swap like any commit (409 StaleEpoch
+//     for the loser). paddedSize must equal the ciphertext length.
+//     delivery "ephemeral" is accepted and stored like "persistent" (this
+//     package has no live-only path).
+//   - sendMessage: a msgId another caller already used in the conversation
+//     is 409 DuplicateMessage; an application message for a future epoch
+//     is 409 EpochMismatch; a declared epoch that differs from the MLS
+//     framing is 400 EpochMismatch; unparseable MLS or another group's id
+//     is 400 InvalidMessage (not in the lexicon).
+//   - getGroupInfo/updateGroupInfo use their lexicons' names NotFound and
+//     Unauthorized (403) where other methods use ConvoNotFound/NotMember.
+//     updateGroupInfo for an epoch the conversation has left is 409
+//     StaleEpoch.
+//   - getKeyPackageStats: did may only be the caller's own DID (403
+//     Unauthorized otherwise); inventory is private.
+//   - getKeyPackageStatus: reserved is omitted (there is no reservation).
+//   - registerDevice: the device id is deviceUUID when given, so packages
+//     made before registration can name did#deviceUUID; autoJoinedConvos
+//     is always empty and welcomeMessages absent (a new device is added by
+//     a member's commit like any other).
+//   - String-typed byte fields are decoded from standard or URL-safe
+//     base64, padded or not. Responses use base64url without padding where
+//     the lexicon says "Base64url" (getWelcome.welcome,
+//     keyPackageRef.keyPackage) and standard padded base64 where it says
+//     "Base64" (getGroupInfo.groupInfo). Lexicon "bytes" fields are
+//     {"$bytes": base64} without padding.
+//   - getMessages: gapInfo describes the returned page's range only
+//     (missing sequence numbers up to 1000), and totalMessages is the
+//     number of sequence numbers assigned so far, read from the counter.
+package delivery
