@@ -68,12 +68,20 @@ func (s *Service) callerRows(ctx context.Context, convoID string, id caller.Iden
 	return out, nil
 }
 
+// errProbe ends a replay probe's transaction without recording anything.
+var errProbe = errors.New("delivery: replay probe")
+
 // idempotent runs a write under the caller's idempotency key for the
 // method. A retry with the same key and request returns the first
 // response and runs nothing; a different request under the same key is
 // 422 IdempotencyKeyReused. req is hashed (as JSON) to tell the two apart.
+//
+// pre (may be nil) runs the checks that read the store before the write.
+// If it refuses the request, the key is probed for a recorded response
+// first: a retry must replay even when the first attempt changed what pre
+// checks (a member who left is no longer a member).
 func (s *Service) idempotent(ctx context.Context, c call, key string, req any,
-	fn func(ctx context.Context, tx store.Writer) (any, error)) (any, error) {
+	pre func(ctx context.Context) error, fn func(ctx context.Context, tx store.Writer) (any, error)) (any, error) {
 	canon, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("hash request: %w", err)
@@ -82,8 +90,26 @@ func (s *Service) idempotent(ctx context.Context, c call, key string, req any,
 	h.Write([]byte(c.nsid))
 	h.Write([]byte{0})
 	h.Write(canon)
-	resp, _, err := s.cfg.Store.Idempotent(ctx,
-		store.IdempotencyKey{CallerDID: c.id.DID, NSID: c.nsid, Key: key}, h.Sum(nil),
+	hash := h.Sum(nil)
+	ik := store.IdempotencyKey{CallerDID: c.id.DID, NSID: c.nsid, Key: key}
+	if pre != nil {
+		if perr := pre(ctx); perr != nil {
+			if s.mapError(c.nsid, perr).Status >= 500 {
+				return nil, perr
+			}
+			resp, replayed, err := s.cfg.Store.Idempotent(ctx, ik, hash, func(context.Context, store.Writer) ([]byte, error) {
+				return nil, errProbe
+			})
+			switch {
+			case err == nil && replayed:
+				return rawJSON(resp), nil
+			case err == nil, errors.Is(err, errProbe):
+				return nil, perr
+			}
+			return nil, err
+		}
+	}
+	resp, _, err := s.cfg.Store.Idempotent(ctx, ik, hash,
 		func(ctx context.Context, tx store.Writer) ([]byte, error) {
 			out, err := fn(ctx, tx)
 			if err != nil {

@@ -124,36 +124,41 @@ func (s *Service) createConvo(ctx context.Context, c call) (any, error) {
 			others = append(others, d)
 		}
 	}
-	newMembers, err := s.newMembers(ctx, others, in.KeyPackageHashes, 999)
-	if err != nil {
-		return nil, err
-	}
-	members := append([]store.NewMember{{MemberDID: creator, UserDID: c.id.DID, DeviceID: c.id.DeviceID, Role: store.RoleAdmin}}, newMembers...)
-	if len(members) > s.cfg.MaxMembers {
-		return nil, ErrTooManyMembers
-	}
-	var welcome *store.NewWelcome
-	if in.WelcomeMessage != "" {
-		welcome, err = s.welcome(in.WelcomeMessage, suite.String(), in.KeyPackageHashes, newMembers)
+	var members []store.NewMember
+	var nc store.NewConvo
+	pre := func(ctx context.Context) error {
+		newMembers, err := s.newMembers(ctx, others, in.KeyPackageHashes, 999)
 		if err != nil {
-			return nil, err
+			return err
 		}
+		members = append([]store.NewMember{{MemberDID: creator, UserDID: c.id.DID, DeviceID: c.id.DeviceID, Role: store.RoleAdmin}}, newMembers...)
+		if len(members) > s.cfg.MaxMembers {
+			return ErrTooManyMembers
+		}
+		var welcome *store.NewWelcome
+		if in.WelcomeMessage != "" {
+			if welcome, err = s.welcome(in.WelcomeMessage, suite.String(), in.KeyPackageHashes, newMembers); err != nil {
+				return err
+			}
+		}
+		// The group's epoch is encrypted in the Welcome, so the server
+		// cannot read it: take the client's value, or derive the usual one
+		// (0 for a group alone, 1 after the commit that added the initial
+		// members).
+		epoch := int64(0)
+		if welcome != nil {
+			epoch = 1
+		}
+		if in.CurrentEpoch != nil {
+			epoch = *in.CurrentEpoch
+		}
+		nc = store.NewConvo{
+			ID: convoID, CreatorDID: c.id.DID, CipherSuite: suite.String(), Name: name, Description: desc,
+			Epoch: epoch, Members: members, Welcome: welcome,
+		}
+		return nil
 	}
-	// The group's epoch is encrypted in the Welcome, so the server cannot
-	// read it: take the client's value, or derive the usual one (0 for a
-	// group alone, 1 after the commit that added the initial members).
-	epoch := int64(0)
-	if welcome != nil {
-		epoch = 1
-	}
-	if in.CurrentEpoch != nil {
-		epoch = *in.CurrentEpoch
-	}
-	nc := store.NewConvo{
-		ID: convoID, CreatorDID: c.id.DID, CipherSuite: suite.String(), Name: name, Description: desc,
-		Epoch: epoch, Members: members, Welcome: welcome,
-	}
-	return s.idempotent(ctx, c, in.IdempotencyKey, in, func(ctx context.Context, tx store.Writer) (any, error) {
+	return s.idempotent(ctx, c, in.IdempotencyKey, in, pre, func(ctx context.Context, tx store.Writer) (any, error) {
 		cv, err := tx.CreateConvo(ctx, nc)
 		if err != nil {
 			return nil, err
@@ -434,35 +439,38 @@ func (s *Service) addMembers(ctx context.Context, c call) (any, error) {
 		return nil, badRequest("welcomeMessage requires the commit that adds the members")
 	}
 	convoID := normConvoID(in.ConvoID)
-	if _, err := s.member(ctx, convoID, c.id); err != nil {
-		return nil, err
-	}
-	cv, err := s.cfg.Store.Convo(ctx, convoID)
-	if err != nil {
-		return nil, fmt.Errorf("read convo: %w", err)
-	}
 	commit, err := s.commit("commit", in.Commit, convoID)
 	if err != nil {
 		return nil, err
 	}
-	members, err := s.newMembers(ctx, in.DIDList, in.KeyPackageHashes, 50)
-	if err != nil {
-		return nil, err
-	}
-	current, err := s.cfg.Store.Members(ctx, []string{convoID}, false)
-	if err != nil {
-		return nil, fmt.Errorf("list members: %w", err)
-	}
-	if len(current[convoID])+len(members) > s.cfg.MaxMembers {
-		return nil, ErrTooManyMembers
-	}
-	if in.WelcomeMessage != "" {
-		if commit.Welcome, err = s.welcome(in.WelcomeMessage, cv.CipherSuite, in.KeyPackageHashes, members); err != nil {
-			return nil, err
+	var members []store.NewMember
+	pre := func(ctx context.Context) error {
+		if _, err := s.member(ctx, convoID, c.id); err != nil {
+			return err
 		}
+		cv, err := s.cfg.Store.Convo(ctx, convoID)
+		if err != nil {
+			return fmt.Errorf("read convo: %w", err)
+		}
+		if members, err = s.newMembers(ctx, in.DIDList, in.KeyPackageHashes, 50); err != nil {
+			return err
+		}
+		current, err := s.cfg.Store.Members(ctx, []string{convoID}, false)
+		if err != nil {
+			return fmt.Errorf("list members: %w", err)
+		}
+		if len(current[convoID])+len(members) > s.cfg.MaxMembers {
+			return ErrTooManyMembers
+		}
+		if in.WelcomeMessage != "" {
+			if commit.Welcome, err = s.welcome(in.WelcomeMessage, cv.CipherSuite, in.KeyPackageHashes, members); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	in.ConvoID = convoID
-	return s.idempotent(ctx, c, in.IdempotencyKey, in, func(ctx context.Context, tx store.Writer) (any, error) {
+	return s.idempotent(ctx, c, in.IdempotencyKey, in, pre, func(ctx context.Context, tx store.Writer) (any, error) {
 		ch, err := tx.AddMembers(ctx, convoID, members, commit)
 		if err != nil {
 			return nil, err
@@ -507,13 +515,6 @@ func (s *Service) removeMember(ctx context.Context, c call) (any, error) {
 		return nil, err
 	}
 	convoID := normConvoID(in.ConvoID)
-	me, err := s.member(ctx, convoID, c.id)
-	if err != nil {
-		return nil, err
-	}
-	if me.Role != store.RoleAdmin {
-		return nil, ErrNotAdmin
-	}
 	if user, _ := splitDID(in.TargetDID); user == c.id.DID {
 		return nil, ErrCannotRemoveSelf
 	}
@@ -521,8 +522,18 @@ func (s *Service) removeMember(ctx context.Context, c call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	pre := func(ctx context.Context) error {
+		me, err := s.member(ctx, convoID, c.id)
+		if err != nil {
+			return err
+		}
+		if me.Role != store.RoleAdmin {
+			return ErrNotAdmin
+		}
+		return nil
+	}
 	in.ConvoID = convoID
-	return s.idempotent(ctx, c, in.IdempotencyKey, in, func(ctx context.Context, tx store.Writer) (any, error) {
+	return s.idempotent(ctx, c, in.IdempotencyKey, in, pre, func(ctx context.Context, tx store.Writer) (any, error) {
 		ch, err := tx.RemoveMembers(ctx, convoID, []string{in.TargetDID}, commit)
 		if errors.Is(err, store.ErrNotMember) {
 			return nil, ErrTargetNotMember
@@ -560,34 +571,9 @@ func (s *Service) leaveConvo(ctx context.Context, c call) (any, error) {
 		return nil, err
 	}
 	convoID := normConvoID(in.ConvoID)
-	me, err := s.member(ctx, convoID, c.id)
-	if err != nil {
-		return nil, err
-	}
 	target := in.TargetDID
 	if target == "" {
 		target = c.id.DID
-	}
-	if user, _ := splitDID(target); user != c.id.DID && me.Role != store.RoleAdmin {
-		return nil, ErrNotAdmin
-	}
-	all, err := s.cfg.Store.Members(ctx, []string{convoID}, false)
-	if err != nil {
-		return nil, fmt.Errorf("list members: %w", err)
-	}
-	remaining, matched := 0, 0
-	for _, m := range all[convoID] {
-		if m.MemberDID == target || m.UserDID == target {
-			matched++
-		} else {
-			remaining++
-		}
-	}
-	if matched == 0 {
-		return nil, ErrTargetNotMember
-	}
-	if remaining == 0 {
-		return nil, ErrLastMember
 	}
 	commit, err := s.commit("commit", in.Commit, convoID)
 	if err != nil {
@@ -598,8 +584,36 @@ func (s *Service) leaveConvo(ctx context.Context, c call) (any, error) {
 		sum := sha256.Sum256([]byte(in.Commit))
 		key = "leave:" + convoID + ":" + target + ":" + hex.EncodeToString(sum[:16])
 	}
+	pre := func(ctx context.Context) error {
+		me, err := s.member(ctx, convoID, c.id)
+		if err != nil {
+			return err
+		}
+		if user, _ := splitDID(target); user != c.id.DID && me.Role != store.RoleAdmin {
+			return ErrNotAdmin
+		}
+		all, err := s.cfg.Store.Members(ctx, []string{convoID}, false)
+		if err != nil {
+			return fmt.Errorf("list members: %w", err)
+		}
+		remaining, matched := 0, 0
+		for _, m := range all[convoID] {
+			if m.MemberDID == target || m.UserDID == target {
+				matched++
+			} else {
+				remaining++
+			}
+		}
+		if matched == 0 {
+			return ErrTargetNotMember
+		}
+		if remaining == 0 {
+			return ErrLastMember
+		}
+		return nil
+	}
 	in.ConvoID, in.TargetDID = convoID, target
-	return s.idempotent(ctx, c, key, in, func(ctx context.Context, tx store.Writer) (any, error) {
+	return s.idempotent(ctx, c, key, in, pre, func(ctx context.Context, tx store.Writer) (any, error) {
 		ch, err := tx.RemoveMembers(ctx, convoID, []string{target}, commit)
 		if errors.Is(err, store.ErrNotMember) {
 			return nil, ErrTargetNotMember

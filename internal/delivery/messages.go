@@ -108,9 +108,6 @@ func (s *Service) sendMessage(ctx context.Context, c call) (any, error) {
 		return nil, badRequest("delivery must be persistent or ephemeral")
 	}
 	convoID := normConvoID(in.ConvoID)
-	if _, err := s.member(ctx, convoID, c.id); err != nil {
-		return nil, err
-	}
 	h, err := parseFramed(in.Ciphertext, convoID)
 	if err != nil {
 		return nil, err
@@ -129,7 +126,11 @@ func (s *Service) sendMessage(ctx context.Context, c call) (any, error) {
 		Epoch          int64
 		Ciphertext     []byte
 	}{convoID, in.MsgID, epoch, sum[:]}
-	return s.idempotent(ctx, c, convoID+"/"+in.MsgID, hashed, func(ctx context.Context, tx store.Writer) (any, error) {
+	pre := func(ctx context.Context) error {
+		_, err := s.member(ctx, convoID, c.id)
+		return err
+	}
+	return s.idempotent(ctx, c, convoID+"/"+in.MsgID, hashed, pre, func(ctx context.Context, tx store.Writer) (any, error) {
 		if isCommit {
 			ch, err := tx.AppendCommit(ctx, convoID, store.NewCommit{
 				Epoch: epoch, MsgID: in.MsgID, Data: in.Ciphertext, PaddedSize: *in.PaddedSize, ExpiresAt: s.expiry(),
