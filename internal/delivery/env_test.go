@@ -108,6 +108,8 @@ var (
 	bob   = who{DID: "did:plc:bob", DeviceID: "b1"}
 	carol = who{DID: "did:plc:carol", DeviceID: "c1"}
 	eve   = who{DID: "did:plc:eve", DeviceID: "e1"}
+	// mallory is never a member of anything.
+	mallory = who{DID: "did:plc:mallory", DeviceID: "m1"}
 )
 
 // resp is a decoded response.
