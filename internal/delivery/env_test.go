@@ -192,3 +192,5 @@ type deliveryConfig = delivery.Config
 func b64bytes(b []byte) obj { return obj{"$bytes": base64.RawStdEncoding.EncodeToString(b)} }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
