@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/cairn-chat/cairn-caddy/internal/atpauth"
 	"github.com/cairn-chat/cairn-caddy/internal/metrics"
 	"github.com/cairn-chat/cairn-caddy/internal/ratelimit"
 	"github.com/cairn-chat/cairn-caddy/internal/redact"
@@ -58,7 +59,14 @@ const (
 	metricsPoolKey      = "cairn.metrics"
 	localLimiterPoolKey = "cairn.ratelimit.memory"
 	logHasherPoolKey    = "cairn.log-hasher"
+	replayPoolKey       = "cairn.auth.replay"
+	resolverPoolPrefix  = "cairn.auth.resolver:"
 )
+
+// memoryReplayCapacity bounds the in-memory set of used token IDs. Tokens
+// live at most an hour (the lifetime cap), so this holds a busy node's
+// tokens many times over.
+const memoryReplayCapacity = 1 << 20
 
 // hasherBox hands the app's keyed hasher to the cairn_redact log filter.
 // Caddy opens logs before it provisions apps, so the filter cannot ask for
@@ -138,6 +146,7 @@ type App struct {
 	redis    *redis.Client
 	metrics  *metrics.Metrics
 	local    *ratelimit.MemoryStore
+	poolMu   sync.Mutex
 	poolKeys []string
 	logger   *zap.Logger
 
@@ -402,6 +411,45 @@ func (a *App) ModuleLogger(ctx caddy.Context) *zap.Logger {
 // shared by every cairn_rate_limit handler (their keys carry the zone name)
 // and kept across config reloads.
 func (a *App) LocalLimiter() *ratelimit.MemoryStore { return a.local }
+
+// MemoryReplayStore returns the process's in-memory set of used token IDs,
+// kept across reloads so that a reload cannot make a used token valid again.
+func (a *App) MemoryReplayStore() *atpauth.MemoryReplayStore {
+	v, _, _ := sharedState.LoadOrNew(replayPoolKey, func() (caddy.Destructor, error) {
+		return destructible[*atpauth.MemoryReplayStore]{atpauth.NewMemoryReplayStore(memoryReplayCapacity, nil), nil}, nil
+	})
+	a.trackPoolKey(replayPoolKey)
+	return v.(destructible[*atpauth.MemoryReplayStore]).v
+}
+
+// DIDResolver returns the process's DID resolver for the PLC directory at
+// plcURL, with the app's development options. Its cache of DID documents is
+// kept across reloads.
+func (a *App) DIDResolver(plcURL string) (*atpauth.Resolver, error) {
+	cfg := atpauth.ResolverConfig{PLCURL: plcURL, AllowHTTP: a.DIDWebAllowHTTP, AllowedHosts: a.ResolverAllowHosts}
+	key := fmt.Sprintf("%s%s|%t|%q", resolverPoolPrefix, cfg.PLCURL, cfg.AllowHTTP, cfg.AllowedHosts)
+	v, _, err := sharedState.LoadOrNew(key, func() (caddy.Destructor, error) {
+		r, err := atpauth.NewResolver(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return destructible[*atpauth.Resolver]{r, nil}, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("DID resolver: %w", err)
+	}
+	a.trackPoolKey(key)
+	return v.(destructible[*atpauth.Resolver]).v, nil
+}
+
+// trackPoolKey remembers one reference this app took on a pool entry, to be
+// released in Cleanup. Handlers call the accessors above during Provision;
+// each call takes one reference.
+func (a *App) trackPoolKey(key string) {
+	a.poolMu.Lock()
+	a.poolKeys = append(a.poolKeys, key)
+	a.poolMu.Unlock()
+}
 
 // SharedLimiter returns the Redis-backed limiter that applies policy while
 // Redis is unreachable. Handlers with the same policy share one, so an

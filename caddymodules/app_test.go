@@ -105,7 +105,7 @@ func TestAppCaddyfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	if a.Mode != "development" || a.DataDir != "/tmp/x" || a.LogLevel != "debug" || a.Redis == "" || !a.LogIdentities || !a.DIDWebAllowHTTP || len(a.ResolverAllowHosts) != 2 {
-		t.Fatalf("parsed %+v", a)
+		t.Fatalf("parsed mode %q data_dir %q log_level %q redis %q", a.Mode, a.DataDir, a.LogLevel, a.Redis)
 	}
 	var empty App
 	if err := empty.UnmarshalCaddyfile(caddyfile.NewTestDispenser("cairn {\n redis\n}")); err != nil || empty.Redis != "" {

@@ -21,8 +21,8 @@ func init() {
 // known DIDs.
 //
 // Without options it hashes the whole field. With `query`, the field is taken
-// as a request URI and only the named query parameters are hashed; a URI that
-// cannot be parsed is replaced whole.
+// as a request URI and only the named query parameters are hashed; a query
+// string that cannot be parsed is replaced whole, keeping the path.
 //
 // Caddyfile (inside `format filter { … }`):
 //

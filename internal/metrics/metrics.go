@@ -34,6 +34,7 @@ type Metrics struct {
 	rateDecisions *prometheus.CounterVec
 	backendErrors *prometheus.CounterVec
 	backendState  *prometheus.GaugeVec
+	authOutcomes  *prometheus.CounterVec
 }
 
 // New creates the collectors and registers them in a new registry.
@@ -61,9 +62,27 @@ func New() *Metrics {
 			Namespace: Namespace, Name: "backend_up",
 			Help: "1 while a shared backend answers, 0 while cairn runs on its fallback.",
 		}, []string{"backend"}),
+		authOutcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "auth", Name: "requests_total",
+			Help: "Authentication outcomes by kind (client, operator) and reason (ok, or the fixed failure reason, e.g. expired, replayed, bad_signature).",
+		}, []string{"kind", "reason"}),
 	}
-	m.Registry.MustRegister(m.xrpcRequests, m.xrpcDuration, m.rateDecisions, m.backendErrors, m.backendState)
+	m.Registry.MustRegister(m.xrpcRequests, m.xrpcDuration, m.rateDecisions, m.backendErrors, m.backendState, m.authOutcomes)
 	return m
+}
+
+// PreregisterAuthReasons creates the series of every auth reason at zero,
+// so dashboards and alerts see them before the first failure.
+func (m *Metrics) PreregisterAuthReasons(kind string, reasons []string) {
+	for _, r := range reasons {
+		m.authOutcomes.WithLabelValues(kind, r)
+	}
+}
+
+// AuthOutcome records one authentication attempt. kind is "client" or
+// "operator"; reason is "ok" or one of the verifier's fixed failure reasons.
+func (m *Metrics) AuthOutcome(kind, reason string) {
+	m.authOutcomes.WithLabelValues(kind, reason).Inc()
 }
 
 // ObserveXRPC records one XRPC request. nsid is the method as requested; it is

@@ -5,16 +5,16 @@ import (
 	"strings"
 )
 
-// Unparseable replaces a request target that cannot be parsed, so a value
+// Unparseable replaces a query string that cannot be parsed, so a value
 // that might carry an identity never reaches a log as it was sent.
 const Unparseable = "[unparseable]"
 
 // URI returns the request target uri (a path with an optional query, or an
 // absolute URL) with the values of the named query parameters replaced by
 // their keyed hashes. Parameter names match exactly, as XRPC parameters are
-// case-sensitive; a parameter that repeats has every value hashed. A target
-// that cannot be parsed is replaced whole by Unparseable: filtering fails
-// closed.
+// case-sensitive; a parameter that repeats has every value hashed. A query
+// that cannot be parsed is replaced whole by Unparseable, keeping the path:
+// filtering fails closed.
 func (h *Hasher) URI(uri string, params []string) string {
 	pathPart, rawQuery, hasQuery := strings.Cut(uri, "?")
 	if !hasQuery {
@@ -22,7 +22,7 @@ func (h *Hasher) URI(uri string, params []string) string {
 	}
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
-		return Unparseable
+		return pathPart + "?" + Unparseable
 	}
 	changed := false
 	for _, p := range params {

@@ -1,0 +1,218 @@
+package caddymodules
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/cairn-chat/cairn-caddy/internal/metrics"
+	"github.com/cairn-chat/cairn-caddy/internal/operatorauth"
+	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
+)
+
+func init() {
+	caddy.RegisterModule(new(OperatorAuth))
+	httpcaddyfile.RegisterHandlerDirective("cairn_operator_auth", parseOperatorAuth)
+	httpcaddyfile.RegisterDirectiveOrder("cairn_operator_auth", httpcaddyfile.Before, "basic_auth")
+}
+
+// OperatorAuth guards the operator API on the internal site. It accepts an
+// OpenID Connect ID or access token from the operators' identity provider
+// (issuer discovery, JWKS, audience, and a required group or role claim),
+// and, for small installs, a static operator token stored only as its
+// SHA-256 hash and compared in constant time. With both configured, either
+// is accepted. A refusal is 401 (403 for a valid token without the role)
+// with an XRPC error body; when the provider cannot be reached, 503.
+//
+// Caddyfile:
+//
+//	cairn_operator_auth {
+//	    oidc {
+//	        issuer        https://sso.example.com/realms/ops
+//	        audience      cairn-operator
+//	        role_claim    realm_access.roles      # default: groups
+//	        required_role cairn-admin
+//	        allow_http_issuer                     # development only
+//	    }
+//	    static_token_hash sha256:<64 hex>         # from `cairn-caddy operator-token`
+//	}
+type OperatorAuth struct {
+	// OIDC configures verification of tokens from an identity provider.
+	OIDC *OperatorOIDC `json:"oidc,omitempty"`
+	// StaticTokenHash is "sha256:<64 hex>" of the static operator token.
+	// Placeholders are expanded ({env.CAIRN_OPERATOR_TOKEN_HASH}).
+	StaticTokenHash string `json:"static_token_hash,omitempty"`
+
+	verifiers []operatorauth.Verifier
+	metrics   *metrics.Metrics
+	logger    *zap.Logger
+}
+
+// OperatorOIDC is the identity-provider part of OperatorAuth.
+type OperatorOIDC struct {
+	// Issuer is the provider's issuer URL as in its discovery document.
+	Issuer string `json:"issuer"`
+	// Audience is the client ID or API audience the token must carry.
+	Audience string `json:"audience"`
+	// RoleClaim is the claim (or dot path) holding groups or roles.
+	// Default "groups".
+	RoleClaim string `json:"role_claim,omitempty"`
+	// RequiredRole must be among RoleClaim's values.
+	RequiredRole string `json:"required_role"`
+	// AllowHTTPIssuer permits an http:// issuer. Development only.
+	AllowHTTPIssuer bool `json:"allow_http_issuer,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (*OperatorAuth) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.cairn_operator_auth",
+		New: func() caddy.Module { return new(OperatorAuth) },
+	}
+}
+
+// Provision builds the verifiers.
+func (o *OperatorAuth) Provision(ctx caddy.Context) error {
+	app, err := cairnApp(ctx)
+	if err != nil {
+		return err
+	}
+	o.metrics, o.logger = app.Metrics(), app.ModuleLogger(ctx)
+	repl := caddy.NewReplacer()
+	o.verifiers = nil
+	if o.OIDC != nil {
+		if o.OIDC.AllowHTTPIssuer {
+			if err := app.RequireDevelopment("cairn_operator_auth allow_http_issuer"); err != nil {
+				return err
+			}
+		}
+		v, err := operatorauth.NewOIDCVerifier(operatorauth.OIDCConfig{
+			Issuer:          repl.ReplaceAll(o.OIDC.Issuer, ""),
+			Audience:        repl.ReplaceAll(o.OIDC.Audience, ""),
+			RoleClaim:       o.OIDC.RoleClaim,
+			RequiredRole:    o.OIDC.RequiredRole,
+			AllowHTTPIssuer: o.OIDC.AllowHTTPIssuer,
+		})
+		if err != nil {
+			return fmt.Errorf("cairn_operator_auth oidc: %w", err)
+		}
+		// Discover eagerly but do not fail start-up: a provider that is down
+		// now is retried on each request until it answers.
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := v.Discover(dctx); err != nil {
+			o.logger.Warn("OIDC discovery failed; operator tokens are refused until the provider answers", zap.Error(err))
+		}
+		cancel()
+		o.verifiers = append(o.verifiers, v)
+	}
+	if hash := repl.ReplaceAll(o.StaticTokenHash, ""); hash != "" {
+		st, err := operatorauth.ParseStaticTokenHash(hash)
+		if err != nil {
+			return fmt.Errorf("cairn_operator_auth static_token_hash: %w (generate one with `cairn-caddy operator-token`)", err)
+		}
+		o.verifiers = append(o.verifiers, st)
+	} else if o.StaticTokenHash != "" {
+		return fmt.Errorf("cairn_operator_auth static_token_hash %q expands to an empty value", o.StaticTokenHash)
+	}
+	if len(o.verifiers) == 0 {
+		return fmt.Errorf("cairn_operator_auth: configure `oidc { … }`, `static_token_hash`, or both")
+	}
+	o.metrics.PreregisterAuthReasons("operator", []string{"ok", "missing", "invalid", "expired", "bad_aud", "forbidden", "unavailable", "internal"})
+	return nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (o *OperatorAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	credential := r.Header.Get("Authorization")
+	var firstErr error
+	for _, v := range o.verifiers {
+		op, err := v.Verify(r.Context(), credential)
+		if err == nil {
+			o.metrics.AuthOutcome("operator", "ok")
+			if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+				repl.Set(userIDPlaceholder, "operator:"+op.Method)
+			}
+			return next.ServeHTTP(w, r)
+		}
+		// Prefer the most telling refusal: a verifier that recognised the
+		// token (forbidden, expired) over one that did not.
+		if firstErr == nil || errors.Is(firstErr, operatorauth.ErrInvalidToken) {
+			firstErr = err
+		}
+	}
+	reason := operatorauth.Reason(firstErr)
+	o.metrics.AuthOutcome("operator", reason)
+	if c := requestLogger(o.logger, r).Check(zap.InfoLevel, "refused an operator request"); c != nil {
+		c.Write(zap.String("reason", reason))
+	}
+	xrpc.WriteError(w, operatorauth.XRPCError(firstErr))
+	return nil
+}
+
+func parseOperatorAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(OperatorAuth)
+	return m, m.UnmarshalCaddyfile(h.Dispenser)
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens.
+func (o *OperatorAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "static_token_hash":
+			if !d.AllArgs(&o.StaticTokenHash) {
+				return d.ArgErr()
+			}
+		case "oidc":
+			o.OIDC = new(OperatorOIDC)
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				opt := d.Val()
+				switch opt {
+				case "issuer", "audience", "role_claim", "required_role":
+					var v string
+					if !d.AllArgs(&v) {
+						return d.ArgErr()
+					}
+					switch opt {
+					case "issuer":
+						o.OIDC.Issuer = v
+					case "audience":
+						o.OIDC.Audience = v
+					case "role_claim":
+						o.OIDC.RoleClaim = v
+					case "required_role":
+						o.OIDC.RequiredRole = v
+					}
+				case "allow_http_issuer":
+					if d.NextArg() {
+						return d.ArgErr()
+					}
+					o.OIDC.AllowHTTPIssuer = true
+				default:
+					return d.Errf("unrecognized oidc option %q", opt)
+				}
+			}
+		default:
+			return d.Errf("unrecognized cairn_operator_auth option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*OperatorAuth)(nil)
+	_ caddyhttp.MiddlewareHandler = (*OperatorAuth)(nil)
+	_ caddyfile.Unmarshaler       = (*OperatorAuth)(nil)
+)

@@ -1,0 +1,170 @@
+// Package atprototest drives the Node harness in test/atproto, which mints
+// atproto service-auth tokens with the reference npm packages
+// (@atproto/crypto, @atproto/xrpc-server), and serves the DID documents of
+// the keys it generates from a local PLC directory. Integration tests use it
+// to talk to a gateway the way real atproto clients do.
+//
+// It is imported only from tests.
+package atprototest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cairn-chat/cairn-caddy/internal/testenv"
+)
+
+// HarnessDir returns the directory of the Node harness.
+func HarnessDir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "test", "atproto")
+}
+
+var installOnce sync.Once
+var installErr error
+
+// RequireHarness makes sure node and the harness's npm dependencies are
+// there, running `npm ci` on a fresh checkout. Without node or npm the test
+// is skipped, unless CAIRN_REQUIRE_SERVICES=1, where it fails.
+func RequireHarness(t testing.TB) {
+	t.Helper()
+	for _, tool := range []string{"node", "npm"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if testenv.RequireServices() {
+				t.Fatalf("%s is required for the atproto interop harness: %v", tool, err)
+			}
+			t.Skipf("%s not installed: %v", tool, err)
+		}
+	}
+	installOnce.Do(func() {
+		if _, err := os.Stat(filepath.Join(HarnessDir(), "node_modules", "@atproto", "xrpc-server")); err == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
+		cmd.Dir = HarnessDir()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			installErr = errors.New("npm ci in test/atproto: " + err.Error() + "\n" + string(out))
+		}
+	})
+	if installErr != nil {
+		t.Fatal(installErr)
+	}
+}
+
+// Key asks the harness for a key pair: Type "k256" or "p256".
+type Key struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+}
+
+// Token asks the harness for a token signed by the key named Key.
+type Token struct {
+	Key string `json:"key"`
+	Iss string `json:"iss"`
+	Aud string `json:"aud"`
+	Lxm string `json:"lxm,omitempty"`
+	Iat int64  `json:"iat"`
+	Exp int64  `json:"exp"`
+}
+
+// MintedKey is a generated key's public half.
+type MintedKey struct {
+	Type      string `json:"type"`
+	JWTAlg    string `json:"jwtAlg"`
+	DID       string `json:"did"`
+	Multibase string `json:"multibase"`
+}
+
+// Minted is the harness's answer: the keys by name and the tokens in order.
+type Minted struct {
+	Keys   map[string]MintedKey `json:"keys"`
+	Tokens []string             `json:"tokens"`
+}
+
+// Mint runs the harness once. Keys exist only for that run, so ask for every
+// token a key must sign in the same call.
+func Mint(t testing.TB, keys []Key, tokens []Token) Minted {
+	t.Helper()
+	RequireHarness(t)
+	req, err := json.Marshal(map[string]any{"keys": keys, "tokens": tokens})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "mint.mjs")
+	cmd.Dir = HarnessDir()
+	cmd.Stdin = bytes.NewReader(req)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node mint.mjs: %v\n%s", err, stderr.String())
+	}
+	var resp Minted
+	if err := json.Unmarshal(out, &resp); err != nil {
+		t.Fatalf("decode harness output: %v\n%s", err, out)
+	}
+	if len(resp.Tokens) != len(tokens) {
+		t.Fatalf("harness minted %d tokens, want %d", len(resp.Tokens), len(tokens))
+	}
+	return resp
+}
+
+// PLC is a local PLC directory serving DID documents whose #atproto key is a
+// harness key.
+type PLC struct {
+	*httptest.Server
+	mu   sync.Mutex
+	docs map[string][]byte
+}
+
+// NewPLC starts a PLC directory, stopped when the test ends.
+func NewPLC(t testing.TB) *PLC {
+	t.Helper()
+	p := &PLC{docs: map[string][]byte{}}
+	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		doc, ok := p.docs[strings.TrimPrefix(r.URL.Path, "/")]
+		p.mu.Unlock()
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/did+ld+json")
+		_, _ = w.Write(doc)
+	}))
+	t.Cleanup(p.Close)
+	return p
+}
+
+// Publish serves a DID document for did whose #atproto key is k.
+func (p *PLC) Publish(did string, k MintedKey) {
+	doc, _ := json.Marshal(map[string]any{
+		"@context": []string{"https://www.w3.org/ns/did/v1", "https://w3id.org/security/multikey/v1"},
+		"id":       did,
+		"verificationMethod": []map[string]string{{
+			"id":                 did + "#atproto",
+			"type":               "Multikey",
+			"controller":         did,
+			"publicKeyMultibase": k.Multibase,
+		}},
+	})
+	p.mu.Lock()
+	p.docs[did] = doc
+	p.mu.Unlock()
+}
