@@ -44,7 +44,9 @@ func (c *clock) Advance(d time.Duration) {
 var start = time.Now().UTC().Truncate(time.Second)
 
 // openSQLite opens a fresh SQLite store in the test's temp dir.
-func openSQLite(t *testing.T, now func() time.Time) store.Store {
+func openSQLite(t *testing.T, now func() time.Time) store.Store { return openSQLiteTB(t, now) }
+
+func openSQLiteTB(t testing.TB, now func() time.Time) store.Store {
 	s, err := sqlite.Open(t.Context(), sqlite.Config{Path: filepath.Join(t.TempDir(), "cairn.db"), Now: now})
 	if err != nil {
 		t.Fatalf("open sqlite: %v", err)
