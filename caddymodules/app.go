@@ -5,6 +5,7 @@
 package caddymodules
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
@@ -25,6 +27,10 @@ import (
 	"github.com/cairn-chat/cairn-caddy/internal/metrics"
 	"github.com/cairn-chat/cairn-caddy/internal/ratelimit"
 	"github.com/cairn-chat/cairn-caddy/internal/redact"
+	"github.com/cairn-chat/cairn-caddy/internal/retention"
+	"github.com/cairn-chat/cairn-caddy/internal/store"
+	"github.com/cairn-chat/cairn-caddy/internal/store/postgres"
+	"github.com/cairn-chat/cairn-caddy/internal/store/sqlite"
 )
 
 func init() {
@@ -124,6 +130,16 @@ type App struct {
 	// {$CAIRN_REDIS_URL}) means no Redis: in-memory state is used.
 	Redis string `json:"redis,omitempty"`
 
+	// Database is the PostgreSQL URL (postgres://user:pass@host/db) that
+	// every gateway node of a cluster shares. Empty (for example an unset
+	// {$CAIRN_DATABASE_URL}) means the embedded SQLite database
+	// DataDir/cairn.db, for a single node. Placeholders are expanded.
+	Database string `json:"database,omitempty"`
+
+	// Retention sets how long the delivery service keeps each kind of row;
+	// a background worker purges the rest.
+	Retention *RetentionConfig `json:"retention,omitempty"`
+
 	// LogIdentities writes raw identities (DIDs, conversation IDs) into debug
 	// logs instead of their keyed hashes. Development only.
 	LogIdentities bool `json:"log_identities,omitempty"`
@@ -152,6 +168,53 @@ type App struct {
 
 	limitersMu sync.Mutex
 	shared     map[ratelimit.Policy]*ratelimit.Failover
+
+	storeMu     sync.Mutex
+	store       store.Store
+	storeErr    error
+	stopWorkers context.CancelFunc
+	workers     sync.WaitGroup
+}
+
+// RetentionConfig is the retention part of the cairn app's configuration.
+// Zero values take the defaults of internal/retention.
+type RetentionConfig struct {
+	// Messages keeps message ciphertext. Default 30d.
+	Messages caddy.Duration `json:"messages,omitempty"`
+	// Events keeps realtime event rows; a cursor older than this cannot
+	// resume. Default 7d.
+	Events caddy.Duration `json:"events,omitempty"`
+	// ConsumedWelcomes keeps confirmed Welcomes. Default 24h.
+	ConsumedWelcomes caddy.Duration `json:"consumed_welcomes,omitempty"`
+	// UnconsumedWelcomes keeps Welcomes never fetched. Default 30d.
+	UnconsumedWelcomes caddy.Duration `json:"unconsumed_welcomes,omitempty"`
+	// ConsumedKeyPackages keeps handed-out key packages (for statistics);
+	// expired ones go at once. Default 7d.
+	ConsumedKeyPackages caddy.Duration `json:"consumed_key_packages,omitempty"`
+	// KeyPackagesPerDevice caps a device's available key packages; the
+	// oldest beyond it are deleted. Default 100.
+	KeyPackagesPerDevice int `json:"key_packages_per_device,omitempty"`
+	// Idempotency keeps the records that let a retried write return its
+	// first response. Default 24h.
+	Idempotency caddy.Duration `json:"idempotency,omitempty"`
+	// Interval between purge passes. Default 10m.
+	Interval caddy.Duration `json:"interval,omitempty"`
+}
+
+func (r *RetentionConfig) config() retention.Config {
+	if r == nil {
+		return retention.Config{}
+	}
+	return retention.Config{
+		Messages:             time.Duration(r.Messages),
+		Events:               time.Duration(r.Events),
+		ConsumedWelcomes:     time.Duration(r.ConsumedWelcomes),
+		UnconsumedWelcomes:   time.Duration(r.UnconsumedWelcomes),
+		ConsumedKeyPackages:  time.Duration(r.ConsumedKeyPackages),
+		KeyPackagesPerDevice: r.KeyPackagesPerDevice,
+		Idempotency:          time.Duration(r.Idempotency),
+		Interval:             time.Duration(r.Interval),
+	}
 }
 
 // CaddyModule returns the Caddy module information.
@@ -262,6 +325,9 @@ func (a *App) validateConfig() error {
 	default:
 		return fmt.Errorf("cairn mode %q: must be %q or %q", a.Mode, ModeProduction, ModeDevelopment)
 	}
+	if err := a.Retention.config().Validate(); err != nil {
+		return fmt.Errorf("cairn %w", err)
+	}
 	if a.PLCURL != DefaultPLCURL {
 		if err := a.RequireDevelopment("cairn plc_url (a PLC directory override)"); err != nil {
 			return err
@@ -365,11 +431,87 @@ func loadOrGenerateKeyFile(path string) ([]byte, error) {
 	return key, nil
 }
 
-// Start is part of caddy.App.
-func (a *App) Start() error { return nil }
+// Start is part of caddy.App. It starts the background workers of the
+// delivery service's store, if a handler opened it.
+func (a *App) Start() error {
+	a.storeMu.Lock()
+	s := a.store
+	a.storeMu.Unlock()
+	if s == nil {
+		return nil
+	}
+	w, err := retention.New(s, a.Retention.config(), func(r retention.Report, err error) {
+		if err != nil {
+			a.metrics.BackendError("store", "retention")
+			a.logger.Error("retention pass failed", zap.Error(err))
+			return
+		}
+		if !r.Skipped {
+			a.logger.Info("retention pass", zap.Int64("messages", r.Messages), zap.Int64("events", r.Events),
+				zap.Int64("welcomes", r.Welcomes), zap.Int64("key_packages", r.KeyPackages), zap.Int64("idempotency", r.Idempotency))
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("cairn retention: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stopWorkers = cancel
+	a.workers.Add(1)
+	go func() {
+		defer a.workers.Done()
+		w.Run(ctx)
+	}()
+	return nil
+}
 
-// Stop is part of caddy.App.
-func (a *App) Stop() error { return nil }
+// Stop is part of caddy.App. It stops the background workers and waits for
+// a running pass to end; the next config's app starts its own.
+func (a *App) Stop() error {
+	if a.stopWorkers != nil {
+		a.stopWorkers()
+		a.workers.Wait()
+	}
+	return nil
+}
+
+// Store returns the delivery service's store, opening it on first use:
+// PostgreSQL when Database is set, otherwise SQLite in DataDir. Migrations
+// run on open. The open store is kept across config reloads.
+func (a *App) Store(ctx context.Context) (store.Store, error) {
+	a.storeMu.Lock()
+	defer a.storeMu.Unlock()
+	if a.store != nil || a.storeErr != nil {
+		return a.store, a.storeErr
+	}
+	dsn := strings.TrimSpace(caddy.NewReplacer().ReplaceAll(a.Database, ""))
+	key := "cairn.store:sqlite:" + filepath.Join(a.DataDir, "cairn.db")
+	if dsn != "" {
+		key = "cairn.store:postgres:" + dsn
+	}
+	v, _, err := sharedState.LoadOrNew(key, func() (caddy.Destructor, error) {
+		var s store.Store
+		var err error
+		if dsn != "" {
+			s, err = postgres.Open(ctx, postgres.Config{URL: dsn})
+		} else {
+			if err := os.MkdirAll(a.DataDir, 0o700); err != nil {
+				return nil, fmt.Errorf("creating data directory: %w", err)
+			}
+			s, err = sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(a.DataDir, "cairn.db")})
+		}
+		if err != nil {
+			return nil, err
+		}
+		return destructible[store.Store]{s, s.Close}, nil
+	})
+	if err != nil {
+		a.storeErr = fmt.Errorf("cairn database: %w", err)
+		return nil, a.storeErr
+	}
+	a.trackPoolKey(key)
+	a.store = v.(destructible[store.Store]).v
+	return a.store, nil
+}
 
 // Cleanup releases this config's references to shared state.
 func (a *App) Cleanup() error {

@@ -1,6 +1,9 @@
 package caddymodules
 
 import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -19,6 +22,12 @@ func init() {
 //	    log_hash_key       <secret>
 //	    log_hash_key_file  <path>
 //	    redis              <url>
+//	    database           <postgres-url>
+//	    retention {
+//	        messages | events | consumed_welcomes | unconsumed_welcomes |
+//	        consumed_key_packages | idempotency | interval  <duration>
+//	        key_packages_per_device <n>
+//	    }
 //	    log_identities
 //	    plc_url            <url>
 //	    did_web_allow_http
@@ -63,6 +72,18 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case "plc_url":
 				a.PLCURL = v
 			}
+		case "database":
+			// An empty {$CAIRN_DATABASE_URL} leaves no argument: SQLite.
+			if d.NextArg() {
+				a.Database = d.Val()
+			}
+			if d.NextArg() {
+				return d.Errf("database takes one URL")
+			}
+		case "retention":
+			if err := a.unmarshalRetention(d); err != nil {
+				return err
+			}
 		case "redis":
 			// An empty {$CAIRN_REDIS_URL} leaves no argument: no Redis.
 			if d.NextArg() {
@@ -90,6 +111,46 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized cairn option %q", opt)
 		}
+	}
+	return nil
+}
+
+func (a *App) unmarshalRetention(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	a.Retention = new(RetentionConfig)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		var v string
+		if !d.AllArgs(&v) {
+			return d.Errf("retention %s takes one value", opt)
+		}
+		if opt == "key_packages_per_device" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return d.Errf("retention key_packages_per_device %q: want a positive whole number", v)
+			}
+			a.Retention.KeyPackagesPerDevice = n
+			continue
+		}
+		dur, err := caddy.ParseDuration(v)
+		if err != nil || dur <= 0 {
+			return d.Errf("retention %s %q: want a positive duration such as 30d or 24h", opt, v)
+		}
+		field := map[string]*caddy.Duration{
+			"messages":              &a.Retention.Messages,
+			"events":                &a.Retention.Events,
+			"consumed_welcomes":     &a.Retention.ConsumedWelcomes,
+			"unconsumed_welcomes":   &a.Retention.UnconsumedWelcomes,
+			"consumed_key_packages": &a.Retention.ConsumedKeyPackages,
+			"idempotency":           &a.Retention.Idempotency,
+			"interval":              &a.Retention.Interval,
+		}[opt]
+		if field == nil {
+			return d.Errf("unrecognized retention option %q", opt)
+		}
+		*field = caddy.Duration(dur)
 	}
 	return nil
 }

@@ -6,10 +6,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 )
 
 func provisionApp(t *testing.T, a *App) error {
@@ -116,5 +119,65 @@ func TestAppCaddyfile(t *testing.T) {
 		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad)); err == nil {
 			t.Errorf("accepted %q", bad)
 		}
+	}
+}
+
+func TestAppStoreIsSQLiteByDefaultAndPostgresWhenConfigured(t *testing.T) {
+	t.Setenv("CAIRN_LOG_HASH_KEY", strings.Repeat("s", 40))
+	ctx := context.Background()
+
+	a := &App{Retention: &RetentionConfig{Interval: caddy.Duration(time.Hour)}}
+	if err := provisionApp(t, a); err != nil {
+		t.Fatal(err)
+	}
+	s, err := a.Store(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(a.DataDir, "cairn.db")); err != nil {
+		t.Fatalf("embedded database not in the data directory: %v", err)
+	}
+	if again, _ := a.Store(ctx); again != s {
+		t.Error("a second Store call opened another store")
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	pg := &App{Database: testenv.Postgres(t)}
+	if err := provisionApp(t, pg); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := pg.Store(ctx)
+	if err != nil {
+		t.Fatalf("postgres store: %v", err)
+	}
+	if _, _, err := ps.ConvosForUser(ctx, "did:plc:nobody", "", 10); err != nil {
+		t.Fatalf("migrated postgres store does not answer: %v", err)
+	}
+}
+
+func TestAppRetentionCaddyfileAndValidation(t *testing.T) {
+	var a App
+	src := "cairn {\n database postgres://x@127.0.0.1/db\n retention {\n  messages 14d\n  events 2d\n  consumed_welcomes 12h\n  key_packages_per_device 50\n  interval 5m\n }\n}"
+	if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(src)); err != nil {
+		t.Fatal(err)
+	}
+	r := a.Retention
+	if a.Database == "" || time.Duration(r.Messages) != 14*24*time.Hour || time.Duration(r.Events) != 48*time.Hour || r.KeyPackagesPerDevice != 50 || time.Duration(r.Interval) != 5*time.Minute {
+		t.Fatalf("parsed retention %+v database %q", r, a.Database)
+	}
+	for _, bad := range []string{"cairn {\n retention {\n  messages soon\n }\n}", "cairn {\n retention {\n  forever 1d\n }\n}", "cairn {\n retention {\n  key_packages_per_device 0\n }\n}"} {
+		var a App
+		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+	bad := &App{Retention: &RetentionConfig{Messages: caddy.Duration(24 * time.Hour), Events: caddy.Duration(48 * time.Hour)}}
+	if err := provisionApp(t, bad); err == nil || !strings.Contains(err.Error(), "events") {
+		t.Errorf("events outliving messages accepted: %v", err)
 	}
 }
