@@ -76,11 +76,14 @@ var errProbe = errors.New("delivery: replay probe")
 // response and runs nothing; a different request under the same key is
 // 422 IdempotencyKeyReused. req is hashed (as JSON) to tell the two apart.
 //
+// convoID, when set, is reported to Config.OnChange after a write that
+// ran (not after a replay).
+//
 // pre (may be nil) runs the checks that read the store before the write.
 // If it refuses the request, the key is probed for a recorded response
 // first: a retry must replay even when the first attempt changed what pre
 // checks (a member who left is no longer a member).
-func (s *Service) idempotent(ctx context.Context, c call, key string, req any,
+func (s *Service) idempotent(ctx context.Context, c call, key string, req any, convoID string,
 	pre func(ctx context.Context) error, fn func(ctx context.Context, tx store.Writer) (any, error)) (any, error) {
 	canon, err := json.Marshal(req)
 	if err != nil {
@@ -109,7 +112,7 @@ func (s *Service) idempotent(ctx context.Context, c call, key string, req any,
 			return nil, err
 		}
 	}
-	resp, _, err := s.cfg.Store.Idempotent(ctx, ik, hash,
+	resp, replayed, err := s.cfg.Store.Idempotent(ctx, ik, hash,
 		func(ctx context.Context, tx store.Writer) ([]byte, error) {
 			out, err := fn(ctx, tx)
 			if err != nil {
@@ -123,6 +126,9 @@ func (s *Service) idempotent(ctx context.Context, c call, key string, req any,
 		})
 	if err != nil {
 		return nil, err
+	}
+	if !replayed && convoID != "" && s.cfg.OnChange != nil {
+		s.cfg.OnChange(convoID)
 	}
 	return rawJSON(resp), nil
 }

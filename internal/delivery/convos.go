@@ -120,7 +120,7 @@ func (s *Service) createConvo(ctx context.Context, c call) (any, error) {
 	creator := memberDID(c.id)
 	var others []string
 	for _, d := range in.InitialMembers {
-		if d != creator {
+		if d != creator && d != c.id.DID {
 			others = append(others, d)
 		}
 	}
@@ -158,7 +158,7 @@ func (s *Service) createConvo(ctx context.Context, c call) (any, error) {
 		}
 		return nil
 	}
-	return s.idempotent(ctx, c, in.IdempotencyKey, in, pre, func(ctx context.Context, tx store.Writer) (any, error) {
+	return s.idempotent(ctx, c, in.IdempotencyKey, in, convoID, pre, func(ctx context.Context, tx store.Writer) (any, error) {
 		cv, err := tx.CreateConvo(ctx, nc)
 		if err != nil {
 			return nil, err
@@ -470,7 +470,7 @@ func (s *Service) addMembers(ctx context.Context, c call) (any, error) {
 		return nil
 	}
 	in.ConvoID = convoID
-	return s.idempotent(ctx, c, in.IdempotencyKey, in, pre, func(ctx context.Context, tx store.Writer) (any, error) {
+	return s.idempotent(ctx, c, in.IdempotencyKey, in, convoID, pre, func(ctx context.Context, tx store.Writer) (any, error) {
 		ch, err := tx.AddMembers(ctx, convoID, members, commit)
 		if err != nil {
 			return nil, err
@@ -533,7 +533,7 @@ func (s *Service) removeMember(ctx context.Context, c call) (any, error) {
 		return nil
 	}
 	in.ConvoID = convoID
-	return s.idempotent(ctx, c, in.IdempotencyKey, in, pre, func(ctx context.Context, tx store.Writer) (any, error) {
+	return s.idempotent(ctx, c, in.IdempotencyKey, in, convoID, pre, func(ctx context.Context, tx store.Writer) (any, error) {
 		ch, err := tx.RemoveMembers(ctx, convoID, []string{in.TargetDID}, commit)
 		if errors.Is(err, store.ErrNotMember) {
 			return nil, ErrTargetNotMember
@@ -613,7 +613,7 @@ func (s *Service) leaveConvo(ctx context.Context, c call) (any, error) {
 		return nil
 	}
 	in.ConvoID, in.TargetDID = convoID, target
-	return s.idempotent(ctx, c, key, in, pre, func(ctx context.Context, tx store.Writer) (any, error) {
+	return s.idempotent(ctx, c, key, in, convoID, pre, func(ctx context.Context, tx store.Writer) (any, error) {
 		ch, err := tx.RemoveMembers(ctx, convoID, []string{target}, commit)
 		if errors.Is(err, store.ErrNotMember) {
 			return nil, ErrTargetNotMember

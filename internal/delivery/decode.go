@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -321,6 +320,3 @@ func requireKey(name, key string, max int) error {
 	}
 	return nil
 }
-
-// fmtErr wraps a message for internal errors.
-func fmtErr(what string, err error) error { return fmt.Errorf("%s: %w", what, err) }

@@ -133,7 +133,7 @@ func (s *Service) publishKeyPackage(ctx context.Context, c call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.idempotent(ctx, c, in.IdempotencyKey, in, nil, func(ctx context.Context, tx store.Writer) (any, error) {
+	return s.idempotent(ctx, c, in.IdempotencyKey, in, "", nil, func(ctx context.Context, tx store.Writer) (any, error) {
 		if err := tx.PutKeyPackage(ctx, kp, s.cfg.MaxKeyPackagesPerDevice); err != nil {
 			return nil, err
 		}

@@ -130,7 +130,7 @@ func (s *Service) sendMessage(ctx context.Context, c call) (any, error) {
 		_, err := s.member(ctx, convoID, c.id)
 		return err
 	}
-	return s.idempotent(ctx, c, convoID+"/"+in.MsgID, hashed, pre, func(ctx context.Context, tx store.Writer) (any, error) {
+	return s.idempotent(ctx, c, convoID+"/"+in.MsgID, hashed, convoID, pre, func(ctx context.Context, tx store.Writer) (any, error) {
 		if isCommit {
 			ch, err := tx.AppendCommit(ctx, convoID, store.NewCommit{
 				Epoch: epoch, MsgID: in.MsgID, Data: in.Ciphertext, PaddedSize: *in.PaddedSize, ExpiresAt: s.expiry(),

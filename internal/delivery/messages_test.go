@@ -243,3 +243,20 @@ func TestConcurrentCommitsOneWins(t *testing.T) {
 		}
 	})
 }
+
+func TestOnChangeSkipsReplays(t *testing.T) {
+	var mu sync.Mutex
+	changed := map[string]int{}
+	e := newEnv(t, openSQLite, func(c *deliveryConfig) {
+		c.OnChange = func(id string) { mu.Lock(); changed[id]++; mu.Unlock() }
+	})
+	g := e.createConvo(t, alice, bob)
+	ct := app(t, g, 0)
+	msg := obj{"convoId": g, "msgId": "m1", "ciphertext": b64bytes(ct), "epoch": 0, "paddedSize": 512}
+	e.post(alice, "sendMessage", msg).must(t, http.StatusOK)
+	e.post(alice, "sendMessage", msg).must(t, http.StatusOK)
+	e.send(bob, g, 1, "future").isErr(t, http.StatusConflict, "EpochMismatch")
+	if changed[g] != 2 { // createConvo and one message
+		t.Fatalf("OnChange calls: %v", changed)
+	}
+}

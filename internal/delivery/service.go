@@ -61,6 +61,12 @@ type Config struct {
 	MaxDevices int
 	// GroupInfoTTL is the staleness hint getGroupInfo reports. Default 5 min.
 	GroupInfoTTL time.Duration
+	// OnChange, if set, is called with a conversation's id after a write
+	// added events to it (a message, a commit, a membership change), once
+	// the write is committed; never for a replayed retry. The realtime hub
+	// uses it to wake subscribers, who then read the events from the store.
+	// It must not block.
+	OnChange func(convoID string)
 	// MessageTTL, when positive, sets an expiry on every stored message and
 	// commit, independent of the retention worker. Default none.
 	MessageTTL time.Duration
