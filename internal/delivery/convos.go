@@ -327,7 +327,13 @@ func (s *Service) commit(name, b64, convoID string) (*store.NewCommit, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &store.NewCommit{Epoch: epoch, Data: data, PaddedSize: int64(len(data)), ExpiresAt: s.expiry()}, nil
+	// The message id of a commit is derived from its bytes: a member who
+	// could predict it could block the commit by taking the id first.
+	sum := sha256.Sum256(data)
+	return &store.NewCommit{
+		Epoch: epoch, MsgID: "commit-" + hex.EncodeToString(sum[:8]), Data: data,
+		PaddedSize: int64(len(data)), ExpiresAt: s.expiry(),
+	}, nil
 }
 
 // expiry is the expiry of a message stored now (zero: none).
@@ -423,7 +429,7 @@ func (s *Service) addMembers(ctx context.Context, c call) (any, error) {
 	if err := decodeBody(c.body, &in); err != nil {
 		return nil, err
 	}
-	if err := required("convoId", in.ConvoID); err != nil {
+	if err := convoField(in.ConvoID); err != nil {
 		return nil, err
 	}
 	if len(in.DIDList) == 0 {
@@ -499,7 +505,7 @@ func (s *Service) removeMember(ctx context.Context, c call) (any, error) {
 	if err := decodeBody(c.body, &in); err != nil {
 		return nil, err
 	}
-	if err := required("convoId", in.ConvoID); err != nil {
+	if err := convoField(in.ConvoID); err != nil {
 		return nil, err
 	}
 	if err := required("targetDid", in.TargetDID); err != nil {
@@ -561,7 +567,7 @@ func (s *Service) leaveConvo(ctx context.Context, c call) (any, error) {
 	if err := decodeBody(c.body, &in); err != nil {
 		return nil, err
 	}
-	if err := required("convoId", in.ConvoID); err != nil {
+	if err := convoField(in.ConvoID); err != nil {
 		return nil, err
 	}
 	if in.TargetDID != "" && !validDID(in.TargetDID, true) {

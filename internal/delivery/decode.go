@@ -218,6 +218,14 @@ func splitDID(s string) (user, device string) {
 	return user, device
 }
 
+// convoField checks a required convoId body field.
+func convoField(s string) error {
+	if err := required("convoId", s); err != nil {
+		return err
+	}
+	return maxLen("convoId", s, 128)
+}
+
 // normConvoID normalises a conversation id (hex group id) to lower case.
 func normConvoID(s string) string { return strings.ToLower(s) }
 

@@ -69,7 +69,7 @@ func (s *Service) updateGroupInfo(ctx context.Context, c call) (any, error) {
 	if err := decodeBody(c.body, &in); err != nil {
 		return nil, err
 	}
-	if err := required("convoId", in.ConvoID); err != nil {
+	if err := convoField(in.ConvoID); err != nil {
 		return nil, err
 	}
 	if err := required("groupInfo", in.GroupInfo); err != nil {
@@ -144,7 +144,7 @@ func (s *Service) confirmWelcome(ctx context.Context, c call) (any, error) {
 	if err := decodeBody(c.body, &in); err != nil {
 		return nil, err
 	}
-	if err := required("convoId", in.ConvoID); err != nil {
+	if err := convoField(in.ConvoID); err != nil {
 		return nil, err
 	}
 	if in.Success == nil {

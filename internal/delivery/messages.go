@@ -72,7 +72,7 @@ func (s *Service) sendMessage(ctx context.Context, c call) (any, error) {
 	if err := decodeBody(c.body, &in); err != nil {
 		return nil, err
 	}
-	if err := required("convoId", in.ConvoID); err != nil {
+	if err := convoField(in.ConvoID); err != nil {
 		return nil, err
 	}
 	if err := requireKey("msgId", in.MsgID, 26); err != nil {

@@ -86,6 +86,7 @@ func TestProtocol(t *testing.T) {
 		{"addMembers bad hash", alice, "POST", "blue.catbird.mls.addMembers", "", `{"convoId":"` + g + `","didList":["did:plc:bob"],"idempotencyKey":"k","keyPackageHashes":[{"did":"did:plc:bob","hash":"zz"}]}`, "application/json", 400, "InvalidRequest"},
 		{"removeMember without key", alice, "POST", "blue.catbird.mls.removeMember", "", `{"convoId":"` + g + `","targetDid":"did:plc:bob"}`, "application/json", 400, "IdempotencyKeyRequired"},
 		{"removeMember bad target", alice, "POST", "blue.catbird.mls.removeMember", "", `{"convoId":"` + g + `","targetDid":"bob","idempotencyKey":"k"}`, "application/json", 400, "InvalidDid"},
+		{"convoId too long", alice, "POST", "blue.catbird.mls.leaveConvo", "", `{"convoId":"` + strings.Repeat("ab", 65) + `"}`, "application/json", 400, "InvalidRequest"},
 		{"leaveConvo unknown", alice, "POST", "blue.catbird.mls.leaveConvo", "", `{"convoId":"abcd"}`, "application/json", 404, "ConvoNotFound"},
 		{"sendMessage huge paddedSize", alice, "POST", "blue.catbird.mls.sendMessage", "", `{"convoId":"` + g + `","msgId":"m","ciphertext":{"$bytes":""},"epoch":0,"paddedSize":1e30}`, "application/json", 400, "InvalidRequest"},
 		{"sendMessage fractional epoch", alice, "POST", "blue.catbird.mls.sendMessage", "", `{"convoId":"` + g + `","msgId":"m","ciphertext":{"$bytes":""},"epoch":0.5,"paddedSize":512}`, "application/json", 400, "InvalidRequest"},
