@@ -80,6 +80,7 @@
 //     "Base64" (getGroupInfo.groupInfo). Lexicon "bytes" fields are
 //     {"$bytes": base64} without padding.
 //   - getMessages: gapInfo describes the returned page's range only
-//     (missing sequence numbers up to 1000), and totalMessages is the
-//     number of sequence numbers assigned so far, read from the counter.
+//     (sinceSeq to lastSeq, at most 1000 missing sequence numbers), not the
+//     whole conversation, and totalMessages is the number of sequence
+//     numbers assigned so far, read from the counter.
 package delivery

@@ -167,9 +167,10 @@ type getMessagesOutput struct {
 const maxMissingSeqs = 1000
 
 // getMessages pages through the conversation after sinceSeq, ascending.
-// Gap information covers the page's range only and comes from the
-// conversation's counter, never from a scan: totalMessages is the number
-// of sequence numbers assigned so far.
+// Gap information covers the page's range only (sinceSeq to the last
+// returned message) and needs no scan: the missing numbers are read off
+// the page itself, and totalMessages is the conversation's counter (the
+// number of sequence numbers assigned so far).
 func (s *Service) getMessages(ctx context.Context, c call) (any, error) {
 	convoID, err := convoParam(c.params)
 	if err != nil {
@@ -197,16 +198,16 @@ func (s *Service) getMessages(ctx context.Context, c call) (any, error) {
 	for _, m := range page.Messages {
 		out.Messages = append(out.Messages, newMessageView(m))
 	}
-	// The page ends at its last message, or, when it is short, at the
-	// counter: anything between that was assigned is gone (purged).
-	end := page.ConvoLastSeq
 	if len(page.Messages) > 0 {
 		last := page.Messages[len(page.Messages)-1].Seq
 		out.LastSeq = &last
-		if len(page.Messages) == int(limit) {
-			end = last
-		}
 	}
+	// Sequence numbers are assigned under the conversation's row lock and
+	// become visible in order, so a number missing between sinceSeq and
+	// the last returned message is gone (purged), never still in flight.
+	// Beyond the last returned message nothing is claimed: the counter is
+	// read after the rows, and a message committed in between is not
+	// missing.
 	var missing []int64
 	next := since + 1
 	for _, m := range page.Messages {
@@ -214,9 +215,6 @@ func (s *Service) getMessages(ctx context.Context, c call) (any, error) {
 			missing = append(missing, next)
 		}
 		next = m.Seq + 1
-	}
-	for ; next <= end && len(missing) < maxMissingSeqs; next++ {
-		missing = append(missing, next)
 	}
 	if len(missing) > 0 {
 		out.GapInfo = &gapInfo{HasGaps: true, MissingSeqs: missing, TotalMessages: page.ConvoLastSeq}

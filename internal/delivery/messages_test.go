@@ -7,6 +7,7 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cairn-chat/cairn-caddy/internal/mlswire"
 )
@@ -258,5 +259,31 @@ func TestOnChangeSkipsReplays(t *testing.T) {
 	e.send(bob, g, 1, "future").isErr(t, http.StatusConflict, "EpochMismatch")
 	if changed[g] != 2 { // createConvo and one message
 		t.Fatalf("OnChange calls: %v", changed)
+	}
+}
+
+func TestGapInfoAfterPurge(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			e := newEnv(t, b.open, func(c *deliveryConfig) { c.MessageTTL = time.Minute })
+			g := e.createConvo(t, alice)
+			e.send(alice, g, 0, "m1").must(t, http.StatusOK)
+			e.send(alice, g, 0, "m2").must(t, http.StatusOK)
+			e.clock.Advance(30 * time.Second)
+			e.send(alice, g, 0, "m3").must(t, http.StatusOK)
+			e.clock.Advance(40 * time.Second)
+			if _, err := e.store.PurgeMessages(t.Context(), 24*time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			r := e.get(alice, "getMessages", url.Values{"convoId": {g}}).must(t, http.StatusOK)
+			gi, _ := r.body["gapInfo"].(map[string]any)
+			if len(r.body["messages"].([]any)) != 1 || r.body["lastSeq"] != float64(3) || gi == nil ||
+				gi["hasGaps"] != true || fmt.Sprint(gi["missingSeqs"]) != "[1 2]" || gi["totalMessages"] != float64(3) {
+				t.Fatalf("gap info: %s", r.raw)
+			}
+			if r := e.get(alice, "getMessages", url.Values{"convoId": {g}, "sinceSeq": {"2"}}).must(t, http.StatusOK); r.body["gapInfo"] != nil {
+				t.Fatalf("no gap after sinceSeq 2: %s", r.raw)
+			}
+		})
 	}
 }
