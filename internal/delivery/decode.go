@@ -65,6 +65,10 @@ func decodeBody(body []byte, v any) error {
 	if !utf8.Valid(trimmed) {
 		return badRequest("request body must be UTF-8")
 	}
+	// PostgreSQL text cannot hold NUL; no field of these lexicons needs it.
+	if bytes.Contains(trimmed, []byte(`\u0000`)) {
+		return badRequest("strings must not contain NUL")
+	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
@@ -269,8 +273,8 @@ func (p paramReader) str(name string, max int) (string, error) {
 		return "", nil
 	case len(vs) > 1:
 		return "", badRequest("parameter %s given more than once", name)
-	case !utf8.ValidString(vs[0]):
-		return "", badRequest("parameter %s must be UTF-8", name)
+	case !utf8.ValidString(vs[0]) || strings.ContainsRune(vs[0], 0):
+		return "", badRequest("parameter %s must be UTF-8 without NUL", name)
 	}
 	if err := maxLen(name, vs[0], max); err != nil {
 		return "", err
@@ -311,7 +315,7 @@ func (p paramReader) list(name string, maxItems, maxLen int) ([]string, error) {
 		return nil, badRequest("parameter %s takes at most %d values", name, maxItems)
 	}
 	for _, s := range vs {
-		if len(s) > maxLen || !utf8.ValidString(s) {
+		if len(s) > maxLen || !utf8.ValidString(s) || strings.ContainsRune(s, 0) {
 			return nil, badRequest("parameter %s has an invalid value", name)
 		}
 	}
