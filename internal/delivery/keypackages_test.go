@@ -218,3 +218,22 @@ func TestSyncKeyPackages(t *testing.T) {
 		e.post(alice, "syncKeyPackages", obj{"deviceId": "a1", "localHashes": make([]string, 201)}).isErr(t, http.StatusBadRequest, "InvalidRequest")
 	})
 }
+
+func TestLastResortKeyPackage(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		now := e.clock.Now()
+		normal := newKeyPackage(t, "did:plc:alice#a1", now, 10*day)
+		last := newKeyPackage(t, "did:plc:alice#a1", now, 10*day, mlswire.Extension{Type: 0x000a})
+		e.publish(alice, normal, "n").must(t, http.StatusOK)
+		e.publish(alice, last, "l").must(t, http.StatusOK)
+		// The normal package goes first, then the last-resort one, again
+		// and again.
+		for i, want := range []string{normal.refHex(), last.refHex(), last.refHex()} {
+			r := e.get(bob, "getKeyPackages", url.Values{"dids": {alice.DID}}).must(t, http.StatusOK)
+			kps := r.body["keyPackages"].([]any)
+			if len(kps) != 1 || kps[0].(map[string]any)["keyPackageHash"] != want {
+				t.Fatalf("claim %d: %s", i, r.raw)
+			}
+		}
+	})
+}
