@@ -10,11 +10,11 @@ import (
 )
 
 // newGroup returns a fresh random hex group id.
-func newGroup(t *testing.T) string { return hex.EncodeToString(randBytes(t, 16)) }
+func newGroup(t testing.TB) string { return hex.EncodeToString(randBytes(t, 16)) }
 
 // createConvo creates a conversation of creator with members added as
 // device DIDs (no key packages) and returns its id.
-func (e *env) createConvo(t *testing.T, creator who, members ...who) string {
+func (e *env) createConvo(t testing.TB, creator who, members ...who) string {
 	t.Helper()
 	g := newGroup(t)
 	var dids []string

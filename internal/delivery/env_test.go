@@ -44,9 +44,7 @@ func (c *clock) Advance(d time.Duration) {
 var start = time.Now().UTC().Truncate(time.Second)
 
 // openSQLite opens a fresh SQLite store in the test's temp dir.
-func openSQLite(t *testing.T, now func() time.Time) store.Store { return openSQLiteTB(t, now) }
-
-func openSQLiteTB(t testing.TB, now func() time.Time) store.Store {
+func openSQLite(t testing.TB, now func() time.Time) store.Store {
 	s, err := sqlite.Open(t.Context(), sqlite.Config{Path: filepath.Join(t.TempDir(), "cairn.db"), Now: now})
 	if err != nil {
 		t.Fatalf("open sqlite: %v", err)
@@ -57,7 +55,7 @@ func openSQLiteTB(t testing.TB, now func() time.Time) store.Store {
 
 // openPostgres opens a store on a fresh database (skipping the test when
 // PostgreSQL is unreachable, unless CAIRN_REQUIRE_SERVICES=1).
-func openPostgres(t *testing.T, now func() time.Time) store.Store {
+func openPostgres(t testing.TB, now func() time.Time) store.Store {
 	s, err := postgres.Open(t.Context(), postgres.Config{URL: testenv.Postgres(t), Now: now})
 	if err != nil {
 		t.Fatalf("open postgres: %v", err)
@@ -69,18 +67,18 @@ func openPostgres(t *testing.T, now func() time.Time) store.Store {
 // backends are the stores every behaviour test runs against.
 var backends = []struct {
 	name string
-	open func(t *testing.T, now func() time.Time) store.Store
+	open func(t testing.TB, now func() time.Time) store.Store
 }{{"sqlite", openSQLite}, {"postgres", openPostgres}}
 
 // env is one test's service over one backend.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	clock *clock
 	store store.Store
 	svc   *delivery.Service
 }
 
-func newEnv(t *testing.T, open func(*testing.T, func() time.Time) store.Store, mutate ...func(*delivery.Config)) *env {
+func newEnv(t testing.TB, open func(testing.TB, func() time.Time) store.Store, mutate ...func(*delivery.Config)) *env {
 	t.Helper()
 	c := &clock{t: start}
 	s := open(t, c.Now)
@@ -171,7 +169,7 @@ func (e *env) get(id who, method string, q url.Values) resp {
 }
 
 // must fails the test unless r has status want.
-func (r resp) must(t *testing.T, want int) resp {
+func (r resp) must(t testing.TB, want int) resp {
 	t.Helper()
 	if r.status != want {
 		t.Fatalf("status %d, want %d: %s", r.status, want, r.raw)
@@ -180,7 +178,7 @@ func (r resp) must(t *testing.T, want int) resp {
 }
 
 // isErr fails the test unless r is the XRPC error status/name.
-func (r resp) isErr(t *testing.T, status int, name string) {
+func (r resp) isErr(t testing.TB, status int, name string) {
 	t.Helper()
 	if r.status != status || r.errName() != name {
 		t.Fatalf("got %d %q, want %d %q: %s", r.status, r.errName(), status, name, r.raw)

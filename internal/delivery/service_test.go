@@ -177,7 +177,7 @@ func FuzzQueryParams(f *testing.F) {
 // conversation whose id is the "abcd" of the seeds.
 func newFuzzEnv(f *testing.F) *env {
 	c := &clock{t: start}
-	s := openSQLiteTB(f, c.Now)
+	s := openSQLite(f, c.Now)
 	svc, err := delivery.New(delivery.Config{Store: s, Now: c.Now})
 	if err != nil {
 		f.Fatal(err)
