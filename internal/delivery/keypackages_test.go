@@ -26,6 +26,9 @@ func TestPublishKeyPackage(t *testing.T) {
 		}
 		e.publish(alice, good, "k1").must(t, http.StatusOK)
 		e.publish(alice, newKeyPackage(t, "did:plc:alice#a1", now, day), "k1").isErr(t, http.StatusUnprocessableEntity, "IdempotencyKeyReused")
+		// P-256 packages verify too.
+		p256 := newP256KeyPackage(t, "did:plc:alice#a1", now, day)
+		e.post(alice, "publishKeyPackage", obj{"keyPackage": p256.b64(), "cipherSuite": mlswire.MLS128DHKEMP256AES128GCMSHA256P256.String(), "idempotencyKey": "p256"}).must(t, http.StatusOK)
 		// A device-less caller may publish for its bare DID.
 		e.publish(who{DID: alice.DID}, newKeyPackage(t, "did:plc:alice", now, day), "k2").must(t, http.StatusOK)
 
@@ -58,7 +61,7 @@ func TestPublishKeyPackage(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) { e.post(tc.id, "publishKeyPackage", tc.body).isErr(t, tc.status, tc.err) })
 		}
 		st := e.get(alice, "getKeyPackageStats", nil).must(t, http.StatusOK)
-		if st.body["available"] != float64(2) || st.body["total"] != float64(2) || st.body["needsReplenish"] != true || st.body["threshold"] != float64(10) {
+		if st.body["available"] != float64(3) || st.body["total"] != float64(3) || st.body["needsReplenish"] != true || st.body["threshold"] != float64(10) {
 			t.Fatalf("stats after refusals: %s", st.raw)
 		}
 	})

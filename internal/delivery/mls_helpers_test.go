@@ -1,8 +1,11 @@
 package delivery_test
 
 import (
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"testing"
@@ -109,14 +112,19 @@ func appendVarint(b []byte, n int) []byte {
 	}
 }
 
-// signWithLabel implements SignWithLabel of RFC 9420 §5.1.2 for Ed25519.
-func signWithLabel(key ed25519.PrivateKey, label string, content []byte) []byte {
+// signContent encodes SignContent of RFC 9420 §5.1.2: what
+// SignWithLabel signs.
+func signContent(label string, content []byte) []byte {
 	l := "MLS 1.0 " + label
 	msg := appendVarint(nil, len(l))
 	msg = append(msg, l...)
 	msg = appendVarint(msg, len(content))
-	msg = append(msg, content...)
-	return ed25519.Sign(key, msg)
+	return append(msg, content...)
+}
+
+// signWithLabel implements SignWithLabel of RFC 9420 §5.1.2 for Ed25519.
+func signWithLabel(key ed25519.PrivateKey, label string, content []byte) []byte {
+	return ed25519.Sign(key, signContent(label, content))
 }
 
 // withoutSignature encodes v with an empty trailing signature and drops
@@ -143,13 +151,43 @@ func newKeyPackage(t testing.TB, identity string, now time.Time, lifetime time.D
 	if err != nil {
 		t.Fatal(err)
 	}
+	sign := func(label string, content []byte) []byte { return signWithLabel(priv, label, content) }
+	return buildKeyPackage(t, suite, pub, sign, identity, now, lifetime, exts...)
+}
+
+// newP256KeyPackage is newKeyPackage for the P-256 suite (ECDSA, DER
+// signatures, uncompressed SEC1 key).
+func newP256KeyPackage(t testing.TB, identity string, now time.Time, lifetime time.Duration) testKeyPackage {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := key.PublicKey.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(label string, content []byte) []byte {
+		h := sha256.Sum256(signContent(label, content))
+		sig, err := ecdsa.SignASN1(rand.Reader, key, h[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	}
+	return buildKeyPackage(t, mlswire.MLS128DHKEMP256AES128GCMSHA256P256, pub, sign, identity, now, lifetime)
+}
+
+func buildKeyPackage(t testing.TB, cs mlswire.CipherSuite, pub []byte, sign func(label string, content []byte) []byte,
+	identity string, now time.Time, lifetime time.Duration, exts ...mlswire.Extension) testKeyPackage {
+	t.Helper()
 	kp := &mlswire.KeyPackage{
-		Version: mlswire.ProtocolVersionMLS10, CipherSuite: suite, InitKey: randBytes(t, 32),
+		Version: mlswire.ProtocolVersionMLS10, CipherSuite: cs, InitKey: randBytes(t, 32),
 		LeafNode: mlswire.LeafNode{
 			EncryptionKey: randBytes(t, 32), SignatureKey: pub,
 			Credential: mlswire.Credential{Type: mlswire.CredentialTypeBasic, Identity: []byte(identity)},
 			Capabilities: mlswire.Capabilities{
-				Versions: []mlswire.ProtocolVersion{mlswire.ProtocolVersionMLS10}, CipherSuites: []mlswire.CipherSuite{suite},
+				Versions: []mlswire.ProtocolVersion{mlswire.ProtocolVersionMLS10}, CipherSuites: []mlswire.CipherSuite{cs},
 				Credentials: []mlswire.CredentialType{mlswire.CredentialTypeBasic},
 			},
 			Source:   mlswire.LeafNodeSourceKeyPackage,
@@ -157,8 +195,8 @@ func newKeyPackage(t testing.TB, identity string, now time.Time, lifetime time.D
 		},
 		Extensions: exts,
 	}
-	kp.LeafNode.Signature = signWithLabel(priv, "LeafNodeTBS", withoutSignature(t, &kp.LeafNode))
-	kp.Signature = signWithLabel(priv, "KeyPackageTBS", withoutSignature(t, kp))
+	kp.LeafNode.Signature = sign("LeafNodeTBS", withoutSignature(t, &kp.LeafNode))
+	kp.Signature = sign("KeyPackageTBS", withoutSignature(t, kp))
 	data := marshal(t, &mlswire.Message{Version: mlswire.ProtocolVersionMLS10, WireFormat: mlswire.WireFormatKeyPackage, KeyPackage: kp})
 	parsed, err := mlswire.ParseKeyPackage(data)
 	if err != nil {
