@@ -2,14 +2,20 @@ package delivery_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairn-chat/cairn-caddy/internal/caller"
 	"github.com/cairn-chat/cairn-caddy/internal/delivery"
+	"github.com/cairn-chat/cairn-caddy/internal/store"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
 )
 
@@ -226,4 +232,39 @@ func TestHostileInputsNever5xx(t *testing.T) {
 			}
 		}
 	})
+}
+
+// failingStore fails the membership read with err.
+type failingStore struct {
+	store.Store
+	err error
+}
+
+func (f failingStore) ActiveMember(context.Context, string, string) (store.Member, error) {
+	return store.Member{}, f.err
+}
+
+func TestStoreFailuresRevealNothing(t *testing.T) {
+	cases := []struct {
+		name   string
+		err    error
+		status int
+		errNm  string
+	}{
+		{"broken", errors.New("disk on fire at /var/lib/secret"), 500, "InternalServerError"},
+		{"timeout", fmt.Errorf("query: %w", context.DeadlineExceeded), 503, "ServiceUnavailable"},
+		{"network", &net.OpError{Op: "dial", Err: errors.New("refused")}, 503, "ServiceUnavailable"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(t testing.TB, now func() time.Time) store.Store {
+				return failingStore{Store: openSQLite(t, now), err: tc.err}
+			})
+			r := e.get(alice, "getEpoch", url.Values{"convoId": {"abcd"}})
+			r.isErr(t, tc.status, tc.errNm)
+			if strings.Contains(string(r.raw), "secret") || strings.Contains(string(r.raw), "refused") {
+				t.Fatalf("cause leaked: %s", r.raw)
+			}
+		})
+	}
 }
