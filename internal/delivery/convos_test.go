@@ -102,6 +102,8 @@ func TestCreateAndListConvos(t *testing.T) {
 		}
 		e.get(eve, "getEpoch", url.Values{"convoId": {g}}).isErr(t, http.StatusForbidden, "NotMember")
 		e.get(eve, "getEpoch", url.Values{"convoId": {newGroup(t)}}).isErr(t, http.StatusNotFound, "ConvoNotFound")
+		// A caller not bound to a device acts as any of its devices.
+		e.get(who{DID: bob.DID}, "getEpoch", url.Values{"convoId": {g}}).must(t, http.StatusOK)
 		// Another device of a member is not the member.
 		e.get(who{DID: bob.DID, DeviceID: "b2"}, "getEpoch", url.Values{"convoId": {g}}).isErr(t, http.StatusForbidden, "NotMember")
 	})
