@@ -79,6 +79,15 @@
 //     keyPackageRef.keyPackage) and standard padded base64 where it says
 //     "Base64" (getGroupInfo.groupInfo). Lexicon "bytes" fields are
 //     {"$bytes": base64} without padding.
+//   - leaveConvo: a targetDid of another account needs an admin; without
+//     targetDid every device of the caller's account leaves. A caller may
+//     not leave as the last member (LastMember).
+//   - getConvos lists conversations where any device of the caller's
+//     account is an active member; the per-conversation methods then
+//     require the caller's own device (or a device-less row of its DID).
+//   - publishKeyPackages stores each package on its own (a bad one fails
+//     alone, reported in errors); registerDevice registers the device and
+//     then stores its packages, not in one transaction.
 //   - getMessages: gapInfo describes the returned page's range only
 //     (sinceSeq to lastSeq, at most 1000 missing sequence numbers), not the
 //     whole conversation, and totalMessages is the number of sequence
