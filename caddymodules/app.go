@@ -192,7 +192,8 @@ type RetentionConfig struct {
 	// expired ones go at once. Default 7d.
 	ConsumedKeyPackages caddy.Duration `json:"consumed_key_packages,omitempty"`
 	// KeyPackagesPerDevice caps a device's available key packages; the
-	// oldest beyond it are deleted. Default 100.
+	// oldest beyond it are deleted. Default 200, like cairn_delivery's
+	// max_key_packages_per_device; keep the two equal.
 	KeyPackagesPerDevice int `json:"key_packages_per_device,omitempty"`
 	// Idempotency keeps the records that let a retried write return its
 	// first response. Default 24h.

@@ -15,6 +15,7 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("cairn_security_headers", httpcaddyfile.Before, "tracing")
 	httpcaddyfile.RegisterDirectiveOrder("cairn_rate_limit", httpcaddyfile.Before, "basic_auth")
 	httpcaddyfile.RegisterDirectiveOrder("cairn_auth", httpcaddyfile.Before, "basic_auth")
+	httpcaddyfile.RegisterDirectiveOrder("cairn_delivery", httpcaddyfile.Before, "abort")
 	httpcaddyfile.RegisterDirectiveOrder("cairn_xrpc_errors", httpcaddyfile.Before, "respond")
 	httpcaddyfile.RegisterDirectiveOrder("cairn_metrics", httpcaddyfile.Before, "metrics")
 	httpcaddyfile.RegisterDirectiveOrder("cairn_xrpc_proxy", httpcaddyfile.Before, "reverse_proxy")

@@ -26,7 +26,7 @@ const (
 	DefaultConsumedWelcomes   = 24 * time.Hour
 	DefaultUnconsumedWelcomes = 30 * 24 * time.Hour
 	DefaultConsumedKeyPackage = 7 * 24 * time.Hour
-	DefaultKeyPackagesPerDev  = 100
+	DefaultKeyPackagesPerDev  = 200
 	DefaultIdempotency        = 24 * time.Hour
 	DefaultInterval           = 10 * time.Minute
 )
@@ -49,7 +49,8 @@ type Config struct {
 	// Default 7 days.
 	ConsumedKeyPackages time.Duration
 	// KeyPackagesPerDevice: a device's available packages beyond this many
-	// (oldest first) are deleted. Default 100.
+	// (oldest first) are deleted. Default 200, the delivery service's
+	// default inventory cap; keep the two equal.
 	KeyPackagesPerDevice int
 	// Idempotency: records that let a retried write return its original
 	// response. Default 24 hours.

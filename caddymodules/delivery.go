@@ -1,0 +1,165 @@
+package caddymodules
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+
+	"github.com/cairn-chat/cairn-caddy/internal/delivery"
+	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
+)
+
+func init() {
+	caddy.RegisterModule(new(Delivery))
+	httpcaddyfile.RegisterHandlerDirective("cairn_delivery", parseDelivery)
+}
+
+// Delivery is the MLS delivery service: it serves the blue.catbird.mls XRPC
+// methods (/xrpc/blue.catbird.mls.*) over the cairn app's store — SQLite by
+// default, PostgreSQL when the cairn app has `database`. It stores
+// ciphertext and the minimum routing state, never who sent a message, and
+// never decrypts anything. It reads the caller only from the identity
+// cairn_auth verified, so it must come after cairn_auth. Requests for other
+// paths pass through to the next handler.
+//
+// Caddyfile:
+//
+//	cairn_delivery {
+//	    max_message_size           10MiB
+//	    max_key_packages_per_device 200
+//	    max_key_package_lifetime   90d
+//	    max_members                1000
+//	    max_devices                10
+//	    message_ttl                <duration>   # optional expiry on every message
+//	}
+type Delivery struct {
+	// MaxMessageBytes bounds one message's or commit's ciphertext. Default
+	// 10 MiB.
+	MaxMessageBytes int `json:"max_message_bytes,omitempty"`
+	// MaxKeyPackagesPerDevice caps a device's available key packages.
+	// Default 200.
+	MaxKeyPackagesPerDevice int `json:"max_key_packages_per_device,omitempty"`
+	// MaxKeyPackageLifetime caps how long a key package is handed out,
+	// whatever lifetime it declares. Default 90 days.
+	MaxKeyPackageLifetime caddy.Duration `json:"max_key_package_lifetime,omitempty"`
+	// MaxMembers bounds the members (devices) of one conversation. Default
+	// 1000.
+	MaxMembers int `json:"max_members,omitempty"`
+	// MaxDevices bounds an account's registered devices. Default 10.
+	MaxDevices int `json:"max_devices,omitempty"`
+	// MessageTTL, when set, expires every message this long after it was
+	// received, sooner than retention would.
+	MessageTTL caddy.Duration `json:"message_ttl,omitempty"`
+
+	service *delivery.Service
+}
+
+// CaddyModule returns the Caddy module information.
+func (*Delivery) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.cairn_delivery",
+		New: func() caddy.Module { return new(Delivery) },
+	}
+}
+
+// Provision opens the store (through the cairn app) and builds the service.
+func (d *Delivery) Provision(ctx caddy.Context) error {
+	app, err := cairnApp(ctx)
+	if err != nil {
+		return err
+	}
+	st, err := app.Store(ctx)
+	if err != nil {
+		return fmt.Errorf("cairn_delivery: %w", err)
+	}
+	d.service, err = delivery.New(delivery.Config{
+		Store:                   st,
+		MaxMessageBytes:         d.MaxMessageBytes,
+		MaxKeyPackagesPerDevice: d.MaxKeyPackagesPerDevice,
+		MaxKeyPackageLifetime:   time.Duration(d.MaxKeyPackageLifetime),
+		MaxMembers:              d.MaxMembers,
+		MaxDevices:              d.MaxDevices,
+		MessageTTL:              time.Duration(d.MessageTTL),
+	})
+	if err != nil {
+		return fmt.Errorf("cairn_delivery: %w", err)
+	}
+	return nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (d *Delivery) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	nsid, ok := xrpc.NSIDFromPath(r.URL.Path)
+	if !ok || !d.service.Handles(nsid) {
+		return next.ServeHTTP(w, r)
+	}
+	d.service.ServeHTTP(w, r)
+	return nil
+}
+
+func parseDelivery(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(Delivery)
+	return m, m.UnmarshalCaddyfile(h.Dispenser)
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens.
+func (d *Delivery) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
+	disp.Next() // directive name
+	if disp.NextArg() {
+		return disp.ArgErr()
+	}
+	for disp.NextBlock(0) {
+		opt := disp.Val()
+		var v string
+		if !disp.AllArgs(&v) {
+			return disp.Errf("%s takes one value", opt)
+		}
+		switch opt {
+		case "max_message_size":
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n == 0 || n > 1<<30 {
+				return disp.Errf("max_message_size %q: want a size such as 10MiB, at most 1GiB", v)
+			}
+			d.MaxMessageBytes = int(n)
+		case "max_key_packages_per_device", "max_members", "max_devices":
+			var n int
+			if _, err := fmt.Sscanf(v, "%d", &n); err != nil || n < 1 {
+				return disp.Errf("%s %q: want a positive whole number", opt, v)
+			}
+			switch opt {
+			case "max_key_packages_per_device":
+				d.MaxKeyPackagesPerDevice = n
+			case "max_members":
+				d.MaxMembers = n
+			case "max_devices":
+				d.MaxDevices = n
+			}
+		case "max_key_package_lifetime", "message_ttl":
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return disp.Errf("%s %q: want a positive duration such as 90d", opt, v)
+			}
+			if opt == "message_ttl" {
+				d.MessageTTL = caddy.Duration(dur)
+			} else {
+				d.MaxKeyPackageLifetime = caddy.Duration(dur)
+			}
+		default:
+			return disp.Errf("unrecognized cairn_delivery option %q", opt)
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Delivery)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Delivery)(nil)
+	_ caddyfile.Unmarshaler       = (*Delivery)(nil)
+)
