@@ -7,6 +7,7 @@
 package xrpc
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -116,16 +117,23 @@ func WriteError(w http.ResponseWriter, err error) {
 	WriteJSON(w, xe.Status, Body{Error: xe.Name, Message: xe.Message})
 }
 
-// WriteJSON writes v as a JSON response with the given status.
+// WriteJSON writes v as a JSON response with the given status. Characters
+// such as < and & are written as they are, not HTML-escaped: XRPC bodies are
+// JSON for programs, never embedded in HTML.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	var body []byte
+	if err := enc.Encode(v); err != nil {
 		status = http.StatusInternalServerError
-		body = []byte(`{"error":"InternalServerError","message":"response encoding failed"}`)
+		body = []byte(`{"error":"InternalServerError","message":"response encoding failed"}` + "\n")
+	} else {
+		body = buf.Bytes()
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Del("Content-Length")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
+	_, _ = w.Write(body)
 }

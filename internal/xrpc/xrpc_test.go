@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -88,14 +89,14 @@ func TestLabelForIsBounded(t *testing.T) {
 
 func TestWriteError(t *testing.T) {
 	rec := httptest.NewRecorder()
-	e := Errorf(http.StatusTooManyRequests, "RateLimitExceeded", "slow down")
+	e := Errorf(http.StatusTooManyRequests, "RateLimitExceeded", "slow down <now> & later")
 	e.Header = http.Header{"Retry-After": {"3"}}
 	WriteError(rec, fmt.Errorf("wrapped: %w", e))
 	if rec.Code != 429 || rec.Header().Get("Retry-After") != "3" {
 		t.Fatalf("status %d, Retry-After %q", rec.Code, rec.Header().Get("Retry-After"))
 	}
 	var b Body
-	if err := json.Unmarshal(rec.Body.Bytes(), &b); err != nil || b.Error != "RateLimitExceeded" || b.Message != "slow down" {
+	if err := json.Unmarshal(rec.Body.Bytes(), &b); err != nil || b.Error != "RateLimitExceeded" || b.Message != "slow down <now> & later" || !strings.Contains(rec.Body.String(), "<now> &") {
 		t.Fatalf("body %q (err %v)", rec.Body.String(), err)
 	}
 
