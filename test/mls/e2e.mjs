@@ -1,0 +1,497 @@
+// e2e.mjs runs three real MLS clients (ts-mls, cipher suite
+// MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519) against a running
+// cairn-caddy, over its XRPC API, with real atproto service-auth tokens
+// (@atproto/crypto, @atproto/xrpc-server). The Go test in internal/e2etest
+// starts the gateway and a PLC directory and drives this script; see
+// README.md for the protocol.
+//
+// Environment: CAIRN_GATEWAY (http://127.0.0.1:PORT), CAIRN_SERVICE_DID (the
+// gateway's service DID, the tokens' aud).
+//
+// stdout, one JSON object per line:
+//   {"members": [{"name", "did", "multibase"}]}  then wait for one line on
+//                                                 stdin (the DID documents
+//                                                 are published)
+//   {"step": "...", "ok": true,  "ms": 12, "detail": {...}}
+//   {"step": "...", "ok": false, "ms": 12, "error": "..."}   (and stop)
+//   {"done": true}
+// Exit code 0 when every step passed.
+import { randomBytes } from 'node:crypto'
+import { createInterface } from 'node:readline'
+import { Secp256k1Keypair } from '@atproto/crypto'
+import { createServiceJwt } from '@atproto/xrpc-server'
+import {
+  createApplicationMessage,
+  createCommit,
+  createGroup,
+  decodeMlsMessage,
+  defaultCapabilities,
+  emptyPskIndex,
+  encodeMlsMessage,
+  generateKeyPackage,
+  getCiphersuiteFromName,
+  getCiphersuiteImpl,
+  joinGroup,
+  processPrivateMessage,
+} from 'ts-mls'
+import { makeKeyPackageRef } from 'ts-mls/keyPackage.js'
+
+const SUITE = 'MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519'
+const NS = 'blue.catbird.mls.'
+const gateway = process.env.CAIRN_GATEWAY
+const serviceDid = process.env.CAIRN_SERVICE_DID
+if (!gateway || !serviceDid) {
+  process.stderr.write('e2e.mjs: CAIRN_GATEWAY and CAIRN_SERVICE_DID are required\n')
+  process.exit(2)
+}
+
+const enc = new TextEncoder()
+const dec = new TextDecoder()
+const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
+const hex = (b) => Buffer.from(b).toString('hex')
+const b64url = (b) => Buffer.from(b).toString('base64url')
+const fromB64 = (s) => new Uint8Array(Buffer.from(s, 'base64')) // accepts url-safe too
+const key = () => randomBytes(12).toString('hex') // idempotency keys (24 chars, fits the 26 of removeMember)
+
+// msgId is a ULID-shaped id (26 Crockford base32 characters).
+const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
+const msgId = () => {
+  let s = Date.now().toString(32).toUpperCase().padStart(10, '0')
+  s = [...s].map((c) => CROCKFORD[parseInt(c, 32)]).join('')
+  for (const b of randomBytes(16)) s += CROCKFORD[b % 32]
+  return s
+}
+
+class AssertionError extends Error {}
+const assert = (cond, msg) => {
+  if (!cond) throw new AssertionError(msg)
+}
+const assertEq = (got, want, what) => {
+  const g = JSON.stringify(got, (_, v) => (typeof v === 'bigint' ? v.toString() : v))
+  const w = JSON.stringify(want, (_, v) => (typeof v === 'bigint' ? v.toString() : v))
+  assert(g === w, `${what}: got ${g}, want ${w}`)
+}
+
+// ---- XRPC over HTTP with fresh service-auth tokens ------------------------
+
+// xrpc calls nsid as member: a query (GET) when query is given, else a
+// procedure (POST) with body. Every call carries a fresh token whose lxm is
+// the method. It returns {status, body} and never throws on HTTP errors.
+const xrpc = async (member, nsid, { query, body } = {}) => {
+  const jwt = await createServiceJwt({ keypair: member.keypair, iss: member.did, aud: serviceDid, lxm: NS + nsid })
+  let url = `${gateway}/xrpc/${NS}${nsid}`
+  const init = { headers: { authorization: `Bearer ${jwt}` } }
+  if (query) {
+    const q = new URLSearchParams()
+    for (const [k, v] of Object.entries(query)) {
+      for (const item of Array.isArray(v) ? v : [v]) q.append(k, String(item))
+    }
+    url += '?' + q.toString()
+    init.method = 'GET'
+  } else {
+    init.method = 'POST'
+    init.headers['content-type'] = 'application/json'
+    init.body = JSON.stringify(body ?? {})
+  }
+  const res = await fetch(url, init)
+  const text = await res.text()
+  let parsed
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    parsed = { raw: text }
+  }
+  return { status: res.status, body: parsed, request: `${init.method} ${NS}${nsid}${query ? '?' + url.split('?')[1] : ''} ${init.body ?? ''}` }
+}
+
+// must returns the body of a 200 response and fails the step otherwise,
+// quoting the exact request and response.
+const must = (res, what) => {
+  assert(res.status === 200, `${what}: HTTP ${res.status} ${JSON.stringify(res.body)}\n  request: ${res.request.slice(0, 600)}`)
+  return res.body
+}
+
+// ---- padding ---------------------------------------------------------------
+
+// sendMessage requires paddedSize == len(ciphertext), one of the lexicon's
+// buckets. The ciphertext is the whole MLSMessage (a PrivateMessage), so we
+// pad the encrypted content (RFC 9420 §6.3.1 padding) until the framed
+// message is exactly a bucket long.
+const BUCKETS = [512, 1024, 2048, 4096, 8192, 16384, 24576, 32768]
+const vlen = (n) => (n < 64 ? 1 : n < 16384 ? 2 : 4)
+const AEAD_TAG = 16
+const SENDER_DATA = 4 + 4 + 4 + AEAD_TAG // leaf_index, generation, reuse_guard, tag
+
+// contentTarget is the padded content length that makes an MLSMessage of
+// the group (with authenticated data aad) exactly bucket bytes long.
+const contentTarget = (groupId, aad, bucket) => {
+  const fixed = 2 + 2 + vlen(groupId.length) + groupId.length + 8 + 1 + vlen(aad.length) + aad.length + vlen(SENDER_DATA) + SENDER_DATA
+  const rest = bucket - fixed
+  for (const l of [1, 2, 4]) {
+    const ct = rest - l
+    if (ct > AEAD_TAG && vlen(ct) === l) return ct - AEAD_TAG
+  }
+  return -1
+}
+
+const withPadding = (state, target) => ({
+  ...state,
+  clientConfig: { ...state.clientConfig, paddingConfig: { kind: 'padUntilLength', padUntilLength: target } },
+})
+
+const encodePrivate = (privateMessage) =>
+  encodeMlsMessage({ privateMessage, wireformat: 'mls_private_message', version: 'mls10' })
+
+// ---- members ---------------------------------------------------------------
+
+const PLC_ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567'
+const plcDid = () => 'did:plc:' + [...randomBytes(24)].map((b) => PLC_ALPHABET[b % 32]).join('')
+
+const newMember = async (name, impl) => {
+  const keypair = await Secp256k1Keypair.create()
+  const did = plcDid()
+  const now = BigInt(Math.floor(Date.now() / 1000))
+  const kp = await generateKeyPackage(
+    { credentialType: 'basic', identity: enc.encode(did) },
+    defaultCapabilities(),
+    { notBefore: now - 3600n, notAfter: now + 7n * 86400n },
+    [],
+    impl,
+  )
+  return {
+    name,
+    did,
+    keypair,
+    kp,
+    state: undefined, // ClientState once in the group
+    cursor: 0, // getMessages sinceSeq
+    sent: new Set(), // msgIds this member sent (it cannot decrypt its own)
+  }
+}
+
+// sendRaw encrypts plaintext as member, posts it with sendMessage and
+// returns the response with what was sent, changing nothing in the member.
+const sendRaw = async (m, convoId, plaintext) => {
+  const id = msgId()
+  const aad = enc.encode(id)
+  const groupId = m.state.groupContext.groupId
+  const contentLen = vlen(plaintext.length) + plaintext.length + vlen(64) + 64
+  const bucket = BUCKETS.find((b) => contentTarget(groupId, aad, b) >= contentLen)
+  const r = await createApplicationMessage(withPadding(m.state, contentTarget(groupId, aad, bucket)), plaintext, m.impl, aad)
+  const bytes = encodePrivate(r.privateMessage)
+  assertEq(bytes.length, bucket, `${m.name}'s padded application message length`)
+  const epoch = Number(m.state.groupContext.epoch)
+  const res = await xrpc(m, 'sendMessage', {
+    body: { convoId, msgId: id, ciphertext: { $bytes: Buffer.from(bytes).toString('base64') }, epoch, paddedSize: bytes.length },
+  })
+  return { ...res, id, bytes, epoch, newState: r.newState }
+}
+
+// send encrypts plaintext as member and posts it with sendMessage; it must
+// be accepted.
+const send = async (m, convoId, plaintext) => {
+  const { id, bytes, epoch, newState, ...res } = await sendRaw(m, convoId, plaintext)
+  const body = must(res, `${m.name} sendMessage`)
+  assertEq(body.messageId, id, 'sendMessage messageId')
+  assertEq(body.epoch, epoch, 'sendMessage epoch')
+  m.state = { ...newState, clientConfig: m.state.clientConfig }
+  m.sent.add(id)
+  return { msgId: id, seq: body.seq, bytes, epoch }
+}
+
+// paddedCommit makes a commit as member (proposals: extra) framed to the
+// smallest bucket it fits. An attempt that does not fit is discarded before
+// it leaves this process.
+const paddedCommit = async (m, aad, extraProposals = []) => {
+  const groupId = m.state.groupContext.groupId
+  for (const bucket of BUCKETS) {
+    const target = contentTarget(groupId, aad, bucket)
+    const r = await createCommit({ state: withPadding(m.state, target), cipherSuite: m.impl }, { extraProposals, authenticatedData: aad })
+    const bytes = encodeMlsMessage(r.commit)
+    if (bytes.length === bucket) return { ...r, bytes }
+  }
+  throw new AssertionError('commit does not fit any bucket')
+}
+
+// sync fetches everything after the member's cursor and processes it in
+// order: its own messages are skipped (MLS senders cannot decrypt what they
+// sent), commits of epochs it has already left are skipped (it joined
+// later), other commits advance its state, application messages are
+// decrypted. It returns the decrypted messages [{msgId, seq, text}].
+const sync = async (m, convoId) => {
+  const got = []
+  for (;;) {
+    const body = must(await xrpc(m, 'getMessages', { query: { convoId, sinceSeq: m.cursor, limit: 100 } }), `${m.name} getMessages`)
+    for (const msg of body.messages) {
+      assert(msg.seq > m.cursor, `${m.name}: getMessages returned seq ${msg.seq} after sinceSeq ${m.cursor}`)
+      m.cursor = msg.seq
+      if (m.sent.has(msg.id)) continue
+      const bytes = fromB64(msg.ciphertext.$bytes)
+      const [mls] = decodeMlsMessage(bytes, 0)
+      assertEq(mls.wireformat, 'mls_private_message', `${m.name}: wire format of seq ${msg.seq}`)
+      const epoch = mls.privateMessage.epoch
+      assertEq(BigInt(msg.epoch), epoch, `${m.name}: messageView.epoch of seq ${msg.seq} vs its MLS framing`)
+      if (msg.messageType === 'commit' && epoch < m.state.groupContext.epoch) continue
+      const r = await processPrivateMessage(m.state, mls.privateMessage, emptyPskIndex, m.impl)
+      m.state = { ...r.newState, clientConfig: m.state.clientConfig }
+      if (r.kind === 'applicationMessage') {
+        assertEq(msg.messageType, 'app', `${m.name}: messageType of decrypted seq ${msg.seq}`)
+        assertEq(dec.decode(mls.privateMessage.authenticatedData), msg.id, `${m.name}: authenticated data (msgId) of seq ${msg.seq}`)
+        got.push({ msgId: msg.id, seq: msg.seq, text: dec.decode(r.message) })
+      } else {
+        assertEq(msg.messageType, 'commit', `${m.name}: messageType of processed commit seq ${msg.seq}`)
+      }
+    }
+    if (body.messages.length < 100) return got
+  }
+}
+
+const identities = (state) =>
+  state.ratchetTree
+    .filter((n) => n && n.nodeType === 'leaf')
+    .map((n) => dec.decode(n.leaf.credential.identity))
+    .sort()
+
+const leafIndexOf = (state, did) => {
+  for (let i = 0; i < state.ratchetTree.length; i += 2) {
+    const n = state.ratchetTree[i]
+    if (n && n.nodeType === 'leaf' && dec.decode(n.leaf.credential.identity) === did) return i / 2
+  }
+  throw new AssertionError(`${did} has no leaf`)
+}
+
+// ---- steps -----------------------------------------------------------------
+
+let failed = false
+const step = async (name, fn) => {
+  if (failed) return
+  const t0 = performance.now()
+  try {
+    const detail = await fn()
+    out({ step: name, ok: true, ms: Math.round(performance.now() - t0), detail: detail ?? {} })
+  } catch (err) {
+    failed = true
+    out({ step: name, ok: false, ms: Math.round(performance.now() - t0), error: err instanceof AssertionError ? err.message : String(err?.stack ?? err) })
+  }
+}
+
+const readLine = () =>
+  new Promise((resolve, reject) => {
+    const rl = createInterface({ input: process.stdin })
+    rl.once('line', (line) => {
+      resolve(line)
+      rl.close()
+    })
+    rl.once('close', () => reject(new Error('stdin closed before the go-ahead')))
+  })
+
+const main = async () => {
+  const impl = await getCiphersuiteImpl(getCiphersuiteFromName(SUITE))
+  const [alice, bob, carol] = await Promise.all(['alice', 'bob', 'carol'].map((n) => newMember(n, impl)))
+  const all = [alice, bob, carol]
+  for (const m of all) m.impl = impl
+  out({ members: all.map((m) => ({ name: m.name, did: m.did, multibase: m.keypair.did().slice('did:key:'.length) })) })
+  await readLine()
+
+  const groupId = new Uint8Array(randomBytes(16))
+  const convoId = hex(groupId)
+  const refs = {}
+
+  await step('publish key packages', async () => {
+    for (const m of all) {
+      refs[m.name] = hex(await makeKeyPackageRef(m.kp.publicPackage, impl.hash))
+      const bytes = encodeMlsMessage({ keyPackage: m.kp.publicPackage, wireformat: 'mls_key_package', version: 'mls10' })
+      must(
+        await xrpc(m, 'publishKeyPackage', { body: { keyPackage: Buffer.from(bytes).toString('base64'), cipherSuite: SUITE, idempotencyKey: key() } }),
+        `${m.name} publishKeyPackage`,
+      )
+    }
+    // A key package whose credential names someone else is refused.
+    const stolen = encodeMlsMessage({ keyPackage: bob.kp.publicPackage, wireformat: 'mls_key_package', version: 'mls10' })
+    const res = await xrpc(carol, 'publishKeyPackage', { body: { keyPackage: Buffer.from(stolen).toString('base64'), cipherSuite: SUITE, idempotencyKey: key() } })
+    assert(res.status === 400 || res.status === 403, `carol publishing bob's key package: HTTP ${res.status} ${JSON.stringify(res.body)}`)
+    return { refs, foreignPackage: `${res.status} ${res.body.error}` }
+  })
+
+  await step('create group', async () => {
+    alice.state = await createGroup(groupId, alice.kp.publicPackage, alice.kp.privatePackage, [], impl)
+    const body = must(await xrpc(alice, 'createConvo', { body: { groupId: convoId, cipherSuite: SUITE, idempotencyKey: key() } }), 'alice createConvo')
+    assertEq(body.groupId, convoId, 'createConvo groupId')
+    assertEq(body.epoch, 0, 'createConvo epoch')
+    assertEq(body.cipherSuite, SUITE, 'createConvo cipherSuite')
+    assertEq(body.members.map((x) => x.did), [alice.did], 'createConvo members')
+    return { convoId, epoch: body.epoch }
+  })
+
+  await step('add two members with one commit and a Welcome', async () => {
+    const res = must(await xrpc(alice, 'getKeyPackages', { query: { dids: [bob.did, carol.did], cipherSuite: SUITE } }), 'alice getKeyPackages')
+    assertEq(res.keyPackages.length, 2, 'getKeyPackages count')
+    assertEq(res.missing ?? [], [], 'getKeyPackages missing')
+    const proposals = []
+    const hashes = []
+    for (const m of [bob, carol]) {
+      const ref = res.keyPackages.find((k) => k.did === m.did)
+      assert(ref, `getKeyPackages has no package for ${m.name}`)
+      assertEq(ref.cipherSuite, SUITE, `${m.name}'s package cipherSuite`)
+      assertEq(ref.keyPackageHash, refs[m.name], `${m.name}'s keyPackageHash vs the KeyPackageRef ts-mls computes`)
+      const [msg] = decodeMlsMessage(fromB64(ref.keyPackage), 0)
+      assertEq(msg.wireformat, 'mls_key_package', `${m.name}'s handed-out package wire format`)
+      assertEq(hex(await makeKeyPackageRef(msg.keyPackage, impl.hash)), refs[m.name], `${m.name}'s handed-out package is the published one`)
+      proposals.push({ proposalType: 'add', add: { keyPackage: msg.keyPackage } })
+      hashes.push({ did: m.did, hash: ref.keyPackageHash })
+    }
+    const r = await createCommit({ state: alice.state, cipherSuite: impl }, { extraProposals: proposals, ratchetTreeExtension: true })
+    assert(r.welcome, 'createCommit made no Welcome')
+    const commit = encodeMlsMessage(r.commit)
+    const welcome = encodeMlsMessage({ welcome: r.welcome, wireformat: 'mls_welcome', version: 'mls10' })
+    const body = must(
+      await xrpc(alice, 'addMembers', {
+        body: { convoId, didList: [bob.did, carol.did], commit: b64url(commit), welcomeMessage: b64url(welcome), keyPackageHashes: hashes, idempotencyKey: key() },
+      }),
+      'alice addMembers',
+    )
+    assertEq(body.success, true, 'addMembers success')
+    assertEq(body.newEpoch, 1, 'addMembers newEpoch')
+    alice.state = r.newState // her own commit (epoch 0) is skipped by sync
+    for (const m of [bob, carol]) {
+      const w = must(await xrpc(m, 'getWelcome', { query: { convoId } }), `${m.name} getWelcome`)
+      assertEq(w.convoId, convoId, `${m.name} getWelcome convoId`)
+      const [wm] = decodeMlsMessage(fromB64(w.welcome), 0)
+      assertEq(wm.wireformat, 'mls_welcome', `${m.name}'s Welcome wire format`)
+      m.state = await joinGroup(wm.welcome, m.kp.publicPackage, m.kp.privatePackage, emptyPskIndex, impl)
+      assertEq(hex(m.state.groupContext.groupId), convoId, `${m.name}'s joined group id`)
+      assertEq(m.state.groupContext.epoch, 1n, `${m.name}'s joined epoch`)
+      assertEq(identities(m.state), [alice.did, bob.did, carol.did].sort(), `${m.name}'s view of the members`)
+      const c = must(await xrpc(m, 'confirmWelcome', { body: { convoId, success: true } }), `${m.name} confirmWelcome`)
+      assertEq(c.confirmed, true, `${m.name} confirmWelcome confirmed`)
+    }
+    const epoch = must(await xrpc(bob, 'getEpoch', { query: { convoId } }), 'bob getEpoch')
+    assertEq(epoch.currentEpoch, 1, 'getEpoch after addMembers')
+    return { newEpoch: body.newEpoch, commitBytes: commit.length, welcomeBytes: welcome.length }
+  })
+
+  // Every member sends; every member decrypts exactly the others' messages.
+  const exchange = async (members, label) => {
+    const sent = []
+    for (const m of members) {
+      const text = `${label}: hello from ${m.name} ${randomBytes(4).toString('hex')}`
+      sent.push({ from: m.name, text, ...(await send(m, convoId, enc.encode(text))) })
+    }
+    const received = {}
+    for (const m of members) {
+      const got = await sync(m, convoId)
+      const want = sent.filter((s) => s.from !== m.name).map((s) => ({ msgId: s.msgId, seq: s.seq, text: s.text }))
+      assertEq(got, want, `${m.name} decrypted`)
+      received[m.name] = got.length
+    }
+    return { sent: sent.map((s) => ({ from: s.from, seq: s.seq, bytes: s.bytes.length })), received }
+  }
+
+  await step('exchange messages that each member decrypts', () => exchange(all, 'epoch 1'))
+
+  let afterRemoval
+  await step('remove a member, who can no longer decrypt what follows', async () => {
+    const aad = enc.encode('remove')
+    const r = await createCommit({ state: alice.state, cipherSuite: impl }, { extraProposals: [{ proposalType: 'remove', remove: { removed: leafIndexOf(alice.state, carol.did) } }], authenticatedData: aad })
+    const commit = encodeMlsMessage(r.commit)
+    const body = must(await xrpc(alice, 'removeMember', { body: { convoId, targetDid: carol.did, idempotencyKey: key(), commit: b64url(commit) } }), 'alice removeMember')
+    assertEq(body.ok, true, 'removeMember ok')
+    assertEq(body.epochHint, 2, 'removeMember epochHint')
+    alice.state = r.newState // her own commit (epoch 1) is skipped by sync
+
+    // Bob processes the commit and is at epoch 2 without carol.
+    assertEq(await sync(bob, convoId), [], 'bob decrypted while processing the removal')
+    assertEq(bob.state.groupContext.epoch, 2n, "bob's epoch after the removal")
+    assertEq(identities(bob.state), [alice.did, bob.did].sort(), "bob's view of the members after the removal")
+
+    // Carol is no longer served the conversation.
+    const denied = await xrpc(carol, 'getMessages', { query: { convoId, sinceSeq: carol.cursor } })
+    assert(denied.status === 403 && denied.body.error === 'NotMember', `removed carol getMessages: HTTP ${denied.status} ${JSON.stringify(denied.body)}`)
+    // Nor may she post: a well-formed message of her last epoch is refused
+    // for membership, not for its framing.
+    const denied2 = await sendRaw(carol, convoId, enc.encode('carol after removal'))
+    assert(denied2.status === 403 && denied2.body.error === 'NotMember', `removed carol sendMessage: HTTP ${denied2.status} ${JSON.stringify(denied2.body)}`)
+
+    // A message sent after the removal decrypts for bob...
+    const m = await send(alice, convoId, enc.encode('after carol left'))
+    const got = await sync(bob, convoId)
+    assertEq(got.map((g) => g.text), ['after carol left'], 'bob decrypted after the removal')
+
+    // ...and not for carol, even holding the ciphertext and the removal
+    // commit (as a member who kept a copy of the traffic would).
+    const tryDecrypt = async (state, bytes) => {
+      try {
+        const [mls] = decodeMlsMessage(bytes, 0)
+        const res = await processPrivateMessage(state, mls.privateMessage, emptyPskIndex, impl)
+        return { ok: true, res }
+      } catch (err) {
+        return { ok: false, error: String(err?.message ?? err) }
+      }
+    }
+    const withoutCommit = await tryDecrypt(carol.state, m.bytes)
+    assert(!withoutCommit.ok || withoutCommit.res.kind !== 'applicationMessage', `carol decrypted the post-removal message: ${withoutCommit.ok && dec.decode(withoutCommit.res.message)}`)
+    let carolAfter = carol.state
+    const applied = await tryDecrypt(carol.state, commit)
+    if (applied.ok) carolAfter = applied.res.newState
+    const withCommit = await tryDecrypt(carolAfter, m.bytes)
+    assert(!withCommit.ok || withCommit.res.kind !== 'applicationMessage', `carol decrypted the post-removal message after the commit: ${withCommit.ok && dec.decode(withCommit.res.message)}`)
+    afterRemoval = m
+    return {
+      epochHint: body.epochHint,
+      carolGetMessages: `${denied.status} ${denied.body.error}`,
+      carolSendMessage: `${denied2.status} ${denied2.body.error}`,
+      carolDecrypt: withoutCommit.ok ? 'not an application message' : withoutCommit.error,
+      carolAfterCommit: applied.ok ? applied.res.newState.groupActiveState.kind : `commit refused: ${applied.error}`,
+      carolDecryptAfterCommit: withCommit.ok ? 'not an application message' : withCommit.error,
+    }
+  })
+
+  await step('race two commits for the same epoch; exactly one wins', async () => {
+    assertEq(alice.state.groupContext.epoch, 2n, "alice's epoch before the race")
+    assertEq(bob.state.groupContext.epoch, 2n, "bob's epoch before the race")
+    const racers = [alice, bob]
+    const commits = await Promise.all(
+      racers.map(async (m) => {
+        const id = msgId()
+        return { m, id, ...(await paddedCommit(m, enc.encode(id))) }
+      }),
+    )
+    const results = await Promise.all(
+      commits.map((c) =>
+        xrpc(c.m, 'sendMessage', {
+          body: { convoId, msgId: c.id, ciphertext: { $bytes: Buffer.from(c.bytes).toString('base64') }, epoch: 2, paddedSize: c.bytes.length },
+        }),
+      ),
+    )
+    const statuses = results.map((r) => `${r.status} ${r.body.error ?? ''}`.trim())
+    const winners = results.map((r, i) => (r.status === 200 ? i : -1)).filter((i) => i >= 0)
+    assertEq(winners.length, 1, `racing commits accepted (${statuses.join(', ')})`)
+    const w = winners[0]
+    const l = 1 - w
+    assert(results[l].status === 409 && results[l].body.error === 'StaleEpoch', `losing commit: HTTP ${results[l].status} ${JSON.stringify(results[l].body)}`)
+    const winner = commits[w]
+    const loser = commits[l]
+    winner.m.state = { ...winner.newState, clientConfig: winner.m.state.clientConfig }
+    winner.m.sent.add(winner.id)
+    // The loser drops its own commit and applies the winner's.
+    assertEq(await sync(loser.m, convoId), [], `${loser.m.name} decrypted while applying the winning commit`)
+    assertEq(loser.m.state.groupContext.epoch, 3n, `${loser.m.name}'s epoch after the winning commit`)
+    assertEq(await sync(winner.m, convoId), [], `${winner.m.name} found something new`)
+    const epoch = must(await xrpc(alice, 'getEpoch', { query: { convoId } }), 'alice getEpoch')
+    assertEq(epoch.currentEpoch, 3, 'getEpoch after the race')
+    const cm = must(await xrpc(alice, 'getCommits', { query: { convoId, fromEpoch: 0 } }), 'alice getCommits')
+    assertEq(cm.commits.map((c) => c.epoch), [0, 1, 2], 'getCommits epochs')
+    assertEq(Buffer.from(fromB64(cm.commits[2].commitData.$bytes)).equals(Buffer.from(winner.bytes)), true, 'the epoch-2 commit is the winner')
+    // Both are in the same epoch 3 and talk.
+    const after = await exchange([alice, bob], 'epoch 3')
+    return { statuses, winner: winner.m.name, loser: loser.m.name, commitBytes: commits.map((c) => c.bytes.length), after }
+  })
+
+  out({ done: true, ok: !failed })
+  process.exit(failed ? 1 : 0)
+}
+
+main().catch((err) => {
+  process.stderr.write(`e2e.mjs: ${err?.stack ?? err}\n`)
+  process.exit(1)
+})
