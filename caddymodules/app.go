@@ -80,18 +80,6 @@ const memoryReplayCapacity = 1 << 20
 // it while it provisions. Until then the filter redacts whole values.
 type hasherBox struct{ hasher atomic.Pointer[redact.Hasher] }
 
-// Destruct is part of caddy.Destructor.
-func (*hasherBox) Destruct() error { return nil }
-
-// loadHasherBox takes a reference to the shared hasher box.
-func loadHasherBox() (*hasherBox, error) {
-	v, _, err := sharedState.LoadOrNew(logHasherPoolKey, func() (caddy.Destructor, error) { return new(hasherBox), nil })
-	if err != nil {
-		return nil, err
-	}
-	return v.(*hasherBox), nil
-}
-
 // App is the `cairn` app: the single owner of cairn's process-wide state.
 // Handlers reach it with ctx.App("cairn"). It holds the run mode, the data
 // directory, the log-hash key, the Redis client and the metrics collectors,
@@ -267,30 +255,22 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("cairn log_hash_key: %w", err)
 	}
 
-	box, err := loadHasherBox()
+	box, err := shared(a, logHasherPoolKey, func() (*hasherBox, func() error, error) { return new(hasherBox), nil, nil })
 	if err != nil {
 		return fmt.Errorf("cairn log hasher: %w", err)
 	}
-	a.poolKeys = append(a.poolKeys, logHasherPoolKey)
 	box.hasher.Store(a.hasher)
 
-	m, _, err := sharedState.LoadOrNew(metricsPoolKey, func() (caddy.Destructor, error) {
-		return destructible[*metrics.Metrics]{metrics.New(), nil}, nil
-	})
-	if err != nil {
+	if a.metrics, err = shared(a, metricsPoolKey, func() (*metrics.Metrics, func() error, error) {
+		return metrics.New(), nil, nil
+	}); err != nil {
 		return fmt.Errorf("cairn metrics: %w", err)
 	}
-	a.poolKeys = append(a.poolKeys, metricsPoolKey)
-	a.metrics = m.(destructible[*metrics.Metrics]).v
-
-	l, _, err := sharedState.LoadOrNew(localLimiterPoolKey, func() (caddy.Destructor, error) {
-		return destructible[*ratelimit.MemoryStore]{ratelimit.NewMemoryStore(ratelimit.MemoryConfig{}), nil}, nil
-	})
-	if err != nil {
+	if a.local, err = shared(a, localLimiterPoolKey, func() (*ratelimit.MemoryStore, func() error, error) {
+		return ratelimit.NewMemoryStore(ratelimit.MemoryConfig{}), nil, nil
+	}); err != nil {
 		return fmt.Errorf("cairn rate limiter: %w", err)
 	}
-	a.poolKeys = append(a.poolKeys, localLimiterPoolKey)
-	a.local = l.(destructible[*ratelimit.MemoryStore]).v
 
 	if url := strings.TrimSpace(repl.ReplaceAll(a.Redis, "")); url != "" {
 		opts, err := redis.ParseURL(url)
@@ -303,16 +283,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 		// seconds during an outage.
 		opts.DialerRetries = 1
 		opts.MaxRetries = -1
-		poolKey := "cairn.redis:" + url
-		c, _, err := sharedState.LoadOrNew(poolKey, func() (caddy.Destructor, error) {
+		if a.redis, err = shared(a, "cairn.redis:"+url, func() (*redis.Client, func() error, error) {
 			client := redis.NewClient(opts)
-			return destructible[*redis.Client]{client, client.Close}, nil
-		})
-		if err != nil {
+			return client, client.Close, nil
+		}); err != nil {
 			return fmt.Errorf("cairn redis: %w", err)
 		}
-		a.poolKeys = append(a.poolKeys, poolKey)
-		a.redis = c.(destructible[*redis.Client]).v
 		a.metrics.BackendUp("redis", true)
 	}
 	return nil
@@ -489,28 +465,27 @@ func (a *App) Store(ctx context.Context) (store.Store, error) {
 	if dsn != "" {
 		key = "cairn.store:postgres:" + dsn
 	}
-	v, _, err := sharedState.LoadOrNew(key, func() (caddy.Destructor, error) {
+	st, err := shared(a, key, func() (store.Store, func() error, error) {
 		var s store.Store
 		var err error
 		if dsn != "" {
 			s, err = postgres.Open(ctx, postgres.Config{URL: dsn})
 		} else {
 			if err := os.MkdirAll(a.DataDir, 0o700); err != nil {
-				return nil, fmt.Errorf("creating data directory: %w", err)
+				return nil, nil, fmt.Errorf("creating data directory: %w", err)
 			}
 			s, err = sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(a.DataDir, "cairn.db")})
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return destructible[store.Store]{s, s.Close}, nil
+		return s, s.Close, nil
 	})
 	if err != nil {
 		a.storeErr = fmt.Errorf("cairn database: %w", err)
 		return nil, a.storeErr
 	}
-	a.trackPoolKey(key)
-	a.store = v.(destructible[store.Store]).v
+	a.store = st
 	return a.store, nil
 }
 
@@ -558,11 +533,11 @@ func (a *App) LocalLimiter() *ratelimit.MemoryStore { return a.local }
 // MemoryReplayStore returns the process's in-memory set of used token IDs,
 // kept across reloads so that a reload cannot make a used token valid again.
 func (a *App) MemoryReplayStore() *atpauth.MemoryReplayStore {
-	v, _, _ := sharedState.LoadOrNew(replayPoolKey, func() (caddy.Destructor, error) {
-		return destructible[*atpauth.MemoryReplayStore]{atpauth.NewMemoryReplayStore(memoryReplayCapacity, nil), nil}, nil
+	// The constructor cannot fail.
+	st, _ := shared(a, replayPoolKey, func() (*atpauth.MemoryReplayStore, func() error, error) {
+		return atpauth.NewMemoryReplayStore(memoryReplayCapacity, nil), nil, nil
 	})
-	a.trackPoolKey(replayPoolKey)
-	return v.(destructible[*atpauth.MemoryReplayStore]).v
+	return st
 }
 
 // DIDResolver returns the process's DID resolver for the PLC directory at
@@ -571,27 +546,14 @@ func (a *App) MemoryReplayStore() *atpauth.MemoryReplayStore {
 func (a *App) DIDResolver(plcURL string) (*atpauth.Resolver, error) {
 	cfg := atpauth.ResolverConfig{PLCURL: plcURL, AllowHTTP: a.DIDWebAllowHTTP, AllowedHosts: a.ResolverAllowHosts}
 	key := fmt.Sprintf("%s%s|%t|%q", resolverPoolPrefix, cfg.PLCURL, cfg.AllowHTTP, cfg.AllowedHosts)
-	v, _, err := sharedState.LoadOrNew(key, func() (caddy.Destructor, error) {
+	r, err := shared(a, key, func() (*atpauth.Resolver, func() error, error) {
 		r, err := atpauth.NewResolver(cfg)
-		if err != nil {
-			return nil, err
-		}
-		return destructible[*atpauth.Resolver]{r, nil}, nil
+		return r, nil, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("DID resolver: %w", err)
 	}
-	a.trackPoolKey(key)
-	return v.(destructible[*atpauth.Resolver]).v, nil
-}
-
-// trackPoolKey remembers one reference this app took on a pool entry, to be
-// released in Cleanup. Handlers call the accessors above during Provision;
-// each call takes one reference.
-func (a *App) trackPoolKey(key string) {
-	a.poolMu.Lock()
-	a.poolKeys = append(a.poolKeys, key)
-	a.poolMu.Unlock()
+	return r, nil
 }
 
 // SharedLimiter returns the Redis-backed limiter that applies policy while
@@ -639,6 +601,27 @@ func cairnApp(ctx caddy.Context) (*App, error) {
 		return nil, fmt.Errorf("loading the cairn app: %w", err)
 	}
 	return v.(*App), nil
+}
+
+// shared returns the process-wide value under key, building it on first use,
+// and records this app's reference so Cleanup releases it. build returns the
+// value and how to destroy it (nil when nothing needs closing).
+func shared[T any](a *App, key string, build func() (T, func() error, error)) (T, error) {
+	v, _, err := sharedState.LoadOrNew(key, func() (caddy.Destructor, error) {
+		val, destroy, err := build()
+		if err != nil {
+			return nil, err
+		}
+		return destructible[T]{val, destroy}, nil
+	})
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	a.poolMu.Lock()
+	a.poolKeys = append(a.poolKeys, key)
+	a.poolMu.Unlock()
+	return v.(destructible[T]).v, nil
 }
 
 // destructible wraps a shared value for the usage pool.

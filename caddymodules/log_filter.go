@@ -49,11 +49,13 @@ func (*RedactFilter) CaddyModule() caddy.ModuleInfo {
 // Provision takes a reference to the cairn app's keyed hasher, which the
 // app fills in when it provisions (after the logs are opened).
 func (f *RedactFilter) Provision(caddy.Context) error {
-	box, err := loadHasherBox()
+	v, _, err := sharedState.LoadOrNew(logHasherPoolKey, func() (caddy.Destructor, error) {
+		return destructible[*hasherBox]{new(hasherBox), nil}, nil
+	})
 	if err != nil {
 		return fmt.Errorf("cairn_redact: %w", err)
 	}
-	f.box = box
+	f.box = v.(destructible[*hasherBox]).v
 	return nil
 }
 
