@@ -147,24 +147,30 @@ const encodePrivate = (privateMessage) =>
 const PLC_ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567'
 const plcDid = () => 'did:plc:' + [...randomBytes(24)].map((b) => PLC_ALPHABET[b % 32]).join('')
 
-const newMember = async (name, impl) => {
-  const keypair = await Secp256k1Keypair.create()
-  const did = plcDid()
+// newKeyPackage is a key package whose basic credential is did, valid for a
+// week.
+const newKeyPackage = (did, impl) => {
   const now = BigInt(Math.floor(Date.now() / 1000))
-  const kp = await generateKeyPackage(
+  return generateKeyPackage(
     { credentialType: 'basic', identity: enc.encode(did) },
     defaultCapabilities(),
     { notBefore: now - 3600n, notAfter: now + 7n * 86400n },
     [],
     impl,
   )
+}
+
+const newMember = async (name, impl) => {
+  const keypair = await Secp256k1Keypair.create()
+  const did = plcDid()
   return {
     name,
     did,
     keypair,
-    kp,
+    kp: await newKeyPackage(did, impl),
     state: undefined, // ClientState once in the group
     cursor: 0, // getMessages sinceSeq
+    joinedEpoch: 0n, // the epoch its Welcome brought it into
     sent: new Set(), // msgIds this member sent (it cannot decrypt its own)
   }
 }
@@ -231,6 +237,7 @@ const sync = async (m, convoId) => {
       assertEq(mls.wireformat, 'mls_private_message', `${m.name}: wire format of seq ${msg.seq}`)
       const epoch = mls.privateMessage.epoch
       assertEq(BigInt(msg.epoch), epoch, `${m.name}: messageView.epoch of seq ${msg.seq} vs its MLS framing`)
+      if (epoch < m.joinedEpoch) continue // before it joined: not for it
       if (msg.messageType === 'commit' && epoch < m.state.groupContext.epoch) continue
       const r = await processPrivateMessage(m.state, mls.privateMessage, emptyPskIndex, m.impl)
       m.state = { ...r.newState, clientConfig: m.state.clientConfig }
@@ -243,6 +250,18 @@ const sync = async (m, convoId) => {
       }
     }
     if (body.messages.length < 100) return got
+  }
+}
+
+// tryDecrypt processes bytes (an MLSMessage) with state, reporting instead
+// of throwing.
+const tryDecrypt = async (state, bytes, impl) => {
+  try {
+    const [mls] = decodeMlsMessage(bytes, 0)
+    const res = await processPrivateMessage(state, mls.privateMessage, emptyPskIndex, impl)
+    return { ok: true, res }
+  } catch (err) {
+    return { ok: false, error: String(err?.message ?? err) }
   }
 }
 
@@ -287,10 +306,12 @@ const readLine = () =>
 
 const main = async () => {
   const impl = await getCiphersuiteImpl(getCiphersuiteFromName(SUITE))
-  const [alice, bob, carol] = await Promise.all(['alice', 'bob', 'carol'].map((n) => newMember(n, impl)))
+  const [alice, bob, carol, dave] = await Promise.all(['alice', 'bob', 'carol', 'dave'].map((n) => newMember(n, impl)))
   const all = [alice, bob, carol]
-  for (const m of all) m.impl = impl
-  out({ members: all.map((m) => ({ name: m.name, did: m.did, multibase: m.keypair.did().slice('did:key:'.length) })) })
+  // dave joins last, in the racing-Welcomes step, with two key packages.
+  dave.kps = [dave.kp, await newKeyPackage(dave.did, impl)]
+  for (const m of [...all, dave]) m.impl = impl
+  out({ members: [...all, dave].map((m) => ({ name: m.name, did: m.did, multibase: m.keypair.did().slice('did:key:'.length) })) })
   await readLine()
 
   const groupId = new Uint8Array(randomBytes(16))
@@ -359,6 +380,7 @@ const main = async () => {
       const [wm] = decodeMlsMessage(fromB64(w.welcome), 0)
       assertEq(wm.wireformat, 'mls_welcome', `${m.name}'s Welcome wire format`)
       m.state = await joinGroup(wm.welcome, m.kp.publicPackage, m.kp.privatePackage, emptyPskIndex, impl)
+      m.joinedEpoch = m.state.groupContext.epoch
       assertEq(hex(m.state.groupContext.groupId), convoId, `${m.name}'s joined group id`)
       assertEq(m.state.groupContext.epoch, 1n, `${m.name}'s joined epoch`)
       assertEq(identities(m.state), [alice.did, bob.did, carol.did].sort(), `${m.name}'s view of the members`)
@@ -419,21 +441,12 @@ const main = async () => {
 
     // ...and not for carol, even holding the ciphertext and the removal
     // commit (as a member who kept a copy of the traffic would).
-    const tryDecrypt = async (state, bytes) => {
-      try {
-        const [mls] = decodeMlsMessage(bytes, 0)
-        const res = await processPrivateMessage(state, mls.privateMessage, emptyPskIndex, impl)
-        return { ok: true, res }
-      } catch (err) {
-        return { ok: false, error: String(err?.message ?? err) }
-      }
-    }
-    const withoutCommit = await tryDecrypt(carol.state, m.bytes)
+    const withoutCommit = await tryDecrypt(carol.state, m.bytes, impl)
     assert(!withoutCommit.ok || withoutCommit.res.kind !== 'applicationMessage', `carol decrypted the post-removal message: ${withoutCommit.ok && dec.decode(withoutCommit.res.message)}`)
     let carolAfter = carol.state
-    const applied = await tryDecrypt(carol.state, commit)
+    const applied = await tryDecrypt(carol.state, commit, impl)
     if (applied.ok) carolAfter = applied.res.newState
-    const withCommit = await tryDecrypt(carolAfter, m.bytes)
+    const withCommit = await tryDecrypt(carolAfter, m.bytes, impl)
     assert(!withCommit.ok || withCommit.res.kind !== 'applicationMessage', `carol decrypted the post-removal message after the commit: ${withCommit.ok && dec.decode(withCommit.res.message)}`)
     afterRemoval = m
     return {
@@ -485,6 +498,77 @@ const main = async () => {
     // Both are in the same epoch 3 and talk.
     const after = await exchange([alice, bob], 'epoch 3')
     return { statuses, winner: winner.m.name, loser: loser.m.name, commitBytes: commits.map((c) => c.bytes.length), after }
+  })
+
+  await step('race two adds of one member; only the winning Welcome is delivered', async () => {
+    for (const kp of dave.kps) {
+      const bytes = encodeMlsMessage({ keyPackage: kp.publicPackage, wireformat: 'mls_key_package', version: 'mls10' })
+      must(
+        await xrpc(dave, 'publishKeyPackage', { body: { keyPackage: Buffer.from(bytes).toString('base64'), cipherSuite: SUITE, idempotencyKey: key() } }),
+        'dave publishKeyPackage',
+      )
+    }
+    const daveRefs = await Promise.all(dave.kps.map(async (kp) => hex(await makeKeyPackageRef(kp.publicPackage, impl.hash))))
+    // Alice and bob each fetch one of dave's packages (each is handed out
+    // once) and each commit his Add, both for epoch 3.
+    const racers = []
+    for (const m of [alice, bob]) {
+      const res = must(await xrpc(m, 'getKeyPackages', { query: { dids: [dave.did], cipherSuite: SUITE } }), `${m.name} getKeyPackages`)
+      assertEq(res.keyPackages.length, 1, `${m.name} getKeyPackages count`)
+      const ref = res.keyPackages[0]
+      assert(daveRefs.includes(ref.keyPackageHash), `${m.name} was handed a package dave did not publish: ${ref.keyPackageHash}`)
+      const [msg] = decodeMlsMessage(fromB64(ref.keyPackage), 0)
+      const r = await createCommit({ state: m.state, cipherSuite: impl }, { extraProposals: [{ proposalType: 'add', add: { keyPackage: msg.keyPackage } }], ratchetTreeExtension: true })
+      racers.push({ m, r, hash: ref.keyPackageHash, welcome: encodeMlsMessage({ welcome: r.welcome, wireformat: 'mls_welcome', version: 'mls10' }) })
+    }
+    assert(racers[0].hash !== racers[1].hash, `one key package handed out twice: ${racers[0].hash}`)
+    const results = await Promise.all(
+      racers.map((c) =>
+        xrpc(c.m, 'addMembers', {
+          body: {
+            convoId, didList: [dave.did], commit: b64url(encodeMlsMessage(c.r.commit)), welcomeMessage: b64url(c.welcome),
+            keyPackageHashes: [{ did: dave.did, hash: c.hash }], idempotencyKey: key(),
+          },
+        }),
+      ),
+    )
+    const statuses = results.map((r) => `${r.status} ${r.body.error ?? ''}`.trim())
+    const winners = results.map((r, i) => (r.status === 200 ? i : -1)).filter((i) => i >= 0)
+    assertEq(winners.length, 1, `racing addMembers accepted (${statuses.join(', ')})`)
+    const winner = racers[winners[0]]
+    const loser = racers[1 - winners[0]]
+    const lost = results[1 - winners[0]]
+    assert(lost.status === 409 && lost.body.error === 'StaleEpoch', `losing addMembers: HTTP ${lost.status} ${JSON.stringify(lost.body)}`)
+    assertEq(results[winners[0]].body.newEpoch, 4, 'winning addMembers newEpoch')
+    winner.m.state = winner.r.newState
+    assertEq(await sync(loser.m, convoId), [], `${loser.m.name} decrypted while applying the winning add`)
+    assertEq(loser.m.state.groupContext.epoch, 4n, `${loser.m.name}'s epoch after the winning add`)
+
+    // Dave is served exactly the winner's Welcome, picks his package by the
+    // KeyPackageRef it is addressed to, and joins.
+    const w = must(await xrpc(dave, 'getWelcome', { query: { convoId } }), 'dave getWelcome')
+    const welcomeBytes = fromB64(w.welcome)
+    assertEq(Buffer.from(welcomeBytes).equals(Buffer.from(winner.welcome)), true, "dave's Welcome is the winning commit's")
+    const [wm] = decodeMlsMessage(welcomeBytes, 0)
+    const addressed = wm.welcome.secrets.map((x) => hex(x.newMember))
+    assertEq(addressed, [winner.hash], 'the Welcome is addressed to')
+    const mine = dave.kps[daveRefs.indexOf(winner.hash)]
+    dave.state = await joinGroup(wm.welcome, mine.publicPackage, mine.privatePackage, emptyPskIndex, impl)
+    dave.joinedEpoch = dave.state.groupContext.epoch
+    assertEq(dave.state.groupContext.epoch, 4n, "dave's joined epoch")
+    assertEq(identities(dave.state), [alice.did, bob.did, dave.did].sort(), "dave's view of the members")
+    must(await xrpc(dave, 'confirmWelcome', { body: { convoId, success: true } }), 'dave confirmWelcome')
+    // The history before he joined is served to him but stays sealed.
+    const history = must(await xrpc(dave, 'getMessages', { query: { convoId, sinceSeq: 0, limit: 100 } }), 'dave getMessages')
+    const older = history.messages.filter((x) => x.messageType === 'app' && x.epoch < 4)
+    assert(older.length >= 5, `dave sees ${older.length} application messages from before he joined`)
+    for (const x of older) {
+      const r = await tryDecrypt(dave.state, fromB64(x.ciphertext.$bytes), impl)
+      assert(!r.ok || r.res.kind !== 'applicationMessage', `dave decrypted seq ${x.seq} from before he joined`)
+    }
+    assertEq(await sync(dave, convoId), [], 'dave decrypted on catching up')
+    const after = await exchange([alice, bob, dave], 'epoch 4')
+    return { statuses, winner: winner.m.name, after }
   })
 
   out({ done: true, ok: !failed })
