@@ -1,0 +1,392 @@
+package realtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cairn-chat/cairn-caddy/internal/caller"
+	"github.com/cairn-chat/cairn-caddy/internal/store"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultMaxPerDID      = 5
+	DefaultMaxConnections = 20000
+	DefaultBufferSize     = 256
+	DefaultPageSize       = 200
+	DefaultSampleEvery    = time.Second
+)
+
+// Sentinel errors.
+var (
+	// ErrTooManyConnections means a connection cap (per DID or global) is
+	// reached; the transports answer 429.
+	ErrTooManyConnections = errors.New("realtime: too many connections")
+	// ErrSlowConsumer ends a subscription whose client did not keep up
+	// with its buffer. The client resumes by cursor and loses nothing.
+	ErrSlowConsumer = errors.New("realtime: slow consumer")
+	// ErrRemoved ends a single-conversation subscription whose caller is no
+	// longer a member of the conversation.
+	ErrRemoved = errors.New("realtime: no longer a member")
+	// ErrHubClosed ends every subscription when the hub closes.
+	ErrHubClosed = errors.New("realtime: hub closed")
+)
+
+// Config configures a Hub. Only Store is required.
+type Config struct {
+	// Store is read for events, messages and membership.
+	Store store.Store
+	// Notifier carries wake-ups between nodes. Default: an in-process
+	// LocalNotifier, right for a single node.
+	Notifier Notifier
+	// Observer receives metrics counts. Default: none.
+	Observer Observer
+	// MaxPerDID caps the concurrent subscriptions of one DID. Default 5.
+	MaxPerDID int
+	// MaxConnections caps the concurrent subscriptions of the node.
+	// Default 20000.
+	MaxConnections int
+	// BufferSize bounds the events a subscription holds for its client.
+	// A live burst that overflows it ends the subscription with
+	// ErrSlowConsumer. Default 256.
+	BufferSize int
+	// PageSize is how many events one store read returns. Default 200.
+	PageSize int
+	// Settle is how long after a cursor is seen every lower cursor is
+	// certainly visible. Zero means the store's cursor order is its commit
+	// order (SQLite). On PostgreSQL cursors are drawn before commit, so set
+	// it above the longest write transaction (30 s is generous). It only
+	// decides how far a resume cursor's floor may advance; live delivery
+	// within a conversation never depends on it.
+	Settle time.Duration
+	// SampleEvery is how often the hub reads the store's event horizon to
+	// advance floors. Default 1 s.
+	SampleEvery time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Hub fans conversation wake-ups out to subscriptions. It lives as long as
+// the process (the cairn app), across config reloads. It is safe for
+// concurrent use.
+type Hub struct {
+	cfg        Config
+	stopListen func()
+
+	mu     sync.Mutex
+	subs   map[string]map[*Subscription]struct{}
+	all    map[*Subscription]struct{}
+	perDID map[string]int
+	total  int
+	closed bool
+
+	smu     sync.Mutex
+	samples []sample
+}
+
+// sample is the store's latest cursor as seen at a time.
+type sample struct {
+	at     time.Time
+	latest int64
+}
+
+// New returns a Hub listening on cfg.Notifier.
+func New(cfg Config) (*Hub, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("realtime: Config.Store is required")
+	}
+	if cfg.Settle < 0 {
+		return nil, errors.New("realtime: Config.Settle must not be negative")
+	}
+	if cfg.Notifier == nil {
+		cfg.Notifier = NewLocalNotifier()
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	if cfg.MaxPerDID <= 0 {
+		cfg.MaxPerDID = DefaultMaxPerDID
+	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = DefaultMaxConnections
+	}
+	if cfg.BufferSize <= 0 {
+		cfg.BufferSize = DefaultBufferSize
+	}
+	if cfg.PageSize <= 0 {
+		cfg.PageSize = DefaultPageSize
+	}
+	if cfg.SampleEvery <= 0 {
+		cfg.SampleEvery = DefaultSampleEvery
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	h := &Hub{
+		cfg:    cfg,
+		subs:   make(map[string]map[*Subscription]struct{}),
+		all:    make(map[*Subscription]struct{}),
+		perDID: make(map[string]int),
+	}
+	h.stopListen = cfg.Notifier.Listen(h.wake)
+	return h, nil
+}
+
+// Notify announces that convoID has new committed events. Pass it as
+// delivery.Config.OnChange. It does not block on subscribers.
+func (h *Hub) Notify(convoID string) {
+	_ = h.cfg.Notifier.Publish(context.Background(), convoID)
+}
+
+// wake marks convoID for every subscription following it.
+func (h *Hub) wake(convoID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs[convoID] {
+		s.mark(convoID)
+	}
+}
+
+// Close stops listening and ends every subscription with ErrHubClosed.
+func (h *Hub) Close() error {
+	h.stopListen()
+	h.mu.Lock()
+	h.closed = true
+	all := make([]*Subscription, 0, len(h.all))
+	for s := range h.all {
+		all = append(all, s)
+	}
+	h.mu.Unlock()
+	for _, s := range all {
+		s.stop(ErrHubClosed)
+	}
+	for _, s := range all {
+		<-s.done
+	}
+	return nil
+}
+
+// Open reports the number of open subscriptions.
+func (h *Hub) Open() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.total
+}
+
+// Request describes a subscription.
+type Request struct {
+	// Identity is the verified caller.
+	Identity caller.Identity
+	// ConvoID restricts the stream to one conversation; empty follows every
+	// conversation the caller is an active member of when subscribing.
+	ConvoID string
+	// Cursor resumes after a position a previous stream handed out; empty
+	// starts at the present.
+	Cursor string
+	// Transport labels the subscription for the Observer ("sse",
+	// "websocket").
+	Transport string
+}
+
+// Subscribe authorizes req and starts a subscription: it registers for
+// wake-ups first, then replays from the store, then follows live, so
+// nothing falls between replay and live and nothing is delivered twice.
+// Errors: ErrInvalidCursor, store.ErrNotFound or store.ErrNotMember for
+// ConvoID, ErrTooManyConnections, ErrHubClosed.
+//
+// The subscription ends when ctx ends, when Close is called or when its
+// Events channel closes on its own (see Subscription.Err).
+func (h *Hub) Subscribe(ctx context.Context, req Request) (*Subscription, error) {
+	if req.Identity.DID == "" {
+		return nil, errors.New("realtime: subscribe without a caller")
+	}
+	var resume *position
+	if req.Cursor != "" {
+		p, err := decodePosition(req.Cursor)
+		if err != nil {
+			return nil, err
+		}
+		resume = &p
+	}
+	convos, err := h.convosFor(ctx, req.Identity, req.ConvoID)
+	if err != nil {
+		return nil, err
+	}
+
+	sctx, cancel := context.WithCancel(ctx)
+	s := &Subscription{
+		h:         h,
+		id:        req.Identity,
+		transport: req.Transport,
+		single:    req.ConvoID,
+		out:       make(chan Event, h.cfg.BufferSize),
+		wakeCh:    make(chan struct{}, 1),
+		ctx:       sctx,
+		cancel:    cancel,
+		done:      make(chan struct{}),
+		live:      make(chan struct{}),
+		dirty:     make(map[string]struct{}),
+		convos:    make(map[string]struct{}, len(convos)),
+	}
+	for _, c := range convos {
+		s.convos[c] = struct{}{}
+	}
+
+	h.mu.Lock()
+	switch {
+	case h.closed:
+		h.mu.Unlock()
+		cancel()
+		return nil, ErrHubClosed
+	case h.perDID[req.Identity.DID] >= h.cfg.MaxPerDID, h.total >= h.cfg.MaxConnections:
+		h.mu.Unlock()
+		cancel()
+		h.cfg.Observer.Refused(req.Transport)
+		return nil, ErrTooManyConnections
+	}
+	h.perDID[req.Identity.DID]++
+	h.total++
+	h.all[s] = struct{}{}
+	for c := range s.convos {
+		set := h.subs[c]
+		if set == nil {
+			set = make(map[*Subscription]struct{})
+			h.subs[c] = set
+		}
+		set[s] = struct{}{}
+	}
+	h.mu.Unlock()
+	h.cfg.Observer.ConnOpened(req.Transport)
+
+	go s.run(resume)
+	return s, nil
+}
+
+// release undoes Subscribe's registration.
+func (h *Hub) release(s *Subscription) {
+	h.mu.Lock()
+	for c := range s.registered() {
+		h.unregisterLocked(s, c)
+	}
+	if h.perDID[s.id.DID]--; h.perDID[s.id.DID] <= 0 {
+		delete(h.perDID, s.id.DID)
+	}
+	h.total--
+	delete(h.all, s)
+	h.mu.Unlock()
+	h.cfg.Observer.ConnClosed(s.transport)
+}
+
+func (h *Hub) unregister(s *Subscription, convoID string) {
+	h.mu.Lock()
+	h.unregisterLocked(s, convoID)
+	h.mu.Unlock()
+}
+
+func (h *Hub) unregisterLocked(s *Subscription, convoID string) {
+	if set := h.subs[convoID]; set != nil {
+		delete(set, s)
+		if len(set) == 0 {
+			delete(h.subs, convoID)
+		}
+	}
+}
+
+// convosFor returns the conversations a stream for id may follow: convoID
+// alone if id is an active member of it, or all of id's conversations.
+func (h *Hub) convosFor(ctx context.Context, id caller.Identity, convoID string) ([]string, error) {
+	if convoID != "" {
+		if err := h.member(ctx, convoID, id); err != nil {
+			return nil, err
+		}
+		return []string{convoID}, nil
+	}
+	all, err := h.cfg.Store.UserConvos(ctx, id.DID)
+	if err != nil {
+		return nil, fmt.Errorf("list caller's conversations: %w", err)
+	}
+	out := make([]string, 0, len(all))
+	for _, uc := range all {
+		if id.DeviceID == "" || containsAny(uc.MemberDIDs, id.DID, memberDID(id)) {
+			out = append(out, uc.ConvoID)
+		}
+	}
+	return out, nil
+}
+
+// member reports whether id is an active member of convoID, with the
+// delivery service's rule: a caller bound to a device matches its device
+// row or a device-less row of its DID; a caller without a device matches
+// any row of its DID.
+func (h *Hub) member(ctx context.Context, convoID string, id caller.Identity) error {
+	st := h.cfg.Store
+	if id.DeviceID != "" {
+		_, err := st.ActiveMember(ctx, convoID, memberDID(id))
+		if err == nil || !errors.Is(err, store.ErrNotMember) {
+			return err
+		}
+	}
+	_, err := st.ActiveMember(ctx, convoID, id.DID)
+	if err == nil || !errors.Is(err, store.ErrNotMember) || id.DeviceID != "" {
+		return err
+	}
+	all, err := st.Members(ctx, []string{convoID}, false)
+	if err != nil {
+		return fmt.Errorf("list members: %w", err)
+	}
+	for _, m := range all[convoID] {
+		if m.UserDID == id.DID {
+			return nil
+		}
+	}
+	return fmt.Errorf("caller: %w", store.ErrNotMember)
+}
+
+func memberDID(id caller.Identity) string {
+	if id.DeviceID == "" {
+		return id.DID
+	}
+	return id.DID + "#" + id.DeviceID
+}
+
+func containsAny(list []string, want ...string) bool {
+	for _, v := range list {
+		for _, w := range want {
+			if v == w {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// settled returns a cursor at or below which every event is visible, and
+// false if the hub knows none yet. Samples of the store's latest cursor are
+// taken at most every SampleEvery and shared by all subscriptions; one
+// becomes usable Settle after it was taken.
+func (h *Hub) settled(ctx context.Context) (int64, bool, error) {
+	h.smu.Lock()
+	defer h.smu.Unlock()
+	now := h.cfg.Now()
+	if n := len(h.samples); n == 0 || now.Sub(h.samples[n-1].at) >= h.cfg.SampleEvery {
+		hz, err := h.cfg.Store.EventHorizon(ctx)
+		if err != nil {
+			return 0, false, fmt.Errorf("read event horizon: %w", err)
+		}
+		h.samples = append(h.samples, sample{at: now, latest: hz.Latest})
+	}
+	best := -1
+	for i, smp := range h.samples {
+		if now.Sub(smp.at) >= h.cfg.Settle {
+			best = i
+		}
+	}
+	if best < 0 {
+		return 0, false, nil
+	}
+	h.samples = h.samples[best:]
+	return h.samples[0].latest, true, nil
+}

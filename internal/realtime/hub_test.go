@@ -1,0 +1,341 @@
+package realtime
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cairn-chat/cairn-caddy/internal/caller"
+	"github.com/cairn-chat/cairn-caddy/internal/store"
+	"github.com/cairn-chat/cairn-caddy/internal/testenv"
+)
+
+const (
+	alice = "did:plc:alice"
+	bob   = "did:plc:bob"
+	carol = "did:plc:carol"
+)
+
+// start is the cursor of the beginning of the event stream.
+var start = (&position{}).encode()
+
+// TestResumeBoundary resumes an all-conversations stream from the middle
+// while two writers keep appending to two conversations: every event after
+// the cursor arrives exactly once, in order within its conversation.
+func TestResumeBoundary(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			e := newEnv(t, b, Config{})
+			e.convo("c1", alice, bob)
+			e.convo("c2", alice, carol)
+			for i := 1; i <= 10; i++ {
+				e.send("c1", fmt.Sprintf("a%03d", i))
+				e.send("c2", fmt.Sprintf("b%03d", i))
+			}
+			first := e.subscribe(Request{Identity: who(alice), Cursor: start})
+			got, cursor := messages(t, first, 10)
+			first.Close()
+
+			var wg sync.WaitGroup
+			for _, w := range []struct{ convo, prefix string }{{"c1", "a"}, {"c2", "b"}} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 11; i <= 40; i++ {
+						e.send(w.convo, fmt.Sprintf("%s%03d", w.prefix, i))
+					}
+				}()
+			}
+			second := e.subscribe(Request{Identity: who(alice), Cursor: cursor})
+			rest, _ := messages(t, second, 70)
+			wg.Wait()
+			got = append(got, rest...)
+
+			var c1, c2 []string
+			for _, g := range got {
+				if g[:3] == "c1/" {
+					c1 = append(c1, g[3:])
+				} else {
+					c2 = append(c2, g[3:])
+				}
+			}
+			if want := msgIDs("a", 1, 40); !slices.Equal(c1, want) {
+				t.Errorf("c1 got %v\nwant %v", c1, want)
+			}
+			if want := msgIDs("b", 1, 40); !slices.Equal(c2, want) {
+				t.Errorf("c2 got %v\nwant %v", c2, want)
+			}
+			select {
+			case ev := <-second.Events():
+				t.Errorf("extra event %+v", ev)
+			default:
+			}
+		})
+	}
+}
+
+// TestLiveFromPresent checks that a stream without a cursor carries what is
+// written once it is live, and a commit arrives as a message.
+func TestLiveFromPresent(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			e := newEnv(t, b, Config{})
+			e.convo("c1", alice, bob)
+			e.send("c1", "old")
+			s := e.subscribe(Request{Identity: who(bob), ConvoID: "c1"})
+			<-s.Live()
+			e.send("c1", "new")
+			_, err := e.st.AppendCommit(context.Background(), "c1", store.NewCommit{Epoch: 0, Data: []byte("commit"), PaddedSize: 512})
+			testenv.Must(t, err, "commit")
+			e.hub.Notify("c1")
+			ev := next(t, s)
+			if b.settle > 0 && ev.Message.MsgID == "old" {
+				// Starting at a settled point may replay the recent past.
+				ev = next(t, s)
+			}
+			if ev.Message.MsgID != "new" || string(ev.Message.Ciphertext) != "ct-new" || ev.Message.Seq != 2 {
+				t.Errorf("first live event %+v", ev.Message)
+			}
+			ev = next(t, s)
+			if !ev.Message.IsCommit {
+				t.Errorf("second live event %+v, want the commit", ev.Message)
+			}
+		})
+	}
+}
+
+// TestFanOut sends to a conversation followed by many subscribers.
+func TestFanOut(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			const n = 50
+			e := newEnv(t, b, Config{MaxPerDID: n})
+			e.convo("c1", alice, bob)
+			var subs []*Subscription
+			for i := 0; i < n; i++ {
+				s := e.subscribe(Request{Identity: who(bob), ConvoID: "c1", Cursor: start})
+				subs = append(subs, s)
+			}
+			for _, s := range subs {
+				<-s.Live()
+			}
+			for i := 1; i <= 10; i++ {
+				e.send("c1", fmt.Sprintf("m%03d", i))
+			}
+			want := msgIDs("c1/m", 1, 10)
+			for i, s := range subs {
+				if got, _ := messages(t, s, 10); !slices.Equal(got, want) {
+					t.Fatalf("subscriber %d got %v", i, got)
+				}
+			}
+			if e.hub.Open() != n {
+				t.Errorf("open %d, want %d", e.hub.Open(), n)
+			}
+		})
+	}
+}
+
+// TestSlowConsumer overflows a small buffer: the stream ends with
+// ErrSlowConsumer, and resuming from the last cursor read loses nothing.
+func TestSlowConsumer(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			obs := &countObserver{}
+			e := newEnv(t, b, Config{BufferSize: 2, Observer: obs})
+			e.convo("c1", alice, bob)
+			e.send("c1", "m001")
+			s := e.subscribe(Request{Identity: who(bob), ConvoID: "c1", Cursor: start})
+			<-s.Live()
+			for i := 2; i <= 6; i++ {
+				e.send("c1", fmt.Sprintf("m%03d", i))
+			}
+			if err := ended(t, s); !is(err, ErrSlowConsumer) {
+				t.Fatalf("ended with %v, want ErrSlowConsumer", err)
+			}
+			var got []string
+			var cursor string
+			for ev := range s.Events() {
+				got = append(got, ev.Message.MsgID)
+				cursor = ev.Cursor
+			}
+			if len(got) != 2 || got[0] != "m001" {
+				t.Fatalf("buffered %v, want the first two", got)
+			}
+			if obs.get("slow") != 1 {
+				t.Errorf("slow-consumer drops %d, want 1", obs.get("slow"))
+			}
+			r := e.subscribe(Request{Identity: who(bob), ConvoID: "c1", Cursor: cursor})
+			rest, _ := messages(t, r, 4)
+			if want := msgIDs("c1/m", 3, 6); !slices.Equal(rest, want) {
+				t.Errorf("resumed %v, want %v", rest, want)
+			}
+		})
+	}
+}
+
+// TestMembershipRemoval removes a member: a single-conversation stream
+// says so and ends; an all-conversations stream stops carrying that
+// conversation and keeps the others.
+func TestMembershipRemoval(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			e := newEnv(t, b, Config{})
+			e.convo("c1", alice, bob)
+			e.convo("c2", carol, bob)
+			one := e.subscribe(Request{Identity: who(bob), ConvoID: "c1", Cursor: start})
+			all := e.subscribe(Request{Identity: who(bob), Cursor: start})
+			<-one.Live()
+			<-all.Live()
+			e.send("c1", "before")
+			e.remove("c1", bob)
+			e.send("c1", "after")
+			e.send("c2", "other")
+
+			if got, _ := messages(t, one, 1); got[0] != "c1/before" {
+				t.Fatalf("single stream got %v", got)
+			}
+			if ev := next(t, one); ev.Type != EventRemoved || ev.ConvoID != "c1" || ev.DID != bob {
+				t.Fatalf("single stream: %+v, want removal", ev)
+			}
+			if err := ended(t, one); !is(err, ErrRemoved) {
+				t.Fatalf("single stream ended with %v", err)
+			}
+			if _, ok := <-one.Events(); ok {
+				t.Fatal("single stream carried an event after the removal")
+			}
+
+			var seen []string
+			for len(seen) < 3 {
+				ev := next(t, all)
+				switch ev.Type {
+				case EventMessage:
+					seen = append(seen, ev.ConvoID+"/"+ev.Message.MsgID)
+				case EventRemoved:
+					seen = append(seen, "removed:"+ev.ConvoID)
+				}
+			}
+			// c2 events may interleave anywhere; c1's must stop at the removal.
+			i := slices.Index(seen, "removed:c1")
+			if i < 0 || slices.Index(seen, "c1/before") > i || slices.Contains(seen, "c1/after") || !slices.Contains(seen, "c2/other") {
+				t.Fatalf("all stream saw %v", seen)
+			}
+			e.send("c2", "still")
+			if got, _ := messages(t, all, 1); got[0] != "c2/still" {
+				t.Errorf("all stream then got %v", got)
+			}
+		})
+	}
+}
+
+// TestCaps refuses subscriptions over the per-DID and global caps.
+func TestCaps(t *testing.T) {
+	b := backends()[0]
+	obs := &countObserver{}
+	e := newEnv(t, b, Config{MaxPerDID: 2, MaxConnections: 3, Observer: obs})
+	e.convo("c1", alice, bob, carol)
+	ctx := context.Background()
+	a1 := e.subscribe(Request{Identity: who(alice)})
+	e.subscribe(Request{Identity: who(alice)})
+	if _, err := e.hub.Subscribe(ctx, Request{Identity: who(alice)}); !is(err, ErrTooManyConnections) {
+		t.Fatalf("third for one DID: %v", err)
+	}
+	e.subscribe(Request{Identity: who(bob)})
+	if _, err := e.hub.Subscribe(ctx, Request{Identity: who(carol)}); !is(err, ErrTooManyConnections) {
+		t.Fatalf("over the global cap: %v", err)
+	}
+	a1.Close()
+	e.subscribe(Request{Identity: who(carol)})
+	if obs.get("refused") != 2 {
+		t.Errorf("refused %d, want 2", obs.get("refused"))
+	}
+}
+
+// TestAuthorization refuses a conversation the caller is not in, and a
+// malformed cursor.
+func TestAuthorization(t *testing.T) {
+	b := backends()[0]
+	e := newEnv(t, b, Config{})
+	e.convo("c1", alice, bob)
+	ctx := context.Background()
+	if _, err := e.hub.Subscribe(ctx, Request{Identity: who(carol), ConvoID: "c1"}); !is(err, store.ErrNotMember) {
+		t.Errorf("non-member: %v", err)
+	}
+	if _, err := e.hub.Subscribe(ctx, Request{Identity: who(carol), ConvoID: "nope"}); !is(err, store.ErrNotFound) {
+		t.Errorf("unknown convo: %v", err)
+	}
+	if _, err := e.hub.Subscribe(ctx, Request{Identity: who(alice), Cursor: "!!"}); !is(err, ErrInvalidCursor) {
+		t.Errorf("bad cursor: %v", err)
+	}
+	dev := caller.Identity{DID: alice, DeviceID: "phone"}
+	if _, err := e.hub.Subscribe(ctx, Request{Identity: dev, ConvoID: "c1"}); err != nil {
+		t.Errorf("device of a device-less member: %v", err)
+	}
+}
+
+// TestCursorExpired resumes from before the retained event stream.
+func TestCursorExpired(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+			e := newEnv(t, b, Config{Now: clk.Now, Store: b.open(t, clk.Now)})
+			e.convo("c1", alice, bob)
+			e.send("c1", "m001")
+			clk.Advance(10 * 24 * time.Hour)
+			e.send("c1", "m002")
+			if _, err := e.st.PurgeEvents(context.Background(), 7*24*time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			s := e.subscribe(Request{Identity: who(bob), ConvoID: "c1", Cursor: start})
+			ev := next(t, s)
+			if ev.Type != EventInfo || ev.Info != InfoCursorExpired || ev.Cursor == "" {
+				t.Fatalf("first event %+v, want cursor-expired", ev)
+			}
+			<-s.Live()
+			e.send("c1", "m003")
+			if got, _ := messages(t, s, 1); got[0] != "c1/m003" {
+				t.Errorf("then %v", got)
+			}
+		})
+	}
+}
+
+// TestHubClose ends open subscriptions.
+func TestHubClose(t *testing.T) {
+	e := newEnv(t, backends()[0], Config{})
+	s := e.subscribe(Request{Identity: who(alice)})
+	e.hub.Close()
+	if err := ended(t, s); !is(err, ErrHubClosed) {
+		t.Errorf("ended with %v", err)
+	}
+	if _, err := e.hub.Subscribe(context.Background(), Request{Identity: who(alice)}); !is(err, ErrHubClosed) {
+		t.Errorf("subscribe after close: %v", err)
+	}
+}
+
+type countObserver struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (o *countObserver) add(k string, n int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.n == nil {
+		o.n = make(map[string]int)
+	}
+	o.n[k] += n
+}
+func (o *countObserver) get(k string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.n[k]
+}
+func (o *countObserver) ConnOpened(tr string)             { o.add("open:"+tr, 1) }
+func (o *countObserver) ConnClosed(tr string)             { o.add("open:"+tr, -1) }
+func (o *countObserver) EventsDelivered(tr string, n int) { o.add("events:"+tr, n) }
+func (o *countObserver) SlowConsumerDropped(string)       { o.add("slow", 1) }
+func (o *countObserver) Replayed(tr string, n int)        { o.add("replayed:"+tr, n) }
+func (o *countObserver) Refused(string)                   { o.add("refused", 1) }

@@ -1,0 +1,429 @@
+package realtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cairn-chat/cairn-caddy/internal/caller"
+	"github.com/cairn-chat/cairn-caddy/internal/store"
+)
+
+// EventType says what an Event carries.
+type EventType int
+
+// Event types.
+const (
+	// EventMessage carries an application message or a commit
+	// (messageEvent; Message.IsCommit tells them apart).
+	EventMessage EventType = iota + 1
+	// EventRemoved says the subscriber is no longer a member of ConvoID
+	// (membershipChangeEvent); the stream carries nothing more of it.
+	EventRemoved
+	// EventInfo is a notice (infoEvent) such as InfoCursorExpired.
+	EventInfo
+)
+
+// Info notices. They start with a fixed token clients can match.
+const (
+	// InfoCursorExpired: the resume cursor is older than the retained
+	// event stream. The stream continues from the present; the client
+	// re-syncs each conversation with getMessages.
+	InfoCursorExpired = "cursor-expired: resume point is older than retention; re-sync with getMessages"
+	// InfoSlowConsumer: the client fell behind; the server closes the
+	// stream. Resume with the last cursor received: nothing is lost.
+	InfoSlowConsumer = "slow-consumer: stream closed; resume with the last cursor"
+)
+
+// Event is one event for a client. Cursor resumes a stream just after it.
+type Event struct {
+	Type    EventType
+	Cursor  string
+	ConvoID string
+	// Message is set for EventMessage: the stored message the event row
+	// references, without a sender (the store keeps none).
+	Message *store.Message
+	// Epoch is the conversation epoch after a membership change.
+	Epoch int64
+	// DID is the subscriber's DID in EventRemoved.
+	DID string
+	// Info is the notice of EventInfo.
+	Info string
+}
+
+// Subscription is one client's stream. Read Events until it closes, then
+// Err says why.
+type Subscription struct {
+	h         *Hub
+	id        caller.Identity
+	transport string
+	single    string
+	out       chan Event
+	wakeCh    chan struct{}
+	ctx       context.Context
+	cancel    context.CancelFunc
+	done      chan struct{}
+	live      chan struct{}
+
+	mu        sync.Mutex
+	dirty     map[string]struct{}
+	err       error
+	stopCause error
+	// convos is read by release under mu after the pump has ended, and
+	// written only by the pump.
+	convos map[string]struct{}
+
+	// pump-owned
+	pos      position
+	replayed int
+}
+
+// Events returns the channel of events. It is closed when the
+// subscription ends.
+func (s *Subscription) Events() <-chan Event { return s.out }
+
+// Err reports why Events closed: nil after the context ended or Close,
+// ErrSlowConsumer, ErrRemoved, ErrHubClosed or a store failure.
+func (s *Subscription) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Close ends the subscription and waits for it to release its resources.
+func (s *Subscription) Close() {
+	s.stop(nil)
+	<-s.done
+}
+
+// Live is closed once the replay is queued and the subscription follows
+// live wake-ups (or has ended).
+func (s *Subscription) Live() <-chan struct{} { return s.live }
+
+// Done is closed once the subscription has ended and released its slot.
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+func (s *Subscription) stop(cause error) {
+	s.mu.Lock()
+	if s.stopCause == nil {
+		s.stopCause = cause
+	}
+	s.mu.Unlock()
+	s.cancel()
+}
+
+// mark records a wake-up for convoID. Called with the hub's lock held; it
+// never blocks.
+func (s *Subscription) mark(convoID string) {
+	s.mu.Lock()
+	s.dirty[convoID] = struct{}{}
+	s.mu.Unlock()
+	select {
+	case s.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Subscription) registered() map[string]struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.convos
+}
+
+// run is the subscription's pump: replay, then live.
+func (s *Subscription) run(resume *position) {
+	err := s.pump(resume)
+	if s.ctx.Err() != nil {
+		s.mu.Lock()
+		err = s.stopCause
+		s.mu.Unlock()
+	}
+	s.mu.Lock()
+	s.err = err
+	s.mu.Unlock()
+	if errors.Is(err, ErrSlowConsumer) {
+		s.h.cfg.Observer.SlowConsumerDropped(s.transport)
+	}
+	s.h.release(s)
+	select {
+	case <-s.live:
+	default:
+		close(s.live)
+	}
+	close(s.out)
+	s.cancel()
+	close(s.done)
+}
+
+func (s *Subscription) pump(resume *position) error {
+	if err := s.start(resume); err != nil {
+		return err
+	}
+	var advance *time.Timer
+	var advanceC <-chan time.Time
+	defer func() {
+		if advance != nil {
+			advance.Stop()
+		}
+	}()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return nil
+		case <-s.wakeCh:
+			if err := s.readWoken(); err != nil {
+				return err
+			}
+		case <-advanceC:
+			advanceC = nil
+		}
+		if err := s.advance(false); err != nil {
+			return err
+		}
+		// Exceptions above the floor wait for the store to settle; check
+		// again then, so an idle stream's cursor shrinks back to a number.
+		if len(s.pos.Convos) > 0 && advanceC == nil {
+			d := s.h.cfg.Settle + s.h.cfg.SampleEvery
+			if advance == nil {
+				advance = time.NewTimer(d)
+			} else {
+				advance.Reset(d)
+			}
+			advanceC = advance.C
+		}
+	}
+}
+
+// start positions the subscription and replays what the store holds after
+// the resume point. The subscription is already registered for wake-ups,
+// so anything committed from now on also wakes it; the per-conversation
+// positions drop what the replay already delivered.
+func (s *Subscription) start(resume *position) error {
+	st := s.h.cfg.Store
+	hz, err := st.EventHorizon(s.ctx)
+	if err != nil {
+		return fmt.Errorf("read event horizon: %w", err)
+	}
+	switch {
+	case resume == nil:
+		// Starting at the present. With Settle, start at a settled point
+		// instead, so an event whose cursor was drawn before now but
+		// committed after is not skipped; the client may see a few seconds
+		// it already fetched, and dedupes by (convoId, seq).
+		s.pos.Floor = hz.Latest
+		if s.h.cfg.Settle > 0 {
+			if f, ok, err := s.h.settled(s.ctx); err != nil {
+				return err
+			} else if ok && f < hz.Latest {
+				s.pos.Floor = f
+			}
+		}
+	case resume.Floor+1 < hz.Oldest:
+		s.pos.Floor = hz.Latest
+		if !s.send(Event{Type: EventInfo, Cursor: s.pos.encode(), Info: InfoCursorExpired}, true) {
+			return s.ctx.Err()
+		}
+	default:
+		s.pos = *resume
+		for c := range s.pos.Convos {
+			if _, ok := s.convos[c]; !ok {
+				delete(s.pos.Convos, c)
+			}
+		}
+	}
+	if err := s.advance(true); err != nil {
+		return err
+	}
+	s.h.cfg.Observer.Replayed(s.transport, s.replayed)
+	close(s.live)
+	return nil
+}
+
+// advance reads every event of the stream's conversations above the floor
+// that is not yet delivered, then raises the floor to the settled point.
+// It runs at start (blocking on the buffer: the client is fed at its own
+// pace) and then whenever the hub has a newer settled point.
+func (s *Subscription) advance(replay bool) error {
+	target, ok, err := s.h.settled(s.ctx)
+	if err != nil {
+		return err
+	}
+	if !replay && (!ok || target <= s.pos.Floor) {
+		return nil
+	}
+	list := s.list()
+	after := s.pos.Floor
+	for len(list) > 0 {
+		evs, err := s.h.cfg.Store.EventsAfter(s.ctx, list, after, s.h.cfg.PageSize)
+		if err != nil {
+			return fmt.Errorf("read events: %w", err)
+		}
+		if err := s.deliver(evs, replay); err != nil {
+			return err
+		}
+		if len(evs) < s.h.cfg.PageSize {
+			break
+		}
+		after = evs[len(evs)-1].Cursor
+		list = s.list()
+	}
+	if ok {
+		s.pos.raise(target)
+	}
+	return nil
+}
+
+// readWoken reads the new events of every woken conversation from that
+// conversation's own position: exact, whatever the cross-conversation
+// visibility order.
+func (s *Subscription) readWoken() error {
+	s.mu.Lock()
+	dirty := s.dirty
+	s.dirty = make(map[string]struct{})
+	s.mu.Unlock()
+	for c := range dirty {
+		for {
+			if _, ok := s.convos[c]; !ok {
+				break
+			}
+			evs, err := s.h.cfg.Store.EventsAfter(s.ctx, []string{c}, s.pos.after(c), s.h.cfg.PageSize)
+			if err != nil {
+				return fmt.Errorf("read events: %w", err)
+			}
+			if err := s.deliver(evs, false); err != nil {
+				return err
+			}
+			if len(evs) < s.h.cfg.PageSize {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// list returns the followed conversations.
+func (s *Subscription) list() []string {
+	out := make([]string, 0, len(s.convos))
+	for c := range s.convos {
+		out = append(out, c)
+	}
+	return out
+}
+
+// deliver turns a page of event rows into Events, in order, skipping what
+// was delivered before. block makes it wait for buffer space (replay);
+// otherwise a full buffer is ErrSlowConsumer.
+func (s *Subscription) deliver(evs []store.Event, block bool) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	msgs, err := s.messages(evs)
+	if err != nil {
+		return err
+	}
+	for _, ev := range evs {
+		if _, ok := s.convos[ev.ConvoID]; !ok || s.pos.seen(ev.ConvoID, ev.Cursor) {
+			continue
+		}
+		var out Event
+		switch ev.Kind {
+		case store.EventMessage, store.EventCommit:
+			m, ok := msgs[msgKey{ev.ConvoID, ev.MessageID}]
+			s.pos.mark(ev.ConvoID, ev.Cursor)
+			if !ok {
+				continue // purged since; getMessages reports the gap
+			}
+			out = Event{Type: EventMessage, ConvoID: ev.ConvoID, Message: &m}
+		case store.EventMembership:
+			err := s.h.member(s.ctx, ev.ConvoID, s.id)
+			s.pos.mark(ev.ConvoID, ev.Cursor)
+			if err == nil {
+				// Someone else's change: the event row does not say whose,
+				// and the commit that made it arrives as a message.
+				continue
+			}
+			if !errors.Is(err, store.ErrNotMember) && !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("check membership: %w", err)
+			}
+			s.drop(ev.ConvoID)
+			out = Event{Type: EventRemoved, ConvoID: ev.ConvoID, Epoch: ev.Epoch, DID: s.id.DID}
+		default:
+			s.pos.mark(ev.ConvoID, ev.Cursor)
+			continue
+		}
+		out.Cursor = s.pos.encode()
+		if !s.send(out, block) {
+			if s.ctx.Err() != nil {
+				return nil
+			}
+			return ErrSlowConsumer
+		}
+		if block {
+			s.replayed++
+		}
+		if out.Type == EventRemoved && s.single != "" {
+			return ErrRemoved
+		}
+	}
+	return nil
+}
+
+// drop stops following convoID at once.
+func (s *Subscription) drop(convoID string) {
+	s.mu.Lock()
+	delete(s.convos, convoID)
+	s.mu.Unlock()
+	delete(s.pos.Convos, convoID)
+	s.h.unregister(s, convoID)
+}
+
+type msgKey struct{ convo, id string }
+
+// messages reads the messages a page of events references, one query per
+// conversation.
+func (s *Subscription) messages(evs []store.Event) (map[msgKey]store.Message, error) {
+	ids := make(map[string][]string)
+	for _, ev := range evs {
+		if ev.MessageID == "" || s.pos.seen(ev.ConvoID, ev.Cursor) {
+			continue
+		}
+		if ev.Kind == store.EventMessage || ev.Kind == store.EventCommit {
+			ids[ev.ConvoID] = append(ids[ev.ConvoID], ev.MessageID)
+		}
+	}
+	out := make(map[msgKey]store.Message)
+	for c, list := range ids {
+		if _, ok := s.convos[c]; !ok {
+			continue
+		}
+		ms, err := s.h.cfg.Store.MessagesByID(s.ctx, c, list)
+		if err != nil {
+			return nil, fmt.Errorf("read messages: %w", err)
+		}
+		for _, m := range ms {
+			out[msgKey{c, m.MsgID}] = m
+		}
+	}
+	return out, nil
+}
+
+// send queues ev for the client. It reports false if the context ended,
+// or, when not blocking, if the buffer is full.
+func (s *Subscription) send(ev Event, block bool) bool {
+	if block {
+		select {
+		case s.out <- ev:
+			return true
+		case <-s.ctx.Done():
+			return false
+		}
+	}
+	select {
+	case s.out <- ev:
+		return true
+	default:
+		return false
+	}
+}
