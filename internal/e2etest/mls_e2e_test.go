@@ -116,6 +116,7 @@ var mlsSteps = []string{
 	"exchange messages that each member decrypts",
 	"remove a member, who can no longer decrypt what follows",
 	"race two commits for the same epoch; exactly one wins",
+	"publish group info, which a member fetches",
 	"race two adds of one member; only the winning Welcome is delivered",
 }
 

@@ -24,6 +24,7 @@ import {
   createApplicationMessage,
   createCommit,
   createGroup,
+  createGroupInfoWithExternalPubAndRatchetTree,
   decodeMlsMessage,
   defaultCapabilities,
   emptyPskIndex,
@@ -459,7 +460,9 @@ const main = async () => {
     }
   })
 
+  let epoch2State
   await step('race two commits for the same epoch; exactly one wins', async () => {
+    epoch2State = alice.state
     assertEq(alice.state.groupContext.epoch, 2n, "alice's epoch before the race")
     assertEq(bob.state.groupContext.epoch, 2n, "bob's epoch before the race")
     const racers = [alice, bob]
@@ -498,6 +501,29 @@ const main = async () => {
     // Both are in the same epoch 3 and talk.
     const after = await exchange([alice, bob], 'epoch 3')
     return { statuses, winner: winner.m.name, loser: loser.m.name, commitBytes: commits.map((c) => c.bytes.length), after }
+  })
+
+  await step('publish group info, which a member fetches', async () => {
+    const encodeGI = async (state) =>
+      encodeMlsMessage({ groupInfo: await createGroupInfoWithExternalPubAndRatchetTree(state, [], impl), wireformat: 'mls_group_info', version: 'mls10' })
+    const gi = await encodeGI(alice.state)
+    const up = must(
+      await xrpc(alice, 'updateGroupInfo', { body: { convoId, groupInfo: Buffer.from(gi).toString('base64'), epoch: 3 } }),
+      'alice updateGroupInfo',
+    )
+    assertEq(up.updated, true, 'updateGroupInfo updated')
+    const got = must(await xrpc(bob, 'getGroupInfo', { query: { convoId } }), 'bob getGroupInfo')
+    assertEq(got.epoch, 3, 'getGroupInfo epoch')
+    const bytes = fromB64(got.groupInfo)
+    assertEq(Buffer.from(bytes).equals(Buffer.from(gi)), true, 'getGroupInfo returns the published bytes')
+    const [msg] = decodeMlsMessage(bytes, 0)
+    assertEq(msg.wireformat, 'mls_group_info', 'fetched group info wire format')
+    assertEq(hex(msg.groupInfo.groupContext.groupId), convoId, 'fetched group info group id')
+    assertEq(msg.groupInfo.groupContext.epoch, bob.state.groupContext.epoch, "fetched group info epoch vs bob's")
+    // A GroupInfo of the epoch the group has left is refused.
+    const stale = await xrpc(alice, 'updateGroupInfo', { body: { convoId, groupInfo: Buffer.from(await encodeGI(epoch2State)).toString('base64'), epoch: 2 } })
+    assert(stale.status === 409 && stale.body.error === 'StaleEpoch', `stale updateGroupInfo: HTTP ${stale.status} ${JSON.stringify(stale.body)}`)
+    return { bytes: gi.length, expiresAt: got.expiresAt, stale: `${stale.status} ${stale.body.error}` }
   })
 
   await step('race two adds of one member; only the winning Welcome is delivered', async () => {
