@@ -48,6 +48,10 @@ type Config struct {
 
 // Store is the PostgreSQL store.Store.
 type Store struct {
+	// TxWriter runs each write in its own transaction; AppendMessage and
+	// TouchDevice are single statements and are defined on Store itself.
+	store.TxWriter
+
 	pool *pgxpool.Pool
 	now  func() time.Time
 	// purgeBatch bounds the rows one purge transaction deletes, so a large
@@ -88,6 +92,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("postgres store: connect: %w", err)
 	}
 	s := &Store{pool: pool, now: cfg.Now, purgeBatch: cfg.PurgeBatch}
+	s.TxWriter = store.NewTxWriter(func(ctx context.Context, fn func(store.Writer) error) error {
+		return s.inTx(ctx, func(w *writer) error { return fn(w) })
+	})
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err

@@ -21,89 +21,10 @@ type writer struct {
 
 var _ store.Writer = (*writer)(nil)
 
-// CreateConvo implements store.Writer.
-func (s *Store) CreateConvo(ctx context.Context, c store.NewConvo) (out store.Convo, err error) {
-	err = s.inTx(ctx, func(w *writer) error { out, err = w.CreateConvo(ctx, c); return err })
-	return out, err
-}
-
 // AppendMessage implements store.Writer. It is one statement, so it runs
 // on the pool without an explicit transaction: one round trip.
 func (s *Store) AppendMessage(ctx context.Context, m store.NewMessage) (store.Message, error) {
 	return (&writer{q: s.pool, now: s.now}).AppendMessage(ctx, m)
-}
-
-// AppendCommit implements store.Writer.
-func (s *Store) AppendCommit(ctx context.Context, convoID string, c store.NewCommit) (out store.Change, err error) {
-	err = s.inTx(ctx, func(w *writer) error { out, err = w.AppendCommit(ctx, convoID, c); return err })
-	return out, err
-}
-
-// AddMembers implements store.Writer.
-func (s *Store) AddMembers(ctx context.Context, convoID string, members []store.NewMember, c *store.NewCommit) (out store.Change, err error) {
-	err = s.inTx(ctx, func(w *writer) error { out, err = w.AddMembers(ctx, convoID, members, c); return err })
-	return out, err
-}
-
-// RemoveMembers implements store.Writer.
-func (s *Store) RemoveMembers(ctx context.Context, convoID string, dids []string, c *store.NewCommit) (out store.Change, err error) {
-	err = s.inTx(ctx, func(w *writer) error { out, err = w.RemoveMembers(ctx, convoID, dids, c); return err })
-	return out, err
-}
-
-// SetRole implements store.Writer.
-func (s *Store) SetRole(ctx context.Context, convoID, userDID string, role store.Role) error {
-	return s.inTx(ctx, func(w *writer) error { return w.SetRole(ctx, convoID, userDID, role) })
-}
-
-// PutGroupInfo implements store.Writer.
-func (s *Store) PutGroupInfo(ctx context.Context, convoID string, epoch int64, data []byte) error {
-	return s.inTx(ctx, func(w *writer) error { return w.PutGroupInfo(ctx, convoID, epoch, data) })
-}
-
-// ConfirmWelcome implements store.Writer.
-func (s *Store) ConfirmWelcome(ctx context.Context, convoID string, recipients []string) error {
-	return s.inTx(ctx, func(w *writer) error { return w.ConfirmWelcome(ctx, convoID, recipients) })
-}
-
-// PutKeyPackage implements store.Writer.
-func (s *Store) PutKeyPackage(ctx context.Context, kp store.KeyPackage, maxPerDevice int) error {
-	return s.inTx(ctx, func(w *writer) error { return w.PutKeyPackage(ctx, kp, maxPerDevice) })
-}
-
-// ClaimKeyPackages implements store.Writer.
-func (s *Store) ClaimKeyPackages(ctx context.Context, ownerDIDs []string, cipherSuite string) (out []store.KeyPackage, err error) {
-	err = s.inTx(ctx, func(w *writer) error { out, err = w.ClaimKeyPackages(ctx, ownerDIDs, cipherSuite); return err })
-	return out, err
-}
-
-// SyncKeyPackages implements store.Writer.
-func (s *Store) SyncKeyPackages(ctx context.Context, ownerDID, deviceID string, keep []string) (out store.KeyPackageSync, err error) {
-	err = s.inTx(ctx, func(w *writer) error { out, err = w.SyncKeyPackages(ctx, ownerDID, deviceID, keep); return err })
-	return out, err
-}
-
-// RegisterDevice implements store.Writer.
-func (s *Store) RegisterDevice(ctx context.Context, d store.Device, maxDevices int) (out store.Device, err error) {
-	var existing bool
-	err = s.inTx(ctx, func(w *writer) error {
-		out, err = w.RegisterDevice(ctx, d, maxDevices)
-		if errors.Is(err, store.ErrDeviceExists) {
-			existing = true
-			return nil
-		}
-		return err
-	})
-	if err == nil && existing {
-		err = fmt.Errorf("register device: %w", store.ErrDeviceExists)
-	}
-	return out, err
-}
-
-// DeleteDevice implements store.Writer.
-func (s *Store) DeleteDevice(ctx context.Context, ownerDID, deviceID string) (n int, err error) {
-	err = s.inTx(ctx, func(w *writer) error { n, err = w.DeleteDevice(ctx, ownerDID, deviceID); return err })
-	return n, err
 }
 
 // TouchDevice implements store.Writer.

@@ -53,6 +53,10 @@ type Config struct {
 
 // Store is the SQLite store.Store.
 type Store struct {
+	// TxWriter runs each write in its own transaction of the writer
+	// connection.
+	store.TxWriter
+
 	w   *sql.DB // one connection: the single writer
 	r   *sql.DB // read pool
 	now func() time.Time
@@ -120,6 +124,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	r.SetMaxOpenConns(cfg.ReadConns)
 	r.SetMaxIdleConns(cfg.ReadConns)
 	s := &Store{w: w, r: r, now: cfg.Now, purgeBatch: cfg.PurgeBatch, locks: map[string]bool{}}
+	s.TxWriter = store.NewTxWriter(func(ctx context.Context, fn func(store.Writer) error) error {
+		return s.withWriter(ctx, func(w *txWriter) error { return fn(w) })
+	})
 	if err := s.migrate(ctx, cfg.BusyTimeout); err != nil {
 		s.Close()
 		return nil, err
