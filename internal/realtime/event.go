@@ -1,0 +1,87 @@
+package realtime
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"time"
+
+	"github.com/cairn-chat/cairn-caddy/internal/store"
+)
+
+// Method NSIDs served by this package.
+const (
+	NSIDStream       = "blue.catbird.mls.streamConvoEvents"
+	NSIDSubscribe    = "blue.catbird.mls.subscribeConvoEvents"
+	NSIDGetTicket    = "blue.catbird.mls.getSubscriptionTicket"
+	actionNoLongerIn = "removed"
+)
+
+// messageView is blue.catbird.mls.defs#messageView; like the store, it
+// has no sender.
+type messageView struct {
+	ID          string   `json:"id"`
+	ConvoID     string   `json:"convoId"`
+	Ciphertext  lexBytes `json:"ciphertext"`
+	Epoch       int64    `json:"epoch"`
+	Seq         int64    `json:"seq"`
+	CreatedAt   string   `json:"createdAt"`
+	MessageType string   `json:"messageType"`
+}
+
+// lexBytes is a lexicon bytes value, {"$bytes": "<base64>"} in JSON.
+type lexBytes []byte
+
+func (b lexBytes) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Bytes string `json:"$bytes"`
+	}{base64.RawStdEncoding.EncodeToString(b)})
+}
+
+type messageEvent struct {
+	Type    string      `json:"$type"`
+	Cursor  string      `json:"cursor"`
+	Message messageView `json:"message"`
+}
+
+type membershipChangeEvent struct {
+	Type    string `json:"$type"`
+	Cursor  string `json:"cursor"`
+	ConvoID string `json:"convoId"`
+	DID     string `json:"did"`
+	Action  string `json:"action"`
+	Epoch   int64  `json:"epoch"`
+}
+
+type infoEvent struct {
+	Type   string `json:"$type"`
+	Cursor string `json:"cursor"`
+	Info   string `json:"info"`
+}
+
+// lexicon returns ev as the lexicon union member of the method nsid,
+// tagged with its $type.
+func (ev Event) lexicon(nsid string) any {
+	switch ev.Type {
+	case EventMessage:
+		return messageEvent{Type: nsid + "#messageEvent", Cursor: ev.Cursor, Message: newMessageView(*ev.Message)}
+	case EventRemoved:
+		return membershipChangeEvent{Type: nsid + "#membershipChangeEvent", Cursor: ev.Cursor,
+			ConvoID: ev.ConvoID, DID: ev.DID, Action: actionNoLongerIn, Epoch: ev.Epoch}
+	default:
+		return infoEvent{Type: nsid + "#infoEvent", Cursor: ev.Cursor, Info: ev.Info}
+	}
+}
+
+func newMessageView(m store.Message) messageView {
+	t := "app"
+	if m.IsCommit {
+		t = "commit"
+	}
+	return messageView{
+		ID: m.MsgID, ConvoID: m.ConvoID, Ciphertext: m.Ciphertext, Epoch: m.Epoch, Seq: m.Seq,
+		CreatedAt: datetime(m.ReceivedAt), MessageType: t,
+	}
+}
+
+// datetime formats t as a lexicon datetime.
+func datetime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }

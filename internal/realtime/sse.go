@@ -1,0 +1,150 @@
+package realtime
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/cairn-chat/cairn-caddy/internal/caller"
+	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
+)
+
+// ServeStream serves blue.catbird.mls.streamConvoEvents as Server-Sent
+// Events. Each event is one "data:" line holding the lexicon's
+// eventWrapper, with "id:" set to its cursor, so a browser EventSource
+// resumes by itself through Last-Event-ID (which wins over the cursor
+// parameter). A comment line is sent every Heartbeat so that proxies keep
+// the connection open and dead peers are noticed.
+func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		xrpc.WriteError(w, methodNotAllowed(NSIDStream, http.MethodGet))
+		return
+	}
+	id, ok := caller.From(r.Context())
+	if !ok {
+		xrpc.WriteError(w, xrpc.Errorf(http.StatusUnauthorized, "AuthenticationRequired", "authentication required"))
+		return
+	}
+	q := r.URL.Query()
+	convoID := q.Get("convoId")
+	if len(convoID) > maxConvoIDLen {
+		xrpc.WriteError(w, xrpc.Errorf(http.StatusBadRequest, "InvalidRequest", "convoId is too long"))
+		return
+	}
+	cursor := q.Get("cursor")
+	if last := r.Header.Get("Last-Event-ID"); last != "" {
+		cursor = last
+	}
+	sub, err := s.cfg.Hub.Subscribe(r.Context(), Request{Identity: id, ConvoID: convoID, Cursor: cursor, Transport: "sse"})
+	if err != nil {
+		xrpc.WriteError(w, subscribeError(err))
+		return
+	}
+	defer sub.Close()
+
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	sw := &sseWriter{w: w, rc: rc, timeout: s.cfg.WriteTimeout}
+	if sw.comment("ok") != nil {
+		return
+	}
+
+	obs := s.cfg.Hub.cfg.Observer
+	heartbeat := time.NewTicker(s.cfg.Heartbeat)
+	defer heartbeat.Stop()
+	last := cursor
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-heartbeat.C:
+			if sw.comment("heartbeat") != nil {
+				return
+			}
+		case ev, ok := <-sub.Events():
+			if !ok {
+				if errors.Is(sub.Err(), ErrSlowConsumer) {
+					if sw.event(Event{Type: EventInfo, Cursor: last, Info: InfoSlowConsumer}) == nil {
+						_ = sw.flush()
+					}
+				}
+				return
+			}
+			// Write what is already queued before flushing once.
+			n := 0
+			for {
+				if sw.event(ev) != nil {
+					return
+				}
+				last = ev.Cursor
+				n++
+				select {
+				case ev, ok = <-sub.Events():
+				default:
+					ok = false
+				}
+				if !ok {
+					break
+				}
+			}
+			obs.EventsDelivered("sse", n)
+			if sw.flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+// sseWriter writes the text/event-stream framing with a deadline per
+// write.
+type sseWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+	buf     bytes.Buffer
+}
+
+func (sw *sseWriter) write(b []byte) error {
+	_ = sw.rc.SetWriteDeadline(time.Now().Add(sw.timeout))
+	_, err := sw.w.Write(b)
+	return err
+}
+
+func (sw *sseWriter) flush() error {
+	_ = sw.rc.SetWriteDeadline(time.Now().Add(sw.timeout))
+	return sw.rc.Flush()
+}
+
+func (sw *sseWriter) comment(text string) error {
+	if err := sw.write([]byte(": " + text + "\n\n")); err != nil {
+		return err
+	}
+	return sw.flush()
+}
+
+// event writes one event without flushing. JSON holds no raw newline, so
+// one data line suffices.
+func (sw *sseWriter) event(ev Event) error {
+	data, err := json.Marshal(struct {
+		Event any `json:"event"`
+	}{ev.lexicon(NSIDStream)})
+	if err != nil {
+		return err
+	}
+	sw.buf.Reset()
+	if ev.Cursor != "" {
+		sw.buf.WriteString("id: ")
+		sw.buf.WriteString(ev.Cursor)
+		sw.buf.WriteByte('\n')
+	}
+	sw.buf.WriteString("data: ")
+	sw.buf.Write(data)
+	sw.buf.WriteString("\n\n")
+	return sw.write(sw.buf.Bytes())
+}

@@ -1,0 +1,246 @@
+package realtime
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairn-chat/cairn-caddy/internal/caller"
+	"github.com/cairn-chat/cairn-caddy/internal/testenv"
+	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
+)
+
+// serve runs a Server behind a stand-in for cairn_auth that takes the
+// caller from the X-Test-DID header.
+func (e *env) serve(cfg ServerConfig) *httptest.Server {
+	e.t.Helper()
+	cfg.Hub = e.hub
+	srv, err := NewServer(cfg)
+	testenv.Must(e.t, err, "new server")
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if did := r.Header.Get("X-Test-DID"); did != "" {
+			r = r.WithContext(caller.With(r.Context(), caller.Identity{DID: did}))
+		}
+		srv.ServeHTTP(w, r)
+	}))
+	e.t.Cleanup(ts.Close)
+	return ts
+}
+
+// frame is one SSE block: an event (id, data) or a comment.
+type frame struct {
+	id, data, comment string
+}
+
+type sseStream struct {
+	resp   *http.Response
+	frames chan frame
+}
+
+// openSSE opens streamConvoEvents as did with query q and extra headers.
+func openSSE(t *testing.T, ts *httptest.Server, did, q string, hdr http.Header) (*http.Response, *sseStream) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+"/xrpc/"+NSIDStream+"?"+q, nil)
+	if did != "" {
+		req.Header.Set("X-Test-DID", did)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	testenv.Must(t, err, "open stream")
+	t.Cleanup(func() { resp.Body.Close() })
+	if resp.StatusCode != http.StatusOK {
+		return resp, nil
+	}
+	s := &sseStream{resp: resp, frames: make(chan frame, 64)}
+	go func() {
+		defer close(s.frames)
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		var f frame
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case line == "":
+				s.frames <- f
+				f = frame{}
+			case strings.HasPrefix(line, ": "):
+				f.comment = line[2:]
+			case strings.HasPrefix(line, "id: "):
+				f.id = line[4:]
+			case strings.HasPrefix(line, "data: "):
+				f.data = line[6:]
+			}
+		}
+	}()
+	return resp, s
+}
+
+func (s *sseStream) next(t *testing.T) frame {
+	t.Helper()
+	select {
+	case f, ok := <-s.frames:
+		if !ok {
+			t.Fatal("stream closed")
+		}
+		return f
+	case <-time.After(guard):
+		t.Fatal("no frame")
+	}
+	return frame{}
+}
+
+type wireEvent struct {
+	Event struct {
+		Type    string `json:"$type"`
+		Cursor  string `json:"cursor"`
+		Info    string `json:"info"`
+		Message *struct {
+			ID          string            `json:"id"`
+			ConvoID     string            `json:"convoId"`
+			Seq         int64             `json:"seq"`
+			Ciphertext  map[string]string `json:"ciphertext"`
+			MessageType string            `json:"messageType"`
+			CreatedAt   string            `json:"createdAt"`
+		} `json:"message"`
+	} `json:"event"`
+}
+
+// nextEvent skips comments and decodes the next event.
+func (s *sseStream) nextEvent(t *testing.T) (frame, wireEvent) {
+	t.Helper()
+	for {
+		f := s.next(t)
+		if f.comment != "" {
+			continue
+		}
+		var ev wireEvent
+		if err := json.Unmarshal([]byte(f.data), &ev); err != nil {
+			t.Fatalf("data %q: %v", f.data, err)
+		}
+		return f, ev
+	}
+}
+
+func (s *sseStream) messageIDs(t *testing.T, n int) ([]string, string) {
+	t.Helper()
+	var ids []string
+	var last string
+	for len(ids) < n {
+		f, ev := s.nextEvent(t)
+		if ev.Event.Message == nil {
+			t.Fatalf("frame %+v is not a message", f)
+		}
+		if f.id != ev.Event.Cursor {
+			t.Fatalf("id %q differs from the event's cursor %q", f.id, ev.Event.Cursor)
+		}
+		ids = append(ids, ev.Event.Message.ID)
+		last = f.id
+	}
+	return ids, last
+}
+
+func TestSSEStreamAndResume(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			e := newEnv(t, b, Config{})
+			ts := e.serve(ServerConfig{})
+			e.convo("c1", alice, bob)
+			for i := 1; i <= 5; i++ {
+				e.send("c1", fmt.Sprintf("m%03d", i))
+			}
+			resp, s := openSSE(t, ts, bob, "convoId=c1&cursor="+start, nil)
+			for k, want := range map[string]string{"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"} {
+				if got := resp.Header.Get(k); got != want {
+					t.Errorf("%s: %q, want %q", k, got, want)
+				}
+			}
+			if f := s.next(t); f.comment != "ok" {
+				t.Errorf("first frame %+v, want the opening comment", f)
+			}
+			ids, _ := s.messageIDs(t, 3)
+			_, ev := s.nextEvent(t)
+			m := ev.Event.Message
+			if ev.Event.Type != NSIDStream+"#messageEvent" || m.ConvoID != "c1" || m.Seq != 4 || m.MessageType != "app" || m.Ciphertext["$bytes"] == "" || m.CreatedAt == "" {
+				t.Errorf("fourth event %+v", ev.Event)
+			}
+			resume := ev.Event.Cursor
+			resp.Body.Close()
+
+			for i := 6; i <= 8; i++ {
+				e.send("c1", fmt.Sprintf("m%03d", i))
+			}
+			// EventSource reconnects with Last-Event-ID, which wins over
+			// the original cursor parameter.
+			_, s2 := openSSE(t, ts, bob, "cursor="+start, http.Header{"Last-Event-ID": {resume}})
+			rest, last := s2.messageIDs(t, 4)
+			ids = append(ids, "m004")
+			ids = append(ids, rest...)
+			if want := msgIDs("m", 1, 8); !slices.Equal(ids, want) {
+				t.Errorf("got %v, want %v", ids, want)
+			}
+
+			// The cursor parameter alone resumes too, and live follows.
+			_, s3 := openSSE(t, ts, bob, "convoId=c1&cursor="+last, nil)
+			e.send("c1", "m009")
+			if got, _ := s3.messageIDs(t, 1); got[0] != "m009" {
+				t.Errorf("after resume by parameter: %v", got)
+			}
+		})
+	}
+}
+
+func TestSSEHeartbeat(t *testing.T) {
+	e := newEnv(t, backends()[0], Config{})
+	ts := e.serve(ServerConfig{Heartbeat: time.Millisecond})
+	_, s := openSSE(t, ts, alice, "", nil)
+	for {
+		if f := s.next(t); f.comment == "heartbeat" {
+			return
+		}
+	}
+}
+
+func TestSSERefusals(t *testing.T) {
+	e := newEnv(t, backends()[0], Config{MaxPerDID: 1})
+	ts := e.serve(ServerConfig{})
+	e.convo("c1", alice, bob)
+	_, held := openSSE(t, ts, alice, "", nil)
+	held.next(t)
+	for _, c := range []struct {
+		name, did, q string
+		status       int
+		errName      string
+	}{
+		{"no caller", "", "", 401, "AuthenticationRequired"},
+		{"not a member", carol, "convoId=c1", 403, "NotMember"},
+		{"unknown convo", carol, "convoId=nope", 404, "ConvoNotFound"},
+		{"bad cursor", bob, "cursor=zzz", 400, "InvalidRequest"},
+		{"over the per-DID cap", alice, "", 429, "RateLimitExceeded"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			resp, _ := openSSE(t, ts, c.did, c.q, nil)
+			var body xrpc.Body
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			if resp.StatusCode != c.status || body.Error != c.errName {
+				t.Errorf("got %d %+v, want %d %s", resp.StatusCode, body, c.status, c.errName)
+			}
+		})
+	}
+	resp, err := http.Post(ts.URL+"/xrpc/"+NSIDStream, "application/json", nil)
+	testenv.Must(t, err, "post")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST: %d", resp.StatusCode)
+	}
+}

@@ -1,0 +1,209 @@
+package realtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/cairn-chat/cairn-caddy/internal/caller"
+	"github.com/cairn-chat/cairn-caddy/internal/store"
+	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
+)
+
+type ticketInput struct {
+	ConvoID string `json:"convoId"`
+}
+
+type ticketOutput struct {
+	Ticket    string `json:"ticket"`
+	Endpoint  string `json:"endpoint"`
+	ExpiresAt string `json:"expiresAt"`
+}
+
+// maxTicketBody bounds getSubscriptionTicket's body.
+const maxTicketBody = 4 << 10
+
+// ServeTicket serves blue.catbird.mls.getSubscriptionTicket: a ticket for
+// the authenticated caller, bound to convoId if the body names one (the
+// caller must be an active member of it).
+func (s *Server) ServeTicket(w http.ResponseWriter, r *http.Request) {
+	if err := s.serveTicket(w, r); err != nil {
+		xrpc.WriteError(w, err)
+	}
+}
+
+func (s *Server) serveTicket(w http.ResponseWriter, r *http.Request) error {
+	if s.cfg.Tickets == nil {
+		return xrpc.Errorf(http.StatusNotImplemented, "MethodNotImplemented", "WebSocket subscriptions are not enabled")
+	}
+	if r.Method != http.MethodPost {
+		return methodNotAllowed(NSIDGetTicket, http.MethodPost)
+	}
+	id, ok := caller.From(r.Context())
+	if !ok {
+		return xrpc.Errorf(http.StatusUnauthorized, "AuthenticationRequired", "authentication required")
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxTicketBody+1))
+	if err != nil {
+		return xrpc.Errorf(http.StatusBadRequest, "InvalidRequest", "could not read the request body")
+	}
+	if len(body) > maxTicketBody {
+		return xrpc.Errorf(http.StatusRequestEntityTooLarge, "PayloadTooLarge", "request body exceeds %d bytes", maxTicketBody)
+	}
+	var in ticketInput
+	if len(strings.TrimSpace(string(body))) > 0 {
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+			return xrpc.Errorf(http.StatusUnsupportedMediaType, "InvalidRequest", "Content-Type must be application/json")
+		}
+		if err := json.Unmarshal(body, &in); err != nil {
+			return xrpc.Errorf(http.StatusBadRequest, "InvalidRequest", "body must be a JSON object")
+		}
+	}
+	if len(in.ConvoID) > maxConvoIDLen {
+		return xrpc.Errorf(http.StatusBadRequest, "InvalidRequest", "convoId is too long")
+	}
+	if in.ConvoID != "" {
+		if err := s.cfg.Hub.member(r.Context(), in.ConvoID, id); err != nil {
+			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrNotMember) {
+				return xrpc.Errorf(http.StatusForbidden, "NotMember", "caller is not a member of the conversation")
+			}
+			return subscribeError(err)
+		}
+	}
+	ticket, exp, err := s.cfg.Tickets.Issue(id, in.ConvoID)
+	if err != nil {
+		return err
+	}
+	endpoint := s.cfg.Endpoint
+	if endpoint == "" {
+		endpoint = "wss://" + r.Host + xrpc.PathPrefix + NSIDSubscribe
+	}
+	xrpc.WriteJSON(w, http.StatusOK, ticketOutput{Ticket: ticket, Endpoint: endpoint, ExpiresAt: datetime(exp)})
+	return nil
+}
+
+// ServeSubscribe serves blue.catbird.mls.subscribeConvoEvents over
+// WebSocket. The client authenticates with a ticket from
+// getSubscriptionTicket in the "ticket" query parameter, never with a
+// long-lived token; the ticket works once. Each event is a text frame
+// holding the lexicon union member, tagged with its $type. The server
+// pings every Ping and closes a peer that does not answer.
+//
+// Origins are not checked: the ticket is not an ambient credential, so a
+// cross-site page cannot use a victim's session to open a stream.
+func (s *Server) ServeSubscribe(w http.ResponseWriter, r *http.Request) {
+	sub, err := s.subscribeWS(r)
+	if err != nil {
+		xrpc.WriteError(w, err)
+		return
+	}
+	defer sub.Close()
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		return // Accept has answered the client
+	}
+	defer conn.CloseNow()
+	ctx := conn.CloseRead(r.Context())
+
+	obs := s.cfg.Hub.cfg.Observer
+	ping := time.NewTicker(s.cfg.Ping)
+	defer ping.Stop()
+	last := r.URL.Query().Get("cursor")
+	write := func(ev Event) error {
+		data, err := json.Marshal(ev.lexicon(NSIDSubscribe))
+		if err != nil {
+			return err
+		}
+		wctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+		defer cancel()
+		return conn.Write(wctx, websocket.MessageText, data)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ping.C:
+			pctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+			err := conn.Ping(pctx)
+			cancel()
+			if err != nil {
+				return // dead peer: CloseNow drops it
+			}
+		case ev, ok := <-sub.Events():
+			if !ok {
+				s.closeWS(conn, sub.Err(), write, last)
+				return
+			}
+			if write(ev) != nil {
+				return
+			}
+			last = ev.Cursor
+			obs.EventsDelivered("websocket", 1)
+		}
+	}
+}
+
+// subscribeWS redeems the ticket and subscribes, before the upgrade, so
+// refusals are ordinary XRPC error responses.
+func (s *Server) subscribeWS(r *http.Request) (*Subscription, error) {
+	if s.cfg.Tickets == nil {
+		return nil, xrpc.Errorf(http.StatusNotImplemented, "MethodNotImplemented", "WebSocket subscriptions are not enabled")
+	}
+	if r.Method != http.MethodGet {
+		return nil, methodNotAllowed(NSIDSubscribe, http.MethodGet)
+	}
+	q := r.URL.Query()
+	raw := q.Get("ticket")
+	if raw == "" {
+		return nil, xrpc.Errorf(http.StatusUnauthorized, "AuthenticationRequired", "a ticket from getSubscriptionTicket is required")
+	}
+	t, err := s.cfg.Tickets.Redeem(r.Context(), raw)
+	switch {
+	case errors.Is(err, ErrTicketExpired):
+		return nil, &xrpc.Error{Status: http.StatusUnauthorized, Name: "ExpiredToken", Message: "ticket expired; get a new one", Err: err}
+	case errors.Is(err, ErrInvalidTicket), errors.Is(err, ErrTicketReplayed):
+		return nil, &xrpc.Error{Status: http.StatusUnauthorized, Name: "InvalidToken", Message: "ticket is invalid or already used", Err: err}
+	case err != nil:
+		return nil, &xrpc.Error{Status: http.StatusServiceUnavailable, Name: "ServiceUnavailable", Message: "could not check the ticket", Err: err}
+	}
+	convoID := q.Get("convoId")
+	if t.ConvoID != "" {
+		if convoID != "" && convoID != t.ConvoID {
+			return nil, xrpc.Errorf(http.StatusForbidden, "InvalidToken", "ticket is bound to another conversation")
+		}
+		convoID = t.ConvoID
+	}
+	if len(convoID) > maxConvoIDLen {
+		return nil, xrpc.Errorf(http.StatusBadRequest, "InvalidRequest", "convoId is too long")
+	}
+	sub, err := s.cfg.Hub.Subscribe(r.Context(), Request{Identity: t.Identity, ConvoID: convoID, Cursor: q.Get("cursor"), Transport: "websocket"})
+	if err != nil {
+		return nil, subscribeError(err)
+	}
+	return sub, nil
+}
+
+// closeWS ends a stream whose subscription ended, saying why.
+func (s *Server) closeWS(conn *websocket.Conn, err error, write func(Event) error, last string) {
+	switch {
+	case errors.Is(err, ErrSlowConsumer):
+		if write(Event{Type: EventInfo, Cursor: last, Info: InfoSlowConsumer}) == nil {
+			conn.Close(websocket.StatusTryAgainLater, "slow consumer")
+		}
+	case errors.Is(err, ErrRemoved):
+		conn.Close(websocket.StatusNormalClosure, "no longer a member")
+	case errors.Is(err, ErrHubClosed):
+		conn.Close(websocket.StatusGoingAway, "server shutting down")
+	case err == nil:
+		conn.Close(websocket.StatusNormalClosure, "")
+	default:
+		conn.Close(websocket.StatusInternalError, "internal error")
+	}
+}
