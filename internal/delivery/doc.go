@@ -66,6 +66,11 @@
 //     Unauthorized (403) where other methods use ConvoNotFound/NotMember.
 //     updateGroupInfo for an epoch the conversation has left is 409
 //     StaleEpoch.
+//   - getGroupInfo serves current members only; the lexicon says "current
+//     or past". A GroupInfo carries the ratchet tree (the roster) and what
+//     an external commit needs, so a removed member could learn who is in
+//     the group and rejoin without approval. Past members get 403
+//     Unauthorized.
 //   - getKeyPackageStats: did may only be the caller's own DID (403
 //     Unauthorized otherwise); inventory is private.
 //   - getKeyPackageStatus: reserved is omitted (there is no reservation).

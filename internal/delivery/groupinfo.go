@@ -14,9 +14,12 @@ type getGroupInfoOutput struct {
 	ExpiresAt string `json:"expiresAt,omitempty"`
 }
 
-// getGroupInfo returns the cached GroupInfo to a current or past member
-// (for an external commit). Error names are this lexicon's: NotFound,
-// Unauthorized, GroupInfoUnavailable.
+// getGroupInfo returns the cached GroupInfo to a current member. The
+// lexicon also serves past members (for an external commit), but a
+// GroupInfo carries the ratchet tree — the roster — and the material to
+// rejoin by external commit: a member who was removed must learn neither.
+// Rejoining goes through the rejoin flows, with approval, instead. Error
+// names are this lexicon's: NotFound, Unauthorized, GroupInfoUnavailable.
 func (s *Service) getGroupInfo(ctx context.Context, c call) (any, error) {
 	convoID, err := convoParam(c.params)
 	if err != nil {
@@ -25,12 +28,12 @@ func (s *Service) getGroupInfo(ctx context.Context, c call) (any, error) {
 	if _, err := s.cfg.Store.Convo(ctx, convoID); err != nil {
 		return nil, fmt.Errorf("read convo: %w", err)
 	}
-	all, err := s.cfg.Store.Members(ctx, []string{convoID}, true)
+	active, err := s.cfg.Store.Members(ctx, []string{convoID}, false)
 	if err != nil {
 		return nil, fmt.Errorf("list members: %w", err)
 	}
 	known := false
-	for _, m := range all[convoID] {
+	for _, m := range active[convoID] {
 		if m.UserDID == c.id.DID {
 			known = true
 			break

@@ -46,9 +46,11 @@ func TestGroupInfo(t *testing.T) {
 		e.get(alice, "getGroupInfo", url.Values{"convoId": {newGroup(t)}}).isErr(t, http.StatusNotFound, "NotFound")
 		e.get(alice, "getGroupInfo", nil).isErr(t, http.StatusBadRequest, "InvalidRequest")
 
-		// A past member may still fetch it (for an external commit).
-		e.post(bob, "leaveConvo", obj{"convoId": g}).must(t, http.StatusOK)
+		// A past member may not: the GroupInfo is the roster and the key to
+		// an external-commit rejoin.
 		e.get(bob, "getGroupInfo", q).must(t, http.StatusOK)
+		e.post(bob, "leaveConvo", obj{"convoId": g}).must(t, http.StatusOK)
+		e.get(bob, "getGroupInfo", q).isErr(t, http.StatusForbidden, "Unauthorized")
 	})
 }
 

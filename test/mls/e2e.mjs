@@ -523,7 +523,11 @@ const main = async () => {
     // A GroupInfo of the epoch the group has left is refused.
     const stale = await xrpc(alice, 'updateGroupInfo', { body: { convoId, groupInfo: Buffer.from(await encodeGI(epoch2State)).toString('base64'), epoch: 2 } })
     assert(stale.status === 409 && stale.body.error === 'StaleEpoch', `stale updateGroupInfo: HTTP ${stale.status} ${JSON.stringify(stale.body)}`)
-    return { bytes: gi.length, expiresAt: got.expiresAt, stale: `${stale.status} ${stale.body.error}` }
+    // Removed carol may not fetch it: it carries the roster and the means
+    // to rejoin by external commit.
+    const removed = await xrpc(carol, 'getGroupInfo', { query: { convoId } })
+    assert(removed.status === 403 && removed.body.error === 'Unauthorized', `removed carol getGroupInfo: HTTP ${removed.status} ${JSON.stringify(removed.body)}`)
+    return { bytes: gi.length, expiresAt: got.expiresAt, stale: `${stale.status} ${stale.body.error}`, removed: `${removed.status} ${removed.body.error}` }
   })
 
   await step('race two adds of one member; only the winning Welcome is delivered', async () => {
