@@ -244,3 +244,62 @@ func TestSSERefusals(t *testing.T) {
 		t.Errorf("POST: %d", resp.StatusCode)
 	}
 }
+
+// gatedWriter is a ResponseWriter whose writes block until the gate
+// opens: a client that stopped reading.
+type gatedWriter struct {
+	*httptest.ResponseRecorder
+	gate chan struct{}
+}
+
+func (g *gatedWriter) Write(b []byte) (int, error) {
+	<-g.gate
+	return g.ResponseRecorder.Write(b)
+}
+
+func (g *gatedWriter) Flush() {}
+
+// TestSSESlowConsumer stalls a client: after the events that fit the
+// buffer it gets an infoEvent carrying the last cursor it received, and
+// the stream ends.
+func TestSSESlowConsumer(t *testing.T) {
+	obs := &liveObserver{live: make(chan struct{}, 1)}
+	e := newEnv(t, backends()[0], Config{BufferSize: 2, Observer: obs})
+	srv, err := NewServer(ServerConfig{Hub: e.hub})
+	testenv.Must(t, err, "server")
+	e.convo("c1", alice, bob)
+	w := &gatedWriter{ResponseRecorder: httptest.NewRecorder(), gate: make(chan struct{})}
+	r := httptest.NewRequest(http.MethodGet, "/xrpc/"+NSIDStream+"?convoId=c1", nil)
+	r = r.WithContext(caller.With(r.Context(), who(bob)))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.ServeHTTP(w, r)
+	}()
+	<-obs.live
+	for i := 1; i <= 5; i++ {
+		e.send("c1", fmt.Sprintf("m%03d", i))
+	}
+	for e.hub.Open() != 0 {
+		time.Sleep(time.Millisecond) // polls for the close; asserts no timing
+	}
+	close(w.gate)
+	<-done
+	body := w.Body.String()
+	blocks := strings.Split(strings.TrimSpace(body), "\n\n")
+	if len(blocks) != 4 || !strings.Contains(blocks[3], InfoSlowConsumer) {
+		t.Fatalf("body:\n%s", body)
+	}
+	secondID := strings.TrimPrefix(strings.Split(blocks[2], "\n")[0], "id: ")
+	if !strings.Contains(blocks[3], `"cursor":"`+secondID+`"`) {
+		t.Errorf("the info event does not carry the last delivered cursor %q:\n%s", secondID, blocks[3])
+	}
+}
+
+// liveObserver signals when a subscription has replayed and gone live.
+type liveObserver struct {
+	nopObserver
+	live chan struct{}
+}
+
+func (o *liveObserver) Replayed(string, int) { o.live <- struct{}{} }

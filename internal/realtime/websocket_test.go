@@ -1,0 +1,236 @@
+package realtime
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/cairn-chat/cairn-caddy/internal/testenv"
+	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
+)
+
+// getTicket calls getSubscriptionTicket as did.
+func getTicket(t *testing.T, ts *httptest.Server, did, body string) (int, ticketOutput, xrpc.Body) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/xrpc/"+NSIDGetTicket, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if did != "" {
+		req.Header.Set("X-Test-DID", did)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	testenv.Must(t, err, "get ticket")
+	defer resp.Body.Close()
+	var out ticketOutput
+	var eb xrpc.Body
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(resp.Body)
+	_ = json.Unmarshal(buf.Bytes(), &out)
+	_ = json.Unmarshal(buf.Bytes(), &eb)
+	return resp.StatusCode, out, eb
+}
+
+func wsURL(ts *httptest.Server, q string) string {
+	return "ws" + strings.TrimPrefix(ts.URL, "http") + "/xrpc/" + NSIDSubscribe + "?" + q
+}
+
+func dial(t *testing.T, ts *httptest.Server, q string, opts *websocket.DialOptions) (*websocket.Conn, *http.Response, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, wsURL(ts, q), opts)
+	if c != nil {
+		t.Cleanup(func() { c.CloseNow() })
+	}
+	return c, resp, err
+}
+
+type wsEvent struct {
+	Type    string `json:"$type"`
+	Cursor  string `json:"cursor"`
+	ConvoID string `json:"convoId"`
+	DID     string `json:"did"`
+	Action  string `json:"action"`
+	Info    string `json:"info"`
+	Message *struct {
+		ID string `json:"id"`
+	} `json:"message"`
+}
+
+func readWS(t *testing.T, c *websocket.Conn) wsEvent {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	typ, data, err := c.Read(ctx)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	var ev wsEvent
+	if typ != websocket.MessageText || json.Unmarshal(data, &ev) != nil {
+		t.Fatalf("frame %v %q", typ, data)
+	}
+	return ev
+}
+
+func newTicketEnv(t *testing.T, b backend, cfg Config, scfg ServerConfig) (*env, *httptest.Server) {
+	e := newEnv(t, b, cfg)
+	tk, err := NewTickets(TicketConfig{Key: testKey})
+	testenv.Must(t, err, "tickets")
+	scfg.Tickets = tk
+	return e, e.serve(scfg)
+}
+
+func TestWebSocketStream(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			e, ts := newTicketEnv(t, b, Config{}, ServerConfig{})
+			e.convo("c1", alice, bob)
+			e.send("c1", "m001")
+			e.send("c1", "m002")
+
+			status, tk, _ := getTicket(t, ts, bob, `{"convoId":"c1"}`)
+			if status != 200 || tk.Ticket == "" || !strings.HasSuffix(tk.Endpoint, "/xrpc/"+NSIDSubscribe) || tk.ExpiresAt == "" {
+				t.Fatalf("ticket: %d %+v", status, tk)
+			}
+			c, _, err := dial(t, ts, "ticket="+tk.Ticket+"&cursor="+start, nil)
+			testenv.Must(t, err, "dial")
+			var ids []string
+			var cursor string
+			for len(ids) < 2 {
+				ev := readWS(t, c)
+				if ev.Type != NSIDSubscribe+"#messageEvent" {
+					t.Fatalf("event %+v", ev)
+				}
+				ids = append(ids, ev.Message.ID)
+				cursor = ev.Cursor
+			}
+			e.send("c1", "m003")
+			ids = append(ids, readWS(t, c).Message.ID)
+			if !slices.Equal(ids, []string{"m001", "m002", "m003"}) {
+				t.Errorf("got %v", ids)
+			}
+
+			// The ticket works once; a new one resumes by cursor.
+			if _, resp, err := dial(t, ts, "ticket="+tk.Ticket, nil); err == nil || resp == nil || resp.StatusCode != 401 {
+				t.Errorf("reused ticket: %v %v", resp, err)
+			}
+			c.Close(websocket.StatusNormalClosure, "")
+			_, tk2, _ := getTicket(t, ts, bob, `{}`)
+			c2, _, err := dial(t, ts, "ticket="+tk2.Ticket+"&convoId=c1&cursor="+cursor, nil)
+			testenv.Must(t, err, "dial again")
+			if ev := readWS(t, c2); ev.Message == nil || ev.Message.ID != "m003" {
+				t.Errorf("resumed with %+v", ev)
+			}
+
+			// Removal ends a single-conversation stream with a
+			// membershipChangeEvent and a normal close.
+			e.remove("c1", bob)
+			if ev := readWS(t, c2); ev.Type != NSIDSubscribe+"#membershipChangeEvent" || ev.DID != bob || ev.ConvoID != "c1" || ev.Action != "removed" {
+				t.Errorf("removal event %+v", ev)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), guard)
+			defer cancel()
+			if _, _, err := c2.Read(ctx); websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+				t.Errorf("after removal: %v", err)
+			}
+		})
+	}
+}
+
+func TestWebSocketRefusals(t *testing.T) {
+	e, ts := newTicketEnv(t, backends()[0], Config{MaxPerDID: 1}, ServerConfig{})
+	e.convo("c1", alice, bob)
+	e.convo("c2", alice, carol)
+
+	if status, _, body := getTicket(t, ts, carol, `{"convoId":"c1"}`); status != 403 || body.Error != "NotMember" {
+		t.Errorf("ticket for a non-member: %d %+v", status, body)
+	}
+	if status, _, body := getTicket(t, ts, "", `{}`); status != 401 || body.Error != "AuthenticationRequired" {
+		t.Errorf("ticket without a caller: %d %+v", status, body)
+	}
+	if _, resp, err := dial(t, ts, "", nil); err == nil || resp.StatusCode != 401 {
+		t.Errorf("no ticket: %v", err)
+	}
+	if _, resp, err := dial(t, ts, "ticket=forged", nil); err == nil || resp.StatusCode != 401 {
+		t.Errorf("forged ticket: %v", err)
+	}
+	_, bound, _ := getTicket(t, ts, alice, `{"convoId":"c1"}`)
+	if _, resp, err := dial(t, ts, "ticket="+bound.Ticket+"&convoId=c2", nil); err == nil || resp.StatusCode != 403 {
+		t.Errorf("ticket for c1 used for c2: %v", err)
+	}
+	_, t1, _ := getTicket(t, ts, alice, `{}`)
+	_, t2, _ := getTicket(t, ts, alice, `{}`)
+	if _, _, err := dial(t, ts, "ticket="+t1.Ticket, nil); err != nil {
+		t.Fatalf("first stream: %v", err)
+	}
+	if _, resp, err := dial(t, ts, "ticket="+t2.Ticket, nil); err == nil || resp.StatusCode != 429 {
+		t.Errorf("over the cap: %v %v", resp, err)
+	}
+}
+
+// TestWebSocketExpiredTicket redeems a ticket past its lifetime.
+func TestWebSocketExpiredTicket(t *testing.T) {
+	e := newEnv(t, backends()[0], Config{})
+	clk := &clock{t: time.Now()}
+	tk, _ := NewTickets(TicketConfig{Key: testKey, Now: clk.Now})
+	ts := e.serve(ServerConfig{Tickets: tk})
+	_, out, _ := getTicket(t, ts, alice, `{}`)
+	clk.Advance(time.Minute)
+	_, resp, err := dial(t, ts, "ticket="+out.Ticket, nil)
+	if err == nil || resp.StatusCode != 401 {
+		t.Fatalf("expired ticket: %v", err)
+	}
+}
+
+// TestWebSocketPing checks that the server pings, and closes a peer that
+// never answers.
+func TestWebSocketPing(t *testing.T) {
+	obs := &closeObserver{closed: make(chan string, 4)}
+	e, ts := newTicketEnv(t, backends()[0], Config{Observer: obs}, ServerConfig{Ping: time.Millisecond, WriteTimeout: 50 * time.Millisecond})
+
+	pinged := make(chan struct{}, 1)
+	_, out, _ := getTicket(t, ts, alice, `{}`)
+	c, _, err := dial(t, ts, "ticket="+out.Ticket, &websocket.DialOptions{OnPingReceived: func(context.Context, []byte) bool {
+		select {
+		case pinged <- struct{}{}:
+		default:
+		}
+		return true
+	}})
+	testenv.Must(t, err, "dial")
+	// Reading lets the client answer pings.
+	go c.Read(context.Background())
+	select {
+	case <-pinged:
+	case <-time.After(guard):
+		t.Fatal("no ping")
+	}
+
+	// A peer that never reads never answers: the server drops it.
+	_, out2, _ := getTicket(t, ts, bob, `{}`)
+	if _, _, err := dial(t, ts, "ticket="+out2.Ticket, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case tr := <-obs.closed:
+		if tr != "websocket" || e.hub.Open() != 1 {
+			t.Errorf("closed %q with %d left open, want the silent one closed and the answering one open", tr, e.hub.Open())
+		}
+	case <-time.After(guard):
+		t.Fatal("the silent peer was not closed")
+	}
+}
+
+type closeObserver struct {
+	nopObserver
+	closed chan string
+}
+
+func (o *closeObserver) ConnClosed(tr string) { o.closed <- tr }
