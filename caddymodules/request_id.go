@@ -41,18 +41,29 @@ func (*RequestID) CaddyModule() caddy.ModuleInfo {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (*RequestID) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	id, err := requestid.Resolve(r.Header.Get(requestid.Header))
+	var inbound string
+	if v := r.Header[requestIDHeader]; len(v) > 0 {
+		inbound = v[0]
+	}
+	id, err := requestid.Resolve(inbound)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	r.Header.Set(requestid.Header, id)
-	w.Header().Set(requestid.Header, id)
+	// One value slice serves both header maps: net/http and Caddy only read
+	// or replace header values, never write into the slices.
+	value := []string{id}
+	r.Header[requestIDHeader] = value
+	w.Header()[requestIDHeader] = value
 	caddyhttp.SetVar(r.Context(), requestIDVar, id)
 	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
 		extra.Set(zap.String(requestIDVar, id))
 	}
 	return next.ServeHTTP(w, r.WithContext(requestid.With(r.Context(), id)))
 }
+
+// requestIDHeader is requestid.Header in canonical form, for direct header
+// map access (Header.Get and Set canonicalise, and allocate, on every call).
+var requestIDHeader = http.CanonicalHeaderKey(requestid.Header)
 
 // requestLogger returns base with the request's ID attached, for every log
 // line a cairn module writes about a request.

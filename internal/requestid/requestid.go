@@ -5,7 +5,10 @@ package requestid
 
 import (
 	"context"
-	"fmt"
+	"encoding/binary"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -38,12 +41,38 @@ func Valid(id string) bool {
 }
 
 // New mints a fresh request ID: a UUIDv7, which sorts by creation time.
+// IDs minted by one process are strictly increasing, as RFC 9562's method 3
+// lays out: the 12 bits after the millisecond timestamp hold the fraction
+// of the millisecond, and a clash with the previous ID moves it one step on.
+//
+// The 62 random bits come from the runtime's ChaCha8 generator (seeded by
+// the operating system) rather than crypto/rand: a request ID only has to be
+// unique, not secret — it is echoed to the client, and a client may choose
+// its own — and New runs on every request. The error is always nil; it is
+// kept so that callers handle a failing source if one is ever used again.
 func New() (string, error) {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return "", fmt.Errorf("minting request ID: %w", err)
+	var u uuid.UUID
+	t := nextV7Time()
+	binary.BigEndian.PutUint64(u[0:8], uint64(t>>12)<<16|0x7000|uint64(t&0xfff))
+	binary.BigEndian.PutUint64(u[8:16], rand.Uint64()>>2|1<<63) // variant 0b10
+	return u.String(), nil
+}
+
+// lastV7 is the timestamp of the last minted ID: Unix milliseconds << 12 |
+// the fraction of the millisecond in 1/4096ths (approximately).
+var lastV7 atomic.Int64
+
+func nextV7Time() int64 {
+	nano := time.Now().UnixNano()
+	milli := nano / 1e6
+	now := milli<<12 | (nano-milli*1e6)>>8
+	for {
+		last := lastV7.Load()
+		next := max(now, last+1)
+		if lastV7.CompareAndSwap(last, next) {
+			return next
+		}
 	}
-	return id.String(), nil
 }
 
 // Resolve returns inbound if it is Valid, and a fresh ID otherwise.

@@ -4,6 +4,9 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
 )
 
 func TestValid(t *testing.T) {
@@ -41,6 +44,39 @@ func TestResolveKeepsValidAndReplacesInvalid(t *testing.T) {
 	b, _ := New()
 	if a == b {
 		t.Error("two minted IDs are equal")
+	}
+}
+
+func TestNewMintsIncreasingUUIDv7(t *testing.T) {
+	before := time.Now().UnixMilli()
+	prev := ""
+	for i := 0; i < 10000; i++ {
+		id, err := New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := uuid.Parse(id)
+		if err != nil || u.Version() != 7 || u.Variant() != uuid.RFC4122 || !Valid(id) {
+			t.Fatalf("%q: not a UUIDv7 (%v)", id, err)
+		}
+		if id <= prev {
+			t.Fatalf("IDs not increasing: %s then %s", prev, id)
+		}
+		prev = id
+	}
+	u := uuid.MustParse(prev)
+	sec, nsec := u.Time().UnixTime()
+	if got := sec*1000 + nsec/1e6; got < before || got > time.Now().UnixMilli()+1 {
+		t.Errorf("timestamp %d ms, minted between %d and now", got, before)
+	}
+}
+
+func BenchmarkNew(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := New(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
