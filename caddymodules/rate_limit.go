@@ -120,7 +120,8 @@ type Zone struct {
 	// several such zones of one key kind, the first that matches applies.
 	Otherwise bool `json:"otherwise,omitempty"`
 
-	limit ratelimit.Limit
+	limit     ratelimit.Limit
+	decisions *metrics.ZoneDecisions
 }
 
 // CaddyModule returns the Caddy module information.
@@ -162,6 +163,7 @@ func (rl *RateLimit) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("cairn_rate_limit: zone %q is defined twice (a preset may already define it; rename yours)", z.Name)
 		}
 		seen[z.Name] = true
+		z.decisions = rl.metrics.RateLimitZone(z.Name)
 	}
 
 	if rl.Backend == "" {
@@ -252,14 +254,17 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	if len(zones) == 0 {
 		return next.ServeHTTP(w, r)
 	}
-	keys := rl.requestKeys(r)
+	var keys zoneKeys
+	rl.requestKeys(&keys, r)
 	var tightest ratelimit.Result
 	for i, z := range zones {
-		res, err := rl.limiter.Allow(r.Context(), z.Name+keys.forZone(z), z.limit)
+		// The concatenation is the only allocation: Go reads string(…) of
+		// a byte slice in place when it is an operand of +.
+		res, err := rl.limiter.Allow(r.Context(), z.Name+string(keys.forZone(z)), z.limit)
 		if err != nil {
 			return rl.backendFailure(w, r, err)
 		}
-		rl.metrics.RateLimitDecision(z.Name, res.Allowed, res.Source.String())
+		z.decisions.Record(res.Allowed, res.Source.String())
 		if !res.Allowed {
 			return rl.refuse(w, z, res)
 		}
@@ -298,29 +303,36 @@ func (rl *RateLimit) applicableZones(r *http.Request, out []*Zone) []*Zone {
 	return out
 }
 
-// zoneKeys are the identity parts of a request's limiter keys. They never
-// carry a raw identity: they hold the keyed hash of the IP group or DID, so
-// neither Redis nor a memory dump holds identities. Each is hashed once per
-// request, whatever the number of zones.
+// zoneKeys are the identity parts of a request's limiter keys: "|ip|" or
+// "|did|" and a keyed hash. They never carry a raw identity: they hold the
+// keyed hash of the IP group or DID, so neither Redis nor a memory dump
+// holds identities. Each is hashed once per request, whatever the number of
+// zones, into a buffer on the caller's stack.
 type zoneKeys struct {
-	ip, did string
+	buf [len("|ip|") + len("|did|") + 2*redact.HashLen]byte
+	// buf[:ipEnd] is the IP part; buf[ipEnd:didEnd] the DID part, empty
+	// when the caller is not verified.
+	ipEnd, didEnd int
 }
 
-func (rl *RateLimit) requestKeys(r *http.Request) zoneKeys {
-	k := zoneKeys{ip: "|ip|" + rl.hasher.Hash(clientIPKey(r))}
+func (rl *RateLimit) requestKeys(k *zoneKeys, r *http.Request) {
+	var ipKey [64]byte
+	b := append(k.buf[:0], "|ip|"...)
+	b = rl.hasher.AppendHash(b, string(appendClientIPKey(ipKey[:0], r)))
+	k.ipEnd, k.didEnd = len(b), len(b)
 	if id, ok := caller.From(r.Context()); ok {
-		k.did = "|did|" + rl.hasher.Hash(id.DID)
+		b = rl.hasher.AppendHash(append(b, "|did|"...), id.DID)
+		k.didEnd = len(b)
 	}
-	return k
 }
 
 // forZone returns the key suffix for z: the DID for a did zone when the
 // caller is verified, the IP group otherwise.
-func (k zoneKeys) forZone(z *Zone) string {
-	if z.Key == KeyDID && k.did != "" {
-		return k.did
+func (k *zoneKeys) forZone(z *Zone) []byte {
+	if z.Key == KeyDID && k.didEnd > k.ipEnd {
+		return k.buf[k.ipEnd:k.didEnd]
 	}
-	return k.ip
+	return k.buf[:k.ipEnd]
 }
 
 func (rl *RateLimit) refuse(w http.ResponseWriter, z *Zone, res ratelimit.Result) error {
@@ -351,18 +363,18 @@ func (rl *RateLimit) backendFailure(w http.ResponseWriter, r *http.Request, err 
 	return nil
 }
 
-// clientIPKey returns the rate-limit key of the request's client IP, as
-// Caddy determined it (trusted proxies honoured; a forged X-Forwarded-For
-// from an untrusted peer ignored).
-func clientIPKey(r *http.Request) string {
+// appendClientIPKey appends the rate-limit key of the request's client IP,
+// as Caddy determined it (trusted proxies honoured; a forged
+// X-Forwarded-For from an untrusted peer ignored).
+func appendClientIPKey(dst []byte, r *http.Request) []byte {
 	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 	addr, err := netip.ParseAddr(ip)
 	if err != nil {
 		// Caddy always sets the variable; a request without one (a unit
 		// test, a unix socket) shares one bucket rather than none.
-		return "unknown"
+		return append(dst, "unknown"...)
 	}
-	return ratelimit.IPKey(addr)
+	return ratelimit.AppendIPKey(dst, addr)
 }
 
 func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {

@@ -1,6 +1,9 @@
 package caddymodules
 
 import (
+	"bufio"
+	"io"
+	"net"
 	"net/http"
 	"time"
 
@@ -53,9 +56,9 @@ func (x *XRPCMetrics) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 		return next.ServeHTTP(w, r)
 	}
 	start := time.Now()
-	rec := caddyhttp.NewResponseRecorder(w, nil, nil)
+	rec := &statusRecorder{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
 	err := next.ServeHTTP(rec, r)
-	status := rec.Status()
+	status := rec.status
 	if err != nil {
 		// Caddy writes the response for a returned error after we return.
 		status = http.StatusInternalServerError
@@ -67,6 +70,47 @@ func (x *XRPCMetrics) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 	}
 	x.metrics.ObserveXRPC(nsid, status, time.Since(start))
 	return err
+}
+
+// statusRecorder notes the status of the response passing through it. It is
+// caddyhttp.NewResponseRecorder reduced to what the metrics need (no size,
+// no buffering), in one allocation instead of two. Like Caddy's recorder, it
+// keeps the last informational status until a final one is written, so a
+// WebSocket upgrade counts as 101, and it drops a second final WriteHeader.
+type statusRecorder struct {
+	caddyhttp.ResponseWriterWrapper
+	status      int
+	wroteHeader bool
+}
+
+func (sr *statusRecorder) WriteHeader(status int) {
+	if sr.wroteHeader {
+		return
+	}
+	sr.status = status
+	if status < 100 || status > 199 {
+		sr.wroteHeader = true
+	}
+	sr.ResponseWriterWrapper.WriteHeader(status)
+}
+
+func (sr *statusRecorder) Write(b []byte) (int, error) {
+	if !sr.wroteHeader {
+		sr.WriteHeader(http.StatusOK)
+	}
+	return sr.ResponseWriterWrapper.Write(b)
+}
+
+func (sr *statusRecorder) ReadFrom(r io.Reader) (int64, error) {
+	if !sr.wroteHeader {
+		sr.WriteHeader(http.StatusOK)
+	}
+	return sr.ResponseWriterWrapper.ReadFrom(r)
+}
+
+// Hijack is used by WebSocket upgrades.
+func (sr *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(sr.ResponseWriter).Hijack()
 }
 
 func parseXRPCMetrics(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -91,4 +135,6 @@ var (
 	_ caddy.Provisioner           = (*XRPCMetrics)(nil)
 	_ caddyhttp.MiddlewareHandler = (*XRPCMetrics)(nil)
 	_ caddyfile.Unmarshaler       = (*XRPCMetrics)(nil)
+	_ http.Hijacker               = (*statusRecorder)(nil)
+	_ io.ReaderFrom               = (*statusRecorder)(nil)
 )

@@ -10,7 +10,8 @@
 package metrics
 
 import (
-	"strconv"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +36,21 @@ type Metrics struct {
 	backendErrors *prometheus.CounterVec
 	backendState  *prometheus.GaugeVec
 	authOutcomes  *prometheus.CounterVec
+
+	// xrpcSeries maps every known NSID to its label children, resolved on
+	// first use; it is built in New and only read after that.
+	xrpcSeries map[string]*xrpcSeries
+	xrpcOther  *xrpcSeries
+}
+
+// xrpcSeries caches the children of one NSID label value: looking a child
+// up by label values hashes the labels on every call, which ObserveXRPC
+// would otherwise do twice per request. Children are resolved when first
+// used, not in advance, so that a scrape lists only series that happened.
+type xrpcSeries struct {
+	label    string
+	requests [len(statusClasses)]atomic.Pointer[prometheus.Counter]
+	duration atomic.Pointer[prometheus.Observer]
 }
 
 // New creates the collectors and registers them in a new registry.
@@ -68,6 +84,11 @@ func New() *Metrics {
 		}, []string{"kind", "reason"}),
 	}
 	m.Registry.MustRegister(m.xrpcRequests, m.xrpcDuration, m.rateDecisions, m.backendErrors, m.backendState, m.authOutcomes)
+	m.xrpcSeries = map[string]*xrpcSeries{}
+	for _, nsid := range xrpc.KnownNSIDs() {
+		m.xrpcSeries[nsid] = &xrpcSeries{label: nsid}
+	}
+	m.xrpcOther = &xrpcSeries{label: xrpc.OtherNSID}
 	return m
 }
 
@@ -88,20 +109,65 @@ func (m *Metrics) AuthOutcome(kind, reason string) {
 // ObserveXRPC records one XRPC request. nsid is the method as requested; it is
 // reduced to the bounded label set here.
 func (m *Metrics) ObserveXRPC(nsid string, status int, took time.Duration) {
-	label := xrpc.LabelFor(nsid)
-	m.xrpcRequests.WithLabelValues(label, StatusClass(status)).Inc()
-	m.xrpcDuration.WithLabelValues(label).Observe(took.Seconds())
+	s, ok := m.xrpcSeries[nsid]
+	if !ok {
+		s = m.xrpcOther
+	}
+	class := statusClassIndex(status)
+	requests := s.requests[class].Load()
+	if requests == nil {
+		c := m.xrpcRequests.WithLabelValues(s.label, statusClasses[class])
+		requests = &c
+		s.requests[class].Store(requests)
+	}
+	duration := s.duration.Load()
+	if duration == nil {
+		o := m.xrpcDuration.WithLabelValues(s.label)
+		duration = &o
+		s.duration.Store(duration)
+	}
+	(*requests).Inc()
+	(*duration).Observe(took.Seconds())
 }
 
-// RateLimitDecision records one rate-limit decision. zone must be an
-// operator-configured zone name, never a key; backend is one of the fixed
-// decision sources of the limiter.
-func (m *Metrics) RateLimitDecision(zone string, allowed bool, backend string) {
-	outcome := "limited"
+// ZoneDecisions counts the rate-limit decisions of one zone. It caches the
+// zone's label children, so that a decision costs no label lookup; make one
+// per zone when the zone is provisioned.
+type ZoneDecisions struct {
+	vec  *prometheus.CounterVec
+	zone string
+	// counters[allowed][i] counts decisions by decisionBackends[i].
+	counters [2][len(decisionBackends)]atomic.Pointer[prometheus.Counter]
+}
+
+// decisionBackends are the decision sources of the limiter, as labels.
+var decisionBackends = [...]string{"local", "shared", "local_fallback", "fail_open", "fail_closed"}
+
+// RateLimitZone returns the decision counters of zone, which must be an
+// operator-configured zone name, never a key.
+func (m *Metrics) RateLimitZone(zone string) *ZoneDecisions {
+	return &ZoneDecisions{vec: m.rateDecisions, zone: zone}
+}
+
+// Record counts one decision. backend is one of the fixed decision sources
+// of the limiter.
+func (d *ZoneDecisions) Record(allowed bool, backend string) {
+	outcome, a := "limited", 0
 	if allowed {
-		outcome = "allowed"
+		outcome, a = "allowed", 1
 	}
-	m.rateDecisions.WithLabelValues(zone, outcome, backend).Inc()
+	i := slices.Index(decisionBackends[:], backend)
+	if i < 0 {
+		d.vec.WithLabelValues(d.zone, outcome, backend).Inc()
+		return
+	}
+	c := d.counters[a][i].Load()
+	if c == nil {
+		counter := d.vec.WithLabelValues(d.zone, outcome, backend)
+		c = &counter
+		d.counters[a][i].Store(c)
+	}
+	(*c).Inc()
 }
 
 // BackendError records a failed call to a backend.
@@ -118,10 +184,17 @@ func (m *Metrics) BackendUp(backend string, up bool) {
 	m.backendState.WithLabelValues(backend).Set(v)
 }
 
+// statusClasses are the status class labels, indexed by statusClassIndex.
+var statusClasses = [...]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+func statusClassIndex(status int) int {
+	if status < 100 || status > 599 {
+		return 0
+	}
+	return status / 100
+}
+
 // StatusClass renders an HTTP status as its class: "2xx", "4xx", ….
 func StatusClass(status int) string {
-	if status < 100 || status > 599 {
-		return "other"
-	}
-	return strconv.Itoa(status/100) + "xx"
+	return statusClasses[statusClassIndex(status)]
 }

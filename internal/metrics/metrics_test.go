@@ -4,6 +4,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 func TestLabelsStayBounded(t *testing.T) {
@@ -11,7 +14,7 @@ func TestLabelsStayBounded(t *testing.T) {
 	m.ObserveXRPC("blue.catbird.mls.sendMessage", 200, time.Millisecond)
 	m.ObserveXRPC("did:plc:ewvi7nxzyoun6zhxrhs64oiz", 404, time.Millisecond)
 	m.ObserveXRPC("blue.catbird.mls.getMessages?convoId=secret", 400, time.Millisecond)
-	m.RateLimitDecision("send", false, "shared")
+	m.RateLimitZone("send").Record(false, "shared")
 	m.BackendError("redis", "ratelimit")
 
 	families, err := m.Registry.Gather()
@@ -43,4 +46,54 @@ func TestStatusClass(t *testing.T) {
 			t.Errorf("StatusClass(%d) = %q, want %q", status, got, want)
 		}
 	}
+}
+
+// TestCachedChildrenCountIntoTheVectors checks that the cached series count
+// into the same children a label lookup finds, across handlers (a reload
+// makes new ZoneDecisions for the same zone) and status classes.
+func TestCachedChildrenCountIntoTheVectors(t *testing.T) {
+	m := New()
+	for range 3 {
+		m.ObserveXRPC("blue.catbird.mls.sendMessage", 200, time.Millisecond)
+	}
+	m.ObserveXRPC("blue.catbird.mls.sendMessage", 429, time.Millisecond)
+	m.ObserveXRPC("not.a.Method", 200, time.Millisecond)
+	m.RateLimitZone("send").Record(true, "local")
+	m.RateLimitZone("send").Record(true, "local") // a reloaded handler
+	m.RateLimitZone("send").Record(false, "shared")
+	m.RateLimitZone("send").Record(true, "something_new")
+
+	for _, tc := range []struct {
+		got  float64
+		want float64
+	}{
+		{counterValue(t, m.xrpcRequests.WithLabelValues("blue.catbird.mls.sendMessage", "2xx")), 3},
+		{counterValue(t, m.xrpcRequests.WithLabelValues("blue.catbird.mls.sendMessage", "4xx")), 1},
+		{counterValue(t, m.xrpcRequests.WithLabelValues("other", "2xx")), 1},
+		{counterValue(t, m.rateDecisions.WithLabelValues("send", "allowed", "local")), 2},
+		{counterValue(t, m.rateDecisions.WithLabelValues("send", "limited", "shared")), 1},
+		{counterValue(t, m.rateDecisions.WithLabelValues("send", "allowed", "something_new")), 1},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("count %v, want %v", tc.got, tc.want)
+		}
+	}
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "cairn_xrpc_request_duration_seconds" && len(f.GetMetric()) != 2 {
+			t.Errorf("%d duration series, want 2 (sendMessage, other)", len(f.GetMetric()))
+		}
+	}
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }

@@ -9,12 +9,17 @@ import "net/netip"
 // /64 and could otherwise rotate through 2^64 keys. Zones are ignored. The
 // invalid zero Addr yields "".
 func IPKey(addr netip.Addr) string {
+	return string(AppendIPKey(nil, addr))
+}
+
+// AppendIPKey appends IPKey(addr) to dst and returns the extended slice.
+func AppendIPKey(dst []byte, addr netip.Addr) []byte {
 	if !addr.IsValid() {
-		return ""
+		return dst
 	}
 	addr = addr.Unmap().WithZone("")
 	if addr.Is4() {
-		return addr.String()
+		return addr.AppendTo(dst)
 	}
-	return netip.PrefixFrom(addr, 64).Masked().String()
+	return netip.PrefixFrom(addr, 64).Masked().AppendTo(dst)
 }

@@ -106,13 +106,34 @@ const (
 // refusal, Retry-After (seconds, rounded up, at least 1). A synthetic result
 // (fail-open or fail-closed) consulted no counter, so it gets only
 // Retry-After, on refusal.
+//
+// It runs on every admitted request, so it writes the header map directly
+// under canonical names and renders the numbers into one string whose
+// substrings the three values share.
 func (r Result) SetHeaders(h http.Header) {
 	if !r.Source.Synthetic() {
-		h.Set(HeaderLimit, strconv.Itoa(r.Limit.EffectiveBurst()))
-		h.Set(HeaderRemaining, strconv.Itoa(r.Remaining))
-		h.Set(HeaderReset, strconv.Itoa(r.ResetSeconds()))
+		var buf [64]byte
+		b := strconv.AppendInt(buf[:0], int64(r.Limit.EffectiveBurst()), 10)
+		i := len(b)
+		b = strconv.AppendInt(b, int64(r.Remaining), 10)
+		j := len(b)
+		b = strconv.AppendInt(b, int64(r.ResetSeconds()), 10)
+		s := string(b)
+		values := []string{s[:i], s[i:j], s[j:]}
+		h[canonicalLimit] = values[0:1:1]
+		h[canonicalRemaining] = values[1:2:2]
+		h[canonicalReset] = values[2:3:3]
 	}
 	if !r.Allowed {
-		h.Set(HeaderRetryAfter, strconv.Itoa(r.RetryAfterSeconds()))
+		h[canonicalRetryAfter] = []string{strconv.Itoa(r.RetryAfterSeconds())}
 	}
 }
+
+// The header names in canonical form ("RateLimit-Limit" is
+// "Ratelimit-Limit"), for direct map access.
+var (
+	canonicalLimit      = http.CanonicalHeaderKey(HeaderLimit)
+	canonicalRemaining  = http.CanonicalHeaderKey(HeaderRemaining)
+	canonicalReset      = http.CanonicalHeaderKey(HeaderReset)
+	canonicalRetryAfter = http.CanonicalHeaderKey(HeaderRetryAfter)
+)

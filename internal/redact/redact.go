@@ -27,7 +27,15 @@ const Prefix = "h:"
 // Hasher computes keyed hashes of identity-bearing values. It is safe for
 // concurrent use.
 type Hasher struct {
-	pool sync.Pool
+	pool sync.Pool // of *macState
+}
+
+// macState is one HMAC with scratch space for its input and output, so
+// that a hash allocates nothing but its result.
+type macState struct {
+	mac hash.Hash
+	in  []byte
+	sum []byte
 }
 
 // New returns a Hasher keyed with key, which must be at least MinKeySize
@@ -37,8 +45,13 @@ func New(key []byte) (*Hasher, error) {
 		return nil, errors.New("log-hash key must be at least 32 bytes")
 	}
 	k := append([]byte(nil), key...)
-	return &Hasher{pool: sync.Pool{New: func() any { return hmac.New(sha256.New, k) }}}, nil
+	return &Hasher{pool: sync.Pool{New: func() any {
+		return &macState{mac: hmac.New(sha256.New, k), sum: make([]byte, 0, sha256.Size)}
+	}}}, nil
 }
+
+// HashLen is the length of a rendered hash: "h:" and 16 hex characters.
+const HashLen = len(Prefix) + 16
 
 // Hash returns the rendered keyed hash of value: "h:" and 16 hex characters.
 // The empty string hashes to the empty string, so absent values stay absent.
@@ -46,14 +59,25 @@ func (h *Hasher) Hash(value string) string {
 	if value == "" {
 		return ""
 	}
-	mac := h.pool.Get().(hash.Hash)
-	mac.Reset()
-	mac.Write([]byte(value))
-	var sum [sha256.Size]byte
-	out := mac.Sum(sum[:0])
-	h.pool.Put(mac)
-	buf := make([]byte, len(Prefix)+16)
-	copy(buf, Prefix)
-	hex.Encode(buf[len(Prefix):], out[:8])
-	return string(buf)
+	var buf [HashLen]byte
+	return string(h.AppendHash(buf[:0], value))
+}
+
+// AppendHash appends the rendered keyed hash of value to dst, as Hash
+// renders it, and returns the extended slice. It lets a caller build a
+// string around a hash without allocating for the hash itself. Unlike Hash,
+// it hashes the empty string too.
+func (h *Hasher) AppendHash(dst []byte, value string) []byte {
+	st := h.pool.Get().(*macState)
+	st.mac.Reset()
+	st.in = append(st.in[:0], value...)
+	st.mac.Write(st.in)
+	st.sum = st.mac.Sum(st.sum[:0])
+	dst = append(dst, Prefix...)
+	dst = hex.AppendEncode(dst, st.sum[:8])
+	if len(st.in) > 1024 {
+		st.in = nil // do not pin one huge input in the pool
+	}
+	h.pool.Put(st)
+	return dst
 }

@@ -53,3 +53,13 @@ func BenchmarkHash(b *testing.B) {
 		h.Hash("did:plc:ewvi7nxzyoun6zhxrhs64oiz")
 	}
 }
+
+func TestAppendHashMatchesHash(t *testing.T) {
+	h := testHasher(t, 3)
+	for _, v := range []string{"did:plc:ewvi7nxzyoun6zhxrhs64oiz", "203.0.113.7", strings.Repeat("x", 5000)} {
+		got := string(h.AppendHash([]byte("prefix|"), v))
+		if want := "prefix|" + h.Hash(v); got != want {
+			t.Errorf("AppendHash = %q, want %q", got, want)
+		}
+	}
+}
