@@ -75,13 +75,13 @@ func (s *SecurityHeaders) Provision(caddy.Context) error {
 func (s *SecurityHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	path := r.URL.Path
 	s.policy.Apply(w.Header(), path)
-	return next.ServeHTTP(&headerWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, policy: s.policy, path: path}, r)
+	return next.ServeHTTP(&headerWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, policy: s.policy, path: path}, r)
 }
 
 // headerWriter re-applies the policy when the final response header is
 // written.
 type headerWriter struct {
-	*caddyhttp.ResponseWriterWrapper
+	caddyhttp.ResponseWriterWrapper
 	policy  *secheaders.Policy
 	path    string
 	written bool
@@ -112,7 +112,7 @@ func (hw *headerWriter) ReadFrom(r io.Reader) (int64, error) {
 // Hijack is used by WebSocket upgrades; the upgrade response is written by
 // the hijacker, so the headers already in the map are what it sends.
 func (hw *headerWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return http.NewResponseController(hw.ResponseWriterWrapper.ResponseWriter).Hijack()
+	return http.NewResponseController(hw.ResponseWriter).Hijack()
 }
 
 func parseSecurityHeaders(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
