@@ -15,9 +15,11 @@ import (
 const (
 	DefaultMaxPerDID      = 5
 	DefaultMaxConnections = 20000
-	DefaultBufferSize     = 256
+	DefaultBufferSize     = 64
 	DefaultPageSize       = 200
 	DefaultSampleEvery    = time.Second
+	DefaultSlowAfter      = 10 * time.Second
+	DefaultAdvanceEvery   = 10 * time.Second
 )
 
 // Sentinel errors.
@@ -50,9 +52,16 @@ type Config struct {
 	// Default 20000.
 	MaxConnections int
 	// BufferSize bounds the events a subscription holds for its client.
-	// A live burst that overflows it ends the subscription with
-	// ErrSlowConsumer. Default 256.
+	// Default 64.
 	BufferSize int
+	// SlowAfter is how long a live event may wait for room in a full
+	// buffer before the subscription ends with ErrSlowConsumer. Replay
+	// waits as long as the client reads. Default 10 s.
+	SlowAfter time.Duration
+	// AdvanceEvery is how often a stream over several conversations
+	// re-reads to raise its cursor's floor (so cursors stay short). A
+	// single-conversation stream needs no re-read. Default 10 s.
+	AdvanceEvery time.Duration
 	// PageSize is how many events one store read returns. Default 200.
 	PageSize int
 	// Settle is how long after a cursor is seen every lower cursor is
@@ -76,7 +85,7 @@ type Hub struct {
 	cfg        Config
 	stopListen func()
 
-	mu     sync.Mutex
+	mu     sync.RWMutex
 	subs   map[string]map[*Subscription]struct{}
 	all    map[*Subscription]struct{}
 	perDID map[string]int
@@ -116,6 +125,12 @@ func New(cfg Config) (*Hub, error) {
 	if cfg.BufferSize <= 0 {
 		cfg.BufferSize = DefaultBufferSize
 	}
+	if cfg.SlowAfter <= 0 {
+		cfg.SlowAfter = DefaultSlowAfter
+	}
+	if cfg.AdvanceEvery <= 0 {
+		cfg.AdvanceEvery = DefaultAdvanceEvery
+	}
 	if cfg.PageSize <= 0 {
 		cfg.PageSize = DefaultPageSize
 	}
@@ -143,8 +158,8 @@ func (h *Hub) Notify(convoID string) {
 
 // wake marks convoID for every subscription following it.
 func (h *Hub) wake(convoID string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	for s := range h.subs[convoID] {
 		s.mark(convoID)
 	}
@@ -171,8 +186,8 @@ func (h *Hub) Close() error {
 
 // Open reports the number of open subscriptions.
 func (h *Hub) Open() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	return h.total
 }
 

@@ -144,7 +144,7 @@ func TestSlowConsumer(t *testing.T) {
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) {
 			obs := &countObserver{}
-			e := newEnv(t, b, Config{BufferSize: 2, Observer: obs})
+			e := newEnv(t, b, Config{BufferSize: 2, SlowAfter: time.Millisecond, Observer: obs})
 			e.convo("c1", alice, bob)
 			e.send("c1", "m001")
 			s := e.subscribe(Request{Identity: who(bob), ConvoID: "c1", Cursor: start})
@@ -173,6 +173,25 @@ func TestSlowConsumer(t *testing.T) {
 				t.Errorf("resumed %v, want %v", rest, want)
 			}
 		})
+	}
+}
+
+// TestBurstWithinBuffer sends more at once than the buffer holds to a
+// client that keeps reading: it is not a slow consumer.
+func TestBurstWithinBuffer(t *testing.T) {
+	e := newEnv(t, backends()[0], Config{BufferSize: 2})
+	e.convo("c1", alice, bob)
+	s := e.subscribe(Request{Identity: who(bob), ConvoID: "c1"})
+	<-s.Live()
+	for i := 1; i <= 30; i++ {
+		e.send("c1", fmt.Sprintf("m%03d", i))
+	}
+	got, last := messages(t, s, 30)
+	if want := msgIDs("c1/m", 1, 30); !slices.Equal(got, want) {
+		t.Errorf("got %v", got)
+	}
+	if p, err := decodePosition(last); err != nil || len(p.Convos) != 0 || p.Floor == 0 {
+		t.Errorf("a single-conversation cursor should be a bare floor: %+v %v", p, err)
 	}
 }
 

@@ -264,7 +264,7 @@ func (g *gatedWriter) Flush() {}
 // the stream ends.
 func TestSSESlowConsumer(t *testing.T) {
 	obs := &liveObserver{live: make(chan struct{}, 1)}
-	e := newEnv(t, backends()[0], Config{BufferSize: 2, Observer: obs})
+	e := newEnv(t, backends()[0], Config{BufferSize: 2, SlowAfter: time.Millisecond, Observer: obs})
 	srv, err := NewServer(ServerConfig{Hub: e.hub})
 	testenv.Must(t, err, "server")
 	e.convo("c1", alice, bob)

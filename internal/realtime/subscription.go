@@ -161,13 +161,14 @@ func (s *Subscription) pump(resume *position) error {
 	if err := s.start(resume); err != nil {
 		return err
 	}
-	var advance *time.Timer
-	var advanceC <-chan time.Time
-	defer func() {
-		if advance != nil {
-			advance.Stop()
-		}
-	}()
+	// A stream over several conversations re-reads now and then to raise
+	// its floor, so its cursors shrink back to a number.
+	var advance <-chan time.Time
+	if s.single == "" {
+		t := time.NewTicker(s.h.cfg.AdvanceEvery)
+		defer t.Stop()
+		advance = t.C
+	}
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -176,22 +177,13 @@ func (s *Subscription) pump(resume *position) error {
 			if err := s.readWoken(); err != nil {
 				return err
 			}
-		case <-advanceC:
-			advanceC = nil
-		}
-		if err := s.advance(false); err != nil {
-			return err
-		}
-		// Exceptions above the floor wait for the store to settle; check
-		// again then, so an idle stream's cursor shrinks back to a number.
-		if len(s.pos.Convos) > 0 && advanceC == nil {
-			d := s.h.cfg.Settle + s.h.cfg.SampleEvery
-			if advance == nil {
-				advance = time.NewTimer(d)
-			} else {
-				advance.Reset(d)
+		case <-advance:
+			if len(s.pos.Convos) == 0 {
+				continue
 			}
-			advanceC = advance.C
+			if err := s.advance(false); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -269,7 +261,7 @@ func (s *Subscription) advance(replay bool) error {
 		after = evs[len(evs)-1].Cursor
 		list = s.list()
 	}
-	if ok {
+	if ok && s.single == "" {
 		s.pos.raise(target)
 	}
 	return nil
@@ -331,14 +323,14 @@ func (s *Subscription) deliver(evs []store.Event, block bool) error {
 		switch ev.Kind {
 		case store.EventMessage, store.EventCommit:
 			m, ok := msgs[msgKey{ev.ConvoID, ev.MessageID}]
-			s.pos.mark(ev.ConvoID, ev.Cursor)
+			s.delivered(ev.ConvoID, ev.Cursor)
 			if !ok {
 				continue // purged since; getMessages reports the gap
 			}
 			out = Event{Type: EventMessage, ConvoID: ev.ConvoID, Message: &m}
 		case store.EventMembership:
 			err := s.h.member(s.ctx, ev.ConvoID, s.id)
-			s.pos.mark(ev.ConvoID, ev.Cursor)
+			s.delivered(ev.ConvoID, ev.Cursor)
 			if err == nil {
 				// Someone else's change: the event row does not say whose,
 				// and the commit that made it arrives as a message.
@@ -350,7 +342,7 @@ func (s *Subscription) deliver(evs []store.Event, block bool) error {
 			s.drop(ev.ConvoID)
 			out = Event{Type: EventRemoved, ConvoID: ev.ConvoID, Epoch: ev.Epoch, DID: s.id.DID}
 		default:
-			s.pos.mark(ev.ConvoID, ev.Cursor)
+			s.delivered(ev.ConvoID, ev.Cursor)
 			continue
 		}
 		out.Cursor = s.pos.encode()
@@ -368,6 +360,17 @@ func (s *Subscription) deliver(evs []store.Event, block bool) error {
 		}
 	}
 	return nil
+}
+
+// delivered records that the event at cursor in convoID is done with. A
+// single-conversation stream's position is exact within the
+// conversation, so its floor follows it and its cursor stays a number.
+func (s *Subscription) delivered(convoID string, cursor int64) {
+	if s.single != "" {
+		s.pos.raise(cursor)
+		return
+	}
+	s.pos.mark(convoID, cursor)
 }
 
 // drop stops following convoID at once.
@@ -410,20 +413,25 @@ func (s *Subscription) messages(evs []store.Event) (map[msgKey]store.Message, er
 }
 
 // send queues ev for the client. It reports false if the context ended,
-// or, when not blocking, if the buffer is full.
+// or, when not blocking, if the buffer stayed full for SlowAfter.
 func (s *Subscription) send(ev Event, block bool) bool {
-	if block {
-		select {
-		case s.out <- ev:
-			return true
-		case <-s.ctx.Done():
-			return false
-		}
-	}
 	select {
 	case s.out <- ev:
 		return true
 	default:
+	}
+	var slow <-chan time.Time
+	if !block {
+		t := time.NewTimer(s.h.cfg.SlowAfter)
+		defer t.Stop()
+		slow = t.C
+	}
+	select {
+	case s.out <- ev:
+		return true
+	case <-s.ctx.Done():
+		return false
+	case <-slow:
 		return false
 	}
 }
