@@ -67,6 +67,18 @@ func (p *position) raise(floor int64) {
 	}
 }
 
+// lower moves the floor down to floor, pinning each of convos at the
+// position it had, so only conversations outside convos gain events.
+func (p *position) lower(floor int64, convos []string) {
+	if floor >= p.Floor {
+		return
+	}
+	for _, c := range convos {
+		p.mark(c, p.after(c))
+	}
+	p.Floor = floor
+}
+
 // cursorVersion prefixes every encoded cursor so the format can change.
 const cursorVersion = "1"
 

@@ -40,6 +40,16 @@ func TestCursorRaise(t *testing.T) {
 	}
 }
 
+// TestCursorLower pins the other conversations when the floor drops.
+func TestCursorLower(t *testing.T) {
+	p := position{Floor: 10}
+	p.mark("a", 12)
+	p.lower(5, []string{"a", "b"})
+	if p.after("a") != 12 || p.after("b") != 10 || p.after("new") != 5 {
+		t.Errorf("after lower: %+v", p)
+	}
+}
+
 func TestCursorInvalid(t *testing.T) {
 	for _, s := range []string{"!", "MQ", "Mi4x", "MS4tMQ", "MS4xJmE9MA", "MS4xJj0y", "MS4xJmE9eA"} {
 		if _, err := decodePosition(s); !errors.Is(err, ErrInvalidCursor) {

@@ -85,15 +85,20 @@ type Hub struct {
 	cfg        Config
 	stopListen func()
 
-	mu     sync.RWMutex
-	subs   map[string]map[*Subscription]struct{}
-	all    map[*Subscription]struct{}
+	mu   sync.RWMutex
+	subs map[string]map[*Subscription]struct{}
+	all  map[*Subscription]struct{}
+	// wide holds the streams over all of a user's conversations, by user
+	// DID, for adding conversations the user joins.
+	wide   map[string]map[*Subscription]struct{}
 	perDID map[string]int
 	total  int
 	closed bool
 
 	smu     sync.Mutex
 	samples []sample
+
+	joins *joinWatch
 }
 
 // sample is the store's latest cursor as seen at a time.
@@ -144,8 +149,16 @@ func New(cfg Config) (*Hub, error) {
 		cfg:    cfg,
 		subs:   make(map[string]map[*Subscription]struct{}),
 		all:    make(map[*Subscription]struct{}),
+		wide:   make(map[string]map[*Subscription]struct{}),
 		perDID: make(map[string]int),
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	hz, err := cfg.Store.EventHorizon(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read event horizon: %w", err)
+	}
+	h.joins = newJoinWatch(h, hz.Latest)
 	h.stopListen = cfg.Notifier.Listen(h.wake)
 	return h, nil
 }
@@ -159,15 +172,17 @@ func (h *Hub) Notify(convoID string) {
 // wake marks convoID for every subscription following it.
 func (h *Hub) wake(convoID string) {
 	h.mu.RLock()
-	defer h.mu.RUnlock()
 	for s := range h.subs[convoID] {
 		s.mark(convoID)
 	}
+	h.mu.RUnlock()
+	h.joins.mark(convoID)
 }
 
 // Close stops listening and ends every subscription with ErrHubClosed.
 func (h *Hub) Close() error {
 	h.stopListen()
+	h.joins.stop()
 	h.mu.Lock()
 	h.closed = true
 	all := make([]*Subscription, 0, len(h.all))
@@ -226,11 +241,6 @@ func (h *Hub) Subscribe(ctx context.Context, req Request) (*Subscription, error)
 		}
 		resume = &p
 	}
-	convos, err := h.convosFor(ctx, req.Identity, req.ConvoID)
-	if err != nil {
-		return nil, err
-	}
-
 	sctx, cancel := context.WithCancel(ctx)
 	s := &Subscription{
 		h:         h,
@@ -244,10 +254,8 @@ func (h *Hub) Subscribe(ctx context.Context, req Request) (*Subscription, error)
 		done:      make(chan struct{}),
 		live:      make(chan struct{}),
 		dirty:     make(map[string]struct{}),
-		convos:    make(map[string]struct{}, len(convos)),
-	}
-	for _, c := range convos {
-		s.convos[c] = struct{}{}
+		joined:    make(map[string]int64),
+		convos:    make(map[string]struct{}),
 	}
 
 	h.mu.Lock()
@@ -265,14 +273,31 @@ func (h *Hub) Subscribe(ctx context.Context, req Request) (*Subscription, error)
 	h.perDID[req.Identity.DID]++
 	h.total++
 	h.all[s] = struct{}{}
-	for c := range s.convos {
-		set := h.subs[c]
+	if s.single == "" {
+		// Before listing the conversations, so a join in between is seen
+		// by one or the other.
+		set := h.wide[s.id.DID]
 		if set == nil {
 			set = make(map[*Subscription]struct{})
-			h.subs[c] = set
+			h.wide[s.id.DID] = set
 		}
 		set[s] = struct{}{}
 	}
+	h.mu.Unlock()
+
+	convos, err := h.convosFor(ctx, req.Identity, req.ConvoID)
+	if err != nil {
+		h.release(s, false)
+		cancel()
+		return nil, err
+	}
+	h.mu.Lock()
+	s.mu.Lock()
+	for _, c := range convos {
+		s.convos[c] = struct{}{}
+		h.registerLocked(s, c)
+	}
+	s.mu.Unlock()
 	h.mu.Unlock()
 	h.cfg.Observer.ConnOpened(req.Transport)
 
@@ -280,11 +305,27 @@ func (h *Hub) Subscribe(ctx context.Context, req Request) (*Subscription, error)
 	return s, nil
 }
 
-// release undoes Subscribe's registration.
-func (h *Hub) release(s *Subscription) {
+func (h *Hub) registerLocked(s *Subscription, convoID string) {
+	set := h.subs[convoID]
+	if set == nil {
+		set = make(map[*Subscription]struct{})
+		h.subs[convoID] = set
+	}
+	set[s] = struct{}{}
+}
+
+// release undoes Subscribe's registration; opened says whether the
+// Observer was told of the stream.
+func (h *Hub) release(s *Subscription, opened bool) {
 	h.mu.Lock()
-	for c := range s.registered() {
+	for _, c := range s.registered() {
 		h.unregisterLocked(s, c)
+	}
+	if set := h.wide[s.id.DID]; set != nil {
+		delete(set, s)
+		if len(set) == 0 {
+			delete(h.wide, s.id.DID)
+		}
 	}
 	if h.perDID[s.id.DID]--; h.perDID[s.id.DID] <= 0 {
 		delete(h.perDID, s.id.DID)
@@ -292,7 +333,9 @@ func (h *Hub) release(s *Subscription) {
 	h.total--
 	delete(h.all, s)
 	h.mu.Unlock()
-	h.cfg.Observer.ConnClosed(s.transport)
+	if opened {
+		h.cfg.Observer.ConnClosed(s.transport)
+	}
 }
 
 func (h *Hub) unregister(s *Subscription, convoID string) {

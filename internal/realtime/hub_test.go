@@ -249,6 +249,39 @@ func TestMembershipRemoval(t *testing.T) {
 	}
 }
 
+// TestJoinWhileSubscribed adds the subscriber to conversations while its
+// all-conversations stream is open: the stream picks them up from the
+// join on, and keeps its other conversations.
+func TestJoinWhileSubscribed(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			e := newEnv(t, b, Config{})
+			e.convo("c1", alice, carol)
+			e.convo("c2", alice, bob)
+			e.send("c2", "before-join")
+			s := e.subscribe(Request{Identity: who(carol)})
+			<-s.Live()
+			e.convo("c3", alice, carol) // created with carol in it
+			e.send("c3", "x1")
+			_, err := e.st.AddMembers(context.Background(), "c2", []store.NewMember{{MemberDID: carol, UserDID: carol}}, nil)
+			testenv.Must(t, err, "add carol")
+			e.hub.Notify("c2")
+			e.send("c2", "y1")
+			e.send("c1", "z1")
+			got, _ := messages(t, s, 3)
+			slices.Sort(got)
+			if want := []string{"c1/z1", "c2/y1", "c3/x1"}; !slices.Equal(got, want) {
+				t.Errorf("got %v, want %v", got, want)
+			}
+			select {
+			case ev := <-s.Events():
+				t.Errorf("extra event %+v", ev)
+			default:
+			}
+		})
+	}
+}
+
 // TestCaps refuses subscriptions over the per-DID and global caps.
 func TestCaps(t *testing.T) {
 	b := backends()[0]

@@ -67,8 +67,11 @@ type Subscription struct {
 	done      chan struct{}
 	live      chan struct{}
 
-	mu        sync.Mutex
-	dirty     map[string]struct{}
+	mu    sync.Mutex
+	dirty map[string]struct{}
+	// joined holds conversations the user joined while subscribed, with
+	// the cursor after which to read them.
+	joined    map[string]int64
 	err       error
 	stopCause error
 	// convos is read by release under mu after the pump has ended, and
@@ -126,10 +129,31 @@ func (s *Subscription) mark(convoID string) {
 	}
 }
 
-func (s *Subscription) registered() map[string]struct{} {
+// registered returns the conversations the hub may have s registered
+// for: those followed and those joined but not yet followed.
+func (s *Subscription) registered() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.convos
+	out := s.listLocked()
+	for c := range s.joined {
+		out = append(out, c)
+	}
+	return out
+}
+
+// join asks the pump to follow convoID from after the cursor after.
+// Called with the hub's lock held.
+func (s *Subscription) join(convoID string, after int64) {
+	s.mu.Lock()
+	if prev, ok := s.joined[convoID]; !ok || after < prev {
+		s.joined[convoID] = after
+	}
+	s.dirty[convoID] = struct{}{}
+	s.mu.Unlock()
+	select {
+	case s.wakeCh <- struct{}{}:
+	default:
+	}
 }
 
 // run is the subscription's pump: replay, then live.
@@ -146,7 +170,7 @@ func (s *Subscription) run(resume *position) {
 	if errors.Is(err, ErrSlowConsumer) {
 		s.h.cfg.Observer.SlowConsumerDropped(s.transport)
 	}
-	s.h.release(s)
+	s.h.release(s, true)
 	select {
 	case <-s.live:
 	default:
@@ -274,6 +298,18 @@ func (s *Subscription) readWoken() error {
 	s.mu.Lock()
 	dirty := s.dirty
 	s.dirty = make(map[string]struct{})
+	joined := s.joined
+	s.joined = make(map[string]int64)
+	for c, after := range joined {
+		if _, ok := s.convos[c]; ok {
+			continue
+		}
+		s.convos[c] = struct{}{}
+		// Events of c from after on are new to this stream, and may lie
+		// below the floor: lower it, pinning the other conversations
+		// where they were.
+		s.pos.lower(after, s.listLocked())
+	}
 	s.mu.Unlock()
 	for c := range dirty {
 		for {
@@ -297,6 +333,12 @@ func (s *Subscription) readWoken() error {
 
 // list returns the followed conversations.
 func (s *Subscription) list() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.listLocked()
+}
+
+func (s *Subscription) listLocked() []string {
 	out := make([]string, 0, len(s.convos))
 	for c := range s.convos {
 		out = append(out, c)
