@@ -3,7 +3,10 @@ package realtime
 import (
 	"encoding/base64"
 	"encoding/json"
+	"strings"
 	"time"
+
+	"github.com/fxamacker/cbor/v2"
 
 	"github.com/cairn-chat/cairn-caddy/internal/store"
 )
@@ -38,13 +41,13 @@ func (b lexBytes) MarshalJSON() ([]byte, error) {
 }
 
 type messageEvent struct {
-	Type    string      `json:"$type"`
+	Type    string      `json:"$type" cbor:"-"`
 	Cursor  string      `json:"cursor"`
 	Message messageView `json:"message"`
 }
 
 type membershipChangeEvent struct {
-	Type    string `json:"$type"`
+	Type    string `json:"$type" cbor:"-"`
 	Cursor  string `json:"cursor"`
 	ConvoID string `json:"convoId"`
 	DID     string `json:"did"`
@@ -53,9 +56,50 @@ type membershipChangeEvent struct {
 }
 
 type infoEvent struct {
-	Type   string `json:"$type"`
+	Type   string `json:"$type" cbor:"-"`
 	Cursor string `json:"cursor"`
 	Info   string `json:"info"`
+}
+
+// dagCBOR encodes with DAG-CBOR's map key order (length first, then
+// bytewise).
+var dagCBOR = func() cbor.EncMode {
+	em, err := cbor.EncOptions{Sort: cbor.SortCanonical}.EncMode()
+	if err != nil {
+		panic(err)
+	}
+	return em
+}()
+
+// frameHeader is the header of an atproto event-stream frame.
+type frameHeader struct {
+	Op int64  `cbor:"op"`
+	T  string `cbor:"t,omitempty"`
+}
+
+// firehoseFrame returns ev as an atproto event-stream frame for
+// subscribeConvoEvents: a DAG-CBOR header {op: 1, t: "#<event>"} followed
+// by the DAG-CBOR body (bytes as byte strings, no $type).
+func firehoseFrame(ev Event) ([]byte, error) {
+	body := ev.lexicon(NSIDSubscribe)
+	var t string
+	switch b := body.(type) {
+	case messageEvent:
+		t = b.Type
+	case membershipChangeEvent:
+		t = b.Type
+	case infoEvent:
+		t = b.Type
+	}
+	head, err := dagCBOR.Marshal(frameHeader{Op: 1, T: strings.TrimPrefix(t, NSIDSubscribe)})
+	if err != nil {
+		return nil, err
+	}
+	data, err := dagCBOR.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	return append(head, data...), nil
 }
 
 // lexicon returns ev as the lexicon union member of the method nsid,

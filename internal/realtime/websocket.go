@@ -92,9 +92,10 @@ func (s *Server) serveTicket(w http.ResponseWriter, r *http.Request) error {
 // ServeSubscribe serves blue.catbird.mls.subscribeConvoEvents over
 // WebSocket. The client authenticates with a ticket from
 // getSubscriptionTicket in the "ticket" query parameter, never with a
-// long-lived token; the ticket works once. Each event is a text frame
-// holding the lexicon union member, tagged with its $type. The server
-// pings every Ping and closes a peer that does not answer.
+// long-lived token; the ticket works once. Each event is one binary
+// message in the atproto event-stream framing the lexicon names: a
+// DAG-CBOR header {op: 1, t: "#messageEvent"} then the DAG-CBOR body. The
+// server pings every Ping and closes a peer that does not answer.
 //
 // Origins are not checked: the ticket is not an ambient credential, so a
 // cross-site page cannot use a victim's session to open a stream.
@@ -117,13 +118,13 @@ func (s *Server) ServeSubscribe(w http.ResponseWriter, r *http.Request) {
 	defer ping.Stop()
 	last := r.URL.Query().Get("cursor")
 	write := func(ev Event) error {
-		data, err := json.Marshal(ev.lexicon(NSIDSubscribe))
+		data, err := firehoseFrame(ev)
 		if err != nil {
 			return err
 		}
 		wctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 		defer cancel()
-		return conn.Write(wctx, websocket.MessageText, data)
+		return conn.Write(wctx, websocket.MessageBinary, data)
 	}
 	for {
 		select {

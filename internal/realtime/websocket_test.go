@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/fxamacker/cbor/v2"
 
 	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
@@ -53,17 +54,22 @@ func dial(t *testing.T, ts *httptest.Server, q string, opts *websocket.DialOptio
 }
 
 type wsEvent struct {
-	Type    string `json:"$type"`
-	Cursor  string `json:"cursor"`
-	ConvoID string `json:"convoId"`
-	DID     string `json:"did"`
-	Action  string `json:"action"`
-	Info    string `json:"info"`
+	Type    string
+	Cursor  string `cbor:"cursor"`
+	ConvoID string `cbor:"convoId"`
+	DID     string `cbor:"did"`
+	Action  string `cbor:"action"`
+	Epoch   int64  `cbor:"epoch"`
+	Info    string `cbor:"info"`
 	Message *struct {
-		ID string `json:"id"`
-	} `json:"message"`
+		ID         string `cbor:"id"`
+		ConvoID    string `cbor:"convoId"`
+		Ciphertext []byte `cbor:"ciphertext"`
+		Seq        int64  `cbor:"seq"`
+	} `cbor:"message"`
 }
 
+// readWS reads one event-stream frame: a header, then the body.
 func readWS(t *testing.T, c *websocket.Conn) wsEvent {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), guard)
@@ -72,10 +78,22 @@ func readWS(t *testing.T, c *websocket.Conn) wsEvent {
 	if err != nil {
 		t.Fatalf("read: %v", err)
 	}
-	var ev wsEvent
-	if typ != websocket.MessageText || json.Unmarshal(data, &ev) != nil {
-		t.Fatalf("frame %v %q", typ, data)
+	if typ != websocket.MessageBinary {
+		t.Fatalf("frame type %v", typ)
 	}
+	dec := cbor.NewDecoder(bytes.NewReader(data))
+	var head struct {
+		Op int64  `cbor:"op"`
+		T  string `cbor:"t"`
+	}
+	var ev wsEvent
+	if err := dec.Decode(&head); err != nil || head.Op != 1 {
+		t.Fatalf("header %+v: %v", head, err)
+	}
+	if err := dec.Decode(&ev); err != nil {
+		t.Fatalf("body: %v", err)
+	}
+	ev.Type = NSIDSubscribe + head.T
 	return ev
 }
 
@@ -107,6 +125,9 @@ func TestWebSocketStream(t *testing.T) {
 				ev := readWS(t, c)
 				if ev.Type != NSIDSubscribe+"#messageEvent" {
 					t.Fatalf("event %+v", ev)
+				}
+				if string(ev.Message.Ciphertext) != "ct-"+ev.Message.ID || ev.Message.ConvoID != "c1" {
+					t.Fatalf("message %+v", ev.Message)
 				}
 				ids = append(ids, ev.Message.ID)
 				cursor = ev.Cursor
