@@ -13,6 +13,13 @@ import (
 // per-conversation position, and on a membership event offers the
 // conversation to the streams of its active members that do not follow it
 // yet, from just before that event.
+//
+// Membership is read when the event is scanned, not as of the event: when
+// wake-ups coalesce, a member who joined at a later event of the same scan
+// is offered the conversation from the earlier one, and receives a few
+// events from before the join. That discloses nothing getMessages would
+// not (members may read the retained history); the reverse choice could
+// lose events.
 type joinWatch struct {
 	h      *Hub
 	ctx    context.Context

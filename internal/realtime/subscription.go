@@ -304,11 +304,11 @@ func (s *Subscription) readWoken() error {
 		if _, ok := s.convos[c]; ok {
 			continue
 		}
-		s.convos[c] = struct{}{}
 		// Events of c from after on are new to this stream, and may lie
-		// below the floor: lower it, pinning the other conversations
-		// where they were.
+		// below the floor: lower it, pinning the conversations already
+		// followed where they were.
 		s.pos.lower(after, s.listLocked())
+		s.convos[c] = struct{}{}
 	}
 	s.mu.Unlock()
 	for c := range dirty {
