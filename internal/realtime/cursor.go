@@ -39,11 +39,6 @@ func (p *position) after(convoID string) int64 {
 	return p.Floor
 }
 
-// seen reports whether the event at cursor in convoID was delivered.
-func (p *position) seen(convoID string, cursor int64) bool {
-	return cursor <= p.after(convoID)
-}
-
 // mark records the delivery of the event at cursor in convoID.
 func (p *position) mark(convoID string, cursor int64) {
 	if p.Convos == nil {

@@ -31,8 +31,8 @@ func TestCursorRaise(t *testing.T) {
 	p := position{Floor: 10}
 	p.mark("a", 12)
 	p.mark("b", 20)
-	if !p.seen("a", 11) || p.seen("a", 13) || !p.seen("c", 10) || p.seen("c", 11) {
-		t.Fatalf("seen wrong for %+v", p)
+	if p.after("a") != 12 || p.after("c") != 10 {
+		t.Fatalf("after wrong for %+v", p)
 	}
 	p.raise(15)
 	if _, ok := p.Convos["a"]; ok || p.after("b") != 20 || p.after("a") != 15 {

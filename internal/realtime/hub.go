@@ -68,8 +68,11 @@ type Config struct {
 	// certainly visible. Zero means the store's cursor order is its commit
 	// order (SQLite). On PostgreSQL cursors are drawn before commit, so set
 	// it above the longest write transaction (30 s is generous). It only
-	// decides how far a resume cursor's floor may advance; live delivery
-	// within a conversation never depends on it.
+	// decides how far the floor of a resume cursor over several
+	// conversations may advance: an event committed more than Settle after
+	// its cursor was drawn can be missed by a stream that resumes from a
+	// cursor handed out meanwhile. Delivery within one connection, and
+	// single-conversation cursors, never depend on it.
 	Settle time.Duration
 	// SampleEvery is how often the hub reads the store's event horizon to
 	// advance floors. Default 1 s.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -79,7 +80,16 @@ type Subscription struct {
 	convos map[string]struct{}
 
 	// pump-owned
-	pos      position
+	// pos is what the stream's cursors say. Its floor moves up to settled
+	// points so cursors stay short.
+	pos position
+	// base and sent are what the stream itself goes by: base is the
+	// position it started from (lowered by joins), sent the highest cursor
+	// delivered per conversation. Neither is ever raised to a settled
+	// point, so within a connection a late commit is never skipped,
+	// whatever Settle says.
+	base     position
+	sent     map[string]int64
 	replayed int
 }
 
@@ -249,6 +259,8 @@ func (s *Subscription) start(resume *position) error {
 			}
 		}
 	}
+	s.base = position{Floor: s.pos.Floor, Convos: maps.Clone(s.pos.Convos)}
+	s.sent = make(map[string]int64)
 	if err := s.advance(true); err != nil {
 		return err
 	}
@@ -308,6 +320,7 @@ func (s *Subscription) readWoken() error {
 		// below the floor: lower it, pinning the conversations already
 		// followed where they were.
 		s.pos.lower(after, s.listLocked())
+		s.base.lower(after, s.listLocked())
 		s.convos[c] = struct{}{}
 	}
 	s.mu.Unlock()
@@ -316,7 +329,7 @@ func (s *Subscription) readWoken() error {
 			if _, ok := s.convos[c]; !ok {
 				break
 			}
-			evs, err := s.h.cfg.Store.EventsAfter(s.ctx, []string{c}, s.pos.after(c), s.h.cfg.PageSize)
+			evs, err := s.h.cfg.Store.EventsAfter(s.ctx, []string{c}, s.after(c), s.h.cfg.PageSize)
 			if err != nil {
 				return fmt.Errorf("read events: %w", err)
 			}
@@ -358,7 +371,7 @@ func (s *Subscription) deliver(evs []store.Event, block bool) error {
 		return err
 	}
 	for _, ev := range evs {
-		if _, ok := s.convos[ev.ConvoID]; !ok || s.pos.seen(ev.ConvoID, ev.Cursor) {
+		if _, ok := s.convos[ev.ConvoID]; !ok || ev.Cursor <= s.after(ev.ConvoID) {
 			continue
 		}
 		var out Event
@@ -408,11 +421,20 @@ func (s *Subscription) deliver(evs []store.Event, block bool) error {
 // single-conversation stream's position is exact within the
 // conversation, so its floor follows it and its cursor stays a number.
 func (s *Subscription) delivered(convoID string, cursor int64) {
+	if cursor > s.sent[convoID] {
+		s.sent[convoID] = cursor
+	}
 	if s.single != "" {
 		s.pos.raise(cursor)
 		return
 	}
 	s.pos.mark(convoID, cursor)
+}
+
+// after returns the cursor after which events of convoID are new to this
+// connection.
+func (s *Subscription) after(convoID string) int64 {
+	return max(s.base.after(convoID), s.sent[convoID])
 }
 
 // drop stops following convoID at once.
@@ -421,6 +443,8 @@ func (s *Subscription) drop(convoID string) {
 	delete(s.convos, convoID)
 	s.mu.Unlock()
 	delete(s.pos.Convos, convoID)
+	delete(s.base.Convos, convoID)
+	delete(s.sent, convoID)
 	s.h.unregister(s, convoID)
 }
 
@@ -431,7 +455,7 @@ type msgKey struct{ convo, id string }
 func (s *Subscription) messages(evs []store.Event) (map[msgKey]store.Message, error) {
 	ids := make(map[string][]string)
 	for _, ev := range evs {
-		if ev.MessageID == "" || s.pos.seen(ev.ConvoID, ev.Cursor) {
+		if ev.MessageID == "" || ev.Cursor <= s.after(ev.ConvoID) {
 			continue
 		}
 		if ev.Kind == store.EventMessage || ev.Kind == store.EventCommit {
