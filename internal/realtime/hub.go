@@ -169,12 +169,26 @@ func New(cfg Config) (*Hub, error) {
 // Notify announces that convoID has new committed events. Pass it as
 // delivery.Config.OnChange. It does not block on subscribers.
 func (h *Hub) Notify(convoID string) {
+	if convoID == "" {
+		return
+	}
 	_ = h.cfg.Notifier.Publish(context.Background(), convoID)
 }
 
 // wake marks convoID for every subscription following it.
 func (h *Hub) wake(convoID string) {
 	h.mu.RLock()
+	if convoID == "" {
+		// Announcements may have been lost: wake everything.
+		for c, set := range h.subs {
+			for s := range set {
+				s.mark(c)
+			}
+			h.joins.mark(c)
+		}
+		h.mu.RUnlock()
+		return
+	}
 	for s := range h.subs[convoID] {
 		s.mark(convoID)
 	}

@@ -19,7 +19,9 @@ type Notifier interface {
 	// block for long: it is called on the write path, after the commit.
 	Publish(ctx context.Context, convoID string) error
 	// Listen calls fn with every announced conversation id until stop is
-	// called. fn must not block.
+	// called. fn must not block. A notifier that may have lost
+	// announcements (a dropped connection) calls fn with the empty id once
+	// it is back: every subscription then re-reads all its conversations.
 	Listen(fn func(convoID string)) (stop func())
 }
 
