@@ -402,3 +402,40 @@ func (o *countObserver) EventsDelivered(tr string, n int) { o.add("events:"+tr, 
 func (o *countObserver) SlowConsumerDropped(string)       { o.add("slow", 1) }
 func (o *countObserver) Replayed(tr string, n int)        { o.add("replayed:"+tr, n) }
 func (o *countObserver) Refused(string)                   { o.add("refused", 1) }
+
+// TestWakeAll: a notifier that lost announcements calls listeners with
+// the empty id, and every subscription re-reads its conversations.
+func TestWakeAll(t *testing.T) {
+	n := NewLocalNotifier()
+	e := newEnv(t, backends()[0], Config{Notifier: n})
+	e.convo("c1", alice, bob)
+	s := e.subscribe(Request{Identity: who(bob)})
+	<-s.Live()
+	_, err := e.st.AppendMessage(context.Background(), store.NewMessage{ConvoID: "c1", MsgID: "unannounced", Ciphertext: []byte("x"), PaddedSize: 512})
+	testenv.Must(t, err, "append")
+	testenv.Must(t, n.Publish(context.Background(), ""), "wake all")
+	if got, _ := messages(t, s, 1); got[0] != "c1/unannounced" {
+		t.Errorf("got %v", got)
+	}
+}
+
+// TestObserverCounts checks the metrics hooks over a real SSE stream.
+func TestObserverCounts(t *testing.T) {
+	obs := &countObserver{}
+	e := newEnv(t, backends()[0], Config{Observer: obs})
+	ts := e.serve(ServerConfig{})
+	e.convo("c1", alice, bob)
+	e.send("c1", "m001")
+	e.send("c1", "m002")
+	resp, s := openSSE(t, ts, bob, "cursor="+start, nil)
+	s.messageIDs(t, 2)
+	e.send("c1", "m003")
+	s.messageIDs(t, 1)
+	if obs.get("open:sse") != 1 || obs.get("replayed:sse") != 2 || obs.get("events:sse") != 3 {
+		t.Errorf("counts %v", obs.n)
+	}
+	resp.Body.Close()
+	for obs.get("open:sse") != 0 {
+		time.Sleep(time.Millisecond) // polls for the close; asserts no timing
+	}
+}
