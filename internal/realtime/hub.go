@@ -289,7 +289,6 @@ func (h *Hub) Subscribe(ctx context.Context, req Request) (*Subscription, error)
 	}
 	h.perDID[req.Identity.DID]++
 	h.total++
-	h.all[s] = struct{}{}
 	if s.single == "" {
 		// Before listing the conversations, so a join in between is seen
 		// by one or the other.
@@ -309,12 +308,19 @@ func (h *Hub) Subscribe(ctx context.Context, req Request) (*Subscription, error)
 		return nil, err
 	}
 	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		h.release(s, false)
+		cancel()
+		return nil, ErrHubClosed
+	}
 	s.mu.Lock()
 	for _, c := range convos {
 		s.convos[c] = struct{}{}
 		h.registerLocked(s, c)
 	}
 	s.mu.Unlock()
+	h.all[s] = struct{}{}
 	h.mu.Unlock()
 	h.cfg.Observer.ConnOpened(req.Transport)
 
