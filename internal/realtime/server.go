@@ -96,7 +96,9 @@ func subscribeError(err error) error {
 	case errors.Is(err, store.ErrNotMember):
 		return e(http.StatusForbidden, "NotMember", "caller is not a member of the conversation")
 	case errors.Is(err, ErrTooManyConnections):
-		return e(http.StatusTooManyRequests, "RateLimitExceeded", "too many open event streams; close one and retry")
+		x := e(http.StatusTooManyRequests, "RateLimitExceeded", "too many open event streams; close one and retry")
+		x.Header = http.Header{"Retry-After": {"5"}}
+		return x
 	case errors.Is(err, ErrHubClosed):
 		return e(http.StatusServiceUnavailable, "ServiceUnavailable", "server is shutting down")
 	}

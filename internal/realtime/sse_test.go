@@ -235,6 +235,9 @@ func TestSSERefusals(t *testing.T) {
 			if resp.StatusCode != c.status || body.Error != c.errName {
 				t.Errorf("got %d %+v, want %d %s", resp.StatusCode, body, c.status, c.errName)
 			}
+			if c.status == 429 && resp.Header.Get("Retry-After") == "" {
+				t.Error("429 without Retry-After")
+			}
 		})
 	}
 	resp, err := http.Post(ts.URL+"/xrpc/"+NSIDStream, "application/json", nil)
