@@ -32,19 +32,23 @@ var (
 )
 
 // ReplayStore remembers redeemed ticket ids until they expire, so a ticket
-// works once. Nodes behind one load balancer must share it (Redis); the
-// memory store serves a single node.
+// works once. It has the shape of atpauth.ReplayStore, so the Redis store
+// that nodes behind one load balancer share for service-auth tokens serves
+// here too (ticket keys are prefixed "ticket:"); the memory store serves a
+// single node.
 type ReplayStore interface {
-	// Claim records jti until expires. It reports false if jti was already
-	// recorded and has not expired.
-	Claim(ctx context.Context, jti string, expires time.Time) (bool, error)
+	// Remember records key as used until the time until, and reports
+	// whether it was fresh (not already recorded and unexpired). Of two
+	// concurrent calls with one key, exactly one reports fresh.
+	Remember(ctx context.Context, key string, until time.Time) (fresh bool, err error)
 }
 
 // MemoryReplayStore is an in-process ReplayStore.
 type MemoryReplayStore struct {
-	now func() time.Time
-	mu  sync.Mutex
-	ids map[string]time.Time
+	now  func() time.Time
+	mu   sync.Mutex
+	ids  map[string]time.Time
+	next int
 }
 
 // NewMemoryReplayStore returns an empty MemoryReplayStore using clock now
@@ -53,26 +57,28 @@ func NewMemoryReplayStore(now func() time.Time) *MemoryReplayStore {
 	if now == nil {
 		now = time.Now
 	}
-	return &MemoryReplayStore{now: now, ids: make(map[string]time.Time)}
+	return &MemoryReplayStore{now: now, ids: make(map[string]time.Time), next: 1024}
 }
 
-// Claim implements ReplayStore. Expired ids are pruned as it goes, so the
-// set holds at most one ticket lifetime's worth.
-func (m *MemoryReplayStore) Claim(_ context.Context, jti string, expires time.Time) (bool, error) {
+// Remember implements ReplayStore. Expired keys are pruned whenever the
+// set has doubled since the last pruning, so it holds about one ticket
+// lifetime's worth at amortized constant cost.
+func (m *MemoryReplayStore) Remember(_ context.Context, key string, until time.Time) (bool, error) {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if exp, ok := m.ids[jti]; ok && now.Before(exp) {
+	if exp, ok := m.ids[key]; ok && now.Before(exp) {
 		return false, nil
 	}
-	if len(m.ids) >= 1024 {
-		for id, exp := range m.ids {
+	if len(m.ids) >= m.next {
+		for k, exp := range m.ids {
 			if !now.Before(exp) {
-				delete(m.ids, id)
+				delete(m.ids, k)
 			}
 		}
+		m.next = max(1024, 2*len(m.ids))
 	}
-	m.ids[jti] = expires
+	m.ids[key] = until
 	return true, nil
 }
 
@@ -191,7 +197,7 @@ func (t *Tickets) Redeem(ctx context.Context, ticket string) (Ticket, error) {
 	if !t.cfg.Now().Before(exp) {
 		return Ticket{}, ErrTicketExpired
 	}
-	fresh, err := t.cfg.Replay.Claim(ctx, c.Jti, exp)
+	fresh, err := t.cfg.Replay.Remember(ctx, "ticket:"+c.Jti, exp)
 	if err != nil {
 		return Ticket{}, fmt.Errorf("check ticket replay: %w", err)
 	}

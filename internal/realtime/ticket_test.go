@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-chat/cairn-caddy/internal/atpauth"
 	"github.com/cairn-chat/cairn-caddy/internal/caller"
 	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 )
@@ -70,14 +71,18 @@ func TestMemoryReplayStore(t *testing.T) {
 	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	m := NewMemoryReplayStore(clk.Now)
 	exp := clk.Now().Add(time.Minute)
-	if ok, _ := m.Claim(ctx, "a", exp); !ok {
+	if ok, _ := m.Remember(ctx, "a", exp); !ok {
 		t.Fatal("first claim refused")
 	}
-	if ok, _ := m.Claim(ctx, "a", exp); ok {
+	if ok, _ := m.Remember(ctx, "a", exp); ok {
 		t.Fatal("second claim accepted")
 	}
 	clk.Advance(time.Minute)
-	if ok, _ := m.Claim(ctx, "a", clk.Now().Add(time.Minute)); !ok {
+	if ok, _ := m.Remember(ctx, "a", clk.Now().Add(time.Minute)); !ok {
 		t.Fatal("claim after expiry refused")
 	}
 }
+
+// atpauth's stores fit ReplayStore: keep ReplayStore the shape of atpauth's, so
+// the shared Redis store plugs in.
+var _ ReplayStore = (*atpauth.RedisReplayStore)(nil)
