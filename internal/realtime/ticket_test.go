@@ -83,6 +83,23 @@ func TestMemoryReplayStore(t *testing.T) {
 	}
 }
 
-// atpauth's stores fit ReplayStore: keep ReplayStore the shape of atpauth's, so
-// the shared Redis store plugs in.
-var _ ReplayStore = (*atpauth.RedisReplayStore)(nil)
+// TestTicketsAcrossNodes redeems a ticket on one node and replays it on
+// another, both sharing atpauth's Redis replay store.
+func TestTicketsAcrossNodes(t *testing.T) {
+	ctx := context.Background()
+	client, prefix := testenv.Redis(t)
+	node := func() *Tickets {
+		tk, err := NewTickets(TicketConfig{Key: testKey, Replay: &atpauth.RedisReplayStore{Client: client, Prefix: prefix}})
+		testenv.Must(t, err, "tickets")
+		return tk
+	}
+	a, b := node(), node()
+	ticket, _, err := a.Issue(caller.Identity{DID: alice}, "")
+	testenv.Must(t, err, "issue")
+	if _, err := a.Redeem(ctx, ticket); err != nil {
+		t.Fatalf("redeem on A: %v", err)
+	}
+	if _, err := b.Redeem(ctx, ticket); !is(err, ErrTicketReplayed) {
+		t.Errorf("replay on B: %v, want ErrTicketReplayed", err)
+	}
+}
