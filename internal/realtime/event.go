@@ -13,11 +13,15 @@ import (
 
 // Method NSIDs served by this package.
 const (
-	NSIDStream       = "blue.catbird.mls.streamConvoEvents"
-	NSIDSubscribe    = "blue.catbird.mls.subscribeConvoEvents"
-	NSIDGetTicket    = "blue.catbird.mls.getSubscriptionTicket"
-	actionNoLongerIn = "removed"
+	NSIDStream    = "blue.catbird.mls.streamConvoEvents"
+	NSIDSubscribe = "blue.catbird.mls.subscribeConvoEvents"
+	NSIDGetTicket = "blue.catbird.mls.getSubscriptionTicket"
 )
+
+// actionNoLongerIn is the membershipChangeEvent action for a subscriber
+// who is no longer a member. The event row does not say whether they left
+// or were removed; "removed" covers both for the client.
+const actionNoLongerIn = "removed"
 
 // messageView is blue.catbird.mls.defs#messageView; like the store, it
 // has no sender.
