@@ -220,17 +220,26 @@ func (z *Zone) provision() error {
 // matches reports whether the zone's conditions (all kinds given) hold.
 func (z *Zone) matches(r *http.Request, nsid string, isXRPC bool) bool {
 	if len(z.MatchNSIDs) > 0 {
-		if !isXRPC || !slices.ContainsFunc(z.MatchNSIDs, func(p string) bool { return matchNSID(p, nsid) }) {
+		if !isXRPC || !matchesAny(z.MatchNSIDs, nsid, matchNSID) {
 			return false
 		}
 	}
-	if len(z.MatchPaths) > 0 && !slices.ContainsFunc(z.MatchPaths, func(p string) bool { return matchPath(p, r.URL.Path) }) {
+	if len(z.MatchPaths) > 0 && !matchesAny(z.MatchPaths, r.URL.Path, matchPath) {
 		return false
 	}
 	if len(z.MatchMethods) > 0 && !slices.Contains(z.MatchMethods, r.Method) {
 		return false
 	}
 	return true
+}
+
+func matchesAny(patterns []string, s string, match func(pattern, s string) bool) bool {
+	for _, p := range patterns {
+		if match(p, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func matchNSID(pattern, nsid string) bool {
@@ -282,22 +291,27 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 func (rl *RateLimit) applicableZones(r *http.Request, out []*Zone) []*Zone {
 	nsid, isXRPC := xrpc.NSIDFromPath(r.URL.Path)
 	var coveredIP, coveredDID bool
-	covered := func(key string) *bool {
-		if key == KeyIP {
-			return &coveredIP
-		}
-		return &coveredDID
-	}
 	for _, z := range rl.zones {
 		if !z.Otherwise && z.matches(r, nsid, isXRPC) {
 			out = append(out, z)
-			*covered(z.Key) = true
+			if z.Key == KeyIP {
+				coveredIP = true
+			} else {
+				coveredDID = true
+			}
 		}
 	}
 	for _, z := range rl.zones {
-		if c := covered(z.Key); z.Otherwise && !*c && z.matches(r, nsid, isXRPC) {
+		if !z.Otherwise {
+			continue
+		}
+		covered := &coveredDID
+		if z.Key == KeyIP {
+			covered = &coveredIP
+		}
+		if !*covered && z.matches(r, nsid, isXRPC) {
 			out = append(out, z)
-			*c = true
+			*covered = true
 		}
 	}
 	return out
