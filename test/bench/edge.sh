@@ -13,6 +13,11 @@
 # pipeline/headers is the overhead of cairn's code. Target: the pipeline
 # keeps at least 90% of plain throughput.
 #
+# Besides requests/s, it reports the server's CPU time per request (from
+# /proc), which other load on the machine does not distort the way it
+# distorts requests/s; the ratios of those are the throughput ratios of a
+# server that has its core to itself.
+#
 #   test/bench/edge.sh [duration] [connections]     (defaults: 10s 64)
 #
 # Needs wrk (Debian package `wrk`). Traffic stays on 127.0.0.1.
@@ -85,21 +90,42 @@ pid=$!
 for _ in $(seq 1 100); do curl -fs http://127.0.0.1:27080/ >/dev/null 2>&1 && break; sleep 0.1; done
 
 path=/xrpc/blue.catbird.mls.getConvos
-run() { "${client_pin[@]}" wrk -t1 -c"$conns" -d"$duration" --latency "http://127.0.0.1:$1$path" | tee "$work/wrk-$1" | awk '/Requests\/sec/ {print $2}'; }
+ticks=$(getconf CLK_TCK)
+cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; } # server user+system time, in ticks
+# run port: measures one site; prints requests/s and the server's CPU time
+# per request in µs. The CPU time does not depend on how much of the
+# machine the server got, so it compares sites even when other load, or
+# wrk itself, keeps the server from saturating its core.
+run() {
+	local c0 c1 out
+	c0=$(cpu)
+	out=$("${client_pin[@]}" wrk -t1 -c"$conns" -d"$duration" --latency "http://127.0.0.1:$1$path")
+	c1=$(cpu)
+	echo "$out" >"$work/wrk-$1"
+	awk -v c="$((c1 - c0))" -v t="$ticks" '
+		/Requests\/sec/ { rps = $2 }
+		/requests in/ { n = $1 }
+		END { printf "%s %.2f\n", rps, c * 1e6 / t / n }' <<<"$out"
+}
 # Warm up, then measure each site twice, interleaved, and keep the best.
 for port in 27080 27081 27082; do "${client_pin[@]}" wrk -t1 -c"$conns" -d2s "http://127.0.0.1:$port$path" >/dev/null; done
 p1=$(run 27080); f1=$(run 27081); h1=$(run 27082)
 p2=$(run 27080); f2=$(run 27081); h2=$(run 27082)
-best() { printf '%s\n%s\n' "$1" "$2" | sort -g | tail -1; }
+best() { printf '%s\n%s\n' "${1% *}" "${2% *}" | sort -g | tail -1; }  # highest req/s
+least() { printf '%s\n%s\n' "${1#* }" "${2#* }" | sort -g | head -1; } # lowest CPU µs/request
 plain=$(best "$p1" "$p2"); full=$(best "$f1" "$f2"); hdrs=$(best "$h1" "$h2")
+plain_cpu=$(least "$p1" "$p2"); full_cpu=$(least "$f1" "$f2"); hdrs_cpu=$(least "$h1" "$h2")
 p99() { awk '/ 99%/ {print $2}' "$work/wrk-$1"; }
 
 echo
 echo "edge pipeline benchmark ($duration, $conns connections, $(nproc) cores${server_pin:+; server pinned to core 0, wrk to the rest})"
-printf '  plain respond                    %10.0f req/s   p99 %s\n' "$plain" "$(p99 27080)"
-printf '  plain respond + same headers     %10.0f req/s   p99 %s\n' "$hdrs" "$(p99 27082)"
-printf '  full cairn pipeline              %10.0f req/s   p99 %s\n' "$full" "$(p99 27081)"
-awk -v p="$plain" -v f="$full" -v h="$hdrs" 'BEGIN {
+printf '  %-32s %10s   %-12s %s\n' "" "req/s" "p99" "server CPU/request"
+printf '  %-32s %10.0f   %-12s %6.1f µs\n' "plain respond" "$plain" "$(p99 27080)" "$plain_cpu"
+printf '  %-32s %10.0f   %-12s %6.1f µs\n' "plain respond + same headers" "$hdrs" "$(p99 27082)" "$hdrs_cpu"
+printf '  %-32s %10.0f   %-12s %6.1f µs\n' "full cairn pipeline" "$full" "$(p99 27081)" "$full_cpu"
+awk -v p="$plain" -v f="$full" -v h="$hdrs" -v pc="$plain_cpu" -v fc="$full_cpu" -v hc="$hdrs_cpu" 'BEGIN {
 	printf "  pipeline / plain                 %10.1f%%   (target >= 90%%)\n", 100*f/p
 	printf "  pipeline / same-headers respond  %10.1f%%   (the cost of cairn code alone)\n", 100*f/h
+	printf "  by server CPU/request: pipeline / plain %.1f%%, pipeline / same-headers %.1f%%\n", 100*pc/fc, 100*hc/fc
+	printf "  (the throughput one saturated core would give; cairn code costs %.1f µs a request)\n", fc-hc
 }'
