@@ -320,11 +320,25 @@ func (h *Hub) Subscribe(ctx context.Context, req Request) (*Subscription, error)
 		h.registerLocked(s, c)
 	}
 	s.mu.Unlock()
+	h.mu.Unlock()
+
+	if err := s.position(ctx, resume); err != nil {
+		h.release(s, false)
+		cancel()
+		return nil, err
+	}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		h.release(s, false)
+		cancel()
+		return nil, ErrHubClosed
+	}
 	h.all[s] = struct{}{}
 	h.mu.Unlock()
 	h.cfg.Observer.ConnOpened(req.Transport)
 
-	go s.run(resume)
+	go s.run()
 	return s, nil
 }
 

@@ -51,14 +51,16 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	sw := &sseWriter{w: w, rc: rc, timeout: s.cfg.WriteTimeout}
-	if sw.comment("ok") != nil {
+	// An id-only block dispatches no event but sets the client's
+	// Last-Event-ID, so a reconnect before the first event resumes here.
+	if sw.write([]byte(": ok\nid: "+sub.Cursor()+"\n\n")) != nil || sw.flush() != nil {
 		return
 	}
 
 	obs := s.cfg.Hub.cfg.Observer
 	heartbeat := time.NewTicker(s.cfg.Heartbeat)
 	defer heartbeat.Stop()
-	last := cursor
+	last := sub.Cursor()
 	for {
 		select {
 		case <-r.Context().Done():

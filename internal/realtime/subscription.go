@@ -83,6 +83,11 @@ type Subscription struct {
 	// pos is what the stream's cursors say. Its floor moves up to settled
 	// points so cursors stay short.
 	pos position
+	// cursor is where the stream started, and expired says the resume
+	// cursor was older than retention. Both are set before Subscribe
+	// returns.
+	cursor  string
+	expired bool
 	// base and sent are what the stream itself goes by: base is the
 	// position it started from (lowered by joins), sent the highest cursor
 	// delivered per conversation. Neither is ever raised to a settled
@@ -110,6 +115,12 @@ func (s *Subscription) Close() {
 	s.stop(nil)
 	<-s.done
 }
+
+// Cursor returns a cursor for the point the stream starts from: the
+// request's, or the present for a stream without one. A transport can hand
+// it to the client before any event (SSE sends it as an id-only block), so
+// a client that reconnects before the first event loses nothing.
+func (s *Subscription) Cursor() string { return s.cursor }
 
 // Live is closed once the replay is queued and the subscription follows
 // live wake-ups (or has ended).
@@ -167,8 +178,8 @@ func (s *Subscription) join(convoID string, after int64) {
 }
 
 // run is the subscription's pump: replay, then live.
-func (s *Subscription) run(resume *position) {
-	err := s.pump(resume)
+func (s *Subscription) run() {
+	err := s.pump()
 	if s.ctx.Err() != nil {
 		s.mu.Lock()
 		err = s.stopCause
@@ -191,8 +202,8 @@ func (s *Subscription) run(resume *position) {
 	close(s.done)
 }
 
-func (s *Subscription) pump(resume *position) error {
-	if err := s.start(resume); err != nil {
+func (s *Subscription) pump() error {
+	if err := s.start(); err != nil {
 		return err
 	}
 	// A stream over several conversations re-reads now and then to raise
@@ -222,13 +233,12 @@ func (s *Subscription) pump(resume *position) error {
 	}
 }
 
-// start positions the subscription and replays what the store holds after
-// the resume point. The subscription is already registered for wake-ups,
-// so anything committed from now on also wakes it; the per-conversation
-// positions drop what the replay already delivered.
-func (s *Subscription) start(resume *position) error {
-	st := s.h.cfg.Store
-	hz, err := st.EventHorizon(s.ctx)
+// position sets where the subscription starts. Subscribe calls it after
+// registering for wake-ups, so anything committed from then on also wakes
+// the subscription; the per-conversation positions drop what the replay
+// already delivered.
+func (s *Subscription) position(ctx context.Context, resume *position) error {
+	hz, err := s.h.cfg.Store.EventHorizon(ctx)
 	if err != nil {
 		return fmt.Errorf("read event horizon: %w", err)
 	}
@@ -240,7 +250,7 @@ func (s *Subscription) start(resume *position) error {
 		// it already fetched, and dedupes by (convoId, seq).
 		s.pos.Floor = hz.Latest
 		if s.h.cfg.Settle > 0 {
-			if f, ok, err := s.h.settled(s.ctx); err != nil {
+			if f, ok, err := s.h.settled(ctx); err != nil {
 				return err
 			} else if ok && f < hz.Latest {
 				s.pos.Floor = f
@@ -248,9 +258,7 @@ func (s *Subscription) start(resume *position) error {
 		}
 	case resume.Floor+1 < hz.Oldest:
 		s.pos.Floor = hz.Latest
-		if !s.send(Event{Type: EventInfo, Cursor: s.pos.encode(), Info: InfoCursorExpired}, true) {
-			return s.ctx.Err()
-		}
+		s.expired = true
 	default:
 		s.pos = *resume
 		for c := range s.pos.Convos {
@@ -258,6 +266,15 @@ func (s *Subscription) start(resume *position) error {
 				delete(s.pos.Convos, c)
 			}
 		}
+	}
+	s.cursor = s.pos.encode()
+	return nil
+}
+
+// start replays what the store holds after the start position.
+func (s *Subscription) start() error {
+	if s.expired && !s.send(Event{Type: EventInfo, Cursor: s.cursor, Info: InfoCursorExpired}, true) {
+		return s.ctx.Err()
 	}
 	s.base = position{Floor: s.pos.Floor, Convos: maps.Clone(s.pos.Convos)}
 	s.sent = make(map[string]int64)

@@ -116,7 +116,7 @@ func (s *Server) ServeSubscribe(w http.ResponseWriter, r *http.Request) {
 	obs := s.cfg.Hub.cfg.Observer
 	ping := time.NewTicker(s.cfg.Ping)
 	defer ping.Stop()
-	last := r.URL.Query().Get("cursor")
+	last := sub.Cursor()
 	write := func(ev Event) error {
 		data, err := firehoseFrame(ev)
 		if err != nil {
