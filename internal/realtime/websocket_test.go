@@ -186,6 +186,19 @@ func TestWebSocketRefusals(t *testing.T) {
 	if _, resp, err := dial(t, ts, "ticket="+bound.Ticket+"&convoId=c2", nil); err == nil || resp.StatusCode != 403 {
 		t.Errorf("ticket for c1 used for c2: %v", err)
 	}
+	// A ticket speaks for its DID only: alice's cannot open carol's c2...
+	e.convo("c3", bob, carol)
+	_, unbound, _ := getTicket(t, ts, alice, `{}`)
+	if _, resp, err := dial(t, ts, "ticket="+unbound.Ticket+"&convoId=c3", nil); err == nil || resp.StatusCode != 403 {
+		t.Errorf("alice's ticket for bob and carol's conversation: %v", err)
+	}
+	// ...and a ticket whose DID was swapped is not one.
+	_, other, _ := getTicket(t, ts, carol, `{}`)
+	forged := strings.Split(unbound.Ticket, ".")[0] + "." + strings.Split(other.Ticket, ".")[1] + "." + strings.Split(unbound.Ticket, ".")[2]
+	if _, resp, err := dial(t, ts, "ticket="+forged+"&convoId=c3", nil); err == nil || resp.StatusCode != 401 {
+		t.Errorf("ticket with another DID's claims: %v", err)
+	}
+
 	_, t1, _ := getTicket(t, ts, alice, `{}`)
 	_, t2, _ := getTicket(t, ts, alice, `{}`)
 	if _, _, err := dial(t, ts, "ticket="+t1.Ticket, nil); err != nil {
