@@ -1,10 +1,10 @@
 package realtime
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -77,37 +77,81 @@ func (p *position) lower(floor int64, convos []string) {
 // cursorVersion prefixes every encoded cursor so the format can change.
 const cursorVersion = "1"
 
+// convoKey is how a cursor names a conversation: the first 8 bytes of its
+// SHA-256, base64url. Cursors stay short and carry no conversation id in
+// clear (they travel in URLs, which end up in access logs); a stream maps
+// keys back through the conversations it follows.
+func convoKey(convoID string) string {
+	sum := sha256.Sum256([]byte(convoID))
+	return base64.RawURLEncoding.EncodeToString(sum[:8])
+}
+
+// convoKeyLen is the length of a convoKey.
+const convoKeyLen = 11
+
 // encode returns the opaque cursor string of p. It is deterministic, so
 // equal positions encode equally.
 func (p *position) encode() string {
+	keyed := make(map[string]int64, len(p.Convos))
+	for id, c := range p.Convos {
+		if c > p.Floor {
+			keyed[convoKey(id)] = c
+		}
+	}
+	return token{Floor: p.Floor, Keys: keyed}.encode()
+}
+
+// token is a decoded cursor: a floor and exceptions keyed by convoKey.
+type token struct {
+	Floor int64
+	Keys  map[string]int64
+}
+
+func (t token) encode() string {
 	var b strings.Builder
 	b.WriteString(cursorVersion)
 	b.WriteByte('.')
-	b.WriteString(strconv.FormatInt(p.Floor, 10))
-	ids := make([]string, 0, len(p.Convos))
-	for id, c := range p.Convos {
-		if c > p.Floor {
-			ids = append(ids, id)
-		}
+	b.WriteString(strconv.FormatInt(t.Floor, 10))
+	keys := make([]string, 0, len(t.Keys))
+	for k := range t.Keys {
+		keys = append(keys, k)
 	}
-	sort.Strings(ids)
-	for _, id := range ids {
+	sort.Strings(keys)
+	for _, k := range keys {
 		b.WriteByte('&')
-		b.WriteString(url.QueryEscape(id))
+		b.WriteString(k)
 		b.WriteByte('=')
 		// Offsets from the floor keep busy streams' cursors short.
-		b.WriteString(strconv.FormatInt(p.Convos[id]-p.Floor, 10))
+		b.WriteString(strconv.FormatInt(t.Keys[k]-t.Floor, 10))
 	}
 	return base64.RawURLEncoding.EncodeToString([]byte(b.String()))
+}
+
+// resolve maps t onto the conversations a stream follows. A key shared by
+// two of them (a hash collision) is dropped for both: they fall back to
+// the floor, which can repeat events but never skip one.
+func (t token) resolve(convos map[string]struct{}) position {
+	p := position{Floor: t.Floor}
+	byKey := make(map[string][]string)
+	for c := range convos {
+		k := convoKey(c)
+		byKey[k] = append(byKey[k], c)
+	}
+	for k, c := range t.Keys {
+		if ids := byKey[k]; len(ids) == 1 {
+			p.mark(ids[0], c)
+		}
+	}
+	return p
 }
 
 // maxCursorLen bounds a cursor a client may send.
 const maxCursorLen = 16 << 10
 
-// decodePosition parses a cursor made by encode.
-func decodePosition(s string) (position, error) {
-	bad := func(why string) (position, error) {
-		return position{}, fmt.Errorf("decode cursor: %s: %w", why, ErrInvalidCursor)
+// decodeCursor parses a cursor made by encode.
+func decodeCursor(s string) (token, error) {
+	bad := func(why string) (token, error) {
+		return token{}, fmt.Errorf("decode cursor: %s: %w", why, ErrInvalidCursor)
 	}
 	if len(s) > maxCursorLen {
 		return bad("too long")
@@ -125,18 +169,20 @@ func decodePosition(s string) (position, error) {
 	if err != nil || floor < 0 {
 		return bad("bad floor")
 	}
-	p := position{Floor: floor}
+	t := token{Floor: floor}
 	for _, part := range parts[1:] {
 		k, v, ok := strings.Cut(part, "=")
-		id, err := url.QueryUnescape(k)
-		if !ok || err != nil || id == "" {
+		if _, err := base64.RawURLEncoding.DecodeString(k); !ok || err != nil || len(k) != convoKeyLen {
 			return bad("bad conversation")
 		}
 		off, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || off <= 0 || off > 1<<62-floor {
 			return bad("bad offset")
 		}
-		p.mark(id, floor+off)
+		if t.Keys == nil {
+			t.Keys = make(map[string]int64)
+		}
+		t.Keys[k] = floor + off
 	}
-	return p, nil
+	return t, nil
 }

@@ -3,6 +3,7 @@ package realtime
 import (
 	"errors"
 	"maps"
+	"strings"
 	"testing"
 )
 
@@ -10,19 +11,36 @@ func TestCursorRoundTrip(t *testing.T) {
 	for _, p := range []position{
 		{},
 		{Floor: 42},
-		{Floor: 7, Convos: map[string]int64{"abc": 9, "d&e=f": 1 << 40}},
+		{Floor: 7, Convos: map[string]int64{"abc": 9, "d&e=f": 1 << 40, "low": 3}},
 	} {
 		s := p.encode()
-		got, err := decodePosition(s)
+		tok, err := decodeCursor(s)
 		if err != nil {
 			t.Fatalf("decode %q: %v", s, err)
 		}
-		if got.Floor != p.Floor || !maps.Equal(got.Convos, p.Convos) && len(p.Convos)+len(got.Convos) > 0 {
-			t.Errorf("round trip of %+v gave %+v", p, got)
+		convos := map[string]struct{}{"abc": {}, "d&e=f": {}, "low": {}, "other": {}}
+		got := tok.resolve(convos)
+		for _, c := range []string{"abc", "d&e=f", "low", "other"} {
+			if got.after(c) != p.after(c) {
+				t.Errorf("%+v: after(%q) = %d, want %d", p, c, got.after(c), p.after(c))
+			}
 		}
-		if again := got.encode(); again != s {
+		if again := tok.encode(); again != s {
 			t.Errorf("re-encoding %q gave %q", s, again)
 		}
+		if strings.Contains(string(mustBase64(t, s)), "abc") {
+			t.Errorf("cursor %q carries a conversation id in clear", s)
+		}
+	}
+}
+
+// TestCursorUnknownKey ignores exceptions for conversations the stream no
+// longer follows.
+func TestCursorUnknownKey(t *testing.T) {
+	tok := token{Floor: 5, Keys: map[string]int64{convoKey("a"): 9, convoKey("gone"): 20}}
+	p := tok.resolve(map[string]struct{}{"a": {}, "b": {}})
+	if p.after("a") != 9 || p.after("b") != 5 || len(p.Convos) != 1 {
+		t.Errorf("resolved %+v", p)
 	}
 }
 
@@ -51,23 +69,27 @@ func TestCursorLower(t *testing.T) {
 }
 
 func TestCursorInvalid(t *testing.T) {
-	for _, s := range []string{"!", "MQ", "Mi4x", "MS4tMQ", "MS4xJmE9MA", "MS4xJj0y", "MS4xJmE9eA"} {
-		if _, err := decodePosition(s); !errors.Is(err, ErrInvalidCursor) {
-			t.Errorf("decode %q: %v, want ErrInvalidCursor", s, err)
+	for _, raw := range []string{"", "1", "2.1", "1.-1", "1.1&AAAAAAAAAAA=0", "1.1&=2", "1.1&short=2", "1.1&AAAAAAAAAAA=x", "1.x"} {
+		s := b64(raw)
+		if _, err := decodeCursor(s); !errors.Is(err, ErrInvalidCursor) {
+			t.Errorf("decode %q (%q): %v, want ErrInvalidCursor", s, raw, err)
 		}
+	}
+	if _, err := decodeCursor("!"); !errors.Is(err, ErrInvalidCursor) {
+		t.Errorf("non-base64: %v", err)
 	}
 }
 
-func FuzzDecodePosition(f *testing.F) {
+func FuzzDecodeCursor(f *testing.F) {
 	f.Add((&position{Floor: 3, Convos: map[string]int64{"x": 5}}).encode())
 	f.Fuzz(func(t *testing.T, s string) {
-		p, err := decodePosition(s)
+		tok, err := decodeCursor(s)
 		if err != nil {
 			return
 		}
-		q, err := decodePosition(p.encode())
-		if err != nil || q.Floor != p.Floor || !maps.Equal(q.Convos, p.Convos) && len(p.Convos)+len(q.Convos) > 0 {
-			t.Fatalf("%q: re-decode %+v vs %+v: %v", s, q, p, err)
+		again, err := decodeCursor(tok.encode())
+		if err != nil || again.Floor != tok.Floor || !maps.Equal(again.Keys, tok.Keys) {
+			t.Fatalf("%q: re-decode %+v vs %+v: %v", s, again, tok, err)
 		}
 	})
 }

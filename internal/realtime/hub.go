@@ -250,13 +250,13 @@ func (h *Hub) Subscribe(ctx context.Context, req Request) (*Subscription, error)
 	if req.Identity.DID == "" {
 		return nil, errors.New("realtime: subscribe without a caller")
 	}
-	var resume *position
+	var resume *token
 	if req.Cursor != "" {
-		p, err := decodePosition(req.Cursor)
+		t, err := decodeCursor(req.Cursor)
 		if err != nil {
 			return nil, err
 		}
-		resume = &p
+		resume = &t
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	s := &Subscription{

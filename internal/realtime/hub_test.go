@@ -190,7 +190,7 @@ func TestBurstWithinBuffer(t *testing.T) {
 	if want := msgIDs("c1/m", 1, 30); !slices.Equal(got, want) {
 		t.Errorf("got %v", got)
 	}
-	if p, err := decodePosition(last); err != nil || len(p.Convos) != 0 || p.Floor == 0 {
+	if p, err := decodeCursor(last); err != nil || len(p.Keys) != 0 || p.Floor == 0 {
 		t.Errorf("a single-conversation cursor should be a bare floor: %+v %v", p, err)
 	}
 }

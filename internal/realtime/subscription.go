@@ -237,7 +237,7 @@ func (s *Subscription) pump() error {
 // registering for wake-ups, so anything committed from then on also wakes
 // the subscription; the per-conversation positions drop what the replay
 // already delivered.
-func (s *Subscription) position(ctx context.Context, resume *position) error {
+func (s *Subscription) position(ctx context.Context, resume *token) error {
 	hz, err := s.h.cfg.Store.EventHorizon(ctx)
 	if err != nil {
 		return fmt.Errorf("read event horizon: %w", err)
@@ -260,12 +260,7 @@ func (s *Subscription) position(ctx context.Context, resume *position) error {
 		s.pos.Floor = hz.Latest
 		s.expired = true
 	default:
-		s.pos = *resume
-		for c := range s.pos.Convos {
-			if _, ok := s.convos[c]; !ok {
-				delete(s.pos.Convos, c)
-			}
-		}
+		s.pos = resume.resolve(s.convos)
 	}
 	s.cursor = s.pos.encode()
 	return nil
