@@ -110,7 +110,9 @@ type sample struct {
 	latest int64
 }
 
-// New returns a Hub listening on cfg.Notifier.
+// New returns a Hub listening on cfg.Notifier. It reads the store's event
+// horizon once (the point from which it watches for joins), so it fails if
+// the store is unreachable.
 func New(cfg Config) (*Hub, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("realtime: Config.Store is required")
