@@ -37,7 +37,8 @@ func (c *clock) Advance(d time.Duration) {
 
 type backend struct {
 	name string
-	// settle is the Config.Settle the backend needs.
+	// settle is the Config.Settle the tests use for the backend; zero
+	// means OrderedCursors.
 	settle time.Duration
 	open   func(t *testing.T, now func() time.Time) store.Store
 }
@@ -73,6 +74,7 @@ func newEnv(t *testing.T, b backend, cfg Config) *env {
 	}
 	if cfg.Settle == 0 {
 		cfg.Settle = b.settle
+		cfg.OrderedCursors = b.settle == 0
 	}
 	h, err := New(cfg)
 	testenv.Must(t, err, "new hub")

@@ -24,8 +24,8 @@ func Example() {
 	defer st.Close()
 
 	// Once per process (the cairn app), so reloads keep open streams.
-	// On PostgreSQL: Notifier: a *realtime.PGNotifier, Settle: 30 s.
-	hub, err := realtime.New(realtime.Config{Store: st})
+	// On PostgreSQL: Notifier: a *realtime.PGNotifier, OrderedCursors false.
+	hub, err := realtime.New(realtime.Config{Store: st, OrderedCursors: true})
 	if err != nil {
 		panic(err)
 	}

@@ -20,6 +20,7 @@ const (
 	DefaultSampleEvery    = time.Second
 	DefaultSlowAfter      = 10 * time.Second
 	DefaultAdvanceEvery   = 10 * time.Second
+	DefaultSettle         = 30 * time.Second
 )
 
 // Sentinel errors.
@@ -65,15 +66,18 @@ type Config struct {
 	// PageSize is how many events one store read returns. Default 200.
 	PageSize int
 	// Settle is how long after a cursor is seen every lower cursor is
-	// certainly visible. Zero means the store's cursor order is its commit
-	// order (SQLite). On PostgreSQL cursors are drawn before commit, so set
-	// it above the longest write transaction (30 s is generous). It only
-	// decides how far the floor of a resume cursor over several
-	// conversations may advance: an event committed more than Settle after
-	// its cursor was drawn can be missed by a stream that resumes from a
-	// cursor handed out meanwhile. Delivery within one connection, and
-	// single-conversation cursors, never depend on it.
+	// certainly visible. On PostgreSQL cursors are drawn before commit, so
+	// it must exceed the longest write transaction. It only decides how
+	// far the floor of a resume cursor over several conversations may
+	// advance: an event committed more than Settle after its cursor was
+	// drawn can be missed by a stream that resumes from a cursor handed
+	// out meanwhile. Delivery within one connection, and
+	// single-conversation cursors, never depend on it. Default 30 s.
 	Settle time.Duration
+	// OrderedCursors says the store's cursor order is its commit order
+	// (SQLite, one writer), so every cursor seen is settled at once and
+	// Settle is ignored. Leave it false for PostgreSQL.
+	OrderedCursors bool
 	// SampleEvery is how often the hub reads the store's event horizon to
 	// advance floors. Default 1 s.
 	SampleEvery time.Duration
@@ -117,8 +121,13 @@ func New(cfg Config) (*Hub, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("realtime: Config.Store is required")
 	}
-	if cfg.Settle < 0 {
+	switch {
+	case cfg.OrderedCursors:
+		cfg.Settle = 0
+	case cfg.Settle < 0:
 		return nil, errors.New("realtime: Config.Settle must not be negative")
+	case cfg.Settle == 0:
+		cfg.Settle = DefaultSettle
 	}
 	if cfg.Notifier == nil {
 		cfg.Notifier = NewLocalNotifier()

@@ -44,7 +44,7 @@ func (l *lateStore) EventsAfter(ctx context.Context, convoIDs []string, after in
 // out with c1's event — as long as the late commit lands within Settle.
 func TestLateCommitAcrossConversations(t *testing.T) {
 	t.Run("within settle", func(t *testing.T) { testLateCommit(t, 30*time.Second) })
-	// Misconfigured (Settle 0 on a store that reorders): the live stream
+	// Misconfigured (OrderedCursors on a store that reorders): the live stream
 	// still delivers the late event; only resume cursors may not.
 	t.Run("settle zero", func(t *testing.T) { testLateCommit(t, 0) })
 }
@@ -53,7 +53,7 @@ func testLateCommit(t *testing.T, settle time.Duration) {
 	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	b := backends()[0]
 	ls := &lateStore{Store: b.open(t, clk.Now), hidden: make(map[int64]bool)}
-	e := newEnv(t, b, Config{Store: ls, Now: clk.Now, Settle: settle, SampleEvery: time.Nanosecond, AdvanceEvery: time.Millisecond})
+	e := newEnv(t, b, Config{Store: ls, Now: clk.Now, Settle: settle, OrderedCursors: settle == 0, SampleEvery: time.Nanosecond, AdvanceEvery: time.Millisecond})
 	e.convo("c1", alice, carol)
 	e.convo("c2", bob, carol)
 	live := e.subscribe(Request{Identity: who(carol), Cursor: start})
