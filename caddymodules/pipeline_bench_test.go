@@ -5,13 +5,17 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
+
+	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
 )
 
 // BenchmarkPipeline measures what the edge modules add to a request, in
@@ -207,4 +211,100 @@ func (w *benchWriter) Write(b []byte) (int, error) {
 		w.status = http.StatusOK
 	}
 	return len(b), nil
+}
+
+// BenchmarkEdgeSites runs requests through Caddy's own server, in process:
+// a config adapted from a Caddyfile like test/bench/edge.sh's, one site per
+// case, each request handed to the site's caddyhttp.Server as net/http
+// would hand it (no sockets). Unlike BenchmarkPipeline it includes what
+// Caddy spends per directive — a Caddyfile site is a subroute that is
+// compiled again on every request, one route per directive — so the gap
+// between "respond_same_headers" and "pipeline" is what the four cairn
+// directives cost a real server, less the kernel and connection work, and
+// "respond_same_headers_4_vars" shows how much of that any four directives
+// would cost.
+func BenchmarkEdgeSites(b *testing.B) {
+	const rateLimit = `cairn_rate_limit {
+		backend memory
+		zone ip {
+			key   ip
+			rate  1000000/1s
+		}
+		zone did {
+			key   did
+			rate  1000000/1s
+			match nsid blue.catbird.mls.*
+		}
+	}`
+	const sameHeaders = `header {
+		-Server
+		Cache-Control "no-store"
+		Content-Security-Policy "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self' wss:"
+		Permissions-Policy "camera=(), microphone=(), geolocation=()"
+		Ratelimit-Limit "1000000"
+		Ratelimit-Remaining "999999"
+		Ratelimit-Reset "1"
+		Referrer-Policy "strict-origin-when-cross-origin"
+		Strict-Transport-Security "max-age=31536000; includeSubDomains"
+		X-Content-Type-Options "nosniff"
+		X-Frame-Options "DENY"
+		X-Request-Id "01a208eb-875b-79d6-a217-06374d5c9d9d"
+	}`
+	sites := []struct{ name, directives string }{
+		{"respond", ""},
+		{"respond_same_headers", sameHeaders},
+		// Four trivial directives more: what Caddy itself spends on four
+		// more handlers, whatever they do.
+		{"respond_same_headers_4_vars", "vars a 1\n\tvars b 2\n\tvars c 3\n\tvars d 4\n\t" + sameHeaders},
+		{"request_id", "cairn_request_id"},
+		{"xrpc_metrics", "cairn_xrpc_metrics"},
+		{"security_headers", "cairn_security_headers"},
+		{"rate_limit", rateLimit},
+		{"pipeline", "cairn_request_id\n\tcairn_xrpc_metrics\n\tcairn_security_headers\n\t" + rateLimit},
+	}
+	var cf strings.Builder
+	fmt.Fprintf(&cf, "{\n\tadmin off\n\tpersist_config off\n\tlog {\n\t\tlevel WARN\n\t}\n\tcairn {\n\t\tdata_dir %s\n\t\tlog_hash_key %s\n\t}\n}\n", b.TempDir(), strings.Repeat("k", 40))
+	ports := make([]int, len(sites))
+	for i, s := range sites {
+		ports[i] = gatewaytest.FreePort(b)
+		fmt.Fprintf(&cf, "http://127.0.0.1:%d {\n\t%s\n\trespond \"ok\"\n}\n", ports[i], s.directives)
+	}
+	cfgJSON, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf.String()), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := caddy.Load(cfgJSON, true); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = caddy.Stop() })
+	app, err := caddy.ActiveContext().App("http")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i, s := range sites {
+		var srv *caddyhttp.Server
+		for _, candidate := range app.(*caddyhttp.App).Servers {
+			if slices.Contains(candidate.Listen, fmt.Sprintf(":%d", ports[i])) {
+				srv = candidate
+			}
+		}
+		if srv == nil {
+			b.Fatalf("no server listens on port %d", ports[i])
+		}
+		b.Run(s.name, func(b *testing.B) {
+			conn := benchConnRequest(b, "/xrpc/blue.catbird.mls.getConvos")
+			conn.Host = fmt.Sprintf("127.0.0.1:%d", ports[i])
+			b.ReportAllocs()
+			cpu := processCPU()
+			for b.Loop() {
+				conn.Header.Del("X-Request-Id")
+				w := &benchWriter{header: make(http.Header)}
+				srv.ServeHTTP(w, conn)
+				if w.status != http.StatusOK {
+					b.Fatalf("status %d", w.status)
+				}
+			}
+			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+		})
+	}
 }
