@@ -6,7 +6,9 @@ package caddymodules
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -26,6 +28,7 @@ import (
 	"github.com/cairn-chat/cairn-caddy/internal/atpauth"
 	"github.com/cairn-chat/cairn-caddy/internal/metrics"
 	"github.com/cairn-chat/cairn-caddy/internal/ratelimit"
+	"github.com/cairn-chat/cairn-caddy/internal/realtime"
 	"github.com/cairn-chat/cairn-caddy/internal/redact"
 	"github.com/cairn-chat/cairn-caddy/internal/retention"
 	"github.com/cairn-chat/cairn-caddy/internal/store"
@@ -67,6 +70,7 @@ const (
 	logHasherPoolKey    = "cairn.log-hasher"
 	replayPoolKey       = "cairn.auth.replay"
 	resolverPoolPrefix  = "cairn.auth.resolver:"
+	storePoolPrefix     = "cairn.store:"
 )
 
 // memoryReplayCapacity bounds the in-memory set of used token IDs. Tokens
@@ -145,21 +149,24 @@ type App struct {
 	// directory in tests, for example). Development only.
 	ResolverAllowHosts []string `json:"resolver_allow_hosts,omitempty"`
 
-	hasher   *redact.Hasher
-	logLevel zapcore.Level
-	redis    *redis.Client
-	metrics  *metrics.Metrics
-	local    *ratelimit.MemoryStore
-	poolMu   sync.Mutex
-	poolKeys []string
-	logger   *zap.Logger
+	hasher     *redact.Hasher
+	logHashKey []byte
+	logLevel   zapcore.Level
+	redis      *redis.Client
+	metrics    *metrics.Metrics
+	local      *ratelimit.MemoryStore
+	poolMu     sync.Mutex
+	poolKeys   []string
+	logger     *zap.Logger
 
 	limitersMu sync.Mutex
 	shared     map[ratelimit.Policy]*ratelimit.Failover
 
 	storeMu     sync.Mutex
 	store       store.Store
+	storeKey    string
 	storeErr    error
+	rt          *realtimeState
 	stopWorkers context.CancelFunc
 	workers     sync.WaitGroup
 }
@@ -251,6 +258,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	a.logHashKey = key
 	if a.hasher, err = redact.New(key); err != nil {
 		return fmt.Errorf("cairn log_hash_key: %w", err)
 	}
@@ -461,9 +469,9 @@ func (a *App) Store(ctx context.Context) (store.Store, error) {
 		return a.store, a.storeErr
 	}
 	dsn := strings.TrimSpace(caddy.NewReplacer().ReplaceAll(a.Database, ""))
-	key := "cairn.store:sqlite:" + filepath.Join(a.DataDir, "cairn.db")
+	key := storePoolPrefix + "sqlite:" + filepath.Join(a.DataDir, "cairn.db")
 	if dsn != "" {
-		key = "cairn.store:postgres:" + dsn
+		key = storePoolPrefix + "postgres:" + dsn
 	}
 	st, err := shared(a, key, func() (store.Store, func() error, error) {
 		var s store.Store
@@ -485,8 +493,85 @@ func (a *App) Store(ctx context.Context) (store.Store, error) {
 		a.storeErr = fmt.Errorf("cairn database: %w", err)
 		return nil, a.storeErr
 	}
-	a.store = st
+	a.store, a.storeKey = st, key
 	return a.store, nil
+}
+
+// realtimeState is the process's event hub and what it needs: the
+// cross-node notifier and the WebSocket ticket service. It lives as long as
+// its store, across reloads, so open streams survive `caddy reload`.
+type realtimeState struct {
+	hub      *realtime.Hub
+	notifier *realtime.PGNotifier // nil on SQLite: one node, in-process wake-ups
+	tickets  *realtime.Tickets
+}
+
+func (r *realtimeState) close() error {
+	err := r.hub.Close()
+	if r.notifier != nil {
+		err = errors.Join(err, r.notifier.Close())
+	}
+	return err
+}
+
+// Realtime returns the event hub and ticket service over the delivery
+// store, creating them on first use. On PostgreSQL, wake-ups cross nodes
+// through LISTEN/NOTIFY; on SQLite they stay in the process. Tickets are
+// signed with a key derived from the log-hash key (shared by every node),
+// and redeemed tickets are remembered in Redis when it is configured, so a
+// ticket works once across the cluster.
+func (a *App) Realtime(ctx context.Context) (*realtime.Hub, *realtime.Tickets, error) {
+	st, err := a.Store(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	a.storeMu.Lock()
+	defer a.storeMu.Unlock()
+	if a.rt != nil {
+		return a.rt.hub, a.rt.tickets, nil
+	}
+	mac := hmac.New(sha256.New, a.logHashKey)
+	mac.Write([]byte("cairn realtime ticket key v1"))
+	ticketKey := mac.Sum(nil)
+	keyID := sha256.Sum256(ticketKey)
+	postgresURL, onPostgres := strings.CutPrefix(a.storeKey, storePoolPrefix+"postgres:")
+	rt, err := shared(a, fmt.Sprintf("cairn.realtime:%s|%x|%t", a.storeKey, keyID[:8], a.redis != nil), func() (*realtimeState, func() error, error) {
+		r := &realtimeState{}
+		cfg := realtime.Config{Store: st, OrderedCursors: !onPostgres}
+		if onPostgres {
+			logger := a.logger
+			n, err := realtime.NewPGNotifier(context.Background(), realtime.PGNotifierConfig{
+				URL:     postgresURL,
+				OnError: func(err error) { logger.Warn("realtime notifier: PostgreSQL LISTEN failed; retrying", zap.Error(err)) },
+			})
+			if err != nil {
+				return nil, nil, fmt.Errorf("realtime notifier: %w", err)
+			}
+			r.notifier, cfg.Notifier = n, n
+		}
+		hub, err := realtime.New(cfg)
+		if err != nil {
+			if r.notifier != nil {
+				r.notifier.Close()
+			}
+			return nil, nil, fmt.Errorf("realtime hub: %w", err)
+		}
+		r.hub = hub
+		tcfg := realtime.TicketConfig{Key: ticketKey}
+		if a.redis != nil {
+			tcfg.Replay = &atpauth.RedisReplayStore{Client: a.redis, Prefix: "cairn:ticket:"}
+		}
+		if r.tickets, err = realtime.NewTickets(tcfg); err != nil {
+			r.close()
+			return nil, nil, fmt.Errorf("realtime tickets: %w", err)
+		}
+		return r, r.close, nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("cairn realtime: %w", err)
+	}
+	a.rt = rt
+	return rt.hub, rt.tickets, nil
 }
 
 // Cleanup releases this config's references to shared state.

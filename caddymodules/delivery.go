@@ -12,6 +12,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/cairn-chat/cairn-caddy/internal/delivery"
+	"github.com/cairn-chat/cairn-caddy/internal/realtime"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
 )
 
@@ -27,6 +28,12 @@ func init() {
 // never decrypts anything. It reads the caller only from the identity
 // cairn_auth verified, so it must come after cairn_auth. Requests for other
 // paths pass through to the next handler.
+//
+// It also serves the event streams: streamConvoEvents (Server-Sent Events)
+// and getSubscriptionTicket behind cairn_auth, and subscribeConvoEvents
+// (WebSocket), which authenticates by its single-use ticket and so is routed
+// without cairn_auth (see Caddyfile.example). Every committed write wakes
+// the streams of its conversation, across nodes on PostgreSQL.
 //
 // Caddyfile:
 //
@@ -57,7 +64,8 @@ type Delivery struct {
 	// received, sooner than retention would.
 	MessageTTL caddy.Duration `json:"message_ttl,omitempty"`
 
-	service *delivery.Service
+	service  *delivery.Service
+	realtime *realtime.Server
 }
 
 // CaddyModule returns the Caddy module information.
@@ -78,8 +86,16 @@ func (d *Delivery) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("cairn_delivery: %w", err)
 	}
+	hub, tickets, err := app.Realtime(ctx)
+	if err != nil {
+		return fmt.Errorf("cairn_delivery: %w", err)
+	}
+	if d.realtime, err = realtime.NewServer(realtime.ServerConfig{Hub: hub, Tickets: tickets}); err != nil {
+		return fmt.Errorf("cairn_delivery: %w", err)
+	}
 	d.service, err = delivery.New(delivery.Config{
 		Store:                   st,
+		OnChange:                hub.Notify,
 		MaxMessageBytes:         d.MaxMessageBytes,
 		MaxKeyPackagesPerDevice: d.MaxKeyPackagesPerDevice,
 		MaxKeyPackageLifetime:   time.Duration(d.MaxKeyPackageLifetime),
@@ -96,10 +112,16 @@ func (d *Delivery) Provision(ctx caddy.Context) error {
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (d *Delivery) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	nsid, ok := xrpc.NSIDFromPath(r.URL.Path)
-	if !ok || !d.service.Handles(nsid) {
+	switch {
+	case !ok:
+		return next.ServeHTTP(w, r)
+	case d.realtime.Handles(nsid):
+		d.realtime.ServeHTTP(w, r)
+	case d.service.Handles(nsid):
+		d.service.ServeHTTP(w, r)
+	default:
 		return next.ServeHTTP(w, r)
 	}
-	d.service.ServeHTTP(w, r)
 	return nil
 }
 
