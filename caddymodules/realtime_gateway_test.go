@@ -3,6 +3,8 @@ package caddymodules_test
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -14,6 +16,8 @@ import (
 
 	"github.com/cairn-chat/cairn-caddy/internal/atprototest"
 	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
+	"github.com/cairn-chat/cairn-caddy/internal/mlswire"
+	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 )
 
 const realtimeCaddyfile = `{
@@ -122,4 +126,181 @@ func TestEventStreamsThroughTheGateway(t *testing.T) {
 	if strings.Contains(g.Logs(), issued.Ticket) {
 		t.Error("the ticket reached the logs")
 	}
+}
+
+const twoNodeCaddyfile = `{
+	admin 127.0.0.1:{ADMIN}
+	cairn {
+		mode development
+		plc_url %s
+		database %s
+	}
+}
+http://127.0.0.1:{PORT} {
+	route /xrpc/* {
+		cairn_auth {
+			service_did did:web:gateway.test
+			replay memory
+		}
+		cairn_delivery
+	}
+}
+`
+
+// sseEvent is one messageEvent of a stream: its cursor and message id.
+type sseEvent struct{ cursor, msgID string }
+
+// openSSE opens streamConvoEvents on g and returns its message events as
+// they arrive.
+func openSSE(t *testing.T, g *plainGateway, token, query string) <-chan sseEvent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, g.url("/xrpc/blue.catbird.mls.streamConvoEvents?"+query), nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("streamConvoEvents: %d", resp.StatusCode)
+	}
+	out := make(chan sseEvent, 100)
+	go func() {
+		defer resp.Body.Close()
+		defer close(out)
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			data, ok := strings.CutPrefix(sc.Text(), "data: ")
+			if !ok {
+				continue
+			}
+			var w struct {
+				Event struct {
+					Type    string `json:"$type"`
+					Cursor  string `json:"cursor"`
+					Message struct {
+						ID string `json:"id"`
+					} `json:"message"`
+				} `json:"event"`
+			}
+			if json.Unmarshal([]byte(data), &w) == nil && strings.HasSuffix(w.Event.Type, "#messageEvent") {
+				out <- sseEvent{w.Event.Cursor, w.Event.Message.ID}
+			}
+		}
+	}()
+	return out
+}
+
+func expectMessages(t *testing.T, events <-chan sseEvent, want ...string) sseEvent {
+	t.Helper()
+	var last sseEvent
+	for _, id := range want {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatalf("stream ended; still expecting %s", id)
+			}
+			if ev.msgID != id {
+				t.Fatalf("stream delivered %s, want %s (in order, once)", ev.msgID, id)
+			}
+			last = ev
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no event %s within 20 s", id)
+		}
+	}
+	return last
+}
+
+// TestEventStreamAcrossTwoGatewaysAndARestart runs two gateway processes
+// on one PostgreSQL: a subscriber on node A receives, in order, what is sent
+// through node B; after A restarts, it resumes by cursor without a gap or a
+// duplicate and then continues live.
+func TestEventStreamAcrossTwoGatewaysAndARestart(t *testing.T) {
+	plc := atprototest.NewPLC(t)
+	now := time.Now().Unix()
+	tok := func(lxm string) atprototest.Token {
+		return atprototest.Token{Key: "alice", Iss: aliceDID, Aud: "did:web:gateway.test", Lxm: "blue.catbird.mls." + lxm, Iat: now, Exp: now + 60}
+	}
+	reqs := []atprototest.Token{tok("createConvo"), tok("streamConvoEvents"), tok("streamConvoEvents")}
+	for range 7 {
+		reqs = append(reqs, tok("sendMessage"))
+	}
+	minted := atprototest.Mint(t, []atprototest.Key{{Name: "alice", Type: "k256"}}, reqs)
+	plc.Publish(aliceDID, minted.Keys["alice"])
+	tokens := minted.Tokens
+	sendTokens := tokens[3:]
+
+	text := fmt.Sprintf(twoNodeCaddyfile, plc.URL, testenv.Postgres(t))
+	homeA := t.TempDir()
+	a := startPlain(t, text, gatewaytest.Options{Home: homeA})
+	b := startPlain(t, text, gatewaytest.Options{})
+
+	const groupID = "a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5"
+	postJSON := func(g *plainGateway, nsid, token, body string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, g.url("/xrpc/blue.catbird.mls."+nsid), strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			var e struct{ Error, Message string }
+			_ = json.NewDecoder(resp.Body).Decode(&e)
+			t.Fatalf("%s: %d %s %s", nsid, resp.StatusCode, e.Error, e.Message)
+		}
+	}
+	postJSON(b, "createConvo", tokens[0], `{"groupId":"`+groupID+`","cipherSuite":"MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519","idempotencyKey":"two-node"}`)
+	send := func(g *plainGateway, i int) {
+		t.Helper()
+		ct := base64.RawStdEncoding.EncodeToString(applicationMessage(t, groupID, 512))
+		postJSON(g, "sendMessage", sendTokens[i-1], fmt.Sprintf(`{"convoId":%q,"msgId":"m%d","ciphertext":{"$bytes":%q},"epoch":0,"paddedSize":512}`, groupID, i, ct))
+	}
+
+	events := openSSE(t, a, tokens[1], "convoId="+groupID)
+	for i := 1; i <= 3; i++ {
+		send(b, i)
+	}
+	last := expectMessages(t, events, "m1", "m2", "m3")
+
+	// Node A goes down; the conversation goes on through B.
+	a.Stop()
+	for i := 4; i <= 6; i++ {
+		send(b, i)
+	}
+	a2 := startPlain(t, text, gatewaytest.Options{Home: homeA})
+	resumed := openSSE(t, a2, tokens[2], "convoId="+groupID+"&cursor="+last.cursor)
+	expectMessages(t, resumed, "m4", "m5", "m6")
+	send(b, 7)
+	expectMessages(t, resumed, "m7")
+}
+
+// applicationMessage is an MLS PrivateMessage (application content) of the
+// group, epoch 0, framed to exactly size bytes. The server reads only its
+// public framing.
+func applicationMessage(t *testing.T, groupHex string, size int) []byte {
+	t.Helper()
+	gid, err := hex.DecodeString(groupHex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm := &mlswire.PrivateMessage{GroupID: gid, Epoch: 0, ContentType: mlswire.ContentTypeApplication, EncryptedSenderData: make([]byte, 16)}
+	msg := &mlswire.Message{Version: mlswire.ProtocolVersionMLS10, WireFormat: mlswire.WireFormatPrivateMessage, PrivateMessage: pm}
+	empty, err := mlswire.Marshal(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The ciphertext's length prefix grows with it: try the few sizes around.
+	for extra := 0; extra <= 4; extra++ {
+		pm.Ciphertext = make([]byte, size-len(empty)-extra)
+		if b, err := mlswire.Marshal(msg); err == nil && len(b) == size {
+			return b
+		}
+	}
+	t.Fatalf("cannot frame a %d-byte message", size)
+	return nil
 }
