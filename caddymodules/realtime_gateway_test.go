@@ -304,3 +304,44 @@ func applicationMessage(t *testing.T, groupHex string, size int) []byte {
 	t.Fatalf("cannot frame a %d-byte message", size)
 	return nil
 }
+
+// TestReloadKeepsOpenStreams reloads the configuration while a stream is
+// open: the hub belongs to the cairn app's shared state, so the stream goes
+// on and receives what is sent after the reload.
+func TestReloadKeepsOpenStreams(t *testing.T) {
+	plc := atprototest.NewPLC(t)
+	now := time.Now().Unix()
+	tok := func(lxm string) atprototest.Token {
+		return atprototest.Token{Key: "alice", Iss: aliceDID, Aud: "did:web:gateway.test", Lxm: "blue.catbird.mls." + lxm, Iat: now, Exp: now + 60}
+	}
+	minted := atprototest.Mint(t, []atprototest.Key{{Name: "alice", Type: "k256"}},
+		[]atprototest.Token{tok("createConvo"), tok("streamConvoEvents"), tok("sendMessage")})
+	plc.Publish(aliceDID, minted.Keys["alice"])
+	tokens := minted.Tokens
+
+	// SQLite this time: the in-process notifier must survive the reload too.
+	text := strings.Replace(fmt.Sprintf(twoNodeCaddyfile, plc.URL, ""), "\t\tdatabase \n", "", 1)
+	g := startPlain(t, text, gatewaytest.Options{})
+	const groupID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+	post := func(nsid, token, body string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, g.url("/xrpc/blue.catbird.mls."+nsid), strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d", nsid, resp.StatusCode)
+		}
+	}
+	post("createConvo", tokens[0], `{"groupId":"`+groupID+`","cipherSuite":"MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519","idempotencyKey":"reload"}`)
+	events := openSSE(t, g, tokens[1], "convoId="+groupID)
+
+	g.Reload(t, g.admin, strings.Replace(g.text, "route /xrpc/* {", "route /xrpc/* {\n\t\theader X-Reloaded yes", 1))
+	ct := base64.RawStdEncoding.EncodeToString(applicationMessage(t, groupID, 512))
+	post("sendMessage", tokens[2], fmt.Sprintf(`{"convoId":%q,"msgId":"after-reload","ciphertext":{"$bytes":%q},"epoch":0,"paddedSize":512}`, groupID, ct))
+	expectMessages(t, events, "after-reload")
+}
