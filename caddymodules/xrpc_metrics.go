@@ -108,6 +108,16 @@ func (sr *statusRecorder) ReadFrom(r io.Reader) (int64, error) {
 	return sr.ResponseWriterWrapper.ReadFrom(r)
 }
 
+// FlushError flushes as Caddy's recorder does: not before a status has been
+// written, so that a flush cannot send the header ahead of the handlers
+// that still set it (cairn_security_headers re-applies at WriteHeader).
+func (sr *statusRecorder) FlushError() error {
+	if sr.status == 0 {
+		return nil
+	}
+	return http.NewResponseController(sr.ResponseWriter).Flush()
+}
+
 // Hijack is used by WebSocket upgrades.
 func (sr *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return http.NewResponseController(sr.ResponseWriter).Hijack()
