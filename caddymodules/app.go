@@ -537,7 +537,7 @@ func (a *App) Realtime(ctx context.Context) (*realtime.Hub, *realtime.Tickets, e
 	postgresURL, onPostgres := strings.CutPrefix(a.storeKey, storePoolPrefix+"postgres:")
 	rt, err := shared(a, fmt.Sprintf("cairn.realtime:%s|%x|%t", a.storeKey, keyID[:8], a.redis != nil), func() (*realtimeState, func() error, error) {
 		r := &realtimeState{}
-		cfg := realtime.Config{Store: st, OrderedCursors: !onPostgres}
+		cfg := realtime.Config{Store: st, OrderedCursors: !onPostgres, Observer: a.metrics.Realtime}
 		if onPostgres {
 			logger := a.logger
 			n, err := realtime.NewPGNotifier(context.Background(), realtime.PGNotifierConfig{

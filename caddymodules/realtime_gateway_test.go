@@ -145,6 +145,9 @@ http://127.0.0.1:{PORT} {
 		cairn_delivery
 	}
 }
+http://127.0.0.1:{METRICS} {
+	cairn_metrics
+}
 `
 
 // sseEvent is one messageEvent of a stream: its cursor and message id.
@@ -344,4 +347,12 @@ func TestReloadKeepsOpenStreams(t *testing.T) {
 	ct := base64.RawStdEncoding.EncodeToString(applicationMessage(t, groupID, 512))
 	post("sendMessage", tokens[2], fmt.Sprintf(`{"convoId":%q,"msgId":"after-reload","ciphertext":{"$bytes":%q},"epoch":0,"paddedSize":512}`, groupID, ct))
 	expectMessages(t, events, "after-reload")
+
+	m := scrape(t, g)
+	if v := metricValue(m, "cairn_realtime_connections", `transport="sse"`); v != 1 {
+		t.Errorf("open SSE streams = %v, want 1", v)
+	}
+	if v := metricValue(m, "cairn_realtime_events_delivered_total", `transport="sse"`); v < 1 {
+		t.Errorf("delivered events = %v, want at least 1", v)
+	}
 }

@@ -37,6 +37,9 @@ type Metrics struct {
 	backendState  *prometheus.GaugeVec
 	authOutcomes  *prometheus.CounterVec
 
+	// Realtime holds the event-stream collectors.
+	Realtime *Realtime
+
 	// xrpcSeries maps every known NSID to its label children, resolved on
 	// first use; it is built in New and only read after that.
 	xrpcSeries map[string]*xrpcSeries
@@ -84,6 +87,7 @@ func New() *Metrics {
 		}, []string{"kind", "reason"}),
 	}
 	m.Registry.MustRegister(m.xrpcRequests, m.xrpcDuration, m.rateDecisions, m.backendErrors, m.backendState, m.authOutcomes)
+	m.Realtime = newRealtime(m.Registry)
 	m.xrpcSeries = map[string]*xrpcSeries{}
 	for _, nsid := range xrpc.KnownNSIDs() {
 		m.xrpcSeries[nsid] = &xrpcSeries{label: nsid}

@@ -97,3 +97,25 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+func TestRealtimeTransportLabelIsBounded(t *testing.T) {
+	m := New()
+	m.Realtime.ConnOpened("sse")
+	m.Realtime.ConnOpened("did:plc:attacker")
+	m.Realtime.EventsDelivered("websocket", 3)
+	m.Realtime.Replayed("sse", 12)
+	m.Realtime.ConnClosed("sse")
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		for _, metric := range f.GetMetric() {
+			for _, l := range metric.GetLabel() {
+				if v := l.GetValue(); l.GetName() == "transport" && v != "sse" && v != "websocket" && v != "other" {
+					t.Errorf("%s{transport=%q}", f.GetName(), v)
+				}
+			}
+		}
+	}
+}
