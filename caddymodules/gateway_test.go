@@ -235,8 +235,10 @@ func TestExampleLogsNoIdentity(t *testing.T) {
 		"/xrpc/blue.catbird.mls.getEpoch?convoId=%zz" + convo, // unparseable query
 		"/page?did=" + did,
 	}
+	const device = "device-9f8e7d6c5b4a"
 	for _, p := range paths {
-		eg.get(t, p, http.Header{"Authorization": {"Bearer " + token}, "Cookie": {"session=" + token}})
+		eg.get(t, p, http.Header{"Authorization": {"Bearer " + token}, "Cookie": {"session=" + token},
+			"Last-Event-Id": {cursor}, "X-Device-Id": {device}})
 	}
 	// Wait until the access log line of every request above has been
 	// written (the readiness probe writes lines too, so count per path).
@@ -257,7 +259,7 @@ func TestExampleLogsNoIdentity(t *testing.T) {
 	if !logged(logs) {
 		t.Fatalf("not every request reached the access log; the test would prove nothing:\n%s", logs)
 	}
-	for _, secret := range []string{did, "ewvi7nxzyoun6zhxrhs64oiz", convo, cursor, token, "alice.example"} {
+	for _, secret := range []string{did, "ewvi7nxzyoun6zhxrhs64oiz", convo, cursor, token, "alice.example", device} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("logs contain %q", secret)
 		}
