@@ -165,11 +165,7 @@ func (s *Service) createConvo(ctx context.Context, c call) (any, error) {
 		}
 		rows := make([]store.Member, len(members))
 		for i, m := range members {
-			role := m.Role
-			if role == "" {
-				role = store.RoleMember
-			}
-			rows[i] = store.Member{ConvoID: convoID, MemberDID: m.MemberDID, UserDID: m.UserDID, DeviceID: m.DeviceID, Role: role, JoinedAt: cv.CreatedAt}
+			rows[i] = store.Member{ConvoID: convoID, MemberDID: m.MemberDID, UserDID: m.UserDID, DeviceID: m.DeviceID, Role: m.WithDefaults().Role, JoinedAt: cv.CreatedAt}
 		}
 		return newConvoView(cv, rows), nil
 	})

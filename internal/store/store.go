@@ -136,6 +136,19 @@ type NewMember struct {
 	KeyPackageRef string
 }
 
+// WithDefaults returns m with its defaults filled in: RoleMember for an
+// empty Role, and MemberDID for an empty UserDID (a member without a
+// device is its own user).
+func (m NewMember) WithDefaults() NewMember {
+	if m.Role == "" {
+		m.Role = RoleMember
+	}
+	if m.UserDID == "" {
+		m.UserDID = m.MemberDID
+	}
+	return m
+}
+
 // NewWelcome is a Welcome message to hold for its recipients.
 type NewWelcome struct {
 	Data []byte

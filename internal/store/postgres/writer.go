@@ -243,14 +243,8 @@ func (w *writer) change(ctx context.Context, convoID string, add []store.NewMemb
 func (w *writer) addMembers(ctx context.Context, convoID string, add []store.NewMember) error {
 	now := w.bucket()
 	for _, m := range add {
-		role := m.Role
-		if role == "" {
-			role = store.RoleMember
-		}
-		userDID := m.UserDID
-		if userDID == "" {
-			userDID = m.MemberDID
-		}
+		m = m.WithDefaults()
+		role, userDID := m.Role, m.UserDID
 		tag, err := w.q.Exec(ctx, `INSERT INTO members (convo_id, member_did, user_did, device_id, role, joined_at, left_at)
 			VALUES ($1, $2, $3, $4, $5, $6, NULL)
 			ON CONFLICT (convo_id, member_did) DO UPDATE SET

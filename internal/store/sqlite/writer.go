@@ -223,14 +223,8 @@ func (w *txWriter) change(ctx context.Context, convoID string, add []store.NewMe
 func (w *txWriter) addMembers(ctx context.Context, convoID string, add []store.NewMember) error {
 	now := w.bucket()
 	for _, m := range add {
-		role := m.Role
-		if role == "" {
-			role = store.RoleMember
-		}
-		userDID := m.UserDID
-		if userDID == "" {
-			userDID = m.MemberDID
-		}
+		m = m.WithDefaults()
+		role, userDID := m.Role, m.UserDID
 		res, err := w.tx.ExecContext(ctx, `INSERT INTO members (convo_id, member_did, user_did, device_id, role, joined_at, left_at)
 			VALUES (?, ?, ?, ?, ?, ?, NULL)
 			ON CONFLICT (convo_id, member_did) DO UPDATE SET
