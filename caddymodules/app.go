@@ -350,9 +350,6 @@ func (a *App) RequireDevelopment(option string) error {
 	return fmt.Errorf("%s is a development-only option and cairn runs in production mode: remove it, or set `mode development` in the cairn global options of a non-production deployment", option)
 }
 
-// Development reports whether the app runs in development mode.
-func (a *App) Development() bool { return a.Mode == ModeDevelopment }
-
 // loadLogHashKey finds the log-hash key in config, file, environment or the
 // data directory, generating it there on first start.
 func (a *App) loadLogHashKey(repl *caddy.Replacer) ([]byte, error) {

@@ -3,7 +3,6 @@ package caddymodules_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -68,19 +67,7 @@ func TestDeliveryThroughTheGateway(t *testing.T) {
 
 			const groupID = "00112233445566778899aabbccddeeff"
 			body := `{"groupId":"` + groupID + `","cipherSuite":"MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519","idempotencyKey":"gw-create-1"}`
-			post := func(g *plainGateway, nsid, token, body string) (*http.Response, string) {
-				req, _ := http.NewRequest(http.MethodPost, g.url("/xrpc/"+nsid), strings.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Authorization", "Bearer "+token)
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer resp.Body.Close()
-				out, _ := io.ReadAll(resp.Body)
-				return resp, string(out)
-			}
-			resp, out := post(g, create, tokens[0], body)
+			resp, out := postXRPC(t, g, create, tokens[0], body)
 			if resp.StatusCode != http.StatusOK || !strings.Contains(out, groupID) {
 				t.Fatalf("createConvo: %d %s", resp.StatusCode, out)
 			}
@@ -113,7 +100,7 @@ func TestDeliveryThroughTheGateway(t *testing.T) {
 			if resp.StatusCode != http.StatusOK || !strings.Contains(out, groupID) {
 				t.Fatalf("getConvos after restart: %d %s", resp.StatusCode, out)
 			}
-			resp, out = post(g2, create, tokens[5], body)
+			resp, out = postXRPC(t, g2, create, tokens[5], body)
 			if resp.StatusCode != http.StatusOK || !strings.Contains(out, groupID) {
 				t.Fatalf("retried createConvo after restart: %d %s", resp.StatusCode, out)
 			}

@@ -64,6 +64,32 @@ func do(t *testing.T, method, url string, header http.Header) (*http.Response, s
 	return resp, string(body)
 }
 
+// postXRPC calls an XRPC procedure on g with a bearer token and a JSON body.
+func postXRPC(t *testing.T, g *plainGateway, nsid, token, body string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, g.url("/xrpc/"+nsid), strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", nsid, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp, string(out)
+}
+
+// mustPostXRPC is postXRPC for a call that must succeed.
+func mustPostXRPC(t *testing.T, g *plainGateway, nsid, token, body string) {
+	t.Helper()
+	if resp, out := postXRPC(t, g, nsid, token, body); resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: %d %s", nsid, resp.StatusCode, out)
+	}
+}
+
 func status(t *testing.T, url string, header http.Header) int {
 	t.Helper()
 	resp, _ := do(t, http.MethodGet, url, header)

@@ -241,27 +241,11 @@ func TestEventStreamAcrossTwoGatewaysAndARestart(t *testing.T) {
 	b := startPlain(t, text, gatewaytest.Options{})
 
 	const groupID = "a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5"
-	postJSON := func(g *plainGateway, nsid, token, body string) {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, g.url("/xrpc/blue.catbird.mls."+nsid), strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			var e struct{ Error, Message string }
-			_ = json.NewDecoder(resp.Body).Decode(&e)
-			t.Fatalf("%s: %d %s %s", nsid, resp.StatusCode, e.Error, e.Message)
-		}
-	}
-	postJSON(b, "createConvo", tokens[0], `{"groupId":"`+groupID+`","cipherSuite":"MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519","idempotencyKey":"two-node"}`)
+	mustPostXRPC(t, b, "blue.catbird.mls.createConvo", tokens[0], `{"groupId":"`+groupID+`","cipherSuite":"MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519","idempotencyKey":"two-node"}`)
 	send := func(g *plainGateway, i int) {
 		t.Helper()
 		ct := base64.RawStdEncoding.EncodeToString(applicationMessage(t, groupID, 512))
-		postJSON(g, "sendMessage", sendTokens[i-1], fmt.Sprintf(`{"convoId":%q,"msgId":"m%d","ciphertext":{"$bytes":%q},"epoch":0,"paddedSize":512}`, groupID, i, ct))
+		mustPostXRPC(t, g, "blue.catbird.mls.sendMessage", sendTokens[i-1], fmt.Sprintf(`{"convoId":%q,"msgId":"m%d","ciphertext":{"$bytes":%q},"epoch":0,"paddedSize":512}`, groupID, i, ct))
 	}
 
 	events := openSSE(t, a, tokens[1], "convoId="+groupID)
@@ -326,26 +310,12 @@ func TestReloadKeepsOpenStreams(t *testing.T) {
 	text := strings.Replace(fmt.Sprintf(twoNodeCaddyfile, plc.URL, ""), "\t\tdatabase \n", "", 1)
 	g := startPlain(t, text, gatewaytest.Options{})
 	const groupID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
-	post := func(nsid, token, body string) {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, g.url("/xrpc/blue.catbird.mls."+nsid), strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("%s: %d", nsid, resp.StatusCode)
-		}
-	}
-	post("createConvo", tokens[0], `{"groupId":"`+groupID+`","cipherSuite":"MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519","idempotencyKey":"reload"}`)
+	mustPostXRPC(t, g, "blue.catbird.mls.createConvo", tokens[0], `{"groupId":"`+groupID+`","cipherSuite":"MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519","idempotencyKey":"reload"}`)
 	events := openSSE(t, g, tokens[1], "convoId="+groupID)
 
 	g.Reload(t, g.admin, strings.Replace(g.text, "route /xrpc/* {", "route /xrpc/* {\n\t\theader X-Reloaded yes", 1))
 	ct := base64.RawStdEncoding.EncodeToString(applicationMessage(t, groupID, 512))
-	post("sendMessage", tokens[2], fmt.Sprintf(`{"convoId":%q,"msgId":"after-reload","ciphertext":{"$bytes":%q},"epoch":0,"paddedSize":512}`, groupID, ct))
+	mustPostXRPC(t, g, "blue.catbird.mls.sendMessage", tokens[2], fmt.Sprintf(`{"convoId":%q,"msgId":"after-reload","ciphertext":{"$bytes":%q},"epoch":0,"paddedSize":512}`, groupID, ct))
 	expectMessages(t, events, "after-reload")
 
 	m := scrape(t, g)

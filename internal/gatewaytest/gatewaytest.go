@@ -9,7 +9,6 @@ package gatewaytest
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -191,26 +190,6 @@ func (g *Gateway) Stop() {
 	case <-time.After(10 * time.Second):
 		_ = g.cmd.Process.Kill()
 		<-g.done
-	}
-}
-
-// Exited reports whether the process has ended.
-func (g *Gateway) Exited() bool {
-	select {
-	case <-g.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// WaitExit waits up to d for the process to end and reports whether it did.
-func (g *Gateway) WaitExit(ctx context.Context) bool {
-	select {
-	case <-g.done:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 
