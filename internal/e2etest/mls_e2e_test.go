@@ -79,6 +79,11 @@ const mlsCaddyfile = `{
 	}
 }
 http://127.0.0.1:{PORT} {
+	# The WebSocket event stream authenticates by its ticket, not a bearer
+	# token (as in Caddyfile.example).
+	handle /xrpc/blue.catbird.mls.subscribeConvoEvents {
+		cairn_delivery
+	}
 	route /xrpc/* {
 		cairn_auth {
 			service_did ` + serviceDID + `
@@ -104,20 +109,25 @@ type harnessLine struct {
 	Done   bool            `json:"done"`
 }
 
-// mlsSteps are the steps of issue 3's real-client test, in order. Each
-// step asserts what it names inside the harness (decrypted plaintext equals
-// what was sent; the removed member's decryption fails; one racing commit
-// gets 200 and the other 409 StaleEpoch) and reports ok only if all of it
-// held.
+// mlsSteps are the steps of issue 3's real-client test, with issue 5's
+// event streams (from the streams' opening on, bob receives over SSE and
+// carol, then dave, over WebSocket), in order. Each step asserts what it
+// names inside the harness (decrypted plaintext equals what was sent; the
+// removed member's decryption fails and her stream ends; one racing commit
+// gets 200 and the other 409 StaleEpoch; a resumed stream carries exactly
+// what was missed) and reports ok only if all of it held.
 var mlsSteps = []string{
 	"publish key packages",
 	"create group",
 	"add two members with one commit and a Welcome",
+	"open event streams: bob over SSE, carol over WebSocket with a ticket",
 	"exchange messages that each member decrypts",
 	"remove a member, who can no longer decrypt what follows",
+	"the removed member's stream stops carrying the conversation",
 	"race two commits for the same epoch; exactly one wins",
 	"publish group info, which a member fetches",
 	"race two adds of one member; only the winning Welcome is delivered",
+	"resume each stream from its last cursor; nothing lost, nothing repeated",
 }
 
 // TestMLSClientsEndToEnd runs three ts-mls clients against a real gateway
