@@ -48,6 +48,15 @@ func (s *Service) member(ctx context.Context, convoID string, id caller.Identity
 	return store.Member{}, fmt.Errorf("caller: %w", store.ErrNotMember)
 }
 
+// memberCheck is the store-side form of member's rule, for writes that
+// check membership in the statement that writes.
+func memberCheck(id caller.Identity) *store.MemberCheck {
+	if id.DeviceID != "" {
+		return &store.MemberCheck{MemberDIDs: []string{memberDID(id), id.DID}}
+	}
+	return &store.MemberCheck{MemberDIDs: []string{id.DID}, AnyRowOf: id.DID}
+}
+
 // callerRows returns the member DIDs in the conversation that the caller
 // may act as (its device row and device-less row, or every row of its
 // DID for a caller without a device), for Welcome lookups.

@@ -57,8 +57,11 @@
 //     for the loser). paddedSize must equal the ciphertext length.
 //     delivery "ephemeral" is accepted and stored like "persistent" (this
 //     package has no live-only path).
-//   - sendMessage: a msgId another caller already used in the conversation
-//     is 409 DuplicateMessage; an application message for a future epoch
+//   - sendMessage: msgId is the idempotency key, and the stored message is
+//     its record (no caller-keyed record links a sender to it): resending
+//     the same bytes under a msgId replays the first answer, for any
+//     member and after the sender left; other bytes under a taken msgId
+//     are 422 IdempotencyKeyReused. An application message for a future epoch
 //     is 409 EpochMismatch; a declared epoch that differs from the MLS
 //     framing is 400 EpochMismatch; unparseable MLS or another group's id
 //     is 400 InvalidMessage (not in the lexicon).

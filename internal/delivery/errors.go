@@ -137,8 +137,6 @@ func (s *Service) mapError(nsid string, err error) *xrpc.Error {
 		return e(http.StatusForbidden, "Unauthorized", "callers may read only their own key package data")
 	case errors.Is(err, store.ErrConflict) && nsid == Namespace+"createConvo":
 		return e(http.StatusConflict, "ConvoAlreadyExists", "a conversation with this groupId exists")
-	case errors.Is(err, store.ErrConflict) && nsid == Namespace+"sendMessage":
-		return e(http.StatusConflict, "DuplicateMessage", "msgId is already used in this conversation")
 	case errors.Is(err, store.ErrConflict):
 		return e(http.StatusConflict, "Conflict", "the request conflicts with existing data")
 	case unavailable(err):

@@ -1,8 +1,9 @@
 package delivery
 
 import (
+	"bytes"
 	"context"
-	"crypto/sha256"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -119,36 +120,74 @@ func (s *Service) sendMessage(ctx context.Context, c call) (any, error) {
 	if epoch != *in.Epoch {
 		return nil, fmt.Errorf("%w: declared %d, framed %d", ErrEpochMismatch, *in.Epoch, epoch)
 	}
-	isCommit := h.ContentType == mlswire.ContentTypeCommit
-	sum := sha256.Sum256(in.Ciphertext)
-	hashed := struct {
-		ConvoID, MsgID string
-		Epoch          int64
-		Ciphertext     []byte
-	}{convoID, in.MsgID, epoch, sum[:]}
-	pre := func(ctx context.Context) error {
-		_, err := s.member(ctx, convoID, c.id)
-		return err
-	}
-	return s.idempotent(ctx, c, convoID+"/"+in.MsgID, hashed, convoID, pre, func(ctx context.Context, tx store.Writer) (any, error) {
-		if isCommit {
-			ch, err := tx.AppendCommit(ctx, convoID, store.NewCommit{
-				Epoch: epoch, MsgID: in.MsgID, Data: in.Ciphertext, PaddedSize: *in.PaddedSize, ExpiresAt: s.expiry(),
-			})
-			if err != nil {
-				return nil, err
-			}
-			return sendMessageOutput{MessageID: in.MsgID, ReceivedAt: datetime(store.Bucket(s.cfg.Now())), Seq: ch.Seq, Epoch: epoch}, nil
-		}
-		m, err := tx.AppendMessage(ctx, store.NewMessage{
+	sent := sentMessage{convoID: convoID, msgID: in.MsgID, epoch: epoch, ciphertext: in.Ciphertext,
+		isCommit: h.ContentType == mlswire.ContentTypeCommit}
+	var out sendMessageOutput
+	if sent.isCommit {
+		out, err = s.sendCommit(ctx, c, sent, *in.PaddedSize)
+	} else {
+		var m store.Message
+		m, err = s.cfg.Store.AppendMessage(ctx, store.NewMessage{
 			ConvoID: convoID, MsgID: in.MsgID, Epoch: epoch, Ciphertext: in.Ciphertext,
-			PaddedSize: *in.PaddedSize, ExpiresAt: s.expiry(),
+			PaddedSize: *in.PaddedSize, ExpiresAt: s.expiry(), Member: memberCheck(c.id),
 		})
-		if err != nil {
-			return nil, err
-		}
-		return sendMessageOutput{MessageID: m.MsgID, ReceivedAt: datetime(m.ReceivedAt), Seq: m.Seq, Epoch: m.Epoch}, nil
+		out = sendMessageOutput{MessageID: m.MsgID, ReceivedAt: datetime(m.ReceivedAt), Seq: m.Seq, Epoch: m.Epoch}
+	}
+	if err != nil {
+		return s.sendRefused(ctx, c.nsid, err, sent)
+	}
+	if s.cfg.OnChange != nil {
+		s.cfg.OnChange(convoID)
+	}
+	return out, nil
+}
+
+// sendCommit appends a commit framed as a message, through the epoch
+// compare-and-swap.
+func (s *Service) sendCommit(ctx context.Context, c call, m sentMessage, paddedSize int64) (sendMessageOutput, error) {
+	if _, err := s.member(ctx, m.convoID, c.id); err != nil {
+		return sendMessageOutput{}, err
+	}
+	ch, err := s.cfg.Store.AppendCommit(ctx, m.convoID, store.NewCommit{
+		Epoch: m.epoch, MsgID: m.msgID, Data: m.ciphertext, PaddedSize: paddedSize, ExpiresAt: s.expiry(),
 	})
+	if err != nil {
+		return sendMessageOutput{}, err
+	}
+	return sendMessageOutput{MessageID: m.msgID, ReceivedAt: datetime(ch.ReceivedAt), Seq: ch.Seq, Epoch: m.epoch}, nil
+}
+
+// sentMessage is what a sendMessage call asks to store.
+type sentMessage struct {
+	convoID, msgID string
+	epoch          int64
+	ciphertext     []byte
+	isCommit       bool
+}
+
+// sendRefused answers a refused sendMessage. The message row itself is
+// the idempotency record: (convo, msgId) is unique, and unlike a record
+// keyed by the caller, it links no sender to the message. So a refusal
+// (msgId taken, the epoch a commit advanced, even the sender's membership
+// that ended after the first attempt) is a retry when the conversation
+// holds this very message, and replays its answer. A taken msgId holding
+// other bytes is 422 IdempotencyKeyReused; any other refusal stands.
+func (s *Service) sendRefused(ctx context.Context, nsid string, err error, m sentMessage) (any, error) {
+	if s.mapError(nsid, err).Status >= 500 {
+		return nil, err
+	}
+	stored, lerr := s.cfg.Store.Message(ctx, m.convoID, m.msgID)
+	switch {
+	case errors.Is(lerr, store.ErrNotFound):
+		return nil, err
+	case lerr != nil:
+		return nil, lerr
+	case stored.Epoch == m.epoch && stored.IsCommit == m.isCommit && bytes.Equal(stored.Ciphertext, m.ciphertext):
+		return sendMessageOutput{MessageID: stored.MsgID, ReceivedAt: datetime(stored.ReceivedAt), Seq: stored.Seq, Epoch: stored.Epoch}, nil
+	case errors.Is(err, store.ErrConflict):
+		return nil, xrpc.Errorf(http.StatusUnprocessableEntity, "IdempotencyKeyReused", "msgId is already used in this conversation for a different message")
+	}
+	return nil, err
 }
 
 type gapInfo struct {

@@ -1,6 +1,7 @@
 package delivery_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -35,8 +36,14 @@ func TestSendAndGetMessages(t *testing.T) {
 		}
 		other := obj{"convoId": g, "msgId": "01HZZZZZZZZZZZZZZZZZZZZZZZ", "ciphertext": b64bytes(app(t, g, 0)), "epoch": 0, "paddedSize": 512}
 		e.post(alice, "sendMessage", other).isErr(t, http.StatusUnprocessableEntity, "IdempotencyKeyReused")
-		// Another sender's msgId collision is a conflict, not a replay.
-		e.post(bob, "sendMessage", msg).isErr(t, http.StatusConflict, "DuplicateMessage")
+		// The message row is the record, not the caller: another member
+		// resending the same bytes gets the same answer and writes nothing
+		// (the store keeps no sender to tell them apart); other bytes
+		// under a taken msgId are refused whoever sends them.
+		if again := e.post(bob, "sendMessage", msg).must(t, http.StatusOK); string(again.raw) != string(r.raw) {
+			t.Fatalf("resend by another member differs: %s", again.raw)
+		}
+		e.post(bob, "sendMessage", other).isErr(t, http.StatusUnprocessableEntity, "IdempotencyKeyReused")
 		for i := 2; i <= 5; i++ {
 			e.send(bob, g, 0, fmt.Sprintf("m%d", i)).must(t, http.StatusOK)
 		}
@@ -205,15 +212,25 @@ func TestConcurrentCommitsOneWins(t *testing.T) {
 
 		// The same race through sendMessage (a commit as a framed message).
 		results := make([]resp, 2)
+		sends := make([]obj, 2)
+		for i := range sends {
+			ct := framed(t, g, 1, mlswire.ContentTypeCommit, 1024)
+			sends[i] = obj{"convoId": g, "msgId": fmt.Sprintf("commit-%d", i), "ciphertext": b64bytes(ct), "epoch": 1, "paddedSize": 1024}
+		}
 		for i, by := range []who{alice, bob} {
-			wg.Go(func() {
-				ct := framed(t, g, 1, mlswire.ContentTypeCommit, 1024)
-				results[i] = e.post(by, "sendMessage", obj{"convoId": g, "msgId": fmt.Sprintf("commit-%d", i), "ciphertext": b64bytes(ct), "epoch": 1, "paddedSize": 1024})
-			})
+			wg.Go(func() { results[i] = e.post(by, "sendMessage", sends[i]) })
 		}
 		wg.Wait()
 		if a, b := results[0].status, results[1].status; !(a == 200 && b == 409 || a == 409 && b == 200) {
 			t.Fatalf("sendMessage commit race: %d %s / %d %s", a, results[0].raw, b, results[1].raw)
+		}
+		// A retry of the winning commit replays although its epoch has
+		// passed; the loser's retry still loses.
+		for i, by := range []who{alice, bob} {
+			again := e.post(by, "sendMessage", sends[i])
+			if again.status != results[i].status || string(again.raw) != string(results[i].raw) {
+				t.Fatalf("retry of commit %d: %d %s, first %d %s", i, again.status, again.raw, results[i].status, results[i].raw)
+			}
 		}
 
 		// getCommits: both winners, in order, with no sender.
@@ -241,6 +258,53 @@ func TestConcurrentCommitsOneWins(t *testing.T) {
 			if m.(map[string]any)["messageType"] != "commit" {
 				t.Fatalf("stream: %s", all.raw)
 			}
+		}
+	})
+}
+
+// TestSendMessageRetryAfterLeaving: the message row is the retry's
+// record, so a retry replays even after the sender has left; a new or
+// altered message is refused as from a non-member, never 422, which would
+// tell a non-member that the msgId exists.
+func TestSendMessageRetryAfterLeaving(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		g := e.createConvo(t, alice, bob)
+		ct := app(t, g, 0)
+		msg := obj{"convoId": g, "msgId": "last-words", "ciphertext": b64bytes(ct), "epoch": 0, "paddedSize": 512}
+		first := e.post(bob, "sendMessage", msg).must(t, http.StatusOK)
+		e.post(bob, "leaveConvo", obj{"convoId": g, "commit": b64(commit(t, g, 0))}).must(t, http.StatusOK)
+		if again := e.post(bob, "sendMessage", msg).must(t, http.StatusOK); string(again.raw) != string(first.raw) {
+			t.Fatalf("retry after leaving: %s, first %s", again.raw, first.raw)
+		}
+		e.send(bob, g, 0, "new").isErr(t, http.StatusForbidden, "NotMember")
+		altered := obj{"convoId": g, "msgId": "last-words", "ciphertext": b64bytes(app(t, g, 0)), "epoch": 0, "paddedSize": 512}
+		e.post(bob, "sendMessage", altered).isErr(t, http.StatusForbidden, "NotMember")
+		e.post(mallory, "sendMessage", altered).isErr(t, http.StatusForbidden, "NotMember")
+		page := e.get(alice, "getMessages", url.Values{"convoId": {g}}).must(t, http.StatusOK)
+		if n := len(page.body["messages"].([]any)); n != 2 { // bob's message and his leaving commit
+			t.Fatalf("messages: %s", page.raw)
+		}
+	})
+}
+
+// TestSendMessageKeepsNoCallerRecord guards the no-sender invariant
+// against a side channel: an idempotency record keyed by the caller's DID
+// and the msgId would link the sender to the message. sendMessage's
+// record is the message row itself, so it leaves no idempotency record.
+func TestSendMessageKeepsNoCallerRecord(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		g := e.createConvo(t, alice, bob)
+		e.clock.Advance(time.Hour)
+		if n, err := e.store.PurgeIdempotency(context.Background(), time.Minute); err != nil || n == 0 {
+			t.Fatalf("createConvo left no idempotency record to purge (%d, %v): the check below would prove nothing", n, err)
+		}
+		e.send(alice, g, 0, "m1").must(t, http.StatusOK)
+		e.send(bob, g, 0, "m2").must(t, http.StatusOK)
+		ct := framed(t, g, 0, mlswire.ContentTypeCommit, 1024)
+		e.post(bob, "sendMessage", obj{"convoId": g, "msgId": "c1", "ciphertext": b64bytes(ct), "epoch": 0, "paddedSize": 1024}).must(t, http.StatusOK)
+		e.clock.Advance(time.Hour)
+		if n, err := e.store.PurgeIdempotency(context.Background(), time.Minute); err != nil || n != 0 {
+			t.Fatalf("sendMessage left %d idempotency records (%v)", n, err)
 		}
 	})
 }

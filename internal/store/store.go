@@ -192,6 +192,18 @@ type NewMessage struct {
 	// ExpiresAt is when the message may be purged regardless of retention;
 	// zero for none.
 	ExpiresAt time.Time
+	// Member, when set, makes the append conditional on an active
+	// membership, checked with the append itself (ErrNotMember when there
+	// is none). It is never stored.
+	Member *MemberCheck
+}
+
+// MemberCheck names the memberships that allow a write: an active member
+// row whose member DID is one of MemberDIDs, or, when AnyRowOf is set, any
+// active row of that user DID.
+type MemberCheck struct {
+	MemberDIDs []string
+	AnyRowOf   string
 }
 
 // Message is a stored message. It has no sender, by design.
@@ -258,6 +270,9 @@ type Change struct {
 	Epoch int64
 	// Seq is the commit's sequence number, or 0 without a commit.
 	Seq int64
+	// ReceivedAt is the commit message's receive time truncated to
+	// BucketInterval, as stored; zero without a commit.
+	ReceivedAt time.Time
 	// Cursors are the event cursors written, in order.
 	Cursors []int64
 }
@@ -385,7 +400,8 @@ type Writer interface {
 	// exists.
 	CreateConvo(ctx context.Context, c NewConvo) (Convo, error)
 	// AppendMessage assigns the next seq and stores the message and its
-	// event. ErrNotFound for an unknown conversation, ErrFutureEpoch if
+	// event. ErrNotFound for an unknown conversation, then ErrNotMember if
+	// m.Member is set and matches no active membership, ErrFutureEpoch if
 	// m.Epoch exceeds the conversation's epoch, ErrConflict if MsgID is
 	// taken in the conversation.
 	AppendMessage(ctx context.Context, m NewMessage) (Message, error)

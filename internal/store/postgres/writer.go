@@ -81,10 +81,13 @@ func (w *writer) CreateConvo(ctx context.Context, c store.NewConvo) (store.Convo
 
 // appendMessageSQL bumps the counter (row-locking the conversation), then
 // inserts the message and its event from the bumped row, in one statement.
-// The event's cursor is drawn only after the lock is held.
+// The event's cursor is drawn only after the lock is held. With $8 set, the
+// bump needs an active membership ($8: member DIDs, $9: a user DID any of
+// whose rows will do, or '').
 const appendMessageSQL = `WITH c AS (
 	UPDATE convos SET last_seq = last_seq + 1, last_activity_at = $7
-	WHERE id = $1 AND epoch >= $2
+	WHERE id = $1 AND epoch >= $2 AND ($8::text[] IS NULL OR EXISTS (
+		SELECT 1 FROM members WHERE convo_id = $1 AND left_at IS NULL AND (member_did = ANY($8) OR user_did = $9)))
 	RETURNING id, last_seq
 ), m AS (
 	INSERT INTO messages (convo_id, seq, epoch, msg_id, ciphertext, padded_size, received_bucket, expires_at)
@@ -99,14 +102,16 @@ SELECT c.last_seq, e.cursor FROM c, e`
 // AppendMessage implements store.Writer.
 func (w *writer) AppendMessage(ctx context.Context, m store.NewMessage) (store.Message, error) {
 	b := w.bucket()
+	var members []string
+	var anyRowOf string
+	if m.Member != nil {
+		members, anyRowOf = orEmpty(m.Member.MemberDIDs), m.Member.AnyRowOf
+	}
 	var seq, cursor int64
 	err := w.q.QueryRow(ctx, appendMessageSQL,
-		m.ConvoID, m.Epoch, m.MsgID, m.Ciphertext, m.PaddedSize, nullTime(m.ExpiresAt), b).Scan(&seq, &cursor)
+		m.ConvoID, m.Epoch, m.MsgID, m.Ciphertext, m.PaddedSize, nullTime(m.ExpiresAt), b, members, anyRowOf).Scan(&seq, &cursor)
 	if errors.Is(err, pgx.ErrNoRows) {
-		if _, err := w.convoEpoch(ctx, m.ConvoID); err != nil {
-			return store.Message{}, fmt.Errorf("append message: %w", err)
-		}
-		return store.Message{}, fmt.Errorf("append message: %w", store.ErrFutureEpoch)
+		return store.Message{}, fmt.Errorf("append message: %w", w.whyNotAppended(ctx, m))
 	}
 	if isUnique(err) {
 		return store.Message{}, fmt.Errorf("append message: message id taken: %w", store.ErrConflict)
@@ -118,6 +123,25 @@ func (w *writer) AppendMessage(ctx context.Context, m store.NewMessage) (store.M
 		ConvoID: m.ConvoID, Seq: seq, Epoch: m.Epoch, MsgID: m.MsgID, Ciphertext: m.Ciphertext,
 		PaddedSize: m.PaddedSize, ReceivedAt: b, ExpiresAt: m.ExpiresAt, Cursor: cursor,
 	}, nil
+}
+
+// whyNotAppended tells which condition of appendMessageSQL held no row back.
+func (w *writer) whyNotAppended(ctx context.Context, m store.NewMessage) error {
+	if _, err := w.convoEpoch(ctx, m.ConvoID); err != nil {
+		return err
+	}
+	if m.Member != nil {
+		var ok bool
+		err := w.q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM members WHERE convo_id = $1 AND left_at IS NULL
+			AND (member_did = ANY($2) OR user_did = $3))`, m.ConvoID, orEmpty(m.Member.MemberDIDs), m.Member.AnyRowOf).Scan(&ok)
+		if err != nil {
+			return fmt.Errorf("check membership: %w", err)
+		}
+		if !ok {
+			return store.ErrNotMember
+		}
+	}
+	return store.ErrFutureEpoch
 }
 
 func (w *writer) insertMessage(ctx context.Context, convoID string, seq, epoch int64, msgID string, data []byte, padded int64, bucket, expires time.Time) error {
@@ -169,6 +193,7 @@ func (w *writer) change(ctx context.Context, convoID string, add []store.NewMemb
 	b := w.bucket()
 	var ch store.Change
 	if c != nil {
+		ch.ReceivedAt = b
 		err := w.q.QueryRow(ctx, `UPDATE convos SET epoch = epoch + 1, last_seq = last_seq + 1, last_activity_at = $1
 			WHERE id = $2 AND epoch = $3 RETURNING epoch, last_seq`, b, convoID, c.Epoch).Scan(&ch.Epoch, &ch.Seq)
 		if errors.Is(err, pgx.ErrNoRows) {

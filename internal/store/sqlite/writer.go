@@ -72,6 +72,11 @@ func (w *txWriter) CreateConvo(ctx context.Context, c store.NewConvo) (store.Con
 // AppendMessage implements store.Writer.
 func (w *txWriter) AppendMessage(ctx context.Context, m store.NewMessage) (store.Message, error) {
 	b := w.bucket()
+	if m.Member != nil {
+		if err := w.requireMember(ctx, m.ConvoID, *m.Member); err != nil {
+			return store.Message{}, fmt.Errorf("append message: %w", err)
+		}
+	}
 	var seq int64
 	err := w.tx.QueryRowContext(ctx, `UPDATE convos SET last_seq = last_seq + 1, last_activity_at = ?
 		WHERE id = ? AND epoch >= ? RETURNING last_seq`, b, m.ConvoID, m.Epoch).Scan(&seq)
@@ -95,6 +100,25 @@ func (w *txWriter) AppendMessage(ctx context.Context, m store.NewMessage) (store
 		ConvoID: m.ConvoID, Seq: seq, Epoch: m.Epoch, MsgID: m.MsgID, Ciphertext: m.Ciphertext,
 		PaddedSize: m.PaddedSize, ReceivedAt: fromMS(b), ExpiresAt: m.ExpiresAt, Cursor: cursor,
 	}, nil
+}
+
+// requireMember returns ErrNotFound for an unknown conversation and
+// ErrNotMember when check matches no active membership in it.
+func (w *txWriter) requireMember(ctx context.Context, convoID string, check store.MemberCheck) error {
+	var ok bool
+	err := w.tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM members WHERE convo_id = ? AND left_at IS NULL
+		AND (member_did IN (SELECT value FROM json_each(?)) OR user_did = ?))`,
+		convoID, jsonList(check.MemberDIDs), check.AnyRowOf).Scan(&ok)
+	if err != nil {
+		return fmt.Errorf("check membership: %w", err)
+	}
+	if ok {
+		return nil
+	}
+	if _, err := w.convoEpoch(ctx, convoID); err != nil {
+		return err
+	}
+	return store.ErrNotMember
 }
 
 func (w *txWriter) insertMessage(ctx context.Context, convoID string, seq, epoch int64, msgID string, data []byte, padded, bucket int64, expires time.Time) error {
@@ -147,6 +171,7 @@ func (w *txWriter) change(ctx context.Context, convoID string, add []store.NewMe
 	b := w.bucket()
 	var ch store.Change
 	if c != nil {
+		ch.ReceivedAt = fromMS(b)
 		err := w.tx.QueryRowContext(ctx, `UPDATE convos SET epoch = epoch + 1, last_seq = last_seq + 1, last_activity_at = ?
 			WHERE id = ? AND epoch = ? RETURNING epoch, last_seq`, b, convoID, c.Epoch).Scan(&ch.Epoch, &ch.Seq)
 		if errors.Is(err, sql.ErrNoRows) {

@@ -3,6 +3,7 @@ package storetest
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -202,6 +203,49 @@ func testAppendMessageRules(t *testing.T, b Backend) {
 	// Failed appends burn no seq.
 	if m := e.send("c", 0, "second"); m.Seq != 2 {
 		t.Errorf("seq after failures = %d, want 2", m.Seq)
+	}
+
+	// The membership check rides on the append. "c" has did:plc:a#d1;
+	// did:plc:b#d1 joins and leaves.
+	_, err = e.s.AddMembers(e.ctx, "c", []store.NewMember{member("did:plc:b", "d1")}, nil)
+	must(t, err, "add b")
+	_, err = e.s.RemoveMembers(e.ctx, "c", []string{"did:plc:b#d1"}, nil)
+	must(t, err, "remove b")
+	seq := int64(2)
+	for _, tc := range []struct {
+		name  string
+		check store.MemberCheck
+		epoch int64
+		want  error
+	}{
+		{"device row", store.MemberCheck{MemberDIDs: []string{"did:plc:a#d1", "did:plc:a"}}, 0, nil},
+		{"any row of the user", store.MemberCheck{MemberDIDs: []string{"did:plc:a"}, AnyRowOf: "did:plc:a"}, 0, nil},
+		{"another device of a member", store.MemberCheck{MemberDIDs: []string{"did:plc:a#d2", "did:plc:a"}}, 0, store.ErrNotMember},
+		{"never a member", store.MemberCheck{MemberDIDs: []string{"did:plc:z"}, AnyRowOf: "did:plc:z"}, 0, store.ErrNotMember},
+		{"left", store.MemberCheck{MemberDIDs: []string{"did:plc:b#d1"}, AnyRowOf: "did:plc:b"}, 0, store.ErrNotMember},
+		{"non-member, future epoch", store.MemberCheck{MemberDIDs: []string{"did:plc:z"}}, 5, store.ErrNotMember},
+		{"member, future epoch", store.MemberCheck{MemberDIDs: []string{"did:plc:a#d1"}}, 5, store.ErrFutureEpoch},
+	} {
+		msgID := "checked-" + strings.ReplaceAll(tc.name, " ", "-")
+		m, err := e.s.AppendMessage(e.ctx, store.NewMessage{ConvoID: "c", MsgID: msgID, Epoch: tc.epoch,
+			Ciphertext: padded(msgID), PaddedSize: 512, Member: &tc.check})
+		if tc.want != nil {
+			if !isErr(err, tc.want) {
+				t.Errorf("%s: err = %v, want %v", tc.name, err, tc.want)
+			}
+			continue
+		}
+		seq++
+		if err != nil || m.Seq != seq {
+			t.Errorf("%s: seq %d, err %v; want seq %d", tc.name, m.Seq, err, seq)
+		}
+	}
+	check := store.MemberCheck{MemberDIDs: []string{"did:plc:a#d1"}}
+	if _, err := e.s.AppendMessage(e.ctx, store.NewMessage{ConvoID: "zz", MsgID: "x", Ciphertext: padded("x"), PaddedSize: 512, Member: &check}); !isErr(err, store.ErrNotFound) {
+		t.Errorf("checked append to an unknown convo: err = %v, want ErrNotFound", err)
+	}
+	if m := e.send("c", 0, "after-checks"); m.Seq != seq+1 {
+		t.Errorf("seq after checked appends = %d, want %d", m.Seq, seq+1)
 	}
 	if _, err := e.s.Message(e.ctx, "c", "nope"); !isErr(err, store.ErrNotFound) {
 		t.Errorf("unknown message: err = %v", err)

@@ -22,8 +22,15 @@ func testEventsAfterCursor(t *testing.T, b Backend) {
 			cursorOf[id] = e.send(c, 0, id).Cursor
 		}
 	}
-	_, err := e.s.AppendCommit(e.ctx, "b", store.NewCommit{Epoch: 0, MsgID: "b-commit", Data: padded("c"), PaddedSize: 512})
+	ch, err := e.s.AppendCommit(e.ctx, "b", store.NewCommit{Epoch: 0, MsgID: "b-commit", Data: padded("c"), PaddedSize: 512})
 	must(t, err, "commit")
+	// A replayed sendMessage answers from the stored row: the Change
+	// must report what the row holds.
+	stored, err := e.s.Message(e.ctx, "b", "b-commit")
+	must(t, err, "read commit")
+	if !stored.IsCommit || stored.Seq != ch.Seq || !stored.ReceivedAt.Equal(ch.ReceivedAt) || ch.ReceivedAt.IsZero() {
+		t.Fatalf("change %+v, stored commit seq %d at %v", ch, stored.Seq, stored.ReceivedAt)
+	}
 	all := e.allEvents("a", "b")
 	// 2 creation events + 10 messages + 1 commit.
 	if len(all) != 13 {
