@@ -174,9 +174,10 @@ const newMember = async (name, impl) => {
     keypair,
     kp: await newKeyPackage(did, impl),
     state: undefined, // ClientState once in the group
-    cursor: 0, // getMessages sinceSeq
+    cursor: 0, // the highest seq it has processed (getMessages sinceSeq)
     joinedEpoch: 0n, // the epoch its Welcome brought it into
     sent: new Set(), // msgIds this member sent (it cannot decrypt its own)
+    stream: undefined, // its event stream, once it receives from one (listen)
   }
 }
 
