@@ -56,6 +56,7 @@ type Store struct {
 	store.TxWriter
 
 	w   *sql.DB // one connection: the single writer
+	gc  *committer
 	r   *sql.DB // read pool
 	now func() time.Time
 	// purgeBatch bounds the rows one purge transaction deletes, so a large
@@ -121,7 +122,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	r.SetMaxOpenConns(cfg.ReadConns)
 	r.SetMaxIdleConns(cfg.ReadConns)
-	s := &Store{w: w, r: r, now: cfg.Now, purgeBatch: cfg.PurgeBatch, locks: map[string]bool{}}
+	s := &Store{w: w, r: r, gc: newCommitter(w), now: cfg.Now, purgeBatch: cfg.PurgeBatch, locks: map[string]bool{}}
 	s.TxWriter = store.NewTxWriter(func(ctx context.Context, fn func(store.Writer) error) error {
 		return s.withWriter(ctx, func(w *txWriter) error { return fn(w) })
 	})
@@ -134,6 +135,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 
 // Close closes both pools.
 func (s *Store) Close() error {
+	s.gc.close()
 	return errors.Join(s.w.Close(), s.r.Close())
 }
 
@@ -163,7 +165,7 @@ func (s *Store) migrate(ctx context.Context, busyTimeout time.Duration) error {
 
 func (s *Store) applyMigrations(ctx context.Context, ms []store.Migration) error {
 	for _, m := range ms {
-		err := s.write(ctx, func(tx *sql.Tx) error {
+		err := s.write(ctx, func(tx writeTx) error {
 			if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 				version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
 				return err
@@ -175,7 +177,7 @@ func (s *Store) applyMigrations(ctx context.Context, ms []store.Migration) error
 			if n > 0 {
 				return nil
 			}
-			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			if err := tx.execScript(ctx, m.SQL); err != nil {
 				return err
 			}
 			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
@@ -189,25 +191,15 @@ func (s *Store) applyMigrations(ctx context.Context, ms []store.Migration) error
 	return nil
 }
 
-// write runs fn in a transaction on the single writer connection.
-func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+// write runs fn in a transaction of the single writer, through the group
+// commit.
+func (s *Store) write(ctx context.Context, fn func(tx writeTx) error) error {
+	return s.gc.write(ctx, fn)
 }
 
 // withWriter runs fn with a Writer bound to a fresh transaction.
 func (s *Store) withWriter(ctx context.Context, fn func(w *txWriter) error) error {
-	return s.write(ctx, func(tx *sql.Tx) error { return fn(&txWriter{tx: tx, now: s.now}) })
+	return s.write(ctx, func(tx writeTx) error { return fn(&txWriter{tx: tx, now: s.now}) })
 }
 
 // TryLock takes a process-local named lock: with one writer per file there

@@ -14,7 +14,7 @@ import (
 // txWriter implements store.Writer on one transaction of the writer
 // connection.
 type txWriter struct {
-	tx  *sql.Tx
+	tx  writeTx
 	now func() time.Time
 }
 
