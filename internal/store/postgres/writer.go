@@ -83,7 +83,7 @@ func (w *writer) CreateConvo(ctx context.Context, c store.NewConvo) (store.Convo
 // inserts the message and its event from the bumped row, in one statement.
 // The event's cursor is drawn only after the lock is held. With $8 set, the
 // bump needs an active membership ($8: member DIDs, $9: a user DID any of
-// whose rows will do, or ”).
+// whose rows will do, or the empty string).
 const appendMessageSQL = `WITH c AS (
 	UPDATE convos SET last_seq = last_seq + 1, last_activity_at = $7
 	WHERE id = $1 AND epoch >= $2 AND ($8::text[] IS NULL OR EXISTS (
