@@ -131,7 +131,7 @@ func next(t *testing.T, s *Subscription) Event {
 		if !ok {
 			t.Fatalf("stream ended early: %v", s.Err())
 		}
-		return ev
+		return *ev
 	case <-time.After(guard):
 		t.Fatal("no event")
 	}

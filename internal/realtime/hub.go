@@ -65,6 +65,10 @@ type Config struct {
 	AdvanceEvery time.Duration
 	// PageSize is how many events one store read returns. Default 200.
 	PageSize int
+	// FeedSize is how many of a followed conversation's newest events the
+	// hub keeps, so a wake-up is read from the store once per node rather
+	// than once per subscription. Default 64.
+	FeedSize int
 	// Settle is how long after a cursor is seen every lower cursor is
 	// certainly visible. On PostgreSQL cursors are drawn before commit, so
 	// it must exceed the longest write transaction. It only decides how
@@ -106,6 +110,7 @@ type Hub struct {
 	samples []sample
 
 	joins *joinWatch
+	feeds *feeds
 }
 
 // sample is the store's latest cursor as seen at a time.
@@ -121,6 +126,7 @@ func New(cfg Config) (*Hub, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("realtime: Config.Store is required")
 	}
+	cfg.Store = shallowStore{cfg.Store}
 	switch {
 	case cfg.OrderedCursors:
 		cfg.Settle = 0
@@ -153,6 +159,9 @@ func New(cfg Config) (*Hub, error) {
 	if cfg.PageSize <= 0 {
 		cfg.PageSize = DefaultPageSize
 	}
+	if cfg.FeedSize <= 0 {
+		cfg.FeedSize = DefaultFeedSize
+	}
 	if cfg.SampleEvery <= 0 {
 		cfg.SampleEvery = DefaultSampleEvery
 	}
@@ -165,6 +174,7 @@ func New(cfg Config) (*Hub, error) {
 		all:    make(map[*Subscription]struct{}),
 		wide:   make(map[string]map[*Subscription]struct{}),
 		perDID: make(map[string]int),
+		feeds:  newFeeds(cfg.Store, cfg.FeedSize, cfg.PageSize),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -188,6 +198,7 @@ func (h *Hub) Notify(convoID string) {
 
 // wake marks convoID for every subscription following it.
 func (h *Hub) wake(convoID string) {
+	h.feeds.mark(convoID)
 	h.mu.RLock()
 	if convoID == "" {
 		// Announcements may have been lost: wake everything.
@@ -275,7 +286,7 @@ func (h *Hub) Subscribe(ctx context.Context, req Request) (*Subscription, error)
 		id:        req.Identity,
 		transport: req.Transport,
 		single:    req.ConvoID,
-		out:       make(chan Event, h.cfg.BufferSize),
+		out:       make(chan *Event, h.cfg.BufferSize),
 		wakeCh:    make(chan struct{}, 1),
 		ctx:       sctx,
 		cancel:    cancel,
@@ -397,6 +408,7 @@ func (h *Hub) unregisterLocked(s *Subscription, convoID string) {
 		delete(set, s)
 		if len(set) == 0 {
 			delete(h.subs, convoID)
+			h.feeds.drop(convoID)
 		}
 	}
 }

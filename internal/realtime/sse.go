@@ -81,7 +81,7 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) {
 			// Write what is already queued before flushing once.
 			n := 0
 			for {
-				if sw.event(ev) != nil {
+				if sw.event(*ev) != nil {
 					return
 				}
 				last = ev.Cursor

@@ -61,7 +61,9 @@ type Subscription struct {
 	id        caller.Identity
 	transport string
 	single    string
-	out       chan Event
+	// out carries pointers: a buffer of BufferSize events would hold
+	// kilobytes per open stream even while idle.
+	out       chan *Event
 	wakeCh    chan struct{}
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -99,8 +101,8 @@ type Subscription struct {
 }
 
 // Events returns the channel of events. It is closed when the
-// subscription ends.
-func (s *Subscription) Events() <-chan Event { return s.out }
+// subscription ends. An Event received is the receiver's alone.
+func (s *Subscription) Events() <-chan *Event { return s.out }
 
 // Err reports why Events closed: nil after the context ended or Close,
 // ErrSlowConsumer, ErrRemoved, ErrHubClosed or a store failure.
@@ -295,12 +297,19 @@ func (s *Subscription) advance(replay bool) error {
 	}
 	list := s.list()
 	after := s.pos.Floor
+	if s.single != "" && len(list) == 1 {
+		if got, ok := s.h.feeds.since(s.ctx, list[0], s.after(list[0])); ok {
+			// The feed is complete up to the latest wake-up, which is
+			// everything committed before the subscription registered.
+			return s.deliver(got, replay)
+		}
+	}
 	for len(list) > 0 {
 		evs, err := s.h.cfg.Store.EventsAfter(s.ctx, list, after, s.h.cfg.PageSize)
 		if err != nil {
 			return fmt.Errorf("read events: %w", err)
 		}
-		if err := s.deliver(evs, replay); err != nil {
+		if err := s.deliverEvents(evs, replay); err != nil {
 			return err
 		}
 		if len(evs) < s.h.cfg.PageSize {
@@ -341,11 +350,17 @@ func (s *Subscription) readWoken() error {
 			if _, ok := s.convos[c]; !ok {
 				break
 			}
+			if got, ok := s.h.feeds.since(s.ctx, c, s.after(c)); ok {
+				if err := s.deliver(got, false); err != nil {
+					return err
+				}
+				break
+			}
 			evs, err := s.h.cfg.Store.EventsAfter(s.ctx, []string{c}, s.after(c), s.h.cfg.PageSize)
 			if err != nil {
 				return fmt.Errorf("read events: %w", err)
 			}
-			if err := s.deliver(evs, false); err != nil {
+			if err := s.deliverEvents(evs, false); err != nil {
 				return err
 			}
 			if len(evs) < s.h.cfg.PageSize {
@@ -371,10 +386,9 @@ func (s *Subscription) listLocked() []string {
 	return out
 }
 
-// deliver turns a page of event rows into Events, in order, skipping what
-// was delivered before. block makes it wait for buffer space (replay);
-// otherwise a full buffer is ErrSlowConsumer.
-func (s *Subscription) deliver(evs []store.Event, block bool) error {
+// deliverEvents reads the messages a page of event rows references and
+// delivers them.
+func (s *Subscription) deliverEvents(evs []store.Event, block bool) error {
 	if len(evs) == 0 {
 		return nil
 	}
@@ -382,19 +396,34 @@ func (s *Subscription) deliver(evs []store.Event, block bool) error {
 	if err != nil {
 		return err
 	}
-	for _, ev := range evs {
+	got := make([]entry, len(evs))
+	for i, ev := range evs {
+		got[i].ev = ev
+		if m, ok := msgs[msgKey{ev.ConvoID, ev.MessageID}]; ok {
+			got[i].msg = &m
+		}
+	}
+	return s.deliver(got, block)
+}
+
+// deliver turns event rows into Events, in order, skipping what was
+// delivered before. block makes it wait for buffer space (replay);
+// otherwise a full buffer is ErrSlowConsumer. The messages may be shared
+// with other subscriptions (the feed's): nothing downstream modifies them.
+func (s *Subscription) deliver(got []entry, block bool) error {
+	for _, e := range got {
+		ev := e.ev
 		if _, ok := s.convos[ev.ConvoID]; !ok || ev.Cursor <= s.after(ev.ConvoID) {
 			continue
 		}
 		var out Event
 		switch ev.Kind {
 		case store.EventMessage, store.EventCommit:
-			m, ok := msgs[msgKey{ev.ConvoID, ev.MessageID}]
 			s.delivered(ev.ConvoID, ev.Cursor)
-			if !ok {
+			if e.msg == nil {
 				continue // purged since; getMessages reports the gap
 			}
-			out = Event{Type: EventMessage, ConvoID: ev.ConvoID, Message: &m}
+			out = Event{Type: EventMessage, ConvoID: ev.ConvoID, Message: e.msg}
 		case store.EventMembership:
 			err := s.h.member(s.ctx, ev.ConvoID, s.id)
 			s.delivered(ev.ConvoID, ev.Cursor)
@@ -492,7 +521,8 @@ func (s *Subscription) messages(evs []store.Event) (map[msgKey]store.Message, er
 
 // send queues ev for the client. It reports false if the context ended,
 // or, when not blocking, if the buffer stayed full for SlowAfter.
-func (s *Subscription) send(ev Event, block bool) bool {
+func (s *Subscription) send(e Event, block bool) bool {
+	ev := &e
 	select {
 	case s.out <- ev:
 		return true

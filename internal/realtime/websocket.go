@@ -142,7 +142,7 @@ func (s *Server) ServeSubscribe(w http.ResponseWriter, r *http.Request) {
 				s.closeWS(conn, sub.Err(), write, last)
 				return
 			}
-			if write(ev) != nil {
+			if write(*ev) != nil {
 				return
 			}
 			last = ev.Cursor
