@@ -333,8 +333,9 @@ func (l *loadRun) fanout(ctx context.Context, r *report) error {
 func (l *loadRun) sustain(ctx context.Context, r *report) error {
 	cfg := l.cfg
 	want := cfg.members * cfg.devices
-	ctx2, cancel := context.WithTimeout(ctx, cfg.sustained)
-	defer cancel()
+	// The phase ends by time, but a send in flight completes: cancelling
+	// it could leave a message stored and delivered but not counted.
+	end := time.Now().Add(cfg.sustained)
 	var (
 		wg   sync.WaitGroup
 		sent atomic.Int64
@@ -345,20 +346,13 @@ func (l *loadRun) sustain(ctx context.Context, r *report) error {
 	start := time.Now()
 	for w := range cfg.senders {
 		wg.Go(func() {
-			for ctx2.Err() == nil {
+			for ctx.Err() == nil && time.Now().Before(end) {
 				n := sent.Add(1)
 				c := l.convos[int(n)%len(l.convos)]
 				id := fmt.Sprintf("s%d", n)
 				m := l.t.expect(id, phaseSustained, want)
 				m.at = time.Now()
-				if err := l.send(ctx2, c, id); err != nil {
-					if ctx2.Err() != nil {
-						// Cut off by the end of the phase: it may or may
-						// not have been stored, so it counts as neither.
-						l.t.sent.Delete(id)
-						sent.Add(-1)
-						return
-					}
+				if err := l.send(ctx, c, id); err != nil {
 					errs <- err
 					return
 				}
@@ -453,6 +447,10 @@ func (l *loadRun) saveProfiles(ctx context.Context, when string) error {
 		return fmt.Errorf("profile dir: %w", err)
 	}
 	if err := l.fetch(ctx, "/debug/pprof/heap", when+"-heap.pprof"); err != nil {
+		return err
+	}
+	// The text form ends with runtime.MemStats: stacks, heap, GC figures.
+	if err := l.fetch(ctx, "/debug/pprof/heap?debug=1", when+"-heap.txt"); err != nil {
 		return err
 	}
 	return l.fetch(ctx, "/debug/pprof/goroutine", when+"-goroutine.pprof")
