@@ -11,7 +11,7 @@ XCADDY_VERSION := $(shell sed -n 's/.*"xcaddy_version": *"\([^"]*\)".*/\1/p' xca
 MODULE         := $(shell sed -n 's/.*"module": *"\([^"]*\)".*/\1/p' xcaddy.json)
 PLUGINS        := $(shell tr -d '\n' < xcaddy.json | sed -n 's/.*"plugins": *\[\([^]]*\)\].*/\1/p' | tr -d '" ' | tr ',' ' ')
 
-.PHONY: help build build-go run test test-short vet bench fuzz clean
+.PHONY: help build build-go run test test-short vet bench fuzz load-realtime clean
 
 help:
 	@echo "make build       build ./$(BINARY) with xcaddy from xcaddy.json (Caddy $(CADDY_VERSION) + this module + plugins)"
@@ -20,6 +20,7 @@ help:
 	@echo "make test        run every test (needs PostgreSQL, Redis and Node; see README)"
 	@echo "make bench       run the Go benchmarks"
 	@echo "make fuzz        fuzz each parser for FUZZTIME (default 30s)"
+	@echo "make load-realtime  10,000 SSE streams and a 1,000-member fan-out against a real cairn-caddy (LOAD_FLAGS=...)"
 
 # xcaddy is fetched through the Go module proxy at the pinned version.
 build:
@@ -57,6 +58,14 @@ fuzz:
 		echo "== $$target ($$pkg)"; \
 		$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
 	done
+
+# A benchmark, not a test: builds cairn-caddy, seeds the conversations,
+# opens the streams and prints what it measured (docs/realtime.md). Pass
+# more cairn-load flags in LOAD_FLAGS, e.g. LOAD_FLAGS='-store postgres'
+# or '-websocket' or '-profile /tmp/prof'.
+LOAD_FLAGS ?=
+load-realtime:
+	$(GO) run ./cmd/cairn-load $(LOAD_FLAGS)
 
 clean:
 	rm -f ./$(BINARY)
