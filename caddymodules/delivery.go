@@ -3,6 +3,7 @@ package caddymodules
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -44,6 +45,7 @@ func init() {
 //	    max_members                1000
 //	    max_devices                10
 //	    message_ttl                <duration>   # optional expiry on every message
+//	    websocket_endpoint         <ws(s) URL>  # what getSubscriptionTicket advertises
 //	}
 type Delivery struct {
 	// MaxMessageBytes bounds one message's or commit's ciphertext. Default
@@ -63,6 +65,12 @@ type Delivery struct {
 	// MessageTTL, when set, expires every message this long after it was
 	// received, sooner than retention would.
 	MessageTTL caddy.Duration `json:"message_ttl,omitempty"`
+	// WebSocketEndpoint is the subscribeConvoEvents URL that
+	// getSubscriptionTicket advertises, for a gateway whose public address
+	// differs from the Host a request arrives with (behind a proxy, on
+	// another port) or that serves plain HTTP (ws://). Default:
+	// wss://<request host>/xrpc/blue.catbird.mls.subscribeConvoEvents.
+	WebSocketEndpoint string `json:"websocket_endpoint,omitempty"`
 
 	service  *delivery.Service
 	realtime *realtime.Server
@@ -90,7 +98,10 @@ func (d *Delivery) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("cairn_delivery: %w", err)
 	}
-	if d.realtime, err = realtime.NewServer(realtime.ServerConfig{Hub: hub, Tickets: tickets}); err != nil {
+	if err := validWebSocketEndpoint(d.WebSocketEndpoint); err != nil {
+		return fmt.Errorf("cairn_delivery: %w", err)
+	}
+	if d.realtime, err = realtime.NewServer(realtime.ServerConfig{Hub: hub, Tickets: tickets, Endpoint: d.WebSocketEndpoint}); err != nil {
 		return fmt.Errorf("cairn_delivery: %w", err)
 	}
 	d.service, err = delivery.New(delivery.Config{
@@ -121,6 +132,20 @@ func (d *Delivery) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		d.service.ServeHTTP(w, r)
 	default:
 		return next.ServeHTTP(w, r)
+	}
+	return nil
+}
+
+// validWebSocketEndpoint accepts an empty endpoint (the default) or an
+// absolute ws:// or wss:// URL with a host and no query or fragment (the
+// client appends its own query).
+func validWebSocketEndpoint(endpoint string) error {
+	if endpoint == "" {
+		return nil
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("websocket_endpoint %q: want a ws:// or wss:// URL with a host and no query, such as wss://chat.example.com/xrpc/%s", endpoint, realtime.NSIDSubscribe)
 	}
 	return nil
 }
@@ -172,6 +197,11 @@ func (d *Delivery) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 			} else {
 				d.MaxKeyPackageLifetime = caddy.Duration(dur)
 			}
+		case "websocket_endpoint":
+			if err := validWebSocketEndpoint(v); err != nil {
+				return disp.Err(err.Error())
+			}
+			d.WebSocketEndpoint = v
 		default:
 			return disp.Errf("unrecognized cairn_delivery option %q", opt)
 		}

@@ -39,7 +39,9 @@ http://127.0.0.1:{PORT} {
 			service_did did:web:gateway.test
 			replay memory
 		}
-		cairn_delivery
+		cairn_delivery {
+			websocket_endpoint ws://127.0.0.1:{PORT}/xrpc/blue.catbird.mls.subscribeConvoEvents
+		}
 		error 501
 	}
 }
@@ -104,10 +106,12 @@ func TestEventStreamsThroughTheGateway(t *testing.T) {
 	var issued struct{ Ticket, Endpoint, ExpiresAt string }
 	err = json.NewDecoder(tresp.Body).Decode(&issued)
 	tresp.Body.Close()
-	if tresp.StatusCode != http.StatusOK || err != nil || issued.Ticket == "" || !strings.HasSuffix(issued.Endpoint, "/xrpc/blue.catbird.mls.subscribeConvoEvents") {
-		t.Fatalf("getSubscriptionTicket: %d %+v (%v)", tresp.StatusCode, issued, err)
+	// The configured websocket_endpoint is what the ticket advertises.
+	want := strings.Replace(g.url("/xrpc/blue.catbird.mls.subscribeConvoEvents"), "http://", "ws://", 1)
+	if tresp.StatusCode != http.StatusOK || err != nil || issued.Ticket == "" || issued.Endpoint != want {
+		t.Fatalf("getSubscriptionTicket: %d %+v (%v), want endpoint %s", tresp.StatusCode, issued, err, want)
 	}
-	wsURL := strings.Replace(g.url("/xrpc/blue.catbird.mls.subscribeConvoEvents"), "http://", "ws://", 1) + "?ticket=" + issued.Ticket
+	wsURL := issued.Endpoint + "?ticket=" + issued.Ticket
 	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer dcancel()
 	conn, _, err := websocket.Dial(dctx, wsURL, nil)
