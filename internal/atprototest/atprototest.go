@@ -11,10 +11,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -32,37 +30,11 @@ func HarnessDir() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "test", "atproto")
 }
 
-var installOnce sync.Once
-var installErr error
-
 // RequireHarness makes sure node and the harness's npm dependencies are
-// there, running `npm ci` on a fresh checkout. Without node or npm the test
-// is skipped, unless CAIRN_REQUIRE_SERVICES=1, where it fails.
+// there (see testenv.RequireNodeHarness).
 func RequireHarness(t testing.TB) {
 	t.Helper()
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if testenv.RequireServices() {
-				t.Fatalf("%s is required for the atproto interop harness: %v", tool, err)
-			}
-			t.Skipf("%s not installed: %v", tool, err)
-		}
-	}
-	installOnce.Do(func() {
-		if _, err := os.Stat(filepath.Join(HarnessDir(), "node_modules", "@atproto", "xrpc-server")); err == nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
-		cmd.Dir = HarnessDir()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			installErr = errors.New("npm ci in test/atproto: " + err.Error() + "\n" + string(out))
-		}
-	})
-	if installErr != nil {
-		t.Fatal(installErr)
-	}
+	testenv.RequireNodeHarness(t, HarnessDir())
 }
 
 // Key asks the harness for a key pair: Type "k256" or "p256".

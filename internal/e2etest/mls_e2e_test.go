@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,39 +31,11 @@ func TestMain(m *testing.M) {
 // mlsHarnessDir is test/mls, the Node harness of real MLS clients.
 func mlsHarnessDir() string { return filepath.Join(gatewaytest.RepoRoot(), "test", "mls") }
 
-var mlsInstall struct {
-	once sync.Once
-	err  error
-}
-
 // requireMLSHarness makes sure node, npm and the harness's dependencies are
-// there, running `npm ci` on a fresh checkout. Without node or npm the test
-// is skipped, unless CAIRN_REQUIRE_SERVICES=1, where it fails.
+// there (see testenv.RequireNodeHarness).
 func requireMLSHarness(t *testing.T) {
 	t.Helper()
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if testenv.RequireServices() {
-				t.Fatalf("%s is required for the MLS end-to-end harness (CAIRN_REQUIRE_SERVICES=1): %v", tool, err)
-			}
-			t.Skipf("%s not installed: %v", tool, err)
-		}
-	}
-	mlsInstall.once.Do(func() {
-		if _, err := os.Stat(filepath.Join(mlsHarnessDir(), "node_modules", "ts-mls", "package.json")); err == nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
-		cmd.Dir = mlsHarnessDir()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			mlsInstall.err = errors.New("npm ci in test/mls: " + err.Error() + "\n" + string(out))
-		}
-	})
-	if mlsInstall.err != nil {
-		t.Fatal(mlsInstall.err)
-	}
+	testenv.RequireNodeHarness(t, mlsHarnessDir())
 }
 
 const serviceDID = "did:web:gateway.test"
