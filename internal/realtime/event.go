@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -129,6 +130,24 @@ func newMessageView(m store.Message) messageView {
 		ID: m.MsgID, ConvoID: m.ConvoID, Ciphertext: m.Ciphertext, Epoch: m.Epoch, Seq: m.Seq,
 		CreatedAt: datetime(m.ReceivedAt), MessageType: t,
 	}
+}
+
+// sharedView is a message's messageView in JSON, encoded on first use: a
+// message fanned out to a thousand SSE streams is encoded once, not a
+// thousand times.
+type sharedView struct {
+	once sync.Once
+	json []byte
+	err  error
+}
+
+// messageJSON returns the JSON of ev's messageView.
+func (ev Event) messageJSON() ([]byte, error) {
+	if ev.view == nil {
+		return json.Marshal(newMessageView(*ev.Message))
+	}
+	ev.view.once.Do(func() { ev.view.json, ev.view.err = json.Marshal(newMessageView(*ev.Message)) })
+	return ev.view.json, ev.view.err
 }
 
 // datetime formats t as a lexicon datetime.

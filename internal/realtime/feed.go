@@ -13,10 +13,12 @@ import (
 const DefaultFeedSize = 64
 
 // entry is one event row with the message it references (nil if it
-// references none, or the message was purged).
+// references none, or the message was purged). view, when set, is the
+// message's JSON view shared by every stream the entry goes to.
 type entry struct {
-	ev  store.Event
-	msg *store.Message
+	ev   store.Event
+	msg  *store.Message
+	view *sharedView
 }
 
 // feeds keeps the newest events of each conversation that has
@@ -212,7 +214,9 @@ func (fs *feeds) read(ctx context.Context, convoID string, from int64, first boo
 	for i, ev := range evs {
 		out[i] = entry{ev: ev}
 		if ev.Kind == store.EventMessage || ev.Kind == store.EventCommit {
-			out[i].msg = byID[ev.MessageID]
+			if m := byID[ev.MessageID]; m != nil {
+				out[i].msg, out[i].view = m, &sharedView{}
+			}
 		}
 	}
 	return out, true, nil

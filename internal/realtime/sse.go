@@ -133,12 +133,6 @@ func (sw *sseWriter) comment(text string) error {
 // event writes one event without flushing. JSON holds no raw newline, so
 // one data line suffices.
 func (sw *sseWriter) event(ev Event) error {
-	data, err := json.Marshal(struct {
-		Event any `json:"event"`
-	}{ev.lexicon(NSIDStream)})
-	if err != nil {
-		return err
-	}
 	sw.buf.Reset()
 	if ev.Cursor != "" {
 		sw.buf.WriteString("id: ")
@@ -146,7 +140,31 @@ func (sw *sseWriter) event(ev Event) error {
 		sw.buf.WriteByte('\n')
 	}
 	sw.buf.WriteString("data: ")
-	sw.buf.Write(data)
+	if ev.Type == EventMessage {
+		// The envelope around the message's shared JSON, in the field
+		// order json.Marshal gives messageEvent.
+		view, err := ev.messageJSON()
+		if err != nil {
+			return err
+		}
+		cursor, err := json.Marshal(ev.Cursor)
+		if err != nil {
+			return err
+		}
+		sw.buf.WriteString(`{"event":{"$type":"` + NSIDStream + `#messageEvent","cursor":`)
+		sw.buf.Write(cursor)
+		sw.buf.WriteString(`,"message":`)
+		sw.buf.Write(view)
+		sw.buf.WriteString(`}}`)
+	} else {
+		data, err := json.Marshal(struct {
+			Event any `json:"event"`
+		}{ev.lexicon(NSIDStream)})
+		if err != nil {
+			return err
+		}
+		sw.buf.Write(data)
+	}
 	sw.buf.WriteString("\n\n")
 	return sw.write(sw.buf.Bytes())
 }

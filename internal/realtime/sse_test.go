@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cairn-chat/cairn-caddy/internal/caller"
+	"github.com/cairn-chat/cairn-caddy/internal/store"
 	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
 )
@@ -336,5 +337,28 @@ func TestSSEResumeBeforeFirstEvent(t *testing.T) {
 				t.Errorf("got %v", got)
 			}
 		})
+	}
+}
+
+// TestSSEMessageEventEncoding checks that the envelope written around a
+// message's shared JSON is byte for byte what json.Marshal makes of the
+// lexicon event, whether the view is shared or encoded on the spot.
+func TestSSEMessageEventEncoding(t *testing.T) {
+	m := &store.Message{ConvoID: "c0ffee", Seq: 7, Epoch: 2, MsgID: "m<&>1", Ciphertext: []byte{0, 1, 2, 250},
+		ReceivedAt: time.Unix(1_800_000_000, 0), IsCommit: true}
+	for _, view := range []*sharedView{nil, {}} {
+		ev := Event{Type: EventMessage, Cursor: "42", ConvoID: m.ConvoID, Message: m, view: view}
+		want, err := json.Marshal(struct {
+			Event any `json:"event"`
+		}{ev.lexicon(NSIDStream)})
+		testenv.Must(t, err, "marshal")
+		for range 2 { // the second use of a shared view reads it back
+			rec := httptest.NewRecorder()
+			sw := &sseWriter{w: rec, rc: http.NewResponseController(rec), timeout: time.Second}
+			testenv.Must(t, sw.event(ev), "write event")
+			if got, want := rec.Body.String(), "id: 42\ndata: "+string(want)+"\n\n"; got != want {
+				t.Fatalf("shared view %v:\n got %q\nwant %q", view != nil, got, want)
+			}
+		}
 	}
 }

@@ -52,6 +52,9 @@ type Event struct {
 	DID string
 	// Info is the notice of EventInfo.
 	Info string
+
+	// view, if set, encodes Message once for every stream it goes to.
+	view *sharedView
 }
 
 // Subscription is one client's stream. Read Events until it closes, then
@@ -63,12 +66,12 @@ type Subscription struct {
 	single    string
 	// out carries pointers: a buffer of BufferSize events would hold
 	// kilobytes per open stream even while idle.
-	out       chan *Event
-	wakeCh    chan struct{}
-	ctx       context.Context
-	cancel    context.CancelFunc
-	done      chan struct{}
-	live      chan struct{}
+	out    chan *Event
+	wakeCh chan struct{}
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	live   chan struct{}
 
 	mu    sync.Mutex
 	dirty map[string]struct{}
@@ -423,7 +426,7 @@ func (s *Subscription) deliver(got []entry, block bool) error {
 			if e.msg == nil {
 				continue // purged since; getMessages reports the gap
 			}
-			out = Event{Type: EventMessage, ConvoID: ev.ConvoID, Message: e.msg}
+			out = Event{Type: EventMessage, ConvoID: ev.ConvoID, Message: e.msg, view: e.view}
 		case store.EventMembership:
 			err := s.h.member(s.ctx, ev.ConvoID, s.id)
 			s.delivered(ev.ConvoID, ev.Cursor)
