@@ -35,7 +35,10 @@ type tracker struct {
 
 // sentMessage is one message the tool sent, awaiting its deliveries.
 type sentMessage struct {
+	// at is when the send started; acked when its response arrived. The
+	// sender sets acked before the deliveries are read back.
 	at    time.Time
+	acked time.Time
 	phase int
 	want  int64
 	got   atomic.Int64
@@ -54,14 +57,20 @@ func (t *tracker) expect(id string, phase int, want int) *sentMessage {
 type subscriber struct {
 	user  int
 	convo int
-	// lat holds this stream's delivery latencies by phase; only its own
+	// arrivals holds this stream's deliveries by phase; only its own
 	// reader goroutine appends, and the report reads after the phases.
-	lat    [phases][]time.Duration
+	arrivals [phases][]arrival
 	events atomic.Int64
 	closed atomic.Bool
 	close  func()
 	// done is closed when the reader goroutine has ended.
 	done chan struct{}
+}
+
+// arrival is one delivery of a sent message.
+type arrival struct {
+	m  *sentMessage
+	at time.Time
 }
 
 // Measurement phases.
@@ -80,7 +89,7 @@ func (s *subscriber) onMessage(t *tracker, id string, now time.Time) {
 		return
 	}
 	m := v.(*sentMessage)
-	s.lat[m.phase] = append(s.lat[m.phase], now.Sub(m.at))
+	s.arrivals[m.phase] = append(s.arrivals[m.phase], arrival{m, now})
 	if m.got.Add(1) == m.want {
 		close(m.done)
 	}
