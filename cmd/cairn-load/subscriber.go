@@ -60,9 +60,9 @@ type subscriber struct {
 	// arrivals holds this stream's deliveries by phase; only its own
 	// reader goroutine appends, and the report reads after the phases.
 	arrivals [phases][]arrival
-	events atomic.Int64
-	closed atomic.Bool
-	close  func()
+	events   atomic.Int64
+	closed   atomic.Bool
+	close    func()
 	// done is closed when the reader goroutine has ended.
 	done chan struct{}
 }
