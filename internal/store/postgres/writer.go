@@ -79,15 +79,23 @@ func (w *writer) CreateConvo(ctx context.Context, c store.NewConvo) (store.Convo
 	}, nil
 }
 
+// memberCheckSQL is store.MemberCheck as an SQL condition on the
+// parameters convo, dids (member DIDs) and user (a user DID any of whose
+// rows will do, or the empty string): one probe of each index, rather than
+// an OR that the planner may answer by scanning the conversation's members.
+func memberCheckSQL(convo, dids, user string) string {
+	return `(EXISTS (SELECT 1 FROM members WHERE convo_id = ` + convo + ` AND member_did = ANY(` + dids + `) AND left_at IS NULL)
+	OR (` + user + ` <> '' AND EXISTS (SELECT 1 FROM members WHERE user_did = ` + user + ` AND convo_id = ` + convo + ` AND left_at IS NULL)))`
+}
+
 // appendMessageSQL bumps the counter (row-locking the conversation), then
 // inserts the message and its event from the bumped row, in one statement.
 // The event's cursor is drawn only after the lock is held. With $8 set, the
 // bump needs an active membership ($8: member DIDs, $9: a user DID any of
 // whose rows will do, or the empty string).
-const appendMessageSQL = `WITH c AS (
+var appendMessageSQL = `WITH c AS (
 	UPDATE convos SET last_seq = last_seq + 1, last_activity_at = $7
-	WHERE id = $1 AND epoch >= $2 AND ($8::text[] IS NULL OR EXISTS (
-		SELECT 1 FROM members WHERE convo_id = $1 AND left_at IS NULL AND (member_did = ANY($8) OR user_did = $9)))
+	WHERE id = $1 AND epoch >= $2 AND ($8::text[] IS NULL OR ` + memberCheckSQL("$1", "$8", "$9") + `)
 	RETURNING id, last_seq
 ), m AS (
 	INSERT INTO messages (convo_id, seq, epoch, msg_id, ciphertext, padded_size, received_bucket, expires_at)
@@ -132,8 +140,8 @@ func (w *writer) whyNotAppended(ctx context.Context, m store.NewMessage) error {
 	}
 	if m.Member != nil {
 		var ok bool
-		err := w.q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM members WHERE convo_id = $1 AND left_at IS NULL
-			AND (member_did = ANY($2) OR user_did = $3))`, m.ConvoID, orEmpty(m.Member.MemberDIDs), m.Member.AnyRowOf).Scan(&ok)
+		err := w.q.QueryRow(ctx, `SELECT `+memberCheckSQL("$1", "$2", "$3"),
+			m.ConvoID, orEmpty(m.Member.MemberDIDs), m.Member.AnyRowOf).Scan(&ok)
 		if err != nil {
 			return fmt.Errorf("check membership: %w", err)
 		}

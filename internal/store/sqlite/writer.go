@@ -106,8 +106,11 @@ func (w *txWriter) AppendMessage(ctx context.Context, m store.NewMessage) (store
 // ErrNotMember when check matches no active membership in it.
 func (w *txWriter) requireMember(ctx context.Context, convoID string, check store.MemberCheck) error {
 	var ok bool
-	err := w.tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM members WHERE convo_id = ? AND left_at IS NULL
-		AND (member_did IN (SELECT value FROM json_each(?)) OR user_did = ?))`,
+	// One probe of each index, rather than an OR the planner may answer
+	// by scanning the conversation's members.
+	err := w.tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM members WHERE convo_id = ?1
+			AND member_did IN (SELECT value FROM json_each(?2)) AND left_at IS NULL)
+		OR (?3 <> '' AND EXISTS (SELECT 1 FROM members WHERE user_did = ?3 AND convo_id = ?1 AND left_at IS NULL))`,
 		convoID, jsonList(check.MemberDIDs), check.AnyRowOf).Scan(&ok)
 	if err != nil {
 		return fmt.Errorf("check membership: %w", err)
