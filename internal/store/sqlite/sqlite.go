@@ -57,7 +57,7 @@ type Store struct {
 
 	w   *sql.DB // one connection: the single writer
 	gc  *committer
-	r   *sql.DB // read pool
+	r   *readPool
 	now func() time.Time
 	// purgeBatch bounds the rows one purge transaction deletes, so a large
 	// backlog never holds the single writer for long.
@@ -122,7 +122,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	r.SetMaxOpenConns(cfg.ReadConns)
 	r.SetMaxIdleConns(cfg.ReadConns)
-	s := &Store{w: w, r: r, gc: newCommitter(w), now: cfg.Now, purgeBatch: cfg.PurgeBatch, locks: map[string]bool{}}
+	s := &Store{w: w, r: newReadPool(r), gc: newCommitter(w), now: cfg.Now, purgeBatch: cfg.PurgeBatch, locks: map[string]bool{}}
 	s.TxWriter = store.NewTxWriter(func(ctx context.Context, fn func(store.Writer) error) error {
 		return s.withWriter(ctx, func(w *txWriter) error { return fn(w) })
 	})
