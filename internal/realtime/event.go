@@ -86,6 +86,9 @@ type frameHeader struct {
 // subscribeConvoEvents: a DAG-CBOR header {op: 1, t: "#<event>"} followed
 // by the DAG-CBOR body (bytes as byte strings, no $type).
 func firehoseFrame(ev Event) ([]byte, error) {
+	if ev.Type == EventMessage {
+		return messageFrame(ev)
+	}
 	body := ev.lexicon(NSIDSubscribe)
 	var t string
 	switch b := body.(type) {
@@ -106,6 +109,38 @@ func firehoseFrame(ev Event) ([]byte, error) {
 	}
 	return append(head, data...), nil
 }
+
+// messageFrame is firehoseFrame for a messageEvent, around the message's
+// shared encoding: the body is the map {cursor, message}, in DAG-CBOR's key
+// order (shorter keys first).
+func messageFrame(ev Event) ([]byte, error) {
+	view, err := ev.messageCBOR()
+	if err != nil {
+		return nil, err
+	}
+	head, err := dagCBOR.Marshal(frameHeader{Op: 1, T: "#messageEvent"})
+	if err != nil {
+		return nil, err
+	}
+	cursor, err := dagCBOR.Marshal(ev.Cursor)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(head)+len(cborKeyCursor)+len(cursor)+len(cborKeyMessage)+len(view)+1)
+	out = append(out, head...)
+	out = append(out, 0xa2) // a map of two entries
+	out = append(out, cborKeyCursor...)
+	out = append(out, cursor...)
+	out = append(out, cborKeyMessage...)
+	return append(out, view...), nil
+}
+
+// The DAG-CBOR text strings "cursor" and "message": major type 3 with the
+// length in the initial byte.
+const (
+	cborKeyCursor  = "\x66cursor"
+	cborKeyMessage = "\x67message"
+)
 
 // lexicon returns ev as the lexicon union member of the method nsid,
 // tagged with its $type.
@@ -132,13 +167,13 @@ func newMessageView(m store.Message) messageView {
 	}
 }
 
-// sharedView is a message's messageView in JSON, encoded on first use: a
-// message fanned out to a thousand SSE streams is encoded once, not a
-// thousand times.
+// sharedView is a message's messageView, encoded on first use in JSON (for
+// SSE) and DAG-CBOR (for WebSocket): a message fanned out to a thousand
+// streams is encoded once per encoding, not a thousand times.
 type sharedView struct {
-	once sync.Once
-	json []byte
-	err  error
+	jsonOnce, cborOnce sync.Once
+	json, cbor         []byte
+	jsonErr, cborErr   error
 }
 
 // messageJSON returns the JSON of ev's messageView.
@@ -146,8 +181,19 @@ func (ev Event) messageJSON() ([]byte, error) {
 	if ev.view == nil {
 		return json.Marshal(newMessageView(*ev.Message))
 	}
-	ev.view.once.Do(func() { ev.view.json, ev.view.err = json.Marshal(newMessageView(*ev.Message)) })
-	return ev.view.json, ev.view.err
+	v := ev.view
+	v.jsonOnce.Do(func() { v.json, v.jsonErr = json.Marshal(newMessageView(*ev.Message)) })
+	return v.json, v.jsonErr
+}
+
+// messageCBOR returns the DAG-CBOR of ev's messageView.
+func (ev Event) messageCBOR() ([]byte, error) {
+	if ev.view == nil {
+		return dagCBOR.Marshal(newMessageView(*ev.Message))
+	}
+	v := ev.view
+	v.cborOnce.Do(func() { v.cbor, v.cborErr = dagCBOR.Marshal(newMessageView(*ev.Message)) })
+	return v.cbor, v.cborErr
 }
 
 // datetime formats t as a lexicon datetime.

@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/fxamacker/cbor/v2"
 
+	"github.com/cairn-chat/cairn-caddy/internal/store"
 	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
 )
@@ -268,3 +269,26 @@ type closeObserver struct {
 }
 
 func (o *closeObserver) ConnClosed(tr string) { o.closed <- tr }
+
+// TestMessageFrameEncoding checks that a messageEvent frame built around the
+// message's shared DAG-CBOR is byte for byte the frame of the lexicon event
+// encoded whole.
+func TestMessageFrameEncoding(t *testing.T) {
+	m := &store.Message{ConvoID: "c0ffee", Seq: 7, Epoch: 2, MsgID: "m1", Ciphertext: bytes.Repeat([]byte{0xfe}, 300),
+		ReceivedAt: time.Unix(1_800_000_000, 0)}
+	for _, view := range []*sharedView{nil, {}} {
+		ev := Event{Type: EventMessage, Cursor: "1234567", ConvoID: m.ConvoID, Message: m, view: view}
+		head, err := dagCBOR.Marshal(frameHeader{Op: 1, T: "#messageEvent"})
+		testenv.Must(t, err, "marshal header")
+		body, err := dagCBOR.Marshal(ev.lexicon(NSIDSubscribe))
+		testenv.Must(t, err, "marshal body")
+		want := append(head, body...)
+		for range 2 { // the second use of a shared view reads it back
+			got, err := firehoseFrame(ev)
+			testenv.Must(t, err, "frame")
+			if !bytes.Equal(got, want) {
+				t.Fatalf("shared view %v:\n got %x\nwant %x", view != nil, got, want)
+			}
+		}
+	}
+}
