@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
 # Edge pipeline load comparison: one cairn-caddy serving the same `respond`
-# route three times, driven by wrk on loopback:
-#   plain     `respond "ok"`;
-#   pipeline  behind cairn_request_id, cairn_xrpc_metrics,
-#             cairn_security_headers and cairn_rate_limit (two zones, limits
-#             high enough never to refuse);
-#   headers   `respond "ok"` with the same response headers written by
-#             Caddy's own `header` directive, byte for byte.
-# The pipeline's responses carry ~500 bytes of mandated headers (CSP, HSTS,
-# …, request ID, RateLimit-*), which cost the kernel and wrk on a small
-# machine whatever writes them; "headers" isolates that cost, so
-# pipeline/headers is the overhead of cairn's code. Target: the pipeline
-# keeps at least 90% of plain throughput.
+# route several times, driven by wrk on loopback:
+#   plain      `respond "ok"`;
+#   pipeline   the issue's comparison: behind cairn_request_id,
+#              cairn_security_headers and cairn_rate_limit, zoned as the
+#              issue's example (ip for every request; send, by DID, for
+#              sendMessage only), limits high enough never to refuse;
+#   full       what Caddyfile.example puts in front of the API: the same
+#              plus cairn_xrpc_metrics, with a DID zone on every XRPC call;
+#   headers    `respond "ok"` with the pipeline's response headers written
+#              by Caddy's own `header` directive, byte for byte.
+# Target: the pipeline keeps at least 90% of plain throughput.
 #
 # Besides requests/s, it reports the server's CPU time per request (from
 # /proc), which other load on the machine does not distort the way it
@@ -42,6 +41,23 @@ http://127.0.0.1:27080 {
 	respond "ok"
 }
 http://127.0.0.1:27081 {
+	cairn_request_id
+	cairn_security_headers
+	cairn_rate_limit {
+		backend memory
+		zone ip {
+			key   ip
+			rate  1000000/1s
+		}
+		zone send {
+			key   did
+			rate  1000000/1s
+			match nsid blue.catbird.mls.sendMessage
+		}
+	}
+	respond "ok"
+}
+http://127.0.0.1:27083 {
 	cairn_request_id
 	cairn_xrpc_metrics
 	cairn_security_headers
@@ -108,24 +124,25 @@ run() {
 		END { printf "%s %.2f\n", rps, c * 1e6 / t / n }' <<<"$out"
 }
 # Warm up, then measure each site twice, interleaved, and keep the best.
-for port in 27080 27081 27082; do "${client_pin[@]}" wrk -t1 -c"$conns" -d2s "http://127.0.0.1:$port$path" >/dev/null; done
-p1=$(run 27080); f1=$(run 27081); h1=$(run 27082)
-p2=$(run 27080); f2=$(run 27081); h2=$(run 27082)
+for port in 27080 27081 27083 27082; do "${client_pin[@]}" wrk -t1 -c"$conns" -d2s "http://127.0.0.1:$port$path" >/dev/null; done
+p1=$(run 27080); f1=$(run 27081); x1=$(run 27083); h1=$(run 27082)
+p2=$(run 27080); f2=$(run 27081); x2=$(run 27083); h2=$(run 27082)
 best() { printf '%s\n%s\n' "${1% *}" "${2% *}" | sort -g | tail -1; }  # highest req/s
 least() { printf '%s\n%s\n' "${1#* }" "${2#* }" | sort -g | head -1; } # lowest CPU µs/request
-plain=$(best "$p1" "$p2"); full=$(best "$f1" "$f2"); hdrs=$(best "$h1" "$h2")
-plain_cpu=$(least "$p1" "$p2"); full_cpu=$(least "$f1" "$f2"); hdrs_cpu=$(least "$h1" "$h2")
+plain=$(best "$p1" "$p2"); pipe=$(best "$f1" "$f2"); full=$(best "$x1" "$x2"); hdrs=$(best "$h1" "$h2")
+plain_cpu=$(least "$p1" "$p2"); pipe_cpu=$(least "$f1" "$f2"); full_cpu=$(least "$x1" "$x2"); hdrs_cpu=$(least "$h1" "$h2")
 p99() { awk '/ 99%/ {print $2}' "$work/wrk-$1"; }
 
 echo
 echo "edge pipeline benchmark ($duration, $conns connections, $(nproc) cores${server_pin:+; server pinned to core 0, wrk to the rest})"
-printf '  %-32s %10s   %-12s %s\n' "" "req/s" "p99" "server CPU/request"
-printf '  %-32s %10.0f   %-12s %6.1f µs\n' "plain respond" "$plain" "$(p99 27080)" "$plain_cpu"
-printf '  %-32s %10.0f   %-12s %6.1f µs\n' "plain respond + same headers" "$hdrs" "$(p99 27082)" "$hdrs_cpu"
-printf '  %-32s %10.0f   %-12s %6.1f µs\n' "full cairn pipeline" "$full" "$(p99 27081)" "$full_cpu"
-awk -v p="$plain" -v f="$full" -v h="$hdrs" -v pc="$plain_cpu" -v fc="$full_cpu" -v hc="$hdrs_cpu" 'BEGIN {
-	printf "  pipeline / plain                 %10.1f%%   (target >= 90%%)\n", 100*f/p
-	printf "  pipeline / same-headers respond  %10.1f%%   (the cost of cairn code alone)\n", 100*f/h
-	printf "  by server CPU/request: pipeline / plain %.1f%%, pipeline / same-headers %.1f%%\n", 100*pc/fc, 100*hc/fc
-	printf "  (the throughput one saturated core would give; cairn code costs %.1f µs a request)\n", fc-hc
+printf '  %-40s %10s   %-12s %s\n' "" "req/s" "p99" "server CPU/request"
+printf '  %-40s %10.0f   %-12s %6.1f µs\n' "plain respond" "$plain" "$(p99 27080)" "$plain_cpu"
+printf '  %-40s %10.0f   %-12s %6.1f µs\n' "pipeline (request_id, headers, limit)" "$pipe" "$(p99 27081)" "$pipe_cpu"
+printf '  %-40s %10.0f   %-12s %6.1f µs\n' "full (+ xrpc_metrics, DID zone on all)" "$full" "$(p99 27083)" "$full_cpu"
+printf '  %-40s %10.0f   %-12s %6.1f µs\n' "respond + same headers by \`header\`" "$hdrs" "$(p99 27082)" "$hdrs_cpu"
+awk -v p="$plain" -v f="$pipe" -v x="$full" -v h="$hdrs" -v pc="$plain_cpu" -v fc="$pipe_cpu" -v xc="$full_cpu" -v hc="$hdrs_cpu" 'BEGIN {
+	printf "  pipeline / plain                         %10.1f%%   (target >= 90%%)\n", 100*f/p
+	printf "  full / plain                             %10.1f%%\n", 100*x/p
+	printf "  by server CPU/request: pipeline / plain %.1f%%, full / plain %.1f%%, same headers by `header` / plain %.1f%%\n", 100*pc/fc, 100*pc/xc, 100*pc/hc
+	printf "  (the throughput one saturated core would give; the pipeline costs %.1f µs a request over plain)\n", fc-pc
 }'
