@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/cairn-chat/cairn-caddy/internal/store"
 )
@@ -11,6 +12,12 @@ import (
 // DefaultFeedSize is how many of a conversation's newest events the hub
 // keeps for its subscribers when Config.FeedSize is zero.
 const DefaultFeedSize = 64
+
+// feedKeep is how long a feed keeps events after reading them. Its
+// subscribers take them within milliseconds of the wake-up; after that the
+// entries (with ciphertext and encodings, a few KiB each) would only hold
+// memory for every quiet conversation the node follows.
+const feedKeep = 10 * time.Second
 
 // entry is one event row with the message it references (nil if it
 // references none, or the message was purged). view, when set, is the
@@ -53,6 +60,8 @@ type feed struct {
 	// it started at.
 	reading chan struct{}
 	readGen uint64
+	// expire empties the entries feedKeep after a read added some.
+	expire *time.Timer
 }
 
 func newFeeds(st store.Store, size, page int) *feeds {
@@ -157,7 +166,19 @@ func (fs *feeds) since(ctx context.Context, convoID string, after int64) (out []
 		}
 		f.add(got, fs.size)
 		f.fresh = f.readGen
+		if len(f.entries) > 0 && f.expire == nil {
+			f.expire = time.AfterFunc(feedKeep, f.empty)
+		}
 	}
+}
+
+// empty drops the entries: the feed still knows it is complete up to hi,
+// so streams that are up to date keep reading nothing from the store, and
+// a stream behind hi reads the store itself.
+func (f *feed) empty() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lo, f.entries, f.expire = f.hi, nil, nil
 }
 
 // add appends entries read after hi and keeps the newest size of them.
