@@ -139,6 +139,7 @@ type report struct {
 	sustainedElapsed   time.Duration
 	sustainedExpected  int64
 	serverCPUFanout    time.Duration
+	gcFanout           int64 // server GC cycles during the fan-out; -1 unknown
 	serverCPUSustained time.Duration
 	fanoutElapsed      time.Duration
 }
@@ -179,6 +180,7 @@ func (l *loadRun) measure(ctx context.Context) error {
 			cpuProfile <- l.fetch(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), "fanout-cpu.pprof")
 		}()
 	}
+	gc0, gcErr := l.numGC(ctx)
 	cpu0, _ := cpuTime(l.g.pid())
 	fstart := time.Now()
 	if err := l.fanout(ctx, &r); err != nil {
@@ -187,6 +189,10 @@ func (l *loadRun) measure(ctx context.Context) error {
 	r.fanoutElapsed = time.Since(fstart)
 	cpu1, _ := cpuTime(l.g.pid())
 	r.serverCPUFanout = cpu1 - cpu0
+	r.gcFanout = -1
+	if gc1, err := l.numGC(ctx); err == nil && gcErr == nil {
+		r.gcFanout = gc1 - gc0
+	}
 	if cpuProfile != nil {
 		if err := <-cpuProfile; err != nil {
 			return err
@@ -490,6 +496,25 @@ func (l *loadRun) fetch(ctx context.Context, path, name string) error {
 	return f.Close()
 }
 
+// numGC reads the server's completed GC cycles from the runtime.MemStats
+// the admin endpoint's heap profile ends with.
+func (l *loadRun) numGC(ctx context.Context) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.g.adminBase+"/debug/pprof/heap?debug=1", nil)
+	if err != nil {
+		return 0, fmt.Errorf("heap request: %w", err)
+	}
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("fetch heap profile: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("read heap profile: %w", err)
+	}
+	return parseNumGC(b)
+}
+
 // countFDs counts the open descriptors of process pid (-1 if unreadable).
 func countFDs(pid int) int {
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
@@ -524,7 +549,8 @@ func (l *loadRun) print(r report) {
 		fmt.Fprintf(out, "  after the send's ack  p50 %s  p99 %s (arrival minus sendMessage's response)\n",
 			fmtMS(percentile(r.fanoutAfterAck, 50)), fmtMS(percentile(r.fanoutAfterAck, 99)))
 		fmt.Fprintf(out, "sendMessage latency     p50 %s  p99 %s  max %s\n", fmtMS(percentile(r.sendLat, 50)), fmtMS(percentile(r.sendLat, 99)), fmtMS(percentile(r.sendLat, 100)))
-		fmt.Fprintf(out, "server CPU per fan-out  %s\n", fmtMS(r.serverCPUFanout/time.Duration(max(1, cfg.messages))))
+		fmt.Fprintf(out, "server CPU per fan-out  %s (%d garbage collections during the fan-outs)\n",
+			fmtMS(r.serverCPUFanout/time.Duration(max(1, cfg.messages))), r.gcFanout)
 	}
 	if cfg.sustained > 0 && r.sustainedElapsed > 0 {
 		secs := r.sustainedElapsed.Seconds()

@@ -48,6 +48,25 @@ func parseVmRSS(status []byte) (int64, error) {
 	return 0, errors.New("no VmRSS line in status")
 }
 
+// parseNumGC reads "# NumGC = N" from a heap profile in text form.
+func parseNumGC(profile []byte) (int64, error) {
+	sc := bufio.NewScanner(bytes.NewReader(profile))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "# NumGC = "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("NumGC value %q: %w", v, err)
+			}
+			return n, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("read heap profile: %w", err)
+	}
+	return 0, errors.New("no NumGC in the heap profile")
+}
+
 // rss returns the resident set size of process pid.
 func rss(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))

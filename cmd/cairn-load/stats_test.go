@@ -60,6 +60,16 @@ func TestParseVmRSS(t *testing.T) {
 	}
 }
 
+func TestParseNumGC(t *testing.T) {
+	profile := "heap profile: 1: 2 [3: 4] @ heap/1048576\n\n# runtime.MemStats\n# Alloc = 123\n# NumGC = 17\n# NumForcedGC = 0\n"
+	if n, err := parseNumGC([]byte(profile)); err != nil || n != 17 {
+		t.Errorf("parseNumGC = %d, %v; want 17", n, err)
+	}
+	if _, err := parseNumGC([]byte("heap profile: 1: 2\n")); err == nil {
+		t.Error("a profile without MemStats parsed")
+	}
+}
+
 func TestParseStatCPU(t *testing.T) {
 	// The command name may hold spaces and parentheses.
 	stat := "4242 (cairn (x) caddy) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 100 1000 200 18446744073709551615\n"
