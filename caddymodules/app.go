@@ -132,6 +132,9 @@ type App struct {
 	// a background worker purges the rest.
 	Retention *RetentionConfig `json:"retention,omitempty"`
 
+	// Streams caps the node's event streams (SSE and WebSocket).
+	Streams *StreamsConfig `json:"streams,omitempty"`
+
 	// LogIdentities writes raw identities (DIDs, conversation IDs) into debug
 	// logs instead of their keyed hashes. Development only.
 	LogIdentities bool `json:"log_identities,omitempty"`
@@ -169,6 +172,24 @@ type App struct {
 	rt          *realtimeState
 	stopWorkers context.CancelFunc
 	workers     sync.WaitGroup
+}
+
+// StreamsConfig caps the concurrent event streams (SSE and WebSocket) of
+// one node; a stream over a cap is refused with 429. Zero values take the
+// defaults. A reload applies new caps to new streams; open ones stay.
+type StreamsConfig struct {
+	// MaxPerDID caps one account's concurrent streams. Default 5.
+	MaxPerDID int `json:"max_per_did,omitempty"`
+	// Max caps all concurrent streams. Default 20000; each needs a file
+	// descriptor (see docs/realtime.md on the open-file limit).
+	Max int `json:"max,omitempty"`
+}
+
+func (s *StreamsConfig) limits() (perDID, total int) {
+	if s == nil {
+		return 0, 0
+	}
+	return s.MaxPerDID, s.Max
 }
 
 // RetentionConfig is the retention part of the cairn app's configuration.
@@ -312,6 +333,9 @@ func (a *App) validateConfig() error {
 	}
 	if err := a.Retention.config().Validate(); err != nil {
 		return fmt.Errorf("cairn %w", err)
+	}
+	if perDID, total := a.Streams.limits(); perDID < 0 || total < 0 {
+		return fmt.Errorf("cairn streams: max_per_did %d, max %d: want positive numbers, or none for the defaults", perDID, total)
 	}
 	if a.PLCURL != DefaultPLCURL {
 		if err := a.RequireDevelopment("cairn plc_url (a PLC directory override)"); err != nil {
@@ -568,6 +592,8 @@ func (a *App) Realtime(ctx context.Context) (*realtime.Hub, *realtime.Tickets, e
 		return nil, nil, fmt.Errorf("cairn realtime: %w", err)
 	}
 	a.rt = rt
+	// The hub outlives reloads; this configuration's caps apply from now.
+	rt.hub.SetLimits(a.Streams.limits())
 	return rt.hub, rt.tickets, nil
 }
 

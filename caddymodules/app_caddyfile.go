@@ -28,6 +28,10 @@ func init() {
 //	        consumed_key_packages | idempotency | interval  <duration>
 //	        key_packages_per_device <n>
 //	    }
+//	    streams {
+//	        max_per_did <n>
+//	        max         <n>
+//	    }
 //	    log_identities
 //	    plc_url            <url>
 //	    did_web_allow_http
@@ -82,6 +86,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "retention":
 			if err := a.unmarshalRetention(d); err != nil {
+				return err
+			}
+		case "streams":
+			if err := a.unmarshalStreams(d); err != nil {
 				return err
 			}
 		case "redis":
@@ -151,6 +159,33 @@ func (a *App) unmarshalRetention(d *caddyfile.Dispenser) error {
 			return d.Errf("unrecognized retention option %q", opt)
 		}
 		*field = caddy.Duration(dur)
+	}
+	return nil
+}
+
+func (a *App) unmarshalStreams(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	a.Streams = new(StreamsConfig)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		var v string
+		if !d.AllArgs(&v) {
+			return d.Errf("streams %s takes one value", opt)
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return d.Errf("streams %s %q: want a positive whole number", opt, v)
+		}
+		switch opt {
+		case "max_per_did":
+			a.Streams.MaxPerDID = n
+		case "max":
+			a.Streams.Max = n
+		default:
+			return d.Errf("unrecognized streams option %q", opt)
+		}
 	}
 	return nil
 }

@@ -181,3 +181,27 @@ func TestAppRetentionCaddyfileAndValidation(t *testing.T) {
 		t.Errorf("events outliving messages accepted: %v", err)
 	}
 }
+
+func TestAppStreamsCaddyfileAndValidation(t *testing.T) {
+	var a App
+	if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser("cairn {\n streams {\n  max_per_did 3\n  max 50000\n }\n}")); err != nil {
+		t.Fatal(err)
+	}
+	if a.Streams == nil || a.Streams.MaxPerDID != 3 || a.Streams.Max != 50000 {
+		t.Fatalf("parsed streams %+v", a.Streams)
+	}
+	for _, bad := range []string{
+		"cairn {\n streams {\n  max_per_did 0\n }\n}",
+		"cairn {\n streams {\n  max lots\n }\n}",
+		"cairn {\n streams {\n  per_ip 3\n }\n}",
+		"cairn {\n streams {\n  max 1 2\n }\n}",
+	} {
+		var a App
+		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad)); err == nil || !strings.Contains(err.Error(), "streams") {
+			t.Errorf("%q: err = %v, want a refusal naming streams", bad, err)
+		}
+	}
+	if err := provisionApp(t, &App{Streams: &StreamsConfig{MaxPerDID: -1}}); err == nil || !strings.Contains(err.Error(), "max_per_did") {
+		t.Errorf("a negative cap accepted: %v", err)
+	}
+}

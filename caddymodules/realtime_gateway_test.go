@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -298,7 +299,8 @@ func applicationMessage(t *testing.T, groupHex string, size int) []byte {
 
 // TestReloadKeepsOpenStreams reloads the configuration while a stream is
 // open: the hub belongs to the cairn app's shared state, so the stream goes
-// on and receives what is sent after the reload.
+// on and receives what is sent after the reload. The reload also raises
+// the configured per-DID stream cap, which applies at once.
 func TestReloadKeepsOpenStreams(t *testing.T) {
 	plc := atprototest.NewPLC(t)
 	now := time.Now().Unix()
@@ -306,25 +308,40 @@ func TestReloadKeepsOpenStreams(t *testing.T) {
 		return atprototest.Token{Key: "alice", Iss: aliceDID, Aud: "did:web:gateway.test", Lxm: "blue.catbird.mls." + lxm, Iat: now, Exp: now + 60}
 	}
 	minted := atprototest.Mint(t, []atprototest.Key{{Name: "alice", Type: "k256"}},
-		[]atprototest.Token{tok("createConvo"), tok("streamConvoEvents"), tok("sendMessage")})
+		[]atprototest.Token{tok("createConvo"), tok("streamConvoEvents"), tok("sendMessage"), tok("streamConvoEvents"), tok("streamConvoEvents")})
 	plc.Publish(aliceDID, minted.Keys["alice"])
 	tokens := minted.Tokens
 
-	// SQLite this time: the in-process notifier must survive the reload too.
-	text := strings.Replace(fmt.Sprintf(twoNodeCaddyfile, plc.URL, ""), "\t\tdatabase \n", "", 1)
+	// SQLite this time: the in-process notifier must survive the reload
+	// too. One stream per DID, for now.
+	text := strings.Replace(fmt.Sprintf(twoNodeCaddyfile, plc.URL, ""), "\t\tdatabase \n", "\t\tstreams {\n\t\t\tmax_per_did 1\n\t\t}\n", 1)
 	g := startPlain(t, text, gatewaytest.Options{})
 	const groupID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 	mustPostXRPC(t, g, "blue.catbird.mls.createConvo", tokens[0], `{"groupId":"`+groupID+`","cipherSuite":"MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519","idempotencyKey":"reload"}`)
 	events := openSSE(t, g, tokens[1], "convoId="+groupID)
+	req, _ := http.NewRequest(http.MethodGet, g.url("/xrpc/blue.catbird.mls.streamConvoEvents"), nil)
+	req.Header.Set("Authorization", "Bearer "+tokens[3])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(body), `"error":"RateLimitExceeded"`) {
+		t.Fatalf("a second stream over max_per_did 1: %d %s, want 429 RateLimitExceeded", resp.StatusCode, body)
+	}
 
-	g.Reload(t, g.admin, strings.Replace(g.text, "route /xrpc/* {", "route /xrpc/* {\n\t\theader X-Reloaded yes", 1))
+	g.Reload(t, g.admin, strings.Replace(strings.Replace(g.text, "route /xrpc/* {", "route /xrpc/* {\n\t\theader X-Reloaded yes", 1),
+		"max_per_did 1", "max_per_did 2", 1))
+	second := openSSE(t, g, tokens[4], "convoId="+groupID)
 	ct := base64.RawStdEncoding.EncodeToString(applicationMessage(t, groupID, 512))
 	mustPostXRPC(t, g, "blue.catbird.mls.sendMessage", tokens[2], fmt.Sprintf(`{"convoId":%q,"msgId":"after-reload","ciphertext":{"$bytes":%q},"epoch":0,"paddedSize":512}`, groupID, ct))
 	expectMessages(t, events, "after-reload")
+	expectMessages(t, second, "after-reload")
 
 	m := scrape(t, g)
-	if v := metricValue(m, "cairn_realtime_connections", `transport="sse"`); v != 1 {
-		t.Errorf("open SSE streams = %v, want 1", v)
+	if v := metricValue(m, "cairn_realtime_connections", `transport="sse"`); v != 2 {
+		t.Errorf("open SSE streams = %v, want 2", v)
 	}
 	if v := metricValue(m, "cairn_realtime_events_delivered_total", `transport="sse"`); v < 1 {
 		t.Errorf("delivered events = %v, want at least 1", v)

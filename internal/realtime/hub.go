@@ -119,6 +119,21 @@ type sample struct {
 	latest int64
 }
 
+// SetLimits changes the caps on concurrent subscriptions (zero for the
+// default: DefaultMaxPerDID, DefaultMaxConnections). Subscriptions already
+// open stay open; new ones are refused while over a cap.
+func (h *Hub) SetLimits(maxPerDID, maxConnections int) {
+	if maxPerDID <= 0 {
+		maxPerDID = DefaultMaxPerDID
+	}
+	if maxConnections <= 0 {
+		maxConnections = DefaultMaxConnections
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.cfg.MaxPerDID, h.cfg.MaxConnections = maxPerDID, maxConnections
+}
+
 // New returns a Hub listening on cfg.Notifier. It reads the store's event
 // horizon once (the point from which it watches for joins), so it fails if
 // the store is unreachable.

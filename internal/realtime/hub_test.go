@@ -316,6 +316,36 @@ func TestCaps(t *testing.T) {
 	}
 }
 
+// TestSetLimits changes the caps of a running hub: open subscriptions
+// stay, new ones follow the new caps, and zero restores the defaults.
+func TestSetLimits(t *testing.T) {
+	b := backends()[0]
+	e := newEnv(t, b, Config{})
+	e.convo("c1", alice, bob)
+	ctx := context.Background()
+	a1 := e.subscribe(Request{Identity: who(alice)})
+	e.subscribe(Request{Identity: who(alice)})
+	e.hub.SetLimits(1, 0)
+	if _, err := e.hub.Subscribe(ctx, Request{Identity: who(alice)}); !is(err, ErrTooManyConnections) {
+		t.Fatalf("over a lowered per-DID cap: %v", err)
+	}
+	if a1.Err() != nil {
+		t.Fatalf("lowering the cap closed an open subscription: %v", a1.Err())
+	}
+	e.subscribe(Request{Identity: who(bob)})
+	e.hub.SetLimits(0, 3)
+	if _, err := e.hub.Subscribe(ctx, Request{Identity: who(bob)}); !is(err, ErrTooManyConnections) {
+		t.Fatalf("over a lowered global cap: %v", err)
+	}
+	e.hub.SetLimits(0, 0)
+	for range DefaultMaxPerDID - 2 {
+		e.subscribe(Request{Identity: who(alice)})
+	}
+	if _, err := e.hub.Subscribe(ctx, Request{Identity: who(alice)}); !is(err, ErrTooManyConnections) {
+		t.Fatalf("over the default per-DID cap of %d: %v", DefaultMaxPerDID, err)
+	}
+}
+
 // TestAuthorization refuses a conversation the caller is not in, and a
 // malformed cursor.
 func TestAuthorization(t *testing.T) {
