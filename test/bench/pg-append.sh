@@ -9,6 +9,9 @@
 #
 #   test/bench/pg-append.sh [clients] [seconds]      (defaults: 16 5)
 #
+# PG_APPEND_SCHEMA_SQL names an SQL file applied after the migration, to
+# try a schema change (an index, a storage parameter) before writing one.
+#
 # Needs pgbench (Debian package postgresql-client) and the test PostgreSQL
 # (CAIRN_TEST_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/postgres).
 set -euo pipefail
@@ -24,6 +27,9 @@ trap 'psql -q "$base" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true; 
 
 psql -q "$base" -c "CREATE DATABASE $db" >/dev/null
 psql -q "$url" -v ON_ERROR_STOP=1 -f internal/store/postgres/migrations/0001_init.sql >/dev/null
+if [ -n "${PG_APPEND_SCHEMA_SQL:-}" ]; then
+	psql -q "$url" -v ON_ERROR_STOP=1 -f "$PG_APPEND_SCHEMA_SQL" >/dev/null
+fi
 psql -q "$url" -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
 INSERT INTO convos (id, creator_did, cipher_suite, epoch, created_at, last_activity_at)
 	SELECT 'c' || i, 'alice', 'x', 0, now(), now() FROM generate_series(0, 63) i;
