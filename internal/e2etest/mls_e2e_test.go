@@ -58,7 +58,9 @@ http://127.0.0.1:{PORT} {
 		cairn_auth {
 			service_did ` + serviceDID + `
 		}
-		cairn_delivery
+		cairn_delivery {
+			websocket_endpoint ws://127.0.0.1:{PORT}/xrpc/blue.catbird.mls.subscribeConvoEvents
+		}
 	}
 }
 `

@@ -462,18 +462,20 @@ const dialWS = (url) =>
   })
 
 // openWS asks for a ticket as member (bound to convoId if given) and opens
-// subscribeConvoEvents with it, resuming after cursor if given. The gateway
-// here speaks plain HTTP, so the stream is dialled at ws:// on the same
-// path as the endpoint the ticket names.
+// subscribeConvoEvents with it at the endpoint the ticket names, resuming
+// after cursor if given. The gateway here speaks plain HTTP, and its
+// cairn_delivery says so with websocket_endpoint: the endpoint must be the
+// gateway's own ws:// address.
 const openWS = async (m, { convoId, cursor } = {}) => {
   const t = must(await xrpc(m, 'getSubscriptionTicket', { body: convoId ? { convoId } : {} }), `${m.name} getSubscriptionTicket`)
-  assert(t.endpoint.endsWith(`/xrpc/${NS}subscribeConvoEvents`), `ticket endpoint ${t.endpoint}`)
+  const want = `${gateway.replace(/^http/, 'ws')}/xrpc/${NS}subscribeConvoEvents`
+  assert(t.endpoint === want, `ticket endpoint ${t.endpoint}, want ${want}`)
   const ttl = Date.parse(t.expiresAt) - Date.now()
   assert(ttl > 0 && ttl <= 31_000, `ticket expires in ${ttl} ms, want at most 30 s`)
   const url = (ticket) => {
     const q = new URLSearchParams({ ticket })
     if (cursor) q.set('cursor', cursor)
-    return `${gateway.replace(/^http/, 'ws')}/xrpc/${NS}subscribeConvoEvents?${q}`
+    return `${t.endpoint}?${q}`
   }
   const s = await dialWS(url(t.ticket))
   assert(s.q, `${m.name} subscribeConvoEvents: HTTP ${s.status} ${JSON.stringify(s.body)}`)
