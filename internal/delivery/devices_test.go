@@ -3,6 +3,7 @@ package delivery_test
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 )
@@ -112,4 +113,51 @@ func TestTooManyDevices(t *testing.T) {
 	}
 	reg("one").must(t, http.StatusOK)
 	reg("two").isErr(t, http.StatusBadRequest, "TooManyDevices")
+}
+
+// TestDeviceLastSeen: a device's calls move its lastSeenAt, at most once an
+// hour; calls without a device move nothing.
+func TestDeviceLastSeen(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		now := e.clock.Now()
+		uuid := "0b1d2c3e-4f50-4a6b-8c7d-9e0f1a2b3c4d"
+		exp := now.Add(10 * day).Format(time.RFC3339)
+		e.post(who{DID: alice.DID}, "registerDevice", obj{
+			"deviceName": "phone", "deviceUUID": uuid, "signaturePublicKey": b64bytes(randBytes(t, 32)),
+			"keyPackages": []obj{{"keyPackage": newKeyPackage(t, alice.DID+"#"+uuid, now, 20*day).b64(), "cipherSuite": suite.String(), "expires": exp}},
+		}).must(t, http.StatusOK)
+		lastSeen := func() string {
+			t.Helper()
+			for _, d := range e.get(who{DID: alice.DID}, "listDevices", nil).must(t, http.StatusOK).body["devices"].([]any) {
+				if d := d.(map[string]any); d["deviceId"] == uuid {
+					return d["lastSeenAt"].(string)
+				}
+			}
+			t.Fatal("device not listed")
+			return ""
+		}
+		registered := lastSeen()
+		phone := who{DID: alice.DID, DeviceID: uuid}
+
+		e.clock.Advance(3 * time.Hour)
+		e.get(phone, "getConvos", nil).must(t, http.StatusOK)
+		seen := lastSeen()
+		if want := e.clock.Now().UTC().Truncate(2 * time.Second); seen == registered || !strings.HasPrefix(seen, want.Format("2006-01-02T15:04")) {
+			t.Fatalf("lastSeenAt after a call 3 h later = %s (registered %s), want about %s", seen, registered, want)
+		}
+		e.clock.Advance(10 * time.Minute)
+		e.get(phone, "getConvos", nil).must(t, http.StatusOK)
+		if again := lastSeen(); again != seen {
+			t.Fatalf("lastSeenAt moved within the hour: %s, then %s", seen, again)
+		}
+		e.clock.Advance(2 * time.Hour)
+		e.get(who{DID: alice.DID}, "getConvos", nil).must(t, http.StatusOK)
+		if again := lastSeen(); again != seen {
+			t.Fatalf("a call without the device moved its lastSeenAt: %s, then %s", seen, again)
+		}
+		e.get(phone, "getConvos", nil).must(t, http.StatusOK)
+		if again := lastSeen(); again == seen {
+			t.Fatalf("lastSeenAt did not move after an hour: %s", again)
+		}
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cairn-chat/cairn-caddy/internal/caller"
@@ -78,6 +79,7 @@ type Config struct {
 type Service struct {
 	cfg     Config
 	methods map[string]method
+	seen    deviceSeen
 }
 
 // method is one served XRPC method.
@@ -247,6 +249,7 @@ func (s *Service) serve(r *http.Request) (int, []byte, error) {
 		c.body = body
 	}
 	out, err := m.handle(r.Context(), c)
+	s.touchDevice(r.Context(), id)
 	if err != nil {
 		return 0, nil, s.mapError(nsid, err)
 	}
@@ -275,4 +278,40 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	return body, nil
+}
+
+// deviceSeenEvery is how often a device's lastSeenAt moves at most: it
+// tells an account's owner which devices are in use, not when each call
+// was made, and it costs a write per device an hour rather than per call.
+const deviceSeenEvery = time.Hour
+
+// maxSeenTracked bounds deviceSeen's memory; past it the map starts over,
+// which only costs each device one early write.
+const maxSeenTracked = 1 << 16
+
+// deviceSeen remembers when each device was last recorded as seen.
+type deviceSeen struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+// touchDevice records that the caller's device was active (listDevices'
+// lastSeenAt), at most once per deviceSeenEvery. A device that is not
+// registered has no row to touch; a failed write waits for the next hour.
+func (s *Service) touchDevice(ctx context.Context, id caller.Identity) {
+	if id.DeviceID == "" {
+		return
+	}
+	now, key := s.cfg.Now(), memberDID(id)
+	s.seen.mu.Lock()
+	if t, ok := s.seen.last[key]; ok && now.Sub(t) < deviceSeenEvery {
+		s.seen.mu.Unlock()
+		return
+	}
+	if s.seen.last == nil || len(s.seen.last) >= maxSeenTracked {
+		s.seen.last = make(map[string]time.Time)
+	}
+	s.seen.last[key] = now
+	s.seen.mu.Unlock()
+	_ = s.cfg.Store.TouchDevice(ctx, id.DID, id.DeviceID)
 }
