@@ -156,6 +156,7 @@ type App struct {
 	logHashKey []byte
 	logLevel   zapcore.Level
 	redis      *redis.Client
+	redisKey   string // the shared-state key of redis, naming its URL
 	metrics    *metrics.Metrics
 	local      *ratelimit.MemoryStore
 	poolMu     sync.Mutex
@@ -183,6 +184,25 @@ type StreamsConfig struct {
 	// Max caps all concurrent streams. Default 20000; each needs a file
 	// descriptor (see docs/realtime.md on the open-file limit).
 	Max int `json:"max,omitempty"`
+	// Notifier carries wake-ups between the nodes sharing PostgreSQL:
+	// "postgres" (LISTEN/NOTIFY, the default) or "redis" (pub/sub over
+	// the cairn app's redis, for a PostgreSQL behind a pooler that cannot
+	// LISTEN). Only with database; the embedded SQLite store serves one
+	// node.
+	Notifier string `json:"notifier,omitempty"`
+}
+
+// Stream notifiers.
+const (
+	NotifierPostgres = "postgres"
+	NotifierRedis    = "redis"
+)
+
+func (s *StreamsConfig) notifier() string {
+	if s == nil {
+		return ""
+	}
+	return s.Notifier
 }
 
 func (s *StreamsConfig) limits() (perDID, total int) {
@@ -312,7 +332,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		// seconds during an outage.
 		opts.DialerRetries = 1
 		opts.MaxRetries = -1
-		if a.redis, err = shared(a, "cairn.redis:"+url, func() (*redis.Client, func() error, error) {
+		a.redisKey = "cairn.redis:" + url
+		if a.redis, err = shared(a, a.redisKey, func() (*redis.Client, func() error, error) {
 			client := redis.NewClient(opts)
 			return client, client.Close, nil
 		}); err != nil {
@@ -336,6 +357,11 @@ func (a *App) validateConfig() error {
 	}
 	if perDID, total := a.Streams.limits(); perDID < 0 || total < 0 {
 		return fmt.Errorf("cairn streams: max_per_did %d, max %d: want positive numbers, or none for the defaults", perDID, total)
+	}
+	switch n := a.Streams.notifier(); n {
+	case "", NotifierPostgres, NotifierRedis:
+	default:
+		return fmt.Errorf("cairn streams: notifier %q: want %q or %q", n, NotifierPostgres, NotifierRedis)
 	}
 	if a.PLCURL != DefaultPLCURL {
 		if err := a.RequireDevelopment("cairn plc_url (a PLC directory override)"); err != nil {
@@ -522,8 +548,9 @@ func (a *App) Store(ctx context.Context) (store.Store, error) {
 // cross-node notifier and the WebSocket ticket service. It lives as long as
 // its store, across reloads, so open streams survive `caddy reload`.
 type realtimeState struct {
-	hub      *realtime.Hub
-	notifier *realtime.PGNotifier // nil on SQLite: one node, in-process wake-ups
+	hub *realtime.Hub
+	// notifier is nil on SQLite: one node, in-process wake-ups.
+	notifier interface{ Close() error }
 	tickets  *realtime.Tickets
 }
 
@@ -537,7 +564,8 @@ func (r *realtimeState) close() error {
 
 // Realtime returns the event hub and ticket service over the delivery
 // store, creating them on first use. On PostgreSQL, wake-ups cross nodes
-// through LISTEN/NOTIFY; on SQLite they stay in the process. Tickets are
+// through LISTEN/NOTIFY, or Redis pub/sub with streams { notifier redis };
+// on SQLite they stay in the process. Tickets are
 // signed with a key derived from the log-hash key (shared by every node),
 // and redeemed tickets are remembered in Redis when it is configured, so a
 // ticket works once across the cluster.
@@ -556,15 +584,39 @@ func (a *App) Realtime(ctx context.Context) (*realtime.Hub, *realtime.Tickets, e
 	ticketKey := mac.Sum(nil)
 	keyID := sha256.Sum256(ticketKey)
 	postgresURL, onPostgres := strings.CutPrefix(a.storeKey, storePoolPrefix+"postgres:")
-	rt, err := shared(a, fmt.Sprintf("cairn.realtime:%s|%x|%t", a.storeKey, keyID[:8], a.redis != nil), func() (*realtimeState, func() error, error) {
+	notifier := a.Streams.notifier()
+	switch {
+	case !onPostgres && notifier != "":
+		return nil, nil, fmt.Errorf("cairn streams: notifier %s: the embedded SQLite store serves one node, whose streams are woken in process; set database to share streams across nodes", notifier)
+	case notifier == NotifierRedis && a.redis == nil:
+		return nil, nil, errors.New("cairn streams: notifier redis needs the cairn redis option (or an expanded {$CAIRN_REDIS_URL})")
+	case onPostgres && notifier == "":
+		notifier = NotifierPostgres
+	}
+	// The hub and what it holds (the notifier, the tickets' replay store)
+	// are kept across reloads while the store, the ticket key and the
+	// Redis client they use stay the same.
+	rt, err := shared(a, fmt.Sprintf("cairn.realtime:%s|%x|%s|%s", a.storeKey, keyID[:8], a.redisKey, notifier), func() (*realtimeState, func() error, error) {
 		r := &realtimeState{}
 		cfg := realtime.Config{Store: st, OrderedCursors: !onPostgres, Observer: a.metrics.Realtime}
-		if onPostgres {
-			logger := a.logger
+		logger := a.logger
+		switch notifier {
+		case NotifierPostgres:
 			n, err := realtime.NewPGNotifier(context.Background(), realtime.PGNotifierConfig{
 				URL:     postgresURL,
 				OnError: func(err error) { logger.Warn("realtime notifier: PostgreSQL LISTEN failed; retrying", zap.Error(err)) },
 			})
+			if err != nil {
+				return nil, nil, fmt.Errorf("realtime notifier: %w", err)
+			}
+			r.notifier, cfg.Notifier = n, n
+		case NotifierRedis:
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			n, err := realtime.NewRedisNotifier(sctx, realtime.RedisNotifierConfig{
+				Client:  a.redis,
+				OnError: func(err error) { logger.Warn("realtime notifier: Redis pub/sub trouble", zap.Error(err)) },
+			})
+			cancel()
 			if err != nil {
 				return nil, nil, fmt.Errorf("realtime notifier: %w", err)
 			}

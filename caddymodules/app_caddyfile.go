@@ -31,6 +31,7 @@ func init() {
 //	    streams {
 //	        max_per_did <n>
 //	        max         <n>
+//	        notifier    postgres|redis
 //	    }
 //	    log_identities
 //	    plc_url            <url>
@@ -173,6 +174,13 @@ func (a *App) unmarshalStreams(d *caddyfile.Dispenser) error {
 		var v string
 		if !d.AllArgs(&v) {
 			return d.Errf("streams %s takes one value", opt)
+		}
+		if opt == "notifier" {
+			if v != NotifierPostgres && v != NotifierRedis {
+				return d.Errf("streams notifier %q: want %s or %s", v, NotifierPostgres, NotifierRedis)
+			}
+			a.Streams.Notifier = v
+			continue
 		}
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {

@@ -184,10 +184,10 @@ func TestAppRetentionCaddyfileAndValidation(t *testing.T) {
 
 func TestAppStreamsCaddyfileAndValidation(t *testing.T) {
 	var a App
-	if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser("cairn {\n streams {\n  max_per_did 3\n  max 50000\n }\n}")); err != nil {
+	if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser("cairn {\n streams {\n  max_per_did 3\n  max 50000\n  notifier redis\n }\n}")); err != nil {
 		t.Fatal(err)
 	}
-	if a.Streams == nil || a.Streams.MaxPerDID != 3 || a.Streams.Max != 50000 {
+	if a.Streams == nil || a.Streams.MaxPerDID != 3 || a.Streams.Max != 50000 || a.Streams.Notifier != NotifierRedis {
 		t.Fatalf("parsed streams %+v", a.Streams)
 	}
 	for _, bad := range []string{
@@ -195,6 +195,7 @@ func TestAppStreamsCaddyfileAndValidation(t *testing.T) {
 		"cairn {\n streams {\n  max lots\n }\n}",
 		"cairn {\n streams {\n  per_ip 3\n }\n}",
 		"cairn {\n streams {\n  max 1 2\n }\n}",
+		"cairn {\n streams {\n  notifier kafka\n }\n}",
 	} {
 		var a App
 		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad)); err == nil || !strings.Contains(err.Error(), "streams") {
@@ -203,5 +204,25 @@ func TestAppStreamsCaddyfileAndValidation(t *testing.T) {
 	}
 	if err := provisionApp(t, &App{Streams: &StreamsConfig{MaxPerDID: -1}}); err == nil || !strings.Contains(err.Error(), "max_per_did") {
 		t.Errorf("a negative cap accepted: %v", err)
+	}
+	if err := provisionApp(t, &App{Streams: &StreamsConfig{Notifier: "kafka"}}); err == nil || !strings.Contains(err.Error(), "notifier") {
+		t.Errorf("an unknown notifier accepted: %v", err)
+	}
+	// On the embedded SQLite store there is one node: a notifier is a
+	// misunderstanding, refused when the delivery service asks for the hub.
+	sqlite := &App{Streams: &StreamsConfig{Notifier: NotifierPostgres}}
+	if err := provisionApp(t, sqlite); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := sqlite.Realtime(context.Background()); err == nil || !strings.Contains(err.Error(), "SQLite") {
+		t.Errorf("a notifier on SQLite accepted: %v", err)
+	}
+	// notifier redis without redis names what is missing.
+	noRedis := &App{Database: testenv.Postgres(t), Streams: &StreamsConfig{Notifier: NotifierRedis}}
+	if err := provisionApp(t, noRedis); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := noRedis.Realtime(context.Background()); err == nil || !strings.Contains(err.Error(), "redis option") {
+		t.Errorf("notifier redis without redis accepted: %v", err)
 	}
 }

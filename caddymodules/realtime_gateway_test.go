@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/cairn-chat/cairn-caddy/internal/atprototest"
 	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
@@ -224,8 +225,15 @@ func expectMessages(t *testing.T, events <-chan sseEvent, want ...string) sseEve
 // TestEventStreamAcrossTwoGatewaysAndARestart runs two gateway processes
 // on one PostgreSQL: a subscriber on node A receives, in order, what is sent
 // through node B; after A restarts, it resumes by cursor without a gap or a
-// duplicate and then continues live.
+// duplicate and then continues live. The nodes wake each other through
+// PostgreSQL LISTEN/NOTIFY, then through Redis pub/sub.
 func TestEventStreamAcrossTwoGatewaysAndARestart(t *testing.T) {
+	for _, notifier := range []string{"postgres", "redis"} {
+		t.Run(notifier, func(t *testing.T) { testEventStreamAcrossTwoGateways(t, notifier) })
+	}
+}
+
+func testEventStreamAcrossTwoGateways(t *testing.T, notifier string) {
 	plc := atprototest.NewPLC(t)
 	now := time.Now().Unix()
 	tok := func(lxm string) atprototest.Token {
@@ -241,9 +249,25 @@ func TestEventStreamAcrossTwoGatewaysAndARestart(t *testing.T) {
 	sendTokens := tokens[3:]
 
 	text := fmt.Sprintf(twoNodeCaddyfile, plc.URL, testenv.Postgres(t))
+	var rdb *redis.Client
+	if notifier == "redis" {
+		rdb, _ = testenv.Redis(t)
+		text = strings.Replace(text, "\t}\n}\nhttp://", "\t\tredis "+testenv.RedisURL()+"\n\t\tstreams {\n\t\t\tnotifier redis\n\t\t}\n\t}\n}\nhttp://", 1)
+		if !strings.Contains(text, "notifier redis") {
+			t.Fatal("could not configure the Redis notifier")
+		}
+	}
 	homeA := t.TempDir()
 	a := startPlain(t, text, gatewaytest.Options{Home: homeA})
 	b := startPlain(t, text, gatewaytest.Options{})
+	if rdb != nil {
+		// Both nodes listen on the Redis channel (other tests' gateways
+		// may too).
+		n, err := rdb.PubSubNumSub(context.Background(), "cairn:realtime").Result()
+		if err != nil || n["cairn:realtime"] < 2 {
+			t.Fatalf("subscribers of cairn:realtime: %v (%v), want both nodes", n, err)
+		}
+	}
 
 	const groupID = "a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5"
 	mustPostXRPC(t, b, "blue.catbird.mls.createConvo", tokens[0], `{"groupId":"`+groupID+`","cipherSuite":"MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519","idempotencyKey":"two-node"}`)

@@ -2,11 +2,8 @@ package realtime
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -36,18 +33,16 @@ type PGNotifierConfig struct {
 // the other nodes in the background, so the write path never waits on
 // it; a node's own notifications are ignored when they come back.
 type PGNotifier struct {
-	cfg  PGNotifierConfig
-	node string
-
-	local *LocalNotifier
+	cfg   PGNotifierConfig
+	relay *relay
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	pending map[string]struct{}
-	kick    chan struct{}
+	// pub is the publishing connection, used only by the relay's
+	// goroutine; nil until needed and after a failure.
+	pub *pgx.Conn
 }
 
 // NewPGNotifier connects, starts listening and returns the notifier. Close
@@ -65,10 +60,6 @@ func NewPGNotifier(ctx context.Context, cfg PGNotifierConfig) (*PGNotifier, erro
 	if cfg.OnError == nil {
 		cfg.OnError = func(error) {}
 	}
-	id := make([]byte, 8)
-	if _, err := rand.Read(id); err != nil {
-		return nil, fmt.Errorf("node id: %w", err)
-	}
 	listen, err := pgx.Connect(ctx, cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("connect for LISTEN: %w", err)
@@ -77,38 +68,55 @@ func NewPGNotifier(ctx context.Context, cfg PGNotifierConfig) (*PGNotifier, erro
 		listen.Close(context.Background())
 		return nil, fmt.Errorf("LISTEN: %w", err)
 	}
-	n := &PGNotifier{
-		cfg: cfg, node: hex.EncodeToString(id), local: NewLocalNotifier(),
-		pending: make(map[string]struct{}), kick: make(chan struct{}, 1),
+	n := &PGNotifier{cfg: cfg}
+	if n.relay, err = newRelay(n.send, cfg.OnError, cfg.Retry); err != nil {
+		listen.Close(context.Background())
+		return nil, err
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.wg.Add(2)
 	go n.listenLoop(listen)
-	go n.publishLoop()
+	go func() {
+		defer n.wg.Done()
+		n.relay.run(n.ctx)
+		if n.pub != nil {
+			n.pub.Close(context.Background())
+		}
+	}()
 	return n, nil
 }
 
 // Publish implements Notifier.
 func (n *PGNotifier) Publish(ctx context.Context, convoID string) error {
-	_ = n.local.Publish(ctx, convoID)
-	n.mu.Lock()
-	n.pending[convoID] = struct{}{}
-	n.mu.Unlock()
-	select {
-	case n.kick <- struct{}{}:
-	default:
-	}
+	n.relay.publish(ctx, convoID)
 	return nil
 }
 
 // Listen implements Notifier.
-func (n *PGNotifier) Listen(fn func(string)) (stop func()) { return n.local.Listen(fn) }
+func (n *PGNotifier) Listen(fn func(string)) (stop func()) { return n.relay.local.Listen(fn) }
 
 // Close stops listening and publishing.
 func (n *PGNotifier) Close() error {
 	n.cancel()
 	n.wg.Wait()
 	return nil
+}
+
+// send notifies the channel over the publishing connection, opening it
+// when needed and dropping it after a failure.
+func (n *PGNotifier) send(ctx context.Context, payload string) error {
+	var err error
+	if n.pub == nil {
+		if n.pub, err = pgx.Connect(ctx, n.cfg.URL); err != nil {
+			n.pub = nil
+			return err
+		}
+	}
+	if _, err = n.pub.Exec(ctx, "SELECT pg_notify($1, $2)", n.cfg.Channel, payload); err != nil {
+		n.pub.Close(context.Background())
+		n.pub = nil
+	}
+	return err
 }
 
 func (n *PGNotifier) listenLoop(conn *pgx.Conn) {
@@ -132,7 +140,7 @@ func (n *PGNotifier) listenLoop(conn *pgx.Conn) {
 			}
 		}
 		// Announcements sent while we were away are lost: wake everything.
-		_ = n.local.Publish(n.ctx, "")
+		n.relay.lost(n.ctx)
 	}
 }
 
@@ -156,71 +164,7 @@ func (n *PGNotifier) receive(conn *pgx.Conn) error {
 		if err != nil {
 			return err
 		}
-		node, convoID, ok := strings.Cut(note.Payload, ":")
-		if !ok || node == n.node || convoID == "" {
-			continue
-		}
-		_ = n.local.Publish(n.ctx, convoID)
-	}
-}
-
-// publishLoop sends pending ids, coalesced, over its own connection.
-func (n *PGNotifier) publishLoop() {
-	defer n.wg.Done()
-	var conn *pgx.Conn
-	defer func() {
-		if conn != nil {
-			conn.Close(context.Background())
-		}
-	}()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-n.kick:
-		}
-		n.mu.Lock()
-		ids := make([]string, 0, len(n.pending))
-		for id := range n.pending {
-			ids = append(ids, id)
-		}
-		clear(n.pending)
-		n.mu.Unlock()
-		for i, id := range ids {
-			ctx, cancel := context.WithTimeout(n.ctx, 5*time.Second)
-			var err error
-			if conn == nil {
-				conn, err = pgx.Connect(ctx, n.cfg.URL)
-			}
-			if err == nil {
-				_, err = conn.Exec(ctx, "SELECT pg_notify($1, $2)", n.cfg.Channel, n.node+":"+id)
-			}
-			cancel()
-			if err == nil {
-				continue
-			}
-			n.cfg.OnError(fmt.Errorf("realtime notifier: publish: %w", err))
-			if conn != nil {
-				conn.Close(context.Background())
-				conn = nil
-			}
-			// Keep what was not sent and try again after a pause.
-			n.mu.Lock()
-			for _, id := range ids[i:] {
-				n.pending[id] = struct{}{}
-			}
-			n.mu.Unlock()
-			select {
-			case <-n.ctx.Done():
-				return
-			case <-time.After(n.cfg.Retry):
-			}
-			select {
-			case n.kick <- struct{}{}:
-			default:
-			}
-			break
-		}
+		n.relay.received(n.ctx, note.Payload)
 	}
 }
 
