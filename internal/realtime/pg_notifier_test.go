@@ -15,16 +15,25 @@ import (
 // and notifier, on one PostgreSQL database, as two gateway nodes would: a
 // subscriber on node B receives, in order, what is written through node A.
 func TestPGNotifierAcrossNodes(t *testing.T) {
-	ctx := context.Background()
 	url := testenv.Postgres(t)
+	testAcrossNodes(t, url, func() Notifier {
+		n, err := NewPGNotifier(context.Background(), PGNotifierConfig{URL: url})
+		testenv.Must(t, err, "notifier")
+		t.Cleanup(func() { n.Close() })
+		return n
+	})
+}
+
+// testAcrossNodes runs two hubs on the PostgreSQL database at url, each
+// with its own store pool and a notifier from newNotifier: a subscriber on
+// node B receives, in order, what is written through node A.
+func testAcrossNodes(t *testing.T, url string, newNotifier func() Notifier) {
+	ctx := context.Background()
 	node := func() *env {
 		st, err := postgres.Open(ctx, postgres.Config{URL: url})
 		testenv.Must(t, err, "open store")
 		t.Cleanup(func() { st.Close() })
-		n, err := NewPGNotifier(ctx, PGNotifierConfig{URL: url})
-		testenv.Must(t, err, "notifier")
-		t.Cleanup(func() { n.Close() })
-		return newEnv(t, backend{settle: 2 * time.Second}, Config{Store: st, Notifier: n})
+		return newEnv(t, backend{settle: 2 * time.Second}, Config{Store: st, Notifier: newNotifier()})
 	}
 	a, b := node(), node()
 	a.convo("c1", alice, bob)

@@ -2,13 +2,10 @@ package realtime
 
 import (
 	"context"
-	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/cairn-chat/cairn-caddy/internal/store/postgres"
 	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 )
 
@@ -16,35 +13,13 @@ import (
 // woken through Redis pub/sub instead of LISTEN/NOTIFY; a subscriber on
 // node B receives, in order, what is written through node A.
 func TestRedisNotifierAcrossNodes(t *testing.T) {
-	ctx := context.Background()
-	url := testenv.Postgres(t)
 	client, prefix := testenv.Redis(t)
-	node := func() *env {
-		st, err := postgres.Open(ctx, postgres.Config{URL: url})
-		testenv.Must(t, err, "open store")
-		t.Cleanup(func() { st.Close() })
-		n, err := NewRedisNotifier(ctx, RedisNotifierConfig{Client: client, Channel: prefix + "realtime"})
+	testAcrossNodes(t, testenv.Postgres(t), func() Notifier {
+		n, err := NewRedisNotifier(context.Background(), RedisNotifierConfig{Client: client, Channel: prefix + "realtime"})
 		testenv.Must(t, err, "notifier")
 		t.Cleanup(func() { n.Close() })
-		return newEnv(t, backend{settle: 2 * time.Second}, Config{Store: st, Notifier: n})
-	}
-	a, b := node(), node()
-	a.convo("c1", alice, bob)
-
-	onA := a.subscribe(Request{Identity: who(alice), ConvoID: "c1"})
-	onB := b.subscribe(Request{Identity: who(bob), ConvoID: "c1"})
-	<-onA.Live()
-	<-onB.Live()
-	for i := 1; i <= 20; i++ {
-		a.send("c1", fmt.Sprintf("m%03d", i))
-	}
-	want := msgIDs("c1/m", 1, 20)
-	if got, _ := messages(t, onB, 20); !slices.Equal(got, want) {
-		t.Errorf("node B got %v", got)
-	}
-	if got, _ := messages(t, onA, 20); !slices.Equal(got, want) {
-		t.Errorf("node A got %v", got)
-	}
+		return n
+	})
 }
 
 // TestRedisNotifierPayloadAndReconnect checks what crosses the channel,
