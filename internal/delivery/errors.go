@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 
 	"github.com/cairn-chat/cairn-caddy/internal/store"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
@@ -148,9 +149,21 @@ func (s *Service) mapError(nsid string, err error) *xrpc.Error {
 // unavailable reports errors that are nobody's fault and worth retrying:
 // timeouts, cancellations and network failures reaching the database.
 func unavailable(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, store.ErrUnavailable) {
 		return true
 	}
 	var ne net.Error
-	return errors.As(err, &ne)
+	if errors.As(err, &ne) {
+		return true
+	}
+	// A PostgreSQL server that refuses for now: connection exceptions
+	// (class 08), insufficient resources such as too many connections
+	// (53) and shutdowns or start-ups (57P01-57P03).
+	var se interface{ SQLState() string }
+	if errors.As(err, &se) {
+		code := se.SQLState()
+		return strings.HasPrefix(code, "08") || strings.HasPrefix(code, "53") ||
+			code == "57P01" || code == "57P02" || code == "57P03"
+	}
+	return false
 }

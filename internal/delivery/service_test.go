@@ -254,6 +254,10 @@ func TestStoreFailuresRevealNothing(t *testing.T) {
 		{"broken", errors.New("disk on fire at /var/lib/secret"), 500, "InternalServerError"},
 		{"timeout", fmt.Errorf("query: %w", context.DeadlineExceeded), 503, "ServiceUnavailable"},
 		{"network", &net.OpError{Op: "dial", Err: errors.New("refused")}, 503, "ServiceUnavailable"},
+		{"busy", fmt.Errorf("begin: %w: database is locked", store.ErrUnavailable), 503, "ServiceUnavailable"},
+		{"too many connections", fmt.Errorf("connect: %w", sqlStateError("53300")), 503, "ServiceUnavailable"},
+		{"shutting down", fmt.Errorf("query: %w", sqlStateError("57P01")), 503, "ServiceUnavailable"},
+		{"constraint", fmt.Errorf("insert: %w", sqlStateError("23502")), 500, "InternalServerError"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -268,3 +272,10 @@ func TestStoreFailuresRevealNothing(t *testing.T) {
 		})
 	}
 }
+
+// sqlStateError is a database error with a SQLSTATE, as pgconn.PgError
+// reports one.
+type sqlStateError string
+
+func (e sqlStateError) Error() string    { return "database error " + string(e) }
+func (e sqlStateError) SQLState() string { return string(e) }

@@ -56,6 +56,10 @@ var (
 	ErrDeviceExists = errors.New("store: device already registered")
 	// ErrInvalidCursor means a pagination cursor could not be decoded.
 	ErrInvalidCursor = errors.New("store: invalid cursor")
+	// ErrUnavailable means the database could not take the request now
+	// (locked past the busy timeout, out of connections, shutting down):
+	// nothing was written, and a retry later may succeed.
+	ErrUnavailable = errors.New("store: unavailable")
 )
 
 // Role is a member's role in a conversation.

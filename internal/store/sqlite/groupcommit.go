@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+
+	"github.com/cairn-chat/cairn-caddy/internal/store"
 )
 
 // errClosed refuses writes after Close.
@@ -231,7 +233,7 @@ func (c *committer) commit(group []*pendingWrite) {
 func (c *committer) runGroup(group []*pendingWrite, errs []error) error {
 	tx, err := c.db.BeginTx(context.Background(), nil)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		return fmt.Errorf("begin: %w", busyUnavailable(err))
 	}
 	wtx := writeTx{tx: tx, stmts: c.stmts}
 	alone := len(group) == 1
@@ -266,9 +268,18 @@ func (c *committer) runGroup(group []*pendingWrite, errs []error) error {
 		return nil
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return fmt.Errorf("commit: %w", busyUnavailable(err))
 	}
 	return nil
+}
+
+// busyUnavailable marks SQLITE_BUSY (another process held the database
+// past the busy timeout) as store.ErrUnavailable, keeping the cause.
+func busyUnavailable(err error) error {
+	if isBusy(err) {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	return err
 }
 
 // runWrite runs one write, turning a panic into its error so that it

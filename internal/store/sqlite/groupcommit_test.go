@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cairn-chat/cairn-caddy/internal/store"
 )
 
 func openForGroupTest(t *testing.T) *Store {
@@ -174,5 +177,42 @@ func TestWriteAfterClose(t *testing.T) {
 	err := s.write(t.Context(), func(tx writeTx) error { return nil })
 	if !errors.Is(err, errClosed) {
 		t.Fatalf("write after close: %v", err)
+	}
+}
+
+// TestWriteWhileLockedIsUnavailable: another process holding the database's
+// write lock past the busy timeout makes a write fail as
+// store.ErrUnavailable (a 503 for the client), with nothing written; once
+// the lock is gone, writes go through again.
+func TestWriteWhileLockedIsUnavailable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "locked.db")
+	s, err := Open(t.Context(), Config{Path: path, BusyTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.CreateConvo(t.Context(), store.NewConvo{ID: "c", CreatorDID: "did:plc:a", CipherSuite: "x",
+		Members: []store.NewMember{{MemberDID: "did:plc:a", UserDID: "did:plc:a"}}}); err != nil {
+		t.Fatal(err)
+	}
+	other, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	other.SetMaxOpenConns(1)
+	if _, err := other.ExecContext(t.Context(), `BEGIN IMMEDIATE`); err != nil {
+		t.Fatal(err)
+	}
+	msg := store.NewMessage{ConvoID: "c", MsgID: "m1", Ciphertext: make([]byte, 512), PaddedSize: 512}
+	if _, err := s.AppendMessage(t.Context(), msg); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("append while another connection holds the lock: %v, want ErrUnavailable", err)
+	}
+	if _, err := other.ExecContext(t.Context(), `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.AppendMessage(t.Context(), msg)
+	if err != nil || m.Seq != 1 {
+		t.Fatalf("append after the lock is gone: seq %d, %v; want seq 1 (the refused append wrote nothing)", m.Seq, err)
 	}
 }
