@@ -115,6 +115,7 @@ var (
 // resp is a decoded response.
 type resp struct {
 	status int
+	header http.Header
 	body   map[string]any
 	raw    []byte
 }
@@ -139,7 +140,7 @@ func (e *env) serve(id who, method, nsid, query string, body []byte, contentType
 	}
 	rec := httptest.NewRecorder()
 	e.svc.ServeHTTP(rec, req)
-	r := resp{status: rec.Code, raw: rec.Body.Bytes()}
+	r := resp{status: rec.Code, header: rec.Header(), raw: rec.Body.Bytes()}
 	if err := json.Unmarshal(r.raw, &r.body); err != nil {
 		e.t.Errorf("%s %s: response is not a JSON object: %q", method, nsid, r.raw)
 	}

@@ -141,7 +141,9 @@ func (s *Service) mapError(nsid string, err error) *xrpc.Error {
 	case errors.Is(err, store.ErrConflict):
 		return e(http.StatusConflict, "Conflict", "the request conflicts with existing data")
 	case unavailable(err):
-		return e(http.StatusServiceUnavailable, "ServiceUnavailable", "service temporarily unavailable")
+		x := e(http.StatusServiceUnavailable, "ServiceUnavailable", "service temporarily unavailable")
+		x.Header = http.Header{"Retry-After": {"1"}}
+		return x
 	}
 	return e(http.StatusInternalServerError, "InternalServerError", "internal error")
 }

@@ -266,6 +266,9 @@ func TestStoreFailuresRevealNothing(t *testing.T) {
 			})
 			r := e.get(alice, "getEpoch", url.Values{"convoId": {"abcd"}})
 			r.isErr(t, tc.status, tc.errNm)
+			if retry := r.header.Get("Retry-After"); (tc.status == 503) != (retry != "") {
+				t.Errorf("%d with Retry-After %q: a 503 says when to retry, nothing else does", tc.status, retry)
+			}
 			if strings.Contains(string(r.raw), "secret") || strings.Contains(string(r.raw), "refused") {
 				t.Fatalf("cause leaked: %s", r.raw)
 			}
