@@ -94,41 +94,19 @@ http://127.0.0.1:27082 {
 }
 CADDY
 
-# With taskset, the server gets core 0 and wrk the rest, so the load
-# generator does not steal the server's CPU and runs compare like with like.
-server_pin=() client_pin=()
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-	server_pin=(taskset -c 0) client_pin=(taskset -c 1-$(($(nproc) - 1)))
-	export GOMAXPROCS=1
-fi
+# shellcheck source=test/bench/wrk-lib.sh
+. test/bench/wrk-lib.sh
+pin_cores
 HOME=$work XDG_DATA_HOME=$work/data "${server_pin[@]}" "$work/cairn-caddy" run --config "$work/Caddyfile" --adapter caddyfile >"$work/log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do curl -fs http://127.0.0.1:27080/ >/dev/null 2>&1 && break; sleep 0.1; done
 
 path=/xrpc/blue.catbird.mls.getConvos
-ticks=$(getconf CLK_TCK)
-cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; } # server user+system time, in ticks
-# run port: measures one site; prints requests/s and the server's CPU time
-# per request in µs. The CPU time does not depend on how much of the
-# machine the server got, so it compares sites even when other load, or
-# wrk itself, keeps the server from saturating its core.
-run() {
-	local c0 c1 out
-	c0=$(cpu)
-	out=$("${client_pin[@]}" wrk -t1 -c"$conns" -d"$duration" --latency "http://127.0.0.1:$1$path")
-	c1=$(cpu)
-	echo "$out" >"$work/wrk-$1"
-	awk -v c="$((c1 - c0))" -v t="$ticks" '
-		/Requests\/sec/ { rps = $2 }
-		/requests in/ { n = $1 }
-		END { printf "%s %.2f\n", rps, c * 1e6 / t / n }' <<<"$out"
-}
+run() { wrk_run "http://127.0.0.1:$1$path" "$work/wrk-$1"; }
 # Warm up, then measure each site twice, interleaved, and keep the best.
 for port in 27080 27081 27083 27082; do "${client_pin[@]}" wrk -t1 -c"$conns" -d2s "http://127.0.0.1:$port$path" >/dev/null; done
 p1=$(run 27080); f1=$(run 27081); x1=$(run 27083); h1=$(run 27082)
 p2=$(run 27080); f2=$(run 27081); x2=$(run 27083); h2=$(run 27082)
-best() { printf '%s\n%s\n' "${1% *}" "${2% *}" | sort -g | tail -1; }  # highest req/s
-least() { printf '%s\n%s\n' "${1#* }" "${2#* }" | sort -g | head -1; } # lowest CPU µs/request
 plain=$(best "$p1" "$p2"); pipe=$(best "$f1" "$f2"); full=$(best "$x1" "$x2"); hdrs=$(best "$h1" "$h2")
 plain_cpu=$(least "$p1" "$p2"); pipe_cpu=$(least "$f1" "$f2"); full_cpu=$(least "$x1" "$x2"); hdrs_cpu=$(least "$h1" "$h2")
 p99() { awk '/ 99%/ {print $2}' "$work/wrk-$1"; }

@@ -14,27 +14,15 @@ command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"
 work=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 go build -o "$work/headerfloor" ./test/bench/headerfloor
-server_pin=() client_pin=()
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-	server_pin=(taskset -c 0) client_pin=(taskset -c 1-$(($(nproc) - 1)))
-	export GOMAXPROCS=1
-fi
+# shellcheck source=test/bench/wrk-lib.sh
+. test/bench/wrk-lib.sh
+pin_cores
 "${server_pin[@]}" "$work/headerfloor" &
 pid=$!
 for _ in $(seq 1 50); do curl -fs http://127.0.0.1:28082/ >/dev/null 2>&1 && break; sleep 0.1; done
-ticks=$(getconf CLK_TCK)
-cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
-run() {
-	local c0 c1 out
-	c0=$(cpu)
-	out=$("${client_pin[@]}" wrk -t1 -c"$conns" -d"$duration" "http://127.0.0.1:$1/xrpc/blue.catbird.mls.getConvos")
-	c1=$(cpu)
-	awk -v c="$((c1 - c0))" -v t="$ticks" '/Requests\/sec/ { rps = $2 } /requests in/ { n = $1 } END { printf "%s %.2f\n", rps, c * 1e6 / t / n }' <<<"$out"
-}
+run() { wrk_run "http://127.0.0.1:$1/xrpc/blue.catbird.mls.getConvos"; }
 for port in 28080 28082; do "${client_pin[@]}" wrk -t1 -c"$conns" -d2s "http://127.0.0.1:$port/" >/dev/null; done
 p1=$(run 28080); h1=$(run 28082); p2=$(run 28080); h2=$(run 28082)
-least() { printf '%s\n%s\n' "${1#* }" "${2#* }" | sort -g | head -1; }
-best() { printf '%s\n%s\n' "${1% *}" "${2% *}" | sort -g | tail -1; }
 echo "bare net/http, the pipeline's headers vs none ($duration, $conns connections)"
 awk -v p="$(best "$p1" "$p2")" -v h="$(best "$h1" "$h2")" -v pc="$(least "$p1" "$p2")" -v hc="$(least "$h1" "$h2")" 'BEGIN {
 	printf "  %-26s %10.0f req/s %8.1f µs CPU/request\n", "plain \"ok\"", p, pc
