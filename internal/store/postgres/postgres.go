@@ -48,8 +48,9 @@ type Store struct {
 	// TouchDevice are single statements and are defined on Store itself.
 	store.TxWriter
 
-	pool *pgxpool.Pool
-	now  func() time.Time
+	pool    *pgxpool.Pool
+	appends *appendBatcher
+	now     func() time.Time
 	// purgeBatch bounds the rows one purge transaction deletes, so a large
 	// backlog never makes one long transaction.
 	purgeBatch int
@@ -95,11 +96,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
+	// Half the pool batches appends, so reads and other writes always find
+	// a connection.
+	s.appends = newAppendBatcher(pool, func() *writer { return &writer{q: pool, now: s.now} }, int(pc.MaxConns)/2)
 	return s, nil
 }
 
-// Close closes the pool.
+// Close stops the append batcher and closes the pool.
 func (s *Store) Close() error {
+	s.appends.close()
 	s.pool.Close()
 	return nil
 }

@@ -21,10 +21,11 @@ type writer struct {
 
 var _ store.Writer = (*writer)(nil)
 
-// AppendMessage implements store.Writer. It is one statement, so it runs
-// on the pool without an explicit transaction: one round trip.
+// AppendMessage implements store.Writer. It is one statement: alone it
+// runs autocommitted on the pool, one round trip; appends that arrive
+// together commit together (see appendBatcher).
 func (s *Store) AppendMessage(ctx context.Context, m store.NewMessage) (store.Message, error) {
-	return (&writer{q: s.pool, now: s.now}).AppendMessage(ctx, m)
+	return s.appends.append(ctx, m)
 }
 
 // TouchDevice implements store.Writer.
@@ -92,10 +93,14 @@ func memberCheckSQL(convo, dids, user string) string {
 // inserts the message and its event from the bumped row, in one statement.
 // The event's cursor is drawn only after the lock is held. With $8 set, the
 // bump needs an active membership ($8: member DIDs, $9: a user DID any of
-// whose rows will do, or the empty string).
+// whose rows will do, or the empty string). A taken msg_id holds the bump
+// back too, so the statement returns no row rather than failing, which
+// would abort a transaction it shares with other appends; a concurrent
+// append of the same msg_id can still fail on the unique index.
 var appendMessageSQL = `WITH c AS (
 	UPDATE convos SET last_seq = last_seq + 1, last_activity_at = $7
 	WHERE id = $1 AND epoch >= $2 AND ($8::text[] IS NULL OR ` + memberCheckSQL("$1", "$8", "$9") + `)
+		AND NOT EXISTS (SELECT 1 FROM messages WHERE convo_id = $1 AND msg_id = $3)
 	RETURNING id, last_seq
 ), m AS (
 	INSERT INTO messages (convo_id, seq, epoch, msg_id, ciphertext, padded_size, received_bucket, expires_at)
@@ -110,14 +115,8 @@ SELECT c.last_seq, e.cursor FROM c, e`
 // AppendMessage implements store.Writer.
 func (w *writer) AppendMessage(ctx context.Context, m store.NewMessage) (store.Message, error) {
 	b := w.bucket()
-	var members []string
-	var anyRowOf string
-	if m.Member != nil {
-		members, anyRowOf = orEmpty(m.Member.MemberDIDs), m.Member.AnyRowOf
-	}
 	var seq, cursor int64
-	err := w.q.QueryRow(ctx, appendMessageSQL,
-		m.ConvoID, m.Epoch, m.MsgID, m.Ciphertext, m.PaddedSize, nullTime(m.ExpiresAt), b, members, anyRowOf).Scan(&seq, &cursor)
+	err := w.q.QueryRow(ctx, appendMessageSQL, appendArgs(m, b)...).Scan(&seq, &cursor)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Message{}, fmt.Errorf("append message: %w", w.whyNotAppended(ctx, m))
 	}
@@ -127,10 +126,25 @@ func (w *writer) AppendMessage(ctx context.Context, m store.NewMessage) (store.M
 	if err != nil {
 		return store.Message{}, fmt.Errorf("append message: %w", err)
 	}
+	return appended(m, seq, cursor, b), nil
+}
+
+// appendArgs are appendMessageSQL's parameters for m, received in bucket.
+func appendArgs(m store.NewMessage, bucket time.Time) []any {
+	var members []string
+	var anyRowOf string
+	if m.Member != nil {
+		members, anyRowOf = orEmpty(m.Member.MemberDIDs), m.Member.AnyRowOf
+	}
+	return []any{m.ConvoID, m.Epoch, m.MsgID, m.Ciphertext, m.PaddedSize, nullTime(m.ExpiresAt), bucket, members, anyRowOf}
+}
+
+// appended is the stored message m became, at seq and event cursor.
+func appended(m store.NewMessage, seq, cursor int64, bucket time.Time) store.Message {
 	return store.Message{
 		ConvoID: m.ConvoID, Seq: seq, Epoch: m.Epoch, MsgID: m.MsgID, Ciphertext: m.Ciphertext,
-		PaddedSize: m.PaddedSize, ReceivedAt: b, ExpiresAt: m.ExpiresAt, Cursor: cursor,
-	}, nil
+		PaddedSize: m.PaddedSize, ReceivedAt: bucket, ExpiresAt: m.ExpiresAt, Cursor: cursor,
+	}
 }
 
 // whyNotAppended tells which condition of appendMessageSQL held no row back.
@@ -148,6 +162,14 @@ func (w *writer) whyNotAppended(ctx context.Context, m store.NewMessage) error {
 		if !ok {
 			return store.ErrNotMember
 		}
+	}
+	var taken bool
+	if err := w.q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM messages WHERE convo_id = $1 AND msg_id = $2)`,
+		m.ConvoID, m.MsgID).Scan(&taken); err != nil {
+		return fmt.Errorf("check message id: %w", err)
+	}
+	if taken {
+		return fmt.Errorf("message id taken: %w", store.ErrConflict)
 	}
 	return store.ErrFutureEpoch
 }
