@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/cairn-chat/cairn-caddy/internal/store"
@@ -171,82 +170,79 @@ func (w *txWriter) RemoveMembers(ctx context.Context, convoID string, dids []str
 // commit), apply member changes, store the commit with its group info and
 // Welcome, and write the events, all in the caller's transaction.
 func (w *txWriter) change(ctx context.Context, convoID string, add []store.NewMember, remove []string, c *store.NewCommit) (store.Change, error) {
-	b := w.bucket()
-	var ch store.Change
-	if c != nil {
-		ch.ReceivedAt = fromMS(b)
-		err := w.tx.QueryRowContext(ctx, `UPDATE convos SET epoch = epoch + 1, last_seq = last_seq + 1, last_activity_at = ?
-			WHERE id = ? AND epoch = ? RETURNING epoch, last_seq`, b, convoID, c.Epoch).Scan(&ch.Epoch, &ch.Seq)
-		if errors.Is(err, sql.ErrNoRows) {
-			if _, err := w.convoEpoch(ctx, convoID); err != nil {
-				return store.Change{}, fmt.Errorf("commit: %w", err)
-			}
-			return store.Change{}, fmt.Errorf("commit for epoch %d: %w", c.Epoch, store.ErrStaleEpoch)
-		}
-		if err != nil {
-			return store.Change{}, fmt.Errorf("commit: advance epoch: %w", err)
-		}
-	} else {
-		err := w.tx.QueryRowContext(ctx, `UPDATE convos SET last_activity_at = ? WHERE id = ? RETURNING epoch`, b, convoID).Scan(&ch.Epoch)
-		if errors.Is(err, sql.ErrNoRows) {
-			return store.Change{}, fmt.Errorf("change members: %w", store.ErrNotFound)
-		}
-		if err != nil {
-			return store.Change{}, fmt.Errorf("change members: %w", err)
-		}
-	}
-	if len(remove) > 0 {
-		list := jsonList(remove)
-		res, err := w.tx.ExecContext(ctx, `UPDATE members SET left_at = ?
-			WHERE convo_id = ? AND left_at IS NULL
-			AND (member_did IN (SELECT value FROM json_each(?)) OR user_did IN (SELECT value FROM json_each(?)))`,
-			w.bucket(), convoID, list, list)
-		if err != nil {
-			return store.Change{}, fmt.Errorf("remove members: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return store.Change{}, fmt.Errorf("remove members: %w", store.ErrNotMember)
-		}
-	}
-	if err := w.addMembers(ctx, convoID, add); err != nil {
-		return store.Change{}, err
-	}
-	if c != nil {
-		msgID := c.MsgID
-		if msgID == "" {
-			msgID = "commit-" + strconv.FormatInt(c.Epoch, 10)
-		}
-		if err := w.insertMessage(ctx, convoID, ch.Seq, c.Epoch, msgID, c.Data, c.PaddedSize, b, c.ExpiresAt); err != nil {
-			return store.Change{}, err
-		}
-		if _, err := w.tx.ExecContext(ctx, `INSERT INTO commits (convo_id, epoch, seq) VALUES (?, ?, ?)`, convoID, c.Epoch, ch.Seq); err != nil {
-			return store.Change{}, fmt.Errorf("insert commit: %w", err)
-		}
-		if c.GroupInfo != nil {
-			if err := w.upsertGroupInfo(ctx, convoID, ch.Epoch, c.GroupInfo); err != nil {
-				return store.Change{}, err
-			}
-		}
-		if c.Welcome != nil {
-			if err := w.putWelcome(ctx, convoID, ch.Epoch, *c.Welcome); err != nil {
-				return store.Change{}, err
-			}
-		}
-		cur, err := w.event(ctx, convoID, store.EventCommit, msgID, ch.Epoch)
-		if err != nil {
-			return store.Change{}, err
-		}
-		ch.Cursors = append(ch.Cursors, cur)
-	}
-	if len(add) > 0 || len(remove) > 0 {
-		cur, err := w.event(ctx, convoID, store.EventMembership, "", ch.Epoch)
-		if err != nil {
-			return store.Change{}, err
-		}
-		ch.Cursors = append(ch.Cursors, cur)
-	}
-	return ch, nil
+	return store.ApplyChange(ctx, changeSteps{w}, convoID, add, remove, c)
 }
+
+// changeSteps are store.ChangeSteps in SQLite.
+type changeSteps struct{ w *txWriter }
+
+func (s changeSteps) AdvanceEpoch(ctx context.Context, convoID string, from int64) (epoch, seq int64, at time.Time, err error) {
+	b := s.w.bucket()
+	err = s.w.tx.QueryRowContext(ctx, `UPDATE convos SET epoch = epoch + 1, last_seq = last_seq + 1, last_activity_at = ?
+		WHERE id = ? AND epoch = ? RETURNING epoch, last_seq`, b, convoID, from).Scan(&epoch, &seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		if _, err := s.w.convoEpoch(ctx, convoID); err != nil {
+			return 0, 0, time.Time{}, err
+		}
+		return 0, 0, time.Time{}, store.ErrStaleEpoch
+	}
+	if err != nil {
+		return 0, 0, time.Time{}, fmt.Errorf("advance epoch: %w", err)
+	}
+	return epoch, seq, fromMS(b), nil
+}
+
+func (s changeSteps) Touch(ctx context.Context, convoID string) (int64, error) {
+	var epoch int64
+	err := s.w.tx.QueryRowContext(ctx, `UPDATE convos SET last_activity_at = ? WHERE id = ? RETURNING epoch`, s.w.bucket(), convoID).Scan(&epoch)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, store.ErrNotFound
+	}
+	return epoch, err
+}
+
+func (s changeSteps) RemoveMembers(ctx context.Context, convoID string, dids []string) error {
+	list := jsonList(dids)
+	res, err := s.w.tx.ExecContext(ctx, `UPDATE members SET left_at = ?
+		WHERE convo_id = ? AND left_at IS NULL
+		AND (member_did IN (SELECT value FROM json_each(?)) OR user_did IN (SELECT value FROM json_each(?)))`,
+		s.w.bucket(), convoID, list, list)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return store.ErrNotMember
+	}
+	return nil
+}
+
+func (s changeSteps) AddMembers(ctx context.Context, convoID string, add []store.NewMember) error {
+	return s.w.addMembers(ctx, convoID, add)
+}
+
+func (s changeSteps) InsertCommit(ctx context.Context, convoID string, seq int64, msgID string, c store.NewCommit, at time.Time) error {
+	if err := s.w.insertMessage(ctx, convoID, seq, c.Epoch, msgID, c.Data, c.PaddedSize, ms(at), c.ExpiresAt); err != nil {
+		return err
+	}
+	if _, err := s.w.tx.ExecContext(ctx, `INSERT INTO commits (convo_id, epoch, seq) VALUES (?, ?, ?)`, convoID, c.Epoch, seq); err != nil {
+		return fmt.Errorf("insert commit: %w", err)
+	}
+	return nil
+}
+
+func (s changeSteps) PutGroupInfo(ctx context.Context, convoID string, epoch int64, data []byte) error {
+	return s.w.upsertGroupInfo(ctx, convoID, epoch, data)
+}
+
+func (s changeSteps) PutWelcome(ctx context.Context, convoID string, epoch int64, wel store.NewWelcome) error {
+	return s.w.putWelcome(ctx, convoID, epoch, wel)
+}
+
+func (s changeSteps) Event(ctx context.Context, convoID string, kind store.EventKind, msgID string, epoch int64) (int64, error) {
+	return s.w.event(ctx, convoID, kind, msgID, epoch)
+}
+
+var _ store.ChangeSteps = changeSteps{}
 
 func (w *txWriter) addMembers(ctx context.Context, convoID string, add []store.NewMember) error {
 	now := w.bucket()
