@@ -199,12 +199,12 @@ func (w *writer) convoEpoch(ctx context.Context, convoID string) (int64, error) 
 
 // AppendCommit implements store.Writer.
 func (w *writer) AppendCommit(ctx context.Context, convoID string, c store.NewCommit) (store.Change, error) {
-	return w.change(ctx, convoID, nil, nil, &c)
+	return store.ApplyChange(ctx, changeSteps{w}, convoID, nil, nil, &c)
 }
 
 // AddMembers implements store.Writer.
 func (w *writer) AddMembers(ctx context.Context, convoID string, members []store.NewMember, c *store.NewCommit) (store.Change, error) {
-	return w.change(ctx, convoID, members, nil, c)
+	return store.ApplyChange(ctx, changeSteps{w}, convoID, members, nil, c)
 }
 
 // RemoveMembers implements store.Writer.
@@ -212,17 +212,11 @@ func (w *writer) RemoveMembers(ctx context.Context, convoID string, dids []strin
 	if len(dids) == 0 {
 		return store.Change{}, fmt.Errorf("remove members: no DIDs: %w", store.ErrNotMember)
 	}
-	return w.change(ctx, convoID, nil, dids, c)
+	return store.ApplyChange(ctx, changeSteps{w}, convoID, nil, dids, c)
 }
 
-// change is the one path for commits and membership changes; see the
-// SQLite twin. The first UPDATE row-locks the conversation, so everything
-// after it, event cursors included, is serialised per conversation.
-func (w *writer) change(ctx context.Context, convoID string, add []store.NewMember, remove []string, c *store.NewCommit) (store.Change, error) {
-	return store.ApplyChange(ctx, changeSteps{w}, convoID, add, remove, c)
-}
-
-// changeSteps are store.ChangeSteps in PostgreSQL.
+// changeSteps are store.ChangeSteps (the one path for commits and
+// membership changes) on the caller's transaction, in PostgreSQL.
 type changeSteps struct{ w *writer }
 
 func (s changeSteps) AdvanceEpoch(ctx context.Context, convoID string, from int64) (epoch, seq int64, at time.Time, err error) {

@@ -149,12 +149,12 @@ func (w *txWriter) convoEpoch(ctx context.Context, convoID string) (int64, error
 
 // AppendCommit implements store.Writer.
 func (w *txWriter) AppendCommit(ctx context.Context, convoID string, c store.NewCommit) (store.Change, error) {
-	return w.change(ctx, convoID, nil, nil, &c)
+	return store.ApplyChange(ctx, changeSteps{w}, convoID, nil, nil, &c)
 }
 
 // AddMembers implements store.Writer.
 func (w *txWriter) AddMembers(ctx context.Context, convoID string, members []store.NewMember, c *store.NewCommit) (store.Change, error) {
-	return w.change(ctx, convoID, members, nil, c)
+	return store.ApplyChange(ctx, changeSteps{w}, convoID, members, nil, c)
 }
 
 // RemoveMembers implements store.Writer.
@@ -162,18 +162,11 @@ func (w *txWriter) RemoveMembers(ctx context.Context, convoID string, dids []str
 	if len(dids) == 0 {
 		return store.Change{}, fmt.Errorf("remove members: no DIDs: %w", store.ErrNotMember)
 	}
-	return w.change(ctx, convoID, nil, dids, c)
+	return store.ApplyChange(ctx, changeSteps{w}, convoID, nil, dids, c)
 }
 
-// change is the one path for commits and membership changes: take the
-// conversation row (advancing the epoch by compare-and-swap when there is a
-// commit), apply member changes, store the commit with its group info and
-// Welcome, and write the events, all in the caller's transaction.
-func (w *txWriter) change(ctx context.Context, convoID string, add []store.NewMember, remove []string, c *store.NewCommit) (store.Change, error) {
-	return store.ApplyChange(ctx, changeSteps{w}, convoID, add, remove, c)
-}
-
-// changeSteps are store.ChangeSteps in SQLite.
+// changeSteps are store.ChangeSteps (the one path for commits and
+// membership changes) on the caller's transaction, in SQLite.
 type changeSteps struct{ w *txWriter }
 
 func (s changeSteps) AdvanceEpoch(ctx context.Context, convoID string, from int64) (epoch, seq int64, at time.Time, err error) {
