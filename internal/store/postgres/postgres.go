@@ -4,7 +4,8 @@
 // Per-conversation ordering comes from row locks on the conversation's
 // counter row (UPDATE ... RETURNING), not from any global lock, so writes to
 // different conversations proceed in parallel. Migrations are embedded and
-// run on Open under an advisory lock, so nodes may start together.
+// run by Migrate under an advisory lock, so nodes may start together;
+// New itself connects to nothing.
 package postgres
 
 import (
@@ -63,8 +64,10 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// Open connects, applies pending migrations and returns the store.
-func Open(ctx context.Context, cfg Config) (*Store, error) {
+// New returns the store for cfg without connecting: the pool dials on
+// first use, so building a store has no effect on the database. Call
+// Migrate (or check MigrationStatus) before serving from it.
+func New(cfg Config) (*Store, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("postgres store: URL is required")
 	}
@@ -84,21 +87,33 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if pc.ConnConfig.ConnectTimeout == 0 {
 		pc.ConnConfig.ConnectTimeout = 10 * time.Second
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	// MinConns stays as the URL says (default 0): a pool with MinConns
+	// would dial from its health check at once.
+	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
 	if err != nil {
-		return nil, fmt.Errorf("postgres store: connect: %w", err)
+		return nil, fmt.Errorf("postgres store: %w", err)
 	}
 	s := &Store{pool: pool, now: cfg.Now, purgeBatch: cfg.PurgeBatch}
 	s.TxWriter = store.NewTxWriter(func(ctx context.Context, fn func(store.Writer) error) error {
 		return s.inTx(ctx, func(w *writer) error { return fn(w) })
 	})
-	if err := s.migrate(ctx); err != nil {
-		pool.Close()
-		return nil, err
-	}
 	// Half the pool batches appends, so reads and other writes always find
 	// a connection.
 	s.appends = newAppendBatcher(pool, func() *writer { return &writer{q: pool, now: s.now} }, int(pc.MaxConns)/2)
+	return s, nil
+}
+
+// Open returns the store for cfg with its migrations applied: New, then
+// Migrate.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	s, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.Migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -117,21 +132,67 @@ func lockKey(name string) int64 {
 	return int64(h.Sum64())
 }
 
-// migrate applies pending migrations while holding a session advisory lock,
-// so nodes starting together apply each migration exactly once.
-func (s *Store) migrate(ctx context.Context) error {
-	ms, err := store.LoadMigrations(migrationFS, "migrations")
+// migrations returns the embedded migrations.
+func migrations() ([]store.Migration, error) {
+	return store.LoadMigrations(migrationFS, "migrations")
+}
+
+// MigrationStatus implements store.Migrator. It only reads: a database
+// without a schema_migrations table has no migration applied.
+func (s *Store) MigrationStatus(ctx context.Context) (store.MigrationStatus, error) {
+	known, err := migrations()
 	if err != nil {
-		return err
+		return store.MigrationStatus{}, err
+	}
+	applied, err := appliedMigrations(ctx, s.pool)
+	if err != nil {
+		return store.MigrationStatus{}, err
+	}
+	return store.PlanMigrations(known, applied), nil
+}
+
+// appliedMigrations reads schema_migrations, if it exists in the search
+// path.
+func appliedMigrations(ctx context.Context, q querier) ([]store.AppliedMigration, error) {
+	var exists bool
+	if err := q.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("read schema_migrations: %w", err)
+	}
+	if !exists {
+		return nil, nil
+	}
+	rows, err := q.Query(ctx, `SELECT version, name FROM schema_migrations ORDER BY version`)
+	if err != nil {
+		return nil, fmt.Errorf("read schema_migrations: %w", err)
+	}
+	applied, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.AppliedMigration, error) {
+		var m store.AppliedMigration
+		err := r.Scan(&m.Version, &m.Name)
+		return m, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read schema_migrations: %w", err)
+	}
+	return applied, nil
+}
+
+// Migrate implements store.Migrator. It holds a session advisory lock
+// while it works, so nodes starting together apply each migration exactly
+// once, and refuses a database a newer binary migrated before writing
+// anything.
+func (s *Store) Migrate(ctx context.Context) ([]store.Migration, error) {
+	known, err := migrations()
+	if err != nil {
+		return nil, err
 	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("migrate: acquire connection: %w", err)
+		return nil, fmt.Errorf("migrate: connect: %w", err)
 	}
 	defer conn.Release()
 	key := lockKey("migrations")
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
-		return fmt.Errorf("migrate: take advisory lock: %w", err)
+		return nil, fmt.Errorf("migrate: take advisory lock: %w", err)
 	}
 	defer func() {
 		// A fresh context: the lock must go even if ctx is done.
@@ -142,19 +203,24 @@ func (s *Store) migrate(ctx context.Context) error {
 			_ = conn.Conn().Close(uctx)
 		}
 	}()
+	applied, err := appliedMigrations(ctx, conn)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	plan := store.PlanMigrations(known, applied)
+	if err := plan.Check(); err != nil {
+		return nil, err
+	}
+	if len(plan.Pending) == 0 {
+		return nil, nil
+	}
 	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)`); err != nil {
-		return fmt.Errorf("migrate: create schema_migrations: %w", err)
+		return nil, fmt.Errorf("migrate: create schema_migrations: %w", err)
 	}
-	for _, m := range ms {
+	var done []store.Migration
+	for _, m := range plan.Pending {
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			var done bool
-			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`, m.Version).Scan(&done); err != nil {
-				return err
-			}
-			if done {
-				return nil
-			}
 			if _, err := tx.Exec(ctx, m.SQL); err != nil {
 				return err
 			}
@@ -163,10 +229,11 @@ func (s *Store) migrate(ctx context.Context) error {
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("apply migration %s: %w", m.Name, err)
+			return done, fmt.Errorf("apply migration %s: %w", m.Name, err)
 		}
+		done = append(done, m)
 	}
-	return nil
+	return done, nil
 }
 
 // inTx runs fn with a Writer bound to a new transaction.
@@ -306,4 +373,7 @@ func nullString(s string) *string {
 	return &s
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Migrator = (*Store)(nil)
+)

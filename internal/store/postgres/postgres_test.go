@@ -57,3 +57,39 @@ func TestOpenRequiresURL(t *testing.T) {
 		t.Fatal("Open without URL succeeded")
 	}
 }
+
+func TestMigrations(t *testing.T) {
+	storetest.RunMigrations(t, storetest.MigrationBackend{
+		NewData: backend(t).NewData,
+		New: func(url string) (storetest.MigratingStore, error) {
+			return postgres.New(postgres.Config{URL: url})
+		},
+		RecordMigration: func(t *testing.T, url string, version int, name string) {
+			conn, err := pgx.Connect(t.Context(), url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(context.Background())
+			if _, err := conn.Exec(t.Context(), `CREATE TABLE IF NOT EXISTS schema_migrations (
+				version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)`); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.Exec(t.Context(), `INSERT INTO schema_migrations VALUES ($1, $2, now())`, version, name); err != nil {
+				t.Fatal(err)
+			}
+		},
+	})
+}
+
+// TestNewConnectsToNothing proves New is lazy: a store built on an address
+// where nothing listens builds, and only its first use fails.
+func TestNewConnectsToNothing(t *testing.T) {
+	s, err := postgres.New(postgres.Config{URL: "postgres://nobody@127.0.0.1:1/none?connect_timeout=2"})
+	if err != nil {
+		t.Fatalf("New dialled: %v", err)
+	}
+	defer s.Close()
+	if _, err := s.MigrationStatus(t.Context()); err == nil {
+		t.Fatal("MigrationStatus against nothing succeeded")
+	}
+}

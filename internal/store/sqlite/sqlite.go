@@ -14,6 +14,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"net/url"
 	"strconv"
 	"strings"
@@ -63,13 +66,18 @@ type Store struct {
 	// backlog never holds the single writer for long.
 	purgeBatch int
 
+	// path and busyTimeout are kept for Migrate and MigrationStatus.
+	path        string
+	busyTimeout time.Duration
+
 	mu    sync.Mutex
 	locks map[string]bool
 }
 
-// Open opens (creating if needed) the database at cfg.Path and applies any
-// pending migrations.
-func Open(ctx context.Context, cfg Config) (*Store, error) {
+// New returns the store for the database file at cfg.Path without opening
+// it: the file is created and connected to on first use. Call Migrate (or
+// check MigrationStatus) before serving from it.
+func New(cfg Config) (*Store, error) {
 	if cfg.Path == "" {
 		return nil, errors.New("sqlite store: Path is required")
 	}
@@ -126,7 +134,18 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.TxWriter = store.NewTxWriter(func(ctx context.Context, fn func(store.Writer) error) error {
 		return s.withWriter(ctx, func(w *txWriter) error { return fn(w) })
 	})
-	if err := s.migrate(ctx, cfg.BusyTimeout); err != nil {
+	s.path, s.busyTimeout = cfg.Path, cfg.BusyTimeout
+	return s, nil
+}
+
+// Open returns the store for cfg with its migrations applied, creating the
+// database file if needed: New, then Migrate.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	s, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.Migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -139,56 +158,125 @@ func (s *Store) Close() error {
 	return errors.Join(s.w.Close(), s.r.Close())
 }
 
-// migrate applies pending migrations, each in its own immediate
-// transaction that re-checks the version, so concurrent openers apply each
-// once. SQLite can answer SQLITE_BUSY without waiting while another
-// connection is still setting up the WAL of a fresh file, so a busy start is
-// retried until the busy timeout.
-func (s *Store) migrate(ctx context.Context, busyTimeout time.Duration) error {
-	ms, err := store.LoadMigrations(migrationFS, "migrations")
+// MigrationStatus implements store.Migrator. It only reads: a database file
+// that does not exist is not created, and has no migration applied.
+func (s *Store) MigrationStatus(ctx context.Context) (store.MigrationStatus, error) {
+	known, err := store.LoadMigrations(migrationFS, "migrations")
 	if err != nil {
-		return err
+		return store.MigrationStatus{}, err
 	}
-	deadline := time.Now().Add(busyTimeout)
+	if _, err := os.Stat(s.path); errors.Is(err, fs.ErrNotExist) {
+		return store.PlanMigrations(known, nil), nil
+	}
+	applied, err := appliedMigrations(ctx, s.r.db)
+	if err != nil {
+		return store.MigrationStatus{}, err
+	}
+	return store.PlanMigrations(known, applied), nil
+}
+
+// queryer is what both *sql.DB and a write transaction offer.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// appliedMigrations reads schema_migrations, if the table exists.
+func appliedMigrations(ctx context.Context, q queryer) ([]store.AppliedMigration, error) {
+	rows, err := q.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`)
+	if err != nil {
+		return nil, fmt.Errorf("read schema_migrations: %w", err)
+	}
+	exists := rows.Next()
+	rows.Close()
+	if !exists {
+		return nil, nil
+	}
+	if rows, err = q.QueryContext(ctx, `SELECT version, name FROM schema_migrations ORDER BY version`); err != nil {
+		return nil, fmt.Errorf("read schema_migrations: %w", err)
+	}
+	defer rows.Close()
+	var applied []store.AppliedMigration
+	for rows.Next() {
+		var m store.AppliedMigration
+		if err := rows.Scan(&m.Version, &m.Name); err != nil {
+			return nil, fmt.Errorf("read schema_migrations: %w", err)
+		}
+		applied = append(applied, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read schema_migrations: %w", err)
+	}
+	return applied, nil
+}
+
+// Migrate implements store.Migrator, creating the database file (and its
+// directory, mode 0700) if needed.
+// Each migration runs in its own immediate transaction that re-reads the
+// applied versions, so concurrent migrators apply each once. SQLite can
+// answer SQLITE_BUSY without waiting while another connection is still
+// setting up the WAL of a fresh file, so a busy start is retried until the
+// busy timeout.
+func (s *Store) Migrate(ctx context.Context) ([]store.Migration, error) {
+	known, err := store.LoadMigrations(migrationFS, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+		return nil, fmt.Errorf("migrate: create the database's directory: %w", err)
+	}
+	deadline := time.Now().Add(s.busyTimeout)
 	for {
-		err := s.applyMigrations(ctx, ms)
+		done, err := s.applyMigrations(ctx, known)
 		if err == nil || !isBusy(err) || time.Now().After(deadline) {
-			return err
+			return done, err
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("migrate: %w", ctx.Err())
+			return done, fmt.Errorf("migrate: %w", ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
 
-func (s *Store) applyMigrations(ctx context.Context, ms []store.Migration) error {
-	for _, m := range ms {
+func (s *Store) applyMigrations(ctx context.Context, known []store.Migration) ([]store.Migration, error) {
+	var done []store.Migration
+	for {
+		var applied *store.Migration
 		err := s.write(ctx, func(tx writeTx) error {
 			if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 				version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
 				return err
 			}
-			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, m.Version).Scan(&n); err != nil {
+			have, err := appliedMigrations(ctx, tx)
+			if err != nil {
 				return err
 			}
-			if n > 0 {
+			plan := store.PlanMigrations(known, have)
+			if err := plan.Check(); err != nil {
+				return err
+			}
+			if len(plan.Pending) == 0 {
 				return nil
 			}
+			m := plan.Pending[0]
 			if err := tx.execScript(ctx, m.SQL); err != nil {
-				return err
+				return fmt.Errorf("apply migration %s: %w", m.Name, err)
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-				m.Version, m.Name, s.now().UnixMilli())
-			return err
+			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+				m.Version, m.Name, s.now().UnixMilli()); err != nil {
+				return fmt.Errorf("apply migration %s: %w", m.Name, err)
+			}
+			applied = &m
+			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("apply migration %s: %w", m.Name, err)
+			return done, fmt.Errorf("migrate: %w", err)
 		}
+		if applied == nil {
+			return done, nil
+		}
+		done = append(done, *applied)
 	}
-	return nil
 }
 
 // write runs fn in a transaction of the single writer, through the group
@@ -318,4 +406,7 @@ func jsonList(ss []string) string {
 	return string(b)
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Migrator = (*Store)(nil)
+)

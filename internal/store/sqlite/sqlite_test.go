@@ -2,6 +2,10 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
+	"errors"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -29,5 +33,49 @@ func TestConformance(t *testing.T) {
 func TestOpenRequiresPath(t *testing.T) {
 	if _, err := sqlite.Open(t.Context(), sqlite.Config{}); err == nil {
 		t.Fatal("Open without Path succeeded")
+	}
+}
+
+func TestMigrations(t *testing.T) {
+	storetest.RunMigrations(t, storetest.MigrationBackend{
+		NewData: func(t *testing.T) string { return filepath.Join(t.TempDir(), "cairn.db") },
+		New: func(path string) (storetest.MigratingStore, error) {
+			return sqlite.New(sqlite.Config{Path: path})
+		},
+		RecordMigration: func(t *testing.T, path string, version int, name string) {
+			db, err := sql.Open("sqlite", "file:"+path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if _, err := db.ExecContext(t.Context(), `CREATE TABLE IF NOT EXISTS schema_migrations (
+				version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.ExecContext(t.Context(), `INSERT INTO schema_migrations VALUES (?, ?, 0)`, version, name); err != nil {
+				t.Fatal(err)
+			}
+		},
+	})
+}
+
+func TestNewCreatesNoFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cairn.db")
+	s, err := sqlite.New(sqlite.Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.MigrationStatus(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("New and MigrationStatus left %s behind (stat: %v)", path, err)
+	}
+	if st.Current != 0 || len(st.Pending) == 0 {
+		t.Fatalf("status of a missing file %+v: want every migration pending", st)
 	}
 }

@@ -1,0 +1,74 @@
+package open_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cairn-chat/cairn-caddy/internal/store/open"
+	"github.com/cairn-chat/cairn-caddy/internal/testenv"
+)
+
+func TestConfigChoosesTheBackend(t *testing.T) {
+	for _, tc := range []struct {
+		cfg     open.Config
+		kind    open.Kind
+		str     string
+		invalid string
+	}{
+		{cfg: open.Config{DataDir: "/var/lib/cairn"}, kind: open.SQLite, str: "SQLite /var/lib/cairn/cairn.db"},
+		{cfg: open.Config{Database: "  ", DataDir: "/d"}, kind: open.SQLite, str: "SQLite /d/cairn.db"},
+		{cfg: open.Config{Database: "postgres://u:secret@db:5432/cairn"}, kind: open.Postgres, str: "PostgreSQL postgres://u:xxxxx@db:5432/cairn"},
+		{cfg: open.Config{}, kind: open.SQLite, invalid: "data_dir"},
+		{cfg: open.Config{Database: "mysql://db/x"}, kind: open.Postgres, invalid: "PostgreSQL URL"},
+	} {
+		if got := tc.cfg.Kind(); got != tc.kind {
+			t.Errorf("%+v: kind %s, want %s", tc.cfg, got, tc.kind)
+		}
+		err := tc.cfg.Validate()
+		if tc.invalid != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.invalid) {
+				t.Errorf("%+v: Validate %v, want an error naming %q", tc.cfg, err, tc.invalid)
+			}
+			if _, err := open.New(tc.cfg); err == nil {
+				t.Errorf("%+v: New accepted an invalid config", tc.cfg)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%+v: %v", tc.cfg, err)
+		}
+		if got := tc.cfg.String(); got != tc.str {
+			t.Errorf("%+v: String %q, want %q", tc.cfg, got, tc.str)
+		}
+	}
+}
+
+// TestNewIsLazyAndMigrateMakesTheSchema opens both backends through the
+// opener: New creates and connects to nothing, Migrate makes a schema that
+// serves.
+func TestNewIsLazyAndMigrateMakesTheSchema(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	for _, cfg := range []open.Config{{DataDir: dir}, {Database: testenv.Postgres(t)}} {
+		b, err := open.New(cfg)
+		if err != nil {
+			t.Fatalf("%s: %v", cfg, err)
+		}
+		if _, err := os.Stat(dir); cfg.Kind() == open.SQLite && !os.IsNotExist(err) {
+			t.Fatalf("%s: New created the data directory", cfg)
+		}
+		if _, err := b.Migrate(t.Context()); err != nil {
+			t.Fatalf("%s: Migrate: %v", cfg, err)
+		}
+		if _, err := b.EventHorizon(t.Context()); err != nil {
+			t.Fatalf("%s: migrated store does not answer: %v", cfg, err)
+		}
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, open.SQLiteFileName)); err != nil {
+		t.Fatalf("Migrate did not create the SQLite file in the data directory: %v", err)
+	}
+}
