@@ -6,10 +6,7 @@ package caddymodules
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -32,8 +29,8 @@ import (
 	"github.com/cairn-chat/cairn-caddy/internal/redact"
 	"github.com/cairn-chat/cairn-caddy/internal/retention"
 	"github.com/cairn-chat/cairn-caddy/internal/store"
-	"github.com/cairn-chat/cairn-caddy/internal/store/postgres"
-	"github.com/cairn-chat/cairn-caddy/internal/store/sqlite"
+	"github.com/cairn-chat/cairn-caddy/internal/store/open"
+	"github.com/cairn-chat/cairn-caddy/internal/worker"
 )
 
 func init() {
@@ -57,20 +54,13 @@ const logHashKeyEnv = "CAIRN_LOG_HASH_KEY"
 // the data directory, when no key is configured.
 const logHashKeyFileName = "log-hash.key"
 
-// sharedState holds what must outlive a config reload: Redis clients (keyed
-// by URL) and the metrics collectors. A caddy.UsagePool is Caddy's idiom for
-// this (the reverse proxy keeps its upstream hosts the same way): each config
-// holds a reference while it is loaded, and the value is destroyed when the
-// last config using it is unloaded.
-var sharedState = caddy.NewUsagePool()
-
+// Migration modes of the cairn app.
 const (
-	metricsPoolKey      = "cairn.metrics"
-	localLimiterPoolKey = "cairn.ratelimit.memory"
-	logHasherPoolKey    = "cairn.log-hasher"
-	replayPoolKey       = "cairn.auth.replay"
-	resolverPoolPrefix  = "cairn.auth.resolver:"
-	storePoolPrefix     = "cairn.store:"
+	// MigrationsAuto applies pending schema migrations when the app starts.
+	MigrationsAuto = "auto"
+	// MigrationsManual refuses to start on a schema with pending
+	// migrations: the operator runs `cairn-caddy migrate up` first.
+	MigrationsManual = "manual"
 )
 
 // memoryReplayCapacity bounds the in-memory set of used token IDs. Tokens
@@ -89,6 +79,13 @@ type hasherBox struct{ hasher atomic.Pointer[redact.Hasher] }
 // directory, the log-hash key, the Redis client and the metrics collectors,
 // and it enforces that production mode runs with no development-only option.
 //
+// Its lifecycle follows Caddy's rule that provisioning has no side effects,
+// because `caddy validate` runs it: Provision only builds values and reads
+// existing key files. Start creates the log-hash key file on first run,
+// opens the store (migrating it unless migrations is "manual"), starts the
+// realtime notifier and the background workers; Stop stops the workers.
+// The store and realtime hub outlive reloads through Caddy's usage pool.
+//
 // In the Caddyfile it is configured by the `cairn` global option.
 type App struct {
 	// Mode is "production" (the default) or "development". Production mode
@@ -97,7 +94,8 @@ type App struct {
 
 	// DataDir is where cairn keeps its files: the embedded database and the
 	// generated log-hash key. Default: "cairn" inside Caddy's data directory.
-	// Placeholders such as {env.CAIRN_DATA_DIR} are expanded.
+	// Placeholders such as {env.CAIRN_DATA_DIR} are expanded. It is created
+	// (mode 0700) when the app starts, not when the config is validated.
 	DataDir string `json:"data_dir,omitempty"`
 
 	// LogLevel is the lowest level cairn's own modules log at: "debug",
@@ -109,7 +107,8 @@ type App struct {
 	// identities in logs; at least 32 bytes. Placeholders are expanded, so
 	// "{env.CAIRN_LOG_HASH_KEY}" or "{file./run/secrets/cairn_log_key}" work.
 	// When empty, LogHashKeyFile is read, then the CAIRN_LOG_HASH_KEY
-	// environment variable, and failing both a key is generated once into
+	// environment variable, then DataDir/log-hash.key; failing all three a
+	// key is generated when the app first starts, written to
 	// DataDir/log-hash.key (mode 0600) and reused from then on.
 	LogHashKey string `json:"log_hash_key,omitempty"`
 
@@ -127,6 +126,13 @@ type App struct {
 	// {$CAIRN_DATABASE_URL}) means the embedded SQLite database
 	// DataDir/cairn.db, for a single node. Placeholders are expanded.
 	Database string `json:"database,omitempty"`
+
+	// Migrations says what Start does with pending schema migrations:
+	// "auto" (the default) applies them; "manual" refuses to start until
+	// `cairn-caddy migrate up` has applied them, for clusters that migrate
+	// as a separate deployment step. Either way a schema newer than the
+	// binary knows is refused.
+	Migrations string `json:"migrations,omitempty"`
 
 	// Retention sets how long the delivery service keeps each kind of row;
 	// a background worker purges the rest.
@@ -154,6 +160,9 @@ type App struct {
 
 	hasher     *redact.Hasher
 	logHashKey []byte
+	// newKeyFile is where Start writes logHashKey, generated in Provision
+	// because no key existed yet; empty when the key came from elsewhere.
+	newKeyFile string
 	logLevel   zapcore.Level
 	redis      *redis.Client
 	redisKey   string // the shared-state key of redis, naming its URL
@@ -166,13 +175,26 @@ type App struct {
 	limitersMu sync.Mutex
 	shared     map[ratelimit.Policy]*ratelimit.Failover
 
-	storeMu     sync.Mutex
-	store       store.Store
-	storeKey    string
-	storeErr    error
-	rt          *realtimeState
-	stopWorkers context.CancelFunc
-	workers     sync.WaitGroup
+	storeCfg open.Config
+	notifier string // realtime.ChooseNotifier's answer
+	useStore bool   // a module asked for the store in its Provision
+
+	// ready is closed once Start has opened what modules wait for, or
+	// failed to (running, startErr), or the config was unloaded first.
+	ready     chan struct{}
+	readyOnce sync.Once
+	running   *Running
+	startErr  error
+	workers   worker.Group
+}
+
+// Running is what the app opens when it starts, for the modules that asked
+// for it during their Provision (UseStore).
+type Running struct {
+	// Store is the delivery service's store, migrated.
+	Store store.Store
+	// Realtime is the node's event hub, notifier and ticket service.
+	Realtime *realtime.Node
 }
 
 // StreamsConfig caps the concurrent event streams (SSE and WebSocket) of
@@ -194,8 +216,8 @@ type StreamsConfig struct {
 
 // Stream notifiers.
 const (
-	NotifierPostgres = "postgres"
-	NotifierRedis    = "redis"
+	NotifierPostgres = realtime.NotifierPostgres
+	NotifierRedis    = realtime.NotifierRedis
 )
 
 func (s *StreamsConfig) notifier() string {
@@ -262,9 +284,12 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision applies defaults and builds the process-wide state.
+// Provision applies defaults and builds the process-wide state. It has no
+// side effects, since `caddy validate` runs it: it dials nothing, creates
+// no file and only reads an existing log-hash key; see Start.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.ready = make(chan struct{})
 	repl := caddy.NewReplacer()
 
 	if a.Mode == "" {
@@ -273,10 +298,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.PLCURL == "" {
 		a.PLCURL = DefaultPLCURL
 	}
-	if a.DataDir == "" {
-		a.DataDir = filepath.Join(caddy.AppDataDir(), "cairn")
+	if a.Migrations == "" {
+		a.Migrations = MigrationsAuto
 	}
-	a.DataDir = repl.ReplaceAll(a.DataDir, "")
+	a.storeCfg = a.StoreConfig()
+	a.DataDir = a.storeCfg.DataDir
 	if a.LogLevel == "" {
 		a.LogLevel = "warn"
 		if a.Mode == ModeDevelopment {
@@ -289,8 +315,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.logLevel = level
 
-	// Validate before touching disk or network, so that `caddy validate`
-	// reports a refused production config without side effects.
+	// Validate first, so that `caddy validate` reports a refused
+	// production config before anything else.
 	if err := a.validateConfig(); err != nil {
 		return err
 	}
@@ -333,6 +359,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		opts.DialerRetries = 1
 		opts.MaxRetries = -1
 		a.redisKey = "cairn.redis:" + url
+		// NewClient dials on first use, not here.
 		if a.redis, err = shared(a, a.redisKey, func() (*redis.Client, func() error, error) {
 			client := redis.NewClient(opts)
 			return client, client.Close, nil
@@ -342,6 +369,21 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.metrics.BackendUp("redis", true)
 	}
 	return nil
+}
+
+// StoreConfig returns where the app's store lives: Database and DataDir
+// with placeholders expanded and DataDir's default applied. It needs no
+// provisioning, so the migrate command reads it from an adapted config.
+func (a *App) StoreConfig() open.Config {
+	repl := caddy.NewReplacer()
+	dir := a.DataDir
+	if dir == "" {
+		dir = filepath.Join(caddy.AppDataDir(), "cairn")
+	}
+	return open.Config{
+		Database: strings.TrimSpace(repl.ReplaceAll(a.Database, "")),
+		DataDir:  repl.ReplaceAll(dir, ""),
+	}
 }
 
 // validateConfig rejects unknown modes and, in production, every
@@ -358,11 +400,20 @@ func (a *App) validateConfig() error {
 	if perDID, total := a.Streams.limits(); perDID < 0 || total < 0 {
 		return fmt.Errorf("cairn streams: max_per_did %d, max %d: want positive numbers, or none for the defaults", perDID, total)
 	}
-	switch n := a.Streams.notifier(); n {
-	case "", NotifierPostgres, NotifierRedis:
-	default:
-		return fmt.Errorf("cairn streams: notifier %q: want %q or %q", n, NotifierPostgres, NotifierRedis)
+	if err := a.storeCfg.Validate(); err != nil {
+		return fmt.Errorf("cairn %w", err)
 	}
+	switch a.Migrations {
+	case MigrationsAuto, MigrationsManual:
+	default:
+		return fmt.Errorf("cairn migrations %q: want %q or %q", a.Migrations, MigrationsAuto, MigrationsManual)
+	}
+	haveRedis := strings.TrimSpace(caddy.NewReplacer().ReplaceAll(a.Redis, "")) != ""
+	notifier, err := realtime.ChooseNotifier(a.Streams.notifier(), a.storeCfg.Kind() == open.Postgres, haveRedis)
+	if err != nil {
+		return fmt.Errorf("cairn streams: %w", err)
+	}
+	a.notifier = notifier
 	if a.PLCURL != DefaultPLCURL {
 		if err := a.RequireDevelopment("cairn plc_url (a PLC directory override)"); err != nil {
 			return err
@@ -401,256 +452,218 @@ func (a *App) RequireDevelopment(option string) error {
 }
 
 // loadLogHashKey finds the log-hash key in config, file, environment or the
-// data directory, generating it there on first start.
+// data directory. When there is none yet, it generates one in memory and
+// leaves writing it to DataDir/log-hash.key to Start.
 func (a *App) loadLogHashKey(repl *caddy.Replacer) ([]byte, error) {
 	if k := repl.ReplaceAll(a.LogHashKey, ""); k != "" {
-		return checkKey([]byte(k), "cairn log_hash_key")
+		return redact.CheckKey([]byte(k), "cairn log_hash_key")
 	}
 	if a.LogHashKeyFile != "" {
 		path := repl.ReplaceAll(a.LogHashKeyFile, "")
-		raw, err := os.ReadFile(path)
+		key, err := redact.ReadKeyFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("cairn log_hash_key_file: %w", err)
 		}
-		return checkKey([]byte(strings.TrimSpace(string(raw))), "cairn log_hash_key_file "+path)
+		return key, nil
 	}
 	if k := os.Getenv(logHashKeyEnv); k != "" {
-		return checkKey([]byte(k), "environment variable "+logHashKeyEnv)
+		return redact.CheckKey([]byte(k), "environment variable "+logHashKeyEnv)
 	}
-	return loadOrGenerateKeyFile(filepath.Join(a.DataDir, logHashKeyFileName))
-}
-
-func checkKey(key []byte, source string) ([]byte, error) {
-	if len(key) < redact.MinKeySize {
-		return nil, fmt.Errorf("%s: the log-hash key must be at least %d bytes; generate one with `openssl rand -hex 32`", source, redact.MinKeySize)
-	}
-	return key, nil
-}
-
-// loadOrGenerateKeyFile reads the key at path, or creates it with 32 random
-// bytes (hex-encoded) and mode 0600. Creation uses O_EXCL so two processes
-// starting at once agree on one key.
-func loadOrGenerateKeyFile(path string) ([]byte, error) {
-	raw, err := os.ReadFile(path)
-	if err == nil {
-		return checkKey([]byte(strings.TrimSpace(string(raw))), "log-hash key file "+path)
-	}
+	path := filepath.Join(a.DataDir, logHashKeyFileName)
+	key, err := redact.ReadKeyFile(path)
 	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("reading log-hash key: %w", err)
+		return key, err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("creating data directory for the log-hash key: %w", err)
-	}
-	secret := make([]byte, 32)
-	if _, err := rand.Read(secret); err != nil {
-		return nil, fmt.Errorf("generating log-hash key: %w", err)
-	}
-	key := []byte(hex.EncodeToString(secret))
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return loadOrGenerateKeyFile(path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("creating log-hash key file: %w", err)
-	}
-	if _, err := f.Write(append(key, '\n')); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("writing log-hash key file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("writing log-hash key file: %w", err)
-	}
-	return key, nil
+	a.newKeyFile = path
+	return redact.NewKey()
 }
 
-// Start is part of caddy.App. It starts the background workers of the
-// delivery service's store, if a handler opened it.
+// Start is part of caddy.App. It writes a newly generated log-hash key,
+// opens the store and the realtime node if a module asked for them
+// (migrating the store, or checking its schema when migrations are
+// manual), then starts the background workers. Modules waiting in Ready
+// are released when it returns, with its error if it failed; Caddy then
+// stops the config, so `caddy run` exits with that error.
 func (a *App) Start() error {
-	a.storeMu.Lock()
-	s := a.store
-	a.storeMu.Unlock()
-	if s == nil {
-		return nil
-	}
-	w, err := retention.New(s, a.Retention.config(), func(r retention.Report, err error) {
-		if err != nil {
-			a.metrics.BackendError("store", "retention")
-			a.logger.Error("retention pass failed", zap.Error(err))
-			return
-		}
-		if !r.Skipped {
-			a.logger.Info("retention pass", zap.Int64("messages", r.Messages), zap.Int64("events", r.Events),
-				zap.Int64("welcomes", r.Welcomes), zap.Int64("key_packages", r.KeyPackages), zap.Int64("idempotency", r.Idempotency))
-		}
-	})
+	err := a.start()
 	if err != nil {
-		return fmt.Errorf("cairn retention: %w", err)
+		a.startErr = err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a.stopWorkers = cancel
-	a.workers.Add(1)
-	go func() {
-		defer a.workers.Done()
-		w.Run(ctx)
-	}()
-	return nil
-}
-
-// Stop is part of caddy.App. It stops the background workers and waits for
-// a running pass to end; the next config's app starts its own.
-func (a *App) Stop() error {
-	if a.stopWorkers != nil {
-		a.stopWorkers()
-		a.workers.Wait()
-	}
-	return nil
-}
-
-// Store returns the delivery service's store, opening it on first use:
-// PostgreSQL when Database is set, otherwise SQLite in DataDir. Migrations
-// run on open. The open store is kept across config reloads.
-func (a *App) Store(ctx context.Context) (store.Store, error) {
-	a.storeMu.Lock()
-	defer a.storeMu.Unlock()
-	if a.store != nil || a.storeErr != nil {
-		return a.store, a.storeErr
-	}
-	dsn := strings.TrimSpace(caddy.NewReplacer().ReplaceAll(a.Database, ""))
-	key := storePoolPrefix + "sqlite:" + filepath.Join(a.DataDir, "cairn.db")
-	if dsn != "" {
-		key = storePoolPrefix + "postgres:" + dsn
-	}
-	st, err := shared(a, key, func() (store.Store, func() error, error) {
-		var s store.Store
-		var err error
-		if dsn != "" {
-			s, err = postgres.Open(ctx, postgres.Config{URL: dsn})
-		} else {
-			if err := os.MkdirAll(a.DataDir, 0o700); err != nil {
-				return nil, nil, fmt.Errorf("creating data directory: %w", err)
-			}
-			s, err = sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(a.DataDir, "cairn.db")})
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		return s, s.Close, nil
-	})
-	if err != nil {
-		a.storeErr = fmt.Errorf("cairn database: %w", err)
-		return nil, a.storeErr
-	}
-	a.store, a.storeKey = st, key
-	return a.store, nil
-}
-
-// realtimeState is the process's event hub and what it needs: the
-// cross-node notifier and the WebSocket ticket service. It lives as long as
-// its store, across reloads, so open streams survive `caddy reload`.
-type realtimeState struct {
-	hub *realtime.Hub
-	// notifier is nil on SQLite: one node, in-process wake-ups.
-	notifier interface{ Close() error }
-	tickets  *realtime.Tickets
-}
-
-func (r *realtimeState) close() error {
-	err := r.hub.Close()
-	if r.notifier != nil {
-		err = errors.Join(err, r.notifier.Close())
-	}
+	a.readyOnce.Do(func() { close(a.ready) })
 	return err
 }
 
-// Realtime returns the event hub and ticket service over the delivery
-// store, creating them on first use. On PostgreSQL, wake-ups cross nodes
-// through LISTEN/NOTIFY, or Redis pub/sub with streams { notifier redis };
-// on SQLite they stay in the process. Tickets are
-// signed with a key derived from the log-hash key (shared by every node),
-// and redeemed tickets are remembered in Redis when it is configured, so a
-// ticket works once across the cluster.
-func (a *App) Realtime(ctx context.Context) (*realtime.Hub, *realtime.Tickets, error) {
-	st, err := a.Store(ctx)
+func (a *App) start() error {
+	if a.newKeyFile != "" {
+		if err := redact.WriteKeyFile(a.newKeyFile, a.logHashKey); err != nil {
+			if errors.Is(err, redact.ErrKeyFileConflict) {
+				return fmt.Errorf("cairn: %w: another process created it while this one started; start again to use that key", err)
+			}
+			return fmt.Errorf("cairn: %w", err)
+		}
+	}
+	if !a.useStore {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	st, err := a.openStore(ctx)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	a.storeMu.Lock()
-	defer a.storeMu.Unlock()
-	if a.rt != nil {
-		return a.rt.hub, a.rt.tickets, nil
+	node, err := a.startRealtime(ctx, st)
+	if err != nil {
+		return err
 	}
-	mac := hmac.New(sha256.New, a.logHashKey)
-	mac.Write([]byte("cairn realtime ticket key v1"))
-	ticketKey := mac.Sum(nil)
-	keyID := sha256.Sum256(ticketKey)
-	postgresURL, onPostgres := strings.CutPrefix(a.storeKey, storePoolPrefix+"postgres:")
-	notifier := a.Streams.notifier()
-	switch {
-	case !onPostgres && notifier != "":
-		return nil, nil, fmt.Errorf("cairn streams: notifier %s: the embedded SQLite store serves one node, whose streams are woken in process; set database to share streams across nodes", notifier)
-	case notifier == NotifierRedis && a.redis == nil:
-		return nil, nil, errors.New("cairn streams: notifier redis needs the cairn redis option (or an expanded {$CAIRN_REDIS_URL})")
-	case onPostgres && notifier == "":
-		notifier = NotifierPostgres
+	a.running = &Running{Store: st, Realtime: node}
+
+	w, err := retention.New(st, a.Retention.config(), a.onRetentionPass)
+	if err != nil {
+		return fmt.Errorf("cairn retention: %w", err)
 	}
-	// The hub and what it holds (the notifier, the tickets' replay store)
-	// are kept across reloads while the store, the ticket key and the
-	// Redis client they use stay the same.
-	rt, err := shared(a, fmt.Sprintf("cairn.realtime:%s|%x|%s|%s", a.storeKey, keyID[:8], a.redisKey, notifier), func() (*realtimeState, func() error, error) {
-		r := &realtimeState{}
-		cfg := realtime.Config{Store: st, OrderedCursors: !onPostgres, Observer: a.metrics.Realtime}
-		logger := a.logger
-		switch notifier {
-		case NotifierPostgres:
-			n, err := realtime.NewPGNotifier(context.Background(), realtime.PGNotifierConfig{
-				URL:     postgresURL,
-				OnError: func(err error) { logger.Warn("realtime notifier: PostgreSQL LISTEN failed; retrying", zap.Error(err)) },
-			})
-			if err != nil {
-				return nil, nil, fmt.Errorf("realtime notifier: %w", err)
-			}
-			r.notifier, cfg.Notifier = n, n
-		case NotifierRedis:
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			n, err := realtime.NewRedisNotifier(sctx, realtime.RedisNotifierConfig{
-				Client:  a.redis,
-				OnError: func(err error) { logger.Warn("realtime notifier: Redis pub/sub trouble", zap.Error(err)) },
-			})
-			cancel()
-			if err != nil {
-				return nil, nil, fmt.Errorf("realtime notifier: %w", err)
-			}
-			r.notifier, cfg.Notifier = n, n
+	a.workers.OnPanic = func(name string, err error) {
+		a.metrics.BackendError("store", name)
+		a.logger.Error("background worker stopped", zap.String("worker", name), zap.Error(err))
+	}
+	return a.workers.Start(w)
+}
+
+// startTimeout bounds opening and migrating the store and connecting the
+// notifier at start.
+const startTimeout = time.Minute
+
+func (a *App) onRetentionPass(r retention.Report, err error) {
+	if err != nil {
+		a.metrics.BackendError("store", "retention")
+		a.logger.Error("retention pass failed", zap.Error(err))
+		return
+	}
+	if !r.Skipped {
+		a.logger.Info("retention pass", zap.Int64("messages", r.Messages), zap.Int64("events", r.Events),
+			zap.Int64("welcomes", r.Welcomes), zap.Int64("key_packages", r.KeyPackages), zap.Int64("idempotency", r.Idempotency))
+	}
+}
+
+// Stop is part of caddy.App. It stops the background workers and waits for
+// a running pass to end; the next config's app starts its own. The store and
+// the realtime node stay open for the next config, until Cleanup releases
+// the last reference.
+func (a *App) Stop() error {
+	a.workers.Stop()
+	return nil
+}
+
+// UseStore tells the app, during a module's Provision, that the module
+// serves from the store and the realtime node, so that Start opens them.
+// It does nothing else.
+func (a *App) UseStore() { a.useStore = true }
+
+// Ready waits until the app has started and returns what it opened. A
+// request that arrives before (Caddy may start the http app first) waits
+// here rather than meet a half-open store. It fails with ctx's error, with
+// Start's error, or when the config is unloaded without starting.
+func (a *App) Ready(ctx context.Context) (*Running, error) {
+	select {
+	case <-a.ready:
+	default:
+		select {
+		case <-a.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
-		hub, err := realtime.New(cfg)
+	}
+	if a.startErr != nil {
+		return nil, a.startErr
+	}
+	if a.running == nil {
+		return nil, errors.New("cairn: the store is not open (no module asked for it, or the config was unloaded)")
+	}
+	return a.running, nil
+}
+
+// openStore returns the store, shared across reloads, opening it on first
+// use: migrated when migrations are auto, otherwise checked to be exactly
+// at the binary's schema.
+func (a *App) openStore(ctx context.Context) (store.Store, error) {
+	cfg := a.storeCfg
+	st, err := shared(a, storePoolPrefix+cfg.Key(), func() (store.Store, func() error, error) {
+		b, err := open.New(cfg)
 		if err != nil {
-			if r.notifier != nil {
-				r.notifier.Close()
-			}
-			return nil, nil, fmt.Errorf("realtime hub: %w", err)
+			return nil, nil, err
 		}
-		r.hub = hub
-		tcfg := realtime.TicketConfig{Key: ticketKey}
-		if a.redis != nil {
-			tcfg.Replay = &atpauth.RedisReplayStore{Client: a.redis, Prefix: "cairn:ticket:"}
+		if err := a.prepareSchema(ctx, b); err != nil {
+			b.Close()
+			return nil, nil, err
 		}
-		if r.tickets, err = realtime.NewTickets(tcfg); err != nil {
-			r.close()
-			return nil, nil, fmt.Errorf("realtime tickets: %w", err)
-		}
-		return r, r.close, nil
+		return b, b.Close, nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("cairn realtime: %w", err)
+		return nil, fmt.Errorf("cairn database (%s): %w", cfg, err)
 	}
-	a.rt = rt
+	return st, nil
+}
+
+// prepareSchema migrates b, or with manual migrations refuses a schema
+// that is not the binary's.
+func (a *App) prepareSchema(ctx context.Context, b open.Backend) error {
+	if a.Migrations == MigrationsAuto {
+		applied, err := b.Migrate(ctx)
+		for _, m := range applied {
+			a.logger.Warn("applied schema migration", zap.String("migration", m.Name))
+		}
+		return err
+	}
+	st, err := b.MigrationStatus(ctx)
+	if err != nil {
+		return err
+	}
+	if err := st.Check(); err != nil {
+		return err
+	}
+	if len(st.Pending) > 0 {
+		return fmt.Errorf("%d schema migration(s) pending, up to version %d, and cairn migrations is manual: run `cairn-caddy migrate up --config <this config>` first", len(st.Pending), st.Latest)
+	}
+	return nil
+}
+
+// startRealtime returns the realtime node over st, shared across reloads
+// while the store, the ticket key, the Redis client and the notifier stay
+// the same, so open streams survive `caddy reload`.
+func (a *App) startRealtime(ctx context.Context, st store.Store) (*realtime.Node, error) {
+	keyID := sha256.Sum256(realtime.TicketKey(a.logHashKey))
+	key := fmt.Sprintf("cairn.realtime:%s|%x|%s|%s", a.storeCfg.Key(), keyID[:8], a.redisKey, a.notifier)
+	logger := a.logger
+	node, err := shared(a, key, func() (*realtime.Node, func() error, error) {
+		n, err := realtime.StartNode(ctx, realtime.NodeConfig{
+			Store:          st,
+			OrderedCursors: a.storeCfg.Kind() == open.SQLite,
+			Notifier:       a.notifier,
+			PostgresURL:    a.storeCfg.Database,
+			Redis:          a.redis,
+			Secret:         a.logHashKey,
+			Observer:       a.metrics.Realtime,
+			OnNotifierError: func(err error) {
+				logger.Warn("realtime notifier trouble; retrying", zap.String("notifier", a.notifier), zap.Error(err))
+			},
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		return n, n.Close, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cairn realtime: %w", err)
+	}
 	// The hub outlives reloads; this configuration's caps apply from now.
-	rt.hub.SetLimits(a.Streams.limits())
-	return rt.hub, rt.tickets, nil
+	node.Hub.SetLimits(a.Streams.limits())
+	return node, nil
 }
 
 // Cleanup releases this config's references to shared state.
 func (a *App) Cleanup() error {
+	if a.ready != nil {
+		a.readyOnce.Do(func() { close(a.ready) })
+	}
 	var errs []error
 	for _, k := range a.poolKeys {
 		if _, err := sharedState.Delete(k); err != nil {
@@ -761,41 +774,6 @@ func cairnApp(ctx caddy.Context) (*App, error) {
 		return nil, fmt.Errorf("loading the cairn app: %w", err)
 	}
 	return v.(*App), nil
-}
-
-// shared returns the process-wide value under key, building it on first use,
-// and records this app's reference so Cleanup releases it. build returns the
-// value and how to destroy it (nil when nothing needs closing).
-func shared[T any](a *App, key string, build func() (T, func() error, error)) (T, error) {
-	v, _, err := sharedState.LoadOrNew(key, func() (caddy.Destructor, error) {
-		val, destroy, err := build()
-		if err != nil {
-			return nil, err
-		}
-		return destructible[T]{val, destroy}, nil
-	})
-	if err != nil {
-		var zero T
-		return zero, err
-	}
-	a.poolMu.Lock()
-	a.poolKeys = append(a.poolKeys, key)
-	a.poolMu.Unlock()
-	return v.(destructible[T]).v, nil
-}
-
-// destructible wraps a shared value for the usage pool.
-type destructible[T any] struct {
-	v       T
-	destroy func() error
-}
-
-// Destruct is part of caddy.Destructor.
-func (d destructible[T]) Destruct() error {
-	if d.destroy == nil {
-		return nil
-	}
-	return d.destroy()
 }
 
 // Interface guards

@@ -23,6 +23,7 @@ func init() {
 //	    log_hash_key_file  <path>
 //	    redis              <url>
 //	    database           <postgres-url>
+//	    migrations         auto|manual
 //	    retention {
 //	        messages | events | consumed_welcomes | unconsumed_welcomes |
 //	        consumed_key_packages | idempotency | interval  <duration>
@@ -55,7 +56,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		opt := d.Val()
 		switch opt {
-		case "mode", "data_dir", "log_level", "log_hash_key", "log_hash_key_file", "plc_url":
+		case "mode", "data_dir", "log_level", "log_hash_key", "log_hash_key_file", "plc_url", "migrations":
 			if !d.NextArg() {
 				return d.Errf("%s needs a value", opt)
 			}
@@ -76,6 +77,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.LogHashKeyFile = v
 			case "plc_url":
 				a.PLCURL = v
+			case "migrations":
+				if v != MigrationsAuto && v != MigrationsManual {
+					return d.Errf("migrations %q: want %s or %s", v, MigrationsAuto, MigrationsManual)
+				}
+				a.Migrations = v
 			}
 		case "database":
 			// An empty {$CAIRN_DATABASE_URL} leaves no argument: SQLite.

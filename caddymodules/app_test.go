@@ -2,6 +2,8 @@ package caddymodules
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,15 +77,48 @@ func TestAppLogHashKeySources(t *testing.T) {
 		t.Fatal("the same key file gave a different hash")
 	}
 
+	// Without any key, Provision generates one in memory and writes
+	// nothing; Start writes it into the data directory, and the next
+	// Provision reads it back.
 	t.Setenv("CAIRN_LOG_HASH_KEY", "")
-	data := t.TempDir()
-	generated := hashWith(&App{DataDir: data})
+	data := filepath.Join(t.TempDir(), "data")
+	first := &App{DataDir: data}
+	generated := hashWith(first)
+	if _, err := os.Stat(data); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Provision created the data directory (stat: %v)", err)
+	}
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = first.Stop() })
 	info, err := os.Stat(filepath.Join(data, "log-hash.key"))
 	if err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("generated key file: %v, mode %v", err, info.Mode())
 	}
 	if again := hashWith(&App{DataDir: data}); again != generated {
 		t.Fatal("the generated key was not reused")
+	}
+}
+
+// TestAppStartRefusesAKeyFileWrittenMeanwhile covers two processes starting
+// together on one data directory: the second must not run with a key the
+// file does not hold.
+func TestAppStartRefusesAKeyFileWrittenMeanwhile(t *testing.T) {
+	t.Setenv("CAIRN_LOG_HASH_KEY", "")
+	data := t.TempDir()
+	a, b := &App{DataDir: data}, &App{DataDir: data}
+	if err := provisionApp(t, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := provisionApp(t, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Stop() })
+	if err := b.Start(); err == nil || !strings.Contains(err.Error(), "start again") {
+		t.Fatalf("a second start with another generated key: %v, want a refusal saying to start again", err)
 	}
 }
 
@@ -122,41 +157,110 @@ func TestAppCaddyfile(t *testing.T) {
 	}
 }
 
+// startStore provisions a with a module's request for the store, starts
+// it and returns what it opened.
+func startStore(t *testing.T, a *App) (*Running, error) {
+	t.Helper()
+	if err := provisionApp(t, a); err != nil {
+		return nil, err
+	}
+	a.UseStore()
+	if err := a.Start(); err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { _ = a.Stop() })
+	return a.Ready(context.Background())
+}
+
 func TestAppStoreIsSQLiteByDefaultAndPostgresWhenConfigured(t *testing.T) {
 	t.Setenv("CAIRN_LOG_HASH_KEY", strings.Repeat("s", 40))
 	ctx := context.Background()
 
 	a := &App{Retention: &RetentionConfig{Interval: caddy.Duration(time.Hour)}}
-	if err := provisionApp(t, a); err != nil {
-		t.Fatal(err)
-	}
-	s, err := a.Store(ctx)
+	run, err := startStore(t, a)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(a.DataDir, "cairn.db")); err != nil {
 		t.Fatalf("embedded database not in the data directory: %v", err)
 	}
-	if again, _ := a.Store(ctx); again != s {
-		t.Error("a second Store call opened another store")
+	if _, _, err := run.Store.ConvosForUser(ctx, "did:plc:nobody", "", 10); err != nil {
+		t.Fatalf("migrated SQLite store does not answer: %v", err)
+	}
+	// A reload's app shares the open store and realtime node.
+	b := &App{DataDir: a.DataDir}
+	again, err := startStore(t, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Store != run.Store || again.Realtime != run.Realtime {
+		t.Error("a second app on the same data directory opened another store or hub")
+	}
+
+	pg := &App{Database: testenv.Postgres(t)}
+	prun, err := startStore(t, pg)
+	if err != nil {
+		t.Fatalf("postgres store: %v", err)
+	}
+	if _, _, err := prun.Store.ConvosForUser(ctx, "did:plc:nobody", "", 10); err != nil {
+		t.Fatalf("migrated postgres store does not answer: %v", err)
+	}
+}
+
+func TestAppWithoutAStoreModuleOpensNothing(t *testing.T) {
+	t.Setenv("CAIRN_LOG_HASH_KEY", strings.Repeat("n", 40))
+	a := &App{}
+	if err := provisionApp(t, a); err != nil {
+		t.Fatal(err)
 	}
 	if err := a.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Stop(); err != nil {
-		t.Fatal(err)
+	defer a.Stop()
+	entries, err := os.ReadDir(a.DataDir)
+	if err != nil || len(entries) != 0 {
+		t.Fatalf("data directory after a start without store modules: %v %v", entries, err)
 	}
+	if _, err := a.Ready(context.Background()); err == nil {
+		t.Fatal("Ready returned a store nobody asked for")
+	}
+}
 
-	pg := &App{Database: testenv.Postgres(t)}
-	if err := provisionApp(t, pg); err != nil {
+func TestAppReadyWaitsForStartAndFailsWithIt(t *testing.T) {
+	t.Setenv("CAIRN_LOG_HASH_KEY", strings.Repeat("r", 40))
+	a := &App{}
+	if err := provisionApp(t, a); err != nil {
 		t.Fatal(err)
 	}
-	ps, err := pg.Store(ctx)
-	if err != nil {
-		t.Fatalf("postgres store: %v", err)
+	a.UseStore()
+	// Before Start, a request's wait ends only with its context.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := a.Ready(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Ready before Start: %v, want the request's cancellation", err)
 	}
-	if _, _, err := ps.ConvosForUser(ctx, "did:plc:nobody", "", 10); err != nil {
-		t.Fatalf("migrated postgres store does not answer: %v", err)
+	// A Start that fails releases the waiters with its error.
+	if err := os.WriteFile(filepath.Join(a.DataDir, "cairn.db"), []byte("not a database"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startErr := a.Start()
+	if startErr == nil {
+		t.Fatal("Start on a corrupt database file succeeded")
+	}
+	if _, err := a.Ready(context.Background()); err == nil || err.Error() != startErr.Error() {
+		t.Fatalf("Ready after a failed Start: %v, want %v", err, startErr)
+	}
+	// Unloading a config that never started releases them too.
+	b := &App{}
+	if err := provisionApp(t, b); err != nil {
+		t.Fatal(err)
+	}
+	b.UseStore()
+	if err := b.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Ready(context.Background()); err == nil {
+		t.Fatal("Ready on an unloaded, never started app succeeded")
 	}
 }
 
@@ -209,20 +313,13 @@ func TestAppStreamsCaddyfileAndValidation(t *testing.T) {
 		t.Errorf("an unknown notifier accepted: %v", err)
 	}
 	// On the embedded SQLite store there is one node: a notifier is a
-	// misunderstanding, refused when the delivery service asks for the hub.
-	sqlite := &App{Streams: &StreamsConfig{Notifier: NotifierPostgres}}
-	if err := provisionApp(t, sqlite); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := sqlite.Realtime(context.Background()); err == nil || !strings.Contains(err.Error(), "SQLite") {
+	// misunderstanding, refused by validation.
+	if err := provisionApp(t, &App{Streams: &StreamsConfig{Notifier: NotifierPostgres}}); err == nil || !strings.Contains(err.Error(), "SQLite") {
 		t.Errorf("a notifier on SQLite accepted: %v", err)
 	}
 	// notifier redis without redis names what is missing.
-	noRedis := &App{Database: testenv.Postgres(t), Streams: &StreamsConfig{Notifier: NotifierRedis}}
-	if err := provisionApp(t, noRedis); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := noRedis.Realtime(context.Background()); err == nil || !strings.Contains(err.Error(), "redis option") {
+	noRedis := &App{Database: "postgres://cairn@127.0.0.1/cairn", Streams: &StreamsConfig{Notifier: NotifierRedis}}
+	if err := provisionApp(t, noRedis); err == nil || !strings.Contains(err.Error(), "redis option") {
 		t.Errorf("notifier redis without redis accepted: %v", err)
 	}
 }

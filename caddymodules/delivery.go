@@ -1,9 +1,13 @@
 package caddymodules
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -72,8 +76,14 @@ type Delivery struct {
 	// wss://<request host>/xrpc/blue.catbird.mls.subscribeConvoEvents.
 	WebSocketEndpoint string `json:"websocket_endpoint,omitempty"`
 
-	service  *delivery.Service
-	realtime *realtime.Server
+	app  *App
+	lazy *lazyHandlers
+}
+
+// lazyHandlers holds a Delivery's handlers once built.
+type lazyHandlers struct {
+	mu    sync.Mutex
+	built atomic.Pointer[deliveryHandlers]
 }
 
 // CaddyModule returns the Caddy module information.
@@ -84,29 +94,46 @@ func (*Delivery) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision opens the store (through the cairn app) and builds the service.
+// Provision checks the configuration and tells the cairn app that this
+// handler needs the store. The store is opened by the app's Start, so the
+// service over it is built on the first request (see ServeHTTP).
 func (d *Delivery) Provision(ctx caddy.Context) error {
 	app, err := cairnApp(ctx)
 	if err != nil {
 		return err
 	}
-	st, err := app.Store(ctx)
-	if err != nil {
-		return fmt.Errorf("cairn_delivery: %w", err)
-	}
-	hub, tickets, err := app.Realtime(ctx)
-	if err != nil {
-		return fmt.Errorf("cairn_delivery: %w", err)
-	}
 	if err := validWebSocketEndpoint(d.WebSocketEndpoint); err != nil {
 		return fmt.Errorf("cairn_delivery: %w", err)
 	}
-	if d.realtime, err = realtime.NewServer(realtime.ServerConfig{Hub: hub, Tickets: tickets, Endpoint: d.WebSocketEndpoint}); err != nil {
-		return fmt.Errorf("cairn_delivery: %w", err)
+	app.UseStore()
+	d.app, d.lazy = app, new(lazyHandlers)
+	return nil
+}
+
+// handlers returns the service and the realtime server, building them once
+// the cairn app has opened the store: Caddy may start the http app before
+// the cairn app, and a request in that window waits here.
+func (d *Delivery) handlers(ctx context.Context) (*deliveryHandlers, error) {
+	if h := d.lazy.built.Load(); h != nil {
+		return h, nil
 	}
-	d.service, err = delivery.New(delivery.Config{
-		Store:                   st,
-		OnChange:                hub.Notify,
+	run, err := d.app.Ready(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.lazy.mu.Lock()
+	defer d.lazy.mu.Unlock()
+	if h := d.lazy.built.Load(); h != nil {
+		return h, nil
+	}
+	h := new(deliveryHandlers)
+	node := run.Realtime
+	if h.realtime, err = realtime.NewServer(realtime.ServerConfig{Hub: node.Hub, Tickets: node.Tickets, Endpoint: d.WebSocketEndpoint}); err != nil {
+		return nil, fmt.Errorf("cairn_delivery: %w", err)
+	}
+	h.service, err = delivery.New(delivery.Config{
+		Store:                   run.Store,
+		OnChange:                node.Hub.Notify,
 		MaxMessageBytes:         d.MaxMessageBytes,
 		MaxKeyPackagesPerDevice: d.MaxKeyPackagesPerDevice,
 		MaxKeyPackageLifetime:   time.Duration(d.MaxKeyPackageLifetime),
@@ -115,21 +142,38 @@ func (d *Delivery) Provision(ctx caddy.Context) error {
 		MessageTTL:              time.Duration(d.MessageTTL),
 	})
 	if err != nil {
-		return fmt.Errorf("cairn_delivery: %w", err)
+		return nil, fmt.Errorf("cairn_delivery: %w", err)
 	}
-	return nil
+	d.lazy.built.Store(h)
+	return h, nil
+}
+
+// deliveryHandlers is what a Delivery serves with, once the store is open.
+type deliveryHandlers struct {
+	service  *delivery.Service
+	realtime *realtime.Server
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (d *Delivery) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	nsid, ok := xrpc.NSIDFromPath(r.URL.Path)
-	switch {
-	case !ok:
+	if !ok || !strings.HasPrefix(nsid, delivery.Namespace) {
 		return next.ServeHTTP(w, r)
-	case d.realtime.Handles(nsid):
-		d.realtime.ServeHTTP(w, r)
-	case d.service.Handles(nsid):
-		d.service.ServeHTTP(w, r)
+	}
+	h, err := d.handlers(r.Context())
+	if err != nil {
+		if r.Context().Err() != nil {
+			return nil // the client left while the app was starting
+		}
+		w.Header().Set("Retry-After", "1")
+		xrpc.WriteError(w, &xrpc.Error{Status: http.StatusServiceUnavailable, Name: "ServiceUnavailable", Message: "the delivery service is not available"})
+		return nil
+	}
+	switch {
+	case h.realtime.Handles(nsid):
+		h.realtime.ServeHTTP(w, r)
+	case h.service.Handles(nsid):
+		h.service.ServeHTTP(w, r)
 	default:
 		return next.ServeHTTP(w, r)
 	}

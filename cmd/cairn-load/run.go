@@ -19,6 +19,7 @@ import (
 
 	"github.com/cairn-chat/cairn-caddy/internal/mlswire"
 	"github.com/cairn-chat/cairn-caddy/internal/store"
+	"github.com/cairn-chat/cairn-caddy/internal/store/open"
 )
 
 // messageSize is the size of every sent MLS message (and its paddedSize).
@@ -76,12 +77,12 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		}
 		defer drop()
 		gcfg.dbURL = dbURL
-		st, err = openPostgres(ctx, dbURL)
+		st, err = openStore(ctx, open.Config{Database: dbURL})
 		if err != nil {
 			return err
 		}
 	} else {
-		st, err = openSQLite(ctx, gcfg.dataDir())
+		st, err = openStore(ctx, open.Config{DataDir: gcfg.dataDir()})
 		if err != nil {
 			return err
 		}

@@ -7,13 +7,11 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"path/filepath"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cairn-chat/cairn-caddy/internal/store"
-	"github.com/cairn-chat/cairn-caddy/internal/store/postgres"
-	"github.com/cairn-chat/cairn-caddy/internal/store/sqlite"
+	"github.com/cairn-chat/cairn-caddy/internal/store/open"
 )
 
 // cipherSuite is the MLS suite the seeded conversations declare.
@@ -56,14 +54,17 @@ func seed(ctx context.Context, st store.Store, ids *identities, convos, members 
 	return out, nil
 }
 
-// openSQLite opens the database file the gateway's data_dir will hold.
-func openSQLite(ctx context.Context, dataDir string) (store.Store, error) {
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
-	}
-	st, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(dataDir, "cairn.db")})
+// openStore opens and migrates the store the gateway will be configured
+// with, through the same opener as the gateway's cairn app, so both agree
+// on the database (for SQLite: the data directory's cairn.db).
+func openStore(ctx context.Context, cfg open.Config) (store.Store, error) {
+	st, err := open.New(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open SQLite store: %w", err)
+		return nil, err
+	}
+	if _, err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("migrate %s: %w", cfg, err)
 	}
 	return st, nil
 }
@@ -101,15 +102,6 @@ func freshPostgres(ctx context.Context, adminURL string) (string, func(), error)
 		}
 	}
 	return u.String(), drop, nil
-}
-
-// openPostgres opens (and migrates) the database at dbURL.
-func openPostgres(ctx context.Context, dbURL string) (store.Store, error) {
-	st, err := postgres.Open(ctx, postgres.Config{URL: dbURL})
-	if err != nil {
-		return nil, fmt.Errorf("open PostgreSQL store: %w", err)
-	}
-	return st, nil
 }
 
 // redactURL drops a password from a URL for error messages.

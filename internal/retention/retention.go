@@ -117,6 +117,9 @@ func New(s store.Store, cfg Config, onPass func(Report, error)) (*Worker, error)
 	return &Worker{store: s, cfg: cfg, onPass: onPass}, nil
 }
 
+// Name names the worker, for the cairn app's worker list and its logs.
+func (w *Worker) Name() string { return "retention" }
+
 // Config returns the worker's configuration with defaults applied.
 func (w *Worker) Config() Config { return w.cfg }
 
