@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/cairn-chat/cairn-caddy/internal/store/open"
 	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 )
 
@@ -321,5 +322,38 @@ func TestAppStreamsCaddyfileAndValidation(t *testing.T) {
 	noRedis := &App{Database: "postgres://cairn@127.0.0.1/cairn", Streams: &StreamsConfig{Notifier: NotifierRedis}}
 	if err := provisionApp(t, noRedis); err == nil || !strings.Contains(err.Error(), "redis option") {
 		t.Errorf("notifier redis without redis accepted: %v", err)
+	}
+}
+
+func TestAppManualMigrationsRefusePendingOnes(t *testing.T) {
+	t.Setenv("CAIRN_LOG_HASH_KEY", strings.Repeat("m", 40))
+	var parsed App
+	if err := parsed.UnmarshalCaddyfile(caddyfile.NewTestDispenser("cairn {\n migrations manual\n}")); err != nil || parsed.Migrations != MigrationsManual {
+		t.Fatalf("parsed migrations %q, %v", parsed.Migrations, err)
+	}
+	if err := new(App).UnmarshalCaddyfile(caddyfile.NewTestDispenser("cairn {\n migrations sometimes\n}")); err == nil || !strings.Contains(err.Error(), "migrations") {
+		t.Fatalf("an unknown migrations mode: %v", err)
+	}
+	if err := provisionApp(t, &App{Migrations: "sometimes"}); err == nil || !strings.Contains(err.Error(), "migrations") {
+		t.Fatalf("an unknown migrations mode in JSON: %v", err)
+	}
+
+	dir := t.TempDir()
+	if _, err := startStore(t, &App{DataDir: dir, Migrations: MigrationsManual}); err == nil || !strings.Contains(err.Error(), "migrate up") {
+		t.Fatalf("manual migrations on a fresh database: %v, want a refusal naming migrate up", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cairn.db")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the refused start created the database (stat: %v)", err)
+	}
+	b, err := open.New(open.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if _, err := startStore(t, &App{DataDir: dir, Migrations: MigrationsManual}); err != nil {
+		t.Fatalf("manual migrations on a migrated database: %v", err)
 	}
 }
