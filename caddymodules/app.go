@@ -5,8 +5,6 @@
 package caddymodules
 
 import (
-	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -28,7 +26,6 @@ import (
 	"github.com/cairn-chat/cairn-caddy/internal/realtime"
 	"github.com/cairn-chat/cairn-caddy/internal/redact"
 	"github.com/cairn-chat/cairn-caddy/internal/retention"
-	"github.com/cairn-chat/cairn-caddy/internal/store"
 	"github.com/cairn-chat/cairn-caddy/internal/store/open"
 	"github.com/cairn-chat/cairn-caddy/internal/worker"
 )
@@ -178,6 +175,8 @@ type App struct {
 	storeCfg open.Config
 	notifier string // realtime.ChooseNotifier's answer
 	useStore bool   // a module asked for the store in its Provision
+	// added are the workers modules registered in their Provision.
+	added []worker.Worker
 
 	// ready is closed once Start has opened what modules wait for, or
 	// failed to (running, startErr), or the config was unloaded first.
@@ -186,15 +185,6 @@ type App struct {
 	running   *Running
 	startErr  error
 	workers   worker.Group
-}
-
-// Running is what the app opens when it starts, for the modules that asked
-// for it during their Provision (UseStore).
-type Running struct {
-	// Store is the delivery service's store, migrated.
-	Store store.Store
-	// Realtime is the node's event hub, notifier and ticket service.
-	Realtime *realtime.Node
 }
 
 // StreamsConfig caps the concurrent event streams (SSE and WebSocket) of
@@ -476,187 +466,6 @@ func (a *App) loadLogHashKey(repl *caddy.Replacer) ([]byte, error) {
 	}
 	a.newKeyFile = path
 	return redact.NewKey()
-}
-
-// Start is part of caddy.App. It writes a newly generated log-hash key,
-// opens the store and the realtime node if a module asked for them
-// (migrating the store, or checking its schema when migrations are
-// manual), then starts the background workers. Modules waiting in Ready
-// are released when it returns, with its error if it failed; Caddy then
-// stops the config, so `caddy run` exits with that error.
-func (a *App) Start() error {
-	err := a.start()
-	if err != nil {
-		a.startErr = err
-	}
-	a.readyOnce.Do(func() { close(a.ready) })
-	return err
-}
-
-func (a *App) start() error {
-	if a.newKeyFile != "" {
-		if err := redact.WriteKeyFile(a.newKeyFile, a.logHashKey); err != nil {
-			if errors.Is(err, redact.ErrKeyFileConflict) {
-				return fmt.Errorf("cairn: %w: another process created it while this one started; start again to use that key", err)
-			}
-			return fmt.Errorf("cairn: %w", err)
-		}
-	}
-	if !a.useStore {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	defer cancel()
-	st, err := a.openStore(ctx)
-	if err != nil {
-		return err
-	}
-	node, err := a.startRealtime(ctx, st)
-	if err != nil {
-		return err
-	}
-	a.running = &Running{Store: st, Realtime: node}
-
-	w, err := retention.New(st, a.Retention.config(), a.onRetentionPass)
-	if err != nil {
-		return fmt.Errorf("cairn retention: %w", err)
-	}
-	a.workers.OnPanic = func(name string, err error) {
-		a.metrics.BackendError("store", name)
-		a.logger.Error("background worker stopped", zap.String("worker", name), zap.Error(err))
-	}
-	return a.workers.Start(w)
-}
-
-// startTimeout bounds opening and migrating the store and connecting the
-// notifier at start.
-const startTimeout = time.Minute
-
-func (a *App) onRetentionPass(r retention.Report, err error) {
-	if err != nil {
-		a.metrics.BackendError("store", "retention")
-		a.logger.Error("retention pass failed", zap.Error(err))
-		return
-	}
-	if !r.Skipped {
-		a.logger.Info("retention pass", zap.Int64("messages", r.Messages), zap.Int64("events", r.Events),
-			zap.Int64("welcomes", r.Welcomes), zap.Int64("key_packages", r.KeyPackages), zap.Int64("idempotency", r.Idempotency))
-	}
-}
-
-// Stop is part of caddy.App. It stops the background workers and waits for
-// a running pass to end; the next config's app starts its own. The store and
-// the realtime node stay open for the next config, until Cleanup releases
-// the last reference.
-func (a *App) Stop() error {
-	a.workers.Stop()
-	return nil
-}
-
-// UseStore tells the app, during a module's Provision, that the module
-// serves from the store and the realtime node, so that Start opens them.
-// It does nothing else.
-func (a *App) UseStore() { a.useStore = true }
-
-// Ready waits until the app has started and returns what it opened. A
-// request that arrives before (Caddy may start the http app first) waits
-// here rather than meet a half-open store. It fails with ctx's error, with
-// Start's error, or when the config is unloaded without starting.
-func (a *App) Ready(ctx context.Context) (*Running, error) {
-	select {
-	case <-a.ready:
-	default:
-		select {
-		case <-a.ready:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	if a.startErr != nil {
-		return nil, a.startErr
-	}
-	if a.running == nil {
-		return nil, errors.New("cairn: the store is not open (no module asked for it, or the config was unloaded)")
-	}
-	return a.running, nil
-}
-
-// openStore returns the store, shared across reloads, opening it on first
-// use: migrated when migrations are auto, otherwise checked to be exactly
-// at the binary's schema.
-func (a *App) openStore(ctx context.Context) (store.Store, error) {
-	cfg := a.storeCfg
-	st, err := shared(a, storePoolPrefix+cfg.Key(), func() (store.Store, func() error, error) {
-		b, err := open.New(cfg)
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := a.prepareSchema(ctx, b); err != nil {
-			b.Close()
-			return nil, nil, err
-		}
-		return b, b.Close, nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cairn database (%s): %w", cfg, err)
-	}
-	return st, nil
-}
-
-// prepareSchema migrates b, or with manual migrations refuses a schema
-// that is not the binary's.
-func (a *App) prepareSchema(ctx context.Context, b open.Backend) error {
-	if a.Migrations == MigrationsAuto {
-		applied, err := b.Migrate(ctx)
-		for _, m := range applied {
-			a.logger.Warn("applied schema migration", zap.String("migration", m.Name))
-		}
-		return err
-	}
-	st, err := b.MigrationStatus(ctx)
-	if err != nil {
-		return err
-	}
-	if err := st.Check(); err != nil {
-		return err
-	}
-	if len(st.Pending) > 0 {
-		return fmt.Errorf("%d schema migration(s) pending, up to version %d, and cairn migrations is manual: run `cairn-caddy migrate up --config <this config>` first", len(st.Pending), st.Latest)
-	}
-	return nil
-}
-
-// startRealtime returns the realtime node over st, shared across reloads
-// while the store, the ticket key, the Redis client and the notifier stay
-// the same, so open streams survive `caddy reload`.
-func (a *App) startRealtime(ctx context.Context, st store.Store) (*realtime.Node, error) {
-	keyID := sha256.Sum256(realtime.TicketKey(a.logHashKey))
-	key := fmt.Sprintf("cairn.realtime:%s|%x|%s|%s", a.storeCfg.Key(), keyID[:8], a.redisKey, a.notifier)
-	logger := a.logger
-	node, err := shared(a, key, func() (*realtime.Node, func() error, error) {
-		n, err := realtime.StartNode(ctx, realtime.NodeConfig{
-			Store:          st,
-			OrderedCursors: a.storeCfg.Kind() == open.SQLite,
-			Notifier:       a.notifier,
-			PostgresURL:    a.storeCfg.Database,
-			Redis:          a.redis,
-			Secret:         a.logHashKey,
-			Observer:       a.metrics.Realtime,
-			OnNotifierError: func(err error) {
-				logger.Warn("realtime notifier trouble; retrying", zap.String("notifier", a.notifier), zap.Error(err))
-			},
-		})
-		if err != nil {
-			return nil, nil, err
-		}
-		return n, n.Close, nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cairn realtime: %w", err)
-	}
-	// The hub outlives reloads; this configuration's caps apply from now.
-	node.Hub.SetLimits(a.Streams.limits())
-	return node, nil
 }
 
 // Cleanup releases this config's references to shared state.

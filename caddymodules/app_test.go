@@ -16,6 +16,7 @@ import (
 
 	"github.com/cairn-chat/cairn-caddy/internal/store/open"
 	"github.com/cairn-chat/cairn-caddy/internal/testenv"
+	"github.com/cairn-chat/cairn-caddy/internal/worker"
 )
 
 func provisionApp(t *testing.T, a *App) error {
@@ -355,5 +356,36 @@ func TestAppManualMigrationsRefusePendingOnes(t *testing.T) {
 	b.Close()
 	if _, err := startStore(t, &App{DataDir: dir, Migrations: MigrationsManual}); err != nil {
 		t.Fatalf("manual migrations on a migrated database: %v", err)
+	}
+}
+
+func TestAppRunsRegisteredWorkersFromStartToStop(t *testing.T) {
+	t.Setenv("CAIRN_LOG_HASH_KEY", strings.Repeat("w", 40))
+	a := &App{}
+	if err := provisionApp(t, a); err != nil {
+		t.Fatal(err)
+	}
+	started, stopped := make(chan struct{}), make(chan struct{})
+	a.AddWorker(worker.Func{WorkerName: "probe", Fn: func(ctx context.Context) {
+		close(started)
+		<-ctx.Done()
+		close(stopped)
+	}})
+	select {
+	case <-started:
+		t.Fatal("a worker ran before Start")
+	default:
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-stopped:
+	default:
+		t.Fatal("Stop returned before the worker did")
 	}
 }

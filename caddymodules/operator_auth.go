@@ -15,6 +15,7 @@ import (
 
 	"github.com/cairn-chat/cairn-caddy/internal/metrics"
 	"github.com/cairn-chat/cairn-caddy/internal/operatorauth"
+	"github.com/cairn-chat/cairn-caddy/internal/worker"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
 )
 
@@ -104,13 +105,18 @@ func (o *OperatorAuth) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return fmt.Errorf("cairn_operator_auth oidc: %w", err)
 		}
-		// Discover eagerly but do not fail start-up: a provider that is down
-		// now is retried on each request until it answers.
-		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if err := v.Discover(dctx); err != nil {
-			o.logger.Warn("OIDC discovery failed; operator tokens are refused until the provider answers", zap.Error(err))
-		}
-		cancel()
+		// Discover when the server starts (not here: validate runs
+		// Provision, and must not reach the network), and do not fail
+		// start-up: a provider that is down is retried on each request
+		// until it answers.
+		logger := o.logger
+		app.AddWorker(worker.Func{WorkerName: "oidc-discovery", Fn: func(ctx context.Context) {
+			dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if err := v.Discover(dctx); err != nil && ctx.Err() == nil {
+				logger.Warn("OIDC discovery failed; operator tokens are refused until the provider answers", zap.Error(err))
+			}
+		}})
 		o.verifiers = append(o.verifiers, v)
 	}
 	if hash := repl.ReplaceAll(o.StaticTokenHash, ""); hash != "" {

@@ -9,6 +9,7 @@
 package open
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
@@ -118,4 +119,31 @@ func New(c Config) (Backend, error) {
 		return nil, fmt.Errorf("%s: %w", c, err)
 	}
 	return s, nil
+}
+
+// ErrPendingMigrations is matched by Prepare's refusal to serve from a
+// schema with migrations pending when it may not apply them.
+var ErrPendingMigrations = errors.New("schema migrations are pending")
+
+// Prepare readies b's schema for serving. With migrate it applies the
+// pending migrations and returns them; without, it refuses a schema with
+// pending migrations (ErrPendingMigrations, saying to run `cairn-caddy
+// migrate up`). Either way a schema newer than the binary is refused with a
+// *store.SchemaTooNewError, before anything is written.
+func Prepare(ctx context.Context, b Backend, migrate bool) ([]store.Migration, error) {
+	if migrate {
+		return b.Migrate(ctx)
+	}
+	st, err := b.MigrationStatus(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Check(); err != nil {
+		return nil, err
+	}
+	if len(st.Pending) > 0 {
+		return nil, fmt.Errorf("%w: %d, up to version %d, and migrations are manual: run `cairn-caddy migrate up --config <this config>` first",
+			ErrPendingMigrations, len(st.Pending), st.Latest)
+	}
+	return nil, nil
 }

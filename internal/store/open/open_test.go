@@ -1,6 +1,8 @@
 package open_test
 
 import (
+	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,4 +73,46 @@ func TestNewIsLazyAndMigrateMakesTheSchema(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, open.SQLiteFileName)); err != nil {
 		t.Fatalf("Migrate did not create the SQLite file in the data directory: %v", err)
 	}
+}
+
+func TestPrepareMigratesOrRefusesPendingMigrations(t *testing.T) {
+	b, err := open.New(open.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := open.Prepare(t.Context(), b, false); !errors.Is(err, open.ErrPendingMigrations) || !strings.Contains(err.Error(), "migrate up") {
+		t.Fatalf("Prepare without migrating a fresh database: %v, want ErrPendingMigrations naming migrate up", err)
+	}
+	applied, err := open.Prepare(t.Context(), b, true)
+	if err != nil || len(applied) == 0 {
+		t.Fatalf("Prepare with migrating: %d applied, %v", len(applied), err)
+	}
+	if applied, err := open.Prepare(t.Context(), b, false); err != nil || len(applied) != 0 {
+		t.Fatalf("Prepare without migrating an up-to-date database: %v, %v", applied, err)
+	}
+}
+
+// FuzzConfig feeds arbitrary database URLs to the opener's checks: they
+// never panic, and a URL's password never reaches the name used in
+// messages.
+func FuzzConfig(f *testing.F) {
+	for _, seed := range []string{"", "postgres://u:pw@h/db", "postgresql://h:5432/db?sslmode=disable", "postgres://u:p%40ss@[::1]:5/db", "mysql://x", "::", "postgres://%zz"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, database string) {
+		c := open.Config{Database: database, DataDir: "/data"}
+		name := c.String()
+		_ = c.Key()
+		if c.Validate() != nil {
+			return
+		}
+		u, err := url.Parse(strings.TrimSpace(database))
+		if err != nil || c.Kind() != open.Postgres {
+			return
+		}
+		if pw, ok := u.User.Password(); ok && len(pw) >= 4 && strings.Contains(name, pw) && !strings.Contains(u.Redacted(), pw) {
+			t.Fatalf("String %q shows the password of %q", name, database)
+		}
+	})
 }
