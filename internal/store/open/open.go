@@ -57,7 +57,8 @@ func (c Config) Kind() Kind {
 func (c Config) SQLitePath() string { return filepath.Join(c.DataDir, SQLiteFileName) }
 
 // Validate rejects a configuration that names no usable database, with a
-// message naming the option to fix. It reads nothing but c.
+// message naming the option to fix. It reads nothing but c. Database may be
+// a postgres:// URL or a keyword/value connection string (host=… dbname=…).
 func (c Config) Validate() error {
 	if c.Kind() == SQLite {
 		if c.DataDir == "" {
@@ -65,7 +66,14 @@ func (c Config) Validate() error {
 		}
 		return nil
 	}
-	u, err := url.Parse(strings.TrimSpace(c.Database))
+	db := strings.TrimSpace(c.Database)
+	if !strings.Contains(db, "://") {
+		if !strings.Contains(db, "=") {
+			return errors.New("database: want a PostgreSQL URL such as postgres://user:password@host:5432/dbname")
+		}
+		return nil
+	}
+	u, err := url.Parse(db)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		return errors.New("database: want a PostgreSQL URL such as postgres://user:password@host:5432/dbname")
 	}
@@ -77,7 +85,11 @@ func (c Config) String() string {
 	if c.Kind() == SQLite {
 		return "SQLite " + c.SQLitePath()
 	}
-	u, err := url.Parse(strings.TrimSpace(c.Database))
+	db := strings.TrimSpace(c.Database)
+	if !strings.Contains(db, "://") {
+		return "PostgreSQL (connection string)"
+	}
+	u, err := url.Parse(db)
 	if err != nil {
 		return "PostgreSQL (unparsable URL)"
 	}

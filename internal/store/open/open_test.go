@@ -22,7 +22,9 @@ func TestConfigChoosesTheBackend(t *testing.T) {
 		{cfg: open.Config{DataDir: "/var/lib/cairn"}, kind: open.SQLite, str: "SQLite /var/lib/cairn/cairn.db"},
 		{cfg: open.Config{Database: "  ", DataDir: "/d"}, kind: open.SQLite, str: "SQLite /d/cairn.db"},
 		{cfg: open.Config{Database: "postgres://u:secret@db:5432/cairn"}, kind: open.Postgres, str: "PostgreSQL postgres://u:xxxxx@db:5432/cairn"},
+		{cfg: open.Config{Database: "host=db dbname=cairn password=secret"}, kind: open.Postgres, str: "PostgreSQL (connection string)"},
 		{cfg: open.Config{}, kind: open.SQLite, invalid: "data_dir"},
+		{cfg: open.Config{Database: "db.example.com"}, kind: open.Postgres, invalid: "PostgreSQL URL"},
 		{cfg: open.Config{Database: "mysql://db/x"}, kind: open.Postgres, invalid: "PostgreSQL URL"},
 	} {
 		if got := tc.cfg.Kind(); got != tc.kind {
