@@ -68,6 +68,17 @@ func (iso isolated) run(t *testing.T, env []string, args ...string) (string, err
 	return string(out), err
 }
 
+// gatewayEnv is the environment for Caddyfile.example run in iso on free
+// ports, plus extra.
+func (iso isolated) gatewayEnv(t *testing.T, extra ...string) []string {
+	t.Helper()
+	env := []string{"HOME=" + iso.home, "XDG_DATA_HOME=" + iso.data, "XDG_CONFIG_HOME=" + iso.config,
+		"CAIRN_DOMAIN=localhost", "CAIRN_LOG_HASH_KEY=", "CAIRN_REDIS_URL=",
+		fmt.Sprintf("CAIRN_HTTPS_PORT=%d", gatewaytest.FreePort(t)), fmt.Sprintf("CAIRN_HTTP_PORT=%d", gatewaytest.FreePort(t)),
+		fmt.Sprintf("CAIRN_ADMIN_ADDR=127.0.0.1:%d", gatewaytest.FreePort(t)), fmt.Sprintf("CAIRN_METRICS_ADDR=127.0.0.1:%d", gatewaytest.FreePort(t))}
+	return append(env, extra...)
+}
+
 // files lists every path under root, relative to it.
 func files(t *testing.T, root string) []string {
 	t.Helper()
@@ -429,11 +440,8 @@ func TestRunMigratesServesAndRefusesANewerSchema(t *testing.T) {
 			_, err = gatewaytest.StartErr(t, &builder, gatewaytest.Options{
 				Caddyfile: mustRead(t, exampleCaddyfile(t)),
 				Home:      iso.root,
-				Env: append(env, "HOME="+iso.home, "XDG_DATA_HOME="+iso.data, "XDG_CONFIG_HOME="+iso.config,
-					"CAIRN_DOMAIN=localhost", "CAIRN_LOG_HASH_KEY=", "CAIRN_REDIS_URL=",
-					fmt.Sprintf("CAIRN_HTTPS_PORT=%d", gatewaytest.FreePort(t)), fmt.Sprintf("CAIRN_HTTP_PORT=%d", gatewaytest.FreePort(t)),
-					fmt.Sprintf("CAIRN_ADMIN_ADDR=127.0.0.1:%d", gatewaytest.FreePort(t)), fmt.Sprintf("CAIRN_METRICS_ADDR=127.0.0.1:%d", gatewaytest.FreePort(t))),
-				ReadyURL: "http://127.0.0.1:1/never",
+				Env:       iso.gatewayEnv(t, env...),
+				ReadyURL:  "http://127.0.0.1:1/never",
 			})
 			if err == nil || !strings.Contains(err.Error(), "exited during start-up") || !strings.Contains(err.Error(), "newer than this binary knows") || !strings.Contains(err.Error(), "restore the backup") {
 				t.Fatalf("run on a newer schema: %v", err)
@@ -449,4 +457,24 @@ func mustRead(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(raw)
+}
+
+// TestRunFailsFastOnAnUnreachableDatabase: with the store opened at Start
+// rather than at Provision, `run` must still refuse to serve, naming the
+// database (without its password), when PostgreSQL does not answer.
+func TestRunFailsFastOnAnUnreachableDatabase(t *testing.T) {
+	iso := newIsolated(t)
+	dead := fmt.Sprintf("postgres://cairn:hunter2@127.0.0.1:%d/cairn?connect_timeout=2", gatewaytest.FreePort(t))
+	_, err := gatewaytest.StartErr(t, &builder, gatewaytest.Options{
+		Caddyfile: mustRead(t, exampleCaddyfile(t)),
+		Home:      iso.root,
+		Env:       iso.gatewayEnv(t, "CAIRN_DATABASE_URL="+dead),
+		ReadyURL:  "http://127.0.0.1:1/never",
+	})
+	if err == nil || !strings.Contains(err.Error(), "exited during start-up") || !strings.Contains(err.Error(), "cairn database (PostgreSQL postgres://cairn:xxxxx@127.0.0.1") {
+		t.Fatalf("run against an unreachable database: %v", err)
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Fatal("the start-up error shows the database password")
+	}
 }
