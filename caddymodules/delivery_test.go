@@ -1,10 +1,15 @@
 package caddymodules
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 func TestDeliveryCaddyfile(t *testing.T) {
@@ -39,5 +44,65 @@ func TestDeliveryCaddyfile(t *testing.T) {
 		if opt := strings.Fields(bad)[0]; !strings.Contains(err.Error(), opt) {
 			t.Errorf("%q: error %q does not name the option", bad, err)
 		}
+	}
+}
+
+// TestDeliveryWaitsForTheAppToStart covers a request that arrives before
+// the cairn app has started (Caddy may start the http app first): it waits
+// for the store instead of meeting a half-open one, and is served once the
+// app has started; other paths pass at once; a failed start answers 503.
+func TestDeliveryWaitsForTheAppToStart(t *testing.T) {
+	t.Setenv("CAIRN_LOG_HASH_KEY", strings.Repeat("d", 40))
+	newDelivery := func(t *testing.T) (*App, *Delivery) {
+		a := &App{}
+		if err := provisionApp(t, a); err != nil {
+			t.Fatal(err)
+		}
+		a.UseStore()
+		return a, &Delivery{app: a, lazy: new(lazyHandlers)}
+	}
+	serve := func(d *Delivery, path string) (*httptest.ResponseRecorder, bool) {
+		rec := httptest.NewRecorder()
+		passed := false
+		next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { passed = true; return nil })
+		if err := d.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil), next); err != nil {
+			t.Errorf("ServeHTTP %s: %v", path, err)
+		}
+		return rec, passed
+	}
+
+	a, d := newDelivery(t)
+	if _, passed := serve(d, "/xrpc/com.atproto.server.describeServer"); !passed {
+		t.Fatal("a path outside blue.catbird.mls did not pass to the next handler before start")
+	}
+	done := make(chan *httptest.ResponseRecorder)
+	go func() {
+		rec, _ := serve(d, "/xrpc/blue.catbird.mls.getConvos")
+		done <- rec
+	}()
+	select {
+	case <-done:
+		t.Fatal("a delivery request was answered before the app started")
+	default:
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Stop() })
+	// The service answers: without a verified caller, 401.
+	if rec := <-done; rec.Code != http.StatusUnauthorized {
+		t.Fatalf("after start: %d %s, want the service's 401", rec.Code, rec.Body)
+	}
+
+	failed, fd := newDelivery(t)
+	if err := os.WriteFile(filepath.Join(failed.DataDir, "cairn.db"), []byte("not a database"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := failed.Start(); err == nil {
+		t.Fatal("Start on a corrupt database succeeded")
+	}
+	rec, _ := serve(fd, "/xrpc/blue.catbird.mls.getConvos")
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), `"error":"ServiceUnavailable"`) {
+		t.Fatalf("after a failed start: %d %s, want 503 ServiceUnavailable", rec.Code, rec.Body)
 	}
 }
