@@ -428,7 +428,7 @@ func (a *App) validateConfig() error {
 }
 
 // Validate is part of caddy.Validator. The checks run during Provision, before
-// any side effect; this re-runs them for callers that validate separately.
+// anything else; this re-runs them for callers that validate separately.
 func (a *App) Validate() error { return a.validateConfig() }
 
 // RequireDevelopment returns an error naming option unless the app runs in

@@ -11,6 +11,12 @@
 // one code path, and a subscriber that falls behind costs no memory: it is
 // closed and resumes by cursor.
 //
+// A process runs one Node (StartNode): the hub over the store, the notifier
+// ChooseNotifier picks for the backend (in process on SQLite, LISTEN/NOTIFY
+// or Redis pub/sub on a shared PostgreSQL), and the ticket service, keyed by
+// TicketKey from the secret every node shares. The cairn app starts it when
+// the server starts and keeps it across reloads.
+//
 // It does not authenticate HTTP requests (cairn_auth puts the verified
 // caller into the context) and it does not import Caddy.
 package realtime
