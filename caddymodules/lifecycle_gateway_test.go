@@ -478,3 +478,22 @@ func TestRunFailsFastOnAnUnreachableDatabase(t *testing.T) {
 		t.Fatal("the start-up error shows the database password")
 	}
 }
+
+// TestValidateDoesNotContactTheOIDCProvider: cairn_operator_auth discovers
+// its provider when the server starts, not when the config is validated.
+func TestValidateDoesNotContactTheOIDCProvider(t *testing.T) {
+	iso := newIsolated(t)
+	issuerAddr, dials := countingListener(t)
+	config := filepath.Join(iso.root, "Caddyfile")
+	text := fmt.Sprintf("{\n\tadmin off\n}\nhttp://127.0.0.1:%d {\n\tcairn_operator_auth {\n\t\toidc {\n\t\t\tissuer https://%s/\n\t\t\taudience cairn\n\t\t\trequired_role admin\n\t\t}\n\t}\n}\n",
+		gatewaytest.FreePort(t), issuerAddr)
+	if err := os.WriteFile(config, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := iso.run(t, nil, "validate", "--config", config, "--adapter", "caddyfile"); err != nil {
+		t.Fatalf("validate: %v\n%s", err, out)
+	}
+	if n := dials.Load(); n != 0 {
+		t.Fatalf("validate dialled the OIDC issuer %d times", n)
+	}
+}
