@@ -146,3 +146,20 @@ type Migrator interface {
 	// holding migrations this binary does not know.
 	Migrate(ctx context.Context) ([]Migration, error)
 }
+
+// Migrated is a backend's Open: it migrates s, just built by the backend's
+// New (with newErr), and closes it if migrating fails.
+func Migrated[S interface {
+	Migrator
+	Close() error
+}](ctx context.Context, s S, newErr error) (S, error) {
+	var zero S
+	if newErr != nil {
+		return zero, newErr
+	}
+	if _, err := s.Migrate(ctx); err != nil {
+		s.Close()
+		return zero, err
+	}
+	return s, nil
+}

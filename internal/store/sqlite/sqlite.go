@@ -142,14 +142,7 @@ func New(cfg Config) (*Store, error) {
 // database file if needed: New, then Migrate.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s, err := New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := s.Migrate(ctx); err != nil {
-		s.Close()
-		return nil, err
-	}
-	return s, nil
+	return store.Migrated(ctx, s, err)
 }
 
 // Close closes both pools.
