@@ -497,3 +497,27 @@ func TestValidateDoesNotContactTheOIDCProvider(t *testing.T) {
 		t.Fatalf("validate dialled the OIDC issuer %d times", n)
 	}
 }
+
+// TestMigrateCommandReadsJSONConfig: a JSON config (here, the adapted
+// Caddyfile.example) names the same database as its Caddyfile.
+func TestMigrateCommandReadsJSONConfig(t *testing.T) {
+	iso := newIsolated(t)
+	env := []string{"CAIRN_DATABASE_URL="}
+	jsonConfig := filepath.Join(iso.root, "caddy.json")
+	// adapt writes the JSON to stdout, its logs to stderr.
+	cmd := exec.Command(builder.Binary(t), "adapt", "--config", exampleCaddyfile(t), "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "HOME="+iso.home, "XDG_DATA_HOME="+iso.data, "XDG_CONFIG_HOME="+iso.config, "CAIRN_DATABASE_URL=")
+	raw, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("adapt: %v", err)
+	}
+	if err := os.WriteFile(jsonConfig, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fromJSON := migrateJSON(t, iso, env, "status", "--config", jsonConfig)
+	fromCaddyfile := migrateJSON(t, iso, env, "status", "--config", exampleCaddyfile(t))
+	want := "SQLite " + filepath.Join(iso.cairnDataDir(), "cairn.db")
+	if fromJSON["database"] != want || fromCaddyfile["database"] != want {
+		t.Fatalf("JSON config names %v, Caddyfile %v; want %s", fromJSON["database"], fromCaddyfile["database"], want)
+	}
+}

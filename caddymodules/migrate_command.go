@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
@@ -152,7 +153,7 @@ func storeConfigFromFile(path, adapter string) (open.Config, error) {
 	}
 	app := new(App)
 	if rawApp, ok := cfg.Apps["cairn"]; ok {
-		if err := json.Unmarshal(rawApp, app); err != nil {
+		if err := caddy.StrictUnmarshalJSON(rawApp, app); err != nil {
 			return open.Config{}, fmt.Errorf("reading the cairn app of %s: %w", path, err)
 		}
 	}
