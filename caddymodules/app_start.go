@@ -166,7 +166,8 @@ func (a *App) openStore(ctx context.Context) (store.Store, error) {
 func (a *App) startRealtime(ctx context.Context, st store.Store) (*realtime.Node, error) {
 	keyID := sha256.Sum256(realtime.TicketKey(a.logHashKey))
 	key := fmt.Sprintf("cairn.realtime:%s|%x|%s|%s", a.storeCfg.Key(), keyID[:8], a.redisKey, a.notifier)
-	logger := a.logger
+	// The node outlives this app: its callback holds copies, not a.
+	logger, notifier := a.logger, a.notifier
 	node, err := shared(a, key, func() (*realtime.Node, func() error, error) {
 		n, err := realtime.StartNode(ctx, realtime.NodeConfig{
 			Store:          st,
@@ -177,7 +178,7 @@ func (a *App) startRealtime(ctx context.Context, st store.Store) (*realtime.Node
 			Secret:         a.logHashKey,
 			Observer:       a.metrics.Realtime,
 			OnNotifierError: func(err error) {
-				logger.Warn("realtime notifier trouble; retrying", zap.String("notifier", a.notifier), zap.Error(err))
+				logger.Warn("realtime notifier trouble; retrying", zap.String("notifier", notifier), zap.Error(err))
 			},
 		})
 		if err != nil {
