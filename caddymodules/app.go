@@ -473,8 +473,12 @@ func (a *App) Cleanup() error {
 	if a.ready != nil {
 		a.readyOnce.Do(func() { close(a.ready) })
 	}
+	a.poolMu.Lock()
+	keys := a.poolKeys
+	a.poolKeys = nil // a second Cleanup must not release others' references
+	a.poolMu.Unlock()
 	var errs []error
-	for _, k := range a.poolKeys {
+	for _, k := range keys {
 		if _, err := sharedState.Delete(k); err != nil {
 			errs = append(errs, err)
 		}

@@ -389,3 +389,46 @@ func TestAppRunsRegisteredWorkersFromStartToStop(t *testing.T) {
 		t.Fatal("Stop returned before the worker did")
 	}
 }
+
+// TestAppReleasesAStoreNoConfigUses: after a reload to another database,
+// unloading the old config closes the old store (no pool leaks), while a
+// store the new config shares stays open.
+func TestAppReleasesAStoreNoConfigUses(t *testing.T) {
+	t.Setenv("CAIRN_LOG_HASH_KEY", strings.Repeat("l", 40))
+	ctx := context.Background()
+	old := &App{}
+	oldRun, err := startStore(t, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := &App{DataDir: old.DataDir}
+	if _, err := startStore(t, same); err != nil {
+		t.Fatal(err)
+	}
+	other := &App{}
+	otherRun, err := startStore(t, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oldRun.Store.EventHorizon(ctx); err != nil {
+		t.Fatalf("a store another config still uses was closed: %v", err)
+	}
+	if err := same.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := same.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oldRun.Store.EventHorizon(ctx); err == nil {
+		t.Fatal("the store no config uses any more is still open")
+	}
+	if _, err := otherRun.Store.EventHorizon(ctx); err != nil {
+		t.Fatalf("the other config's store was closed: %v", err)
+	}
+}
