@@ -53,10 +53,7 @@ the backup taken before the upgrade.`,
 			}
 			up.Flags().Bool("dry-run", false, "List the migrations that would be applied, and apply none")
 			for _, c := range []*cobra.Command{status, up} {
-				c.Flags().StringP("config", "c", "", "Configuration file to read the cairn app's database and data_dir from (default: ./Caddyfile)")
-				c.Flags().StringP("adapter", "a", "", "Name of config adapter to apply (default: caddyfile, or none for a .json file)")
-				c.Flags().String("database", "", "PostgreSQL URL, instead of a configuration file")
-				c.Flags().String("data-dir", "", "Data directory of the embedded SQLite database, instead of a configuration file")
+				addStoreFlags(c)
 				c.Flags().Bool("json", false, "Print the result as JSON")
 				cmd.AddCommand(c)
 			}
@@ -74,7 +71,7 @@ func migrateRunE(run func(ctx context.Context, b open.Backend, cfg open.Config, 
 		cmd.SilenceUsage, cmd.SilenceErrors = true, true
 		fl := caddycmd.Flags{FlagSet: cmd.Flags()}
 		err := func() error {
-			cfg, err := migrateStoreConfig(fl)
+			cfg, err := storeConfigFromFlags(fl)
 			if err != nil {
 				return err
 			}
@@ -99,9 +96,21 @@ func oneLine(err error) string {
 	return strings.Join(strings.Fields(err.Error()), " ")
 }
 
-// migrateStoreConfig finds the database: --database or --data-dir as
-// given, otherwise the cairn app of the configuration file.
-func migrateStoreConfig(fl caddycmd.Flags) (open.Config, error) {
+// addStoreFlags adds the flags that say which store a command works on:
+// --config/--adapter (read the cairn app's database and data_dir, as
+// `run` would) or --database/--data-dir. Every operator command that
+// opens the store takes these; storeConfigFromFlags reads them.
+func addStoreFlags(c *cobra.Command) {
+	c.Flags().StringP("config", "c", "", "Configuration file to read the cairn app's database and data_dir from (default: ./Caddyfile)")
+	c.Flags().StringP("adapter", "a", "", "Name of config adapter to apply (default: caddyfile, or none for a .json file)")
+	c.Flags().String("database", "", "PostgreSQL URL, instead of a configuration file")
+	c.Flags().String("data-dir", "", "Data directory of the embedded SQLite database, instead of a configuration file")
+}
+
+// storeConfigFromFlags finds the store addStoreFlags's flags name:
+// --database or --data-dir as given, otherwise the cairn app of the
+// configuration file.
+func storeConfigFromFlags(fl caddycmd.Flags) (open.Config, error) {
 	database, dataDir, config := fl.String("database"), fl.String("data-dir"), fl.String("config")
 	switch {
 	case (database != "" || dataDir != "") && config != "":
