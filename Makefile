@@ -11,6 +11,15 @@ XCADDY_VERSION := $(shell sed -n 's/.*"xcaddy_version": *"\([^"]*\)".*/\1/p' xca
 MODULE         := $(shell sed -n 's/.*"module": *"\([^"]*\)".*/\1/p' xcaddy.json)
 PLUGINS        := $(shell tr -d '\n' < xcaddy.json | sed -n 's/.*"plugins": *\[\([^]]*\)\].*/\1/p' | tr -d '" ' | tr ',' ' ')
 
+# Build and test with the toolchain go.mod names (the one without the
+# standard-library vulnerabilities govulncheck reports in older releases).
+# The go command fetches it through the module proxy. Exported outright
+# rather than left to GOTOOLCHAIN=auto: a Go installed with GOTOOLCHAIN=local
+# in its go.env would otherwise ignore the toolchain line. `make
+# GOTOOLCHAIN=...` still overrides it.
+GOTOOLCHAIN := $(shell sed -n 's/^toolchain //p' go.mod)
+export GOTOOLCHAIN
+
 .PHONY: help build build-go run test test-short vet bench fuzz load-realtime clean
 
 help:

@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"go/version"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -55,6 +57,29 @@ func TestXcaddyRecipeMatchesGoMod(t *testing.T) {
 	}
 	if recipe.XcaddyVersion == "" {
 		t.Error("xcaddy.json does not pin xcaddy_version")
+	}
+}
+
+// TestBuiltWithPinnedToolchain fails when the suite runs on an older Go than
+// go.mod's toolchain line, which is there because older standard libraries
+// have vulnerabilities govulncheck reports as reachable. A Go whose go.env
+// says GOTOOLCHAIN=local ignores that line; `make` and .ci/run export
+// GOTOOLCHAIN from it.
+func TestBuiltWithPinnedToolchain(t *testing.T) {
+	gomod, err := os.ReadFile(filepath.Join(gatewaytest.RepoRoot(), "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mf, err := modfile.Parse("go.mod", gomod, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mf.Toolchain == nil {
+		t.Fatal("go.mod has no toolchain line")
+	}
+	want := mf.Toolchain.Name
+	if got := runtime.Version(); version.Compare(got, want) < 0 {
+		t.Fatalf("built with %s, older than go.mod's toolchain %s: run through make, or export GOTOOLCHAIN=%s", got, want, want)
 	}
 }
 
