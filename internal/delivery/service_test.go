@@ -3,6 +3,7 @@ package delivery_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"github.com/cairn-chat/cairn-caddy/internal/caller"
 	"github.com/cairn-chat/cairn-caddy/internal/delivery"
 	"github.com/cairn-chat/cairn-caddy/internal/store"
+	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
 )
 
@@ -116,8 +118,8 @@ func TestWrongVerbNamesAllow(t *testing.T) {
 	}
 }
 
-// FuzzProcedureBodies: no request body makes any procedure answer 5xx or
-// panic.
+// FuzzProcedureBodies: no request body makes any procedure panic or answer
+// anything but a success or a 4xx XRPC error.
 func FuzzProcedureBodies(f *testing.F) {
 	seeds := []string{
 		`{}`, `{"convoId":"abcd"}`, `{"convoId":"abcd","msgId":"m","ciphertext":{"$bytes":"AAEAAg"},"epoch":0,"paddedSize":512}`,
@@ -144,13 +146,12 @@ func FuzzProcedureBodies(f *testing.F) {
 		req = req.WithContext(caller.With(req.Context(), alice))
 		rec := httptest.NewRecorder()
 		e.svc.ServeHTTP(rec, req)
-		if rec.Code >= 500 {
-			t.Fatalf("%s %q: %d %s", nsid, body, rec.Code, rec.Body)
-		}
+		testenv.ClientError(t, rec, fmt.Sprintf("%s %q", nsid, body))
 	})
 }
 
-// FuzzQueryParams: no query string makes any query answer 5xx or panic.
+// FuzzQueryParams: no query string makes any query panic or answer
+// anything but a success or a 4xx XRPC error.
 func FuzzQueryParams(f *testing.F) {
 	seeds := []string{
 		"", "limit=5", "convoId=abcd&sinceSeq=3", "dids=did:plc:a&dids=did:plc:b&cipherSuite=x", "cursor=%00",
@@ -173,9 +174,7 @@ func FuzzQueryParams(f *testing.F) {
 		req = req.WithContext(caller.With(req.Context(), alice))
 		rec := httptest.NewRecorder()
 		e.svc.ServeHTTP(rec, req)
-		if rec.Code >= 500 {
-			t.Fatalf("%s ?%s: %d %s", nsid, url.QueryEscape(query), rec.Code, rec.Body)
-		}
+		testenv.ClientError(t, rec, nsid+"?"+url.QueryEscape(query))
 	})
 }
 
@@ -228,6 +227,27 @@ func TestHostileInputsNever5xx(t *testing.T) {
 					`"],"localHashes":["` + v + `"],"deviceName":"` + v + `","keyPackage":"` + v + `","groupInfo":"` + v + `","epoch":0,"success":true}`
 				if r := e.serve(alice, http.MethodPost, n, "", []byte(body), "application/json"); r.status >= 500 {
 					t.Errorf("%s %q: %d %s", n, v, r.status, r.raw)
+				}
+			}
+		}
+	})
+}
+
+// TestHostileCursorsNever5xx sends every query cursors that are well-formed
+// but carry what a stored identifier never holds (NUL, invalid UTF-8,
+// extreme times), on both stores: PostgreSQL refused the first two as query
+// arguments with a 500 before DecodeCursor did.
+func TestHostileCursorsNever5xx(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		e.createConvo(t, alice, bob)
+		for _, raw := range []string{"1:\x00", "1:a\x00b", "1:\xff", "1:\xed\xa0\x80", "9223372036854775807:a", "-9223372036854775808:a"} {
+			cursor := base64.RawURLEncoding.EncodeToString([]byte(raw))
+			for _, n := range e.svc.Methods() {
+				if typ, _ := xrpc.Lookup(n); typ != xrpc.Query {
+					continue
+				}
+				if r := e.serve(alice, http.MethodGet, n, "cursor="+cursor, nil, ""); r.status >= 500 {
+					t.Errorf("%s cursor %q: %d %s", n, raw, r.status, r.raw)
 				}
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // PageCursor is the decoded form of the opaque keyset cursors the store
@@ -34,7 +35,10 @@ func DecodeCursor(s string) (c PageCursor, ok bool, err error) {
 		return PageCursor{}, false, fmt.Errorf("decode cursor: %w", ErrInvalidCursor)
 	}
 	ms, id, found := strings.Cut(string(raw), ":")
-	if !found || id == "" {
+	// Every identifier a cursor carries is stored text, which is UTF-8
+	// without NUL; PostgreSQL refuses anything else as a query argument,
+	// so a forged one must stop here, not fail the query.
+	if !found || id == "" || !utf8.ValidString(id) || strings.ContainsRune(id, 0) {
 		return PageCursor{}, false, fmt.Errorf("decode cursor: %w", ErrInvalidCursor)
 	}
 	n, err := strconv.ParseInt(ms, 10, 64)
