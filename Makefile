@@ -20,7 +20,7 @@ PLUGINS        := $(shell tr -d '\n' < xcaddy.json | sed -n 's/.*"plugins": *\[\
 GOTOOLCHAIN := $(shell sed -n 's/^toolchain //p' go.mod)
 export GOTOOLCHAIN
 
-.PHONY: help build build-go run test test-short vet bench fuzz load-realtime clean
+.PHONY: help build build-go run test test-short vet bench fuzz fuzz-ci fuzz-corpus load-realtime clean
 
 help:
 	@echo "make build       build ./$(BINARY) with xcaddy from xcaddy.json (Caddy $(CADDY_VERSION) + this module + plugins)"
@@ -29,6 +29,8 @@ help:
 	@echo "make test        run every test (needs PostgreSQL, Redis and Node; see README)"
 	@echo "make bench       run the Go benchmarks"
 	@echo "make fuzz        fuzz each parser for FUZZTIME (default 30s)"
+	@echo "make fuzz-ci     the same for 5s each, as CI does"
+	@echo "make fuzz-corpus copy what fuzzing found into testdata/fuzz/ to commit"
 	@echo "make load-realtime  10,000 SSE streams and a 1,000-member fan-out against a real cairn-caddy (LOAD_FLAGS=...)"
 
 # xcaddy is fetched through the Go module proxy at the pinned version.
@@ -60,12 +62,31 @@ test-short:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 
+# go test -fuzz takes one package and one target a run, so each FuzzX of
+# each package gets FUZZTIME of its own. What a run finds that widens
+# coverage lands in the Go build cache; a failing input lands in the
+# package's testdata/fuzz/FuzzX/, where plain `go test` replays it.
 FUZZTIME ?= 30s
+# Every fuzz target, as package-dir:FuzzName.
+FUZZ_TARGETS := $(shell grep -roE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]+' internal caddymodules cmd | sed 's|/[^/]*:func |:|' | sort)
 fuzz:
-	@for target in $$(grep -rhoE '^func Fuzz[A-Za-z0-9_]+' --include='*_test.go' internal | sed 's/func //'); do \
-		pkg=$$(grep -rlE "^func $$target\(" --include='*_test.go' internal | head -1 | xargs dirname); \
-		echo "== $$target ($$pkg)"; \
-		$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
+	@for t in $(FUZZ_TARGETS); do \
+		echo "== $${t#*:} ($${t%%:*})"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*} || exit 1; \
+	done
+
+fuzz-ci: FUZZTIME = 5s
+fuzz-ci: fuzz
+
+# Copy the inputs fuzzing kept for widening coverage (in the Go build
+# cache) into each package's testdata/fuzz/FuzzX/, to commit: plain `go
+# test` replays them, and the next fuzz run starts from them.
+fuzz-corpus:
+	@cache=$$($(GO) env GOCACHE)/fuzz/$(MODULE); \
+	for t in $(FUZZ_TARGETS); do \
+		src=$$cache/$${t%%:*}/$${t#*:}; dst=$${t%%:*}/testdata/fuzz/$${t#*:}; \
+		[ -d $$src ] || continue; \
+		mkdir -p $$dst && cp -n $$src/* $$dst/ && echo "$$dst: $$(ls $$dst | wc -l) inputs"; \
 	done
 
 # A benchmark, not a test: builds cairn-caddy, seeds the conversations,

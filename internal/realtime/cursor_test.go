@@ -85,6 +85,9 @@ func FuzzDecodeCursor(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		tok, err := decodeCursor(s)
 		if err != nil {
+			if !errors.Is(err, ErrInvalidCursor) {
+				t.Fatalf("%q: %v, want ErrInvalidCursor", s, err)
+			}
 			return
 		}
 		again, err := decodeCursor(tok.encode())
