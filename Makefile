@@ -20,7 +20,8 @@ PLUGINS        := $(shell tr -d '\n' < xcaddy.json | sed -n 's/.*"plugins": *\[\
 GOTOOLCHAIN := $(shell sed -n 's/^toolchain //p' go.mod)
 export GOTOOLCHAIN
 
-.PHONY: help build build-go run test test-short vet bench fuzz fuzz-ci fuzz-corpus load-realtime clean
+.PHONY: help build build-go run test test-short vet bench fuzz fuzz-ci fuzz-corpus load-realtime clean \
+	scan staticcheck gosec govulncheck vulndb vulndb-update npm-audit
 
 help:
 	@echo "make build       build ./$(BINARY) with xcaddy from xcaddy.json (Caddy $(CADDY_VERSION) + this module + plugins)"
@@ -31,6 +32,8 @@ help:
 	@echo "make fuzz        fuzz each parser for FUZZTIME (default 30s)"
 	@echo "make fuzz-ci     the same for 5s each, as CI does"
 	@echo "make fuzz-corpus copy what fuzzing found into testdata/fuzz/ to commit"
+	@echo "make scan        vet, staticcheck, gosec, govulncheck and npm audit, as CI does (docs/ci.md)"
+	@echo "make vulndb-update  pin the newest golang.org/x/vulndb and rebuild the offline database"
 	@echo "make load-realtime  10,000 SSE streams and a 1,000-member fan-out against a real cairn-caddy (LOAD_FLAGS=...)"
 
 # xcaddy is fetched through the Go module proxy at the pinned version.
@@ -88,6 +91,47 @@ fuzz-corpus:
 		[ -d $$src ] || continue; \
 		mkdir -p $$dst && cp -n $$src/* $$dst/ && echo "$$dst: $$(ls $$dst | wc -l) inputs"; \
 	done
+
+# Static and dependency scanning; CI runs every one and fails on a finding.
+# The tools run through the module proxy at these pinned versions.
+STATICCHECK_VERSION := v0.8.2
+GOSEC_VERSION       := v2.30.0
+GOVULNCHECK_VERSION := v1.9.0
+# The vulnerability database govulncheck reads is built offline from this
+# version of golang.org/x/vulndb (its OSV files and its own indexdb
+# command) into a gitignored cache. `make vulndb-update` moves the pin.
+VULNDB_VERSION      := v0.0.0-20261105234957-e22db6528018
+VULNDB_DIR          := .cache/vulndb/$(VULNDB_VERSION)
+
+scan: vet staticcheck gosec govulncheck npm-audit
+
+staticcheck:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+# Exclusions, each with its reason, live in .ci/gosec.json.
+gosec:
+	$(GO) run github.com/securego/gosec/v2/cmd/gosec@$(GOSEC_VERSION) -quiet -conf .ci/gosec.json ./...
+
+vulndb: $(VULNDB_DIR)/index/db.json
+
+$(VULNDB_DIR)/index/db.json:
+	@src=$$($(GO) mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p'); \
+	test -d "$$src/data/osv" || { echo "no data/osv in golang.org/x/vulndb@$(VULNDB_VERSION)"; exit 1; }; \
+	rm -rf $(VULNDB_DIR) && mkdir -p $(dir $(VULNDB_DIR)) && \
+	$(GO) run golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION) -vulns "$$src/data/osv" -out $(VULNDB_DIR).tmp && \
+	mv $(VULNDB_DIR).tmp $(VULNDB_DIR)
+
+govulncheck: vulndb
+	$(GO) run golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION) -db file://$(CURDIR)/$(VULNDB_DIR) ./...
+
+vulndb-update:
+	@v=$$($(GO) list -m -f '{{.Version}}' golang.org/x/vulndb@latest) && \
+	echo "golang.org/x/vulndb $(VULNDB_VERSION) -> $$v" && \
+	sed -i "s|^VULNDB_VERSION      := .*|VULNDB_VERSION      := $$v|" Makefile && \
+	$(MAKE) --no-print-directory govulncheck
+
+npm-audit:
+	bash .ci/npm-audit
 
 # A benchmark, not a test: builds cairn-caddy, seeds the conversations,
 # opens the streams and prints what it measured (docs/realtime.md). Pass

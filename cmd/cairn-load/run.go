@@ -121,7 +121,6 @@ type loadRun struct {
 	t      *tracker
 	client *http.Client
 	subs   []*subscriber
-	seq    atomic.Int64
 }
 
 // report is what a run found.

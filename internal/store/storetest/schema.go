@@ -163,10 +163,10 @@ func testPurgeIdempotency(t *testing.T, b Backend) {
 	if n != 1 {
 		t.Fatalf("purged %d, want 1", n)
 	}
-	if run("new") != true {
+	if !run("new") {
 		t.Error("record younger than 24 h was purged")
 	}
-	if run("old") != false {
+	if run("old") {
 		t.Error("record older than 24 h still replays")
 	}
 }
