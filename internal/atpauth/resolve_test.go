@@ -371,3 +371,29 @@ func TestNewResolverRejectsBadPLCURL(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDIDDocument: a DID document is whatever the DID's PLC entry or
+// did:web server sends, so no body makes atprotoKeyFromDocument panic; a
+// refusal is ErrDIDNotFound or ErrNoAtprotoKey, and an acceptance returns a
+// key.
+func FuzzDIDDocument(f *testing.F) {
+	k256 := pub(f, newK256(f))
+	f.Add(multikeyDoc(f, testDID, k256.Multibase()))
+	f.Add(didDoc(f, testDID, verificationMethod{ID: "#atproto", Type: "EcdsaSecp256k1VerificationKey2019", Controller: testDID, PublicKeyMultibase: "zQ3s"}))
+	f.Add(didDoc(f, testDID, verificationMethod{ID: "#atproto", Type: "Multikey", Controller: "did:plc:other", PublicKeyMultibase: k256.Multibase()}))
+	f.Add(didDoc(f, testDID))
+	f.Add([]byte(`{"id":"` + testDID + `","verificationMethod":[{"id":"#atproto","type":"Multikey","publicKeyMultibase":"z"}]}`))
+	f.Add([]byte(`{"id":"` + testDID + `","verificationMethod":{}}`))
+	f.Add([]byte("null"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		key, err := atprotoKeyFromDocument(testDID, body)
+		switch {
+		case err != nil && !errors.Is(err, ErrDIDNotFound) && !errors.Is(err, ErrNoAtprotoKey):
+			t.Fatalf("%q: %v, want ErrDIDNotFound or ErrNoAtprotoKey", body, err)
+		case err != nil && key != nil:
+			t.Fatalf("%q: a key and an error %v", body, err)
+		case err == nil && key == nil:
+			t.Fatalf("%q: accepted without a key", body)
+		}
+	})
+}
