@@ -3,7 +3,9 @@ package realtime
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cairn-chat/cairn-caddy/internal/store"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
@@ -113,3 +115,17 @@ func methodNotAllowed(nsid, want string) *xrpc.Error {
 
 // maxConvoIDLen bounds the convoId parameter.
 const maxConvoIDLen = 256
+
+// checkConvoID refuses, with 400, a convoId no conversation can have:
+// longer than maxConvoIDLen, or not UTF-8 text without NUL. PostgreSQL
+// refuses such a query argument outright, which would otherwise surface
+// as a 500 where SQLite answers "not found".
+func checkConvoID(id string) error {
+	if len(id) > maxConvoIDLen {
+		return xrpc.Errorf(http.StatusBadRequest, "InvalidRequest", "convoId is too long")
+	}
+	if !utf8.ValidString(id) || strings.ContainsRune(id, 0) {
+		return xrpc.Errorf(http.StatusBadRequest, "InvalidRequest", "convoId must be UTF-8 text without NUL")
+	}
+	return nil
+}

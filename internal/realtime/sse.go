@@ -29,8 +29,8 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	convoID := q.Get("convoId")
-	if len(convoID) > maxConvoIDLen {
-		xrpc.WriteError(w, xrpc.Errorf(http.StatusBadRequest, "InvalidRequest", "convoId is too long"))
+	if err := checkConvoID(convoID); err != nil {
+		xrpc.WriteError(w, err)
 		return
 	}
 	cursor := q.Get("cursor")

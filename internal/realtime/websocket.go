@@ -66,8 +66,8 @@ func (s *Server) serveTicket(w http.ResponseWriter, r *http.Request) error {
 			return xrpc.Errorf(http.StatusBadRequest, "InvalidRequest", "body must be a JSON object")
 		}
 	}
-	if len(in.ConvoID) > maxConvoIDLen {
-		return xrpc.Errorf(http.StatusBadRequest, "InvalidRequest", "convoId is too long")
+	if err := checkConvoID(in.ConvoID); err != nil {
+		return err
 	}
 	if in.ConvoID != "" {
 		if err := s.cfg.Hub.member(r.Context(), in.ConvoID, id); err != nil {
@@ -181,8 +181,8 @@ func (s *Server) subscribeWS(r *http.Request) (*Subscription, error) {
 		}
 		convoID = t.ConvoID
 	}
-	if len(convoID) > maxConvoIDLen {
-		return nil, xrpc.Errorf(http.StatusBadRequest, "InvalidRequest", "convoId is too long")
+	if err := checkConvoID(convoID); err != nil {
+		return nil, err
 	}
 	sub, err := s.cfg.Hub.Subscribe(r.Context(), Request{Identity: t.Identity, ConvoID: convoID, Cursor: q.Get("cursor"), Transport: "websocket"})
 	if err != nil {

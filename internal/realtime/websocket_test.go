@@ -292,3 +292,30 @@ func TestMessageFrameEncoding(t *testing.T) {
 		}
 	}
 }
+
+// TestHostileConvoIDsNever5xx: a convoId that is not UTF-8 text without NUL
+// is a 400 on every way in (the SSE query, the ticket body, the WebSocket
+// query) and on both stores. PostgreSQL answered 500 before checkConvoID.
+func TestHostileConvoIDsNever5xx(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			e, ts := newTicketEnv(t, b, Config{}, ServerConfig{})
+			e.convo("c1", alice)
+			for _, q := range []string{"convoId=%00", "convoId=c1%00", "convoId=%FF", "convoId=%ED%A0%80"} {
+				resp, _ := openSSE(t, ts, alice, q, nil)
+				var body xrpc.Body
+				_ = json.NewDecoder(resp.Body).Decode(&body)
+				if resp.StatusCode != http.StatusBadRequest || body.Error != "InvalidRequest" {
+					t.Errorf("SSE ?%s: %d %+v, want 400 InvalidRequest", q, resp.StatusCode, body)
+				}
+				_, unbound, _ := getTicket(t, ts, alice, `{}`)
+				if _, resp, err := dial(t, ts, "ticket="+unbound.Ticket+"&"+q, nil); err == nil || resp.StatusCode != http.StatusBadRequest {
+					t.Errorf("WebSocket ?%s: %v, want 400", q, err)
+				}
+			}
+			if status, _, body := getTicket(t, ts, alice, `{"convoId":"c1\u0000"}`); status != http.StatusBadRequest || body.Error != "InvalidRequest" {
+				t.Errorf("ticket for a convoId with NUL: %d %+v, want 400 InvalidRequest", status, body)
+			}
+		})
+	}
+}
