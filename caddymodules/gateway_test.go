@@ -285,9 +285,9 @@ func TestExampleLogsNoIdentity(t *testing.T) {
 	}
 }
 
-// validate runs `cairn-caddy validate` on a Caddyfile and returns its output
-// and whether it was accepted.
-func validate(t *testing.T, caddyfile string) (string, bool) {
+// validate runs `cairn-caddy validate` on a Caddyfile, with env added to
+// the environment, and returns its output and whether it was accepted.
+func validate(t *testing.T, caddyfile string, env ...string) (string, bool) {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "Caddyfile")
@@ -296,6 +296,7 @@ func validate(t *testing.T, caddyfile string) (string, bool) {
 	}
 	cmd := exec.Command(builder.Binary(t), "validate", "--config", path, "--adapter", "caddyfile")
 	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
+	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err == nil
 }
