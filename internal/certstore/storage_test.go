@@ -407,3 +407,37 @@ func TestLockHolderKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSchemaIsExactlyListed checks by introspection that the storage's
+// tables hold exactly the columns docs/privacy.md lists: key names, sealed
+// values and lock leases, and nothing about the service's members.
+func TestSchemaIsExactlyListed(t *testing.T) {
+	url := testenv.Postgres(t)
+	s := newStorage(t, certstore.Config{URL: url, Key: testKey(t)})
+	if err := s.Store(context.Background(), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(context.Background(), `SELECT table_name || '.' || column_name FROM information_schema.columns
+		WHERE table_name LIKE 'cairn\_certstore\_%' ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"cairn_certstore_key.created", "cairn_certstore_key.key_id", "cairn_certstore_key.only_row",
+		"cairn_certstore_locks.expires", "cairn_certstore_locks.name", "cairn_certstore_locks.owner",
+		"cairn_certstore_migrations.applied_at", "cairn_certstore_migrations.version",
+		"cairn_certstore_values.key", "cairn_certstore_values.modified", "cairn_certstore_values.size", "cairn_certstore_values.value",
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("certificate storage columns:\n got %q\nwant %q", got, want)
+	}
+}
