@@ -47,9 +47,10 @@ const (
 // Config configures a Storage. Zero values take the defaults.
 type Config struct {
 	// URL is the PostgreSQL connection string (postgres://user@host/db).
-	// pgx options may be given in it, for example
-	// default_query_exec_mode=exec behind a pooler that cannot prepare
-	// statements.
+	// pgx options may be given in it. Unless it names a
+	// default_query_exec_mode, statements are sent unprepared ("exec"
+	// mode, still one round trip), so the storage works behind
+	// transaction-mode poolers that cannot carry prepared statements.
 	URL string
 
 	// Key is the 32-byte AES-256 key values are sealed under. Every node
@@ -148,6 +149,9 @@ func (s *Storage) ready(ctx context.Context) (*pgxpool.Pool, *sealer, error) {
 			return nil, nil, fmt.Errorf("certstore: database URL: %w", err)
 		}
 		pc.MaxConns = s.cfg.MaxConns
+		if !strings.Contains(s.cfg.URL, "default_query_exec_mode") {
+			pc.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+		}
 		if pc.ConnConfig.ConnectTimeout == 0 {
 			pc.ConnConfig.ConnectTimeout = 10 * time.Second
 		}

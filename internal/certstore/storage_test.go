@@ -68,6 +68,16 @@ func TestConformancePostgres(t *testing.T) {
 	})
 }
 
+// TestConformanceThroughTransactionPooler runs the suite through PgBouncer
+// in transaction mode, where consecutive statements of one client may run
+// on different server connections: the lease-row locks and the
+// transaction-scoped migration lock must hold there.
+func TestConformanceThroughTransactionPooler(t *testing.T) {
+	certstoretest.Run(t, func(t *testing.T) certmagic.Storage {
+		return newStorage(t, certstore.Config{URL: testenv.TransactionPooler(t, testenv.Postgres(t)), Key: testKey(t)})
+	})
+}
+
 // TestConformanceFileStorage proves the suite against certmagic's own
 // reference implementation.
 func TestConformanceFileStorage(t *testing.T) {
