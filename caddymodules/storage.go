@@ -65,7 +65,8 @@ type PostgresStorage struct {
 
 	// KeyFile is a file holding the key. When neither Key nor KeyFile is
 	// set, the CAIRN_CERT_KEY environment variable is read, and failing
-	// that the file certstore.key in cairn's data directory, which is
+	// that the file cairn/certstore.key in Caddy's data directory (not the
+	// cairn app's data_dir: storage is provisioned first), which is
 	// generated on first use if the database holds no certificates yet.
 	KeyFile string `json:"key_file,omitempty"`
 
