@@ -35,6 +35,12 @@ const tryAcquire = `INSERT INTO cairn_certstore_locks (name, owner, expires)
 	WHERE cairn_certstore_locks.expires <= now()
 	RETURNING owner`
 
+// extendLease moves a held lock's expiry to at least $3 seconds from now;
+// it never shortens a longer lease. No row means the lock was lost.
+const extendLease = `UPDATE cairn_certstore_locks
+	SET expires = greatest(expires, now() + make_interval(secs => $3))
+	WHERE name = $1 AND owner = $2`
+
 // Lock takes the named lock, waiting while another holder's lease is live.
 // It honours ctx. Once taken, the lease is renewed every third of LockTTL
 // until Unlock.
@@ -83,8 +89,8 @@ func (s *Storage) TryLock(ctx context.Context, name string) (bool, error) {
 	return true, nil
 }
 
-// renew extends the lease every third of LockTTL while the lock is held.
-// It never shortens a longer lease that RenewLockLease granted.
+// renew extends the lease every third of LockTTL while the lock is held,
+// never shortening a longer lease that RenewLockLease granted.
 func (s *Storage) renew(name string, l *lease) {
 	defer close(l.done)
 	t := time.NewTicker(s.cfg.LockTTL / 3)
@@ -96,9 +102,7 @@ func (s *Storage) renew(name string, l *lease) {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.OpTimeout)
-		tag, err := s.pool.Exec(ctx, `UPDATE cairn_certstore_locks
-			SET expires = greatest(expires, now() + make_interval(secs => $3))
-			WHERE name = $1 AND owner = $2`, name, l.owner, s.cfg.LockTTL.Seconds())
+		tag, err := s.pool.Exec(ctx, extendLease, name, l.owner, s.cfg.LockTTL.Seconds())
 		cancel()
 		switch {
 		case err != nil:
@@ -122,9 +126,7 @@ func (s *Storage) RenewLockLease(ctx context.Context, name string, leaseDuration
 	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	tag, err := s.pool.Exec(ctx, `UPDATE cairn_certstore_locks
-		SET expires = greatest(expires, now() + make_interval(secs => $3))
-		WHERE name = $1 AND owner = $2`, name, l.owner, leaseDuration.Seconds())
+	tag, err := s.pool.Exec(ctx, extendLease, name, l.owner, leaseDuration.Seconds())
 	if err != nil {
 		return fmt.Errorf("certstore: renew lock %s: %w", name, err)
 	}
