@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -40,6 +41,43 @@ func exampleWithGlobals(t *testing.T, extra string) string {
 	}
 	t.Fatal("Caddyfile.example has no global options block")
 	return ""
+}
+
+// startBalancer listens on a loopback port and hands each connection to the
+// next of backends (round robin) that accepts it, like a load balancer
+// with health checks in front of a cluster. It returns the port.
+func startBalancer(t *testing.T, backends ...int) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var next atomic.Uint64
+	go func() {
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer in.Close()
+				start := next.Add(1)
+				for i := range uint64(len(backends)) {
+					port := backends[(start+i)%uint64(len(backends))]
+					out, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+					if err != nil {
+						continue
+					}
+					defer out.Close()
+					go func() { _, _ = io.Copy(out, in); out.(*net.TCPConn).CloseWrite() }()
+					_, _ = io.Copy(in, out)
+					return
+				}
+			}()
+		}
+	}()
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 // clusterNode is one cairn-caddy of the test cluster, on its own ports.
@@ -115,8 +153,11 @@ func waitForLeaf(t *testing.T, nodes []*clusterNode, name string, roots *x509.Ce
 // TestClusterObtainsOneCertificateThroughPebble runs two cairn-caddy nodes on
 // Caddyfile.example, sharing one PostgreSQL for the delivery store and the
 // certificate storage (storage cairn_postgres), both configured for the same
-// name, against a Pebble CA that really validates HTTP-01 against node A's
-// HTTP port. It proves that the cluster orders once, serves one
+// name, against a Pebble CA that really validates HTTP-01 through a
+// round-robin balancer in front of both nodes' HTTP ports, as a cluster's
+// load balancer would (so some validation requests reach the node that did
+// not place the order, which answers from the shared storage). It proves
+// that the cluster orders once, serves one
 // certificate, renews once, and that a node started later loads the
 // certificate instead of ordering; and that HTTP-01 validation passes
 // through the public site while the site's per-IP limit refuses ordinary
@@ -129,7 +170,8 @@ func TestClusterObtainsOneCertificateThroughPebble(t *testing.T) {
 	const validity = 90 * time.Second
 	t.Setenv("PEBBLE_AUTHZREUSE", "0") // the renewal validates again
 	a, b := newClusterNode(t), newClusterNode(t)
-	pebble := acmetest.Start(t, acmetest.Options{HTTPPort: a.http, TLSPort: a.https, Validity: validity})
+	lb := startBalancer(t, a.http, b.http)
+	pebble := acmetest.Start(t, acmetest.Options{HTTPPort: lb, TLSPort: a.https, Validity: validity})
 	roots := pebble.Roots(t)
 
 	caddyfile := exampleWithGlobals(t, fmt.Sprintf(`	cert_issuer acme {
@@ -149,6 +191,17 @@ func TestClusterObtainsOneCertificateThroughPebble(t *testing.T) {
 		"CAIRN_REDIS_URL=",
 	}
 
+	// Caddy generates its internal CA (provisioned because of
+	// skip_install_trust) into the storage at start without a lock: two
+	// nodes starting together on an empty storage can fail with "loading
+	// root key: file does not exist" (docs/tls.md says to start the first
+	// node alone once). A short-lived node creates it here first, as that
+	// first start would.
+	seed := newClusterNode(t)
+	seedFile := fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tskip_install_trust\n\tstorage cairn_postgres\n}\nhttp://127.0.0.1:%d {\n\trespond ok\n}\n", seed.admin, seed.http)
+	seed.g = gatewaytest.Start(t, &builder, gatewaytest.Options{Caddyfile: seedFile, AdminPort: seed.admin, Env: env})
+	seed.g.Stop()
+
 	// Both nodes start at once and race for the certificate.
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
@@ -166,6 +219,13 @@ func TestClusterObtainsOneCertificateThroughPebble(t *testing.T) {
 		}
 	}
 	nodes := []*clusterNode{a, b}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, n := range nodes {
+				t.Logf("node %c's log:\n%s", 'A'+i, n.g.Logs())
+			}
+		}
+	})
 	first := waitForLeaf(t, nodes, name, roots, "", 90*time.Second, pebble)
 	if fa, fb := fingerprint(first[0]), fingerprint(first[1]); fa != fb {
 		t.Fatalf("the nodes serve different certificates: %s and %s", fa, fb)
@@ -179,7 +239,7 @@ func TestClusterObtainsOneCertificateThroughPebble(t *testing.T) {
 
 	checkTLSPosture(t, a, name, roots)
 
-	// Until the renewal, keep the public site's per-IP limit (60/min,
+	// Until the renewal, keep both nodes' public per-IP limit (60/min,
 	// burst 6) drained for 127.0.0.1, the validator's address too.
 	var refused atomic.Int64
 	stop := make(chan struct{})
@@ -190,13 +250,14 @@ func TestClusterObtainsOneCertificateThroughPebble(t *testing.T) {
 		client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{ServerName: name, RootCAs: roots},
 		}}
-		for {
+		for i := 0; ; i++ {
 			select {
 			case <-stop:
 				return
-			case <-time.After(100 * time.Millisecond):
+			case <-time.After(50 * time.Millisecond):
 			}
-			req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d/.well-known/acme-challenge/not-a-token", a.https), nil)
+			port := nodes[i%len(nodes)].https
+			req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d/.well-known/acme-challenge/not-a-token", port), nil)
 			req.Host = name
 			if resp, err := client.Do(req); err == nil {
 				resp.Body.Close()
@@ -221,6 +282,13 @@ func TestClusterObtainsOneCertificateThroughPebble(t *testing.T) {
 	}
 	if pebble.ValidationsOf(name) == validationsBefore {
 		t.Fatal("the renewal was not validated again over HTTP-01")
+	}
+	// With both nodes up, the balancer spread the renewal's three
+	// validation requests over both, so the node that did not order
+	// answered from the shared storage. (At the first issuance a node may
+	// not listen yet, and the balancer skips it.)
+	if !strings.Contains(a.g.Logs()+b.g.Logs(), `"distributed":true`) {
+		t.Fatal("no node answered a challenge from the shared storage")
 	}
 
 	t.Logf("renewed: %d orders; HTTP-01 validation requests %d before the renewal, %d after; %d ordinary requests from 127.0.0.1 refused with 429 meanwhile",
