@@ -310,6 +310,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.validateConfig(); err != nil {
 		return err
 	}
+	if err := a.checkOnDemandTLS(ctx); err != nil {
+		return err
+	}
 
 	key, err := a.loadLogHashKey(repl)
 	if err != nil {

@@ -108,9 +108,14 @@ var securityHeaders = map[string]string{
 	"Permissions-Policy":        "camera=(), microphone=(), geolocation=()",
 }
 
+// assertSecurityHeaders checks the default headers; Strict-Transport-Security
+// must be there over TLS and absent over plain HTTP.
 func assertSecurityHeaders(t *testing.T, what string, resp *http.Response) {
 	t.Helper()
 	for k, v := range securityHeaders {
+		if k == "Strict-Transport-Security" && resp.TLS == nil {
+			v = ""
+		}
 		if got := resp.Header.Get(k); got != v {
 			t.Errorf("%s: %s = %q, want %q", what, k, got, v)
 		}
@@ -280,9 +285,9 @@ func TestExampleLogsNoIdentity(t *testing.T) {
 	}
 }
 
-// validate runs `cairn-caddy validate` on a Caddyfile and returns its output
-// and whether it was accepted.
-func validate(t *testing.T, caddyfile string) (string, bool) {
+// validate runs `cairn-caddy validate` on a Caddyfile, with env added to
+// the environment, and returns its output and whether it was accepted.
+func validate(t *testing.T, caddyfile string, env ...string) (string, bool) {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "Caddyfile")
@@ -291,6 +296,7 @@ func validate(t *testing.T, caddyfile string) (string, bool) {
 	}
 	cmd := exec.Command(builder.Binary(t), "validate", "--config", path, "--adapter", "caddyfile")
 	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
+	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err == nil
 }

@@ -74,8 +74,9 @@ func (s *SecurityHeaders) Provision(caddy.Context) error {
 // headers, say) cannot drop them or reintroduce Server.
 func (s *SecurityHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	path := r.URL.Path
-	s.policy.Apply(w.Header(), path)
-	return next.ServeHTTP(&headerWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, policy: s.policy, path: path}, r)
+	overTLS := r.TLS != nil
+	s.policy.Apply(w.Header(), path, overTLS)
+	return next.ServeHTTP(&headerWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, policy: s.policy, path: path, overTLS: overTLS}, r)
 }
 
 // headerWriter re-applies the policy when the final response header is
@@ -84,13 +85,14 @@ type headerWriter struct {
 	caddyhttp.ResponseWriterWrapper
 	policy  *secheaders.Policy
 	path    string
+	overTLS bool
 	written bool
 }
 
 func (hw *headerWriter) WriteHeader(status int) {
 	if !hw.written && status >= 200 {
 		hw.written = true
-		hw.policy.Apply(hw.ResponseWriterWrapper.Header(), hw.path)
+		hw.policy.Apply(hw.ResponseWriterWrapper.Header(), hw.path, hw.overTLS)
 	}
 	hw.ResponseWriterWrapper.WriteHeader(status)
 }

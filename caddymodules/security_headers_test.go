@@ -1,6 +1,7 @@
 package caddymodules
 
 import (
+	"crypto/tls"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -30,7 +31,9 @@ func TestSecurityHeadersCaddyfileOverridesAndRemovals(t *testing.T) {
 		_, err := w.Write([]byte("body")) // implicit 200: headers must still be re-applied
 		return err
 	})
-	if err := s.ServeHTTP(w, httptest.NewRequest("GET", "/xrpc/x", nil), next); err != nil {
+	req := httptest.NewRequest("GET", "https://example.test/xrpc/x", nil)
+	req.TLS = &tls.ConnectionState{}
+	if err := s.ServeHTTP(w, req, next); err != nil {
 		t.Fatal(err)
 	}
 	h := w.Header()

@@ -100,14 +100,24 @@ func checkHeader(name, value string) error {
 	return nil
 }
 
-// Apply writes the policy into h for a response to a request for path. The
-// value slices are shared between responses and must not be modified by
-// later handlers; net/http only reads them.
-func (p *Policy) Apply(h http.Header, path string) {
+// hsts is the canonical name of the header sent only over HTTPS.
+const hsts = "Strict-Transport-Security"
+
+// Apply writes the policy into h for a response to a request for path,
+// received over TLS or not. Strict-Transport-Security goes only on
+// responses over TLS (RFC 6797 section 7.2: a plain-HTTP response must not
+// carry it, and browsers ignore it there). The value slices are shared
+// between responses and must not be modified by later handlers; net/http
+// only reads them.
+func (p *Policy) Apply(h http.Header, path string, overTLS bool) {
 	for _, name := range p.remove {
 		delete(h, name)
 	}
 	for _, kv := range p.set {
+		if kv.name == hsts && !overTLS {
+			delete(h, hsts)
+			continue
+		}
 		h[kv.name] = kv.value
 	}
 	if p.xrpcNoStore != nil && strings.HasPrefix(path, p.xrpcPrefix) {

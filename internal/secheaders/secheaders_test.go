@@ -11,7 +11,7 @@ func TestDefaultsAreExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := http.Header{"Server": {"Caddy"}}
-	p.Apply(h, "/xrpc/blue.catbird.mls.getConvos")
+	p.Apply(h, "/xrpc/blue.catbird.mls.getConvos", true)
 	want := map[string]string{
 		"Content-Security-Policy":   "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self' wss:",
 		"Strict-Transport-Security": "max-age=31536000; includeSubDomains",
@@ -37,9 +37,29 @@ func TestDefaultsAreExact(t *testing.T) {
 func TestCacheControlOnlyOnXRPC(t *testing.T) {
 	p, _ := New(Config{})
 	h := http.Header{}
-	p.Apply(h, "/index.html")
+	p.Apply(h, "/index.html", true)
 	if h.Get("Cache-Control") != "" {
 		t.Errorf("Cache-Control set on a non-XRPC path: %q", h.Get("Cache-Control"))
+	}
+}
+
+// TestHSTSOnlyOverTLS: a plain-HTTP response carries no
+// Strict-Transport-Security, even one an upstream set; the other headers
+// stay.
+func TestHSTSOnlyOverTLS(t *testing.T) {
+	p, _ := New(Config{})
+	h := http.Header{"Strict-Transport-Security": {"max-age=1"}}
+	p.Apply(h, "/", false)
+	if _, ok := h["Strict-Transport-Security"]; ok {
+		t.Errorf("HSTS on a plain-HTTP response: %q", h.Get("Strict-Transport-Security"))
+	}
+	if h.Get("X-Frame-Options") != "DENY" {
+		t.Error("the other headers are missing over plain HTTP")
+	}
+	h = http.Header{}
+	p.Apply(h, "/", true)
+	if h.Get("Strict-Transport-Security") == "" {
+		t.Error("no HSTS over TLS")
 	}
 }
 
@@ -52,7 +72,7 @@ func TestOverrideAndRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := http.Header{"X-Frame-Options": {"SAMEORIGIN"}}
-	p.Apply(h, "/")
+	p.Apply(h, "/", true)
 	if got := h.Get("Content-Security-Policy"); got != "default-src 'none'" {
 		t.Errorf("CSP = %q", got)
 	}
