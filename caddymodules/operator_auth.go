@@ -22,7 +22,6 @@ import (
 func init() {
 	caddy.RegisterModule(new(OperatorAuth))
 	httpcaddyfile.RegisterHandlerDirective("cairn_operator_auth", parseOperatorAuth)
-	httpcaddyfile.RegisterDirectiveOrder("cairn_operator_auth", httpcaddyfile.Before, "basic_auth")
 }
 
 // OperatorAuth guards the operator API on the internal site. It accepts an
