@@ -44,7 +44,6 @@ func init() {
 //
 //	cairn_delivery {
 //	    max_message_size           10MiB
-//	    max_key_packages_per_device 200
 //	    max_key_package_lifetime   90d
 //	    max_members                1000
 //	    max_devices                10
@@ -55,9 +54,6 @@ type Delivery struct {
 	// MaxMessageBytes bounds one message's or commit's ciphertext. Default
 	// 10 MiB.
 	MaxMessageBytes int `json:"max_message_bytes,omitempty"`
-	// MaxKeyPackagesPerDevice caps a device's available key packages.
-	// Default 200.
-	MaxKeyPackagesPerDevice int `json:"max_key_packages_per_device,omitempty"`
 	// MaxKeyPackageLifetime caps how long a key package is handed out,
 	// whatever lifetime it declares. Default 90 days.
 	MaxKeyPackageLifetime caddy.Duration `json:"max_key_package_lifetime,omitempty"`
@@ -135,7 +131,7 @@ func (d *Delivery) handlers(ctx context.Context) (*deliveryHandlers, error) {
 		Store:                   run.Store,
 		OnChange:                node.Hub.Notify,
 		MaxMessageBytes:         d.MaxMessageBytes,
-		MaxKeyPackagesPerDevice: d.MaxKeyPackagesPerDevice,
+		MaxKeyPackagesPerDevice: d.app.KeyPackagesPerDevice,
 		MaxKeyPackageLifetime:   time.Duration(d.MaxKeyPackageLifetime),
 		MaxMembers:              d.MaxMembers,
 		MaxDevices:              d.MaxDevices,
@@ -218,14 +214,14 @@ func (d *Delivery) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 				return disp.Errf("max_message_size %q: want a size such as 10MiB, at most 1GiB", v)
 			}
 			d.MaxMessageBytes = int(n)
-		case "max_key_packages_per_device", "max_members", "max_devices":
-			var n int
-			if _, err := fmt.Sscanf(v, "%d", &n); err != nil || n < 1 {
-				return disp.Errf("%s %q: want a positive whole number", opt, v)
+		case "max_key_packages_per_device":
+			return disp.Errf("cairn_delivery max_key_packages_per_device has moved: write `key_packages_per_device %s` in the cairn global options, where cairn_delivery and retention both read it", v)
+		case "max_members", "max_devices":
+			n, err := positiveInt(v)
+			if err != nil {
+				return disp.Errf("%s %q: %v", opt, v, err)
 			}
 			switch opt {
-			case "max_key_packages_per_device":
-				d.MaxKeyPackagesPerDevice = n
 			case "max_members":
 				d.MaxMembers = n
 			case "max_devices":

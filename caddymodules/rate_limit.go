@@ -450,9 +450,11 @@ func (z *Zone) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&s) {
 				return d.ArgErr()
 			}
-			if _, err := fmt.Sscanf(s, "%d", &z.Burst); err != nil || z.Burst < 1 {
-				return d.Errf("burst %q: want a positive whole number", s)
+			n, err := positiveInt(s)
+			if err != nil {
+				return d.Errf("burst %q: %v", s, err)
 			}
+			z.Burst = n
 		case "match":
 			if !d.NextArg() {
 				return d.Errf("match needs a kind: nsid, path or method")
