@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -23,13 +22,6 @@ func init() {
 	caddy.RegisterModule(new(Auth))
 	httpcaddyfile.RegisterHandlerDirective("cairn_auth", parseAuth)
 }
-
-// DeviceHeader is the request header a client may name its registered device
-// in, when the verified token does not carry one as the issuer's #fragment.
-const DeviceHeader = "X-Device-ID"
-
-// deviceIDPattern bounds a device ID taken from a header.
-var deviceIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 
 // userIDPlaceholder is Caddy's placeholder for the authenticated user; the
 // access log's user_id field comes from it. cairn puts only the keyed hash
@@ -171,13 +163,7 @@ func (a *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	}
 	a.metrics.AuthOutcome("client", "ok")
 
-	id := v.Identity()
-	id.DeviceID = v.IssuerFragment
-	if id.DeviceID == "" {
-		if d := r.Header.Get(DeviceHeader); deviceIDPattern.MatchString(d) {
-			id.DeviceID = d
-		}
-	}
+	id := v.Identity(r.Header.Get(atpauth.DeviceHeader))
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set(userIDPlaceholder, a.app.Redact(id.DID))
 	}

@@ -11,8 +11,6 @@ import (
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
 	"github.com/bluesky-social/indigo/atproto/syntax"
-
-	"github.com/cairn-chat/cairn-caddy/internal/caller"
 )
 
 // Verifier defaults and limits.
@@ -99,12 +97,6 @@ type Verified struct {
 	LXM string
 	// IssuedAt and ExpiresAt are the token's iat and exp.
 	IssuedAt, ExpiresAt time.Time
-}
-
-// Identity returns the caller identity the adapter puts into the request
-// context. The device ID is not part of the token; the adapter adds it.
-func (v *Verified) Identity() caller.Identity {
-	return caller.Identity{DID: v.DID}
 }
 
 // Verify checks credential — an Authorization header value ("Bearer

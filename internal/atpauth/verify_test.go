@@ -123,7 +123,7 @@ func TestVerifyClaims(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
-			if got.DID != c.wantDID || got.Identity().DID != c.wantDID {
+			if got.DID != c.wantDID || got.Identity("").DID != c.wantDID {
 				t.Fatalf("DID = %q, want %q", got.DID, c.wantDID)
 			}
 		})
