@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cairn-chat/cairn-caddy/internal/atpauth"
+	"github.com/cairn-chat/cairn-caddy/internal/authfail"
 	"github.com/cairn-chat/cairn-caddy/internal/caller"
 	"github.com/cairn-chat/cairn-caddy/internal/metrics"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
@@ -150,7 +151,7 @@ func (a *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	nsid, _ := xrpc.NSIDFromPath(r.URL.Path)
 	v, err := a.verifier.Verify(r.Context(), r.Header.Get("Authorization"), nsid)
 	if err != nil {
-		reason := atpauth.Reason(err)
+		reason := authfail.Reason(err)
 		a.metrics.AuthOutcome("client", reason)
 		if c := requestLogger(a.logger, r).Check(zap.DebugLevel, "refused a service-auth token"); c != nil {
 			c.Write(zap.String("reason", reason))
@@ -158,7 +159,7 @@ func (a *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		if errors.Is(err, atpauth.ErrReplayUnavailable) {
 			a.metrics.BackendError("redis", "replay")
 		}
-		xrpc.WriteError(w, atpauth.XRPCError(err))
+		xrpc.WriteError(w, authfail.XRPCError(err))
 		return nil
 	}
 	a.metrics.AuthOutcome("client", "ok")

@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/cairn-chat/cairn-caddy/internal/authfail"
 	"github.com/cairn-chat/cairn-caddy/internal/metrics"
 	"github.com/cairn-chat/cairn-caddy/internal/operatorauth"
 	"github.com/cairn-chat/cairn-caddy/internal/worker"
@@ -153,12 +154,12 @@ func (o *OperatorAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 			firstErr = err
 		}
 	}
-	reason := operatorauth.Reason(firstErr)
+	reason := authfail.Reason(firstErr)
 	o.metrics.AuthOutcome("operator", reason)
 	if c := requestLogger(o.logger, r).Check(zap.InfoLevel, "refused an operator request"); c != nil {
 		c.Write(zap.String("reason", reason))
 	}
-	xrpc.WriteError(w, operatorauth.XRPCError(firstErr))
+	xrpc.WriteError(w, authfail.XRPCError(firstErr))
 	return nil
 }
 

@@ -107,7 +107,7 @@ type Verified struct {
 // and the claims' shape are checked structurally; iss selects the key; then
 // the signature is verified (re-resolving the DID once on failure, for key
 // rotation); only then are aud, exp, iat, the lifetime, lxm and finally the
-// single-use jti checked. Every error wraps one sentinel; see XRPCError.
+// single-use jti checked. Every error wraps one sentinel; see authfail.XRPCError.
 func (v *Verifier) Verify(ctx context.Context, credential, nsid string) (*Verified, error) {
 	raw, err := bearerToken(credential)
 	if err != nil {
