@@ -1,7 +1,3 @@
-// Package caddymodules adapts cairn's domain packages to Caddy: it registers
-// the modules, provisions and validates their configuration, and parses their
-// Caddyfile syntax. The work itself happens in internal/; nothing here should
-// hold logic that a test could exercise without Caddy.
 package caddymodules
 
 import (

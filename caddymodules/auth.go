@@ -153,13 +153,16 @@ func (a *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if err != nil {
 		reason := authfail.Reason(err)
 		a.metrics.AuthOutcome("client", reason)
-		if c := requestLogger(a.logger, r).Check(zap.DebugLevel, "refused a service-auth token"); c != nil {
-			c.Write(zap.String("reason", reason))
-		}
 		if errors.Is(err, atpauth.ErrReplayUnavailable) {
 			a.metrics.BackendError("redis", "replay")
 		}
-		xrpc.WriteError(w, authfail.XRPCError(err))
+		xe := authfail.XRPCError(err)
+		if !xe.ServerFault() {
+			if c := requestLogger(a.logger, r).Check(zap.DebugLevel, "refused a service-auth token"); c != nil {
+				c.Write(zap.String("reason", reason))
+			}
+		}
+		respondError(a.logger, w, r, xe, zap.String("reason", reason))
 		return nil
 	}
 	a.metrics.AuthOutcome("client", "ok")

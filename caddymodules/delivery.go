@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+	"go.uber.org/zap"
 
 	"github.com/cairn-chat/cairn-caddy/internal/delivery"
 	"github.com/cairn-chat/cairn-caddy/internal/realtime"
@@ -72,8 +73,9 @@ type Delivery struct {
 	// wss://<request host>/xrpc/blue.catbird.mls.subscribeConvoEvents.
 	WebSocketEndpoint string `json:"websocket_endpoint,omitempty"`
 
-	app  *App
-	lazy *lazyHandlers
+	app    *App
+	lazy   *lazyHandlers
+	logger *zap.Logger
 }
 
 // lazyHandlers holds a Delivery's handlers once built.
@@ -102,7 +104,7 @@ func (d *Delivery) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("cairn_delivery: %w", err)
 	}
 	app.UseStore()
-	d.app, d.lazy = app, new(lazyHandlers)
+	d.app, d.lazy, d.logger = app, new(lazyHandlers), app.ModuleLogger(ctx)
 	return nil
 }
 
@@ -124,7 +126,7 @@ func (d *Delivery) handlers(ctx context.Context) (*deliveryHandlers, error) {
 	}
 	h := new(deliveryHandlers)
 	node := run.Realtime
-	if h.realtime, err = realtime.NewServer(realtime.ServerConfig{Hub: node.Hub, Tickets: node.Tickets, Endpoint: d.WebSocketEndpoint}); err != nil {
+	if h.realtime, err = realtime.NewServer(realtime.ServerConfig{Hub: node.Hub, Tickets: node.Tickets, Endpoint: d.WebSocketEndpoint, OnServerError: serverErrorLogger(d.logger)}); err != nil {
 		return nil, fmt.Errorf("cairn_delivery: %w", err)
 	}
 	h.service, err = delivery.New(delivery.Config{
@@ -136,6 +138,7 @@ func (d *Delivery) handlers(ctx context.Context) (*deliveryHandlers, error) {
 		MaxMembers:              d.MaxMembers,
 		MaxDevices:              d.MaxDevices,
 		MessageTTL:              time.Duration(d.MessageTTL),
+		OnServerError:           serverErrorLogger(d.logger),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cairn_delivery: %w", err)
@@ -161,8 +164,13 @@ func (d *Delivery) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		if r.Context().Err() != nil {
 			return nil // the client left while the app was starting
 		}
-		w.Header().Set("Retry-After", "1")
-		xrpc.WriteError(w, &xrpc.Error{Status: http.StatusServiceUnavailable, Name: "ServiceUnavailable", Message: "the delivery service is not available"})
+		respondError(d.logger, w, r, &xrpc.Error{
+			Status:  http.StatusServiceUnavailable,
+			Name:    "ServiceUnavailable",
+			Message: "the delivery service is not available",
+			Header:  http.Header{"Retry-After": {"1"}},
+			Err:     err,
+		})
 		return nil
 	}
 	switch {

@@ -17,7 +17,6 @@ import (
 	"github.com/cairn-chat/cairn-caddy/internal/metrics"
 	"github.com/cairn-chat/cairn-caddy/internal/operatorauth"
 	"github.com/cairn-chat/cairn-caddy/internal/worker"
-	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
 )
 
 func init() {
@@ -156,10 +155,13 @@ func (o *OperatorAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 	}
 	reason := authfail.Reason(firstErr)
 	o.metrics.AuthOutcome("operator", reason)
-	if c := requestLogger(o.logger, r).Check(zap.InfoLevel, "refused an operator request"); c != nil {
-		c.Write(zap.String("reason", reason))
+	xe := authfail.XRPCError(firstErr)
+	if !xe.ServerFault() {
+		if c := requestLogger(o.logger, r).Check(zap.InfoLevel, "refused an operator request"); c != nil {
+			c.Write(zap.String("reason", reason))
+		}
 	}
-	xrpc.WriteError(w, authfail.XRPCError(firstErr))
+	respondError(o.logger, w, r, xe, zap.String("reason", reason))
 	return nil
 }
 

@@ -49,7 +49,7 @@ func BenchmarkPipeline(b *testing.B) {
 			{Name: "did", Key: ratelimit.KeyDID, Rate: "1000000/1s", MatchNSIDs: []string{"blue.catbird.mls.*"}},
 		},
 	}
-	for _, p := range []caddy.Provisioner{xrpcMetrics, secHeaders, rateLimit} {
+	for _, p := range []caddy.Provisioner{requestID, xrpcMetrics, secHeaders, rateLimit} {
 		if err := p.Provision(ctx); err != nil {
 			b.Fatal(err)
 		}

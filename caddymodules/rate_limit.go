@@ -142,10 +142,12 @@ func (rl *RateLimit) Provision(ctx caddy.Context) error {
 func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	d, err := rl.zones.Allow(r.Context(), limitRequest(r))
 	if err != nil {
-		return rl.backendFailure(w, r, err)
+		rl.backendFailure(w, r, err)
+		return nil
 	}
 	if !d.Allowed {
-		return rl.refuse(w, d)
+		rl.refuse(w, r, d)
+		return nil
 	}
 	if d.Matched {
 		d.Result.SetHeaders(w.Header())
@@ -171,32 +173,29 @@ func limitRequest(r *http.Request) ratelimit.Request {
 	return req
 }
 
-func (rl *RateLimit) refuse(w http.ResponseWriter, d ratelimit.Decision) error {
+func (rl *RateLimit) refuse(w http.ResponseWriter, r *http.Request, d ratelimit.Decision) {
 	h := http.Header{}
 	d.Result.SetHeaders(h)
-	xrpc.WriteError(w, &xrpc.Error{
+	respondError(rl.logger, w, r, &xrpc.Error{
 		Status:  http.StatusTooManyRequests,
 		Name:    "RateLimitExceeded",
 		Message: fmt.Sprintf("rate limit %q exceeded (%s); retry in %d s", d.Zone, d.Result.Limit, d.Result.RetryAfterSeconds()),
 		Header:  h,
 	})
-	return nil
 }
 
 // backendFailure answers a limiter error that no failover policy absorbed
 // (the memory store does not fail; this is a shared store without a policy
 // result). It fails closed.
-func (rl *RateLimit) backendFailure(w http.ResponseWriter, r *http.Request, err error) error {
+func (rl *RateLimit) backendFailure(w http.ResponseWriter, r *http.Request, err error) {
 	rl.metrics.BackendError("ratelimit", "allow")
-	requestLogger(rl.logger, r).Error("rate limiter failed; refusing the request", zap.Error(err))
-	xrpc.WriteError(w, &xrpc.Error{
+	respondError(rl.logger, w, r, &xrpc.Error{
 		Status:  http.StatusServiceUnavailable,
 		Name:    "ServiceUnavailable",
 		Message: "the rate limiter is unavailable; retry shortly",
 		Header:  http.Header{"Retry-After": {"1"}},
-		Err:     err,
+		Err:     fmt.Errorf("rate limiter failed; refusing the request: %w", err),
 	})
-	return nil
 }
 
 func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
