@@ -14,7 +14,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
 	"github.com/cairn-chat/cairn-caddy/internal/delivery"
@@ -217,9 +216,9 @@ func (d *Delivery) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 		}
 		switch opt {
 		case "max_message_size":
-			n, err := humanize.ParseBytes(v)
-			if err != nil || n == 0 || n > 1<<30 {
-				return disp.Errf("max_message_size %q: want a size such as 10MiB, at most 1GiB", v)
+			n, err := byteSize(v)
+			if err != nil || n > 1<<30 {
+				return disp.Errf("max_message_size %q: want a whole number of bytes such as 10MiB, at most 1GiB", v)
 			}
 			d.MaxMessageBytes = int(n)
 		case "max_key_packages_per_device":

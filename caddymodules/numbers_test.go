@@ -25,8 +25,8 @@ func TestPositiveInt(t *testing.T) {
 }
 
 // TestIntegerOptionsAreStrict feeds every integer option of every cairn
-// directive and global option the values positiveInt refuses, and checks
-// that the Caddyfile is refused.
+// directive and global option (and max_message_size, a size in bytes) the
+// values positiveInt refuses, and checks that the Caddyfile is refused.
 func TestIntegerOptionsAreStrict(t *testing.T) {
 	type unmarshaler interface {
 		UnmarshalCaddyfile(*caddyfile.Dispenser) error
@@ -36,6 +36,7 @@ func TestIntegerOptionsAreStrict(t *testing.T) {
 		fresh  func() unmarshaler
 	}{
 		{"cairn_rate_limit {\n zone z {\n burst %s\n }\n}", func() unmarshaler { return new(RateLimit) }},
+		{"cairn_delivery {\n max_message_size %s\n}", func() unmarshaler { return new(Delivery) }},
 		{"cairn_delivery {\n max_members %s\n}", func() unmarshaler { return new(Delivery) }},
 		{"cairn_delivery {\n max_devices %s\n}", func() unmarshaler { return new(Delivery) }},
 		{"cairn {\n key_packages_per_device %s\n}", func() unmarshaler { return new(App) }},
@@ -55,6 +56,21 @@ func TestIntegerOptionsAreStrict(t *testing.T) {
 		src := fmt.Sprintf(opt.format, "12")
 		if err := opt.fresh().UnmarshalCaddyfile(caddyfile.NewTestDispenser(src)); err != nil {
 			t.Errorf("refused %q: %v", src, err)
+		}
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	for s, want := range map[string]uint64{
+		"10MiB": 10 << 20, "10 MiB": 10 << 20, "1.5MiB": 3 << 19, "512KB": 512000, "1048576": 1 << 20, "1GiB": 1 << 30, "0.5KiB": 512,
+	} {
+		if n, err := byteSize(s); err != nil || n != want {
+			t.Errorf("byteSize(%q) = %d, %v, want %d", s, n, err, want)
+		}
+	}
+	for _, s := range []string{"3.5", "12abc", "-1", "+5", "0", "0MiB", "1.0001KiB", ".5KiB", "5.KiB", "1e3", "0x10", "99999999999999999999", "MiB", ""} {
+		if n, err := byteSize(s); err == nil {
+			t.Errorf("byteSize(%q) = %d, want an error", s, n)
 		}
 	}
 }
