@@ -1,7 +1,3 @@
-// Package caddymodules adapts cairn's domain packages to Caddy: it registers
-// the modules, provisions and validates their configuration, and parses their
-// Caddyfile syntax. The work itself happens in internal/; nothing here should
-// hold logic that a test could exercise without Caddy.
 package caddymodules
 
 import (
@@ -21,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/cairn-chat/cairn-caddy/internal/atpauth"
+	"github.com/cairn-chat/cairn-caddy/internal/delivery"
 	"github.com/cairn-chat/cairn-caddy/internal/metrics"
 	"github.com/cairn-chat/cairn-caddy/internal/ratelimit"
 	"github.com/cairn-chat/cairn-caddy/internal/realtime"
@@ -131,6 +128,12 @@ type App struct {
 	// binary knows is refused.
 	Migrations string `json:"migrations,omitempty"`
 
+	// KeyPackagesPerDevice caps a device's available key packages: the
+	// delivery service refuses to publish beyond it (TooManyKeyPackages),
+	// and the retention worker deletes the oldest beyond it. Both read this
+	// one setting. Default 200.
+	KeyPackagesPerDevice int `json:"key_packages_per_device,omitempty"`
+
 	// Retention sets how long the delivery service keeps each kind of row;
 	// a background worker purges the rest.
 	Retention *RetentionConfig `json:"retention,omitempty"`
@@ -239,10 +242,6 @@ type RetentionConfig struct {
 	// ConsumedKeyPackages keeps handed-out key packages (for statistics);
 	// expired ones go at once. Default 7d.
 	ConsumedKeyPackages caddy.Duration `json:"consumed_key_packages,omitempty"`
-	// KeyPackagesPerDevice caps a device's available key packages; the
-	// oldest beyond it are deleted. Default 200, like cairn_delivery's
-	// max_key_packages_per_device; keep the two equal.
-	KeyPackagesPerDevice int `json:"key_packages_per_device,omitempty"`
 	// Idempotency keeps the records that let a retried write return its
 	// first response. Default 24h.
 	Idempotency caddy.Duration `json:"idempotency,omitempty"`
@@ -250,9 +249,11 @@ type RetentionConfig struct {
 	Interval caddy.Duration `json:"interval,omitempty"`
 }
 
-func (r *RetentionConfig) config() retention.Config {
+// config returns the retention worker's configuration, with the app's
+// key-package cap (the one cairn_delivery enforces) as its trim bound.
+func (r *RetentionConfig) config(keyPackagesPerDevice int) retention.Config {
 	if r == nil {
-		return retention.Config{}
+		return retention.Config{KeyPackagesPerDevice: keyPackagesPerDevice}
 	}
 	return retention.Config{
 		Messages:             time.Duration(r.Messages),
@@ -260,7 +261,7 @@ func (r *RetentionConfig) config() retention.Config {
 		ConsumedWelcomes:     time.Duration(r.ConsumedWelcomes),
 		UnconsumedWelcomes:   time.Duration(r.UnconsumedWelcomes),
 		ConsumedKeyPackages:  time.Duration(r.ConsumedKeyPackages),
-		KeyPackagesPerDevice: r.KeyPackagesPerDevice,
+		KeyPackagesPerDevice: keyPackagesPerDevice,
 		Idempotency:          time.Duration(r.Idempotency),
 		Interval:             time.Duration(r.Interval),
 	}
@@ -290,6 +291,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.Migrations == "" {
 		a.Migrations = MigrationsAuto
+	}
+	if a.KeyPackagesPerDevice == 0 {
+		a.KeyPackagesPerDevice = delivery.DefaultMaxKeyPackagesPerDevice
 	}
 	a.storeCfg = a.StoreConfig()
 	a.DataDir = a.storeCfg.DataDir
@@ -387,7 +391,10 @@ func (a *App) validateConfig() error {
 	default:
 		return fmt.Errorf("cairn mode %q: must be %q or %q", a.Mode, ModeProduction, ModeDevelopment)
 	}
-	if err := a.Retention.config().Validate(); err != nil {
+	if a.KeyPackagesPerDevice < 0 {
+		return fmt.Errorf("cairn key_packages_per_device %d: want a positive number, or none for the default %d", a.KeyPackagesPerDevice, delivery.DefaultMaxKeyPackagesPerDevice)
+	}
+	if err := a.Retention.config(a.KeyPackagesPerDevice).Validate(); err != nil {
 		return fmt.Errorf("cairn %w", err)
 	}
 	if perDID, total := a.Streams.limits(); perDID < 0 || total < 0 {

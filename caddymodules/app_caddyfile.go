@@ -1,8 +1,6 @@
 package caddymodules
 
 import (
-	"strconv"
-
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -24,10 +22,10 @@ func init() {
 //	    redis              <url>
 //	    database           <postgres-url>
 //	    migrations         auto|manual
+//	    key_packages_per_device <n>
 //	    retention {
 //	        messages | events | consumed_welcomes | unconsumed_welcomes |
 //	        consumed_key_packages | idempotency | interval  <duration>
-//	        key_packages_per_device <n>
 //	    }
 //	    streams {
 //	        max_per_did <n>
@@ -91,6 +89,16 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.Errf("database takes one URL")
 			}
+		case "key_packages_per_device":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.Errf("key_packages_per_device takes one value")
+			}
+			n, err := positiveInt(v)
+			if err != nil {
+				return d.Errf("key_packages_per_device %q: %v", v, err)
+			}
+			a.KeyPackagesPerDevice = n
 		case "retention":
 			if err := a.unmarshalRetention(d); err != nil {
 				return err
@@ -142,12 +150,7 @@ func (a *App) unmarshalRetention(d *caddyfile.Dispenser) error {
 			return d.Errf("retention %s takes one value", opt)
 		}
 		if opt == "key_packages_per_device" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return d.Errf("retention key_packages_per_device %q: want a positive whole number", v)
-			}
-			a.Retention.KeyPackagesPerDevice = n
-			continue
+			return d.Errf("retention key_packages_per_device has moved: write `key_packages_per_device %s` directly in the cairn global options, where cairn_delivery and retention both read it", v)
 		}
 		dur, err := caddy.ParseDuration(v)
 		if err != nil || dur <= 0 {
@@ -188,9 +191,9 @@ func (a *App) unmarshalStreams(d *caddyfile.Dispenser) error {
 			a.Streams.Notifier = v
 			continue
 		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return d.Errf("streams %s %q: want a positive whole number", opt, v)
+		n, err := positiveInt(v)
+		if err != nil {
+			return d.Errf("streams %s %q: %v", opt, v, err)
 		}
 		switch opt {
 		case "max_per_did":

@@ -67,7 +67,7 @@ func (a *App) start() error {
 			return err
 		}
 		a.running = &Running{Store: st, Realtime: node}
-		w, err := retention.New(st, a.Retention.config(), a.onRetentionPass)
+		w, err := retention.New(st, a.Retention.config(a.KeyPackagesPerDevice), a.onRetentionPass)
 		if err != nil {
 			return fmt.Errorf("cairn retention: %w", err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/cairn-chat/cairn-caddy/internal/delivery"
 	"github.com/cairn-chat/cairn-caddy/internal/store/open"
 	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 	"github.com/cairn-chat/cairn-caddy/internal/worker"
@@ -268,15 +269,15 @@ func TestAppReadyWaitsForStartAndFailsWithIt(t *testing.T) {
 
 func TestAppRetentionCaddyfileAndValidation(t *testing.T) {
 	var a App
-	src := "cairn {\n database postgres://x@127.0.0.1/db\n retention {\n  messages 14d\n  events 2d\n  consumed_welcomes 12h\n  key_packages_per_device 50\n  interval 5m\n }\n}"
+	src := "cairn {\n database postgres://x@127.0.0.1/db\n key_packages_per_device 50\n retention {\n  messages 14d\n  events 2d\n  consumed_welcomes 12h\n  interval 5m\n }\n}"
 	if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(src)); err != nil {
 		t.Fatal(err)
 	}
 	r := a.Retention
-	if a.Database == "" || time.Duration(r.Messages) != 14*24*time.Hour || time.Duration(r.Events) != 48*time.Hour || r.KeyPackagesPerDevice != 50 || time.Duration(r.Interval) != 5*time.Minute {
+	if a.Database == "" || time.Duration(r.Messages) != 14*24*time.Hour || time.Duration(r.Events) != 48*time.Hour || a.KeyPackagesPerDevice != 50 || time.Duration(r.Interval) != 5*time.Minute {
 		t.Fatalf("parsed retention %+v database %q", r, a.Database)
 	}
-	for _, bad := range []string{"cairn {\n retention {\n  messages soon\n }\n}", "cairn {\n retention {\n  forever 1d\n }\n}", "cairn {\n retention {\n  key_packages_per_device 0\n }\n}"} {
+	for _, bad := range []string{"cairn {\n retention {\n  messages soon\n }\n}", "cairn {\n retention {\n  forever 1d\n }\n}", "cairn {\n key_packages_per_device 0\n}"} {
 		var a App
 		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad)); err == nil {
 			t.Errorf("accepted %q", bad)
@@ -285,6 +286,43 @@ func TestAppRetentionCaddyfileAndValidation(t *testing.T) {
 	bad := &App{Retention: &RetentionConfig{Messages: caddy.Duration(24 * time.Hour), Events: caddy.Duration(48 * time.Hour)}}
 	if err := provisionApp(t, bad); err == nil || !strings.Contains(err.Error(), "events") {
 		t.Errorf("events outliving messages accepted: %v", err)
+	}
+}
+
+// TestOneKeyPackageCap checks that the key-package cap is one setting of
+// the cairn app, which both cairn_delivery and retention read, and that the
+// two retired spellings are refused with an error naming the new one.
+func TestOneKeyPackageCap(t *testing.T) {
+	t.Setenv("CAIRN_LOG_HASH_KEY", strings.Repeat("k", 32))
+	a := &App{}
+	if err := provisionApp(t, a); err != nil {
+		t.Fatal(err)
+	}
+	if a.KeyPackagesPerDevice != delivery.DefaultMaxKeyPackagesPerDevice {
+		t.Errorf("default cap %d, want delivery's default %d", a.KeyPackagesPerDevice, delivery.DefaultMaxKeyPackagesPerDevice)
+	}
+	a = &App{KeyPackagesPerDevice: 7, Retention: &RetentionConfig{Interval: caddy.Duration(time.Hour)}}
+	if err := provisionApp(t, a); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Retention.config(a.KeyPackagesPerDevice).KeyPackagesPerDevice; got != 7 {
+		t.Errorf("retention trims to %d, want the app's 7", got)
+	}
+	if got := (*RetentionConfig)(nil).config(a.KeyPackagesPerDevice).KeyPackagesPerDevice; got != 7 {
+		t.Errorf("retention without a block trims to %d, want the app's 7", got)
+	}
+	retired := []struct {
+		src   string
+		parse func(*caddyfile.Dispenser) error
+	}{
+		{"cairn {\n retention {\n  key_packages_per_device 50\n }\n}", new(App).UnmarshalCaddyfile},
+		{"cairn_delivery {\n max_key_packages_per_device 50\n}", new(Delivery).UnmarshalCaddyfile},
+	}
+	for _, tc := range retired {
+		err := tc.parse(caddyfile.NewTestDispenser(tc.src))
+		if err == nil || !strings.Contains(err.Error(), "`key_packages_per_device 50` ") || !strings.Contains(err.Error(), "cairn global options") {
+			t.Errorf("%q: error %v, want one naming the cairn option key_packages_per_device", tc.src, err)
+		}
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -14,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cairn-chat/cairn-caddy/internal/atpauth"
+	"github.com/cairn-chat/cairn-caddy/internal/authfail"
 	"github.com/cairn-chat/cairn-caddy/internal/caller"
 	"github.com/cairn-chat/cairn-caddy/internal/metrics"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
@@ -23,13 +23,6 @@ func init() {
 	caddy.RegisterModule(new(Auth))
 	httpcaddyfile.RegisterHandlerDirective("cairn_auth", parseAuth)
 }
-
-// DeviceHeader is the request header a client may name its registered device
-// in, when the verified token does not carry one as the issuer's #fragment.
-const DeviceHeader = "X-Device-ID"
-
-// deviceIDPattern bounds a device ID taken from a header.
-var deviceIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 
 // userIDPlaceholder is Caddy's placeholder for the authenticated user; the
 // access log's user_id field comes from it. cairn puts only the keyed hash
@@ -158,26 +151,23 @@ func (a *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	nsid, _ := xrpc.NSIDFromPath(r.URL.Path)
 	v, err := a.verifier.Verify(r.Context(), r.Header.Get("Authorization"), nsid)
 	if err != nil {
-		reason := atpauth.Reason(err)
+		reason := authfail.Reason(err)
 		a.metrics.AuthOutcome("client", reason)
-		if c := requestLogger(a.logger, r).Check(zap.DebugLevel, "refused a service-auth token"); c != nil {
-			c.Write(zap.String("reason", reason))
-		}
 		if errors.Is(err, atpauth.ErrReplayUnavailable) {
 			a.metrics.BackendError("redis", "replay")
 		}
-		xrpc.WriteError(w, atpauth.XRPCError(err))
+		xe := authfail.XRPCError(err)
+		if !xe.ServerFault() {
+			if c := requestLogger(a.logger, r).Check(zap.DebugLevel, "refused a service-auth token"); c != nil {
+				c.Write(zap.String("reason", reason))
+			}
+		}
+		respondError(a.logger, w, r, xe, zap.String("reason", reason))
 		return nil
 	}
 	a.metrics.AuthOutcome("client", "ok")
 
-	id := v.Identity()
-	id.DeviceID = v.IssuerFragment
-	if id.DeviceID == "" {
-		if d := r.Header.Get(DeviceHeader); deviceIDPattern.MatchString(d) {
-			id.DeviceID = d
-		}
-	}
+	id := v.Identity(r.Header.Get(atpauth.DeviceHeader))
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set(userIDPlaceholder, a.app.Redact(id.DID))
 	}

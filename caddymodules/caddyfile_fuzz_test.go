@@ -56,11 +56,11 @@ func FuzzCaddyfile(f *testing.F) {
 	seeds := map[string][]string{
 		"cairn": {
 			"{\n mode development\n data_dir /tmp/x\n log_level debug\n log_hash_key abc\n redis redis://127.0.0.1:6379/0\n log_identities\n plc_url http://127.0.0.1:1\n did_web_allow_http\n resolver_allow_hosts a b\n}",
-			"{\n database postgres://x@127.0.0.1/db\n retention {\n  messages 14d\n  events 2d\n  key_packages_per_device 50\n  interval 5m\n }\n streams {\n  max_per_did 3\n  max 50000\n  notifier redis\n }\n}",
+			"{\n database postgres://x@127.0.0.1/db\n key_packages_per_device 50\n retention {\n  messages 14d\n  events 2d\n  interval 5m\n }\n streams {\n  max_per_did 3\n  max 50000\n  notifier redis\n }\n}",
 			"{\n redis\n database\n}", "{\n retention {\n  messages\n }\n}", "{\n streams {\n  notifier {\n  }\n }\n}",
 		},
 		"cairn_auth":          {"{\n service_did did:web:chat.example\n plc_url https://plc.directory\n leeway 3s\n max_token_lifetime 2m\n replay memory\n lxm_optional\n}", "{\n leeway -1s\n}"},
-		"cairn_delivery":      {"{\n max_message_size 1MiB\n max_members 50\n max_devices 5\n max_key_packages_per_device 100\n max_key_package_lifetime 30d\n message_ttl 7d\n websocket_endpoint wss://chat.example.com/xrpc/blue.catbird.mls.subscribeConvoEvents\n}", "{\n max_message_size 2GiB\n}"},
+		"cairn_delivery":      {"{\n max_message_size 1MiB\n max_members 50\n max_devices 5\n max_key_package_lifetime 30d\n message_ttl 7d\n websocket_endpoint wss://chat.example.com/xrpc/blue.catbird.mls.subscribeConvoEvents\n}", "{\n max_message_size 2GiB\n}"},
 		"cairn_metrics":       {"{\n bearer_token sha256:00\n}", ""},
 		"cairn_operator_auth": {"{\n oidc {\n  issuer https://sso.example/realms/ops\n  audience cairn\n  role_claim realm_access.roles\n  required_role admin\n  allow_http_issuer\n }\n static_token_hash sha256:00\n}"},
 		"cairn_rate_limit": {

@@ -14,7 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/dustin/go-humanize"
+	"go.uber.org/zap"
 
 	"github.com/cairn-chat/cairn-caddy/internal/delivery"
 	"github.com/cairn-chat/cairn-caddy/internal/realtime"
@@ -44,7 +44,6 @@ func init() {
 //
 //	cairn_delivery {
 //	    max_message_size           10MiB
-//	    max_key_packages_per_device 200
 //	    max_key_package_lifetime   90d
 //	    max_members                1000
 //	    max_devices                10
@@ -55,9 +54,6 @@ type Delivery struct {
 	// MaxMessageBytes bounds one message's or commit's ciphertext. Default
 	// 10 MiB.
 	MaxMessageBytes int `json:"max_message_bytes,omitempty"`
-	// MaxKeyPackagesPerDevice caps a device's available key packages.
-	// Default 200.
-	MaxKeyPackagesPerDevice int `json:"max_key_packages_per_device,omitempty"`
 	// MaxKeyPackageLifetime caps how long a key package is handed out,
 	// whatever lifetime it declares. Default 90 days.
 	MaxKeyPackageLifetime caddy.Duration `json:"max_key_package_lifetime,omitempty"`
@@ -76,8 +72,9 @@ type Delivery struct {
 	// wss://<request host>/xrpc/blue.catbird.mls.subscribeConvoEvents.
 	WebSocketEndpoint string `json:"websocket_endpoint,omitempty"`
 
-	app  *App
-	lazy *lazyHandlers
+	app    *App
+	lazy   *lazyHandlers
+	logger *zap.Logger
 }
 
 // lazyHandlers holds a Delivery's handlers once built.
@@ -106,7 +103,7 @@ func (d *Delivery) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("cairn_delivery: %w", err)
 	}
 	app.UseStore()
-	d.app, d.lazy = app, new(lazyHandlers)
+	d.app, d.lazy, d.logger = app, new(lazyHandlers), app.ModuleLogger(ctx)
 	return nil
 }
 
@@ -128,18 +125,19 @@ func (d *Delivery) handlers(ctx context.Context) (*deliveryHandlers, error) {
 	}
 	h := new(deliveryHandlers)
 	node := run.Realtime
-	if h.realtime, err = realtime.NewServer(realtime.ServerConfig{Hub: node.Hub, Tickets: node.Tickets, Endpoint: d.WebSocketEndpoint}); err != nil {
+	if h.realtime, err = realtime.NewServer(realtime.ServerConfig{Hub: node.Hub, Tickets: node.Tickets, Endpoint: d.WebSocketEndpoint, OnServerError: serverErrorLogger(d.logger)}); err != nil {
 		return nil, fmt.Errorf("cairn_delivery: %w", err)
 	}
 	h.service, err = delivery.New(delivery.Config{
 		Store:                   run.Store,
 		OnChange:                node.Hub.Notify,
 		MaxMessageBytes:         d.MaxMessageBytes,
-		MaxKeyPackagesPerDevice: d.MaxKeyPackagesPerDevice,
+		MaxKeyPackagesPerDevice: d.app.KeyPackagesPerDevice,
 		MaxKeyPackageLifetime:   time.Duration(d.MaxKeyPackageLifetime),
 		MaxMembers:              d.MaxMembers,
 		MaxDevices:              d.MaxDevices,
 		MessageTTL:              time.Duration(d.MessageTTL),
+		OnServerError:           serverErrorLogger(d.logger),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cairn_delivery: %w", err)
@@ -165,8 +163,13 @@ func (d *Delivery) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		if r.Context().Err() != nil {
 			return nil // the client left while the app was starting
 		}
-		w.Header().Set("Retry-After", "1")
-		xrpc.WriteError(w, &xrpc.Error{Status: http.StatusServiceUnavailable, Name: "ServiceUnavailable", Message: "the delivery service is not available"})
+		respondError(d.logger, w, r, &xrpc.Error{
+			Status:  http.StatusServiceUnavailable,
+			Name:    "ServiceUnavailable",
+			Message: "the delivery service is not available",
+			Header:  http.Header{"Retry-After": {"1"}},
+			Err:     err,
+		})
 		return nil
 	}
 	switch {
@@ -213,19 +216,19 @@ func (d *Delivery) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 		}
 		switch opt {
 		case "max_message_size":
-			n, err := humanize.ParseBytes(v)
-			if err != nil || n == 0 || n > 1<<30 {
-				return disp.Errf("max_message_size %q: want a size such as 10MiB, at most 1GiB", v)
+			n, err := byteSize(v)
+			if err != nil || n > 1<<30 {
+				return disp.Errf("max_message_size %q: want a whole number of bytes such as 10MiB, at most 1GiB", v)
 			}
 			d.MaxMessageBytes = int(n)
-		case "max_key_packages_per_device", "max_members", "max_devices":
-			var n int
-			if _, err := fmt.Sscanf(v, "%d", &n); err != nil || n < 1 {
-				return disp.Errf("%s %q: want a positive whole number", opt, v)
+		case "max_key_packages_per_device":
+			return disp.Errf("cairn_delivery max_key_packages_per_device has moved: write `key_packages_per_device %s` in the cairn global options, where cairn_delivery and retention both read it", v)
+		case "max_members", "max_devices":
+			n, err := positiveInt(v)
+			if err != nil {
+				return disp.Errf("%s %q: %v", opt, v, err)
 			}
 			switch opt {
-			case "max_key_packages_per_device":
-				d.MaxKeyPackagesPerDevice = n
 			case "max_members":
 				d.MaxMembers = n
 			case "max_devices":

@@ -22,6 +22,7 @@ const deliveryCaddyfile = `{
 	}
 }
 http://127.0.0.1:{PORT} {
+	cairn_request_id
 	route /xrpc/* {
 		cairn_auth {
 			service_did did:web:gateway.test
@@ -29,6 +30,9 @@ http://127.0.0.1:{PORT} {
 		}
 		cairn_delivery
 		error 501
+	}
+	handle /boom {
+		error "kaboom" 500
 	}
 	handle_errors {
 		cairn_xrpc_errors

@@ -10,6 +10,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 )
 
 func TestDeliveryCaddyfile(t *testing.T) {
@@ -59,7 +60,7 @@ func TestDeliveryWaitsForTheAppToStart(t *testing.T) {
 			t.Fatal(err)
 		}
 		a.UseStore()
-		return a, &Delivery{app: a, lazy: new(lazyHandlers)}
+		return a, &Delivery{app: a, lazy: new(lazyHandlers), logger: zap.NewNop()}
 	}
 	serve := func(d *Delivery, path string) (*httptest.ResponseRecorder, bool) {
 		rec := httptest.NewRecorder()

@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
 
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
 )
@@ -40,6 +41,7 @@ type Metrics struct {
 	tokenHash [sha256.Size]byte
 	needToken bool
 	handler   http.Handler
+	logger    *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -62,6 +64,7 @@ func (m *Metrics) Provision(ctx caddy.Context) error {
 	} else if m.BearerToken != "" {
 		return fmt.Errorf("cairn_metrics bearer_token %q expands to an empty value", m.BearerToken)
 	}
+	m.logger = app.ModuleLogger(ctx)
 	gatherers := prometheus.Gatherers{ctx.GetMetricsRegistry(), app.Metrics().Registry}
 	m.handler = promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	return nil
@@ -74,7 +77,7 @@ func (m *Metrics) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		sum := sha256.Sum256([]byte(tok))
 		if !ok || subtle.ConstantTimeCompare(sum[:], m.tokenHash[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="cairn metrics"`)
-			xrpc.WriteError(w, xrpc.Errorf(http.StatusUnauthorized, "AuthRequired", "a valid bearer token is required for metrics"))
+			respondError(m.logger, w, r, xrpc.Errorf(http.StatusUnauthorized, "AuthRequired", "a valid bearer token is required for metrics"))
 			return nil
 		}
 	}

@@ -13,16 +13,15 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/cairn-chat/cairn-caddy/internal/authfail"
 	"github.com/cairn-chat/cairn-caddy/internal/metrics"
 	"github.com/cairn-chat/cairn-caddy/internal/operatorauth"
 	"github.com/cairn-chat/cairn-caddy/internal/worker"
-	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
 )
 
 func init() {
 	caddy.RegisterModule(new(OperatorAuth))
 	httpcaddyfile.RegisterHandlerDirective("cairn_operator_auth", parseOperatorAuth)
-	httpcaddyfile.RegisterDirectiveOrder("cairn_operator_auth", httpcaddyfile.Before, "basic_auth")
 }
 
 // OperatorAuth guards the operator API on the internal site. It accepts an
@@ -154,12 +153,15 @@ func (o *OperatorAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 			firstErr = err
 		}
 	}
-	reason := operatorauth.Reason(firstErr)
+	reason := authfail.Reason(firstErr)
 	o.metrics.AuthOutcome("operator", reason)
-	if c := requestLogger(o.logger, r).Check(zap.InfoLevel, "refused an operator request"); c != nil {
-		c.Write(zap.String("reason", reason))
+	xe := authfail.XRPCError(firstErr)
+	if !xe.ServerFault() {
+		if c := requestLogger(o.logger, r).Check(zap.InfoLevel, "refused an operator request"); c != nil {
+			c.Write(zap.String("reason", reason))
+		}
 	}
-	xrpc.WriteError(w, operatorauth.XRPCError(firstErr))
+	respondError(o.logger, w, r, xe, zap.String("reason", reason))
 	return nil
 }
 

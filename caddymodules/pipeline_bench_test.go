@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
 
 	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
+	"github.com/cairn-chat/cairn-caddy/internal/ratelimit"
 )
 
 // BenchmarkPipeline measures what the edge modules add to a request, in
@@ -43,12 +44,12 @@ func BenchmarkPipeline(b *testing.B) {
 	secHeaders := new(SecurityHeaders)
 	rateLimit := &RateLimit{
 		Backend: backendMemory,
-		Zones: []*Zone{
-			{Name: "ip", Key: KeyIP, Rate: "1000000/1s"},
-			{Name: "did", Key: KeyDID, Rate: "1000000/1s", MatchNSIDs: []string{"blue.catbird.mls.*"}},
+		Zones: []*ratelimit.Zone{
+			{Name: "ip", Key: ratelimit.KeyIP, Rate: "1000000/1s"},
+			{Name: "did", Key: ratelimit.KeyDID, Rate: "1000000/1s", MatchNSIDs: []string{"blue.catbird.mls.*"}},
 		},
 	}
-	for _, p := range []caddy.Provisioner{xrpcMetrics, secHeaders, rateLimit} {
+	for _, p := range []caddy.Provisioner{requestID, xrpcMetrics, secHeaders, rateLimit} {
 		if err := p.Provision(ctx); err != nil {
 			b.Fatal(err)
 		}

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"slices"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -16,7 +14,6 @@ import (
 	"github.com/cairn-chat/cairn-caddy/internal/caller"
 	"github.com/cairn-chat/cairn-caddy/internal/metrics"
 	"github.com/cairn-chat/cairn-caddy/internal/ratelimit"
-	"github.com/cairn-chat/cairn-caddy/internal/redact"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
 )
 
@@ -24,16 +21,6 @@ func init() {
 	caddy.RegisterModule(new(RateLimit))
 	httpcaddyfile.RegisterHandlerDirective("cairn_rate_limit", parseRateLimit)
 }
-
-// Zone key kinds.
-const (
-	// KeyIP keys a zone by the client IP as Caddy determines it (honouring
-	// trusted_proxies), IPv6 grouped by /64.
-	KeyIP = "ip"
-	// KeyDID keys a zone by the verified caller DID that cairn_auth put in
-	// the request context, and by the client IP when there is none.
-	KeyDID = "did"
-)
 
 // Backends of the limiter.
 const (
@@ -80,7 +67,7 @@ type RateLimit struct {
 	// ("public", "edge", "api") before Zones.
 	Presets []string `json:"presets,omitempty"`
 	// Zones are the operator's zones.
-	Zones []*Zone `json:"zones,omitempty"`
+	Zones []*ratelimit.Zone `json:"zones,omitempty"`
 	// Backend is "auto" (default: Redis when the cairn app has one, memory
 	// otherwise), "memory" or "redis" (which requires Redis in the cairn app).
 	Backend string `json:"backend,omitempty"`
@@ -88,40 +75,9 @@ type RateLimit struct {
 	// (default), "allow" or "deny".
 	OnBackendError string `json:"on_backend_error,omitempty"`
 
-	zones   []*Zone
-	limiter ratelimit.Limiter
-	hasher  *redact.Hasher
+	zones   *ratelimit.Zones
 	metrics *metrics.Metrics
 	logger  *zap.Logger
-}
-
-// Zone is one named rate limit.
-type Zone struct {
-	// Name identifies the zone in metrics and in the limiter's keys; it must
-	// be unique within the handler.
-	Name string `json:"name"`
-	// Key is "ip" or "did".
-	Key string `json:"key"`
-	// Rate is "<n>/<period>", for example "60/1m".
-	Rate string `json:"rate"`
-	// Burst is how many requests an idle key may make at once; 0 means the
-	// rate's n.
-	Burst int `json:"burst,omitempty"`
-	// MatchNSIDs limits the zone to XRPC methods (/xrpc/<nsid>). An entry
-	// ending in ".*" matches a namespace.
-	MatchNSIDs []string `json:"match_nsids,omitempty"`
-	// MatchPaths limits the zone to request paths. An entry ending in "*"
-	// matches a prefix.
-	MatchPaths []string `json:"match_paths,omitempty"`
-	// MatchMethods limits the zone to HTTP methods.
-	MatchMethods []string `json:"match_methods,omitempty"`
-	// Otherwise applies the zone only to requests that no other zone of the
-	// same key kind in this handler matched ("everything else"). Among
-	// several such zones of one key kind, the first that matches applies.
-	Otherwise bool `json:"otherwise,omitempty"`
-
-	limit     ratelimit.Limit
-	decisions *metrics.ZoneDecisions
 }
 
 // CaddyModule returns the Caddy module information.
@@ -132,39 +88,14 @@ func (*RateLimit) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision resolves presets and zones and builds the limiter.
+// Provision builds the limiter and the zones.
 func (rl *RateLimit) Provision(ctx caddy.Context) error {
 	app, err := cairnApp(ctx)
 	if err != nil {
 		return err
 	}
 	rl.metrics = app.Metrics()
-	rl.hasher = app.Hasher()
 	rl.logger = app.ModuleLogger(ctx)
-
-	rl.zones = nil
-	for _, p := range rl.Presets {
-		zones, err := presetZones(p)
-		if err != nil {
-			return err
-		}
-		rl.zones = append(rl.zones, zones...)
-	}
-	rl.zones = append(rl.zones, rl.Zones...)
-	if len(rl.zones) == 0 {
-		return fmt.Errorf("cairn_rate_limit: no zones; add a `zone` block or a `preset` (public, edge, api)")
-	}
-	seen := map[string]bool{}
-	for _, z := range rl.zones {
-		if err := z.provision(); err != nil {
-			return fmt.Errorf("cairn_rate_limit: %w", err)
-		}
-		if seen[z.Name] {
-			return fmt.Errorf("cairn_rate_limit: zone %q is defined twice (a preset may already define it; rename yours)", z.Name)
-		}
-		seen[z.Name] = true
-		z.decisions = rl.metrics.RateLimitZone(z.Name)
-	}
 
 	if rl.Backend == "" {
 		rl.Backend = backendAuto
@@ -176,219 +107,95 @@ func (rl *RateLimit) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("cairn_rate_limit on_backend_error %q: want local, allow or deny", rl.OnBackendError)
 	}
+	var limiter ratelimit.Limiter
 	switch rl.Backend {
 	case backendMemory:
-		rl.limiter = app.LocalLimiter()
+		limiter = app.LocalLimiter()
 	case backendRedis, backendAuto:
 		if app.RedisClient() == nil {
 			if rl.Backend == backendRedis {
 				return fmt.Errorf("cairn_rate_limit backend redis: no Redis is configured; set `redis <url>` in the cairn global options")
 			}
-			rl.limiter = app.LocalLimiter()
+			limiter = app.LocalLimiter()
 			break
 		}
-		if rl.limiter, err = app.SharedLimiter(policy); err != nil {
+		if limiter, err = app.SharedLimiter(policy); err != nil {
 			return fmt.Errorf("cairn_rate_limit: %w", err)
 		}
 	default:
 		return fmt.Errorf("cairn_rate_limit backend %q: want auto, memory or redis", rl.Backend)
 	}
-	return nil
-}
-
-func (z *Zone) provision() error {
-	if z.Name == "" || strings.ContainsAny(z.Name, " |{}") {
-		return fmt.Errorf("zone name %q: use letters, digits, '-' or '_'", z.Name)
-	}
-	if z.Key != KeyIP && z.Key != KeyDID {
-		return fmt.Errorf("zone %s: key %q: want ip or did", z.Name, z.Key)
-	}
-	rate, period, err := ratelimit.ParseRate(z.Rate)
+	rl.zones, err = ratelimit.NewZones(ratelimit.ZonesConfig{
+		Presets:  rl.Presets,
+		Zones:    rl.Zones,
+		Limiter:  limiter,
+		Hasher:   app.Hasher(),
+		Observer: func(zone string) ratelimit.ZoneObserver { return rl.metrics.RateLimitZone(zone) },
+	})
 	if err != nil {
-		return fmt.Errorf("zone %s: rate %q: %w", z.Name, z.Rate, err)
-	}
-	z.limit = ratelimit.Limit{Rate: rate, Period: period, Burst: z.Burst}
-	if err := z.limit.Validate(); err != nil {
-		return fmt.Errorf("zone %s: %w", z.Name, err)
-	}
-	for i, m := range z.MatchMethods {
-		z.MatchMethods[i] = strings.ToUpper(m)
+		return fmt.Errorf("cairn_rate_limit: %w", err)
 	}
 	return nil
-}
-
-// matches reports whether the zone's conditions (all kinds given) hold.
-func (z *Zone) matches(r *http.Request, nsid string, isXRPC bool) bool {
-	if len(z.MatchNSIDs) > 0 {
-		if !isXRPC || !matchesAny(z.MatchNSIDs, nsid, matchNSID) {
-			return false
-		}
-	}
-	if len(z.MatchPaths) > 0 && !matchesAny(z.MatchPaths, r.URL.Path, matchPath) {
-		return false
-	}
-	if len(z.MatchMethods) > 0 && !slices.Contains(z.MatchMethods, r.Method) {
-		return false
-	}
-	return true
-}
-
-func matchesAny(patterns []string, s string, match func(pattern, s string) bool) bool {
-	for _, p := range patterns {
-		if match(p, s) {
-			return true
-		}
-	}
-	return false
-}
-
-func matchNSID(pattern, nsid string) bool {
-	if ns, ok := strings.CutSuffix(pattern, "*"); ok {
-		return strings.HasPrefix(nsid, ns)
-	}
-	return pattern == nsid
-}
-
-func matchPath(pattern, path string) bool {
-	if prefix, ok := strings.CutSuffix(pattern, "*"); ok {
-		return strings.HasPrefix(path, prefix)
-	}
-	return pattern == path
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	var buf [8]*Zone
-	zones := rl.applicableZones(r, buf[:0])
-	if len(zones) == 0 {
-		return next.ServeHTTP(w, r)
+	d, err := rl.zones.Allow(r.Context(), limitRequest(r))
+	if err != nil {
+		rl.backendFailure(w, r, err)
+		return nil
 	}
-	var keys zoneKeys
-	rl.requestKeys(&keys, r)
-	var tightest ratelimit.Result
-	for i, z := range zones {
-		// The concatenation is the only allocation: Go reads string(…) of
-		// a byte slice in place when it is an operand of +.
-		res, err := rl.limiter.Allow(r.Context(), z.Name+string(keys.forZone(z)), z.limit)
-		if err != nil {
-			return rl.backendFailure(w, r, err)
-		}
-		z.decisions.Record(res.Allowed, res.Source.String())
-		if !res.Allowed {
-			return rl.refuse(w, z, res)
-		}
-		if i == 0 || res.Remaining < tightest.Remaining {
-			tightest = res
-		}
+	if !d.Allowed {
+		rl.refuse(w, r, d)
+		return nil
 	}
-	tightest.SetHeaders(w.Header())
+	if d.Matched {
+		d.Result.SetHeaders(w.Header())
+	}
 	return next.ServeHTTP(w, r)
 }
 
-// applicableZones appends to out the zones that apply to r: every matching
-// zone without `otherwise`, then, for each key kind none of those covered,
-// the first matching `otherwise` zone.
-func (rl *RateLimit) applicableZones(r *http.Request, out []*Zone) []*Zone {
-	nsid, isXRPC := xrpc.NSIDFromPath(r.URL.Path)
-	var coveredIP, coveredDID bool
-	for _, z := range rl.zones {
-		if !z.Otherwise && z.matches(r, nsid, isXRPC) {
-			out = append(out, z)
-			if z.Key == KeyIP {
-				coveredIP = true
-			} else {
-				coveredDID = true
-			}
-		}
+// limitRequest is what the zones read of r: the method, path and XRPC
+// method, the client IP as Caddy determined it (trusted proxies honoured; a
+// forged X-Forwarded-For from an untrusted peer ignored), and the caller
+// cairn_auth verified, if any.
+func limitRequest(r *http.Request) ratelimit.Request {
+	req := ratelimit.Request{Method: r.Method, Path: r.URL.Path}
+	req.NSID, _ = xrpc.NSIDFromPath(r.URL.Path)
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok {
+		// Caddy always sets the variable; without one (a unit test, a unix
+		// socket) the zero Addr shares one bucket.
+		req.ClientIP, _ = netip.ParseAddr(ip)
 	}
-	for _, z := range rl.zones {
-		if !z.Otherwise {
-			continue
-		}
-		covered := &coveredDID
-		if z.Key == KeyIP {
-			covered = &coveredIP
-		}
-		if !*covered && z.matches(r, nsid, isXRPC) {
-			out = append(out, z)
-			*covered = true
-		}
-	}
-	return out
-}
-
-// zoneKeys are the identity parts of a request's limiter keys: "|ip|" or
-// "|did|" and a keyed hash. They never carry a raw identity: they hold the
-// keyed hash of the IP group or DID, so neither Redis nor a memory dump
-// holds identities. Each is hashed once per request, whatever the number of
-// zones, into a buffer on the caller's stack.
-type zoneKeys struct {
-	buf [len("|ip|") + len("|did|") + 2*redact.HashLen]byte
-	// buf[:ipEnd] is the IP part; buf[ipEnd:didEnd] the DID part, empty
-	// when the caller is not verified.
-	ipEnd, didEnd int
-}
-
-func (rl *RateLimit) requestKeys(k *zoneKeys, r *http.Request) {
-	var ipKey [64]byte
-	b := append(k.buf[:0], "|ip|"...)
-	b = rl.hasher.AppendHash(b, string(appendClientIPKey(ipKey[:0], r)))
-	k.ipEnd, k.didEnd = len(b), len(b)
 	if id, ok := caller.From(r.Context()); ok {
-		b = rl.hasher.AppendHash(append(b, "|did|"...), id.DID)
-		k.didEnd = len(b)
+		req.DID = id.DID
 	}
+	return req
 }
 
-// forZone returns the key suffix for z: the DID for a did zone when the
-// caller is verified, the IP group otherwise.
-func (k *zoneKeys) forZone(z *Zone) []byte {
-	if z.Key == KeyDID && k.didEnd > k.ipEnd {
-		return k.buf[k.ipEnd:k.didEnd]
-	}
-	return k.buf[:k.ipEnd]
-}
-
-func (rl *RateLimit) refuse(w http.ResponseWriter, z *Zone, res ratelimit.Result) error {
+func (rl *RateLimit) refuse(w http.ResponseWriter, r *http.Request, d ratelimit.Decision) {
 	h := http.Header{}
-	res.SetHeaders(h)
-	xrpc.WriteError(w, &xrpc.Error{
+	d.Result.SetHeaders(h)
+	respondError(rl.logger, w, r, &xrpc.Error{
 		Status:  http.StatusTooManyRequests,
 		Name:    "RateLimitExceeded",
-		Message: fmt.Sprintf("rate limit %q exceeded (%s); retry in %d s", z.Name, z.limit, res.RetryAfterSeconds()),
+		Message: fmt.Sprintf("rate limit %q exceeded (%s); retry in %d s", d.Zone, d.Result.Limit, d.Result.RetryAfterSeconds()),
 		Header:  h,
 	})
-	return nil
 }
 
 // backendFailure answers a limiter error that no failover policy absorbed
 // (the memory store does not fail; this is a shared store without a policy
 // result). It fails closed.
-func (rl *RateLimit) backendFailure(w http.ResponseWriter, r *http.Request, err error) error {
+func (rl *RateLimit) backendFailure(w http.ResponseWriter, r *http.Request, err error) {
 	rl.metrics.BackendError("ratelimit", "allow")
-	requestLogger(rl.logger, r).Error("rate limiter failed; refusing the request", zap.Error(err))
-	xrpc.WriteError(w, &xrpc.Error{
+	respondError(rl.logger, w, r, &xrpc.Error{
 		Status:  http.StatusServiceUnavailable,
 		Name:    "ServiceUnavailable",
 		Message: "the rate limiter is unavailable; retry shortly",
 		Header:  http.Header{"Retry-After": {"1"}},
-		Err:     err,
+		Err:     fmt.Errorf("rate limiter failed; refusing the request: %w", err),
 	})
-	return nil
-}
-
-// appendClientIPKey appends the rate-limit key of the request's client IP,
-// as Caddy determined it (trusted proxies honoured; a forged
-// X-Forwarded-For from an untrusted peer ignored).
-func appendClientIPKey(dst []byte, r *http.Request) []byte {
-	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	addr, err := netip.ParseAddr(ip)
-	if err != nil {
-		// Caddy always sets the variable; a request without one (a unit
-		// test, a unix socket) shares one bucket rather than none.
-		return append(dst, "unknown"...)
-	}
-	return ratelimit.AppendIPKey(dst, addr)
 }
 
 func parseRateLimit(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -419,11 +226,11 @@ func (rl *RateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "zone":
-			z := new(Zone)
+			z := new(ratelimit.Zone)
 			if !d.AllArgs(&z.Name) {
 				return d.Errf("zone needs a name: zone <name> { … }")
 			}
-			if err := z.unmarshalCaddyfile(d); err != nil {
+			if err := unmarshalZone(d, z); err != nil {
 				return err
 			}
 			rl.Zones = append(rl.Zones, z)
@@ -434,13 +241,15 @@ func (rl *RateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-func (z *Zone) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+func unmarshalZone(d *caddyfile.Dispenser, z *ratelimit.Zone) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch d.Val() {
 		case "key":
-			if !d.AllArgs(&z.Key) {
+			var key string
+			if !d.AllArgs(&key) {
 				return d.ArgErr()
 			}
+			z.Key = ratelimit.KeyKind(key)
 		case "rate":
 			if !d.AllArgs(&z.Rate) {
 				return d.ArgErr()
@@ -450,9 +259,11 @@ func (z *Zone) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&s) {
 				return d.ArgErr()
 			}
-			if _, err := fmt.Sscanf(s, "%d", &z.Burst); err != nil || z.Burst < 1 {
-				return d.Errf("burst %q: want a positive whole number", s)
+			n, err := positiveInt(s)
+			if err != nil {
+				return d.Errf("burst %q: %v", s, err)
 			}
+			z.Burst = n
 		case "match":
 			if !d.NextArg() {
 				return d.Errf("match needs a kind: nsid, path or method")

@@ -29,7 +29,9 @@ const requestIDVar = "request_id"
 // request.
 //
 // Caddyfile: `cairn_request_id` (no options).
-type RequestID struct{}
+type RequestID struct {
+	logger *zap.Logger
+}
 
 // CaddyModule returns the Caddy module information.
 func (*RequestID) CaddyModule() caddy.ModuleInfo {
@@ -39,15 +41,22 @@ func (*RequestID) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
+// Provision takes the module's logger.
+func (rid *RequestID) Provision(ctx caddy.Context) error {
+	rid.logger = ctx.Logger()
+	return nil
+}
+
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
-func (*RequestID) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+func (rid *RequestID) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	var inbound string
 	if v := r.Header[requestIDHeader]; len(v) > 0 {
 		inbound = v[0]
 	}
 	id, err := requestid.Resolve(inbound)
 	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+		respondError(rid.logger, w, r, err)
+		return nil
 	}
 	// One value slice serves both header maps: net/http and Caddy only read
 	// or replace header values, never write into the slices.
@@ -66,9 +75,15 @@ func (*RequestID) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 var requestIDHeader = http.CanonicalHeaderKey(requestid.Header)
 
 // requestLogger returns base with the request's ID attached, for every log
-// line a cairn module writes about a request.
+// line a cairn module writes about a request. It reads the ID from the
+// context cairn_request_id passed on or, in an error route (which sees the
+// request as the server received it), from the request variable.
 func requestLogger(base *zap.Logger, r *http.Request) *zap.Logger {
-	if id := requestid.From(r.Context()); id != "" {
+	id := requestid.From(r.Context())
+	if id == "" {
+		id, _ = caddyhttp.GetVar(r.Context(), requestIDVar).(string)
+	}
+	if id != "" {
 		return base.With(zap.String(requestIDVar, id))
 	}
 	return base
@@ -93,6 +108,7 @@ func (*RequestID) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // Interface guards
 var (
+	_ caddy.Provisioner           = (*RequestID)(nil)
 	_ caddyhttp.MiddlewareHandler = (*RequestID)(nil)
 	_ caddyfile.Unmarshaler       = (*RequestID)(nil)
 )

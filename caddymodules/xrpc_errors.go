@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
 )
@@ -26,7 +27,9 @@ func init() {
 // detail — is never sent.
 //
 // Caddyfile (inside handle_errors): `cairn_xrpc_errors`.
-type XRPCErrors struct{}
+type XRPCErrors struct {
+	logger *zap.Logger
+}
 
 // CaddyModule returns the Caddy module information.
 func (*XRPCErrors) CaddyModule() caddy.ModuleInfo {
@@ -36,20 +39,27 @@ func (*XRPCErrors) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// ServeHTTP implements caddyhttp.MiddlewareHandler.
-func (*XRPCErrors) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+// Provision takes the module's logger.
+func (x *XRPCErrors) Provision(ctx caddy.Context) error {
+	x.logger = ctx.Logger()
+	return nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler. A server fault is
+// logged here, once, at error level with the request ID: with an error
+// route configured, Caddy itself logs handler errors only at debug level.
+func (x *XRPCErrors) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	err, _ := r.Context().Value(caddyhttp.ErrorCtxKey).(error)
 	var xe *xrpc.Error
-	if errors.As(err, &xe) {
-		xrpc.WriteError(w, xe)
-		return nil
+	if !errors.As(err, &xe) {
+		status := http.StatusInternalServerError
+		var he caddyhttp.HandlerError
+		if errors.As(err, &he) && he.StatusCode >= 400 {
+			status = he.StatusCode
+		}
+		xe = &xrpc.Error{Status: status, Name: genericErrorName(status), Message: http.StatusText(status), Err: err}
 	}
-	status := http.StatusInternalServerError
-	var he caddyhttp.HandlerError
-	if errors.As(err, &he) && he.StatusCode >= 400 {
-		status = he.StatusCode
-	}
-	xrpc.WriteError(w, &xrpc.Error{Status: status, Name: genericErrorName(status), Message: http.StatusText(status)})
+	respondError(x.logger, w, r, xe)
 	return nil
 }
 
@@ -98,6 +108,7 @@ func (*XRPCErrors) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // Interface guards
 var (
+	_ caddy.Provisioner           = (*XRPCErrors)(nil)
 	_ caddyhttp.MiddlewareHandler = (*XRPCErrors)(nil)
 	_ caddyfile.Unmarshaler       = (*XRPCErrors)(nil)
 )

@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
 )
@@ -31,7 +32,8 @@ type XRPCProxy struct {
 	// Upstream is the base URL calls are forwarded to (http or https).
 	Upstream string `json:"upstream,omitempty"`
 
-	proxy *httputil.ReverseProxy
+	proxy  *httputil.ReverseProxy
+	logger *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -51,6 +53,7 @@ func (p *XRPCProxy) Provision(ctx caddy.Context) error {
 	if err := app.RequireDevelopment("cairn_xrpc_proxy (a direct XRPC proxy)"); err != nil {
 		return err
 	}
+	p.logger = app.ModuleLogger(ctx)
 	target, err := url.Parse(p.Upstream)
 	if err != nil || (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" {
 		return fmt.Errorf("cairn_xrpc_proxy upstream %q: want an absolute http:// or https:// URL", p.Upstream)
@@ -60,8 +63,8 @@ func (p *XRPCProxy) Provision(ctx caddy.Context) error {
 			pr.SetURL(target)
 			pr.SetXForwarded()
 		},
-		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-			xrpc.WriteError(w, &xrpc.Error{Status: http.StatusBadGateway, Name: "UpstreamFailure", Message: "the development upstream did not answer", Err: err})
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			respondError(p.logger, w, r, &xrpc.Error{Status: http.StatusBadGateway, Name: "UpstreamFailure", Message: "the development upstream did not answer", Err: err})
 		},
 	}
 	return nil

@@ -11,12 +11,13 @@
 // PLC directory, did:web through the host's /.well-known/did.json) with
 // caching, request coalescing and guards against server-side request forgery.
 //
-// Every refusal wraps one of the package's sentinel errors; [XRPCError] and
-// [Reason] turn any error returned here into the XRPC response and a bounded
-// metric label. Errors never contain the token or the caller's DID, so they
+// Every refusal wraps one of the package's sentinel errors, each an
+// authfail.Failure; authfail.XRPCError and authfail.Reason turn any error
+// returned here into the XRPC response and a bounded metric label. Errors never contain the token or the caller's DID, so they
 // are safe to log.
 //
 // The package knows nothing of Caddy or HTTP routing: the cairn_auth module
 // extracts the Authorization header and the endpoint NSID, calls
-// [Verifier.Verify] and puts the returned identity into the request context.
+// [Verifier.Verify] and puts the identity [Verified.Identity] returns (with
+// the device rule applied) into the request context.
 package atpauth

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/cairn-chat/cairn-caddy/internal/atprototest"
+	"github.com/cairn-chat/cairn-caddy/internal/authfail"
 	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 )
 
@@ -188,7 +189,7 @@ func TestInteropAtprotoReference(t *testing.T) {
 			if !errors.Is(err, c.want) || got != nil {
 				t.Fatalf("Verify = %v, %v; want %v", got, err, c.want)
 			}
-			if xe := XRPCError(err); xe.Status != 401 || xe.Name != c.xrpc {
+			if xe := authfail.XRPCError(err); xe.Status != 401 || xe.Name != c.xrpc {
 				t.Fatalf("XRPC error %d %s, want 401 %s", xe.Status, xe.Name, c.xrpc)
 			}
 		})
@@ -200,7 +201,7 @@ func TestInteropAtprotoReference(t *testing.T) {
 				t.Fatalf("%s first use: %v", name, err)
 			}
 			_, err := v.Verify(context.Background(), minted[name], testNSID)
-			if !errors.Is(err, ErrReplayed) || XRPCError(err).Name != "JwtReplayed" {
+			if !errors.Is(err, ErrReplayed) || authfail.XRPCError(err).Name != "JwtReplayed" {
 				t.Fatalf("%s replay: %v, want JwtReplayed", name, err)
 			}
 		}
@@ -247,7 +248,7 @@ func TestInteropAtprotoReference(t *testing.T) {
 		if !errors.Is(err, ErrDIDBlocked) || !errors.Is(err, errBlockedAddress) {
 			t.Fatalf("Verify = %v, want ErrDIDBlocked from the dial guard", err)
 		}
-		if xe := XRPCError(err); xe.Status != 401 || xe.Name != "BadJwtIss" {
+		if xe := authfail.XRPCError(err); xe.Status != 401 || xe.Name != "BadJwtIss" {
 			t.Fatalf("XRPC error %d %s, want 401 BadJwtIss", xe.Status, xe.Name)
 		}
 		// The same server, reached through a did:web with a port, is

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/cairn-chat/cairn-caddy/internal/authfail"
 )
 
 func TestParseToken(t *testing.T) {
@@ -72,7 +74,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		tok, err := parseToken(s)
 		if err != nil {
-			if Reason(err) == reasonInternal {
+			if authfail.Reason(err) == authfail.ReasonInternal {
 				t.Fatalf("error without sentinel: %v", err)
 			}
 			if tok != nil {

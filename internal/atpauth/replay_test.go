@@ -12,6 +12,7 @@ import (
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/cairn-chat/cairn-caddy/internal/authfail"
 	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 )
 
@@ -140,7 +141,7 @@ func TestRedisUnreachableFailsClosed(t *testing.T) {
 	if !errors.Is(err, ErrReplayUnavailable) {
 		t.Fatalf("Verify = %v, want ErrReplayUnavailable", err)
 	}
-	if xe := XRPCError(err); xe.Status != 503 || xe.Header.Get("Retry-After") == "" {
+	if xe := authfail.XRPCError(err); xe.Status != 503 || xe.Header.Get("Retry-After") == "" {
 		t.Fatalf("XRPCError = %d %v", xe.Status, xe.Header)
 	}
 }

@@ -11,8 +11,6 @@ import (
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
 	"github.com/bluesky-social/indigo/atproto/syntax"
-
-	"github.com/cairn-chat/cairn-caddy/internal/caller"
 )
 
 // Verifier defaults and limits.
@@ -101,12 +99,6 @@ type Verified struct {
 	IssuedAt, ExpiresAt time.Time
 }
 
-// Identity returns the caller identity the adapter puts into the request
-// context. The device ID is not part of the token; the adapter adds it.
-func (v *Verified) Identity() caller.Identity {
-	return caller.Identity{DID: v.DID}
-}
-
 // Verify checks credential — an Authorization header value ("Bearer
 // <jwt>") or a bare token — for a call to the method nsid, and returns the
 // verified caller.
@@ -115,7 +107,7 @@ func (v *Verified) Identity() caller.Identity {
 // and the claims' shape are checked structurally; iss selects the key; then
 // the signature is verified (re-resolving the DID once on failure, for key
 // rotation); only then are aud, exp, iat, the lifetime, lxm and finally the
-// single-use jti checked. Every error wraps one sentinel; see XRPCError.
+// single-use jti checked. Every error wraps one sentinel; see authfail.XRPCError.
 func (v *Verifier) Verify(ctx context.Context, credential, nsid string) (*Verified, error) {
 	raw, err := bearerToken(credential)
 	if err != nil {

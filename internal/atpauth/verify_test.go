@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
+
+	"github.com/cairn-chat/cairn-caddy/internal/authfail"
 )
 
 func newTestVerifier(t testing.TB, keys KeyResolver, mutate func(*Config)) *Verifier {
@@ -123,7 +125,7 @@ func TestVerifyClaims(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
-			if got.DID != c.wantDID || got.Identity().DID != c.wantDID {
+			if got.DID != c.wantDID || got.Identity("").DID != c.wantDID {
 				t.Fatalf("DID = %q, want %q", got.DID, c.wantDID)
 			}
 		})
@@ -228,7 +230,7 @@ func TestVerifyReplayStoreDownFailsClosed(t *testing.T) {
 	if !errors.Is(err, ErrReplayUnavailable) {
 		t.Fatalf("Verify = %v, want ErrReplayUnavailable", err)
 	}
-	xe := XRPCError(err)
+	xe := authfail.XRPCError(err)
 	if xe.Status != http.StatusServiceUnavailable || xe.Header.Get("Retry-After") == "" {
 		t.Fatalf("XRPCError = %d %v, want 503 with Retry-After", xe.Status, xe.Header)
 	}
@@ -293,14 +295,14 @@ func TestErrorMapping(t *testing.T) {
 	seen := map[string]bool{}
 	for _, c := range cases {
 		wrapped := fmt.Errorf("context: %w", c.err)
-		xe := XRPCError(wrapped)
+		xe := authfail.XRPCError(wrapped)
 		if xe.Status != c.status || xe.Name != c.name {
-			t.Errorf("XRPCError(%v) = %d %s, want %d %s", c.err, xe.Status, xe.Name, c.status, c.name)
+			t.Errorf("authfail.XRPCError(%v) = %d %s, want %d %s", c.err, xe.Status, xe.Name, c.status, c.name)
 		}
 		if !errors.Is(xe, c.err) {
-			t.Errorf("XRPCError(%v) does not wrap the cause", c.err)
+			t.Errorf("authfail.XRPCError(%v) does not wrap the cause", c.err)
 		}
-		r := Reason(wrapped)
+		r := authfail.Reason(wrapped)
 		if seen[r] {
 			t.Errorf("reason %q used twice", r)
 		}

@@ -27,7 +27,10 @@
 // different request is 422 IdempotencyKeyReused (422, not 409, so clients
 // can tell it from the 409 of a lost epoch race).
 //
-// Nothing here logs: identities never leave the request.
+// Nothing here logs: identities never leave the request. A server fault (a
+// store outage, a bug) is handed to Config.OnServerError, whose adapter logs
+// it once with the request ID; the error it gets carries the store's cause,
+// which never names an identity.
 //
 // # DEVIATIONS
 //

@@ -71,6 +71,10 @@ type Config struct {
 	// MessageTTL, when positive, sets an expiry on every stored message and
 	// commit, independent of the retention worker. Default none.
 	MessageTTL time.Duration
+	// OnServerError, if set, is told once of every server fault the
+	// service answers (a store outage, a bug), to log it; see internal/xrpc's
+	// error path. The service itself logs nothing.
+	OnServerError xrpc.ServerErrorFunc
 }
 
 // Service is the MLS delivery service: it serves the blue.catbird.mls
@@ -205,7 +209,7 @@ func (s *Service) Methods() []string {
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	status, body, err := s.serve(r)
 	if err != nil {
-		xrpc.WriteError(w, err)
+		xrpc.RespondError(w, r, err, s.cfg.OnServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")

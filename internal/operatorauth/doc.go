@@ -9,7 +9,8 @@
 //
 // It is not the client authentication of the chat API (that is atpauth), and
 // it knows nothing of Caddy: the cairn_operator_auth module calls Verify with
-// the Authorization header and maps errors with [XRPCError].
+// the Authorization header and maps errors with authfail.XRPCError, the
+// mapping it shares with atpauth.
 package operatorauth
 
 import "context"

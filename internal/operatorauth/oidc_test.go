@@ -18,6 +18,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/cairn-chat/cairn-caddy/internal/authfail"
 )
 
 var testNow = time.Unix(1_800_000_000, 0)
@@ -190,7 +192,7 @@ func TestOIDCVerify(t *testing.T) {
 			if !errors.Is(err, c.want) || op != nil {
 				t.Fatalf("Verify = %+v, %v; want %v", op, err, c.want)
 			}
-			if xe := XRPCError(err); xe.Status != c.status {
+			if xe := authfail.XRPCError(err); xe.Status != c.status {
 				t.Fatalf("status = %d, want %d", xe.Status, c.status)
 			}
 		})
@@ -229,7 +231,7 @@ func TestOIDCProviderDownFailsClosedThenRecovers(t *testing.T) {
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("provider down: %v, want ErrUnavailable", err)
 	}
-	if xe := XRPCError(err); xe.Status != 503 || xe.Header.Get("Retry-After") == "" {
+	if xe := authfail.XRPCError(err); xe.Status != 503 || xe.Header.Get("Retry-After") == "" {
 		t.Fatalf("XRPCError = %d %v", xe.Status, xe.Header)
 	}
 	iss.down.Store(false)

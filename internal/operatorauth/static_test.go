@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/cairn-chat/cairn-caddy/internal/authfail"
 )
 
 func TestStaticToken(t *testing.T) {
@@ -82,12 +84,12 @@ func TestErrorMapping(t *testing.T) {
 		{ErrUnavailable, 503, "AuthUnavailable"},
 		{errors.New("x"), 500, "InternalServerError"},
 	} {
-		xe := XRPCError(c.err)
+		xe := authfail.XRPCError(c.err)
 		if xe.Status != c.status || xe.Name != c.name {
-			t.Errorf("XRPCError(%v) = %d %s, want %d %s", c.err, xe.Status, xe.Name, c.status, c.name)
+			t.Errorf("authfail.XRPCError(%v) = %d %s, want %d %s", c.err, xe.Status, xe.Name, c.status, c.name)
 		}
-		if Reason(c.err) == "" {
-			t.Errorf("Reason(%v) empty", c.err)
+		if authfail.Reason(c.err) == "" {
+			t.Errorf("authfail.Reason(%v) empty", c.err)
 		}
 	}
 }

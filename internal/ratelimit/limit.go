@@ -12,8 +12,16 @@
 // both backends, so the same Limit gives the same decisions and the same
 // numbers on either.
 //
-// The package knows nothing of HTTP routing, zones or identities: callers
-// build keys (see [IPKey]) and must keep identities out of anything they log.
+// [Zones] is what the cairn_rate_limit handler calls once per request: named
+// zones (operators' own and the documented presets, [PresetZones]), each a
+// [Limit] keyed by client IP or verified DID with match conditions and
+// "otherwise" fallbacks. It turns a [Request] — plain values the adapter
+// reads from the HTTP request — into the zones that apply, builds their keys
+// from keyed hashes (never a raw IP or DID), and decides.
+//
+// The package knows nothing of Caddy: the adapter supplies the client IP as
+// Caddy's trusted-proxies logic determined it and the DID only from a
+// verified token, and it writes the response.
 package ratelimit
 
 import (

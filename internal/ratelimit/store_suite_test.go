@@ -150,6 +150,8 @@ func runLimiterSuite(t *testing.T, newHarness func(t *testing.T) suiteHarness) {
 		}
 	})
 
+	runZoneCases(t, newHarness)
+
 	t.Run("invalid limit", func(t *testing.T) {
 		h := newHarness(t)
 		for _, l := range []Limit{{}, {Rate: 1, Period: -time.Second}, {Rate: 1, Period: time.Second, Burst: -1}} {

@@ -36,6 +36,9 @@ type ServerConfig struct {
 	// Endpoint is the WebSocket URL getSubscriptionTicket advertises.
 	// Default: wss://<request host>/xrpc/blue.catbird.mls.subscribeConvoEvents.
 	Endpoint string
+	// OnServerError, if set, is told once of every server fault the Server
+	// answers, to log it (see internal/xrpc's error path).
+	OnServerError xrpc.ServerErrorFunc
 }
 
 // Server serves the realtime XRPC methods over a Hub: streamConvoEvents
@@ -81,8 +84,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case NSIDSubscribe:
 		s.ServeSubscribe(w, r)
 	default:
-		xrpc.WriteError(w, xrpc.Errorf(http.StatusNotImplemented, "MethodNotImplemented", "method not implemented"))
+		s.fail(w, r, xrpc.Errorf(http.StatusNotImplemented, "MethodNotImplemented", "method not implemented"))
 	}
+}
+
+// fail answers r with err, reporting a server fault; it is the Server's one
+// error path.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	xrpc.RespondError(w, r, err, s.cfg.OnServerError)
 }
 
 // subscribeError maps Hub.Subscribe's errors to XRPC errors.

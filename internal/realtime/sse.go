@@ -19,18 +19,18 @@ import (
 // the connection open and dead peers are noticed.
 func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
-		xrpc.WriteError(w, methodNotAllowed(NSIDStream, http.MethodGet))
+		s.fail(w, r, methodNotAllowed(NSIDStream, http.MethodGet))
 		return
 	}
 	id, ok := caller.From(r.Context())
 	if !ok {
-		xrpc.WriteError(w, xrpc.Errorf(http.StatusUnauthorized, "AuthenticationRequired", "authentication required"))
+		s.fail(w, r, xrpc.Errorf(http.StatusUnauthorized, "AuthenticationRequired", "authentication required"))
 		return
 	}
 	q := r.URL.Query()
 	convoID := q.Get("convoId")
 	if err := checkConvoID(convoID); err != nil {
-		xrpc.WriteError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	cursor := q.Get("cursor")
@@ -39,7 +39,7 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) {
 	}
 	sub, err := s.cfg.Hub.Subscribe(r.Context(), Request{Identity: id, ConvoID: convoID, Cursor: cursor, Transport: "sse"})
 	if err != nil {
-		xrpc.WriteError(w, subscribeError(err))
+		s.fail(w, r, subscribeError(err))
 		return
 	}
 	defer sub.Close()

@@ -35,7 +35,7 @@ const maxTicketBody = 4 << 10
 // caller must be an active member of it).
 func (s *Server) ServeTicket(w http.ResponseWriter, r *http.Request) {
 	if err := s.serveTicket(w, r); err != nil {
-		xrpc.WriteError(w, err)
+		s.fail(w, r, err)
 	}
 }
 
@@ -102,7 +102,7 @@ func (s *Server) serveTicket(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) ServeSubscribe(w http.ResponseWriter, r *http.Request) {
 	sub, err := s.subscribeWS(r)
 	if err != nil {
-		xrpc.WriteError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	defer sub.Close()

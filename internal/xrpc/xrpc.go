@@ -4,6 +4,18 @@
 // {"error":"Name","message":"…"} that every refusal carries.
 //
 // It does not route or serve methods; the delivery service does that.
+//
+// # The error path
+//
+// Every cairn handler, in internal/ and in caddymodules alike, answers its
+// own errors: it builds an [*Error] and writes it with [RespondError] (or
+// [WriteError]), and it never hands an error to the server to render, nor
+// writes part of a response and then fails. A handler is given a
+// [ServerErrorFunc] by its adapter and passes it to RespondError, which
+// calls it once for each server fault ([Error.ServerFault]): the adapter
+// logs it, once, at error level, with the request ID. An Error's Err is the
+// cause for that log line, so it must never hold an identity (a DID, a
+// conversation or device ID, a token, a cursor, an address).
 package xrpc
 
 import (
@@ -102,19 +114,44 @@ type Body struct {
 	Message string `json:"message,omitempty"`
 }
 
-// WriteError writes err as an XRPC error response. An error that is not an
-// *Error (anywhere in its chain) becomes a 500 InternalServerError whose
-// message reveals nothing of the cause.
-func WriteError(w http.ResponseWriter, err error) {
+// ServerFault reports whether e is the server's failure, one an operator
+// must hear of: a 5xx other than 501 Not Implemented. A 501 answers a call
+// to a method this server does not serve; a client can ask for any number
+// of them, and they are counted in metrics, not logged as errors.
+func (e *Error) ServerFault() bool {
+	return e.Status >= 500 && e.Status != http.StatusNotImplemented
+}
+
+// ServerErrorFunc is told of a server fault a handler answered, with the
+// request and the error written; it logs it. See the package doc.
+type ServerErrorFunc func(r *http.Request, e *Error)
+
+// RespondError writes err as the XRPC error response to r and, if it is a
+// server fault, calls report (when not nil) exactly once. It is the one
+// error path of cairn's handlers.
+func RespondError(w http.ResponseWriter, r *http.Request, err error, report ServerErrorFunc) {
+	xe := WriteError(w, err)
+	if report != nil && xe.ServerFault() {
+		report(r, xe)
+	}
+}
+
+// WriteError writes err as an XRPC error response and returns the *Error
+// it wrote. An error that is not an *Error (anywhere in its chain) becomes a
+// 500 InternalServerError whose message reveals nothing of the cause, and
+// whose Err is err. Handlers use RespondError, which also reports server
+// faults.
+func WriteError(w http.ResponseWriter, err error) *Error {
 	var xe *Error
 	if !errors.As(err, &xe) {
-		xe = &Error{Status: http.StatusInternalServerError, Name: "InternalServerError", Message: "internal error"}
+		xe = &Error{Status: http.StatusInternalServerError, Name: "InternalServerError", Message: "internal error", Err: err}
 	}
 	h := w.Header()
 	for k, vs := range xe.Header {
 		h[k] = append([]string(nil), vs...)
 	}
 	WriteJSON(w, xe.Status, Body{Error: xe.Name, Message: xe.Message})
+	return xe
 }
 
 // WriteJSON writes v as a JSON response with the given status. Characters

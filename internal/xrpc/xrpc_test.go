@@ -106,3 +106,48 @@ func TestWriteError(t *testing.T) {
 		t.Fatalf("plain error gave %d %q", rec.Code, rec.Body.String())
 	}
 }
+
+// TestRespondErrorReportsServerFaultsOnce checks the error path: every
+// error is written, and exactly the server faults (5xx but 501) reach the
+// reporter, once, with the error written.
+func TestRespondErrorReportsServerFaultsOnce(t *testing.T) {
+	cause := errors.New("conn closed")
+	for _, tc := range []struct {
+		err        error
+		status     int
+		wantReport bool
+	}{
+		{Errorf(http.StatusBadRequest, "InvalidRequest", "bad"), 400, false},
+		{Errorf(http.StatusTooManyRequests, "RateLimitExceeded", "slow"), 429, false},
+		{Errorf(http.StatusNotImplemented, "MethodNotImplemented", "no"), 501, false},
+		{&Error{Status: http.StatusServiceUnavailable, Name: "ServiceUnavailable", Message: "later", Err: cause}, 503, true},
+		{&Error{Status: http.StatusBadGateway, Name: "UpstreamFailure", Message: "upstream", Err: cause}, 502, true},
+		{cause, 500, true}, // not an *Error: a 500 whose cause is err
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, "/xrpc/x", nil)
+		var reports []*Error
+		RespondError(rec, req, tc.err, func(r *http.Request, e *Error) {
+			if r != req {
+				t.Error("reporter got another request")
+			}
+			reports = append(reports, e)
+		})
+		if rec.Code != tc.status {
+			t.Errorf("%v: status %d, want %d", tc.err, rec.Code, tc.status)
+		}
+		if got := len(reports) == 1; got != tc.wantReport || len(reports) > 1 {
+			t.Errorf("%v: reported %d times, want %v", tc.err, len(reports), tc.wantReport)
+			continue
+		}
+		if tc.wantReport && (reports[0].Status != tc.status || !errors.Is(reports[0], cause)) {
+			t.Errorf("%v: reported %+v, want the written error with its cause", tc.err, reports[0])
+		}
+		// A nil reporter is allowed: the error is still written.
+		rec = httptest.NewRecorder()
+		RespondError(rec, req, tc.err, nil)
+		if rec.Code != tc.status {
+			t.Errorf("%v without a reporter: status %d", tc.err, rec.Code)
+		}
+	}
+}

@@ -1,4 +1,4 @@
-package caddymodules
+package ratelimit
 
 import "fmt"
 
@@ -12,19 +12,19 @@ const (
 	nsidUploadBlob    = "com.atproto.repo.uploadBlob"
 )
 
-// presetZones returns a fresh copy of the documented zones of a preset.
+// PresetZones returns a fresh copy of the documented zones of a preset.
 // docs/rate-limiting.md lists the same table; keep them together.
 //
 //   - public: unauthenticated routes, per IP: 60/min, burst 6.
-//   - edge: the XRPC route before cairn_auth, per IP: login 5/min,
+//   - edge: the XRPC route before authentication, per IP: login 5/min,
 //     registration 3/hour, and a flood ceiling of 600/min, burst 60, that
 //     caps the work an address can make the authenticator do.
-//   - api: the XRPC route after cairn_auth, per verified DID: sendMessage
-//     100/min, publishKeyPackage(s) 50/min, addMembers and removeMember
-//     10/min, createConvo 5/min, reportMember 5/min, uploads 10/min, every
-//     other blue.catbird.mls method 200/min, and any other XRPC method
-//     (the general API) 100/min.
-func presetZones(name string) ([]*Zone, error) {
+//   - api: the XRPC route after authentication, per verified DID:
+//     sendMessage 100/min, publishKeyPackage(s) 50/min, addMembers and
+//     removeMember 10/min, createConvo 5/min, reportMember 5/min, uploads
+//     10/min, every other blue.catbird.mls method 200/min, and any other
+//     XRPC method (the general API) 100/min.
+func PresetZones(name string) ([]*Zone, error) {
 	switch name {
 	case "public":
 		return []*Zone{
@@ -48,6 +48,6 @@ func presetZones(name string) ([]*Zone, error) {
 			{Name: "general", Key: KeyDID, Rate: "100/1m", MatchPaths: []string{"/xrpc/*"}, Otherwise: true},
 		}, nil
 	default:
-		return nil, fmt.Errorf("cairn_rate_limit: unknown preset %q: want public, edge or api", name)
+		return nil, fmt.Errorf("%w: unknown preset %q: want public, edge or api", ErrInvalidZone, name)
 	}
 }
