@@ -117,6 +117,12 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// Traits implements store.Store: cursors are drawn before commit, so they
+// may become visible out of order, and several nodes share the database.
+func (s *Store) Traits() store.Traits {
+	return store.Traits{Backend: "postgres", OrderedCursors: false, MultiNode: true}
+}
+
 // lockKey maps a lock name to an advisory lock key, namespaced so it does
 // not collide with other applications' keys on a shared database.
 func lockKey(name string) int64 {

@@ -151,6 +151,12 @@ func (s *Store) Close() error {
 	return errors.Join(s.w.Close(), s.r.Close())
 }
 
+// Traits implements store.Store: the single writer commits cursors in the
+// order it draws them, and TryLock excludes within this process only.
+func (s *Store) Traits() store.Traits {
+	return store.Traits{Backend: "sqlite", OrderedCursors: true, MultiNode: false}
+}
+
 // MigrationStatus implements store.Migrator. It only reads: a database file
 // that does not exist is not created, and has no migration applied.
 func (s *Store) MigrationStatus(ctx context.Context) (store.MigrationStatus, error) {
