@@ -281,7 +281,7 @@ func (s *Store) applyMigrations(ctx context.Context, known []store.Migration) ([
 // write runs fn in a transaction of the single writer, through the group
 // commit.
 func (s *Store) write(ctx context.Context, fn func(tx writeTx) error) error {
-	return s.gc.write(ctx, fn)
+	return classify(s.gc.write(ctx, fn))
 }
 
 // withWriter runs fn with a Writer bound to a fresh transaction.
@@ -373,10 +373,6 @@ func isUnique(err error) bool {
 	return false
 }
 
-func isBusy(err error) bool {
-	var se *sqlite.Error
-	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
-}
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
