@@ -70,8 +70,13 @@ func classify(err error) error {
 // lost after the command may have reached the server, the write may or
 // may not have been applied: that is store.ErrOutcomeUnknown. A failure
 // that certainly happened before anything was sent (no connection could be
-// had) or that the server reported without losing the session is
+// made) or that the server reported without losing the session is
 // classified as usual.
+//
+// pgconn.SafeToRetry is no proof that nothing was sent here: when the
+// reply to a COMMIT never comes, pgx closes the connection while reading
+// and then reports "conn closed", which claims to be safe to retry
+// (TestCommitCutOffIsOutcomeUnknown).
 func classifyCommit(err error) error {
 	if err == nil || errors.Is(err, store.ErrUnavailable) {
 		return err
@@ -80,7 +85,7 @@ func classifyCommit(err error) error {
 	var ce *pgconn.ConnectError
 	switch {
 	case errors.As(err, &pe) && !sessionLost(pe.Code),
-		errors.As(err, &ce), pgconn.SafeToRetry(err),
+		errors.As(err, &ce),
 		!unavailable(err):
 		return classify(err)
 	}

@@ -373,7 +373,6 @@ func isUnique(err error) bool {
 	return false
 }
 
-
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
 func msOrNull(t time.Time) sql.NullInt64 {
