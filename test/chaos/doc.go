@@ -9,7 +9,8 @@
 //     as the postgres OS user when run as root, on a free port), stopped
 //     with `pg_ctl stop -m immediate` under load and started again;
 //   - a redis-server of its own on a free port, holding the service-auth
-//     replay set, killed under load and started again (empty).
+//     replay set and the rate limits, killed under load and started again
+//     (empty).
 //
 // The shared PostgreSQL and Redis of the machine are never stopped or
 // flushed; the gateway-kill test on PostgreSQL uses a database of its own

@@ -40,9 +40,10 @@ const (
 
 // caddyfile is the gateway under test: plain HTTP on loopback, the cairn
 // app in development mode resolving DIDs through the test's PLC
-// directory, service auth, and the delivery service. Arguments: admin
-// port, PLC URL, data dir, database line, redis line, site port, replay
-// store.
+// directory, service auth, a per-DID rate limit too generous to refuse the
+// load (on Redis when the app has it, so a Redis outage meets its
+// fallback), and the delivery service. Arguments: admin port, PLC URL,
+// data dir, database line, redis line, site port, replay store.
 const caddyfile = `{
 	admin 127.0.0.1:%d
 	cairn {
@@ -59,6 +60,13 @@ http://127.0.0.1:%d {
 		cairn_auth {
 			service_did ` + serviceDID + `
 			replay %s
+		}
+		cairn_rate_limit {
+			zone chaos_send {
+				key did
+				rate 100000/1m
+				burst 10000
+			}
 		}
 		cairn_delivery
 		error 501
