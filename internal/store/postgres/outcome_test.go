@@ -1,4 +1,4 @@
-package postgres_test
+package postgres
 
 import (
 	"bytes"
@@ -13,7 +13,6 @@ import (
 	"testing"
 
 	"github.com/cairn-chat/cairn-caddy/internal/store"
-	"github.com/cairn-chat/cairn-caddy/internal/store/postgres"
 	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 )
 
@@ -115,7 +114,7 @@ func (p *cutProxy) toClient(c, s net.Conn, cut *atomic.Bool) {
 }
 
 // openThrough opens a store on a fresh database through a cutProxy.
-func openThrough(t *testing.T) (*postgres.Store, *cutProxy) {
+func openThrough(t *testing.T) (*Store, *cutProxy) {
 	t.Helper()
 	dbURL := testenv.Postgres(t)
 	u, err := url.Parse(dbURL)
@@ -124,7 +123,7 @@ func openThrough(t *testing.T) (*postgres.Store, *cutProxy) {
 	}
 	p := newCutProxy(t, u.Host)
 	u.Host = p.l.Addr().String()
-	s, err := postgres.Open(t.Context(), postgres.Config{URL: u.String()})
+	s, err := Open(t.Context(), Config{URL: u.String()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,5 +214,38 @@ func TestStatementCutOffBeforeCommitIsUnavailable(t *testing.T) {
 	testenv.Must(t, err, "read members")
 	if len(ms["c"]) != 1 {
 		t.Fatalf("members %+v: the rolled-back write left a row", ms["c"])
+	}
+}
+
+// TestBatchCommitCutOffIsOutcomeUnknown: appends that arrive together
+// commit in one pipelined transaction. Cut off after the server committed
+// it, every append of the batch hears ErrOutcomeUnknown; all were stored,
+// once, and a retry of each finds its message taken (ErrConflict).
+func TestBatchCommitCutOffIsOutcomeUnknown(t *testing.T) {
+	s, p := openThrough(t)
+	var batch []*pendingAppend
+	for _, id := range []string{"b1", "b2", "b3"} {
+		batch = append(batch, &pendingAppend{ctx: t.Context(), done: make(chan struct{}),
+			m: store.NewMessage{ConvoID: "c", MsgID: id, Ciphertext: []byte(id), PaddedSize: 512}})
+	}
+	p.arm("commit\x00")
+	if err := s.appends.together(batch); err != nil {
+		t.Fatalf("together: %v: a failed COMMIT is every append's outcome, not a reason to rerun them", err)
+	}
+	if p.cuts.Load() != 1 {
+		t.Fatalf("the proxy cut %d connections, want 1", p.cuts.Load())
+	}
+	for _, pa := range batch {
+		if !errors.Is(pa.err, store.ErrOutcomeUnknown) {
+			t.Errorf("%s: %v, want ErrOutcomeUnknown", pa.m.MsgID, pa.err)
+		}
+		if _, err := s.AppendMessage(t.Context(), pa.m); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("retry of %s: %v, want ErrConflict (it was stored)", pa.m.MsgID, err)
+		}
+	}
+	page, err := s.Messages(t.Context(), "c", 0, 10)
+	testenv.Must(t, err, "read messages")
+	if len(page.Messages) != 3 || page.Messages[2].Seq != 3 {
+		t.Fatalf("stored %+v, want the three messages at seq 1..3", page.Messages)
 	}
 }
