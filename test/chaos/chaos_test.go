@@ -48,11 +48,12 @@ func testGatewayKilled(t *testing.T, s *setup) {
 	l.finish(t)
 }
 
-// TestPostgresKilledUnderLoad: PostgreSQL stopped with `pg_ctl stop -m
-// immediate` (its processes killed, no checkpoint) under concurrent sends,
-// then started again. The gateway stays up: it answers 503 with
-// Retry-After meanwhile, never 500, and serves again once the database is
-// back.
+// TestPostgresKilledUnderLoad: PostgreSQL stopped under concurrent sends,
+// then started again: with `pg_ctl stop -m immediate` (its processes
+// killed, no checkpoint, recovery from the WAL on start), then with `-m
+// fast` (sessions terminated with 57P01). The gateway stays up: it answers
+// 503 with Retry-After meanwhile, never 500, and serves again once the
+// database is back.
 func TestPostgresKilledUnderLoad(t *testing.T) {
 	short(t)
 	pg := newPGCluster(t)
@@ -61,11 +62,13 @@ func TestPostgresKilledUnderLoad(t *testing.T) {
 	l := newLoad(s)
 	l.start()
 	cycles(t, func() {
-		l.waitAcks(t, ackedBefore)
-		failed := l.failed.Load()
-		pg.stop("immediate")
-		l.waitFailures(t, failed, 2*senders)
-		pg.start()
+		for _, mode := range []string{"immediate", "fast"} {
+			l.waitAcks(t, ackedBefore)
+			failed := l.failed.Load()
+			pg.stop(mode)
+			l.waitFailures(t, failed, 2*senders)
+			pg.start()
+		}
 		l.waitAcks(t, ackedBefore)
 	})
 	l.finish(t)

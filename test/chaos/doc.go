@@ -7,7 +7,8 @@
 //     store, on SQLite and on PostgreSQL;
 //   - a PostgreSQL cluster of its own (initdb into a temporary directory,
 //     as the postgres OS user when run as root, on a free port), stopped
-//     with `pg_ctl stop -m immediate` under load and started again;
+//     under load with `pg_ctl stop -m immediate` (a crash) and with `-m
+//     fast` (sessions terminated), and started again each time;
 //   - a redis-server of its own on a free port, holding the service-auth
 //     replay set and the rate limits, killed under load and started again
 //     (empty).
