@@ -3,6 +3,18 @@
 // on. Implementations live in store/sqlite (the embedded default) and
 // store/postgres; store/storetest is the conformance suite both must pass.
 //
+// Store is composed of small interfaces, as certmagic composes Storage and
+// Locker, and each consumer takes only the slice it uses: Reader, Writer,
+// Idempotency (internal/delivery), EventLog (internal/realtime, with four
+// reads), Maintenance = Locker + Purger (internal/retention). A backend
+// states its properties as Traits rather than letting consumers infer them
+// from its configuration.
+//
+// Failures are classified by the backend that sees them: a database that
+// cannot take a call now is ErrUnavailable, and a write whose COMMIT was
+// cut off is ErrOutcomeUnknown, which every write's idempotency key
+// resolves on retry.
+//
 // The store holds routing state and ciphertext only. It keeps no sender for
 // messages or commits, truncates every time it records (receipt, activity,
 // joins, claims, confirmations) to BucketInterval, keys idempotency records
