@@ -22,8 +22,9 @@
 // hit is retried with the same msgId until it is acknowledged, and is then
 // answered with the seq it was first stored at; after recovery the
 // conversation holds exactly the acknowledged messages, each once, at the
-// seq it was acknowledged with, numbered 1..n without a gap; and the load
-// really met the fault (some request failed while it lasted).
+// seq it was acknowledged with, numbered 1..n without a gap, with exactly
+// one event each; and the load really met the fault (some request failed
+// while it lasted).
 //
 // Budget: each test runs a few hundred sends from a handful of senders,
 // in phases that end on counts (acknowledgements, observed failures), not

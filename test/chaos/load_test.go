@@ -395,6 +395,42 @@ func (l *load) finish(t *testing.T) {
 			t.Errorf("acknowledged message %s is lost", id)
 		}
 	}
+	// The event stream, read from the store itself: one event per
+	// stored message, none for a retry.
+	events := map[string]int{}
+	for _, ev := range l.s.allEvents() {
+		if ev.Kind == store.EventMessage {
+			events[ev.MessageID]++
+		}
+	}
+	for id := range seen {
+		if events[id] != 1 {
+			t.Errorf("message %s has %d events, want 1", id, events[id])
+		}
+	}
+	if len(events) != len(seen) {
+		t.Errorf("%d message events for %d messages", len(events), len(seen))
+	}
+}
+
+// allEvents reads the conversation's event rows from the store.
+func (s *setup) allEvents() []store.Event {
+	s.t.Helper()
+	st := s.openStore()
+	defer st.Close()
+	var out []store.Event
+	var after int64
+	for {
+		evs, err := st.EventsAfter(s.t.Context(), []string{s.convo}, after, 500)
+		if err != nil {
+			s.t.Fatalf("read events: %v", err)
+		}
+		if len(evs) == 0 {
+			return out
+		}
+		out = append(out, evs...)
+		after = evs[len(evs)-1].Cursor
+	}
 }
 
 // storedMessage is the part of getMessages' messageView the check reads.
