@@ -169,11 +169,17 @@ func (s *setup) start() *gatewaytest.Gateway {
 	if s.redisURL != "" {
 		rd, replay = "redis "+s.redisURL, "redis"
 	}
-	return gatewaytest.Start(s.t, &builder, gatewaytest.Options{
+	g := gatewaytest.Start(s.t, &builder, gatewaytest.Options{
 		Caddyfile: fmt.Sprintf(caddyfile, s.adminPort, s.plc.URL, s.dataDir(), db, rd, s.sitePort, replay),
 		Home:      s.home,
 		AdminPort: s.adminPort,
 	})
+	s.t.Cleanup(func() {
+		if logs := g.Logs(); s.t.Failed() {
+			s.t.Logf("gateway log (last 8 KiB):\n%s", logs[max(0, len(logs)-8<<10):])
+		}
+	})
+	return g
 }
 
 func (s *setup) base() string { return fmt.Sprintf("http://127.0.0.1:%d", s.sitePort) }
@@ -233,7 +239,9 @@ type load struct {
 	acks    atomic.Int64
 	failed  atomic.Int64 // attempts that failed (503, no connection, retryable)
 	stopNew atomic.Bool
-	wg      sync.WaitGroup
+	// abort ends every sender at once: the test failed before finish.
+	abort atomic.Bool
+	wg    sync.WaitGroup
 
 	mu       sync.Mutex
 	acked    map[string]int64 // msgId -> seq it was acknowledged with
@@ -247,8 +255,14 @@ func newLoad(s *setup, retryable ...int) *load {
 }
 
 // start runs the senders: each sends new messages until stop, retrying
-// each with its msgId until it is acknowledged.
+// each with its msgId until it is acknowledged. A test that ends early
+// stops them.
 func (l *load) start() {
+	l.s.t.Cleanup(func() {
+		l.stopNew.Store(true)
+		l.abort.Store(true)
+		l.wg.Wait()
+	})
 	for i := range senders {
 		l.wg.Go(func() {
 			did := l.s.dids[i]
@@ -272,6 +286,9 @@ func (l *load) sendUntilAcked(did, msgID string) {
 			return
 		}
 		l.failed.Add(1)
+		if l.abort.Load() {
+			return
+		}
 		if time.Now().After(deadline) {
 			l.fail("%s never acknowledged", msgID)
 			return

@@ -93,7 +93,12 @@ func newPGCluster(t *testing.T) *pgCluster {
 	}
 	c.run("initdb", "-D", c.data(), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
 	c.start()
-	t.Cleanup(func() { c.stop("fast") })
+	t.Cleanup(func() {
+		c.stop("fast")
+		if log, err := os.ReadFile(filepath.Join(c.dir, "server.log")); err == nil && t.Failed() {
+			t.Logf("PostgreSQL log (last 8 KiB):\n%s", log[max(0, len(log)-8<<10):])
+		}
+	})
 	return c
 }
 
