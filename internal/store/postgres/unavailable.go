@@ -39,11 +39,12 @@ func unavailable(err error) bool {
 
 // serverUnavailable reports the SQLSTATEs of a server that refuses for
 // now: connection exceptions (class 08), insufficient resources such as
-// too many connections (53), and shutdown, crash or start-up (57P01 to
+// too many connections (53), a statement cancelled by statement_timeout or
+// a cancel request (57014), and shutdown, crash or start-up (57P01 to
 // 57P03).
 func serverUnavailable(code string) bool {
 	return strings.HasPrefix(code, "08") || strings.HasPrefix(code, "53") ||
-		code == "57P01" || code == "57P02" || code == "57P03"
+		code == "57014" || code == "57P01" || code == "57P02" || code == "57P03"
 }
 
 // sessionLost reports the SQLSTATEs that end a running session (class 08,

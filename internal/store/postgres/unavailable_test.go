@@ -44,6 +44,7 @@ func TestClassify(t *testing.T) {
 		{"connection failure", pg("08006"), true, true},
 		{"too many connections", pg("53300"), true, false},
 		{"disk full", pg("53100"), true, false},
+		{"statement timeout", pg("57014"), true, false},
 		{"unique violation", pg("23505"), false, false},
 		{"serialization failure", pg("40001"), false, false},
 		{"no rows", pgx.ErrNoRows, false, false},
