@@ -3,8 +3,9 @@
 // (and so `make test`), needs no Node, and owns every process it breaks:
 //
 //   - the gateway (a real cairn-caddy binary, gatewaytest), killed with
-//     SIGKILL under concurrent sendMessage calls and restarted on the same
-//     store, on SQLite and on PostgreSQL;
+//     SIGKILL under concurrent sendMessage calls (application messages from
+//     several senders, commits advancing the epoch from one) and restarted
+//     on the same store, on SQLite and on PostgreSQL;
 //   - a PostgreSQL cluster of its own (initdb into a temporary directory,
 //     as the postgres OS user when run as root, on a free port), stopped
 //     under load with `pg_ctl stop -m immediate` (a crash) and with `-m
@@ -23,8 +24,8 @@
 // answered with the seq it was first stored at; after recovery the
 // conversation holds exactly the acknowledged messages, each once, at the
 // seq it was acknowledged with, numbered 1..n without a gap, with exactly
-// one event each; and the load really met the fault (some request failed
-// while it lasted).
+// one event each; the epoch counts the acknowledged commits; and the load
+// really met the fault (some request failed while it lasted).
 //
 // Budget: each test runs a few hundred sends from a handful of senders,
 // in phases that end on counts (acknowledgements, observed failures), not

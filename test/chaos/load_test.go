@@ -33,6 +33,7 @@ const (
 	serviceDID  = "did:web:gateway.chaos.test"
 	nsidSend    = "blue.catbird.mls.sendMessage"
 	nsidGet     = "blue.catbird.mls.getMessages"
+	nsidEpoch   = "blue.catbird.mls.getEpoch"
 	cipherSuite = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519"
 	messageSize = 512
 	senders     = 6
@@ -200,12 +201,13 @@ func (s *setup) token(did, lxm string) string {
 	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
 
-// message frames an application message of the conversation at epoch 0,
-// messageSize bytes, whose ciphertext carries msgID: a retry sends the
-// same bytes, and another message's bytes differ.
-func (s *setup) message(msgID string) []byte {
+// message frames an MLS message of the conversation (an application
+// message or a commit) at epoch, messageSize bytes, whose ciphertext
+// carries msgID: a retry sends the same bytes, and another message's
+// bytes differ.
+func (s *setup) message(msgID string, epoch uint64, ct mlswire.ContentType) []byte {
 	gid, _ := hex.DecodeString(s.convo)
-	pm := &mlswire.PrivateMessage{GroupID: gid, ContentType: mlswire.ContentTypeApplication, EncryptedSenderData: make([]byte, 16)}
+	pm := &mlswire.PrivateMessage{GroupID: gid, Epoch: epoch, ContentType: ct, EncryptedSenderData: make([]byte, 16)}
 	msg := &mlswire.Message{Version: mlswire.ProtocolVersionMLS10, WireFormat: mlswire.WireFormatPrivateMessage, PrivateMessage: pm}
 	for n := messageSize - 64; n < messageSize; n++ {
 		pm.Ciphertext = make([]byte, n)
@@ -235,7 +237,8 @@ type load struct {
 	// that the fault under test may cause and a retry resolves.
 	retryable []int
 
-	next    atomic.Int64
+	next    atomic.Int64 // messages and commits started
+	commits atomic.Int64 // commits acknowledged
 	acks    atomic.Int64
 	failed  atomic.Int64 // attempts that failed (503, no connection, retryable)
 	stopNew atomic.Bool
@@ -254,9 +257,10 @@ func newLoad(s *setup, retryable ...int) *load {
 		client: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: senders}}}
 }
 
-// start runs the senders: each sends new messages until stop, retrying
-// each with its msgId until it is acknowledged. A test that ends early
-// stops them.
+// start runs the senders: each sends new application messages until
+// stop, and one of them commits, one epoch after the other; each message
+// is retried with its msgId until it is acknowledged. A test that ends
+// early stops them.
 func (l *load) start() {
 	l.s.t.Cleanup(func() {
 		l.stopNew.Store(true)
@@ -267,39 +271,50 @@ func (l *load) start() {
 		l.wg.Go(func() {
 			did := l.s.dids[i]
 			for !l.stopNew.Load() {
-				l.sendUntilAcked(did, fmt.Sprintf("m%06d", l.next.Add(1)))
+				id := fmt.Sprintf("m%06d", l.next.Add(1))
+				l.sendUntilAcked(did, id, 0, mlswire.ContentTypeApplication)
 			}
 		})
 	}
+	l.wg.Go(func() {
+		for epoch := uint64(0); !l.stopNew.Load(); epoch++ {
+			l.next.Add(1)
+			if l.sendUntilAcked(l.s.dids[0], fmt.Sprintf("c%06d", epoch), epoch, mlswire.ContentTypeCommit) {
+				l.commits.Add(1)
+			}
+			time.Sleep(20 * time.Millisecond) // commits are rarer than messages
+		}
+	})
 }
 
 // sendUntilAcked retries one message until it is acknowledged, giving up
-// (as a failure of the test) only after a bound far past any recovery.
-func (l *load) sendUntilAcked(did, msgID string) {
-	body := l.s.message(msgID)
+// (as a failure of the test) only after a bound far past any recovery. It
+// reports whether the message was acknowledged.
+func (l *load) sendUntilAcked(did, msgID string, epoch uint64, ct mlswire.ContentType) bool {
+	body := l.s.message(msgID, epoch, ct)
 	deadline := time.Now().Add(3 * time.Minute)
 	for attempt := 0; ; attempt++ {
-		switch l.send(did, msgID, body) {
+		switch l.send(did, msgID, epoch, body) {
 		case acked:
-			return
+			return true
 		case broken:
-			return
+			return false
 		}
 		l.failed.Add(1)
 		if l.abort.Load() {
-			return
+			return false
 		}
 		if time.Now().After(deadline) {
 			l.fail("%s never acknowledged", msgID)
-			return
+			return false
 		}
 		time.Sleep(time.Duration(min(attempt+1, 10)) * 20 * time.Millisecond)
 	}
 }
 
 // send makes one attempt.
-func (l *load) send(did, msgID string, ct []byte) outcome {
-	req, _ := json.Marshal(map[string]any{"convoId": l.s.convo, "msgId": msgID, "epoch": 0, "paddedSize": messageSize,
+func (l *load) send(did, msgID string, epoch uint64, ct []byte) outcome {
+	req, _ := json.Marshal(map[string]any{"convoId": l.s.convo, "msgId": msgID, "epoch": epoch, "paddedSize": messageSize,
 		"ciphertext": map[string]string{"$bytes": base64.RawStdEncoding.EncodeToString(ct)}})
 	r, _ := http.NewRequest(http.MethodPost, l.s.base()+"/xrpc/"+nsidSend, bytes.NewReader(req))
 	r.Header.Set("Authorization", "Bearer "+l.s.token(did, nsidSend))
@@ -383,7 +398,7 @@ func (l *load) finish(t *testing.T) {
 	l.wg.Wait()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	t.Logf("answers: %v; %d messages acknowledged", l.statuses, len(l.acked))
+	t.Logf("answers: %v; %d messages acknowledged, %d of them commits", l.statuses, len(l.acked), l.commits.Load())
 	for _, b := range l.broken {
 		t.Error(b)
 	}
@@ -412,11 +427,15 @@ func (l *load) finish(t *testing.T) {
 			t.Errorf("acknowledged message %s is lost", id)
 		}
 	}
+	// Every acknowledged commit advanced the epoch once.
+	if ep := l.s.epoch(); ep != l.commits.Load() {
+		t.Errorf("epoch %d after %d acknowledged commits", ep, l.commits.Load())
+	}
 	// The event stream, read from the store itself: one event per
 	// stored message, none for a retry.
 	events := map[string]int{}
 	for _, ev := range l.s.allEvents() {
-		if ev.Kind == store.EventMessage {
+		if ev.Kind == store.EventMessage || ev.Kind == store.EventCommit {
 			events[ev.MessageID]++
 		}
 	}
@@ -428,6 +447,25 @@ func (l *load) finish(t *testing.T) {
 	if len(events) != len(seen) {
 		t.Errorf("%d message events for %d messages", len(events), len(seen))
 	}
+}
+
+// epoch reads the conversation's epoch through getEpoch.
+func (s *setup) epoch() int64 {
+	s.t.Helper()
+	r, _ := http.NewRequest(http.MethodGet, s.base()+"/xrpc/"+nsidEpoch+"?"+url.Values{"convoId": {s.convo}}.Encode(), nil)
+	r.Header.Set("Authorization", "Bearer "+s.token(s.dids[0], nsidEpoch))
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		s.t.Fatalf("getEpoch: %v", err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		CurrentEpoch *int64 `json:"currentEpoch"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK || out.CurrentEpoch == nil {
+		s.t.Fatalf("getEpoch: %s %v", resp.Status, err)
+	}
+	return *out.CurrentEpoch
 }
 
 // allEvents reads the conversation's event rows from the store.
