@@ -454,7 +454,7 @@ func (s *setup) epoch() int64 {
 	s.t.Helper()
 	r, _ := http.NewRequest(http.MethodGet, s.base()+"/xrpc/"+nsidEpoch+"?"+url.Values{"convoId": {s.convo}}.Encode(), nil)
 	r.Header.Set("Authorization", "Bearer "+s.token(s.dids[0], nsidEpoch))
-	resp, err := http.DefaultClient.Do(r)
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(r)
 	if err != nil {
 		s.t.Fatalf("getEpoch: %v", err)
 	}
@@ -505,7 +505,7 @@ func (s *setup) allMessages() []storedMessage {
 		}
 		r, _ := http.NewRequest(http.MethodGet, s.base()+"/xrpc/"+nsidGet+"?"+q.Encode(), nil)
 		r.Header.Set("Authorization", "Bearer "+s.token(s.dids[0], nsidGet))
-		resp, err := http.DefaultClient.Do(r)
+		resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(r)
 		if err != nil {
 			s.t.Fatalf("getMessages: %v", err)
 		}
