@@ -170,13 +170,12 @@ func (a *App) startRealtime(ctx context.Context, st store.Store) (*realtime.Node
 	logger, notifier := a.logger, a.notifier
 	node, err := shared(a, key, func() (*realtime.Node, func() error, error) {
 		n, err := realtime.StartNode(ctx, realtime.NodeConfig{
-			Store:          st,
-			OrderedCursors: a.storeCfg.Kind() == open.SQLite,
-			Notifier:       a.notifier,
-			PostgresURL:    a.storeCfg.Database,
-			Redis:          a.redis,
-			Secret:         a.logHashKey,
-			Observer:       a.metrics.Realtime,
+			Store:       st,
+			Notifier:    a.notifier,
+			PostgresURL: a.storeCfg.Database,
+			Redis:       a.redis,
+			Secret:      a.logHashKey,
+			Observer:    a.metrics.Realtime,
 			OnNotifierError: func(err error) {
 				logger.Warn("realtime notifier trouble; retrying", zap.String("notifier", notifier), zap.Error(err))
 			},

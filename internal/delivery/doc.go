@@ -1,6 +1,6 @@
 // Package delivery is the MLS (RFC 9420) delivery service of cairn: the
 // XRPC handlers of the blue.catbird.mls methods and the rules a "dumb"
-// delivery service enforces, over a store.Store.
+// delivery service enforces, over the slice of store.Store named Store.
 //
 // A Service implements http.Handler for /xrpc/<nsid>. Queries are GET with
 // typed query parameters (arrays as repeated parameters); procedures are

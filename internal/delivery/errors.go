@@ -3,9 +3,7 @@ package delivery
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
-	"strings"
 
 	"github.com/cairn-chat/cairn-caddy/internal/store"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
@@ -80,6 +78,10 @@ func (s *Service) mapError(nsid string, err error) *xrpc.Error {
 	inFn := errors.As(err, &inner)
 	groupInfo := nsid == Namespace+"getGroupInfo" || nsid == Namespace+"updateGroupInfo"
 	switch {
+	case errors.Is(err, store.ErrOutcomeUnknown):
+		return unavailableError(err, "the database connection was lost while the write was committing: it may or may not have been applied; retry the same request (same msgId or idempotencyKey) to learn which, it is never applied twice")
+	case unavailable(err):
+		return unavailableError(err, "service temporarily unavailable; nothing was written")
 	case errors.Is(err, store.ErrConflict) && !inFn:
 		return e(http.StatusUnprocessableEntity, "IdempotencyKeyReused", "idempotency key already used for a different request")
 	case errors.Is(err, store.ErrNotFound) && groupInfo:
@@ -140,32 +142,21 @@ func (s *Service) mapError(nsid string, err error) *xrpc.Error {
 		return e(http.StatusConflict, "ConvoAlreadyExists", "a conversation with this groupId exists")
 	case errors.Is(err, store.ErrConflict):
 		return e(http.StatusConflict, "Conflict", "the request conflicts with existing data")
-	case unavailable(err):
-		x := e(http.StatusServiceUnavailable, "ServiceUnavailable", "service temporarily unavailable")
-		x.Header = http.Header{"Retry-After": {"1"}}
-		return x
 	}
 	return e(http.StatusInternalServerError, "InternalServerError", "internal error")
 }
 
+// unavailableError is the 503 ServiceUnavailable, with Retry-After, of a
+// store that cannot take the request now.
+func unavailableError(err error, msg string) *xrpc.Error {
+	return &xrpc.Error{Status: http.StatusServiceUnavailable, Name: "ServiceUnavailable", Message: msg,
+		Header: http.Header{"Retry-After": {"1"}}, Err: err}
+}
+
 // unavailable reports errors that are nobody's fault and worth retrying:
-// timeouts, cancellations and network failures reaching the database.
+// the store's ErrUnavailable (each backend classifies its own failures:
+// lost or refused connections, busy databases, shutdowns) and a deadline or
+// cancellation of the request itself.
 func unavailable(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, store.ErrUnavailable) {
-		return true
-	}
-	var ne net.Error
-	if errors.As(err, &ne) {
-		return true
-	}
-	// A PostgreSQL server that refuses for now: connection exceptions
-	// (class 08), insufficient resources such as too many connections
-	// (53) and shutdowns or start-ups (57P01-57P03).
-	var se interface{ SQLState() string }
-	if errors.As(err, &se) {
-		code := se.SQLState()
-		return strings.HasPrefix(code, "08") || strings.HasPrefix(code, "53") ||
-			code == "57P01" || code == "57P02" || code == "57P03"
-	}
-	return false
+	return errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }

@@ -32,11 +32,19 @@ const (
 	DefaultGroupInfoTTL            = 5 * time.Minute
 )
 
+// Store is the slice of store.Store the service uses: reads, writes and
+// idempotent writes; never the event log or maintenance.
+type Store interface {
+	store.Reader
+	store.Writer
+	store.Idempotency
+}
+
 // Config configures a Service. Only Store is required; every other zero
 // value selects the documented default.
 type Config struct {
 	// Store is where conversations, messages and key packages live.
-	Store store.Store
+	Store Store
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// MaxMessageBytes bounds the ciphertext of one message or commit.

@@ -273,11 +273,13 @@ func TestStoreFailuresRevealNothing(t *testing.T) {
 	}{
 		{"broken", errors.New("disk on fire at /var/lib/secret"), 500, "InternalServerError"},
 		{"timeout", fmt.Errorf("query: %w", context.DeadlineExceeded), 503, "ServiceUnavailable"},
-		{"network", &net.OpError{Op: "dial", Err: errors.New("refused")}, 503, "ServiceUnavailable"},
+		{"connection refused", fmt.Errorf("query: %w: %w", store.ErrUnavailable, &net.OpError{Op: "dial", Err: errors.New("refused")}), 503, "ServiceUnavailable"},
 		{"busy", fmt.Errorf("begin: %w: database is locked", store.ErrUnavailable), 503, "ServiceUnavailable"},
-		{"too many connections", fmt.Errorf("connect: %w", sqlStateError("53300")), 503, "ServiceUnavailable"},
-		{"shutting down", fmt.Errorf("query: %w", sqlStateError("57P01")), 503, "ServiceUnavailable"},
-		{"constraint", fmt.Errorf("insert: %w", sqlStateError("23502")), 500, "InternalServerError"},
+		{"outcome unknown", fmt.Errorf("commit: %w: unexpected EOF", store.ErrOutcomeUnknown), 503, "ServiceUnavailable"},
+		// The backends classify their own errors: one they left
+		// unclassified is a 500, whatever it looks like.
+		{"unclassified network error", &net.OpError{Op: "read", Err: errors.New("refused")}, 500, "InternalServerError"},
+		{"constraint", errors.New("insert: null value violates not-null constraint (SQLSTATE 23502)"), 500, "InternalServerError"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -289,16 +291,20 @@ func TestStoreFailuresRevealNothing(t *testing.T) {
 			if retry := r.header.Get("Retry-After"); (tc.status == 503) != (retry != "") {
 				t.Errorf("%d with Retry-After %q: a 503 says when to retry, nothing else does", tc.status, retry)
 			}
-			if strings.Contains(string(r.raw), "secret") || strings.Contains(string(r.raw), "refused") {
+			if strings.Contains(string(r.raw), "secret") || strings.Contains(string(r.raw), "refused") || strings.Contains(string(r.raw), "EOF") {
 				t.Fatalf("cause leaked: %s", r.raw)
+			}
+			// Only a write whose commit was cut off says it may have
+			// been applied, and how to find out.
+			if unknown := strings.Contains(errMsg(r), "may or may not"); unknown != errors.Is(tc.err, store.ErrOutcomeUnknown) {
+				t.Errorf("message %q for %v", errMsg(r), tc.err)
 			}
 		})
 	}
 }
 
-// sqlStateError is a database error with a SQLSTATE, as pgconn.PgError
-// reports one.
-type sqlStateError string
-
-func (e sqlStateError) Error() string    { return "database error " + string(e) }
-func (e sqlStateError) SQLState() string { return string(e) }
+// errMsg is the message of an XRPC error body.
+func errMsg(r resp) string {
+	s, _ := r.body["message"].(string)
+	return s
+}

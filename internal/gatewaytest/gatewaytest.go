@@ -193,6 +193,18 @@ func (g *Gateway) Stop() {
 	}
 }
 
+// Kill ends the process with SIGKILL, as a crash or the OOM killer would:
+// no shutdown runs. It waits for the process to be gone.
+func (g *Gateway) Kill() {
+	select {
+	case <-g.done:
+		return
+	default:
+	}
+	_ = g.cmd.Process.Kill()
+	<-g.done
+}
+
 // Reload applies a new Caddyfile through the admin API, as `caddy reload`
 // does.
 func (g *Gateway) Reload(t testing.TB, adminPort int, caddyfile string) {

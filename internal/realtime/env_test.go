@@ -38,7 +38,7 @@ func (c *clock) Advance(d time.Duration) {
 type backend struct {
 	name string
 	// settle is the Config.Settle the tests use for the backend; zero
-	// means OrderedCursors.
+	// for a backend whose traits say its cursors are ordered.
 	settle time.Duration
 	open   func(t *testing.T, now func() time.Time) store.Store
 }
@@ -74,12 +74,15 @@ func newEnv(t *testing.T, b backend, cfg Config) *env {
 	}
 	if cfg.Settle == 0 {
 		cfg.Settle = b.settle
-		cfg.OrderedCursors = b.settle == 0
+	}
+	st, ok := cfg.Store.(store.Store)
+	if !ok {
+		t.Fatalf("the test store %T does not write", cfg.Store)
 	}
 	h, err := New(cfg)
 	testenv.Must(t, err, "new hub")
 	t.Cleanup(func() { h.Close() })
-	return &env{t: t, st: cfg.Store, hub: h}
+	return &env{t: t, st: st, hub: h}
 }
 
 func who(did string) caller.Identity { return caller.Identity{DID: did} }

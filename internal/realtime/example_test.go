@@ -24,8 +24,9 @@ func Example() {
 	defer st.Close()
 
 	// Once per process (the cairn app), so reloads keep open streams.
-	// On PostgreSQL: Notifier: a *realtime.PGNotifier, OrderedCursors false.
-	hub, err := realtime.New(realtime.Config{Store: st, OrderedCursors: true})
+	// On PostgreSQL: Notifier: a *realtime.PGNotifier. Whether cursors are
+	// ordered is read from the store's traits.
+	hub, err := realtime.New(realtime.Config{Store: st})
 	if err != nil {
 		panic(err)
 	}

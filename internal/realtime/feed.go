@@ -39,7 +39,7 @@ type entry struct {
 // order is commit order. A subscription whose position is below lo reads
 // the store itself.
 type feeds struct {
-	st   store.Store
+	st   Store
 	size int
 	page int
 
@@ -64,7 +64,7 @@ type feed struct {
 	expire *time.Timer
 }
 
-func newFeeds(st store.Store, size, page int) *feeds {
+func newFeeds(st Store, size, page int) *feeds {
 	return &feeds{st: st, size: size, page: page, m: make(map[string]*feed)}
 }
 

@@ -74,7 +74,7 @@ func FuzzTicketRequest(f *testing.F) {
 	_, err = st.CreateConvo(context.Background(), store.NewConvo{ID: "c1", CreatorDID: alice, CipherSuite: suite,
 		Members: []store.NewMember{{MemberDID: alice, UserDID: alice, Role: store.RoleAdmin}}})
 	testenv.Must(f, err, "create convo")
-	hub, err := New(Config{Store: st, OrderedCursors: true})
+	hub, err := New(Config{Store: st})
 	testenv.Must(f, err, "new hub")
 	f.Cleanup(func() { hub.Close() })
 	tk, err := NewTickets(TicketConfig{Key: testKey})

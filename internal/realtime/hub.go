@@ -38,10 +38,22 @@ var (
 	ErrHubClosed = errors.New("realtime: hub closed")
 )
 
+// Store is the slice of store.Store the hub reads: the event log, the
+// messages events point at, membership (who may follow what) and the
+// backend's traits (whether cursors are visible in order).
+type Store interface {
+	store.EventLog
+	MessagesByID(ctx context.Context, convoID string, msgIDs []string) ([]store.Message, error)
+	ActiveMember(ctx context.Context, convoID, memberDID string) (store.Member, error)
+	Members(ctx context.Context, convoIDs []string, includeLeft bool) (map[string][]store.Member, error)
+	UserConvos(ctx context.Context, userDID string) ([]store.UserConvo, error)
+	Traits() store.Traits
+}
+
 // Config configures a Hub. Only Store is required.
 type Config struct {
 	// Store is read for events, messages and membership.
-	Store store.Store
+	Store Store
 	// Notifier carries wake-ups between nodes. Default: an in-process
 	// LocalNotifier, right for a single node.
 	Notifier Notifier
@@ -76,12 +88,10 @@ type Config struct {
 	// advance: an event committed more than Settle after its cursor was
 	// drawn can be missed by a stream that resumes from a cursor handed
 	// out meanwhile. Delivery within one connection, and
-	// single-conversation cursors, never depend on it. Default 30 s.
+	// single-conversation cursors, never depend on it. It is ignored when
+	// the store's Traits say its cursors are ordered (SQLite, one writer):
+	// every cursor seen is then settled at once. Default 30 s.
 	Settle time.Duration
-	// OrderedCursors says the store's cursor order is its commit order
-	// (SQLite, one writer), so every cursor seen is settled at once and
-	// Settle is ignored. Leave it false for PostgreSQL.
-	OrderedCursors bool
 	// SampleEvery is how often the hub reads the store's event horizon to
 	// advance floors. Default 1 s.
 	SampleEvery time.Duration
@@ -143,7 +153,7 @@ func New(cfg Config) (*Hub, error) {
 	}
 	cfg.Store = shallowStore{cfg.Store}
 	switch {
-	case cfg.OrderedCursors:
+	case cfg.Store.Traits().OrderedCursors:
 		cfg.Settle = 0
 	case cfg.Settle < 0:
 		return nil, errors.New("realtime: Config.Settle must not be negative")

@@ -11,7 +11,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/cairn-chat/cairn-caddy/internal/atpauth"
-	"github.com/cairn-chat/cairn-caddy/internal/store"
 )
 
 // The notifiers a node can use, as configured.
@@ -62,11 +61,9 @@ func TicketKey(secret []byte) []byte {
 
 // NodeConfig configures a Node.
 type NodeConfig struct {
-	// Store is the delivery store the hub reads. Required.
-	Store store.Store
-	// OrderedCursors says the store hands out cursors in commit order
-	// (SQLite's single writer); see Config.OrderedCursors.
-	OrderedCursors bool
+	// Store is the delivery store the hub reads (whether its cursors are
+	// ordered comes from its Traits). Required.
+	Store Store
 	// Notifier is a value ChooseNotifier returned.
 	Notifier string
 	// PostgresURL is the store's URL, for NotifierPostgres.
@@ -111,7 +108,7 @@ func StartNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 		onErr = func(error) {}
 	}
 	n := &Node{}
-	hcfg := Config{Store: cfg.Store, OrderedCursors: cfg.OrderedCursors, Observer: cfg.Observer}
+	hcfg := Config{Store: cfg.Store, Observer: cfg.Observer}
 	switch cfg.Notifier {
 	case NotifierLocal, "":
 	case NotifierPostgres:

@@ -13,10 +13,18 @@ import (
 
 // lateStore hides chosen event cursors from reads, as PostgreSQL does for
 // an event whose transaction drew its cursor but has not committed yet.
+// ordered is the OrderedCursors its traits claim.
 type lateStore struct {
 	store.Store
-	mu     sync.Mutex
-	hidden map[int64]bool
+	ordered bool
+	mu      sync.Mutex
+	hidden  map[int64]bool
+}
+
+func (l *lateStore) Traits() store.Traits {
+	tr := l.Store.Traits()
+	tr.OrderedCursors = l.ordered
+	return tr
 }
 
 func (l *lateStore) hide(c int64) { l.mu.Lock(); l.hidden[c] = true; l.mu.Unlock() }
@@ -44,7 +52,7 @@ func (l *lateStore) EventsAfter(ctx context.Context, convoIDs []string, after in
 // out with c1's event — as long as the late commit lands within Settle.
 func TestLateCommitAcrossConversations(t *testing.T) {
 	t.Run("within settle", func(t *testing.T) { testLateCommit(t, 30*time.Second) })
-	// Misconfigured (OrderedCursors on a store that reorders): the live stream
+	// A store whose traits wrongly claim ordered cursors: the live stream
 	// still delivers the late event; only resume cursors may not.
 	t.Run("settle zero", func(t *testing.T) { testLateCommit(t, 0) })
 }
@@ -52,8 +60,8 @@ func TestLateCommitAcrossConversations(t *testing.T) {
 func testLateCommit(t *testing.T, settle time.Duration) {
 	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	b := backends()[0]
-	ls := &lateStore{Store: b.open(t, clk.Now), hidden: make(map[int64]bool)}
-	e := newEnv(t, b, Config{Store: ls, Now: clk.Now, Settle: settle, OrderedCursors: settle == 0, SampleEvery: time.Nanosecond, AdvanceEvery: time.Millisecond})
+	ls := &lateStore{Store: b.open(t, clk.Now), ordered: settle == 0, hidden: make(map[int64]bool)}
+	e := newEnv(t, b, Config{Store: ls, Now: clk.Now, Settle: settle, SampleEvery: time.Nanosecond, AdvanceEvery: time.Millisecond})
 	e.convo("c1", alice, carol)
 	e.convo("c2", bob, carol)
 	live := e.subscribe(Request{Identity: who(carol), Cursor: start})

@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -112,6 +113,10 @@ func subscribeError(err error) error {
 		return x
 	case errors.Is(err, ErrHubClosed):
 		return e(http.StatusServiceUnavailable, "ServiceUnavailable", "server is shutting down")
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		x := e(http.StatusServiceUnavailable, "ServiceUnavailable", "service temporarily unavailable")
+		x.Header = http.Header{"Retry-After": {"1"}}
+		return x
 	}
 	return e(http.StatusInternalServerError, "InternalServerError", "internal error")
 }

@@ -14,7 +14,7 @@ import (
 // tens of kilobytes on every open stream. Spawning a goroutine costs about
 // a microsecond, against tens of microseconds for the read.
 type shallowStore struct {
-	store.Store
+	Store
 }
 
 // detached runs fn on a new goroutine and waits for it.

@@ -362,3 +362,38 @@ func TestSSEMessageEventEncoding(t *testing.T) {
 		}
 	}
 }
+
+// downStore is a store whose database cannot take calls.
+type downStore struct{ store.Store }
+
+func (downStore) UserConvos(context.Context, string) ([]store.UserConvo, error) {
+	return nil, fmt.Errorf("list conversations: %w: connection refused", store.ErrUnavailable)
+}
+
+func (downStore) ActiveMember(context.Context, string, string) (store.Member, error) {
+	return store.Member{}, fmt.Errorf("read member: %w: connection refused", store.ErrUnavailable)
+}
+
+// TestStreamWhileTheStoreIsDown: opening a stream while the database
+// cannot take calls is 503 ServiceUnavailable with Retry-After, for one
+// conversation and for all, never a 500.
+func TestStreamWhileTheStoreIsDown(t *testing.T) {
+	b := backends()[0]
+	e := newEnv(t, b, Config{})
+	e.convo("c", alice, bob)
+	e.hub.Close()
+	down := newEnv(t, b, Config{Store: downStore{e.st}})
+	ts := down.serve(ServerConfig{})
+	for _, q := range []string{"", "convoId=c"} {
+		resp, _ := openSSE(t, ts, alice, q, nil)
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("stream %q with the store down: %s, Retry-After %q; want 503 with Retry-After", q, resp.Status, resp.Header.Get("Retry-After"))
+		}
+		var body xrpc.Error
+		if err := json.NewDecoder(resp.Body).Decode(&struct {
+			Error *string `json:"error"`
+		}{&body.Name}); err != nil || body.Name != "ServiceUnavailable" {
+			t.Fatalf("stream %q: error %q (%v), want ServiceUnavailable", q, body.Name, err)
+		}
+	}
+}

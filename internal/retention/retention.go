@@ -4,7 +4,7 @@
 // and a store-wide lock makes sure only one node purges at a time.
 //
 // It decides nothing about what a row means; each purge's rules live in the
-// store (see store.Writer's Purge methods).
+// store (see store.Purger).
 package retention
 
 import (
@@ -98,7 +98,7 @@ type Report struct {
 
 // Worker runs purge passes.
 type Worker struct {
-	store store.Store
+	store store.Maintenance
 	cfg   Config
 	// OnPass, if set, is called after every pass with its report and error
 	// (for logs and metrics; a report holds only counts).
@@ -106,7 +106,7 @@ type Worker struct {
 }
 
 // New returns a Worker for s with cfg (defaults applied).
-func New(s store.Store, cfg Config, onPass func(Report, error)) (*Worker, error) {
+func New(s store.Maintenance, cfg Config, onPass func(Report, error)) (*Worker, error) {
 	if s == nil {
 		return nil, errors.New("retention: a store is required")
 	}

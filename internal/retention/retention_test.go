@@ -138,5 +138,5 @@ func TestConfigValidation(t *testing.T) {
 	}
 }
 
-// nopStore satisfies store.Store for the configuration test only.
-type nopStore struct{ store.Store }
+// nopStore satisfies store.Maintenance for the configuration test only.
+type nopStore struct{ store.Maintenance }

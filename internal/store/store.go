@@ -3,6 +3,18 @@
 // on. Implementations live in store/sqlite (the embedded default) and
 // store/postgres; store/storetest is the conformance suite both must pass.
 //
+// Store is composed of small interfaces, as certmagic composes Storage and
+// Locker, and each consumer takes only the slice it uses: Reader, Writer,
+// Idempotency (internal/delivery), EventLog (internal/realtime, with four
+// reads), Maintenance = Locker + Purger (internal/retention). A backend
+// states its properties as Traits rather than letting consumers infer them
+// from its configuration.
+//
+// Failures are classified by the backend that sees them: a database that
+// cannot take a call now is ErrUnavailable, and a write whose COMMIT was
+// cut off is ErrOutcomeUnknown, which every write's idempotency key
+// resolves on retry.
+//
 // The store holds routing state and ciphertext only. It keeps no sender for
 // messages or commits, truncates every time it records (receipt, activity,
 // joins, claims, confirmations) to BucketInterval, keys idempotency records
@@ -18,6 +30,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -56,10 +69,19 @@ var (
 	ErrDeviceExists = errors.New("store: device already registered")
 	// ErrInvalidCursor means a pagination cursor could not be decoded.
 	ErrInvalidCursor = errors.New("store: invalid cursor")
-	// ErrUnavailable means the database could not take the request now
-	// (locked past the busy timeout, out of connections, shutting down):
-	// nothing was written, and a retry later may succeed.
+	// ErrUnavailable means the database could not take the request now:
+	// the connection was lost or refused, the database was locked past the
+	// busy timeout, out of connections, or shutting down. A retry later
+	// may succeed. Unless the error is also ErrOutcomeUnknown, nothing was
+	// written.
 	ErrUnavailable = errors.New("store: unavailable")
+	// ErrOutcomeUnknown means the connection was lost after a write's
+	// commit was sent: the write may or may not have been applied. It
+	// matches ErrUnavailable too. Every write is idempotent by its key (a
+	// message's msgId, an idempotency key), so repeating the same write
+	// once the database is back resolves it: it either finds the first
+	// attempt's result or applies the write now, never twice.
+	ErrOutcomeUnknown = fmt.Errorf("store: outcome unknown: %w", ErrUnavailable)
 )
 
 // Role is a member's role in a conversation.
@@ -452,11 +474,10 @@ type Writer interface {
 	TouchDevice(ctx context.Context, ownerDID, deviceID string) error
 }
 
-// Store is the storage the delivery service consumes. Implementations are
-// safe for concurrent use, from several processes on PostgreSQL.
-type Store interface {
-	Writer
-
+// Reader is the reads of conversations, members, messages, Welcomes,
+// group info, key packages and devices: everything a request handler looks
+// up outside the event stream.
+type Reader interface {
 	// Convo returns a conversation; ErrNotFound if unknown.
 	Convo(ctx context.Context, id string) (Convo, error)
 	// ConvosForUser returns the conversations where userDID has an active
@@ -502,14 +523,10 @@ type Store interface {
 	AvailableKeyPackageRefs(ctx context.Context, ownerDID, deviceID string) ([]string, error)
 	// Devices lists ownerDID's devices with their available package counts.
 	Devices(ctx context.Context, ownerDID string) ([]Device, error)
+}
 
-	// EventsAfter returns up to limit events of the conversations with
-	// cursor > after, in cursor order. See Event.Cursor before resuming
-	// several conversations from one cursor.
-	EventsAfter(ctx context.Context, convoIDs []string, after int64, limit int) ([]Event, error)
-	// EventHorizon reports the oldest retained and the latest cursor.
-	EventHorizon(ctx context.Context) (EventHorizon, error)
-
+// Idempotency runs writes under an idempotency key.
+type Idempotency interface {
 	// Idempotent runs fn and records its response under key in one
 	// transaction. If key already holds a response, fn does not run and the
 	// recorded response is returned with replayed true. A request hash that
@@ -517,13 +534,34 @@ type Store interface {
 	// recorded and nothing fn wrote persists. fn must write only through tx
 	// (using the Store itself from fn can deadlock), and must return any
 	// error a tx method gives it: after one, the transaction is unusable.
+	//
+	// An ErrOutcomeUnknown from Idempotent is resolved by calling it again
+	// with the same key and request: it then either replays the recorded
+	// response or, if nothing was committed, runs fn.
 	Idempotent(ctx context.Context, key IdempotencyKey, requestHash []byte, fn func(ctx context.Context, tx Writer) ([]byte, error)) (response []byte, replayed bool, err error)
+}
 
+// EventLog is the stream of event rows that realtime subscriptions read.
+type EventLog interface {
+	// EventsAfter returns up to limit events of the conversations with
+	// cursor > after, in cursor order. See Event.Cursor before resuming
+	// several conversations from one cursor.
+	EventsAfter(ctx context.Context, convoIDs []string, after int64, limit int) ([]Event, error)
+	// EventHorizon reports the oldest retained and the latest cursor.
+	EventHorizon(ctx context.Context) (EventHorizon, error)
+}
+
+// Locker takes named locks held across every node sharing the store.
+type Locker interface {
 	// TryLock takes a named lock held across all nodes sharing the store,
 	// without waiting. ok is false if someone else holds it. unlock must be
 	// called once when ok.
 	TryLock(ctx context.Context, name string) (unlock func(), ok bool, err error)
+}
 
+// Purger deletes rows past their retention. Each call deletes in bounded
+// transactions and may be interrupted between them.
+type Purger interface {
 	// PurgeMessages deletes messages received more than olderThan ago, or
 	// past their expiry, with their commit rows.
 	PurgeMessages(ctx context.Context, olderThan time.Duration) (int64, error)
@@ -539,7 +577,51 @@ type Store interface {
 	PurgeKeyPackages(ctx context.Context, consumedFor time.Duration, maxPerDevice int) (int64, error)
 	// PurgeIdempotency deletes idempotency records older than olderThan.
 	PurgeIdempotency(ctx context.Context, olderThan time.Duration) (int64, error)
+}
 
+// Maintenance is what a background worker needs: the purges and the lock
+// that keeps one node purging at a time.
+type Maintenance interface {
+	Locker
+	Purger
+}
+
+// Traits are a backend's properties that consumers plan around. They are
+// stated by the backend, never inferred from its configuration.
+type Traits struct {
+	// Backend names the implementation ("sqlite", "postgres"): a bounded
+	// value, fit for a metric label or an operator message.
+	Backend string
+	// OrderedCursors is true when event cursors become visible in cursor
+	// order (one writer commits them in the order it draws them), so a
+	// reader that has seen cursor c has seen every event below c. On a
+	// backend without it a lower cursor may become visible later (see
+	// Event.Cursor).
+	OrderedCursors bool
+	// MultiNode is true when several gateway processes may share the
+	// store: their locks exclude each other and their wake-ups must cross
+	// processes.
+	MultiNode bool
+}
+
+// Store is the union the backends implement; each consumer takes only the
+// slice it uses (Reader, Writer, Idempotency, EventLog, Maintenance).
+// Implementations are safe for concurrent use, from several processes on
+// PostgreSQL.
+//
+// Every method reports a database that cannot take the call now (lost or
+// refused connection, locked past the busy timeout, shutting down) as
+// ErrUnavailable, and a write whose commit may or may not have been
+// applied as ErrOutcomeUnknown.
+type Store interface {
+	Reader
+	Writer
+	Idempotency
+	EventLog
+	Maintenance
+
+	// Traits states the backend's properties.
+	Traits() Traits
 	// Close releases the store's connections.
 	Close() error
 }

@@ -68,7 +68,7 @@ func (b *appendBatcher) append(ctx context.Context, m store.NewMessage) (store.M
 	case <-ctx.Done():
 		return store.Message{}, fmt.Errorf("append message: %w", ctx.Err())
 	case <-b.quit:
-		return store.Message{}, errors.New("append message: store closed")
+		return store.Message{}, fmt.Errorf("append message: %w", errClosed)
 	}
 	<-p.done // the append may be committing: wait for its outcome
 	return p.out, p.err
@@ -125,7 +125,9 @@ func (b *appendBatcher) run(batch []*pendingAppend) {
 		b.rerun.Add(1)
 	}
 	for _, p := range live {
+		// Alone, the statement commits by itself.
 		p.out, p.err = b.writer().AppendMessage(context.WithoutCancel(p.ctx), p.m)
+		p.err = classifyCommit(p.err)
 		close(p.done)
 	}
 }
@@ -165,8 +167,12 @@ func (b *appendBatcher) together(batch []*pendingAppend) error {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		// The commit's outcome is unknown: tell every caller, whose retry
-		// finds its message by msg_id if it was stored.
+		// Not a statement's failure, so running the appends again alone
+		// would not help: every caller hears the commit's error. When the
+		// connection was lost with the COMMIT in flight that is
+		// store.ErrOutcomeUnknown, which a retry with the same msgId
+		// resolves (it finds the message if it was stored).
+		err = classifyCommit(err)
 		for _, p := range batch {
 			p.err = fmt.Errorf("append message: commit: %w", err)
 		}
@@ -174,7 +180,7 @@ func (b *appendBatcher) together(batch []*pendingAppend) error {
 	}
 	for i, p := range batch {
 		if rows[i].none {
-			p.err = fmt.Errorf("append message: %w", b.writer().whyNotAppended(context.WithoutCancel(p.ctx), p.m))
+			p.err = fmt.Errorf("append message: %w", classify(b.writer().whyNotAppended(context.WithoutCancel(p.ctx), p.m)))
 			continue
 		}
 		p.out = appended(p.m, rows[i].seq, rows[i].cursor, bucket)

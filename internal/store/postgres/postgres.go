@@ -117,6 +117,12 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// Traits implements store.Store: cursors are drawn before commit, so they
+// may become visible out of order, and several nodes share the database.
+func (s *Store) Traits() store.Traits {
+	return store.Traits{Backend: "postgres", OrderedCursors: false, MultiNode: true}
+}
+
 // lockKey maps a lock name to an advisory lock key, namespaced so it does
 // not collide with other applications' keys on a shared database.
 func lockKey(name string) int64 {
@@ -229,30 +235,36 @@ func (s *Store) Migrate(ctx context.Context) ([]store.Migration, error) {
 	return done, nil
 }
 
-// inTx runs fn with a Writer bound to a new transaction.
+// inTx runs fn with a Writer bound to a new transaction. A lost connection
+// before COMMIT is sent is store.ErrUnavailable (the server rolls the
+// transaction back); one while COMMIT is in flight is
+// store.ErrOutcomeUnknown.
 func (s *Store) inTx(ctx context.Context, fn func(w *writer) error) error {
-	var fnErr error
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		fnErr = fn(&writer{q: tx, now: s.now})
-		return fnErr
-	})
-	if err != nil && fnErr == nil {
-		return fmt.Errorf("begin or commit: %w", err) // fn's own errors carry their context
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return classify(fmt.Errorf("begin: %w", err))
 	}
-	return err
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit; a lost connection rolls back itself
+	if err := fn(&writer{q: tx, now: s.now}); err != nil {
+		return classify(err) // fn's own errors carry their context
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return classifyCommit(fmt.Errorf("commit: %w", err))
+	}
+	return nil
 }
 
 // TryLock takes a session advisory lock on a dedicated pooled connection.
 func (s *Store) TryLock(ctx context.Context, name string) (func(), bool, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return nil, false, fmt.Errorf("try lock %s: acquire connection: %w", name, err)
+		return nil, false, errorf("try lock %s: acquire connection: %w", name, err)
 	}
 	key := lockKey("lock:" + name)
 	var ok bool
 	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&ok); err != nil {
 		conn.Release()
-		return nil, false, fmt.Errorf("try lock %s: %w", name, err)
+		return nil, false, errorf("try lock %s: %w", name, err)
 	}
 	if !ok {
 		conn.Release()

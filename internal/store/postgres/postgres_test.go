@@ -44,7 +44,6 @@ func backend(t *testing.T) storetest.Backend {
 			// boundaries.
 			return postgres.Open(ctx, postgres.Config{URL: url, Now: now, PurgeBatch: 2})
 		},
-		CrossNodeLocks: true,
 	}
 }
 
@@ -91,5 +90,18 @@ func TestNewConnectsToNothing(t *testing.T) {
 	defer s.Close()
 	if _, err := s.MigrationStatus(t.Context()); err == nil {
 		t.Fatal("MigrationStatus against nothing succeeded")
+	}
+}
+
+// TestTraits: cursors drawn before commit are not visible in order, and
+// nodes share the database (so the suite checks cross-node locks).
+func TestTraits(t *testing.T) {
+	s, err := postgres.Open(t.Context(), postgres.Config{URL: testenv.Postgres(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, want := s.Traits(), (store.Traits{Backend: "postgres", MultiNode: true}); got != want {
+		t.Fatalf("traits %+v, want %+v", got, want)
 	}
 }

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -44,10 +43,10 @@ func scanConvo(sc interface{ Scan(...any) error }) (store.Convo, error) {
 func (s *Store) Convo(ctx context.Context, id string) (store.Convo, error) {
 	c, err := scanConvo(s.pool.QueryRow(ctx, `SELECT `+convoColumns+` FROM convos c WHERE c.id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return store.Convo{}, fmt.Errorf("read convo: %w", store.ErrNotFound)
+		return store.Convo{}, errorf("read convo: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.Convo{}, fmt.Errorf("read convo: %w", err)
+		return store.Convo{}, errorf("read convo: %w", err)
 	}
 	return c, nil
 }
@@ -65,11 +64,11 @@ func (s *Store) ConvosForUser(ctx context.Context, userDID, after string, limit 
 		ORDER BY c.last_activity_at DESC, c.id DESC LIMIT $5`,
 		userDID, ok, cur.At, cur.ID, limit+1)
 	if err != nil {
-		return nil, "", fmt.Errorf("list convos: %w", err)
+		return nil, "", errorf("list convos: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Convo, error) { return scanConvo(r) })
 	if err != nil {
-		return nil, "", fmt.Errorf("list convos: %w", err)
+		return nil, "", errorf("list convos: %w", err)
 	}
 	var next string
 	if len(out) > limit {
@@ -99,11 +98,11 @@ func (s *Store) Members(ctx context.Context, convoIDs []string, includeLeft bool
 		WHERE m.convo_id = ANY($1) AND ($2 OR m.left_at IS NULL)
 		ORDER BY m.convo_id, m.joined_at, m.member_did`, orEmpty(convoIDs), includeLeft)
 	if err != nil {
-		return nil, fmt.Errorf("list members: %w", err)
+		return nil, errorf("list members: %w", err)
 	}
 	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Member, error) { return scanMember(r) })
 	if err != nil {
-		return nil, fmt.Errorf("list members: %w", err)
+		return nil, errorf("list members: %w", err)
 	}
 	out := map[string][]store.Member{}
 	for _, m := range ms {
@@ -120,13 +119,13 @@ func (s *Store) ActiveMember(ctx context.Context, convoID, memberDID string) (st
 		FROM convos c LEFT JOIN members m ON m.convo_id = c.id AND m.member_did = $1 AND m.left_at IS NULL
 		WHERE c.id = $2`, memberDID, convoID).Scan(&mdid, &udid, &dev, &role, &joined)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return store.Member{}, fmt.Errorf("read member: %w", store.ErrNotFound)
+		return store.Member{}, errorf("read member: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.Member{}, fmt.Errorf("read member: %w", err)
+		return store.Member{}, errorf("read member: %w", err)
 	}
 	if mdid == nil {
-		return store.Member{}, fmt.Errorf("read member: %w", store.ErrNotMember)
+		return store.Member{}, errorf("read member: %w", store.ErrNotMember)
 	}
 	return store.Member{ConvoID: convoID, MemberDID: *mdid, UserDID: *udid, DeviceID: *dev,
 		Role: store.Role(*role), JoinedAt: fromNull(joined)}, nil
@@ -140,7 +139,7 @@ func (s *Store) UserConvos(ctx context.Context, userDID string) ([]store.UserCon
 		WHERE m.user_did = $1 AND m.left_at IS NULL
 		ORDER BY c.last_activity_at DESC, m.convo_id, m.member_did`, userDID)
 	if err != nil {
-		return nil, fmt.Errorf("list user convos: %w", err)
+		return nil, errorf("list user convos: %w", err)
 	}
 	defer rows.Close()
 	var out []store.UserConvo
@@ -148,7 +147,7 @@ func (s *Store) UserConvos(ctx context.Context, userDID string) ([]store.UserCon
 		var uc store.UserConvo
 		var member string
 		if err := rows.Scan(&uc.ConvoID, &member, &uc.Name, &uc.LastActivityAt, &uc.MemberCount); err != nil {
-			return nil, fmt.Errorf("list user convos: %w", err)
+			return nil, errorf("list user convos: %w", err)
 		}
 		if n := len(out); n > 0 && out[n-1].ConvoID == uc.ConvoID {
 			out[n-1].MemberDIDs = append(out[n-1].MemberDIDs, member)
@@ -158,7 +157,7 @@ func (s *Store) UserConvos(ctx context.Context, userDID string) ([]store.UserCon
 		out = append(out, uc)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list user convos: %w", err)
+		return nil, errorf("list user convos: %w", err)
 	}
 	return out, nil
 }
@@ -183,19 +182,19 @@ func (s *Store) Messages(ctx context.Context, convoID string, sinceSeq int64, li
 	rows, err := s.pool.Query(ctx, `SELECT `+messageColumns+` FROM messages m
 		WHERE m.convo_id = $1 AND m.seq > $2 ORDER BY m.seq LIMIT $3`, convoID, sinceSeq, limit)
 	if err != nil {
-		return page, fmt.Errorf("list messages: %w", err)
+		return page, errorf("list messages: %w", err)
 	}
 	page.Messages, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Message, error) { return scanMessage(r) })
 	if err != nil {
-		return page, fmt.Errorf("list messages: %w", err)
+		return page, errorf("list messages: %w", err)
 	}
 	// Read the counter after the rows, so it is never below a returned seq.
 	err = s.pool.QueryRow(ctx, `SELECT last_seq, epoch FROM convos WHERE id = $1`, convoID).Scan(&page.ConvoLastSeq, &page.ConvoEpoch)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return store.MessagePage{}, fmt.Errorf("list messages: %w", store.ErrNotFound)
+		return store.MessagePage{}, errorf("list messages: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.MessagePage{}, fmt.Errorf("list messages: %w", err)
+		return store.MessagePage{}, errorf("list messages: %w", err)
 	}
 	if len(page.Messages) == 0 {
 		page.Messages = nil
@@ -208,10 +207,10 @@ func (s *Store) Message(ctx context.Context, convoID, msgID string) (store.Messa
 	m, err := scanMessage(s.pool.QueryRow(ctx, `SELECT `+messageColumns+` FROM messages m
 		WHERE m.convo_id = $1 AND m.msg_id = $2`, convoID, msgID))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return store.Message{}, fmt.Errorf("read message: %w", store.ErrNotFound)
+		return store.Message{}, errorf("read message: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.Message{}, fmt.Errorf("read message: %w", err)
+		return store.Message{}, errorf("read message: %w", err)
 	}
 	return m, nil
 }
@@ -224,11 +223,11 @@ func (s *Store) MessagesByID(ctx context.Context, convoID string, msgIDs []strin
 	rows, err := s.pool.Query(ctx, `SELECT `+messageColumns+` FROM messages m
 		WHERE m.convo_id = $1 AND m.msg_id = ANY($2) ORDER BY m.seq`, convoID, msgIDs)
 	if err != nil {
-		return nil, fmt.Errorf("read messages by id: %w", err)
+		return nil, errorf("read messages by id: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Message, error) { return scanMessage(r) })
 	if err != nil {
-		return nil, fmt.Errorf("read messages by id: %w", err)
+		return nil, errorf("read messages by id: %w", err)
 	}
 	if len(out) == 0 {
 		return nil, nil
@@ -243,7 +242,7 @@ func (s *Store) Commits(ctx context.Context, convoID string, fromEpoch, toEpoch 
 		WHERE k.convo_id = $1 AND k.epoch >= $2 AND ($3 < 0 OR k.epoch <= $3)
 		ORDER BY k.epoch LIMIT $4`, convoID, fromEpoch, toEpoch, maxPage)
 	if err != nil {
-		return nil, fmt.Errorf("list commits: %w", err)
+		return nil, errorf("list commits: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Commit, error) {
 		var c store.Commit
@@ -252,7 +251,7 @@ func (s *Store) Commits(ctx context.Context, convoID string, fromEpoch, toEpoch 
 		return c, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list commits: %w", err)
+		return nil, errorf("list commits: %w", err)
 	}
 	return out, nil
 }
@@ -262,10 +261,10 @@ func (s *Store) GroupInfo(ctx context.Context, convoID string) (store.GroupInfo,
 	g := store.GroupInfo{ConvoID: convoID}
 	err := s.pool.QueryRow(ctx, `SELECT epoch, data, updated_at FROM group_infos WHERE convo_id = $1`, convoID).Scan(&g.Epoch, &g.Data, &g.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return store.GroupInfo{}, fmt.Errorf("read group info: %w", store.ErrNotFound)
+		return store.GroupInfo{}, errorf("read group info: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.GroupInfo{}, fmt.Errorf("read group info: %w", err)
+		return store.GroupInfo{}, errorf("read group info: %w", err)
 	}
 	g.UpdatedAt = utc(g.UpdatedAt)
 	return g, nil
@@ -279,10 +278,10 @@ func (s *Store) Welcome(ctx context.Context, convoID string, recipients []string
 		WHERE w.convo_id = $1 AND r.consumed_at IS NULL AND r.recipient_did = ANY($2)
 		ORDER BY w.id DESC LIMIT 1`, convoID, orEmpty(recipients)).Scan(&w.ID, &w.Epoch, &w.Data, &w.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return store.Welcome{}, fmt.Errorf("read welcome: %w", store.ErrNotFound)
+		return store.Welcome{}, errorf("read welcome: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.Welcome{}, fmt.Errorf("read welcome: %w", err)
+		return store.Welcome{}, errorf("read welcome: %w", err)
 	}
 	w.CreatedAt = utc(w.CreatedAt)
 	return w, nil
@@ -303,7 +302,7 @@ func (s *Store) KeyPackageStats(ctx context.Context, ownerDID, cipherSuite strin
 		GROUP BY cipher_suite ORDER BY cipher_suite`,
 		now, now.Add(-24*time.Hour), now.Add(-7*24*time.Hour), ownerDID, cipherSuite)
 	if err != nil {
-		return store.KeyPackageStats{}, fmt.Errorf("key package stats: %w", err)
+		return store.KeyPackageStats{}, errorf("key package stats: %w", err)
 	}
 	defer rows.Close()
 	var st store.KeyPackageStats
@@ -312,7 +311,7 @@ func (s *Store) KeyPackageStats(ctx context.Context, ownerDID, cipherSuite strin
 		var avail, lr, total, consumed, c24, c7 int
 		var oldest *time.Time
 		if err := rows.Scan(&suite, &avail, &lr, &total, &consumed, &c24, &c7, &oldest); err != nil {
-			return store.KeyPackageStats{}, fmt.Errorf("key package stats: %w", err)
+			return store.KeyPackageStats{}, errorf("key package stats: %w", err)
 		}
 		st.Available += avail
 		st.LastResort += lr
@@ -326,7 +325,7 @@ func (s *Store) KeyPackageStats(ctx context.Context, ownerDID, cipherSuite strin
 		st.ByCipherSuite = append(st.ByCipherSuite, store.CipherSuiteStats{CipherSuite: suite, Available: avail, Consumed: consumed})
 	}
 	if err := rows.Err(); err != nil {
-		return store.KeyPackageStats{}, fmt.Errorf("key package stats: %w", err)
+		return store.KeyPackageStats{}, errorf("key package stats: %w", err)
 	}
 	return st, nil
 }
@@ -344,11 +343,11 @@ func (s *Store) ConsumedKeyPackages(ctx context.Context, ownerDID, after string,
 		AND (NOT $2 OR (date_trunc('milliseconds', consumed_at), ref) < ($3, $4))
 		ORDER BY date_trunc('milliseconds', consumed_at) DESC, ref DESC LIMIT $5`, ownerDID, ok, cur.At, cur.ID, limit+1)
 	if err != nil {
-		return nil, "", fmt.Errorf("list consumed key packages: %w", err)
+		return nil, "", errorf("list consumed key packages: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.KeyPackage, error) { return scanKeyPackage(r) })
 	if err != nil {
-		return nil, "", fmt.Errorf("list consumed key packages: %w", err)
+		return nil, "", errorf("list consumed key packages: %w", err)
 	}
 	var next string
 	if len(out) > limit {
@@ -364,11 +363,11 @@ func (s *Store) AvailableKeyPackageRefs(ctx context.Context, ownerDID, deviceID 
 		WHERE owner_did = $1 AND device_id = $2 AND consumed_at IS NULL AND expires_at > $3 ORDER BY ref`,
 		ownerDID, deviceID, s.now())
 	if err != nil {
-		return nil, fmt.Errorf("list key package refs: %w", err)
+		return nil, errorf("list key package refs: %w", err)
 	}
 	refs, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, fmt.Errorf("list key package refs: %w", err)
+		return nil, errorf("list key package refs: %w", err)
 	}
 	return refs, nil
 }
@@ -380,7 +379,7 @@ func (s *Store) Devices(ctx context.Context, ownerDID string) ([]store.Device, e
 				AND k.consumed_at IS NULL AND NOT k.last_resort AND k.expires_at > $1)
 		FROM devices d WHERE d.owner_did = $2 ORDER BY d.registered_at, d.device_id`, s.now(), ownerDID)
 	if err != nil {
-		return nil, fmt.Errorf("list devices: %w", err)
+		return nil, errorf("list devices: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Device, error) {
 		var n int
@@ -389,7 +388,7 @@ func (s *Store) Devices(ctx context.Context, ownerDID string) ([]store.Device, e
 		return d, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list devices: %w", err)
+		return nil, errorf("list devices: %w", err)
 	}
 	return out, nil
 }
@@ -402,7 +401,7 @@ func (s *Store) EventsAfter(ctx context.Context, convoIDs []string, after int64,
 	rows, err := s.pool.Query(ctx, `SELECT cursor, convo_id, kind, message_id, epoch, created_bucket FROM events
 		WHERE convo_id = ANY($1) AND cursor > $2 ORDER BY cursor LIMIT $3`, convoIDs, after, clampLimit(limit))
 	if err != nil {
-		return nil, fmt.Errorf("list events: %w", err)
+		return nil, errorf("list events: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Event, error) {
 		var e store.Event
@@ -422,7 +421,7 @@ func (s *Store) EventsAfter(ctx context.Context, convoIDs []string, after int64,
 		return e, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list events: %w", err)
+		return nil, errorf("list events: %w", err)
 	}
 	if len(out) == 0 {
 		return nil, nil
@@ -436,7 +435,7 @@ func (s *Store) EventHorizon(ctx context.Context) (store.EventHorizon, error) {
 	var latest *int64
 	err := s.pool.QueryRow(ctx, `SELECT h.purged_through, (SELECT MAX(cursor) FROM events) FROM event_horizon h WHERE h.id = 1`).Scan(&purged, &latest)
 	if err != nil {
-		return store.EventHorizon{}, fmt.Errorf("read event horizon: %w", err)
+		return store.EventHorizon{}, errorf("read event horizon: %w", err)
 	}
 	h := store.EventHorizon{Oldest: purged + 1, Latest: purged}
 	if latest != nil && *latest > purged {

@@ -27,9 +27,9 @@ func (s *Store) AppendMessage(ctx context.Context, m store.NewMessage) (store.Me
 	return s.appends.append(ctx, m)
 }
 
-// TouchDevice implements store.Writer.
+// TouchDevice implements store.Writer. It is one autocommitted statement.
 func (s *Store) TouchDevice(ctx context.Context, ownerDID, deviceID string) error {
-	return (&writer{q: s.pool, now: s.now}).TouchDevice(ctx, ownerDID, deviceID)
+	return classifyCommit((&writer{q: s.pool, now: s.now}).TouchDevice(ctx, ownerDID, deviceID))
 }
 
 func (w *writer) bucket() time.Time { return store.Bucket(w.now()) }

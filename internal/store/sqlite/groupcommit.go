@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -11,8 +10,8 @@ import (
 	"github.com/cairn-chat/cairn-caddy/internal/store"
 )
 
-// errClosed refuses writes after Close.
-var errClosed = errors.New("sqlite store: closed")
+// errClosed refuses writes after Close: the store is shutting down.
+var errClosed = fmt.Errorf("sqlite store: closed: %w", store.ErrUnavailable)
 
 // maxGroup bounds the writes one group commit carries, so one transaction
 // never grows without limit under a flood of writers.
@@ -233,7 +232,7 @@ func (c *committer) commit(group []*pendingWrite) {
 func (c *committer) runGroup(group []*pendingWrite, errs []error) error {
 	tx, err := c.db.BeginTx(context.Background(), nil)
 	if err != nil {
-		return fmt.Errorf("begin: %w", busyUnavailable(err))
+		return classify(fmt.Errorf("begin: %w", err))
 	}
 	wtx := writeTx{tx: tx, stmts: c.stmts}
 	alone := len(group) == 1
@@ -268,18 +267,9 @@ func (c *committer) runGroup(group []*pendingWrite, errs []error) error {
 		return nil
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", busyUnavailable(err))
+		return classify(fmt.Errorf("commit: %w", err))
 	}
 	return nil
-}
-
-// busyUnavailable marks SQLITE_BUSY (another process held the database
-// past the busy timeout) as store.ErrUnavailable, keeping the cause.
-func busyUnavailable(err error) error {
-	if isBusy(err) {
-		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
-	}
-	return err
 }
 
 // runWrite runs one write, turning a panic into its error so that it

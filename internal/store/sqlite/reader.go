@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/cairn-chat/cairn-caddy/internal/store"
@@ -37,10 +36,10 @@ func scanConvo(sc interface{ Scan(...any) error }) (store.Convo, error) {
 func (s *Store) Convo(ctx context.Context, id string) (store.Convo, error) {
 	c, err := scanConvo(s.r.QueryRowContext(ctx, `SELECT `+convoColumns+` FROM convos c WHERE c.id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.Convo{}, fmt.Errorf("read convo: %w", store.ErrNotFound)
+		return store.Convo{}, errorf("read convo: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.Convo{}, fmt.Errorf("read convo: %w", err)
+		return store.Convo{}, errorf("read convo: %w", err)
 	}
 	return c, nil
 }
@@ -58,19 +57,19 @@ func (s *Store) ConvosForUser(ctx context.Context, userDID, after string, limit 
 		ORDER BY c.last_activity_at DESC, c.id DESC LIMIT ?`,
 		userDID, ok, ms(cur.At), ms(cur.At), cur.ID, limit+1)
 	if err != nil {
-		return nil, "", fmt.Errorf("list convos: %w", err)
+		return nil, "", errorf("list convos: %w", err)
 	}
 	defer rows.Close()
 	var out []store.Convo
 	for rows.Next() {
 		c, err := scanConvo(rows)
 		if err != nil {
-			return nil, "", fmt.Errorf("list convos: %w", err)
+			return nil, "", errorf("list convos: %w", err)
 		}
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("list convos: %w", err)
+		return nil, "", errorf("list convos: %w", err)
 	}
 	var next string
 	if len(out) > limit {
@@ -101,14 +100,14 @@ func (s *Store) Members(ctx context.Context, convoIDs []string, includeLeft bool
 		WHERE m.convo_id IN (SELECT value FROM json_each(?)) AND (? OR m.left_at IS NULL)
 		ORDER BY m.convo_id, m.joined_at, m.member_did`, jsonList(convoIDs), includeLeft)
 	if err != nil {
-		return nil, fmt.Errorf("list members: %w", err)
+		return nil, errorf("list members: %w", err)
 	}
 	defer rows.Close()
 	out := map[string][]store.Member{}
 	for rows.Next() {
 		m, err := scanMember(rows)
 		if err != nil {
-			return nil, fmt.Errorf("list members: %w", err)
+			return nil, errorf("list members: %w", err)
 		}
 		out[m.ConvoID] = append(out[m.ConvoID], m)
 	}
@@ -123,13 +122,13 @@ func (s *Store) ActiveMember(ctx context.Context, convoID, memberDID string) (st
 		FROM convos c LEFT JOIN members m ON m.convo_id = c.id AND m.member_did = ? AND m.left_at IS NULL
 		WHERE c.id = ?`, memberDID, convoID).Scan(&cid, &mdid, &udid, &dev, &role, &joined)
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.Member{}, fmt.Errorf("read member: %w", store.ErrNotFound)
+		return store.Member{}, errorf("read member: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.Member{}, fmt.Errorf("read member: %w", err)
+		return store.Member{}, errorf("read member: %w", err)
 	}
 	if !mdid.Valid {
-		return store.Member{}, fmt.Errorf("read member: %w", store.ErrNotMember)
+		return store.Member{}, errorf("read member: %w", store.ErrNotMember)
 	}
 	return store.Member{ConvoID: convoID, MemberDID: mdid.String, UserDID: udid.String, DeviceID: dev.String,
 		Role: store.Role(role.String), JoinedAt: fromNullMS(joined)}, nil
@@ -143,7 +142,7 @@ func (s *Store) UserConvos(ctx context.Context, userDID string) ([]store.UserCon
 		WHERE m.user_did = ? AND m.left_at IS NULL
 		ORDER BY c.last_activity_at DESC, m.convo_id, m.member_did`, userDID)
 	if err != nil {
-		return nil, fmt.Errorf("list user convos: %w", err)
+		return nil, errorf("list user convos: %w", err)
 	}
 	defer rows.Close()
 	var out []store.UserConvo
@@ -152,7 +151,7 @@ func (s *Store) UserConvos(ctx context.Context, userDID string) ([]store.UserCon
 		var member string
 		var active int64
 		if err := rows.Scan(&uc.ConvoID, &member, &uc.Name, &active, &uc.MemberCount); err != nil {
-			return nil, fmt.Errorf("list user convos: %w", err)
+			return nil, errorf("list user convos: %w", err)
 		}
 		if n := len(out); n > 0 && out[n-1].ConvoID == uc.ConvoID {
 			out[n-1].MemberDIDs = append(out[n-1].MemberDIDs, member)
@@ -185,26 +184,26 @@ func (s *Store) Messages(ctx context.Context, convoID string, sinceSeq int64, li
 	rows, err := s.r.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages m
 		WHERE m.convo_id = ? AND m.seq > ? ORDER BY m.seq LIMIT ?`, convoID, sinceSeq, limit)
 	if err != nil {
-		return page, fmt.Errorf("list messages: %w", err)
+		return page, errorf("list messages: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		m, err := scanMessage(rows)
 		if err != nil {
-			return page, fmt.Errorf("list messages: %w", err)
+			return page, errorf("list messages: %w", err)
 		}
 		page.Messages = append(page.Messages, m)
 	}
 	if err := rows.Err(); err != nil {
-		return page, fmt.Errorf("list messages: %w", err)
+		return page, errorf("list messages: %w", err)
 	}
 	// Read the counter after the rows, so it is never below a returned seq.
 	err = s.r.QueryRowContext(ctx, `SELECT last_seq, epoch FROM convos WHERE id = ?`, convoID).Scan(&page.ConvoLastSeq, &page.ConvoEpoch)
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.MessagePage{}, fmt.Errorf("list messages: %w", store.ErrNotFound)
+		return store.MessagePage{}, errorf("list messages: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.MessagePage{}, fmt.Errorf("list messages: %w", err)
+		return store.MessagePage{}, errorf("list messages: %w", err)
 	}
 	return page, nil
 }
@@ -214,10 +213,10 @@ func (s *Store) Message(ctx context.Context, convoID, msgID string) (store.Messa
 	m, err := scanMessage(s.r.QueryRowContext(ctx, `SELECT `+messageColumns+` FROM messages m
 		WHERE m.convo_id = ? AND m.msg_id = ?`, convoID, msgID))
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.Message{}, fmt.Errorf("read message: %w", store.ErrNotFound)
+		return store.Message{}, errorf("read message: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.Message{}, fmt.Errorf("read message: %w", err)
+		return store.Message{}, errorf("read message: %w", err)
 	}
 	return m, nil
 }
@@ -230,14 +229,14 @@ func (s *Store) MessagesByID(ctx context.Context, convoID string, msgIDs []strin
 	rows, err := s.r.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages m
 		WHERE m.convo_id = ? AND m.msg_id IN (SELECT value FROM json_each(?)) ORDER BY m.seq`, convoID, jsonList(msgIDs))
 	if err != nil {
-		return nil, fmt.Errorf("read messages by id: %w", err)
+		return nil, errorf("read messages by id: %w", err)
 	}
 	defer rows.Close()
 	var out []store.Message
 	for rows.Next() {
 		m, err := scanMessage(rows)
 		if err != nil {
-			return nil, fmt.Errorf("read messages by id: %w", err)
+			return nil, errorf("read messages by id: %w", err)
 		}
 		out = append(out, m)
 	}
@@ -251,7 +250,7 @@ func (s *Store) Commits(ctx context.Context, convoID string, fromEpoch, toEpoch 
 		WHERE k.convo_id = ? AND k.epoch >= ? AND (? < 0 OR k.epoch <= ?)
 		ORDER BY k.epoch LIMIT ?`, convoID, fromEpoch, toEpoch, toEpoch, maxPage)
 	if err != nil {
-		return nil, fmt.Errorf("list commits: %w", err)
+		return nil, errorf("list commits: %w", err)
 	}
 	defer rows.Close()
 	var out []store.Commit
@@ -259,7 +258,7 @@ func (s *Store) Commits(ctx context.Context, convoID string, fromEpoch, toEpoch 
 		var c store.Commit
 		var at int64
 		if err := rows.Scan(&c.ConvoID, &c.Epoch, &c.Seq, &c.MsgID, &c.Data, &at); err != nil {
-			return nil, fmt.Errorf("list commits: %w", err)
+			return nil, errorf("list commits: %w", err)
 		}
 		c.CreatedAt = fromMS(at)
 		out = append(out, c)
@@ -273,10 +272,10 @@ func (s *Store) GroupInfo(ctx context.Context, convoID string) (store.GroupInfo,
 	var at int64
 	err := s.r.QueryRowContext(ctx, `SELECT epoch, data, updated_at FROM group_infos WHERE convo_id = ?`, convoID).Scan(&g.Epoch, &g.Data, &at)
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.GroupInfo{}, fmt.Errorf("read group info: %w", store.ErrNotFound)
+		return store.GroupInfo{}, errorf("read group info: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.GroupInfo{}, fmt.Errorf("read group info: %w", err)
+		return store.GroupInfo{}, errorf("read group info: %w", err)
 	}
 	g.UpdatedAt = fromMS(at)
 	return g, nil
@@ -291,10 +290,10 @@ func (s *Store) Welcome(ctx context.Context, convoID string, recipients []string
 		WHERE w.convo_id = ? AND r.consumed_at IS NULL AND r.recipient_did IN (SELECT value FROM json_each(?))
 		ORDER BY w.id DESC LIMIT 1`, convoID, jsonList(recipients)).Scan(&w.ID, &w.Epoch, &w.Data, &at)
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.Welcome{}, fmt.Errorf("read welcome: %w", store.ErrNotFound)
+		return store.Welcome{}, errorf("read welcome: %w", store.ErrNotFound)
 	}
 	if err != nil {
-		return store.Welcome{}, fmt.Errorf("read welcome: %w", err)
+		return store.Welcome{}, errorf("read welcome: %w", err)
 	}
 	w.CreatedAt = fromMS(at)
 	return w, nil
@@ -315,7 +314,7 @@ func (s *Store) KeyPackageStats(ctx context.Context, ownerDID, cipherSuite strin
 		GROUP BY cipher_suite ORDER BY cipher_suite`,
 		ms(now), ms(now.Add(-24*time.Hour)), ms(now.Add(-7*24*time.Hour)), ownerDID, cipherSuite)
 	if err != nil {
-		return store.KeyPackageStats{}, fmt.Errorf("key package stats: %w", err)
+		return store.KeyPackageStats{}, errorf("key package stats: %w", err)
 	}
 	defer rows.Close()
 	var st store.KeyPackageStats
@@ -324,7 +323,7 @@ func (s *Store) KeyPackageStats(ctx context.Context, ownerDID, cipherSuite strin
 		var avail, lr, total, consumed, c24, c7 int
 		var oldest sql.NullInt64
 		if err := rows.Scan(&suite, &avail, &lr, &total, &consumed, &c24, &c7, &oldest); err != nil {
-			return store.KeyPackageStats{}, fmt.Errorf("key package stats: %w", err)
+			return store.KeyPackageStats{}, errorf("key package stats: %w", err)
 		}
 		st.Available += avail
 		st.LastResort += lr
@@ -352,19 +351,19 @@ func (s *Store) ConsumedKeyPackages(ctx context.Context, ownerDID, after string,
 		AND (? = 0 OR consumed_at < ? OR (consumed_at = ? AND ref < ?))
 		ORDER BY consumed_at DESC, ref DESC LIMIT ?`, ownerDID, ok, ms(cur.At), ms(cur.At), cur.ID, limit+1)
 	if err != nil {
-		return nil, "", fmt.Errorf("list consumed key packages: %w", err)
+		return nil, "", errorf("list consumed key packages: %w", err)
 	}
 	defer rows.Close()
 	var out []store.KeyPackage
 	for rows.Next() {
 		kp, err := scanKeyPackage(rows)
 		if err != nil {
-			return nil, "", fmt.Errorf("list consumed key packages: %w", err)
+			return nil, "", errorf("list consumed key packages: %w", err)
 		}
 		out = append(out, kp)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("list consumed key packages: %w", err)
+		return nil, "", errorf("list consumed key packages: %w", err)
 	}
 	var next string
 	if len(out) > limit {
@@ -380,11 +379,11 @@ func (s *Store) AvailableKeyPackageRefs(ctx context.Context, ownerDID, deviceID 
 		WHERE owner_did = ? AND device_id = ? AND consumed_at IS NULL AND expires_at > ? ORDER BY ref`,
 		ownerDID, deviceID, ms(s.now()))
 	if err != nil {
-		return nil, fmt.Errorf("list key package refs: %w", err)
+		return nil, errorf("list key package refs: %w", err)
 	}
 	refs, err := collectStrings(rows)
 	if err != nil {
-		return nil, fmt.Errorf("list key package refs: %w", err)
+		return nil, errorf("list key package refs: %w", err)
 	}
 	return refs, nil
 }
@@ -396,7 +395,7 @@ func (s *Store) Devices(ctx context.Context, ownerDID string) ([]store.Device, e
 				AND k.consumed_at IS NULL AND k.last_resort = 0 AND k.expires_at > ?)
 		FROM devices d WHERE d.owner_did = ? ORDER BY d.registered_at, d.device_id`, ms(s.now()), ownerDID)
 	if err != nil {
-		return nil, fmt.Errorf("list devices: %w", err)
+		return nil, errorf("list devices: %w", err)
 	}
 	defer rows.Close()
 	var out []store.Device
@@ -404,7 +403,7 @@ func (s *Store) Devices(ctx context.Context, ownerDID string) ([]store.Device, e
 		var n int
 		d, err := scanDevice(rows, &n)
 		if err != nil {
-			return nil, fmt.Errorf("list devices: %w", err)
+			return nil, errorf("list devices: %w", err)
 		}
 		d.KeyPackages = n
 		out = append(out, d)
@@ -421,7 +420,7 @@ func (s *Store) EventsAfter(ctx context.Context, convoIDs []string, after int64,
 		WHERE convo_id IN (SELECT value FROM json_each(?)) AND cursor > ? ORDER BY cursor LIMIT ?`,
 		jsonList(convoIDs), after, clampLimit(limit))
 	if err != nil {
-		return nil, fmt.Errorf("list events: %w", err)
+		return nil, errorf("list events: %w", err)
 	}
 	defer rows.Close()
 	var out []store.Event
@@ -432,7 +431,7 @@ func (s *Store) EventsAfter(ctx context.Context, convoIDs []string, after int64,
 		var epoch sql.NullInt64
 		var at int64
 		if err := rows.Scan(&e.Cursor, &e.ConvoID, &kind, &msg, &epoch, &at); err != nil {
-			return nil, fmt.Errorf("list events: %w", err)
+			return nil, errorf("list events: %w", err)
 		}
 		e.Kind, e.MessageID, e.Epoch, e.CreatedAt = store.EventKind(kind), msg.String, epoch.Int64, fromMS(at)
 		out = append(out, e)
@@ -446,7 +445,7 @@ func (s *Store) EventHorizon(ctx context.Context) (store.EventHorizon, error) {
 	var latest sql.NullInt64
 	err := s.r.QueryRowContext(ctx, `SELECT h.purged_through, (SELECT MAX(cursor) FROM events) FROM event_horizon h WHERE h.id = 1`).Scan(&purged, &latest)
 	if err != nil {
-		return store.EventHorizon{}, fmt.Errorf("read event horizon: %w", err)
+		return store.EventHorizon{}, errorf("read event horizon: %w", err)
 	}
 	return store.EventHorizon{Oldest: purged + 1, Latest: max(purged, latest.Int64)}, nil
 }

@@ -151,6 +151,12 @@ func (s *Store) Close() error {
 	return errors.Join(s.w.Close(), s.r.Close())
 }
 
+// Traits implements store.Store: the single writer commits cursors in the
+// order it draws them, and TryLock excludes within this process only.
+func (s *Store) Traits() store.Traits {
+	return store.Traits{Backend: "sqlite", OrderedCursors: true, MultiNode: false}
+}
+
 // MigrationStatus implements store.Migrator. It only reads: a database file
 // that does not exist is not created, and has no migration applied.
 func (s *Store) MigrationStatus(ctx context.Context) (store.MigrationStatus, error) {
@@ -275,7 +281,7 @@ func (s *Store) applyMigrations(ctx context.Context, known []store.Migration) ([
 // write runs fn in a transaction of the single writer, through the group
 // commit.
 func (s *Store) write(ctx context.Context, fn func(tx writeTx) error) error {
-	return s.gc.write(ctx, fn)
+	return classify(s.gc.write(ctx, fn))
 }
 
 // withWriter runs fn with a Writer bound to a fresh transaction.
@@ -365,11 +371,6 @@ func isUnique(err error) bool {
 		return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 	}
 	return false
-}
-
-func isBusy(err error) bool {
-	var se *sqlite.Error
-	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }

@@ -79,3 +79,16 @@ func TestNewCreatesNoFile(t *testing.T) {
 		t.Fatalf("status of a missing file %+v: want every migration pending", st)
 	}
 }
+
+// TestTraits: one writer commits cursors in order, and its locks hold
+// within the process only.
+func TestTraits(t *testing.T) {
+	s, err := sqlite.Open(t.Context(), sqlite.Config{Path: filepath.Join(t.TempDir(), "cairn.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, want := s.Traits(), (store.Traits{Backend: "sqlite", OrderedCursors: true}); got != want {
+		t.Fatalf("traits %+v, want %+v", got, want)
+	}
+}

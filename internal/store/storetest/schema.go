@@ -116,7 +116,8 @@ func testTryLock(t *testing.T, b Backend) {
 	if _, ok, err := e.s.TryLock(e.ctx, "retention"); err != nil || ok {
 		t.Fatalf("second TryLock while held: ok=%v err=%v, want false, nil", ok, err)
 	}
-	if b.CrossNodeLocks {
+	// A store that says several nodes may share it must exclude them.
+	if e.s.Traits().MultiNode {
 		node2, err := b.Open(e.ctx, e.data, e.clock.Now)
 		must(t, err, "open a second node")
 		defer node2.Close()
@@ -172,3 +173,19 @@ func testPurgeIdempotency(t *testing.T, b Backend) {
 }
 
 func isErr(err, target error) bool { return errors.Is(err, target) }
+
+// testTraits: a backend names itself, and its traits are a fixed value,
+// the same on every store opened on the same data.
+func testTraits(t *testing.T, b Backend) {
+	e := b.env(t)
+	tr := e.s.Traits()
+	if tr.Backend == "" {
+		t.Fatalf("traits %+v name no backend", tr)
+	}
+	node2, err := b.Open(e.ctx, e.data, e.clock.Now)
+	must(t, err, "open a second store")
+	defer node2.Close()
+	if got := node2.Traits(); got != tr {
+		t.Fatalf("second store's traits %+v, first's %+v", got, tr)
+	}
+}

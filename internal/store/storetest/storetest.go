@@ -24,9 +24,6 @@ type Backend struct {
 	// Open opens a store on data, running migrations. The suite closes it.
 	// It must be safe to call concurrently on the same data.
 	Open func(ctx context.Context, data string, now func() time.Time) (store.Store, error)
-	// CrossNodeLocks says TryLock also excludes other stores opened on the
-	// same data (other nodes), not only callers of the same store.
-	CrossNodeLocks bool
 }
 
 // SchemaInspector is implemented by stores so the suite can check, by
@@ -120,6 +117,7 @@ func Run(t *testing.T, b Backend) {
 		{"PurgeKeyPackages", testPurgeKeyPackages},
 		{"PurgeIdempotency", testPurgeIdempotency},
 		{"TryLock", testTryLock},
+		{"Traits", testTraits},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
