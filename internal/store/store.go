@@ -17,6 +17,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"time"
 )
@@ -289,6 +291,14 @@ type GroupInfo struct {
 	UpdatedAt time.Time
 }
 
+// KeyPackageSHA256 is the lexicon's keyPackageHash of a key package: the
+// SHA-256 of its bytes, lower-case hex. Stores keep it beside the ref
+// (RFC 9420's KeyPackageRef) so that a package can be named by either.
+func KeyPackageSHA256(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
 // KeyPackage is a published MLS key package.
 type KeyPackage struct {
 	// Ref is the KeyPackageRef (hex), unique across the store.
@@ -500,6 +510,11 @@ type Store interface {
 	// AvailableKeyPackageRefs lists the refs of a device's available
 	// packages (normal and last-resort).
 	AvailableKeyPackageRefs(ctx context.Context, ownerDID, deviceID string) ([]string, error)
+	// KeyPackageByHash returns ownerDID's package named by hash (lower-case
+	// hex): its KeyPackageRef, or the SHA-256 of its bytes (the lexicon's
+	// keyPackageHash; see KeyPackageSHA256). Consumed and expired packages
+	// are found too. ErrKeyPackageNotFound if ownerDID has none.
+	KeyPackageByHash(ctx context.Context, ownerDID, hash string) (KeyPackage, error)
 	// Devices lists ownerDID's devices with their available package counts.
 	Devices(ctx context.Context, ownerDID string) ([]Device, error)
 

@@ -79,3 +79,22 @@ func TestNewCreatesNoFile(t *testing.T) {
 		t.Fatalf("status of a missing file %+v: want every migration pending", st)
 	}
 }
+
+func TestKeyPackageHashUpgrade(t *testing.T) {
+	storetest.KeyPackageHashUpgrade(t, backend(), func(t *testing.T, path string) {
+		db, err := sql.Open("sqlite", "file:"+path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		for _, q := range []string{
+			`DROP INDEX key_packages_sha256`,
+			`ALTER TABLE key_packages DROP COLUMN data_sha256`,
+			`DELETE FROM schema_migrations WHERE version = 2`,
+		} {
+			if _, err := db.Exec(q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	})
+}

@@ -110,6 +110,7 @@ func Run(t *testing.T, b Backend) {
 		{"KeyPackageLastResort", testKeyPackageLastResort},
 		{"KeyPackageCapAndExpiry", testKeyPackageCapAndExpiry},
 		{"KeyPackageStatsAndSync", testKeyPackageStatsAndSync},
+		{"KeyPackageByHash", testKeyPackageByHash},
 		{"Devices", testDevices},
 		{"EventsAfterCursor", testEventsAfterCursor},
 		{"ConvoPagination", testConvoPagination},
