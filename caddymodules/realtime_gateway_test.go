@@ -113,6 +113,14 @@ func TestEventStreamsThroughTheGateway(t *testing.T) {
 	if tresp.StatusCode != http.StatusOK || err != nil || issued.Ticket == "" || issued.Endpoint != want {
 		t.Fatalf("getSubscriptionTicket: %d %+v (%v), want endpoint %s", tresp.StatusCode, issued, err, want)
 	}
+	if strings.Contains(issued.Ticket, strings.TrimPrefix(aliceDID, "did:")) {
+		t.Errorf("the ticket %s names the DID", issued.Ticket)
+	}
+	// A plain GET through the gateway (a link preview, a probe) is refused
+	// and leaves the ticket usable.
+	if resp, out := do(t, http.MethodGet, g.url("/xrpc/blue.catbird.mls.subscribeConvoEvents?ticket="+issued.Ticket), nil); resp.StatusCode != http.StatusUpgradeRequired || errorName(t, out) != "InvalidRequest" {
+		t.Fatalf("a plain GET with the ticket: %d %s", resp.StatusCode, out)
+	}
 	wsURL := issued.Endpoint + "?ticket=" + issued.Ticket
 	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer dcancel()

@@ -49,7 +49,7 @@ func ChooseNotifier(configured string, sharedStore, haveRedis bool) (string, err
 	return configured, nil
 }
 
-// TicketKey derives the WebSocket ticket signing key from a node secret
+// TicketKey derives the WebSocket ticket sealing key from a node secret
 // (the log-hash key, which every node of a cluster shares), so a ticket
 // issued by one node is redeemed by another without a second secret to
 // distribute. The derivation is domain-separated: the ticket key reveals

@@ -74,8 +74,9 @@ func TestStartNodeTicketsWorkAcrossNodes(t *testing.T) {
 	a, c := start(), start()
 	ticket, _, err := a.Tickets.Issue(caller.Identity{DID: "did:plc:alice"}, "")
 	testenv.Must(t, err, "issue")
-	got, err := c.Tickets.Redeem(context.Background(), ticket)
-	testenv.Must(t, err, "redeem on the other node")
+	got, err := c.Tickets.Open(ticket)
+	testenv.Must(t, err, "open on the other node")
+	testenv.Must(t, c.Tickets.Redeem(context.Background(), got), "redeem on the other node")
 	if got.Identity.DID != "did:plc:alice" {
 		t.Fatalf("redeemed %+v", got)
 	}
