@@ -40,6 +40,7 @@ http://127.0.0.1:{PORT} {
 		cairn_auth {
 			service_did did:web:gateway.test
 			replay memory
+			leeway 1s
 		}
 		cairn_delivery {
 			websocket_endpoint ws://127.0.0.1:{PORT}/xrpc/blue.catbird.mls.subscribeConvoEvents
@@ -55,7 +56,8 @@ http://127.0.0.1:{PORT} {
 // must let the upgrade hijack the connection) in the chain.
 func TestEventStreamsThroughTheGateway(t *testing.T) {
 	plc := atprototest.NewPLC(t)
-	now := time.Now().Unix()
+	g := startPlain(t, fmt.Sprintf(realtimeCaddyfile, plc.URL), gatewaytest.Options{})
+	now := freshIat(t, testLeeway, g)
 	tok := func(lxm string) atprototest.Token {
 		return atprototest.Token{Key: "alice", Iss: aliceDID, Aud: "did:web:gateway.test", Lxm: lxm, Iat: now, Exp: now + 60}
 	}
@@ -65,7 +67,6 @@ func TestEventStreamsThroughTheGateway(t *testing.T) {
 	)
 	minted := atprototest.Mint(t, []atprototest.Key{{Name: "alice", Type: "k256"}}, []atprototest.Token{tok(stream), tok(ticket)})
 	plc.Publish(aliceDID, minted.Keys["alice"])
-	g := startPlain(t, fmt.Sprintf(realtimeCaddyfile, plc.URL), gatewaytest.Options{})
 
 	// SSE: an all-conversations stream opens with the streaming headers.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -155,6 +156,7 @@ http://127.0.0.1:{PORT} {
 		cairn_auth {
 			service_did did:web:gateway.test
 			replay memory
+			leeway 1s
 		}
 		cairn_delivery
 	}
@@ -243,19 +245,10 @@ func TestEventStreamAcrossTwoGatewaysAndARestart(t *testing.T) {
 
 func testEventStreamAcrossTwoGateways(t *testing.T, notifier string) {
 	plc := atprototest.NewPLC(t)
-	now := time.Now().Unix()
+	var now int64
 	tok := func(lxm string) atprototest.Token {
 		return atprototest.Token{Key: "alice", Iss: aliceDID, Aud: "did:web:gateway.test", Lxm: "blue.catbird.mls." + lxm, Iat: now, Exp: now + 60}
 	}
-	reqs := []atprototest.Token{tok("createConvo"), tok("streamConvoEvents"), tok("streamConvoEvents")}
-	for range 7 {
-		reqs = append(reqs, tok("sendMessage"))
-	}
-	minted := atprototest.Mint(t, []atprototest.Key{{Name: "alice", Type: "k256"}}, reqs)
-	plc.Publish(aliceDID, minted.Keys["alice"])
-	tokens := minted.Tokens
-	sendTokens := tokens[3:]
-
 	text := fmt.Sprintf(twoNodeCaddyfile, plc.URL, testenv.Postgres(t))
 	var rdb *redis.Client
 	if notifier == "redis" {
@@ -268,6 +261,15 @@ func testEventStreamAcrossTwoGateways(t *testing.T, notifier string) {
 	homeA := t.TempDir()
 	a := startPlain(t, text, gatewaytest.Options{Home: homeA})
 	b := startPlain(t, text, gatewaytest.Options{})
+	now = freshIat(t, testLeeway, a, b)
+	reqs := []atprototest.Token{tok("createConvo"), tok("streamConvoEvents")}
+	for range 7 {
+		reqs = append(reqs, tok("sendMessage"))
+	}
+	minted := atprototest.Mint(t, []atprototest.Key{{Name: "alice", Type: "k256"}}, reqs)
+	plc.Publish(aliceDID, minted.Keys["alice"])
+	tokens := minted.Tokens
+	sendTokens := tokens[2:]
 	if rdb != nil {
 		// Both nodes listen on the Redis channel (other tests' gateways
 		// may too).
@@ -297,7 +299,11 @@ func testEventStreamAcrossTwoGateways(t *testing.T, notifier string) {
 		send(b, i)
 	}
 	a2 := startPlain(t, text, gatewaytest.Options{Home: homeA})
-	resumed := openSSE(t, a2, tokens[2], "convoId="+groupID+"&cursor="+last.cursor)
+	// The restarted node's replay memory is new: it takes tokens issued
+	// since.
+	now = freshIat(t, testLeeway, a2)
+	again := atprototest.Mint(t, []atprototest.Key{minted.Reuse("alice")}, []atprototest.Token{tok("streamConvoEvents")})
+	resumed := openSSE(t, a2, again.Tokens[0], "convoId="+groupID+"&cursor="+last.cursor)
 	expectMessages(t, resumed, "m4", "m5", "m6")
 	send(b, 7)
 	expectMessages(t, resumed, "m7")
@@ -335,7 +341,11 @@ func applicationMessage(t *testing.T, groupHex string, size int) []byte {
 // the configured per-DID stream cap, which applies at once.
 func TestReloadKeepsOpenStreams(t *testing.T) {
 	plc := atprototest.NewPLC(t)
-	now := time.Now().Unix()
+	// SQLite this time: the in-process notifier must survive the reload
+	// too. One stream per DID, for now.
+	text := strings.Replace(fmt.Sprintf(twoNodeCaddyfile, plc.URL, ""), "\t\tdatabase \n", "\t\tstreams {\n\t\t\tmax_per_did 1\n\t\t}\n", 1)
+	g := startPlain(t, text, gatewaytest.Options{})
+	now := freshIat(t, testLeeway, g)
 	tok := func(lxm string) atprototest.Token {
 		return atprototest.Token{Key: "alice", Iss: aliceDID, Aud: "did:web:gateway.test", Lxm: "blue.catbird.mls." + lxm, Iat: now, Exp: now + 60}
 	}
@@ -343,11 +353,6 @@ func TestReloadKeepsOpenStreams(t *testing.T) {
 		[]atprototest.Token{tok("createConvo"), tok("streamConvoEvents"), tok("sendMessage"), tok("streamConvoEvents"), tok("streamConvoEvents")})
 	plc.Publish(aliceDID, minted.Keys["alice"])
 	tokens := minted.Tokens
-
-	// SQLite this time: the in-process notifier must survive the reload
-	// too. One stream per DID, for now.
-	text := strings.Replace(fmt.Sprintf(twoNodeCaddyfile, plc.URL, ""), "\t\tdatabase \n", "\t\tstreams {\n\t\t\tmax_per_did 1\n\t\t}\n", 1)
-	g := startPlain(t, text, gatewaytest.Options{})
 	const groupID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 	mustPostXRPC(t, g, "blue.catbird.mls.createConvo", tokens[0], `{"groupId":"`+groupID+`","cipherSuite":"MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519","idempotencyKey":"reload"}`)
 	events := openSSE(t, g, tokens[1], "convoId="+groupID)

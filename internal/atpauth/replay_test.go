@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,21 +26,21 @@ func replayStoreSuite(t *testing.T, newStore func(t *testing.T, clk *clock) Repl
 		s := newStore(t, clk)
 		until := testNow.Add(time.Minute)
 		for i, want := range []bool{true, false, false} {
-			fresh, err := s.Remember(ctx, "k", until)
-			if err != nil || fresh != want {
-				t.Fatalf("use %d: Remember = %v, %v; want %v", i, fresh, err, want)
+			rec, err := s.Remember(ctx, "k", until)
+			if err != nil || rec.Fresh != want {
+				t.Fatalf("use %d: Remember = %v, %v; want %v", i, rec, err, want)
 			}
 		}
-		if fresh, err := s.Remember(ctx, "other", until); err != nil || !fresh {
-			t.Fatalf("other key: %v, %v", fresh, err)
+		if rec, err := s.Remember(ctx, "other", until); err != nil || !rec.Fresh {
+			t.Fatalf("other key: %v, %v", rec, err)
 		}
 	})
 	t.Run("already expired is fresh and not stored", func(t *testing.T) {
 		clk := newClock(testNow)
 		s := newStore(t, clk)
 		for i := 0; i < 2; i++ {
-			if fresh, err := s.Remember(ctx, "k", testNow.Add(-time.Second)); err != nil || !fresh {
-				t.Fatalf("use %d: %v, %v", i, fresh, err)
+			if rec, err := s.Remember(ctx, "k", testNow.Add(-time.Second)); err != nil || !rec.Fresh {
+				t.Fatalf("use %d: %v, %v", i, rec, err)
 			}
 		}
 	})
@@ -51,11 +52,11 @@ func replayStoreSuite(t *testing.T, newStore func(t *testing.T, clk *clock) Repl
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ok, err := s.Remember(ctx, "race", testNow.Add(time.Minute))
+				rec, err := s.Remember(ctx, "race", testNow.Add(time.Minute))
 				if err != nil {
 					t.Error(err)
 				}
-				if ok {
+				if rec.Fresh {
 					fresh.Add(1)
 				}
 			}()
@@ -79,9 +80,9 @@ func TestMemoryReplayStoreForgetsAtExpiry(t *testing.T) {
 	ctx := context.Background()
 	remember := func(key string, until time.Time, want bool, wantErr error) {
 		t.Helper()
-		fresh, err := s.Remember(ctx, key, until)
-		if fresh != want || !errors.Is(err, wantErr) {
-			t.Fatalf("Remember(%s) = %v, %v; want %v, %v", key, fresh, err, want, wantErr)
+		rec, err := s.Remember(ctx, key, until)
+		if rec.Fresh != want || !errors.Is(err, wantErr) {
+			t.Fatalf("Remember(%s) = %v, %v; want %v, %v", key, rec.Fresh, err, want, wantErr)
 		}
 	}
 	remember("a", testNow.Add(10*time.Second), true, nil)
@@ -155,6 +156,7 @@ func TestReplayAcrossVerifiersSharingRedis(t *testing.T) {
 	t.Cleanup(func() { _ = c2.Close() })
 	k := newP256(t)
 	keys := &staticKeys{keys: map[string]atcrypto.PublicKey{testDID: pub(t, k)}}
+	redisSince(t, c1, prefix, testNow.Add(-time.Hour))
 	node := func(c *redis.Client) *Verifier {
 		return newTestVerifier(t, keys, func(cfg *Config) {
 			cfg.Replay = &RedisReplayStore{Client: c, Prefix: prefix, Now: func() time.Time { return testNow }}
@@ -173,5 +175,100 @@ func TestReplayAcrossVerifiersSharingRedis(t *testing.T) {
 		if _, err := second.Verify(context.Background(), tok, testNSID); !errors.Is(err, ErrReplayed) {
 			t.Fatalf("token %d replayed on second node: %v, want ErrReplayed", i, err)
 		}
+	}
+}
+
+// TestVerifyRefusesTokensIssuedBeforeTheMemory: a store's memory begins at
+// since; a token issued before since+Leeway may have been used before and
+// is refused as JwtExpired (mint a new one), a later one is accepted.
+func TestVerifyRefusesTokensIssuedBeforeTheMemory(t *testing.T) {
+	k := newK256(t)
+	keys := &staticKeys{keys: map[string]atcrypto.PublicKey{testDID: pub(t, k)}}
+	since := testNow.Add(-DefaultLeeway)
+	store := NewMemoryReplayStore(0, func() time.Time { return since })
+	v := newTestVerifier(t, keys, func(c *Config) { c.Replay = store })
+	for _, c := range []struct {
+		iat  time.Time
+		want error
+	}{
+		{since.Add(-time.Minute), ErrIssuedBeforeReplayMemory},
+		{since, ErrIssuedBeforeReplayMemory},
+		{since.Add(DefaultLeeway - time.Second), ErrIssuedBeforeReplayMemory},
+		{since.Add(DefaultLeeway), nil},
+	} {
+		claims := goodClaims(fmt.Sprint("iat-", c.iat.Unix()))
+		claims["iat"], claims["exp"] = c.iat.Unix(), c.iat.Add(time.Minute).Unix()
+		_, err := v.Verify(context.Background(), sign(t, k, hdrFor(algES256K), claims), testNSID)
+		if !errors.Is(err, c.want) && (c.want != nil || err != nil) {
+			t.Errorf("iat %s after the memory began: %v, want %v", c.iat.Sub(since), err, c.want)
+		}
+		if c.want != nil {
+			if xe := authfail.XRPCError(err); xe.Status != 401 || xe.Name != "JwtExpired" || !strings.Contains(xe.Message, "mint a new one") {
+				t.Errorf("XRPCError = %d %s %q", xe.Status, xe.Name, xe.Message)
+			}
+		}
+	}
+}
+
+// TestRedisReplayStoreDetectsLostMemory runs the store against a Redis of
+// its own: the memory begins at first use; a FLUSHALL, a restart without
+// persistence and a restart that restores a snapshot (same keys, new
+// run_id) each move it to the moment the loss is seen, on every store
+// sharing that Redis; an outage is an error, not a loss.
+func TestRedisReplayStoreDetectsLostMemory(t *testing.T) {
+	rs := testenv.StartRedisServer(t)
+	ctx := context.Background()
+	var mu sync.Mutex
+	now := testNow
+	clk := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	tick := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	node := func() *RedisReplayStore {
+		c := redis.NewClient(&redis.Options{Addr: rs.Addr(), MaxRetries: -1})
+		t.Cleanup(func() { _ = c.Close() })
+		return &RedisReplayStore{Client: c, Prefix: "cairn:jti:", Now: clk}
+	}
+	a, b := node(), node()
+	remember := func(s *RedisReplayStore, key string, fresh bool, since time.Time) {
+		t.Helper()
+		rec, err := s.Remember(ctx, key, clk().Add(time.Minute))
+		if err != nil || rec.Fresh != fresh || !rec.Since.Equal(since) {
+			t.Fatalf("Remember(%s) = %+v, %v; want fresh %v since %v", key, rec, err, fresh, since)
+		}
+	}
+
+	start := clk()
+	remember(a, "k1", true, start)
+	tick(time.Second)
+	remember(b, "k1", false, start)
+	remember(b, "k2", true, start)
+
+	tick(time.Second)
+	if err := rs.Client(t).FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	flushed := clk()
+	remember(b, "k1", true, flushed) // forgotten, but the memory says so
+	tick(time.Second)
+	remember(a, "k1", false, flushed)
+
+	tick(time.Second)
+	rs.Restart(t, false)
+	restarted := clk()
+	remember(a, "k2", true, restarted)
+	tick(time.Second)
+	remember(b, "k3", true, restarted)
+
+	// A restart that keeps the data (a snapshot, which can miss the last
+	// writes) is a new process: its run_id differs.
+	rs.Save(t)
+	tick(time.Second)
+	rs.Restart(t, true)
+	reloaded := clk()
+	remember(b, "k3", false, reloaded)
+	remember(a, "k4", true, reloaded)
+
+	rs.Stop(t)
+	if _, err := a.Remember(ctx, "k5", clk().Add(time.Minute)); err == nil {
+		t.Fatal("Remember with Redis down succeeded")
 	}
 }

@@ -12,16 +12,21 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
+	"github.com/cairn-chat/cairn-caddy/internal/atpauth"
 	"github.com/cairn-chat/cairn-caddy/internal/caller"
 )
 
-// DefaultTicketTTL is a ticket's lifetime.
-const DefaultTicketTTL = 30 * time.Second
+// Ticket defaults.
+const (
+	// DefaultTicketTTL is a ticket's lifetime.
+	DefaultTicketTTL = 30 * time.Second
+	// DefaultTicketSkew is TicketConfig.Skew's default.
+	DefaultTicketSkew = 5 * time.Second
+)
 
 // Ticket errors.
 var (
@@ -34,57 +39,6 @@ var (
 	ErrTicketReplayed = errors.New("realtime: ticket already used")
 )
 
-// ReplayStore remembers redeemed ticket ids until they expire, so a ticket
-// works once. It has the shape of atpauth.ReplayStore, so the Redis store
-// that nodes behind one load balancer share for service-auth tokens serves
-// here too (ticket keys are prefixed "ticket:"); the memory store serves a
-// single node.
-type ReplayStore interface {
-	// Remember records key as used until the time until, and reports
-	// whether it was fresh (not already recorded and unexpired). Of two
-	// concurrent calls with one key, exactly one reports fresh.
-	Remember(ctx context.Context, key string, until time.Time) (fresh bool, err error)
-}
-
-// MemoryReplayStore is an in-process ReplayStore.
-type MemoryReplayStore struct {
-	now  func() time.Time
-	mu   sync.Mutex
-	ids  map[string]time.Time
-	next int
-}
-
-// NewMemoryReplayStore returns an empty MemoryReplayStore using clock now
-// (nil for time.Now).
-func NewMemoryReplayStore(now func() time.Time) *MemoryReplayStore {
-	if now == nil {
-		now = time.Now
-	}
-	return &MemoryReplayStore{now: now, ids: make(map[string]time.Time), next: 1024}
-}
-
-// Remember implements ReplayStore. Expired keys are pruned whenever the
-// set has doubled since the last pruning, so it holds about one ticket
-// lifetime's worth at amortized constant cost.
-func (m *MemoryReplayStore) Remember(_ context.Context, key string, until time.Time) (bool, error) {
-	now := m.now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if exp, ok := m.ids[key]; ok && now.Before(exp) {
-		return false, nil
-	}
-	if len(m.ids) >= m.next {
-		for k, exp := range m.ids {
-			if !now.Before(exp) {
-				delete(m.ids, k)
-			}
-		}
-		m.next = max(1024, 2*len(m.ids))
-	}
-	m.ids[key] = until
-	return true, nil
-}
-
 // TicketConfig configures Tickets. Key is required.
 type TicketConfig struct {
 	// Key is the secret tickets are sealed with (through a key derived from
@@ -93,8 +47,16 @@ type TicketConfig struct {
 	Key []byte
 	// TTL is a ticket's lifetime. Default 30 s.
 	TTL time.Duration
-	// Replay remembers redeemed tickets. Default: a MemoryReplayStore.
-	Replay ReplayStore
+	// Replay remembers redeemed tickets (keys prefixed "ticket:"): the
+	// Redis store that nodes behind one load balancer share for
+	// service-auth tokens, or an in-process one. Default: an
+	// atpauth.MemoryReplayStore.
+	Replay atpauth.ReplayStore
+	// Skew is how far the clocks of the nodes sharing Replay may disagree.
+	// A ticket issued before Replay's memory began, or less than Skew
+	// after, may have been redeemed already and is refused as expired.
+	// Default 5 s.
+	Skew time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -115,6 +77,12 @@ type TicketConfig struct {
 type Tickets struct {
 	cfg  TicketConfig
 	aead cipher.AEAD
+	// own is a random id sealed into every ticket this value issues. With
+	// the in-process replay store it made (ownReplay), whose memory began
+	// before it issued anything, its own tickets need no check against
+	// the start of that memory.
+	own       string
+	ownReplay bool
 }
 
 // ticketKeyInfo labels the key derived from TicketConfig.Key.
@@ -131,8 +99,16 @@ func NewTickets(cfg TicketConfig) (*Tickets, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.Replay == nil {
-		cfg.Replay = NewMemoryReplayStore(cfg.Now)
+	if cfg.Skew <= 0 {
+		cfg.Skew = DefaultTicketSkew
+	}
+	ownReplay := cfg.Replay == nil
+	if ownReplay {
+		cfg.Replay = atpauth.NewMemoryReplayStore(0, cfg.Now)
+	}
+	own := make([]byte, 8)
+	if _, err := rand.Read(own); err != nil {
+		return nil, fmt.Errorf("realtime: ticket issuer id: %w", err)
 	}
 	key, err := hkdf.Key(sha256.New, cfg.Key, nil, ticketKeyInfo, chacha20poly1305.KeySize)
 	if err != nil {
@@ -143,7 +119,7 @@ func NewTickets(cfg TicketConfig) (*Tickets, error) {
 		return nil, fmt.Errorf("realtime: ticket cipher: %w", err)
 	}
 	cfg.Key = nil
-	return &Tickets{cfg: cfg, aead: aead}, nil
+	return &Tickets{cfg: cfg, aead: aead, own: hex.EncodeToString(own), ownReplay: ownReplay}, nil
 }
 
 // Ticket is an opened ticket: what it grants, not yet used up (see
@@ -153,23 +129,28 @@ type Ticket struct {
 	// ConvoID is the conversation the ticket is bound to, or "".
 	ConvoID   string
 	ExpiresAt time.Time
-	// id is the ticket's random id, the key of its single use.
-	id string
+	// issued is when the ticket was issued; id is its random id, the key
+	// of its single use.
+	issued time.Time
+	id     string
+	issuer string
 }
 
 // ticketClaims is a ticket's sealed content.
 type ticketClaims struct {
 	Sub     string `json:"sub"`
 	Device  string `json:"dev,omitempty"`
+	Iat     int64  `json:"iat"`
 	Exp     int64  `json:"exp"`
 	Jti     string `json:"jti"`
+	Issuer  string `json:"iss"`
 	ConvoID string `json:"convoId,omitempty"`
 }
 
 // ticketPad is the block the sealed claims are padded to (with JSON
-// whitespace), so a ticket's length hides the exact length of the DID and
-// conversation it names.
-const ticketPad = 64
+// whitespace), so that tickets naming any usual DID and conversation have one
+// length, which tells nothing about them.
+const ticketPad = 256
 
 // ticketAD binds a ticket to the method it opens; a sealed blob made for
 // anything else does not open as a ticket.
@@ -182,9 +163,10 @@ func (t *Tickets) Issue(id caller.Identity, convoID string) (string, time.Time, 
 	if _, err := rand.Read(jti); err != nil {
 		return "", time.Time{}, fmt.Errorf("ticket id: %w", err)
 	}
-	exp := t.cfg.Now().Add(t.cfg.TTL).Truncate(time.Second)
+	now := t.cfg.Now()
+	exp := now.Add(t.cfg.TTL).Truncate(time.Second)
 	claims, err := json.Marshal(ticketClaims{
-		Sub: id.DID, Device: id.DeviceID, Exp: exp.Unix(), Jti: hex.EncodeToString(jti), ConvoID: convoID,
+		Sub: id.DID, Device: id.DeviceID, Iat: now.UnixMilli(), Exp: exp.Unix(), Jti: hex.EncodeToString(jti), Issuer: t.own, ConvoID: convoID,
 	})
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("encode ticket: %w", err)
@@ -226,12 +208,14 @@ func (t *Tickets) Open(ticket string) (Ticket, error) {
 	if !t.cfg.Now().Before(exp) {
 		return Ticket{}, ErrTicketExpired
 	}
-	return Ticket{Identity: caller.Identity{DID: c.Sub, DeviceID: c.Device}, ConvoID: c.ConvoID, ExpiresAt: exp, id: c.Jti}, nil
+	return Ticket{Identity: caller.Identity{DID: c.Sub, DeviceID: c.Device}, ConvoID: c.ConvoID, ExpiresAt: exp,
+		issued: time.UnixMilli(c.Iat), id: c.Jti, issuer: c.Issuer}, nil
 }
 
 // Redeem uses up an opened ticket: ErrTicketReplayed if it was used
 // before (on any node sharing the replay store), ErrTicketExpired if it
-// expired since it was opened. Call it only once the ticket is about to
+// expired since it was opened or was issued before the replay store's
+// memory began (within Skew), when its use could have been forgotten. Call it only once the ticket is about to
 // serve: the WebSocket transport calls it when the upgrade is certain, so a
 // request that is no upgrade leaves the ticket usable.
 func (t *Tickets) Redeem(ctx context.Context, tk Ticket) error {
@@ -241,12 +225,16 @@ func (t *Tickets) Redeem(ctx context.Context, tk Ticket) error {
 	if !t.cfg.Now().Before(tk.ExpiresAt) {
 		return ErrTicketExpired
 	}
-	fresh, err := t.cfg.Replay.Remember(ctx, "ticket:"+tk.id, tk.ExpiresAt)
+	rec, err := t.cfg.Replay.Remember(ctx, "ticket:"+tk.id, tk.ExpiresAt)
 	if err != nil {
 		return fmt.Errorf("check ticket replay: %w", err)
 	}
-	if !fresh {
+	if !rec.Fresh {
 		return ErrTicketReplayed
+	}
+	ownMemory := t.ownReplay && tk.issuer == t.own
+	if !ownMemory && tk.issued.Before(rec.Since.Add(t.cfg.Skew)) {
+		return fmt.Errorf("%w: issued before the replay memory began", ErrTicketExpired)
 	}
 	return nil
 }
