@@ -157,7 +157,7 @@ func parseMemory(v string) (time.Time, string, bool) {
 		return time.Time{}, "", false
 	}
 	n, err := strconv.ParseInt(ms, 10, 64)
-	if err != nil || n < 0 {
+	if err != nil || n < 0 || strconv.FormatInt(n, 10) != ms {
 		return time.Time{}, "", false
 	}
 	return time.UnixMilli(n), runID, true

@@ -272,3 +272,24 @@ func TestRedisReplayStoreDetectsLostMemory(t *testing.T) {
 		t.Fatal("Remember with Redis down succeeded")
 	}
 }
+
+// FuzzParseMemory feeds arbitrary values of the Redis memory record to its
+// parser: it never panics, accepts only "<ms> <run_id>", and what it
+// accepts formats back to the same value.
+func FuzzParseMemory(f *testing.F) {
+	for _, seed := range []string{formatMemory(testNow, "abc123"), "", " ", "1 ", " x", "-1 x", "9223372036854775807 id", "12.5 id", "1 a b", "x y"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		since, runID, ok := parseMemory(v)
+		if !ok {
+			return
+		}
+		if runID == "" || since.UnixMilli() < 0 {
+			t.Fatalf("parseMemory(%q) = %v, %q", v, since, runID)
+		}
+		if again := formatMemory(since, runID); again != v {
+			t.Fatalf("parseMemory(%q) formats back as %q", v, again)
+		}
+	})
+}
