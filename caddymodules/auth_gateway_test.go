@@ -78,9 +78,10 @@ func freshIat(t *testing.T, leeway time.Duration, gws ...*plainGateway) int64 {
 }
 
 // beginReplayMemory records in the Redis at url that the gateways' replay
-// memory begins now, as their first token check would, so that tokens
-// minted once freshIat allows are accepted from the first one.
-func beginReplayMemory(t *testing.T, url string) {
+// memories (of tokens and of WebSocket tickets) begin now, as their first
+// check would, so that tokens minted once freshIat allows are accepted from
+// the first one. It returns when they began.
+func beginReplayMemory(t *testing.T, url string) time.Time {
 	t.Helper()
 	opts, err := goredis.ParseURL(url)
 	if err != nil {
@@ -88,9 +89,15 @@ func beginReplayMemory(t *testing.T, url string) {
 	}
 	c := goredis.NewClient(opts)
 	defer c.Close()
-	if _, err := (&atpauth.RedisReplayStore{Client: c, Prefix: "cairn:jti:"}).Begin(context.Background()); err != nil {
-		t.Fatalf("begin the replay memory: %v", err)
+	var began time.Time
+	for _, prefix := range []string{"cairn:jti:", "cairn:ticket:"} {
+		since, err := (&atpauth.RedisReplayStore{Client: c, Prefix: prefix}).Begin(context.Background())
+		if err != nil {
+			t.Fatalf("begin the replay memory: %v", err)
+		}
+		began = since
 	}
+	return began
 }
 
 func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }

@@ -19,6 +19,7 @@ import (
 	"github.com/cairn-chat/cairn-caddy/internal/atprototest"
 	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
 	"github.com/cairn-chat/cairn-caddy/internal/mlswire"
+	"github.com/cairn-chat/cairn-caddy/internal/realtime"
 	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 )
 
@@ -382,5 +383,60 @@ func TestReloadKeepsOpenStreams(t *testing.T) {
 	}
 	if v := metricValue(m, "cairn_realtime_events_delivered_total", `transport="sse"`); v < 1 {
 		t.Errorf("delivered events = %v, want at least 1", v)
+	}
+}
+
+// TestTicketOnceAcrossTwoGatewaysSharingRedis: two gateways with one Redis
+// and one log-hash key. A ticket issued by A opens a WebSocket on A; B,
+// which can open it (same key), refuses it as used.
+func TestTicketOnceAcrossTwoGatewaysSharingRedis(t *testing.T) {
+	rs := testenv.StartRedisServer(t)
+	began := beginReplayMemory(t, rs.URL())
+	plc := atprototest.NewPLC(t)
+	text := strings.Replace(fmt.Sprintf(realtimeCaddyfile, plc.URL), "\t\tplc_url", "\t\tredis "+rs.URL()+"\n\t\tplc_url", 1)
+	text = strings.Replace(text, "replay memory", "replay redis", 1)
+	env := []string{"CAIRN_LOG_HASH_KEY=" + strings.Repeat("t", 40)}
+	a := startPlain(t, text, gatewaytest.Options{Env: env})
+	b := startPlain(t, text, gatewaytest.Options{Env: env})
+	now := freshIat(t, testLeeway, a, b)
+	minted := atprototest.Mint(t, []atprototest.Key{{Name: "alice", Type: "k256"}}, []atprototest.Token{
+		{Key: "alice", Iss: aliceDID, Aud: "did:web:gateway.test", Lxm: "blue.catbird.mls.getSubscriptionTicket", Iat: now, Exp: now + 60},
+	})
+	plc.Publish(aliceDID, minted.Keys["alice"])
+	// Tickets issued within the skew of the ticket memory's start are
+	// refused (they might predate it); issue one after.
+	gatewaytest.FreshIat(began, realtime.DefaultTicketSkew)
+
+	req, _ := http.NewRequest(http.MethodPost, a.url("/xrpc/blue.catbird.mls.getSubscriptionTicket"), strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer "+minted.Tokens[0])
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var issued struct{ Ticket string }
+	err = json.NewDecoder(resp.Body).Decode(&issued)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || err != nil || issued.Ticket == "" {
+		t.Fatalf("getSubscriptionTicket on A: %d (%v)", resp.StatusCode, err)
+	}
+	ws := func(g *plainGateway) string {
+		return strings.Replace(g.url("/xrpc/blue.catbird.mls.subscribeConvoEvents?ticket="+issued.Ticket), "http://", "ws://", 1)
+	}
+	// B opens A's ticket (a plain GET gets past the ticket to the
+	// missing upgrade) without using it up.
+	if resp, out := do(t, http.MethodGet, b.url("/xrpc/blue.catbird.mls.subscribeConvoEvents?ticket="+issued.Ticket), nil); resp.StatusCode != http.StatusUpgradeRequired {
+		t.Fatalf("a plain GET on B with A's ticket: %d %s", resp.StatusCode, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, ws(a), nil)
+	if err != nil {
+		t.Fatalf("the ticket on A: %v", err)
+	}
+	conn.Close(websocket.StatusNormalClosure, "")
+	_, again, err := websocket.Dial(ctx, ws(b), nil)
+	if err == nil || again == nil || again.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the used ticket on B: %v %v, want 401", again, err)
 	}
 }
