@@ -35,7 +35,9 @@ const RedisMemoryKey = "memory-since"
 // begins anew: the store records the present with the current run_id, and
 // reports it as Recall.Since, so every node sharing the Redis refuses tokens
 // issued before it. A missing key on first use is indistinguishable from a
-// flush and is treated the same way.
+// flush and is treated the same way. The moment recorded is read from
+// Redis's clock, so gateway clocks must agree with it within the Verifier's
+// leeway.
 //
 // It needs one Redis primary (with or without replicas), not a Redis
 // Cluster, whose keys and run_ids live on several servers, and a
@@ -99,16 +101,29 @@ func (s *RedisReplayStore) Remember(ctx context.Context, key string, until time.
 		}
 	}
 	// Flushed, restarted or failed over since the record (or never
-	// recorded): the memory begins now, after this call's SET NX.
-	rec.Since = s.now()
-	if err := s.Client.Set(ctx, s.Prefix+RedisMemoryKey, formatMemory(rec.Since, runID), 0).Err(); err != nil {
-		return Recall{}, fmt.Errorf("redis SET %s: %w", RedisMemoryKey, err)
+	// recorded): the memory begins now, after this call's SET NX. "Now" is
+	// Redis's clock, read by the script that writes the record, so no loss
+	// can fall between the moment recorded and the write.
+	ms, err := beginMemory.Run(ctx, s.Client, []string{s.Prefix + RedisMemoryKey}, runID).Int64()
+	if err != nil {
+		return Recall{}, fmt.Errorf("redis record %s: %w", RedisMemoryKey, err)
 	}
+	rec.Since = time.UnixMilli(ms)
 	return rec, nil
 }
 
-// Begin records, if Redis holds no record of it, that its memory of used
-// token IDs begins now, and returns when it began. Remember does the same
+// beginMemory records that Redis's memory begins now, by Redis's clock, with
+// the run_id given, and returns that time in Unix milliseconds. A script runs
+// atomically, so nothing is lost between reading the clock and the write.
+var beginMemory = redis.NewScript(`
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('SET', KEYS[1], string.format('%d', ms) .. ' ' .. ARGV[1])
+return ms
+`)
+
+// Begin records, if Redis holds no record of it (or one of another run_id),
+// that its memory of used token IDs begins now, and returns when it began. Remember does the same
 // on first use; calling Begin when a gateway starts moves the refusal of
 // earlier tokens from the first request to the start.
 func (s *RedisReplayStore) Begin(ctx context.Context) (time.Time, error) {
