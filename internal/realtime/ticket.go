@@ -154,7 +154,7 @@ const ticketPad = 256
 
 // ticketAD binds a ticket to the method it opens; a sealed blob made for
 // anything else does not open as a ticket.
-var ticketAD = []byte(NSIDSubscribe)
+const ticketAD = NSIDSubscribe
 
 // Issue returns a ticket for id, bound to convoID if it is not empty, and
 // its expiry. Check membership before issuing one for a conversation.
@@ -178,7 +178,7 @@ func (t *Tickets) Issue(id caller.Identity, convoID string) (string, time.Time, 
 	if _, err := rand.Read(nonce); err != nil {
 		return "", time.Time{}, fmt.Errorf("ticket nonce: %w", err)
 	}
-	sealed := t.aead.Seal(nonce, nonce, claims, ticketAD)
+	sealed := t.aead.Seal(nonce, nonce, claims, []byte(ticketAD))
 	return base64.RawURLEncoding.EncodeToString(sealed), exp, nil
 }
 
@@ -196,7 +196,7 @@ func (t *Tickets) Open(ticket string) (Ticket, error) {
 		return Ticket{}, ErrInvalidTicket
 	}
 	n := t.aead.NonceSize()
-	raw, err := t.aead.Open(nil, sealed[:n], sealed[n:], ticketAD)
+	raw, err := t.aead.Open(nil, sealed[:n], sealed[n:], []byte(ticketAD))
 	if err != nil {
 		return Ticket{}, ErrInvalidTicket
 	}
