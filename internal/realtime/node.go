@@ -77,7 +77,10 @@ type NodeConfig struct {
 	Redis *redis.Client
 	// TicketReplay overrides where redeemed tickets are remembered.
 	// Default: Redis when set, else in memory.
-	TicketReplay ReplayStore
+	TicketReplay atpauth.ReplayStore
+	// TicketSkew is TicketConfig.Skew: how far the nodes' clocks may
+	// disagree. Default DefaultTicketSkew.
+	TicketSkew time.Duration
 	// Secret is the node secret the ticket key is derived from
 	// (TicketKey); at least 32 bytes.
 	Secret []byte
@@ -141,7 +144,7 @@ func StartNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 	if replay == nil && cfg.Redis != nil {
 		replay = &atpauth.RedisReplayStore{Client: cfg.Redis, Prefix: "cairn:ticket:"}
 	}
-	if n.Tickets, err = NewTickets(TicketConfig{Key: TicketKey(cfg.Secret), Replay: replay}); err != nil {
+	if n.Tickets, err = NewTickets(TicketConfig{Key: TicketKey(cfg.Secret), Replay: replay, Skew: cfg.TicketSkew}); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("realtime tickets: %w", err)
 	}

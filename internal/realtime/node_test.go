@@ -66,12 +66,15 @@ func TestStartNodeTicketsWorkAcrossNodes(t *testing.T) {
 	t.Cleanup(func() { st.Close() })
 	secret := []byte(strings.Repeat("s", 64))
 	start := func() *Node {
-		n, err := StartNode(t.Context(), NodeConfig{Store: st, Notifier: NotifierPostgres, PostgresURL: url, Secret: secret})
+		// Each node remembers tickets in its own memory, which begins when
+		// it starts: a ticket from another node must be issued a skew later.
+		n, err := StartNode(t.Context(), NodeConfig{Store: st, Notifier: NotifierPostgres, PostgresURL: url, Secret: secret, TicketSkew: time.Millisecond})
 		testenv.Must(t, err, "start node")
 		t.Cleanup(func() { n.Close() })
 		return n
 	}
 	a, c := start(), start()
+	time.Sleep(2 * time.Millisecond)
 	ticket, _, err := a.Tickets.Issue(caller.Identity{DID: "did:plc:alice"}, "")
 	testenv.Must(t, err, "issue")
 	got, err := c.Tickets.Open(ticket)
