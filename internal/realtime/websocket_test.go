@@ -377,3 +377,36 @@ func TestHostileConvoIDsNever5xx(t *testing.T) {
 		})
 	}
 }
+
+// FuzzUpgradeRequest checks upgradeRequest against the WebSocket library
+// itself: for any handshake headers, the ticket is redeemed (upgradeRequest
+// passes) exactly when websocket.Accept gets past its handshake checks (to
+// the hijack a recorder cannot do), so no ticket is used up by a request
+// that then fails to upgrade.
+func FuzzUpgradeRequest(f *testing.F) {
+	f.Add("Upgrade", "websocket", "13", "dGhlIHNhbXBsZSBub25jZQ==", false, true)
+	f.Add("keep-alive, Upgrade", "WebSocket", "13", " dGhlIHNhbXBsZSBub25jZQ== ", false, true)
+	f.Add("Upgrade", "websocket", "13", "dGhlIHNhbXBsZSBub25jZQ==", true, true)
+	f.Add("", "", "", "", false, true)
+	f.Add("upgrade", "h2c, websocket", "8", "c2hvcnQ=", false, false)
+	f.Fuzz(func(t *testing.T, connection, upgrade, version, key string, twoKeys, http11 bool) {
+		r := httptest.NewRequest(http.MethodGet, "/xrpc/"+NSIDSubscribe, nil)
+		if !http11 {
+			r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.0", 1, 0
+		}
+		r.Header["Connection"] = []string{connection}
+		r.Header["Upgrade"] = []string{upgrade}
+		r.Header["Sec-Websocket-Version"] = []string{version}
+		r.Header["Sec-Websocket-Key"] = []string{key}
+		if twoKeys {
+			r.Header["Sec-Websocket-Key"] = append(r.Header["Sec-Websocket-Key"], key)
+		}
+		ours := upgradeRequest(r) == nil
+		rec := httptest.NewRecorder()
+		_, _ = websocket.Accept(rec, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+		theirs := rec.Code == http.StatusNotImplemented // past the handshake, at the hijack
+		if ours != theirs {
+			t.Fatalf("upgradeRequest passes %v, websocket.Accept's handshake %v (status %d) for %q", ours, theirs, rec.Code, r.Header)
+		}
+	})
+}
