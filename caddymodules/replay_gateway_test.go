@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -157,4 +158,25 @@ func TestReplayMemoryAcrossRedisLoss(t *testing.T) {
 	rs.Restart(t, true)
 	forgotten("after a restart from an older snapshot", onA, onB)
 	useBoth("after a restart from an older snapshot")
+}
+
+// TestGatewayStartRecordsTheReplayMemory: a gateway with Redis records at
+// start when the replay memories began, so the first request after a first
+// deployment or a flush is not the one that finds the record missing.
+func TestGatewayStartRecordsTheReplayMemory(t *testing.T) {
+	rs := testenv.StartRedisServer(t)
+	before := time.Now().Add(-time.Second)
+	plc := atprototest.NewPLC(t)
+	startPlain(t, fmt.Sprintf(replayCaddyfile, plc.URL, "redis "+rs.URL(), "redis"), gatewaytest.Options{})
+	c := rs.Client(t)
+	for _, key := range []string{"cairn:jti:memory-since", "cairn:ticket:memory-since"} {
+		v, err := c.Get(context.Background(), key).Result()
+		if err != nil {
+			t.Fatalf("%s after start: %v", key, err)
+		}
+		ms, _, _ := strings.Cut(v, " ")
+		if n, err := strconv.ParseInt(ms, 10, 64); err != nil || time.UnixMilli(n).Before(before) {
+			t.Errorf("%s = %q, want a time from this start", key, v)
+		}
+	}
 }

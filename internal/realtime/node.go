@@ -49,6 +49,9 @@ func ChooseNotifier(configured string, sharedStore, haveRedis bool) (string, err
 	return configured, nil
 }
 
+// TicketReplayPrefix prefixes the Redis keys that remember redeemed tickets.
+const TicketReplayPrefix = "cairn:ticket:"
+
 // TicketKey derives the WebSocket ticket sealing key from a node secret
 // (the log-hash key, which every node of a cluster shares), so a ticket
 // issued by one node is redeemed by another without a second secret to
@@ -142,7 +145,7 @@ func StartNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 	n.Hub = hub
 	replay := cfg.TicketReplay
 	if replay == nil && cfg.Redis != nil {
-		replay = &atpauth.RedisReplayStore{Client: cfg.Redis, Prefix: "cairn:ticket:"}
+		replay = &atpauth.RedisReplayStore{Client: cfg.Redis, Prefix: TicketReplayPrefix}
 	}
 	if n.Tickets, err = NewTickets(TicketConfig{Key: TicketKey(cfg.Secret), Replay: replay, Skew: cfg.TicketSkew}); err != nil {
 		n.Close()
