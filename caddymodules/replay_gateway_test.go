@@ -148,7 +148,7 @@ func TestReplayMemoryAcrossRedisLoss(t *testing.T) {
 
 	rs.Restart(t, false)
 	forgotten("after a restart without persistence", onA, onB)
-	onA, onB = useBoth("after a restart without persistence")
+	inSnapshotA, inSnapshotB := useBoth("after a restart without persistence")
 
 	// A snapshot taken, then tokens used, then a restart that loads the
 	// snapshot: the record of the memory's start survives, the last uses
@@ -157,6 +157,9 @@ func TestReplayMemoryAcrossRedisLoss(t *testing.T) {
 	onA, onB = useBoth("after the snapshot")
 	rs.Restart(t, true)
 	forgotten("after a restart from an older snapshot", onA, onB)
+	// The uses the snapshot holds are still known as such.
+	replayCheck(t, b, inSnapshotA, http.StatusUnauthorized, "JwtReplayed", "a use in the snapshot, on B")
+	replayCheck(t, a, inSnapshotB, http.StatusUnauthorized, "JwtReplayed", "a use in the snapshot, on A")
 	useBoth("after a restart from an older snapshot")
 }
 
