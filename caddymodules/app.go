@@ -528,6 +528,8 @@ func (a *App) LocalLimiter() *ratelimit.MemoryStore { return a.local }
 
 // MemoryReplayStore returns the process's in-memory set of used token IDs,
 // kept across reloads so that a reload cannot make a used token valid again.
+// Its memory begins when it is first made, at process start: tokens issued
+// before then (plus the leeway) are refused, since a restart forgot them.
 func (a *App) MemoryReplayStore() *atpauth.MemoryReplayStore {
 	// The constructor cannot fail.
 	st, _ := shared(a, replayPoolKey, func() (*atpauth.MemoryReplayStore, func() error, error) {

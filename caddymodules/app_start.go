@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/cairn-chat/cairn-caddy/internal/atpauth"
 	"github.com/cairn-chat/cairn-caddy/internal/realtime"
 	"github.com/cairn-chat/cairn-caddy/internal/redact"
 	"github.com/cairn-chat/cairn-caddy/internal/retention"
@@ -54,6 +55,7 @@ func (a *App) start() error {
 		a.metrics.BackendError("worker", name)
 		a.logger.Error("background worker stopped", zap.String("worker", name), zap.Error(err))
 	}
+	a.beginReplayMemories()
 	workers := append([]worker.Worker(nil), a.added...)
 	if a.useStore {
 		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
@@ -74,6 +76,27 @@ func (a *App) start() error {
 		workers = append(workers, w)
 	}
 	return a.workers.Start(workers...)
+}
+
+// beginReplayMemories records in Redis, unless it holds a record from the
+// same Redis process, that the memories of used tokens and tickets begin
+// now. Without it a memory begins at its first check, so after a first
+// deployment or a flush the first request would be refused as issued before
+// it; with it, only tokens issued before this start are. A failure is
+// logged, not fatal: while Redis is down authentication answers 503 anyway,
+// and the first check records the start itself.
+func (a *App) beginReplayMemories() {
+	if a.redis == nil {
+		return
+	}
+	for _, prefix := range []string{jtiReplayPrefix, realtime.TicketReplayPrefix} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := (&atpauth.RedisReplayStore{Client: a.redis, Prefix: prefix}).Begin(ctx)
+		cancel()
+		if err != nil {
+			a.logger.Warn("could not record the start of the replay memory in Redis; the first check will", zap.Error(err))
+		}
+	}
 }
 
 // startTimeout bounds opening and migrating the store and connecting the

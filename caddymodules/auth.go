@@ -19,6 +19,10 @@ import (
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
 )
 
+// jtiReplayPrefix prefixes the Redis keys that remember used service-auth
+// token IDs.
+const jtiReplayPrefix = "cairn:jti:"
+
 func init() {
 	caddy.RegisterModule(new(Auth))
 	httpcaddyfile.RegisterHandlerDirective("cairn_auth", parseAuth)
@@ -127,7 +131,7 @@ func (a *Auth) Provision(ctx caddy.Context) error {
 			replay = app.MemoryReplayStore()
 			break
 		}
-		replay = &atpauth.RedisReplayStore{Client: app.RedisClient(), Prefix: "cairn:jti:"}
+		replay = &atpauth.RedisReplayStore{Client: app.RedisClient(), Prefix: jtiReplayPrefix}
 	default:
 		return fmt.Errorf("cairn_auth replay %q: want auto, redis or memory", a.Replay)
 	}

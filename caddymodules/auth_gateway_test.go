@@ -1,6 +1,7 @@
 package caddymodules_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/cairn-chat/cairn-caddy/internal/atpauth"
 	"github.com/cairn-chat/cairn-caddy/internal/atprototest"
 	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
 )
@@ -31,6 +35,7 @@ http://127.0.0.1:{PORT} {
 		cairn_auth {
 			service_did did:web:gateway.test
 			replay redis
+			leeway 1s
 		}
 		cairn_rate_limit {
 			zone per_did {
@@ -52,6 +57,49 @@ const (
 	getConvo = "blue.catbird.mls.getConvos"
 )
 
+// testLeeway is the cairn_auth leeway of the gateway tests that mint
+// tokens. A gateway refuses tokens issued before its replay memory began
+// plus the leeway, so a short one keeps freshIat's wait short.
+const testLeeway = time.Second
+
+// freshIat waits until a token issued now is at least leeway past the start
+// of every given gateway's replay memory (the memory store's begins before
+// the gateway serves; the Redis store's records were made before the
+// gateways started), and returns the iat to mint with.
+func freshIat(t *testing.T, leeway time.Duration, gws ...*plainGateway) int64 {
+	t.Helper()
+	var latest time.Time
+	for _, g := range gws {
+		if g.ready.After(latest) {
+			latest = g.ready
+		}
+	}
+	return gatewaytest.FreshIat(latest, leeway)
+}
+
+// beginReplayMemory records in the Redis at url that the gateways' replay
+// memories (of tokens and of WebSocket tickets) begin now, as their first
+// check would, so that tokens minted once freshIat allows are accepted from
+// the first one. It returns when they began.
+func beginReplayMemory(t *testing.T, url string) time.Time {
+	t.Helper()
+	opts, err := goredis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := goredis.NewClient(opts)
+	defer c.Close()
+	var began time.Time
+	for _, prefix := range []string{"cairn:jti:", "cairn:ticket:"} {
+		since, err := (&atpauth.RedisReplayStore{Client: c, Prefix: prefix}).Begin(context.Background())
+		if err != nil {
+			t.Fatalf("begin the replay memory: %v", err)
+		}
+		began = since
+	}
+	return began
+}
+
 func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
 
 func errorName(t *testing.T, body string) string {
@@ -65,8 +113,14 @@ func errorName(t *testing.T, body string) string {
 // Redis, with tokens minted by @atproto/crypto and @atproto/xrpc-server.
 func TestAuthWithReferenceTokensAcrossTwoGateways(t *testing.T) {
 	redis := startPrivateRedis(t)
+	beginReplayMemory(t, redis.url())
 	plc := atprototest.NewPLC(t)
-	now := time.Now().Unix()
+	text := fmt.Sprintf(authCaddyfile, plc.URL, redis.url())
+	env := []string{"CAIRN_LOG_HASH_KEY=" + strings.Repeat("h", 40)}
+	a := startPlain(t, text, gatewaytest.Options{Env: env})
+	b := startPlain(t, text, gatewaytest.Options{Env: env})
+
+	now := freshIat(t, testLeeway, a, b)
 	tok := func(key, iss string) atprototest.Token {
 		return atprototest.Token{Key: key, Iss: iss, Aud: "did:web:gateway.test", Lxm: getConvo, Iat: now, Exp: now + 60}
 	}
@@ -77,11 +131,6 @@ func TestAuthWithReferenceTokensAcrossTwoGateways(t *testing.T) {
 	plc.Publish(aliceDID, minted.Keys["alice"])
 	plc.Publish(bobDID, minted.Keys["bob"])
 	tokens := minted.Tokens
-
-	text := fmt.Sprintf(authCaddyfile, plc.URL, redis.url())
-	env := []string{"CAIRN_LOG_HASH_KEY=" + strings.Repeat("h", 40)}
-	a := startPlain(t, text, gatewaytest.Options{Env: env})
-	b := startPlain(t, text, gatewaytest.Options{Env: env})
 	url := func(g *plainGateway) string { return g.url("/xrpc/" + getConvo) }
 
 	resp, body := do(t, http.MethodGet, url(a), nil)

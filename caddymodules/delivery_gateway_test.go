@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cairn-chat/cairn-caddy/internal/atprototest"
 	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
@@ -27,6 +26,7 @@ http://127.0.0.1:{PORT} {
 		cairn_auth {
 			service_did did:web:gateway.test
 			replay memory
+			leeway 1s
 		}
 		cairn_delivery
 		error 501
@@ -51,7 +51,11 @@ func TestDeliveryThroughTheGateway(t *testing.T) {
 				database = "database " + testenv.Postgres(t)
 			}
 			plc := atprototest.NewPLC(t)
-			now := time.Now().Unix()
+			home := t.TempDir()
+			text := fmt.Sprintf(deliveryCaddyfile, plc.URL, database)
+			g := startPlain(t, text, gatewaytest.Options{Home: home})
+
+			now := freshIat(t, testLeeway, g)
 			tok := func(lxm string) atprototest.Token {
 				return atprototest.Token{Key: "alice", Iss: aliceDID, Aud: "did:web:gateway.test", Lxm: lxm, Iat: now, Exp: now + 60}
 			}
@@ -61,13 +65,9 @@ func TestDeliveryThroughTheGateway(t *testing.T) {
 				other    = "com.example.notServed"
 			)
 			minted := atprototest.Mint(t, []atprototest.Key{{Name: "alice", Type: "k256"}},
-				[]atprototest.Token{tok(create), tok(getConvo), tok(getEpoch), tok(other), tok(getConvo), tok(create)})
+				[]atprototest.Token{tok(create), tok(getConvo), tok(getEpoch), tok(other)})
 			plc.Publish(aliceDID, minted.Keys["alice"])
 			tokens := minted.Tokens
-
-			home := t.TempDir()
-			text := fmt.Sprintf(deliveryCaddyfile, plc.URL, database)
-			g := startPlain(t, text, gatewaytest.Options{Home: home})
 
 			const groupID = "00112233445566778899aabbccddeeff"
 			body := `{"groupId":"` + groupID + `","cipherSuite":"MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519","idempotencyKey":"gw-create-1"}`
@@ -100,6 +100,8 @@ func TestDeliveryThroughTheGateway(t *testing.T) {
 			// retried create (same idempotency key) returns the original.
 			g.Stop()
 			g2 := startPlain(t, text, gatewaytest.Options{Home: home})
+			now = freshIat(t, testLeeway, g2)
+			tokens = append(tokens, atprototest.Mint(t, []atprototest.Key{minted.Reuse("alice")}, []atprototest.Token{tok(getConvo), tok(create)}).Tokens...)
 			resp, out = do(t, http.MethodGet, g2.url("/xrpc/"+getConvo), bearer(tokens[4]))
 			if resp.StatusCode != http.StatusOK || !strings.Contains(out, groupID) {
 				t.Fatalf("getConvos after restart: %d %s", resp.StatusCode, out)

@@ -26,6 +26,9 @@ type plainGateway struct {
 	*gatewaytest.Gateway
 	admin, port, metrics int
 	text                 string
+	// ready is when the gateway was seen serving, after its replay store's
+	// memory began (see freshIat).
+	ready time.Time
 }
 
 func startPlain(t *testing.T, caddyfile string, opts gatewaytest.Options) *plainGateway {
@@ -35,6 +38,7 @@ func startPlain(t *testing.T, caddyfile string, opts gatewaytest.Options) *plain
 	opts.Caddyfile = pg.text
 	opts.AdminPort = pg.admin
 	pg.Gateway = gatewaytest.Start(t, &builder, opts)
+	pg.ready = time.Now()
 	return pg
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/cairn-chat/cairn-caddy/internal/atprototest"
 	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
 	"github.com/cairn-chat/cairn-caddy/internal/mlswire"
+	"github.com/cairn-chat/cairn-caddy/internal/realtime"
 	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 )
 
@@ -40,6 +41,7 @@ http://127.0.0.1:{PORT} {
 		cairn_auth {
 			service_did did:web:gateway.test
 			replay memory
+			leeway 1s
 		}
 		cairn_delivery {
 			websocket_endpoint ws://127.0.0.1:{PORT}/xrpc/blue.catbird.mls.subscribeConvoEvents
@@ -55,7 +57,8 @@ http://127.0.0.1:{PORT} {
 // must let the upgrade hijack the connection) in the chain.
 func TestEventStreamsThroughTheGateway(t *testing.T) {
 	plc := atprototest.NewPLC(t)
-	now := time.Now().Unix()
+	g := startPlain(t, fmt.Sprintf(realtimeCaddyfile, plc.URL), gatewaytest.Options{})
+	now := freshIat(t, testLeeway, g)
 	tok := func(lxm string) atprototest.Token {
 		return atprototest.Token{Key: "alice", Iss: aliceDID, Aud: "did:web:gateway.test", Lxm: lxm, Iat: now, Exp: now + 60}
 	}
@@ -65,7 +68,6 @@ func TestEventStreamsThroughTheGateway(t *testing.T) {
 	)
 	minted := atprototest.Mint(t, []atprototest.Key{{Name: "alice", Type: "k256"}}, []atprototest.Token{tok(stream), tok(ticket)})
 	plc.Publish(aliceDID, minted.Keys["alice"])
-	g := startPlain(t, fmt.Sprintf(realtimeCaddyfile, plc.URL), gatewaytest.Options{})
 
 	// SSE: an all-conversations stream opens with the streaming headers.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -113,6 +115,14 @@ func TestEventStreamsThroughTheGateway(t *testing.T) {
 	if tresp.StatusCode != http.StatusOK || err != nil || issued.Ticket == "" || issued.Endpoint != want {
 		t.Fatalf("getSubscriptionTicket: %d %+v (%v), want endpoint %s", tresp.StatusCode, issued, err, want)
 	}
+	if strings.Contains(issued.Ticket, strings.TrimPrefix(aliceDID, "did:")) {
+		t.Errorf("the ticket %s names the DID", issued.Ticket)
+	}
+	// A plain GET through the gateway (a link preview, a probe) is refused
+	// and leaves the ticket usable.
+	if resp, out := do(t, http.MethodGet, g.url("/xrpc/blue.catbird.mls.subscribeConvoEvents?ticket="+issued.Ticket), nil); resp.StatusCode != http.StatusUpgradeRequired || errorName(t, out) != "InvalidRequest" {
+		t.Fatalf("a plain GET with the ticket: %d %s", resp.StatusCode, out)
+	}
 	wsURL := issued.Endpoint + "?ticket=" + issued.Ticket
 	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer dcancel()
@@ -147,6 +157,7 @@ http://127.0.0.1:{PORT} {
 		cairn_auth {
 			service_did did:web:gateway.test
 			replay memory
+			leeway 1s
 		}
 		cairn_delivery
 	}
@@ -235,19 +246,10 @@ func TestEventStreamAcrossTwoGatewaysAndARestart(t *testing.T) {
 
 func testEventStreamAcrossTwoGateways(t *testing.T, notifier string) {
 	plc := atprototest.NewPLC(t)
-	now := time.Now().Unix()
+	var now int64
 	tok := func(lxm string) atprototest.Token {
 		return atprototest.Token{Key: "alice", Iss: aliceDID, Aud: "did:web:gateway.test", Lxm: "blue.catbird.mls." + lxm, Iat: now, Exp: now + 60}
 	}
-	reqs := []atprototest.Token{tok("createConvo"), tok("streamConvoEvents"), tok("streamConvoEvents")}
-	for range 7 {
-		reqs = append(reqs, tok("sendMessage"))
-	}
-	minted := atprototest.Mint(t, []atprototest.Key{{Name: "alice", Type: "k256"}}, reqs)
-	plc.Publish(aliceDID, minted.Keys["alice"])
-	tokens := minted.Tokens
-	sendTokens := tokens[3:]
-
 	text := fmt.Sprintf(twoNodeCaddyfile, plc.URL, testenv.Postgres(t))
 	var rdb *redis.Client
 	if notifier == "redis" {
@@ -260,6 +262,15 @@ func testEventStreamAcrossTwoGateways(t *testing.T, notifier string) {
 	homeA := t.TempDir()
 	a := startPlain(t, text, gatewaytest.Options{Home: homeA})
 	b := startPlain(t, text, gatewaytest.Options{})
+	now = freshIat(t, testLeeway, a, b)
+	reqs := []atprototest.Token{tok("createConvo"), tok("streamConvoEvents")}
+	for range 7 {
+		reqs = append(reqs, tok("sendMessage"))
+	}
+	minted := atprototest.Mint(t, []atprototest.Key{{Name: "alice", Type: "k256"}}, reqs)
+	plc.Publish(aliceDID, minted.Keys["alice"])
+	tokens := minted.Tokens
+	sendTokens := tokens[2:]
 	if rdb != nil {
 		// Both nodes listen on the Redis channel (other tests' gateways
 		// may too).
@@ -289,7 +300,11 @@ func testEventStreamAcrossTwoGateways(t *testing.T, notifier string) {
 		send(b, i)
 	}
 	a2 := startPlain(t, text, gatewaytest.Options{Home: homeA})
-	resumed := openSSE(t, a2, tokens[2], "convoId="+groupID+"&cursor="+last.cursor)
+	// The restarted node's replay memory is new: it takes tokens issued
+	// since.
+	now = freshIat(t, testLeeway, a2)
+	again := atprototest.Mint(t, []atprototest.Key{minted.Reuse("alice")}, []atprototest.Token{tok("streamConvoEvents")})
+	resumed := openSSE(t, a2, again.Tokens[0], "convoId="+groupID+"&cursor="+last.cursor)
 	expectMessages(t, resumed, "m4", "m5", "m6")
 	send(b, 7)
 	expectMessages(t, resumed, "m7")
@@ -327,7 +342,11 @@ func applicationMessage(t *testing.T, groupHex string, size int) []byte {
 // the configured per-DID stream cap, which applies at once.
 func TestReloadKeepsOpenStreams(t *testing.T) {
 	plc := atprototest.NewPLC(t)
-	now := time.Now().Unix()
+	// SQLite this time: the in-process notifier must survive the reload
+	// too. One stream per DID, for now.
+	text := strings.Replace(fmt.Sprintf(twoNodeCaddyfile, plc.URL, ""), "\t\tdatabase \n", "\t\tstreams {\n\t\t\tmax_per_did 1\n\t\t}\n", 1)
+	g := startPlain(t, text, gatewaytest.Options{})
+	now := freshIat(t, testLeeway, g)
 	tok := func(lxm string) atprototest.Token {
 		return atprototest.Token{Key: "alice", Iss: aliceDID, Aud: "did:web:gateway.test", Lxm: "blue.catbird.mls." + lxm, Iat: now, Exp: now + 60}
 	}
@@ -335,11 +354,6 @@ func TestReloadKeepsOpenStreams(t *testing.T) {
 		[]atprototest.Token{tok("createConvo"), tok("streamConvoEvents"), tok("sendMessage"), tok("streamConvoEvents"), tok("streamConvoEvents")})
 	plc.Publish(aliceDID, minted.Keys["alice"])
 	tokens := minted.Tokens
-
-	// SQLite this time: the in-process notifier must survive the reload
-	// too. One stream per DID, for now.
-	text := strings.Replace(fmt.Sprintf(twoNodeCaddyfile, plc.URL, ""), "\t\tdatabase \n", "\t\tstreams {\n\t\t\tmax_per_did 1\n\t\t}\n", 1)
-	g := startPlain(t, text, gatewaytest.Options{})
 	const groupID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 	mustPostXRPC(t, g, "blue.catbird.mls.createConvo", tokens[0], `{"groupId":"`+groupID+`","cipherSuite":"MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519","idempotencyKey":"reload"}`)
 	events := openSSE(t, g, tokens[1], "convoId="+groupID)
@@ -369,5 +383,60 @@ func TestReloadKeepsOpenStreams(t *testing.T) {
 	}
 	if v := metricValue(m, "cairn_realtime_events_delivered_total", `transport="sse"`); v < 1 {
 		t.Errorf("delivered events = %v, want at least 1", v)
+	}
+}
+
+// TestTicketOnceAcrossTwoGatewaysSharingRedis: two gateways with one Redis
+// and one log-hash key. A ticket issued by A opens a WebSocket on A; B,
+// which can open it (same key), refuses it as used.
+func TestTicketOnceAcrossTwoGatewaysSharingRedis(t *testing.T) {
+	rs := testenv.StartRedisServer(t)
+	began := beginReplayMemory(t, rs.URL())
+	plc := atprototest.NewPLC(t)
+	text := strings.Replace(fmt.Sprintf(realtimeCaddyfile, plc.URL), "\t\tplc_url", "\t\tredis "+rs.URL()+"\n\t\tplc_url", 1)
+	text = strings.Replace(text, "replay memory", "replay redis", 1)
+	env := []string{"CAIRN_LOG_HASH_KEY=" + strings.Repeat("t", 40)}
+	a := startPlain(t, text, gatewaytest.Options{Env: env})
+	b := startPlain(t, text, gatewaytest.Options{Env: env})
+	now := freshIat(t, testLeeway, a, b)
+	minted := atprototest.Mint(t, []atprototest.Key{{Name: "alice", Type: "k256"}}, []atprototest.Token{
+		{Key: "alice", Iss: aliceDID, Aud: "did:web:gateway.test", Lxm: "blue.catbird.mls.getSubscriptionTicket", Iat: now, Exp: now + 60},
+	})
+	plc.Publish(aliceDID, minted.Keys["alice"])
+	// Tickets issued within the skew of the ticket memory's start are
+	// refused (they might predate it); issue one after.
+	gatewaytest.FreshIat(began, realtime.DefaultTicketSkew)
+
+	req, _ := http.NewRequest(http.MethodPost, a.url("/xrpc/blue.catbird.mls.getSubscriptionTicket"), strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer "+minted.Tokens[0])
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var issued struct{ Ticket string }
+	err = json.NewDecoder(resp.Body).Decode(&issued)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || err != nil || issued.Ticket == "" {
+		t.Fatalf("getSubscriptionTicket on A: %d (%v)", resp.StatusCode, err)
+	}
+	ws := func(g *plainGateway) string {
+		return strings.Replace(g.url("/xrpc/blue.catbird.mls.subscribeConvoEvents?ticket="+issued.Ticket), "http://", "ws://", 1)
+	}
+	// B opens A's ticket (a plain GET gets past the ticket to the
+	// missing upgrade) without using it up.
+	if resp, out := do(t, http.MethodGet, b.url("/xrpc/blue.catbird.mls.subscribeConvoEvents?ticket="+issued.Ticket), nil); resp.StatusCode != http.StatusUpgradeRequired {
+		t.Fatalf("a plain GET on B with A's ticket: %d %s", resp.StatusCode, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, ws(a), nil)
+	if err != nil {
+		t.Fatalf("the ticket on A: %v", err)
+	}
+	conn.Close(websocket.StatusNormalClosure, "")
+	_, again, err := websocket.Dial(ctx, ws(b), nil)
+	if err == nil || again == nil || again.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the used ticket on B: %v %v, want 401", again, err)
 	}
 }

@@ -26,15 +26,14 @@ import (
 func TestServerErrorsAreLoggedOnce(t *testing.T) {
 	dbURL := testenv.Postgres(t)
 	plc := atprototest.NewPLC(t)
-	now := time.Now().Unix()
+	g := startPlain(t, fmt.Sprintf(deliveryCaddyfile, plc.URL, "database "+dbURL), gatewaytest.Options{})
+	now := freshIat(t, testLeeway, g)
 	tok := func(lxm string) atprototest.Token {
 		return atprototest.Token{Key: "alice", Iss: aliceDID, Aud: "did:web:gateway.test", Lxm: lxm, Iat: now, Exp: now + 60}
 	}
 	const create = "blue.catbird.mls.createConvo"
 	minted := atprototest.Mint(t, []atprototest.Key{{Name: "alice", Type: "k256"}}, []atprototest.Token{tok(create), tok(getConvo)})
 	plc.Publish(aliceDID, minted.Keys["alice"])
-
-	g := startPlain(t, fmt.Sprintf(deliveryCaddyfile, plc.URL, "database "+dbURL), gatewaytest.Options{})
 	const groupID = "5e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e"
 	resp, out := postXRPC(t, g, create, minted.Tokens[0], `{"groupId":"`+groupID+`","cipherSuite":"MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519","idempotencyKey":"srv-err-1"}`)
 	if resp.StatusCode != http.StatusOK {

@@ -38,6 +38,7 @@ http://127.0.0.1:%d {
 		cairn_auth {
 			service_did ` + serviceDID + `
 			replay memory
+			leeway ` + tokenLeeway + `
 		}
 		cairn_delivery
 		error 501
@@ -47,6 +48,11 @@ http://127.0.0.1:%d {
 
 // serviceDID is the audience the tool's tokens name.
 const serviceDID = "did:web:gateway.load.test"
+
+// tokenLeeway is the gateway's cairn_auth leeway. The gateway refuses tokens
+// issued before its replay memory began (at its start) plus the leeway, so
+// the tool waits that long after the start before minting (startGateway).
+const tokenLeeway = "1s"
 
 // gateway is a running cairn-caddy child process.
 type gateway struct {
@@ -126,7 +132,7 @@ func startGateway(ctx context.Context, cfg gatewayConfig) (*gateway, error) {
 		}
 		if resp, err := client.Get(g.adminBase + "/config/"); err == nil {
 			resp.Body.Close()
-			return g, nil
+			return g, g.awaitReplayMemory(ctx, time.Now())
 		}
 		if time.Now().After(deadline) {
 			g.stop()
@@ -228,4 +234,26 @@ func (b *logBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// awaitReplayMemory waits until tokens the tool mints (iat in whole seconds)
+// are issued at least tokenLeeway after ready, when the gateway's replay
+// memory had begun.
+func (g *gateway) awaitReplayMemory(ctx context.Context, ready time.Time) error {
+	leeway, err := time.ParseDuration(tokenLeeway)
+	if err != nil {
+		return err
+	}
+	for {
+		sec := time.Now().Truncate(time.Second)
+		if !sec.Before(ready.Add(leeway)) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			g.stop()
+			return ctx.Err()
+		case <-time.After(time.Until(sec.Add(time.Second))):
+		}
+	}
 }

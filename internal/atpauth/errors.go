@@ -62,6 +62,13 @@ var (
 	ErrBadLexiconMethod error = authfail.New(http.StatusUnauthorized, "BadJwtLexiconMethod", "bad_lxm", "JWT lxm must equal the NSID of the called method")
 	// ErrReplayed: the token's jti has been seen before.
 	ErrReplayed error = authfail.New(http.StatusUnauthorized, "JwtReplayed", "replayed", "JWT has already been used; mint a new one per request")
+	// ErrIssuedBeforeReplayMemory: iat is earlier than Leeway after the
+	// replay store's memory began (the gateway restarted with the memory
+	// store; Redis restarted, failed over or was flushed), so the token may
+	// have been used already and its single use cannot be vouched for. The
+	// name is JwtExpired because clients already answer it by minting a
+	// new token, which is what they must do; the message says why.
+	ErrIssuedBeforeReplayMemory error = authfail.New(http.StatusUnauthorized, "JwtExpired", "before_replay_memory", "JWT was issued before this service's replay protection (re)started and may have been used already; mint a new one")
 	// ErrReplayUnavailable: the replay store could not record the jti
 	// (Redis unreachable, or the in-memory store full). Verification fails
 	// closed rather than risk accepting a replay.
@@ -75,7 +82,7 @@ func Reasons() []string {
 	all := []error{ErrAuthMissing, ErrMalformed, ErrUnsupportedAlg, ErrBadType, ErrBadClaims,
 		ErrBadIssuer, ErrDIDNotFound, ErrDIDBlocked, ErrNoAtprotoKey, ErrDIDUnavailable,
 		ErrAlgKeyMismatch, ErrBadSignature, ErrExpired, ErrNotYetValid, ErrLifetimeTooLong,
-		ErrBadAudience, ErrBadLexiconMethod, ErrReplayed, ErrReplayUnavailable}
+		ErrBadAudience, ErrBadLexiconMethod, ErrReplayed, ErrIssuedBeforeReplayMemory, ErrReplayUnavailable}
 	out := make([]string, 0, len(all)+1)
 	for _, e := range all {
 		out = append(out, authfail.Reason(e))

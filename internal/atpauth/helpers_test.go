@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
+	"github.com/redis/go-redis/v9"
 )
 
 // testNow is the fixed instant the unit tests run at.
@@ -134,3 +135,27 @@ func algOf(t testing.TB, key atcrypto.PrivateKey) string {
 }
 
 func hdrFor(alg string) map[string]any { return map[string]any{"typ": "JWT", "alg": alg} }
+
+// longMemory returns a memory store whose memory began an hour before
+// testNow, when the tests' tokens are issued: a store that has been up a
+// while.
+func longMemory(maxEntries int, now func() time.Time) *MemoryReplayStore {
+	s := NewMemoryReplayStore(maxEntries, now)
+	s.since = testNow.Add(-time.Hour)
+	return s
+}
+
+// redisSince records in the Redis at client, under prefix, that its memory
+// began at since (a RedisReplayStore records Redis's clock; tests need a
+// moment relative to testNow).
+func redisSince(t testing.TB, client redis.Cmdable, prefix string, since time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	runID, err := runIDOf(client.Info(ctx, "server"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Set(ctx, prefix+RedisMemoryKey, formatMemory(since, runID), 0).Err(); err != nil {
+		t.Fatalf("record Redis memory since %v: %v", since, err)
+	}
+}

@@ -39,7 +39,7 @@ const (
 func (e *interopEnv) verifier(t *testing.T, res *Resolver, replay ReplayStore) *Verifier {
 	t.Helper()
 	if replay == nil {
-		replay = NewMemoryReplayStore(0, e.clk.Now)
+		replay = longMemory(0, e.clk.Now)
 	}
 	v, err := NewVerifier(Config{ServiceDID: testService, Keys: res, Replay: replay, Now: e.clk.Now})
 	if err != nil {
@@ -211,6 +211,7 @@ func TestInteropAtprotoReference(t *testing.T) {
 		c1, prefix := testenv.Redis(t)
 		c2 := redis.NewClient(c1.Options())
 		t.Cleanup(func() { _ = c2.Close() })
+		redisSince(t, c1, prefix, testNow.Add(-3600e9))
 		n1 := env.verifier(t, env.devResolver(t), &RedisReplayStore{Client: c1, Prefix: prefix, Now: env.clk.Now})
 		n2 := env.verifier(t, env.devResolver(t), &RedisReplayStore{Client: c2, Prefix: prefix, Now: env.clk.Now})
 		if _, err := n1.Verify(context.Background(), minted["cross-node"], testNSID); err != nil {

@@ -19,10 +19,13 @@ var errReplayStoreFull = errors.New("in-memory replay store is full of unexpired
 // MemoryReplayStore is a ReplayStore for a single gateway process. It holds
 // at most a fixed number of token IDs and forgets each when it expires. When
 // it is full of unexpired IDs it refuses new ones (failing closed) rather
-// than forget an ID that could still be replayed.
+// than forget an ID that could still be replayed. Its memory begins when it
+// is created (at process start: the cairn app keeps one across reloads), so
+// tokens issued before then are refused by the Verifier.
 type MemoryReplayStore struct {
-	max int
-	now func() time.Time
+	max   int
+	now   func() time.Time
+	since time.Time
 
 	mu      sync.Mutex
 	entries map[string]time.Time
@@ -39,11 +42,19 @@ func NewMemoryReplayStore(maxEntries int, now func() time.Time) *MemoryReplaySto
 	if now == nil {
 		now = time.Now
 	}
-	return &MemoryReplayStore{max: maxEntries, now: now, entries: map[string]time.Time{}}
+	return &MemoryReplayStore{max: maxEntries, now: now, since: now(), entries: map[string]time.Time{}}
 }
 
+// Since returns when the store's memory began: when it was created.
+func (s *MemoryReplayStore) Since() time.Time { return s.since }
+
 // Remember implements ReplayStore.
-func (s *MemoryReplayStore) Remember(_ context.Context, key string, until time.Time) (bool, error) {
+func (s *MemoryReplayStore) Remember(_ context.Context, key string, until time.Time) (Recall, error) {
+	fresh, err := s.remember(key, until)
+	return Recall{Fresh: fresh, Since: s.since}, err
+}
+
+func (s *MemoryReplayStore) remember(key string, until time.Time) (bool, error) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -107,7 +107,9 @@ type Verified struct {
 // and the claims' shape are checked structurally; iss selects the key; then
 // the signature is verified (re-resolving the DID once on failure, for key
 // rotation); only then are aud, exp, iat, the lifetime, lxm and finally the
-// single-use jti checked. Every error wraps one sentinel; see authfail.XRPCError.
+// single-use jti checked, with iat against the start of the replay store's
+// memory (ErrIssuedBeforeReplayMemory). Every error wraps one sentinel; see
+// authfail.XRPCError.
 func (v *Verifier) Verify(ctx context.Context, credential, nsid string) (*Verified, error) {
 	raw, err := bearerToken(credential)
 	if err != nil {
@@ -148,12 +150,19 @@ func (v *Verifier) Verify(ctx context.Context, credential, nsid string) (*Verifi
 		return nil, fmt.Errorf("%w: lxm does not match the called method", ErrBadLexiconMethod)
 	}
 
-	fresh, err := v.cfg.Replay.Remember(ctx, replayKey(did, c.Jti), exp.Add(v.cfg.Leeway))
+	rec, err := v.cfg.Replay.Remember(ctx, replayKey(did, c.Jti), exp.Add(v.cfg.Leeway))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrReplayUnavailable, err)
 	}
-	if !fresh {
+	if !rec.Fresh {
 		return nil, fmt.Errorf("%w", ErrReplayed)
+	}
+	// A token accepted before the store's memory began had iat at most
+	// Leeway past that moment (the future-iat check above), so only a
+	// token issued at least Leeway after it cannot have been used then.
+	if iat.Before(rec.Since.Add(v.cfg.Leeway)) {
+		return nil, fmt.Errorf("%w: issued %s before the replay memory began (+%s leeway)", ErrIssuedBeforeReplayMemory,
+			rec.Since.Sub(iat).Truncate(time.Second), v.cfg.Leeway)
 	}
 	return &Verified{DID: did, IssuerFragment: fragment, LXM: c.Lxm, IssuedAt: iat, ExpiresAt: exp}, nil
 }

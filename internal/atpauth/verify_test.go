@@ -21,7 +21,7 @@ func newTestVerifier(t testing.TB, keys KeyResolver, mutate func(*Config)) *Veri
 	cfg := Config{
 		ServiceDID: testService,
 		Keys:       keys,
-		Replay:     NewMemoryReplayStore(0, func() time.Time { return testNow }),
+		Replay:     longMemory(0, func() time.Time { return testNow }),
 		Now:        func() time.Time { return testNow },
 	}
 	if mutate != nil {
@@ -219,8 +219,8 @@ func TestVerifyKeyRotation(t *testing.T) {
 // failingStore is a ReplayStore whose backend is down.
 type failingStore struct{}
 
-func (failingStore) Remember(context.Context, string, time.Time) (bool, error) {
-	return false, errors.New("connection refused")
+func (failingStore) Remember(context.Context, string, time.Time) (Recall, error) {
+	return Recall{}, errors.New("connection refused")
 }
 
 func TestVerifyReplayStoreDownFailsClosed(t *testing.T) {
@@ -289,6 +289,7 @@ func TestErrorMapping(t *testing.T) {
 		{ErrBadAudience, 401, "BadJwtAudience"},
 		{ErrBadLexiconMethod, 401, "BadJwtLexiconMethod"},
 		{ErrReplayed, 401, "JwtReplayed"},
+		{ErrIssuedBeforeReplayMemory, 401, "JwtExpired"},
 		{ErrReplayUnavailable, 503, "AuthUnavailable"},
 		{errors.New("other"), 500, "InternalServerError"},
 	}

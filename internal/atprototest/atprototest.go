@@ -37,10 +37,13 @@ func RequireHarness(t testing.TB) {
 	testenv.RequireNodeHarness(t, HarnessDir())
 }
 
-// Key asks the harness for a key pair: Type "k256" or "p256".
+// Key asks the harness for a key pair: Type "k256" or "p256". Private, if
+// set, is a key a previous Mint returned (MintedKey.Private), to sign more
+// tokens with a key already published.
 type Key struct {
-	Name string `json:"name"`
-	Type string `json:"type"`
+	Name    string `json:"name"`
+	Type    string `json:"type"`
+	Private string `json:"private,omitempty"`
 }
 
 // Token asks the harness for a token signed by the key named Key.
@@ -59,6 +62,8 @@ type MintedKey struct {
 	JWTAlg    string `json:"jwtAlg"`
 	DID       string `json:"did"`
 	Multibase string `json:"multibase"`
+	// Private is the private key in hex, for Key.Private.
+	Private string `json:"private"`
 }
 
 // Minted is the harness's answer: the keys by name and the tokens in order.
@@ -67,8 +72,14 @@ type Minted struct {
 	Tokens []string             `json:"tokens"`
 }
 
-// Mint runs the harness once. Keys exist only for that run, so ask for every
-// token a key must sign in the same call.
+// Reuse returns the Key that signs with the minted key name again.
+func (m Minted) Reuse(name string) Key {
+	k := m.Keys[name]
+	return Key{Name: name, Type: k.Type, Private: k.Private}
+}
+
+// Mint runs the harness once. A key is new unless its Key carries the
+// Private of an earlier MintedKey.
 func Mint(t testing.TB, keys []Key, tokens []Token) Minted {
 	t.Helper()
 	RequireHarness(t)

@@ -137,7 +137,7 @@ func (s *Service) createConvo(ctx context.Context, c call) (any, error) {
 		}
 		var welcome *store.NewWelcome
 		if in.WelcomeMessage != "" {
-			if welcome, err = s.welcome(in.WelcomeMessage, suite.String(), in.KeyPackageHashes, newMembers); err != nil {
+			if welcome, err = s.welcome(in.WelcomeMessage, suite.String(), newMembers); err != nil {
 				return err
 			}
 		}
@@ -216,12 +216,20 @@ func (s *Service) newMembers(ctx context.Context, dids []string, hashes []keyPac
 		if !users[user] {
 			return nil, badRequest("keyPackageHashes names a DID that is not being added")
 		}
-		if device == "" {
-			d, err := s.keyPackageDevice(ctx, user, ref)
-			if err != nil {
-				return nil, err
+		// The hash may be the KeyPackageRef or the lexicon's SHA-256 of
+		// the package bytes; the member row and the Welcome check use the
+		// KeyPackageRef, which is what a Welcome is addressed to.
+		kp, err := s.cfg.Store.KeyPackageByHash(ctx, user, ref)
+		switch {
+		case err == nil:
+			ref = kp.Ref
+			if device == "" {
+				device = kp.DeviceID
 			}
-			device = d
+		case !errors.Is(err, store.ErrKeyPackageNotFound):
+			return nil, fmt.Errorf("find key package: %w", err)
+		case device == "":
+			return nil, fmt.Errorf("key package of a new member: %w", err)
 		}
 		mdid := user
 		if device != "" {
@@ -247,45 +255,9 @@ func (s *Service) newMembers(ctx context.Context, dids []string, hashes []keyPac
 	return out, nil
 }
 
-// keyPackageDevice finds the device of ownerDID's key package ref: first
-// among the recently consumed packages (getKeyPackages consumes what it
-// hands out), then among every device's available ones (last-resort
-// packages are never consumed). "" if the package has no device.
-func (s *Service) keyPackageDevice(ctx context.Context, ownerDID, ref string) (string, error) {
-	consumed, _, err := s.cfg.Store.ConsumedKeyPackages(ctx, ownerDID, "", 100)
-	if err != nil {
-		return "", fmt.Errorf("find key package: %w", err)
-	}
-	for _, kp := range consumed {
-		if kp.Ref == ref {
-			return kp.DeviceID, nil
-		}
-	}
-	devices, err := s.cfg.Store.Devices(ctx, ownerDID)
-	if err != nil {
-		return "", fmt.Errorf("find key package: %w", err)
-	}
-	ids := []string{""}
-	for _, d := range devices {
-		ids = append(ids, d.DeviceID)
-	}
-	for _, dev := range ids {
-		refs, err := s.cfg.Store.AvailableKeyPackageRefs(ctx, ownerDID, dev)
-		if err != nil {
-			return "", fmt.Errorf("find key package: %w", err)
-		}
-		for _, r := range refs {
-			if r == ref {
-				return dev, nil
-			}
-		}
-	}
-	return "", fmt.Errorf("key package of a new member: %w", store.ErrKeyPackageNotFound)
-}
-
 // welcome parses a Welcome for the conversation's suite, checks it is
 // addressed to every named key package, and holds it for the new members.
-func (s *Service) welcome(b64, suite string, hashes []keyPackageHashEntry, members []store.NewMember) (*store.NewWelcome, error) {
+func (s *Service) welcome(b64, suite string, members []store.NewMember) (*store.NewWelcome, error) {
 	data, err := base64Field("welcomeMessage", b64, s.cfg.MaxMessageBytes)
 	if err != nil {
 		return nil, err
@@ -297,8 +269,11 @@ func (s *Service) welcome(b64, suite string, hashes []keyPackageHashEntry, membe
 	if w.CipherSuite.String() != suite {
 		return nil, fmt.Errorf("%w: welcome cipher suite differs from the conversation's", ErrInvalidMessage)
 	}
-	for _, h := range hashes {
-		ref, _ := hex.DecodeString(strings.ToLower(h.Hash))
+	for _, m := range members {
+		if m.KeyPackageRef == "" {
+			continue
+		}
+		ref, _ := hex.DecodeString(m.KeyPackageRef)
 		if !w.HasNewMember(ref) {
 			return nil, fmt.Errorf("%w: welcome is not addressed to a named key package", ErrInvalidMessage)
 		}
@@ -465,7 +440,7 @@ func (s *Service) addMembers(ctx context.Context, c call) (any, error) {
 			return ErrTooManyMembers
 		}
 		if in.WelcomeMessage != "" {
-			if commit.Welcome, err = s.welcome(in.WelcomeMessage, cv.CipherSuite, in.KeyPackageHashes, members); err != nil {
+			if commit.Welcome, err = s.welcome(in.WelcomeMessage, cv.CipherSuite, members); err != nil {
 				return err
 			}
 		}

@@ -6,7 +6,10 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/cairn-chat/cairn-caddy/internal/store"
 )
 
 // newGroup returns a fresh random hex group id.
@@ -197,4 +200,61 @@ func TestTooManyMembers(t *testing.T) {
 	}
 	e.post(alice, "createConvo", obj{"groupId": newGroup(t), "cipherSuite": suite.String(), "idempotencyKey": "m", "initialMembers": many}).
 		isErr(t, http.StatusBadRequest, "TooManyMembers")
+}
+
+// TestKeyPackageHashForms names key packages the lexicon's way (SHA-256 of
+// the package bytes) and the server's way (RFC 9420 KeyPackageRef): both
+// resolve to the same package in createConvo, addMembers and
+// syncKeyPackages, and the Welcome is checked against the KeyPackageRef.
+func TestKeyPackageHashForms(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		sha := func(k testKeyPackage) string { return store.KeyPackageSHA256(k.data) }
+		publish := func(id who, k testKeyPackage, key string) {
+			e.post(id, "publishKeyPackage", obj{"keyPackage": k.b64(), "cipherSuite": suite.String(), "idempotencyKey": key}).must(t, http.StatusOK)
+		}
+		bobKP := newKeyPackage(t, "did:plc:bob#b1", e.clock.Now(), 24*3600e9)
+		carolKP := newKeyPackage(t, "did:plc:carol#c1", e.clock.Now(), 24*3600e9)
+		publish(bob, bobKP, "pb")
+		publish(carol, carolKP, "pc")
+
+		// createConvo with bob's package named by its SHA-256, bare DID:
+		// bob joins as his device and his Welcome waits for him.
+		g := newGroup(t)
+		e.post(alice, "createConvo", obj{
+			"groupId": g, "cipherSuite": suite.String(), "idempotencyKey": "c", "initialMembers": []string{bob.DID},
+			"welcomeMessage": b64(welcome(t, suite, bobKP.ref)), "keyPackageHashes": []obj{{"did": bob.DID, "hash": sha(bobKP)}},
+		}).must(t, http.StatusOK)
+		e.get(bob, "getWelcome", url.Values{"convoId": {g}}).must(t, http.StatusOK)
+		e.post(alice, "addMembers", obj{"convoId": g, "didList": []string{"did:plc:bob#b1"}, "idempotencyKey": "again"}).
+			isErr(t, http.StatusConflict, "AlreadyMember")
+
+		// addMembers with carol's named by SHA-256 (upper case) on her
+		// device DID.
+		e.post(alice, "addMembers", obj{
+			"convoId": g, "didList": []string{carol.DID + "#c1"}, "idempotencyKey": "add-carol",
+			"commit": b64(commit(t, g, 1)), "welcomeMessage": b64(welcome(t, suite, carolKP.ref)),
+			"keyPackageHashes": []obj{{"did": carol.DID + "#c1", "hash": strings.ToUpper(sha(carolKP))}},
+		}).must(t, http.StatusOK)
+		e.get(carol, "getWelcome", url.Values{"convoId": {g}}).must(t, http.StatusOK)
+
+		// A SHA-256 that names nobody's package is still KeyPackageNotFound,
+		// and another owner's package is not found through this DID.
+		dave := newKeyPackage(t, "did:plc:carol#c1", e.clock.Now(), 24*3600e9)
+		for i, h := range []string{sha(dave), sha(bobKP)} {
+			r := e.post(alice, "createConvo", obj{"groupId": newGroup(t), "cipherSuite": suite.String(), "idempotencyKey": fmt.Sprint("nf", i),
+				"initialMembers": []string{carol.DID}, "keyPackageHashes": []obj{{"did": carol.DID, "hash": h}}})
+			r.isErr(t, http.StatusBadRequest, "KeyPackageNotFound")
+		}
+
+		// syncKeyPackages keeps a package the client names by SHA-256, and
+		// answers with the server's form.
+		kept := newKeyPackage(t, "did:plc:bob#b1", e.clock.Now(), 24*3600e9)
+		dropped := newKeyPackage(t, "did:plc:bob#b1", e.clock.Now(), 24*3600e9)
+		publish(bob, kept, "pk")
+		publish(bob, dropped, "pd")
+		r := e.post(bob, "syncKeyPackages", obj{"deviceId": "b1", "localHashes": []string{sha(kept)}}).must(t, http.StatusOK)
+		if got := fmt.Sprint(r.body["serverHashes"]); got != "["+kept.refHex()+"]" {
+			t.Fatalf("syncKeyPackages by SHA-256: %s", r.raw)
+		}
+	})
 }

@@ -77,6 +77,14 @@
 //     an external commit needs, so a removed member could learn who is in
 //     the group and rejoin without approval. Past members get 403
 //     Unauthorized.
+//   - keyPackageHash: the lexicon says SHA-256 of the key package bytes;
+//     getKeyPackages, getKeyPackageStatus and syncKeyPackages return RFC
+//     9420's KeyPackageRef instead, which is what a Welcome names its
+//     recipients by (the server checks a Welcome against it, and clients
+//     match a Welcome to their key with it). On input (createConvo and
+//     addMembers keyPackageHashes, syncKeyPackages localHashes) either form
+//     is accepted, in any case: store.KeyPackageByHash and the sync resolve
+//     a SHA-256 of the bytes to the package's KeyPackageRef.
 //   - getKeyPackageStats: did may only be the caller's own DID (403
 //     Unauthorized otherwise); inventory is private.
 //   - getKeyPackageStatus: reserved is omitted (there is no reservation).

@@ -239,3 +239,20 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.buf.String()
 }
+
+// FreshIat waits until a token issued now has an iat (whole seconds) at
+// least leeway past since, and returns that iat. A gateway refuses tokens
+// issued before its replay memory began plus its leeway
+// (atpauth.ErrIssuedBeforeReplayMemory); with the memory store that memory
+// begins before the gateway serves, so since may be the moment Start
+// returned.
+func FreshIat(since time.Time, leeway time.Duration) int64 {
+	for {
+		now := time.Now()
+		sec := now.Truncate(time.Second)
+		if !sec.Before(since.Add(leeway)) {
+			return sec.Unix()
+		}
+		time.Sleep(time.Until(sec.Add(time.Second)))
+	}
+}

@@ -93,7 +93,9 @@ type Config struct {
 	// every cursor seen is then settled at once. Default 30 s.
 	Settle time.Duration
 	// SampleEvery is how often the hub reads the store's event horizon to
-	// advance floors. Default 1 s.
+	// advance floors and to place fresh streams. With Settle it does so
+	// steadily in the background (at most every 10 ms), so a fresh stream
+	// starts at most about Settle before the present. Default 1 s.
 	SampleEvery time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -103,8 +105,9 @@ type Config struct {
 // the process (the cairn app), across config reloads. It is safe for
 // concurrent use.
 type Hub struct {
-	cfg        Config
-	stopListen func()
+	cfg          Config
+	stopListen   func()
+	stopSampling func()
 
 	mu   sync.RWMutex
 	subs map[string]map[*Subscription]struct{}
@@ -209,6 +212,12 @@ func New(cfg Config) (*Hub, error) {
 	}
 	h.joins = newJoinWatch(h, hz.Latest)
 	h.stopListen = cfg.Notifier.Listen(h.wake)
+	h.stopSampling = func() {}
+	if cfg.Settle > 0 {
+		stop, done := make(chan struct{}), make(chan struct{})
+		go h.sampleLoop(stop, done)
+		h.stopSampling = sync.OnceFunc(func() { close(stop); <-done })
+	}
 	return h, nil
 }
 
@@ -246,6 +255,7 @@ func (h *Hub) wake(convoID string) {
 // Close stops listening and ends every subscription with ErrHubClosed.
 func (h *Hub) Close() error {
 	h.stopListen()
+	h.stopSampling()
 	h.joins.stop()
 	h.mu.Lock()
 	h.closed = true
@@ -506,21 +516,66 @@ func containsAny(list []string, want ...string) bool {
 	return false
 }
 
+// minSampleTick bounds how often the background sampler runs, so that a
+// tiny SampleEvery (tests use a nanosecond) cannot make it a busy loop.
+const minSampleTick = 10 * time.Millisecond
+
+// sampleTick is the background sampler's period.
+func (h *Hub) sampleTick() time.Duration { return max(h.cfg.SampleEvery, minSampleTick) }
+
+// sampleLoop samples the store's latest cursor every sampleTick until stop
+// closes. Sampling only when a stream asks would leave, after a quiet spell,
+// nothing but a sample taken long before, and a fresh stream would start
+// there and replay everything since; sampling steadily keeps a sample about
+// Settle old at hand. Errors are left for the next settled call to report.
+func (h *Hub) sampleLoop(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(h.sampleTick())
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			h.smu.Lock()
+			_ = h.sampleLocked(ctx)
+			h.smu.Unlock()
+			cancel()
+		}
+	}
+}
+
+// sampleLocked appends a sample of the store's latest cursor unless the
+// newest is younger than SampleEvery. h.smu must be held.
+func (h *Hub) sampleLocked(ctx context.Context) error {
+	now := h.cfg.Now()
+	if n := len(h.samples); n > 0 && now.Sub(h.samples[n-1].at) < h.cfg.SampleEvery {
+		return nil
+	}
+	hz, err := h.cfg.Store.EventHorizon(ctx)
+	if err != nil {
+		return fmt.Errorf("read event horizon: %w", err)
+	}
+	h.samples = append(h.samples, sample{at: now, latest: hz.Latest})
+	return nil
+}
+
 // settled returns a cursor at or below which every event is visible, and
 // false if the hub knows none yet. Samples of the store's latest cursor are
-// taken at most every SampleEvery and shared by all subscriptions; one
-// becomes usable Settle after it was taken.
+// taken every SampleEvery (in the background, and when a subscription
+// asks) and shared by all subscriptions; one becomes usable Settle after it
+// was taken, and stops being usable once it is more than two sampling
+// periods past that: a sample that old means sampling stopped (the store
+// was unreachable, the process paused), and a stream starting there would
+// replay everything since rather than start at the present.
 func (h *Hub) settled(ctx context.Context) (int64, bool, error) {
 	h.smu.Lock()
 	defer h.smu.Unlock()
-	now := h.cfg.Now()
-	if n := len(h.samples); n == 0 || now.Sub(h.samples[n-1].at) >= h.cfg.SampleEvery {
-		hz, err := h.cfg.Store.EventHorizon(ctx)
-		if err != nil {
-			return 0, false, fmt.Errorf("read event horizon: %w", err)
-		}
-		h.samples = append(h.samples, sample{at: now, latest: hz.Latest})
+	if err := h.sampleLocked(ctx); err != nil {
+		return 0, false, err
 	}
+	now := h.cfg.Now()
 	best := -1
 	for i, smp := range h.samples {
 		if now.Sub(smp.at) >= h.cfg.Settle {
@@ -531,5 +586,8 @@ func (h *Hub) settled(ctx context.Context) (int64, bool, error) {
 		return 0, false, nil
 	}
 	h.samples = h.samples[best:]
+	if now.Sub(h.samples[0].at) > h.cfg.Settle+2*h.sampleTick() {
+		return 0, false, nil
+	}
 	return h.samples[0].latest, true, nil
 }

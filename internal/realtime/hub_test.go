@@ -469,3 +469,63 @@ func TestObserverCounts(t *testing.T) {
 		time.Sleep(time.Millisecond) // polls for the close; asserts no timing
 	}
 }
+
+// TestFreshStreamAfterIdle opens streams without a cursor after a quiet spell
+// longer than every window of the hub (Settle, SampleEvery, AdvanceEvery),
+// with earlier streams having come and gone, on two nodes sharing the store:
+// each starts at the present, so an event posted before it opened is not
+// delivered. Only a cursor replays it.
+func TestFreshStreamAfterIdle(t *testing.T) {
+	const settle, tick = 200 * time.Millisecond, 20 * time.Millisecond
+	// Longer than Settle plus the staleness bound plus an advance period,
+	// with room to spare: the bug replayed from a sample of any age.
+	const idle = 3 * (settle + 3*tick)
+	for _, b := range backends() {
+		for _, scope := range []string{"one", "all"} {
+			t.Run(b.name+"/"+scope, func(t *testing.T) {
+				cfg := Config{SampleEvery: tick, AdvanceEvery: tick}
+				if b.settle > 0 {
+					cfg.Settle = settle
+				}
+				n1 := newEnv(t, b, cfg)
+				cfg.Store = n1.st
+				n2 := newEnv(t, b, cfg)
+				n1.convo("c1", alice, bob)
+				n2.hub.Notify("c1")
+				req := Request{Identity: who(bob)}
+				if scope == "one" {
+					req.ConvoID = "c1"
+				}
+
+				// Earlier streams on both nodes, then silence.
+				var cursor string
+				for _, n := range []*env{n1, n2} {
+					s := n.subscribe(req)
+					<-s.Live()
+					n.send("c1", "warm-"+fmt.Sprint(len(cursor)))
+					_, cursor = messages(t, s, 1)
+					s.Close()
+				}
+				n1.send("c1", "before")
+				time.Sleep(idle)
+
+				fresh := []*Subscription{n1.subscribe(req), n2.subscribe(req)}
+				for _, s := range fresh {
+					<-s.Live()
+				}
+				n1.send("c1", "after")
+				n2.hub.Notify("c1")
+				for i, s := range fresh {
+					if got, _ := messages(t, s, 1); got[0] != "c1/after" {
+						t.Errorf("node %d: a fresh stream's first event is %s, want c1/after", i+1, got[0])
+					}
+				}
+
+				resumed := n2.subscribe(Request{Identity: who(bob), ConvoID: req.ConvoID, Cursor: cursor})
+				if got, _ := messages(t, resumed, 2); !slices.Equal(got, []string{"c1/before", "c1/after"}) {
+					t.Errorf("resumed from a cursor: %v, want the event before and after", got)
+				}
+			})
+		}
+	}
+}

@@ -48,7 +48,10 @@ func ChooseNotifier(configured string, sharedStore, haveRedis bool) (string, err
 	return configured, nil
 }
 
-// TicketKey derives the WebSocket ticket signing key from a node secret
+// TicketReplayPrefix prefixes the Redis keys that remember redeemed tickets.
+const TicketReplayPrefix = "cairn:ticket:"
+
+// TicketKey derives the WebSocket ticket sealing key from a node secret
 // (the log-hash key, which every node of a cluster shares), so a ticket
 // issued by one node is redeemed by another without a second secret to
 // distribute. The derivation is domain-separated: the ticket key reveals
@@ -74,7 +77,10 @@ type NodeConfig struct {
 	Redis *redis.Client
 	// TicketReplay overrides where redeemed tickets are remembered.
 	// Default: Redis when set, else in memory.
-	TicketReplay ReplayStore
+	TicketReplay atpauth.ReplayStore
+	// TicketSkew is TicketConfig.Skew: how far the nodes' clocks may
+	// disagree. Default DefaultTicketSkew.
+	TicketSkew time.Duration
 	// Secret is the node secret the ticket key is derived from
 	// (TicketKey); at least 32 bytes.
 	Secret []byte
@@ -136,9 +142,9 @@ func StartNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 	n.Hub = hub
 	replay := cfg.TicketReplay
 	if replay == nil && cfg.Redis != nil {
-		replay = &atpauth.RedisReplayStore{Client: cfg.Redis, Prefix: "cairn:ticket:"}
+		replay = &atpauth.RedisReplayStore{Client: cfg.Redis, Prefix: TicketReplayPrefix}
 	}
-	if n.Tickets, err = NewTickets(TicketConfig{Key: TicketKey(cfg.Secret), Replay: replay}); err != nil {
+	if n.Tickets, err = NewTickets(TicketConfig{Key: TicketKey(cfg.Secret), Replay: replay, Skew: cfg.TicketSkew}); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("realtime tickets: %w", err)
 	}

@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -151,8 +152,11 @@ func (s *Server) ServeSubscribe(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// subscribeWS redeems the ticket and subscribes, before the upgrade, so
-// refusals are ordinary XRPC error responses.
+// subscribeWS opens the ticket, subscribes and then redeems the ticket,
+// all before the upgrade, so refusals are ordinary XRPC error responses.
+// The ticket is used up only once the request is certain to upgrade: a
+// plain GET (a link preview, a proxy's probe) or a refused subscription
+// leaves it usable.
 func (s *Server) subscribeWS(r *http.Request) (*Subscription, error) {
 	if s.cfg.Tickets == nil {
 		return nil, xrpc.Errorf(http.StatusNotImplemented, "MethodNotImplemented", "WebSocket subscriptions are not enabled")
@@ -165,14 +169,12 @@ func (s *Server) subscribeWS(r *http.Request) (*Subscription, error) {
 	if raw == "" {
 		return nil, xrpc.Errorf(http.StatusUnauthorized, "AuthenticationRequired", "a ticket from getSubscriptionTicket is required")
 	}
-	t, err := s.cfg.Tickets.Redeem(r.Context(), raw)
-	switch {
-	case errors.Is(err, ErrTicketExpired):
-		return nil, &xrpc.Error{Status: http.StatusUnauthorized, Name: "ExpiredToken", Message: "ticket expired; get a new one", Err: err}
-	case errors.Is(err, ErrInvalidTicket), errors.Is(err, ErrTicketReplayed):
-		return nil, &xrpc.Error{Status: http.StatusUnauthorized, Name: "InvalidToken", Message: "ticket is invalid or already used", Err: err}
-	case err != nil:
-		return nil, &xrpc.Error{Status: http.StatusServiceUnavailable, Name: "ServiceUnavailable", Message: "could not check the ticket", Err: err}
+	t, err := s.cfg.Tickets.Open(raw)
+	if err != nil {
+		return nil, ticketError(err)
+	}
+	if err := upgradeRequest(r); err != nil {
+		return nil, err
 	}
 	convoID := q.Get("convoId")
 	if t.ConvoID != "" {
@@ -188,7 +190,63 @@ func (s *Server) subscribeWS(r *http.Request) (*Subscription, error) {
 	if err != nil {
 		return nil, subscribeError(err)
 	}
+	if err := s.cfg.Tickets.Redeem(r.Context(), t); err != nil {
+		sub.Close()
+		return nil, ticketError(err)
+	}
 	return sub, nil
+}
+
+// ticketError is the XRPC error for a ticket that cannot be used.
+func ticketError(err error) error {
+	switch {
+	case errors.Is(err, ErrTicketExpired):
+		return &xrpc.Error{Status: http.StatusUnauthorized, Name: "ExpiredToken", Message: "ticket expired; get a new one", Err: err}
+	case errors.Is(err, ErrInvalidTicket), errors.Is(err, ErrTicketReplayed):
+		return &xrpc.Error{Status: http.StatusUnauthorized, Name: "InvalidToken", Message: "ticket is invalid or already used", Err: err}
+	default:
+		return &xrpc.Error{Status: http.StatusServiceUnavailable, Name: "ServiceUnavailable", Message: "could not check the ticket", Err: err}
+	}
+}
+
+// upgradeRequest refuses a request that websocket.Accept would refuse
+// (RFC 6455 §4.2.1, as github.com/coder/websocket checks it), so that the
+// ticket is redeemed only for a request that will upgrade.
+func upgradeRequest(r *http.Request) error {
+	upgrade := func(msg string) error {
+		return &xrpc.Error{Status: http.StatusUpgradeRequired, Name: "InvalidRequest", Message: msg + "; the ticket was not used",
+			Header: http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}}}
+	}
+	switch {
+	case !r.ProtoAtLeast(1, 1):
+		return upgrade("a WebSocket upgrade needs HTTP/1.1")
+	case !headerHasToken(r.Header, "Connection", "upgrade"), !headerHasToken(r.Header, "Upgrade", "websocket"):
+		return upgrade("this method is served over WebSocket only: send a WebSocket upgrade")
+	case r.Header.Get("Sec-WebSocket-Version") != "13":
+		return &xrpc.Error{Status: http.StatusBadRequest, Name: "InvalidRequest", Message: "Sec-WebSocket-Version must be 13; the ticket was not used",
+			Header: http.Header{"Sec-WebSocket-Version": {"13"}}}
+	}
+	keys := r.Header.Values("Sec-WebSocket-Key")
+	if len(keys) != 1 {
+		return xrpc.Errorf(http.StatusBadRequest, "InvalidRequest", "one Sec-WebSocket-Key is required; the ticket was not used")
+	}
+	if k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(keys[0])); err != nil || len(k) != 16 {
+		return xrpc.Errorf(http.StatusBadRequest, "InvalidRequest", "Sec-WebSocket-Key must be 16 bytes in base64; the ticket was not used")
+	}
+	return nil
+}
+
+// headerHasToken reports whether a comma-separated header of h lists token
+// (case-insensitively).
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // closeWS ends a stream whose subscription ended, saying why.

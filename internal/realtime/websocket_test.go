@@ -193,20 +193,78 @@ func TestWebSocketRefusals(t *testing.T) {
 	if _, resp, err := dial(t, ts, "ticket="+unbound.Ticket+"&convoId=c3", nil); err == nil || resp.StatusCode != 403 {
 		t.Errorf("alice's ticket for bob and carol's conversation: %v", err)
 	}
-	// ...and a ticket whose DID was swapped is not one.
+	// ...and a ticket spliced from carol's is not one.
 	_, other, _ := getTicket(t, ts, carol, `{}`)
-	forged := strings.Split(unbound.Ticket, ".")[0] + "." + strings.Split(other.Ticket, ".")[1] + "." + strings.Split(unbound.Ticket, ".")[2]
+	forged := unbound.Ticket[:32] + other.Ticket[32:]
 	if _, resp, err := dial(t, ts, "ticket="+forged+"&convoId=c3", nil); err == nil || resp.StatusCode != 401 {
-		t.Errorf("ticket with another DID's claims: %v", err)
+		t.Errorf("ticket spliced from another DID's: %v", err)
 	}
 
 	_, t1, _ := getTicket(t, ts, alice, `{}`)
 	_, t2, _ := getTicket(t, ts, alice, `{}`)
-	if _, _, err := dial(t, ts, "ticket="+t1.Ticket, nil); err != nil {
+	first, _, err := dial(t, ts, "ticket="+t1.Ticket, nil)
+	if err != nil {
 		t.Fatalf("first stream: %v", err)
 	}
 	if _, resp, err := dial(t, ts, "ticket="+t2.Ticket, nil); err == nil || resp.StatusCode != 429 {
 		t.Errorf("over the cap: %v %v", resp, err)
+	}
+	// A refused subscription leaves its ticket usable.
+	first.CloseNow()
+	waitOpen(t, e.hub, 0)
+	if _, _, err := dial(t, ts, "ticket="+t2.Ticket, nil); err != nil {
+		t.Errorf("the ticket refused over the cap, once under it: %v", err)
+	}
+}
+
+// waitOpen waits until the hub has n open subscriptions.
+func waitOpen(t *testing.T, h *Hub, n int) {
+	t.Helper()
+	deadline := time.Now().Add(guard)
+	for h.Open() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d subscriptions open, want %d", h.Open(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestWebSocketTicketNeedsUpgrade: a request that is no WebSocket upgrade
+// (a plain GET, as a link preview or a proxy's probe sends, or a bad
+// handshake) is refused without using the ticket up.
+func TestWebSocketTicketNeedsUpgrade(t *testing.T) {
+	e, ts := newTicketEnv(t, backends()[0], Config{}, ServerConfig{})
+	e.convo("c1", alice, bob)
+	_, tk, _ := getTicket(t, ts, alice, `{"convoId":"c1"}`)
+	url := ts.URL + "/xrpc/" + NSIDSubscribe + "?ticket=" + tk.Ticket
+	for name, h := range map[string]http.Header{
+		"plain GET":   {},
+		"no Upgrade":  {"Connection": {"Upgrade"}},
+		"bad version": {"Connection": {"keep-alive, Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Version": {"8"}, "Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}},
+		"no key":      {"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Version": {"13"}},
+		"short key":   {"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Version": {"13"}, "Sec-Websocket-Key": {"c2hvcnQ="}},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		for k, v := range h {
+			req.Header[k] = v
+		}
+		resp, err := http.DefaultClient.Do(req)
+		testenv.Must(t, err, name)
+		var body xrpc.Body
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUpgradeRequired && resp.StatusCode != http.StatusBadRequest || body.Error != "InvalidRequest" {
+			t.Errorf("%s: %d %+v", name, resp.StatusCode, body)
+		}
+	}
+	if e.hub.Open() != 0 {
+		t.Errorf("%d subscriptions open after refused upgrades", e.hub.Open())
+	}
+	if _, _, err := dial(t, ts, "ticket="+tk.Ticket, nil); err != nil {
+		t.Fatalf("the ticket after requests that did not upgrade: %v", err)
+	}
+	if _, resp, err := dial(t, ts, "ticket="+tk.Ticket, nil); err == nil || resp.StatusCode != 401 {
+		t.Errorf("the ticket once used: %v %v", resp, err)
 	}
 }
 
@@ -318,4 +376,37 @@ func TestHostileConvoIDsNever5xx(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzUpgradeRequest checks upgradeRequest against the WebSocket library
+// itself: for any handshake headers, the ticket is redeemed (upgradeRequest
+// passes) exactly when websocket.Accept gets past its handshake checks (to
+// the hijack a recorder cannot do), so no ticket is used up by a request
+// that then fails to upgrade.
+func FuzzUpgradeRequest(f *testing.F) {
+	f.Add("Upgrade", "websocket", "13", "dGhlIHNhbXBsZSBub25jZQ==", false, true)
+	f.Add("keep-alive, Upgrade", "WebSocket", "13", " dGhlIHNhbXBsZSBub25jZQ== ", false, true)
+	f.Add("Upgrade", "websocket", "13", "dGhlIHNhbXBsZSBub25jZQ==", true, true)
+	f.Add("", "", "", "", false, true)
+	f.Add("upgrade", "h2c, websocket", "8", "c2hvcnQ=", false, false)
+	f.Fuzz(func(t *testing.T, connection, upgrade, version, key string, twoKeys, http11 bool) {
+		r := httptest.NewRequest(http.MethodGet, "/xrpc/"+NSIDSubscribe, nil)
+		if !http11 {
+			r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.0", 1, 0
+		}
+		r.Header["Connection"] = []string{connection}
+		r.Header["Upgrade"] = []string{upgrade}
+		r.Header["Sec-Websocket-Version"] = []string{version}
+		r.Header["Sec-Websocket-Key"] = []string{key}
+		if twoKeys {
+			r.Header["Sec-Websocket-Key"] = append(r.Header["Sec-Websocket-Key"], key)
+		}
+		ours := upgradeRequest(r) == nil
+		rec := httptest.NewRecorder()
+		_, _ = websocket.Accept(rec, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+		theirs := rec.Code == http.StatusNotImplemented // past the handshake, at the hijack
+		if ours != theirs {
+			t.Fatalf("upgradeRequest passes %v, websocket.Accept's handshake %v (status %d) for %q", ours, theirs, rec.Code, r.Header)
+		}
+	})
 }

@@ -29,6 +29,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -311,6 +313,14 @@ type GroupInfo struct {
 	UpdatedAt time.Time
 }
 
+// KeyPackageSHA256 is the lexicon's keyPackageHash of a key package: the
+// SHA-256 of its bytes, lower-case hex. Stores keep it beside the ref
+// (RFC 9420's KeyPackageRef) so that a package can be named by either.
+func KeyPackageSHA256(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
 // KeyPackage is a published MLS key package.
 type KeyPackage struct {
 	// Ref is the KeyPackageRef (hex), unique across the store.
@@ -521,6 +531,11 @@ type Reader interface {
 	// AvailableKeyPackageRefs lists the refs of a device's available
 	// packages (normal and last-resort).
 	AvailableKeyPackageRefs(ctx context.Context, ownerDID, deviceID string) ([]string, error)
+	// KeyPackageByHash returns ownerDID's package named by hash (lower-case
+	// hex): its KeyPackageRef, or the SHA-256 of its bytes (the lexicon's
+	// keyPackageHash; see KeyPackageSHA256). Consumed and expired packages
+	// are found too. ErrKeyPackageNotFound if ownerDID has none.
+	KeyPackageByHash(ctx context.Context, ownerDID, hash string) (KeyPackage, error)
 	// Devices lists ownerDID's devices with their available package counts.
 	Devices(ctx context.Context, ownerDID string) ([]Device, error)
 }

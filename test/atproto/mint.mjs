@@ -4,15 +4,19 @@
 //
 // It reads one JSON request on stdin and writes one JSON response on stdout:
 //
-//   request:  {"keys":   [{"name": "a", "type": "k256" | "p256"}],
+//   request:  {"keys":   [{"name": "a", "type": "k256" | "p256",
+//                          "private": "hex" (optional: reuse a key)}],
 //              "tokens": [{"key": "a", "iss": "did:…", "aud": "did:…",
 //                          "lxm": "nsid" (optional), "iat": 123 (optional),
 //                          "exp": 456 (optional)}]}
 //   response: {"keys":   {"a": {"type": "k256", "jwtAlg": "ES256K",
-//                                "did": "did:key:z…", "multibase": "z…"}},
+//                                "did": "did:key:z…", "multibase": "z…",
+//                                "private": "hex"}},
 //              "tokens": ["eyJ…", …]}
 //
-// Keys live only for one run. Errors go to stderr with a non-zero exit code.
+// A key is generated unless its request carries the private key a previous
+// run returned, so a test can mint more tokens with a key it already
+// published. Errors go to stderr with a non-zero exit code.
 import { P256Keypair, Secp256k1Keypair } from '@atproto/crypto'
 import { createServiceJwt } from '@atproto/xrpc-server'
 
@@ -22,12 +26,13 @@ const readStdin = async () => {
   return Buffer.concat(chunks).toString('utf8')
 }
 
-const generate = async (type) => {
+const generate = async (type, priv) => {
+  const opts = { exportable: true }
   switch (type) {
     case 'k256':
-      return Secp256k1Keypair.create()
+      return priv ? Secp256k1Keypair.import(priv, opts) : Secp256k1Keypair.create(opts)
     case 'p256':
-      return P256Keypair.create()
+      return priv ? P256Keypair.import(priv, opts) : P256Keypair.create(opts)
     default:
       throw new Error(`unknown key type ${JSON.stringify(type)}`)
   }
@@ -38,7 +43,7 @@ const main = async () => {
   const keypairs = new Map()
   const keys = {}
   for (const k of req.keys ?? []) {
-    const kp = await generate(k.type)
+    const kp = await generate(k.type, k.private)
     keypairs.set(k.name, kp)
     const did = kp.did()
     keys[k.name] = {
@@ -46,6 +51,7 @@ const main = async () => {
       jwtAlg: kp.jwtAlg,
       did,
       multibase: did.slice('did:key:'.length),
+      private: Buffer.from(await kp.export()).toString('hex'),
     }
   }
   const tokens = []

@@ -61,9 +61,9 @@ func (w *writer) PutKeyPackage(ctx context.Context, kp store.KeyPackage, maxPerD
 			return fmt.Errorf("put key package: device holds %d: %w", n, store.ErrTooManyKeyPackages)
 		}
 	}
-	tag, err := w.q.Exec(ctx, `INSERT INTO key_packages (ref, owner_did, device_id, cipher_suite, data, created_at, expires_at, last_resort)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (ref) DO NOTHING`,
-		kp.Ref, kp.OwnerDID, kp.DeviceID, kp.CipherSuite, kp.Data, w.bucket(), kp.ExpiresAt, kp.LastResort)
+	tag, err := w.q.Exec(ctx, `INSERT INTO key_packages (ref, owner_did, device_id, cipher_suite, data, created_at, expires_at, last_resort, data_sha256)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (ref) DO NOTHING`,
+		kp.Ref, kp.OwnerDID, kp.DeviceID, kp.CipherSuite, kp.Data, w.bucket(), kp.ExpiresAt, kp.LastResort, store.KeyPackageSHA256(kp.Data))
 	if err != nil {
 		return fmt.Errorf("put key package: %w", err)
 	}
@@ -133,7 +133,7 @@ func (w *writer) SyncKeyPackages(ctx context.Context, ownerDID, deviceID string,
 		keep = []string{}
 	}
 	rows, err := w.q.Query(ctx, `DELETE FROM key_packages
-		WHERE owner_did = $1 AND device_id = $2 AND consumed_at IS NULL AND NOT (ref = ANY($3))
+		WHERE owner_did = $1 AND device_id = $2 AND consumed_at IS NULL AND NOT (ref = ANY($3) OR data_sha256 = ANY($3))
 		RETURNING ref`, ownerDID, deviceID, keep)
 	if err != nil {
 		return out, fmt.Errorf("sync key packages: %w", err)

@@ -105,3 +105,18 @@ func TestTraits(t *testing.T) {
 		t.Fatalf("traits %+v, want %+v", got, want)
 	}
 }
+
+func TestKeyPackageHashUpgrade(t *testing.T) {
+	storetest.KeyPackageHashUpgrade(t, backend(t), func(t *testing.T, url string) {
+		conn, err := pgx.Connect(t.Context(), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		_, err = conn.Exec(t.Context(), `ALTER TABLE key_packages DROP COLUMN data_sha256;
+			DELETE FROM schema_migrations WHERE version = 2`)
+		if err != nil {
+			t.Fatalf("undo migration 2: %v", err)
+		}
+	})
+}

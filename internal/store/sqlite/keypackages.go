@@ -53,9 +53,9 @@ func (w *txWriter) PutKeyPackage(ctx context.Context, kp store.KeyPackage, maxPe
 			return fmt.Errorf("put key package: device holds %d: %w", n, store.ErrTooManyKeyPackages)
 		}
 	}
-	_, err = w.tx.ExecContext(ctx, `INSERT INTO key_packages (ref, owner_did, device_id, cipher_suite, data, created_at, expires_at, last_resort)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		kp.Ref, kp.OwnerDID, kp.DeviceID, kp.CipherSuite, kp.Data, w.bucket(), ms(kp.ExpiresAt), kp.LastResort)
+	_, err = w.tx.ExecContext(ctx, `INSERT INTO key_packages (ref, owner_did, device_id, cipher_suite, data, created_at, expires_at, last_resort, data_sha256)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		kp.Ref, kp.OwnerDID, kp.DeviceID, kp.CipherSuite, kp.Data, w.bucket(), ms(kp.ExpiresAt), kp.LastResort, store.KeyPackageSHA256(kp.Data))
 	if err != nil {
 		return fmt.Errorf("put key package: %w", err)
 	}
@@ -125,8 +125,9 @@ func (w *txWriter) availableDevices(ctx context.Context, owner, suite string, no
 func (w *txWriter) SyncKeyPackages(ctx context.Context, ownerDID, deviceID string, keep []string) (store.KeyPackageSync, error) {
 	var out store.KeyPackageSync
 	rows, err := w.tx.QueryContext(ctx, `DELETE FROM key_packages
-		WHERE owner_did = ? AND device_id = ? AND consumed_at IS NULL
-		AND ref NOT IN (SELECT value FROM json_each(?)) RETURNING ref`, ownerDID, deviceID, jsonList(keep))
+		WHERE owner_did = ?1 AND device_id = ?2 AND consumed_at IS NULL
+		AND ref NOT IN (SELECT value FROM json_each(?3)) AND data_sha256 NOT IN (SELECT value FROM json_each(?3))
+		RETURNING ref`, ownerDID, deviceID, jsonList(keep))
 	if err != nil {
 		return out, fmt.Errorf("sync key packages: %w", err)
 	}

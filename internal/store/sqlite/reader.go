@@ -388,6 +388,20 @@ func (s *Store) AvailableKeyPackageRefs(ctx context.Context, ownerDID, deviceID 
 	return refs, nil
 }
 
+// KeyPackageByHash implements store.Store.
+func (s *Store) KeyPackageByHash(ctx context.Context, ownerDID, hash string) (store.KeyPackage, error) {
+	kp, err := scanKeyPackage(s.r.QueryRowContext(ctx, `SELECT `+kpColumns+` FROM key_packages
+		WHERE owner_did = ?1 AND (ref = ?2 OR data_sha256 = ?2)
+		ORDER BY ref = ?2 DESC, ref LIMIT 1`, ownerDID, hash))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.KeyPackage{}, errorf("find key package: %w", store.ErrKeyPackageNotFound)
+	}
+	if err != nil {
+		return store.KeyPackage{}, errorf("find key package: %w", err)
+	}
+	return kp, nil
+}
+
 // Devices implements store.Store.
 func (s *Store) Devices(ctx context.Context, ownerDID string) ([]store.Device, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT `+deviceColumns+`,

@@ -261,6 +261,11 @@ func (s *Store) applyMigrations(ctx context.Context, known []store.Migration) ([
 			if err := tx.execScript(ctx, m.SQL); err != nil {
 				return fmt.Errorf("apply migration %s: %w", m.Name, err)
 			}
+			if step := migrationStep(m.Version); step != nil {
+				if err := step(ctx, tx); err != nil {
+					return fmt.Errorf("apply migration %s: %w", m.Name, err)
+				}
+			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
 				m.Version, m.Name, s.now().UnixMilli()); err != nil {
 				return fmt.Errorf("apply migration %s: %w", m.Name, err)
@@ -276,6 +281,46 @@ func (s *Store) applyMigrations(ctx context.Context, known []store.Migration) ([
 		}
 		done = append(done, *applied)
 	}
+}
+
+// migrationStep returns the part of migration version that SQL alone
+// cannot do in SQLite, run in the migration's transaction after its SQL; nil
+// if there is none.
+func migrationStep(version int) func(ctx context.Context, tx writeTx) error {
+	switch version {
+	case 2:
+		return backfillKeyPackageSHA256
+	}
+	return nil
+}
+
+// backfillKeyPackageSHA256 fills key_packages.data_sha256 of the rows stored
+// before migration 2 (SQLite has no SHA-256 function).
+func backfillKeyPackageSHA256(ctx context.Context, tx writeTx) error {
+	rows, err := tx.QueryContext(ctx, `SELECT ref, data FROM key_packages WHERE data_sha256 = ''`)
+	if err != nil {
+		return fmt.Errorf("backfill key package hashes: %w", err)
+	}
+	sums := map[string]string{}
+	for rows.Next() {
+		var ref string
+		var data []byte
+		if err := rows.Scan(&ref, &data); err != nil {
+			rows.Close()
+			return fmt.Errorf("backfill key package hashes: %w", err)
+		}
+		sums[ref] = store.KeyPackageSHA256(data)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("backfill key package hashes: %w", err)
+	}
+	for ref, sum := range sums {
+		if _, err := tx.ExecContext(ctx, `UPDATE key_packages SET data_sha256 = ? WHERE ref = ?`, sum, ref); err != nil {
+			return fmt.Errorf("backfill key package hashes: %w", err)
+		}
+	}
+	return nil
 }
 
 // write runs fn in a transaction of the single writer, through the group

@@ -92,3 +92,22 @@ func TestTraits(t *testing.T) {
 		t.Fatalf("traits %+v, want %+v", got, want)
 	}
 }
+
+func TestKeyPackageHashUpgrade(t *testing.T) {
+	storetest.KeyPackageHashUpgrade(t, backend(), func(t *testing.T, path string) {
+		db, err := sql.Open("sqlite", "file:"+path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		for _, q := range []string{
+			`DROP INDEX key_packages_sha256`,
+			`ALTER TABLE key_packages DROP COLUMN data_sha256`,
+			`DELETE FROM schema_migrations WHERE version = 2`,
+		} {
+			if _, err := db.Exec(q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	})
+}

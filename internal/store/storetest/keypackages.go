@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -263,5 +264,83 @@ func testDevices(t *testing.T, b Backend) {
 	}
 	if err := e.s.TouchDevice(e.ctx, "did:plc:a", "dev-1"); !isErr(err, store.ErrNotFound) {
 		t.Errorf("touch deleted: %v", err)
+	}
+}
+
+// testKeyPackageByHash names packages by their KeyPackageRef and by the
+// SHA-256 of their bytes (the lexicon's keyPackageHash): both find the same
+// package, of its owner only, consumed or not, and sync keeps a package the
+// client names either way.
+func testKeyPackageByHash(t *testing.T, b Backend) {
+	e := b.env(t)
+	refs := e.publish("did:plc:a", "d1", 3, "kp")
+	e.publish("did:plc:b", "d1", 1, "kp")
+	sum := func(ref string) string { return store.KeyPackageSHA256(e.keyPackage("", "", ref, false, 0).Data) }
+
+	for _, name := range []string{refs[0], sum(refs[0])} {
+		kp, err := e.s.KeyPackageByHash(e.ctx, "did:plc:a", name)
+		must(t, err, "find by "+name)
+		if kp.Ref != refs[0] || kp.DeviceID != "d1" || kp.OwnerDID != "did:plc:a" {
+			t.Errorf("find by %s = %+v, want %s", name, kp, refs[0])
+		}
+	}
+	for _, c := range []struct{ owner, name string }{
+		{"did:plc:b", refs[0]}, {"did:plc:b", sum(refs[0])}, {"did:plc:a", sum("unknown")}, {"did:plc:a", ""},
+	} {
+		if _, err := e.s.KeyPackageByHash(e.ctx, c.owner, c.name); !errors.Is(err, store.ErrKeyPackageNotFound) {
+			t.Errorf("find %s of %s: %v, want ErrKeyPackageNotFound", c.name, c.owner, err)
+		}
+	}
+
+	claimed, err := e.s.ClaimKeyPackages(e.ctx, []string{"did:plc:a"}, suite)
+	must(t, err, "claim")
+	if len(claimed) != 1 {
+		t.Fatalf("claimed %d packages", len(claimed))
+	}
+	kp, err := e.s.KeyPackageByHash(e.ctx, "did:plc:a", store.KeyPackageSHA256(claimed[0].Data))
+	must(t, err, "find a consumed package by hash")
+	if kp.Ref != claimed[0].Ref || kp.ConsumedAt.IsZero() {
+		t.Errorf("consumed package found as %+v", kp)
+	}
+
+	left, err := e.s.AvailableKeyPackageRefs(e.ctx, "did:plc:a", "d1")
+	must(t, err, "refs")
+	if len(left) != 2 {
+		t.Fatalf("available = %v", left)
+	}
+	res, err := e.s.SyncKeyPackages(e.ctx, "did:plc:a", "d1", []string{sum(left[0]), left[1]})
+	must(t, err, "sync by hash and ref")
+	if !slices.Equal(res.Remaining, left) || len(res.Deleted) != 0 {
+		t.Errorf("sync naming one package by hash and one by ref = %+v, want both kept", res)
+	}
+	res, err = e.s.SyncKeyPackages(e.ctx, "did:plc:a", "d1", []string{sum(left[1])})
+	must(t, err, "sync by hash")
+	if !slices.Equal(res.Remaining, left[1:]) || !slices.Equal(res.Deleted, left[:1]) {
+		t.Errorf("sync keeping one package by hash = %+v", res)
+	}
+}
+
+// KeyPackageHashUpgrade checks migration 2 on a store that held key packages
+// before it: undo rolls the data at path back to the schema before the
+// migration (dropping the SHA-256 column and its record in
+// schema_migrations); reopening must fill the column, so a package stored
+// before the upgrade is found by the SHA-256 of its bytes.
+func KeyPackageHashUpgrade(t *testing.T, b Backend, undo func(t *testing.T, data string)) {
+	clock := NewClock(Epoch0)
+	data := b.NewData(t)
+	s, err := b.Open(t.Context(), data, clock.Now)
+	must(t, err, "open")
+	e := &env{t: t, ctx: t.Context(), s: s, clock: clock}
+	refs := e.publish("did:plc:a", "d1", 2, "old")
+	must(t, s.Close(), "close")
+	undo(t, data)
+	s, err = b.Open(t.Context(), data, clock.Now)
+	must(t, err, "reopen")
+	defer s.Close()
+	for _, ref := range refs {
+		kp, err := s.KeyPackageByHash(t.Context(), "did:plc:a", store.KeyPackageSHA256(e.keyPackage("", "", ref, false, 0).Data))
+		if err != nil || kp.Ref != ref {
+			t.Errorf("package %s stored before the upgrade: found %q, %v", ref, kp.Ref, err)
+		}
 	}
 }

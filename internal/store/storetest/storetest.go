@@ -107,6 +107,7 @@ func Run(t *testing.T, b Backend) {
 		{"KeyPackageLastResort", testKeyPackageLastResort},
 		{"KeyPackageCapAndExpiry", testKeyPackageCapAndExpiry},
 		{"KeyPackageStatsAndSync", testKeyPackageStatsAndSync},
+		{"KeyPackageByHash", testKeyPackageByHash},
 		{"Devices", testDevices},
 		{"EventsAfterCursor", testEventsAfterCursor},
 		{"ConvoPagination", testConvoPagination},
