@@ -295,9 +295,7 @@ http://127.0.0.1:{PORT} {
 		format filter {
 			wrap json
 			fields {
-				request>uri cairn_redact {
-					query convoId
-				}
+				request>uri cairn_redact uri
 			}
 		}
 	}
