@@ -473,3 +473,32 @@ func TestBadConfigIsRefusedWithActionableMessages(t *testing.T) {
 		})
 	}
 }
+
+func TestExampleLogsTruncatedClientIPsWhenAsked(t *testing.T) {
+	eg := startExample(t, "CAIRN_LOG_CLIENT_IPS=truncate")
+	resp, _ := eg.get(t, "/xrpc/blue.catbird.mls.getConvos", http.Header{"X-Forwarded-For": {"198.51.100.77, 2001:db8:7:8::1"}})
+	id := resp.Header.Get("X-Request-ID")
+	var line string
+	deadline := time.Now().Add(10 * time.Second)
+	for line == "" && time.Now().Before(deadline) {
+		for l := range strings.Lines(eg.Logs()) {
+			if strings.Contains(l, `"msg":"handled request"`) && strings.Contains(l, id) {
+				line = l
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if line == "" {
+		t.Fatalf("no access log line for request %s:\n%s", id, eg.Logs())
+	}
+	for _, want := range []string{`"remote_ip":"127.0.0.0"`, `"client_ip":"127.0.0.0"`, `"X-Forwarded-For":["198.51.100.0, 2001:db8:7::"]`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("access log line lacks %s: %s", want, line)
+		}
+	}
+	for _, raw := range []string{"198.51.100.77", "2001:db8:7:8::1", `"127.0.0.1"`} {
+		if strings.Contains(line, raw) {
+			t.Errorf("access log line shows %s: %s", raw, line)
+		}
+	}
+}

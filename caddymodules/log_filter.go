@@ -28,8 +28,10 @@ func init() {
 // What it keeps is an allowlist, so a parameter or header nobody thought of
 // is hashed, not logged:
 //
-//   - `value` (the default) hashes the whole field: an IP address
-//     (request>remote_ip, request>client_ip), a user ID.
+//   - `value` (the default) hashes the whole field: a user ID, any string.
+//   - `ip` takes the field as a client address (request>remote_ip,
+//     request>client_ip) and renders it under `ips`: hash (the default),
+//     truncate (IPv4 /24, IPv6 /48) or keep.
 //   - `uri` takes the field as a request URI and keeps its path; it hashes
 //     every query value except those of the parameters in keep (default
 //     limit, cipherSuite, includeRevoked, status) that are a short run of
@@ -38,8 +40,9 @@ func init() {
 //   - `headers` takes the field as a header map (request>headers,
 //     resp_headers) and hashes the value of every header not in keep
 //     (default: framing, negotiation, request ID, rate-limit and caching
-//     headers), among them X-Forwarded-For, X-Real-IP, Forwarded,
-//     User-Agent and X-Device-ID.
+//     headers), among them User-Agent and X-Device-ID; the headers that
+//     carry client addresses (X-Forwarded-For, X-Real-IP, Forwarded, …)
+//     follow `ips` instead.
 //
 // Caddyfile (inside `format filter { fields { … } }`):
 //
@@ -47,10 +50,13 @@ func init() {
 //	request>headers   cairn_redact headers {
 //	    keep Content-Type X-Request-ID
 //	}
-//	request>remote_ip cairn_redact
+//	request>remote_ip cairn_redact ip {
+//	    ips {$CAIRN_LOG_CLIENT_IPS:hash}
+//	}
 type RedactFilter struct {
 	// Kind says what the field holds: "value" (hash it whole; the
-	// default), "uri" (a request URI) or "headers" (a header map).
+	// default), "uri" (a request URI), "headers" (a header map) or "ip" (a
+	// client address).
 	Kind string `json:"kind,omitempty"`
 
 	// Keep lists the query parameters (kind uri) or headers (kind headers)
@@ -59,8 +65,15 @@ type RedactFilter struct {
 	// default, it does not add to it.
 	Keep []string `json:"keep,omitempty"`
 
+	// IPs says how client addresses are logged (kinds ip and headers):
+	// "hash" (the default: the keyed hash), "truncate" (the IPv4 /24 or
+	// IPv6 /48 network) or "keep" (as sent). An empty value is the
+	// default, so an unset placeholder keeps addresses out of the log.
+	IPs string `json:"ips,omitempty"`
+
 	box  *hasherBox
 	keep []string
+	ips  redact.IPPolicy
 }
 
 // The kinds of field RedactFilter knows.
@@ -68,6 +81,7 @@ const (
 	RedactValue   = "value"
 	RedactURI     = "uri"
 	RedactHeaders = "headers"
+	RedactIP      = "ip"
 )
 
 // CaddyModule returns the Caddy module information.
@@ -85,6 +99,7 @@ func (f *RedactFilter) Provision(caddy.Context) error {
 	if err := f.Validate(); err != nil {
 		return err
 	}
+	f.ips, _ = redact.ParseIPPolicy(f.IPs) // checked by Validate
 	switch f.Kind {
 	case RedactURI:
 		f.keep = f.Keep
@@ -114,13 +129,18 @@ func (f *RedactFilter) Provision(caddy.Context) error {
 // something.
 func (f *RedactFilter) Validate() error {
 	switch f.Kind {
-	case "", RedactValue:
-		if len(f.Keep) > 0 {
-			return fmt.Errorf("cairn_redact: keep needs kind uri or headers; a %s field is hashed whole", RedactValue)
-		}
-	case RedactURI, RedactHeaders:
+	case "", RedactValue, RedactURI, RedactHeaders, RedactIP:
 	default:
-		return fmt.Errorf("cairn_redact: kind %q: want value, uri or headers", f.Kind)
+		return fmt.Errorf("cairn_redact: kind %q: want value, uri, headers or ip", f.Kind)
+	}
+	if len(f.Keep) > 0 && f.Kind != RedactURI && f.Kind != RedactHeaders {
+		return fmt.Errorf("cairn_redact: keep needs kind uri or headers")
+	}
+	if f.IPs != "" && f.Kind != RedactIP && f.Kind != RedactHeaders {
+		return fmt.Errorf("cairn_redact: ips needs kind ip or headers")
+	}
+	if _, err := redact.ParseIPPolicy(f.IPs); err != nil {
+		return fmt.Errorf("cairn_redact: %w", err)
 	}
 	return nil
 }
@@ -167,21 +187,27 @@ func (f *RedactFilter) apply(h *redact.Hasher, s string) string {
 		if s == "" {
 			return ""
 		}
+		if f.Kind == RedactIP && f.ips == redact.IPKeep {
+			return s
+		}
 		return redactedWhole
 	}
-	if f.Kind == RedactURI {
+	switch f.Kind {
+	case RedactURI:
 		return h.URI(s, f.keep)
+	case RedactIP:
+		return h.IP(s, f.ips)
 	}
 	return h.Hash(s)
 }
 
 func (f *RedactFilter) headers(h *redact.Hasher, hdr http.Header) http.Header {
 	if h != nil {
-		return h.Header(hdr, f.keep)
+		return h.Header(hdr, f.keep, f.ips)
 	}
 	out := make(http.Header, len(hdr))
 	for name, vs := range hdr {
-		if slices.Contains(f.keep, name) {
+		if slices.Contains(f.keep, name) || (f.ips == redact.IPKeep && redact.IsIPHeader(name)) {
 			out[name] = vs
 		} else {
 			out[name] = []string{redactedWhole}
@@ -195,8 +221,9 @@ const redactedWhole = "[redacted]"
 
 // UnmarshalCaddyfile sets up the filter from Caddyfile tokens:
 //
-//	cairn_redact [value|uri|headers] {
+//	cairn_redact [value|uri|headers|ip] {
 //	    keep <names...>
+//	    ips  hash|truncate|keep
 //	}
 func (f *RedactFilter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // filter name
@@ -214,6 +241,14 @@ func (f *RedactFilter) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("keep needs at least one name")
 			}
 			f.Keep = append(f.Keep, names...)
+		case "ips":
+			// An empty placeholder leaves no argument: the default, hash.
+			if d.NextArg() {
+				f.IPs = d.Val()
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
 		case "query":
 			return d.Errf("cairn_redact: the query option is gone: write `cairn_redact uri`, which hashes every query parameter except those known to be harmless (see keep)")
 		default:

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -23,7 +24,12 @@ func TestRedactFilterCaddyfile(t *testing.T) {
 		{src: "cairn_redact uri", kind: RedactURI},
 		{src: "cairn_redact headers {\n keep Content-Type X-Request-ID\n}", kind: RedactHeaders, keep: []string{"Content-Type", "X-Request-ID"}},
 		{src: "cairn_redact {\n query convoId did\n}", wantErr: "query option is gone"},
+		{src: "cairn_redact ip {\n ips truncate\n}", kind: RedactIP},
+		{src: "cairn_redact ip {\n ips\n}", kind: RedactIP},
 		{src: "cairn_redact {\n keep limit\n}", wantErr: "keep needs kind uri or headers"},
+		{src: "cairn_redact ip {\n keep X\n}", wantErr: "keep needs kind uri or headers"},
+		{src: "cairn_redact uri {\n ips keep\n}", wantErr: "ips needs kind ip or headers"},
+		{src: "cairn_redact ip {\n ips mask\n}", wantErr: "want hash, truncate or keep"},
 		{src: "cairn_redact path", wantErr: `kind "path"`},
 		{src: "cairn_redact uri extra", wantErr: "wrong argument count"},
 	} {
@@ -85,5 +91,30 @@ func TestRedactFilterHeaders(t *testing.T) {
 	f := &RedactFilter{Kind: RedactHeaders, box: new(hasherBox)}
 	if got := f.Filter(zap.String("headers", "203.0.113.7")); got.Type != zapcore.SkipType {
 		t.Errorf("a string under kind headers was kept: %v", got)
+	}
+}
+
+func TestRedactFilterIP(t *testing.T) {
+	h, _ := redact.New(bytes.Repeat([]byte{9}, redact.MinKeySize))
+	for _, tc := range []struct {
+		ips    string
+		hasher *redact.Hasher
+		want   string
+	}{
+		{"", h, h.Hash("203.0.113.7")},
+		{"truncate", h, "203.0.113.0"},
+		{"keep", h, "203.0.113.7"},
+		{"", nil, "[redacted]"},
+		{"truncate", nil, "[redacted]"},
+	} {
+		f := &RedactFilter{Kind: RedactIP, IPs: tc.ips}
+		if err := f.Provision(caddy.Context{}); err != nil {
+			t.Fatal(err)
+		}
+		f.box.hasher.Store(tc.hasher)
+		if got := f.Filter(zap.String("remote_ip", "203.0.113.7")).String; got != tc.want {
+			t.Errorf("ips %q (hasher %t): %q, want %q", tc.ips, tc.hasher != nil, got, tc.want)
+		}
+		_ = f.Cleanup()
 	}
 }

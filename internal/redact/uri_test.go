@@ -88,7 +88,7 @@ func TestHeaderHashesAllButKeptHeaders(t *testing.T) {
 		"User-Agent":      {"Catbird/1.0 (iPhone15,2)"},
 		"Last-Event-Id":   {"cursor-77aa31"},
 	}
-	got := h.Header(in, DefaultKeepHeaders())
+	got := h.Header(in, DefaultKeepHeaders(), IPHash)
 	if got.Get("Content-Type") != "application/json" || got.Get("X-Request-Id") != "req-1" {
 		t.Errorf("kept headers changed: %v", got)
 	}
@@ -99,5 +99,26 @@ func TestHeaderHashesAllButKeptHeaders(t *testing.T) {
 	}
 	if in.Get("X-Device-Id") != "device-9f8e7d6c" {
 		t.Error("Header modified its input")
+	}
+}
+
+func TestHeaderFollowsTheIPPolicyForAddressHeaders(t *testing.T) {
+	h := testHasher(t, 3)
+	in := http.Header{"X-Forwarded-For": {"203.0.113.7, 2001:db8:1:2::9"}, "X-Real-Ip": {"203.0.113.7"}, "X-Device-Id": {"dev-1"}}
+	for _, tc := range []struct {
+		policy   IPPolicy
+		xff, xri string
+	}{
+		{IPHash, h.Hash("203.0.113.7, 2001:db8:1:2::9"), h.Hash("203.0.113.7")},
+		{IPTruncate, "203.0.113.0, 2001:db8:1::", "203.0.113.0"},
+		{IPKeep, "203.0.113.7, 2001:db8:1:2::9", "203.0.113.7"},
+	} {
+		got := h.Header(in, nil, tc.policy)
+		if got.Get("X-Forwarded-For") != tc.xff || got.Get("X-Real-Ip") != tc.xri {
+			t.Errorf("%v: X-Forwarded-For %q X-Real-Ip %q, want %q %q", tc.policy, got.Get("X-Forwarded-For"), got.Get("X-Real-Ip"), tc.xff, tc.xri)
+		}
+		if got.Get("X-Device-Id") != h.Hash("dev-1") {
+			t.Errorf("%v: a non-address header was not hashed", tc.policy)
+		}
 	}
 }
