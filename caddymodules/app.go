@@ -94,7 +94,11 @@ type App struct {
 
 	// LogLevel is the lowest level cairn's own modules log at: "debug",
 	// "info", "warn" or "error". Default: "warn" in production, "info" in
-	// development. Caddy's own log level still applies on top.
+	// development. cairn's loggers are named "cairn" (the app) and
+	// "cairn.<module>" (cairn.auth, cairn.delivery, …); a Caddy log must
+	// admit their entries too, and Caddy's default log stops at INFO, so
+	// debug needs a log such as `log cairn { include cairn; level DEBUG }`
+	// in the global options. Without one, the app warns at start.
 	LogLevel string `json:"log_level,omitempty"`
 
 	// LogHashKey is the secret key for the keyed hash that replaces
@@ -279,7 +283,6 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 // side effects, since `caddy validate` runs it: it dials nothing, creates
 // no file and only reads an existing log-hash key; see Start.
 func (a *App) Provision(ctx caddy.Context) error {
-	a.logger = ctx.Logger()
 	a.ready = make(chan struct{})
 	repl := caddy.NewReplacer()
 
@@ -308,6 +311,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("cairn log_level %q: must be debug, info, warn or error", a.LogLevel)
 	}
 	a.logLevel = level
+	a.logger = levelLogger(ctx.Logger(), level)
+	if c := a.logger.Check(level, "probe"); c == nil {
+		a.logger.Warn("no Caddy log admits cairn's entries at its log_level, so they are dropped; add a log for the cairn logger namespace to the global options: log cairn { include cairn; level DEBUG } (docs/configuration.md)",
+			zap.String("log_level", a.LogLevel))
+	}
 
 	// Validate first, so that `caddy validate` reports a refused
 	// production config before anything else.
@@ -515,10 +523,16 @@ func (a *App) Metrics() *metrics.Metrics { return a.metrics }
 // RedisClient returns the shared Redis client, or nil when none is configured.
 func (a *App) RedisClient() *redis.Client { return a.redis }
 
-// ModuleLogger returns the logger a cairn module should use: the module's
-// Caddy logger, raised to the app's log level.
+// ModuleLogger returns the logger a cairn module should use: the cairn
+// app's logger, named for the module ("cairn.auth" for cairn_auth), at the
+// app's log level. Putting every cairn logger under the "cairn" namespace
+// lets one Caddy log (`include cairn`) carry all of them at any level.
 func (a *App) ModuleLogger(ctx caddy.Context) *zap.Logger {
-	return ctx.Logger().WithOptions(zap.IncreaseLevel(a.logLevel))
+	if m := ctx.Module(); m != nil {
+		id := m.CaddyModule().ID
+		return a.logger.Named(strings.TrimPrefix(id.Name(), "cairn_"))
+	}
+	return a.logger
 }
 
 // LocalLimiter returns the process's in-memory rate-limit store. It is

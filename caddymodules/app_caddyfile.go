@@ -54,7 +54,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		opt := d.Val()
 		switch opt {
-		case "mode", "data_dir", "log_level", "log_hash_key", "log_hash_key_file", "plc_url", "migrations":
+		case "mode", "data_dir", "log_hash_key", "log_hash_key_file", "plc_url", "migrations":
 			if !d.NextArg() {
 				return d.Errf("%s needs a value", opt)
 			}
@@ -67,8 +67,6 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.Mode = v
 			case "data_dir":
 				a.DataDir = v
-			case "log_level":
-				a.LogLevel = v
 			case "log_hash_key":
 				a.LogHashKey = v
 			case "log_hash_key_file":
@@ -80,6 +78,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("migrations %q: want %s or %s", v, MigrationsAuto, MigrationsManual)
 				}
 				a.Migrations = v
+			}
+		case "log_level":
+			// An empty {$CAIRN_LOG_LEVEL} leaves no argument: the default.
+			if d.NextArg() {
+				a.LogLevel = d.Val()
+			}
+			if d.NextArg() {
+				return d.Errf("log_level takes one value")
 			}
 		case "database":
 			// An empty {$CAIRN_DATABASE_URL} leaves no argument: SQLite.

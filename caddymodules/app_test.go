@@ -149,10 +149,10 @@ func TestAppCaddyfile(t *testing.T) {
 		t.Fatalf("parsed mode %q data_dir %q log_level %q redis %q", a.Mode, a.DataDir, a.LogLevel, a.Redis)
 	}
 	var empty App
-	if err := empty.UnmarshalCaddyfile(caddyfile.NewTestDispenser("cairn {\n redis\n}")); err != nil || empty.Redis != "" {
-		t.Fatalf("an empty redis value must mean no Redis: %v %q", err, empty.Redis)
+	if err := empty.UnmarshalCaddyfile(caddyfile.NewTestDispenser("cairn {\n redis\n log_level\n}")); err != nil || empty.Redis != "" || empty.LogLevel != "" {
+		t.Fatalf("an empty redis value must mean no Redis, an empty log_level the default: %v %q %q", err, empty.Redis, empty.LogLevel)
 	}
-	for _, bad := range []string{"cairn {\n mode\n}", "cairn {\n bogus\n}", "cairn {\n mode a b\n}", "cairn arg"} {
+	for _, bad := range []string{"cairn {\n mode\n}", "cairn {\n bogus\n}", "cairn {\n mode a b\n}", "cairn {\n log_level a b\n}", "cairn arg"} {
 		var a App
 		if err := a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad)); err == nil {
 			t.Errorf("accepted %q", bad)

@@ -72,7 +72,7 @@ func FuzzCaddyfile(f *testing.F) {
 		"cairn_xrpc_errors":      {""},
 		"cairn_xrpc_metrics":     {""},
 		"cairn_xrpc_proxy":       {"{\n upstream http://127.0.0.1:1\n}"},
-		"cairn_redact":           {"{\n query convoId dids did cursor ticket\n}"},
+		"cairn_redact":           {"uri {\n keep limit status\n}", "headers {\n keep Content-Type\n ips truncate\n}", "ip {\n ips\n}", "{\n query convoId dids did cursor ticket\n}"},
 	}
 	for i, p := range caddyfileParsers {
 		for _, s := range seeds[p.name] {

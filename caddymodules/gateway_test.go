@@ -6,11 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +35,8 @@ type exampleGateway struct {
 	base        string // https://localhost:<port>
 	metricsBase string // http://127.0.0.1:<port>
 	adminPort   int
+	httpsPort   int
+	httpPort    int
 	client      *http.Client
 }
 
@@ -58,6 +63,8 @@ func startExample(t *testing.T, env ...string) *exampleGateway {
 		base:        fmt.Sprintf("https://localhost:%d", httpsPort),
 		metricsBase: fmt.Sprintf("http://127.0.0.1:%d", metricsPort),
 		adminPort:   adminPort,
+		httpsPort:   httpsPort,
+		httpPort:    httpPort,
 		client: &http.Client{
 			Timeout: 10 * time.Second,
 			// Caddy's internal CA signs localhost; the test does not install
@@ -226,6 +233,65 @@ func TestExampleRefusesOverLimitWithHeadersIgnoringForgedForwardedFor(t *testing
 	}
 }
 
+// lexiconDir returns the directory of the blue.catbird.mls lexicons: the
+// repository's vendored copy when there is one, else the shared reference
+// beside the repository.
+func lexiconDir(t *testing.T) string {
+	t.Helper()
+	for _, dir := range []string{
+		filepath.Join(gatewaytest.RepoRoot(), "lexicons", "blue", "catbird", "mls"),
+		filepath.Join(gatewaytest.RepoRoot(), "..", "shared", "lexicons", "blue", "catbird", "mls"),
+	} {
+		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+			return dir
+		}
+	}
+	t.Fatal("no blue.catbird.mls lexicons found (lexicons/ in the repository, or ../shared/lexicons)")
+	return ""
+}
+
+// lexiconParameters reads every lexicon document and returns, per method
+// NSID, the names of its query parameters (parameters.properties of a
+// query, procedure or subscription), so that a method added to the
+// lexicons is covered without editing the test.
+func lexiconParameters(t *testing.T) map[string][]string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(lexiconDir(t), "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no lexicon files (%v)", err)
+	}
+	params := map[string][]string{}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			ID   string `json:"id"`
+			Defs map[string]struct {
+				Type       string `json:"type"`
+				Parameters struct {
+					Properties map[string]json.RawMessage `json:"properties"`
+				} `json:"parameters"`
+			} `json:"defs"`
+		}
+		if err := json.Unmarshal(raw, &doc); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		main := doc.Defs["main"]
+		switch main.Type {
+		case "query", "procedure", "subscription":
+		default:
+			continue
+		}
+		for name := range main.Parameters.Properties {
+			params[doc.ID] = append(params[doc.ID], name)
+		}
+		slices.Sort(params[doc.ID])
+	}
+	return params
+}
+
 func TestExampleLogsNoIdentity(t *testing.T) {
 	eg := startExample(t)
 	const (
@@ -233,24 +299,52 @@ func TestExampleLogsNoIdentity(t *testing.T) {
 		convo  = "convo-4f1c2a9be7d04c1e"
 		cursor = "cursor-77aa31"
 		token  = "eyJhbGciOiJFUzI1NksiLCJ0eXAiOiJKV1QifQ.eyJpc3MiOiJkaWQ6cGxjOmV3dmk3bnh6eW91bjZ6aHhyaHM2NG9peiJ9.c2lnbmF0dXJl"
+		device = "device-9f8e7d6c5b4a"
+		// An address a proxy would add; the example trusts no proxy, so it
+		// is only a header, but a header that must not be logged raw.
+		forwarded = "198.51.100.77"
 	)
+	secrets := []string{did, "ewvi7nxzyoun6zhxrhs64oiz", convo, cursor, token, "alice.example", device, forwarded, "Catbird-Test/9.9"}
 	paths := []string{
-		"/xrpc/blue.catbird.mls.getMessages?convoId=" + convo + "&cursor=" + cursor,
+		"/xrpc/blue.catbird.mls.getMessages?convoId=" + convo + "&cursor=" + cursor + "&limit=50",
 		"/xrpc/blue.catbird.mls.getKeyPackages?dids=" + did + "&dids=did:web:alice.example",
 		"/xrpc/blue.catbird.mls.getEpoch?convoId=%zz" + convo, // unparseable query
+		"/xrpc/blue.catbird.mls.getConvos?deviceId=" + device + "&ticket=" + token,
 		"/page?did=" + did,
 	}
-	const device = "device-9f8e7d6c5b4a"
+	// Every query parameter of every lexicon method, each with a value of
+	// its own that must never be logged, even where the parameter's name
+	// is on the allowlist (an identity under `limit` is hashed too).
+	params := lexiconParameters(t)
+	nsids := slices.Sorted(maps.Keys(params))
+	n := 0
+	for _, nsid := range nsids {
+		if len(params[nsid]) == 0 {
+			continue
+		}
+		q := url.Values{}
+		for _, name := range params[nsid] {
+			n++
+			v := fmt.Sprintf("did:plc:sentinel%04d%s", n, strings.ToLower(name))
+			q.Add(name, v)
+			secrets = append(secrets, v)
+		}
+		paths = append(paths, "/xrpc/"+nsid+"?"+q.Encode())
+	}
+	if n < 30 {
+		t.Fatalf("only %d lexicon query parameters found; the lexicons did not load as expected", n)
+	}
 	for _, p := range paths {
 		eg.get(t, p, http.Header{"Authorization": {"Bearer " + token}, "Cookie": {"session=" + token},
-			"Last-Event-Id": {cursor}, "X-Device-Id": {device}})
+			"Last-Event-Id": {cursor}, "X-Device-Id": {device}, "X-Forwarded-For": {forwarded},
+			"X-Real-Ip": {forwarded}, "Forwarded": {"for=" + forwarded}, "User-Agent": {"Catbird-Test/9.9"}})
 	}
 	// Wait until the access log line of every request above has been
 	// written (the readiness probe writes lines too, so count per path).
 	logged := func(logs string) bool {
 		for _, p := range paths {
 			path, _, _ := strings.Cut(p, "?")
-			if !regexp.MustCompile(`"msg":"handled request".*"uri":"` + regexp.QuoteMeta(path)).MatchString(logs) {
+			if !regexp.MustCompile(`"msg":"handled request".*"uri":"` + regexp.QuoteMeta(path) + `[?"]`).MatchString(logs) {
 				return false
 			}
 		}
@@ -264,19 +358,39 @@ func TestExampleLogsNoIdentity(t *testing.T) {
 	if !logged(logs) {
 		t.Fatalf("not every request reached the access log; the test would prove nothing:\n%s", logs)
 	}
-	for _, secret := range []string{did, "ewvi7nxzyoun6zhxrhs64oiz", convo, cursor, token, "alice.example", device} {
-		if strings.Contains(logs, secret) {
+	for _, secret := range secrets {
+		if strings.Contains(logs, secret) || strings.Contains(logs, url.QueryEscape(secret)) {
 			t.Errorf("logs contain %q", secret)
 		}
 	}
-	if !regexp.MustCompile(`convoId=h%3A[0-9a-f]{16}`).MatchString(logs) {
-		t.Errorf("access log does not show the hashed convoId")
+	// No line about a client request shows the client's address; only the
+	// admin API's own lines show its caller (the operator, on loopback).
+	for line := range strings.Lines(logs) {
+		if strings.Contains(line, `"logger":"admin.api"`) {
+			continue
+		}
+		if strings.Contains(line, `"127.0.0.1"`) {
+			t.Errorf("a log line shows the client address raw: %s", line)
+		}
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`convoId=h%3A[0-9a-f]{16}`),
+		regexp.MustCompile(`deviceId=h%3A[0-9a-f]{16}`),
+		regexp.MustCompile(`"remote_ip":"h:[0-9a-f]{16}"`),
+		regexp.MustCompile(`"X-Forwarded-For":\["h:[0-9a-f]{16}"\]`),
+		// The allowlist keeps what is harmless.
+		regexp.MustCompile(`[?&]limit=50[&"]`),
+	} {
+		if !want.MatchString(logs) {
+			t.Errorf("access log lacks %s", want)
+		}
 	}
 	if !strings.Contains(logs, `"request_id":"`) {
 		t.Errorf("access log lacks request_id")
 	}
 	// Every access log line carries the request ID.
 	sc := bufio.NewScanner(strings.NewReader(logs))
+	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
 		if strings.Contains(line, `"msg":"handled request"`) && !strings.Contains(line, `"request_id":"`) {
@@ -357,5 +471,34 @@ func TestBadConfigIsRefusedWithActionableMessages(t *testing.T) {
 				t.Fatalf("error does not say %q:\n%s", tc.want, out)
 			}
 		})
+	}
+}
+
+func TestExampleLogsTruncatedClientIPsWhenAsked(t *testing.T) {
+	eg := startExample(t, "CAIRN_LOG_CLIENT_IPS=truncate")
+	resp, _ := eg.get(t, "/xrpc/blue.catbird.mls.getConvos", http.Header{"X-Forwarded-For": {"198.51.100.77, 2001:db8:7:8::1"}})
+	id := resp.Header.Get("X-Request-ID")
+	var line string
+	deadline := time.Now().Add(10 * time.Second)
+	for line == "" && time.Now().Before(deadline) {
+		for l := range strings.Lines(eg.Logs()) {
+			if strings.Contains(l, `"msg":"handled request"`) && strings.Contains(l, id) {
+				line = l
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if line == "" {
+		t.Fatalf("no access log line for request %s:\n%s", id, eg.Logs())
+	}
+	for _, want := range []string{`"remote_ip":"127.0.0.0"`, `"client_ip":"127.0.0.0"`, `"X-Forwarded-For":["198.51.100.0, 2001:db8:7::"]`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("access log line lacks %s: %s", want, line)
+		}
+	}
+	for _, raw := range []string{"198.51.100.77", "2001:db8:7:8::1", `"127.0.0.1"`} {
+		if strings.Contains(line, raw) {
+			t.Errorf("access log line shows %s: %s", raw, line)
+		}
 	}
 }

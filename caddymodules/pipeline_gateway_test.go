@@ -179,6 +179,17 @@ func TestTwoGatewaysShareOneLimitThroughRedis(t *testing.T) {
 	if m := scrape(t, a); metricValue(m, "cairn_ratelimit_decisions_total", `backend="shared"`) == 0 {
 		t.Errorf("gateway A recorded no shared decisions:\n%s", m)
 	}
+	// What Redis holds names no client: the key carries the keyed hash of
+	// the client's address, never the address.
+	keys := client.Keys(context.Background(), "cairn:rl:"+zone+"|*").Val()
+	if len(keys) == 0 {
+		t.Fatal("no rate-limit key in Redis")
+	}
+	for _, k := range keys {
+		if strings.Contains(k, "127.0.0.1") || !regexp.MustCompile(`\|h:[0-9a-f]{16}$`).MatchString(k) {
+			t.Errorf("rate-limit key %q is not the zone and a keyed hash", k)
+		}
+	}
 }
 
 // privateRedis runs a redis-server of the test's own on a free port, so the
@@ -299,9 +310,7 @@ http://127.0.0.1:{PORT} {
 		format filter {
 			wrap json
 			fields {
-				request>uri cairn_redact {
-					query convoId
-				}
+				request>uri cairn_redact uri
 			}
 		}
 	}
