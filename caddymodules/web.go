@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -21,15 +20,16 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/fileserver"
+	"go.uber.org/zap"
 
 	"github.com/cairn-chat/cairn-caddy/internal/web"
+	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
 	webclient "github.com/cairn-chat/cairn-caddy/web"
 )
 
 func init() {
 	caddy.RegisterModule(new(Web))
 	httpcaddyfile.RegisterHandlerDirective("cairn_web", parseWeb)
-	httpcaddyfile.RegisterDirectiveOrder("cairn_web", httpcaddyfile.Before, "file_server")
 }
 
 // Web is the web face of an instance. It serves a built single-page web
@@ -92,6 +92,7 @@ type Web struct {
 	config    []byte
 	block     []byte
 	index     *injectedIndex // fixed when the client is embedded
+	logger    *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -111,6 +112,7 @@ const (
 // Provision validates the config, renders what never changes (the JSON,
 // the QR code) and sets up Caddy's file_server over the client.
 func (w *Web) Provision(ctx caddy.Context) error {
+	w.logger = ctx.Logger()
 	site, err := web.NewSite(w.Config, w.Downloads)
 	if err != nil {
 		return fmt.Errorf("cairn_web: config: %w", err)
@@ -175,15 +177,23 @@ func (w *Web) Validate() error {
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler. It is terminal: it
-// never calls next.
+// never calls next. Like every cairn handler it answers its own errors as
+// XRPC error bodies (see the package doc), including those of the
+// file_server it delegates to.
 func (w *Web) ServeHTTP(rw http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if err := w.serve(rw, r); err != nil {
+		respondError(w.logger, rw, r, caddyErrorToXRPC(err))
+	}
+	return nil
+}
+
+func (w *Web) serve(rw http.ResponseWriter, r *http.Request) error {
 	p := r.URL.Path
 	if reservedForAPI(p) {
-		return caddyhttp.Error(http.StatusNotFound, errors.New("cairn_web does not serve /xrpc/ or /.well-known/"))
+		return xrpc.Errorf(http.StatusNotFound, "NotFound", "no such method or document")
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		rw.Header().Set("Allow", "GET, HEAD")
-		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("method %s", r.Method))
+		return &xrpc.Error{Status: http.StatusMethodNotAllowed, Name: "MethodNotAllowed", Message: "only GET and HEAD", Header: http.Header{"Allow": {"GET, HEAD"}}}
 	}
 	switch p {
 	case "/config.json":
@@ -191,13 +201,13 @@ func (w *Web) ServeHTTP(rw http.ResponseWriter, r *http.Request, _ caddyhttp.Han
 	case "/connect":
 		page, err := w.site.ConnectPage()
 		if err != nil {
-			return caddyhttp.Error(http.StatusInternalServerError, err)
+			return err
 		}
 		return serveBytes(rw, r, "text/html; charset=utf-8", page)
 	case "/download":
 		page, err := w.site.DownloadPage(r.UserAgent())
 		if err != nil {
-			return caddyhttp.Error(http.StatusInternalServerError, err)
+			return err
 		}
 		rw.Header().Add("Vary", "User-Agent")
 		return serveBytes(rw, r, "text/html; charset=utf-8", page)
@@ -256,7 +266,7 @@ func (w *Web) serveIndex(rw http.ResponseWriter, r *http.Request) error {
 	if idx == nil {
 		var err error
 		if idx, err = readIndex(w.client, w.block); err != nil {
-			return caddyhttp.Error(http.StatusInternalServerError, err)
+			return err
 		}
 	}
 	rw.Header().Set("ETag", idx.etag)
@@ -302,8 +312,10 @@ func withPath(r *http.Request, p string) *http.Request {
 	return r2
 }
 
+// notFoundHandler is the file_server's next: a file that vanished between
+// the check and the serving.
 var notFoundHandler = caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
-	return caddyhttp.Error(http.StatusNotFound, nil)
+	return xrpc.Errorf(http.StatusNotFound, "NotFound", "no such file")
 })
 
 func parseWeb(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
