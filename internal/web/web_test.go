@@ -265,3 +265,66 @@ func utf8Valid(ss ...string) bool {
 	}
 	return true
 }
+
+// FuzzPages: whatever text the operator puts into the name, the tagline or
+// a download's name, /connect and /download hold no script element, the
+// name shows as the same text, and the QR code still renders.
+func FuzzPages(f *testing.F) {
+	f.Add("</script><script>alert(1)</script>", "<img src=x onerror=alert(1)>", `"><svg onload=alert(1)>`)
+	f.Add("a & b", "]]>", "'")
+	f.Fuzz(func(t *testing.T, name, tagline, build string) {
+		c := validConfig()
+		c.Name, c.Branding.Tagline = name, tagline
+		d := validDownload()
+		d.Name = build
+		s, err := NewSite(c, []Download{d})
+		if err != nil {
+			return // refused at provision: never rendered
+		}
+		connect, err := s.ConnectPage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		download, err := s.DownloadPage("Mozilla/5.0 (X11; Linux x86_64)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for what, page := range map[string][]byte{"connect": connect, "download": download} {
+			doc, err := html.Parse(bytes.NewReader(page))
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			var bad []string
+			var nameText string
+			var walk func(*html.Node)
+			walk = func(n *html.Node) {
+				if n.Type == html.ElementNode {
+					if n.Data == "script" || n.Data == "img" || n.Data == "iframe" || n.Data == "object" {
+						bad = append(bad, n.Data)
+					}
+					for _, a := range n.Attr {
+						if strings.HasPrefix(strings.ToLower(a.Key), "on") {
+							bad = append(bad, a.Key)
+						}
+						if a.Key == "id" && a.Val == "instance-name" && n.FirstChild != nil {
+							nameText = n.FirstChild.Data
+						}
+					}
+				}
+				for ch := n.FirstChild; ch != nil; ch = ch.NextSibling {
+					walk(ch)
+				}
+			}
+			walk(doc)
+			if len(bad) > 0 {
+				t.Fatalf("%s page for name %q has %q:\n%s", what, name, bad, page)
+			}
+			if nameText != name {
+				t.Fatalf("%s page shows the name as %q, want %q", what, nameText, name)
+			}
+		}
+		if !bytes.Contains(connect, []byte(`<svg xmlns="http://www.w3.org/2000/svg"`)) {
+			t.Fatalf("no QR code on /connect")
+		}
+	})
+}
