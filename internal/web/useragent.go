@@ -4,9 +4,9 @@ import "strings"
 
 // DetectOS guesses the visitor's operating system from a User-Agent header,
 // returning one of OSes or "" when it cannot tell. It only picks which
-// download section opens first; nothing is logged or kept. iOS is checked
-// before macOS (an iPad's Safari may say "Macintosh" but also "Mobile"), and
-// Android before Linux (Android user agents say both).
+// download section opens first, and this package keeps nothing of it. iOS
+// is checked before macOS (an iPad's Safari may say "Macintosh" but also
+// "Mobile"), and Android before Linux (Android user agents say both).
 func DetectOS(ua string) string {
 	switch {
 	case strings.Contains(ua, "Android"):
