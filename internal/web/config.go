@@ -9,10 +9,12 @@ package web
 
 import (
 	"fmt"
+	"math"
 	"net/url"
 	"path"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -99,8 +101,14 @@ func (c *Config) Normalize() error {
 	if !didPattern.MatchString(c.ServiceDID) || len(c.ServiceDID) > 2048 {
 		return fmt.Errorf("service_did %q is not a did:web or did:plc DID (the service_did cairn_auth checks)", c.ServiceDID)
 	}
-	if b := c.Branding; b.AccentColor != "" && !hexColor.MatchString(b.AccentColor) {
-		return fmt.Errorf("branding accent_color %q is not a #rrggbb colour", b.AccentColor)
+	if b := c.Branding; b.AccentColor != "" {
+		if !hexColor.MatchString(b.AccentColor) {
+			return fmt.Errorf("branding accent_color %q is not a #rrggbb colour", b.AccentColor)
+		}
+		// The pages put white text on the accent and accent links on white.
+		if r := contrastWithWhite(b.AccentColor); r < 4.5 {
+			return fmt.Errorf("branding accent_color %s has a contrast of %.1f:1 with white; the pages put white text on it and it on white, and WCAG AA needs 4.5:1: choose a darker colour", b.AccentColor, r)
+		}
 	}
 	if l := c.Branding.LogoURL; l != "" {
 		if err := sameOriginPath("branding logo_url", l); err != nil {
@@ -225,4 +233,19 @@ func SortDownloads(ds []Download) {
 		}
 		return a.Name < b.Name
 	})
+}
+
+// contrastWithWhite is the WCAG 2 contrast ratio of a #rrggbb colour with
+// white.
+func contrastWithWhite(hex string) float64 {
+	v, _ := strconv.ParseUint(hex[1:], 16, 32)
+	channel := func(c uint64) float64 {
+		x := float64(c) / 255
+		if x <= 0.04045 {
+			return x / 12.92
+		}
+		return math.Pow((x+0.055)/1.055, 2.4)
+	}
+	l := 0.2126*channel(v>>16&0xff) + 0.7152*channel(v>>8&0xff) + 0.0722*channel(v&0xff)
+	return 1.05 / (l + 0.05)
 }

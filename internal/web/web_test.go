@@ -17,8 +17,15 @@ func validConfig() Config {
 
 func TestConfigNormalize(t *testing.T) {
 	c := validConfig()
+	c.Branding.AccentColor = "#0b6e4f"
 	if err := c.Normalize(); err != nil {
 		t.Fatal(err)
+	}
+	if r := contrastWithWhite("#1d5fa8"); r < 4.5 {
+		t.Errorf("the default accent has a contrast of %.2f with white", r)
+	}
+	if r := contrastWithWhite("#000000"); r < 20.9 || r > 21.1 {
+		t.Errorf("black on white = %.2f:1, want 21:1", r)
 	}
 	if c.ServiceURL != "https://chat.example.com" {
 		t.Errorf("service_url default = %q", c.ServiceURL)
@@ -37,6 +44,7 @@ func TestConfigNormalize(t *testing.T) {
 		{"service_url query", func(c *Config) { c.ServiceURL = "https://a.example/?x=1" }, "service_url"},
 		{"service_did", func(c *Config) { c.ServiceDID = "did:key:z6Mk" }, "service_did"},
 		{"accent", func(c *Config) { c.Branding.AccentColor = "red;}body{" }, "accent_color"},
+		{"accent too light", func(c *Config) { c.Branding.AccentColor = "#7fd3ff" }, "contrast"},
 		{"logo elsewhere", func(c *Config) { c.Branding.LogoURL = "https://cdn.example/logo.svg" }, "logo_url"},
 		{"logo protocol-relative", func(c *Config) { c.Branding.LogoURL = "//cdn.example/logo.svg" }, "logo_url"},
 		{"feature name", func(c *Config) { c.Features = map[string]bool{"Bad-Name": true} }, "feature"},
