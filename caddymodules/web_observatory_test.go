@@ -1,10 +1,14 @@
 package caddymodules_test
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
 )
 
 // observatoryScore grades one response's headers by the Mozilla HTTP
@@ -114,9 +118,23 @@ func parseCSP(policy string) map[string][]string {
 // that the CSP is exactly the mandated one: serving the web client weakened
 // nothing.
 func TestExampleWebPagesGradeAPlus(t *testing.T) {
-	eg := startExample(t)
+	httpPort := gatewaytest.FreePort(t)
+	eg := startExample(t, fmt.Sprintf("CAIRN_HTTP_PORT=%d", httpPort))
+
+	// The Observatory's redirection test: plain HTTP goes straight to HTTPS
+	// on the same host.
+	noFollow := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(fmt.Sprintf("http://localhost:%d/connect", httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusPermanentRedirect || !strings.HasPrefix(loc, "https://localhost") || !strings.HasSuffix(loc, "/connect") {
+		t.Errorf("http://…/connect: %s to %q, want a permanent redirect to the same path over HTTPS", resp.Status, loc)
+	}
+
 	for _, path := range []string{"/", "/index.html", "/some/deep/link", "/connect", "/download", "/config.json", "/app.js", "/_cairn/pages.css", "/_cairn/theme.css", "/xrpc/_health", "/.well-known/did.json"} {
-		resp, _ := eg.get(t, path, nil)
+		resp, _ = eg.get(t, path, nil)
 		if resp.StatusCode >= 500 {
 			t.Errorf("%s: %s", path, resp.Status)
 		}
