@@ -146,8 +146,13 @@ func (w *Web) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return fmt.Errorf("cairn_web: root %q: %w", w.Root, err)
 		}
+		// Registered under its own name, so the site's `fs` variable
+		// cannot point the file server elsewhere than the files isFile
+		// checks.
 		w.client = os.DirFS(root)
-		w.files.Root = root
+		name := webClientFS + ":" + root
+		ctx.FileSystems().Register(name, w.client)
+		w.files.FileSystem, w.files.Root = name, "."
 	}
 	if err := w.files.Provision(ctx); err != nil {
 		return fmt.Errorf("cairn_web: file server: %w", err)

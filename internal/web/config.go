@@ -33,7 +33,7 @@ type Config struct {
 	// cairn_auth service_did). Required.
 	ServiceDID string `json:"service_did"`
 	// Branding is how clients present the instance.
-	Branding Branding `json:"branding,omitempty"`
+	Branding Branding `json:"branding,omitzero"`
 	// Features are feature flags by name.
 	Features map[string]bool `json:"features,omitempty"`
 	// Limits are numeric limits clients should respect, by name (for
