@@ -494,3 +494,43 @@ func TestWebPagesInChromium(t *testing.T) {
 		t.Errorf("deep link: route %q, name %q: the bundle's app did not run there", r.DeepLink.Route, r.DeepLink.Name)
 	}
 }
+
+// TestWebValidateNamesTheField: `cairn-caddy validate` refuses a bad
+// cairn_web configuration with a message naming what to fix, and accepts a
+// good one.
+func TestWebValidateNamesTheField(t *testing.T) {
+	emptyRoot := t.TempDir()
+	site := "http://127.0.0.1:1 {\n\tcairn_web {\n%s\n\t}\n}\n"
+	good := "config {\n name Cairn\n domain chat.example.com\n service_did did:web:chat.example.com\n}"
+	for _, tc := range []struct {
+		name, block, want string
+	}{
+		{"valid", good, ""},
+		{"no service DID", "config {\n name Cairn\n domain chat.example.com\n}", "service_did"},
+		{"no name", "config {\n domain chat.example.com\n service_did did:web:chat.example.com\n}", "name is required"},
+		{"logo elsewhere", "config {\n name Cairn\n domain chat.example.com\n service_did did:web:chat.example.com\n branding {\n  logo_url https://cdn.example/logo.svg\n }\n}", "logo_url"},
+		{"pale accent", "config {\n name Cairn\n domain chat.example.com\n service_did did:web:chat.example.com\n branding {\n  accent_color \"#eeeeee\"\n }\n}", "contrast"},
+		{"bad checksum", good + "\ndownload Cairn {\n os linux\n arch amd64\n url https://dl.example/c.tar.gz\n sha256 abc\n size 1\n}", "sha256"},
+		{"unknown OS", good + "\ndownload Cairn {\n os plan9\n arch amd64\n url https://dl.example/c.tar.gz\n sha256 " + strings.Repeat("a", 64) + "\n size 1\n}", "plan9"},
+		{"root without index.html", good + "\nroot " + emptyRoot, "holds no index.html"},
+		{"root as an argument", "", "root <dir>"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := fmt.Sprintf(site, tc.block)
+			if tc.name == "root as an argument" {
+				// An argument starting with / would be a path matcher.
+				cfg = "http://127.0.0.1:1 {\n\tcairn_web dist\n}\n"
+			}
+			out, ok := validate(t, cfg)
+			if tc.want == "" {
+				if !ok {
+					t.Fatalf("refused a valid configuration:\n%s", out)
+				}
+				return
+			}
+			if ok || !strings.Contains(out, tc.want) {
+				t.Fatalf("validate accepted=%v, want a refusal naming %q:\n%s", ok, tc.want, out)
+			}
+		})
+	}
+}
