@@ -340,6 +340,11 @@ type browserResult struct {
 		Health      string         `json:"health"`
 		Links       []string       `json:"links"`
 		Scripts     int            `json:"scripts"`
+		Lang        string         `json:"lang"`
+		FirstTab    struct {
+			Text    string `json:"text"`
+			Visible bool   `json:"visible"`
+		} `json:"firstTab"`
 	} `json:"landing"`
 	Connect struct {
 		pageSeen
@@ -459,6 +464,10 @@ func TestWebPagesInChromium(t *testing.T) {
 	// app.js and the data block: the name added no script element.
 	if r.Landing.Scripts != 2 {
 		t.Errorf("landing has %d script elements, want 2 (app.js and the config block)", r.Landing.Scripts)
+	}
+
+	if r.Landing.FirstTab.Text != "Skip to content" || !r.Landing.FirstTab.Visible || r.Landing.Lang != "en" {
+		t.Errorf("landing accessibility: first Tab on %+v, lang %q", r.Landing.FirstTab, r.Landing.Lang)
 	}
 
 	r.Connect.clean(t)

@@ -72,14 +72,22 @@ result.landing = await visit(opts.base + "/", {
   then: async (page) => {
     // Locators, not waitForFunction: the CSP forbids the eval it uses.
     await page.locator('#status:not([data-state="checking"])').waitFor();
-    return await page.evaluate(() => ({
+    // Keyboard: the first Tab lands on the skip link, which shows itself.
+    await page.keyboard.press("Tab");
+    const firstTab = await page.evaluate(() => {
+      const el = document.activeElement;
+      const box = el.getBoundingClientRect();
+      return { text: el.textContent, visible: box.left >= 0 && box.top >= 0 && box.width > 0 };
+    });
+    return { firstTab, ...await page.evaluate(() => ({
       configBlock: JSON.parse(document.getElementById("cairn-config").textContent),
       appConfig: window.cairnConfig,
       heading: document.querySelector("h1").textContent,
       health: document.getElementById("status").dataset.state,
       links: [...document.querySelectorAll("main a")].map((a) => a.getAttribute("href")),
       scripts: document.scripts.length,
-    }));
+      lang: document.documentElement.lang,
+    })) };
   },
 });
 
