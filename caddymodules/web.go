@@ -187,6 +187,11 @@ func (w *Web) Validate() error {
 // file_server it delegates to.
 func (w *Web) ServeHTTP(rw http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	if err := w.serve(rw, r); err != nil {
+		// An error must not go out with the caching headers meant for
+		// the file (a year, immutable).
+		h := rw.Header()
+		h.Del("Cache-Control")
+		h.Del("ETag")
 		respondError(w.logger, rw, r, caddyErrorToXRPC(err))
 	}
 	return nil
