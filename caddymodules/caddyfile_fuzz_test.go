@@ -37,6 +37,7 @@ var caddyfileParsers = []struct {
 	{"cairn_xrpc_metrics", unmarshalInto[XRPCMetrics]},
 	{"cairn_xrpc_proxy", unmarshalInto[XRPCProxy]},
 	{"cairn_redact", unmarshalInto[RedactFilter]},
+	{"cairn_web", unmarshalInto[Web]},
 }
 
 func unmarshalInto[T any, PT interface {
@@ -73,6 +74,10 @@ func FuzzCaddyfile(f *testing.F) {
 		"cairn_xrpc_metrics":     {""},
 		"cairn_xrpc_proxy":       {"{\n upstream http://127.0.0.1:1\n}"},
 		"cairn_redact":           {"uri {\n keep limit status\n}", "headers {\n keep Content-Type\n ips truncate\n}", "ip {\n ips\n}", "{\n query convoId dids did cursor ticket\n}"},
+		"cairn_web": {
+			"{\n root /srv/client\n config {\n  name \"A & B\"\n  domain chat.example\n  service_did did:web:chat.example\n  branding {\n   accent_color #112233\n   tagline hi\n  }\n  feature realtime off\n  limit max_members 50\n }\n download \"Cairn\" {\n  os linux\n  arch amd64\n  url https://dl.example/c.tar.gz\n  sha256 00\n  size 10\n }\n}",
+			"{\n config {\n  limit x 9999999999999999999999\n }\n}",
+		},
 	}
 	for i, p := range caddyfileParsers {
 		for _, s := range seeds[p.name] {

@@ -25,6 +25,7 @@ var directiveOrder = []struct {
 	{"cairn_xrpc_errors", httpcaddyfile.Before, "respond"},
 	{"cairn_metrics", httpcaddyfile.Before, "metrics"},
 	{"cairn_xrpc_proxy", httpcaddyfile.Before, "reverse_proxy"},
+	{"cairn_web", httpcaddyfile.Before, "file_server"},
 }
 
 func init() {

@@ -181,12 +181,16 @@ func TestExampleServesThePipeline(t *testing.T) {
 	})
 
 	t.Run("the public site has no metrics and no admin API", func(t *testing.T) {
+		// Outside /xrpc/ the public site is the web client (cairn_web):
+		// these paths are client routes and get its index.html.
 		for _, path := range []string{"/metrics", "/config/", "/load"} {
 			resp, body := eg.get(t, path, nil)
-			assertXRPCError(t, path, resp, body, http.StatusNotFound, "NotFound")
-			assertSecurityHeaders(t, path+" 404", resp)
-			if strings.Contains(string(body), "go_goroutines") {
-				t.Fatalf("%s served metrics on the public site", path)
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `id="cairn-config"`) {
+				t.Errorf("%s: %d, want the web client's index.html:\n%s", path, resp.StatusCode, body)
+			}
+			assertSecurityHeaders(t, path, resp)
+			if strings.Contains(string(body), "go_goroutines") || strings.Contains(string(body), `"apps"`) {
+				t.Fatalf("%s served metrics or the admin config on the public site", path)
 			}
 		}
 	})
@@ -208,14 +212,14 @@ func TestExampleServesThePipeline(t *testing.T) {
 
 func TestExampleRefusesOverLimitWithHeadersIgnoringForgedForwardedFor(t *testing.T) {
 	eg := startExample(t)
-	// The public preset allows a burst of 6 per IP. Each request claims a
+	// The public preset (on /xrpc/_health) allows a burst of 6 per IP. Each request claims a
 	// different client in X-Forwarded-For; the example trusts no proxy, so
 	// every one counts against 127.0.0.1.
 	var resp *http.Response
 	var body []byte
 	for i := range 7 {
-		resp, body = eg.get(t, "/page", http.Header{"X-Forwarded-For": {fmt.Sprintf("198.51.100.%d", i+1)}})
-		if i < 6 && resp.StatusCode != http.StatusNotFound {
+		resp, body = eg.get(t, "/xrpc/_health", http.Header{"X-Forwarded-For": {fmt.Sprintf("198.51.100.%d", i+1)}})
+		if i < 6 && resp.StatusCode != http.StatusOK {
 			t.Fatalf("request %d: status %d before the burst was spent", i+1, resp.StatusCode)
 		}
 	}

@@ -50,17 +50,24 @@ func (x *XRPCErrors) Provision(ctx caddy.Context) error {
 // route configured, Caddy itself logs handler errors only at debug level.
 func (x *XRPCErrors) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	err, _ := r.Context().Value(caddyhttp.ErrorCtxKey).(error)
-	var xe *xrpc.Error
-	if !errors.As(err, &xe) {
-		status := http.StatusInternalServerError
-		var he caddyhttp.HandlerError
-		if errors.As(err, &he) && he.StatusCode >= 400 {
-			status = he.StatusCode
-		}
-		xe = &xrpc.Error{Status: status, Name: genericErrorName(status), Message: http.StatusText(status), Err: err}
-	}
-	respondError(x.logger, w, r, xe)
+	respondError(x.logger, w, r, caddyErrorToXRPC(err))
 	return nil
+}
+
+// caddyErrorToXRPC turns an error a Caddy handler raised into the XRPC
+// error to answer with: an *xrpc.Error as it is, a caddyhttp.HandlerError
+// by its status, anything else a 500.
+func caddyErrorToXRPC(err error) *xrpc.Error {
+	var xe *xrpc.Error
+	if errors.As(err, &xe) {
+		return xe
+	}
+	status := http.StatusInternalServerError
+	var he caddyhttp.HandlerError
+	if errors.As(err, &he) && he.StatusCode >= 400 {
+		status = he.StatusCode
+	}
+	return &xrpc.Error{Status: status, Name: genericErrorName(status), Message: http.StatusText(status), Err: err}
 }
 
 // genericErrorName names an error that did not come with an XRPC name, using
