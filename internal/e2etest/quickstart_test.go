@@ -211,6 +211,11 @@ func startAsREADME(t *testing.T, cmd shellCommand, extra map[string]string) *rea
 		t.Fatalf("%s has no {$CAIRN_ADMIN_ADDR:…} admin address the test can move: %v", cmd.words[len(want)], err)
 	}
 	g.Gateway = gatewaytest.Start(t, &builder, gatewaytest.Options{Caddyfile: caddyfile, Env: envList, AdminPort: admin})
+	// Caddy warns at start-up about a file `caddy fmt` would change; a
+	// newcomer's first run should show no warning about our own file.
+	if strings.Contains(g.Logs(), "input is not formatted") {
+		t.Errorf("%s is not formatted as `cairn-caddy fmt` would write it:\n%s", cmd.words[len(want)], g.Logs())
+	}
 	return g
 }
 
