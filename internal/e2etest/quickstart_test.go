@@ -18,6 +18,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/cairn-chat/cairn-caddy/internal/atpauth"
 	"github.com/cairn-chat/cairn-caddy/internal/atprototest"
 	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
 	"github.com/cairn-chat/cairn-caddy/internal/secheaders"
@@ -419,12 +420,18 @@ func TestDevConfigAuthenticatesLocalClients(t *testing.T) {
 
 	plc := atprototest.NewPLC(t)
 	web := atprototest.NewDIDWeb(t)
+	g := startAsREADME(t, run, map[string]string{"CAIRN_PLC_URL": plc.URL})
+	base = g.url(t, base)
+
+	// The gateway refuses tokens issued before its replay memory began
+	// (at start) plus cairn_auth's leeway, which Caddyfile.dev leaves at
+	// its default; a client's tokens are minted later than that.
 	const alice = "did:plc:aliceaaaaaaaaaaaaaaaaaaa"
 	const (
 		getConvos = "blue.catbird.mls.getConvos"
 		ticketNS  = "blue.catbird.mls.getSubscriptionTicket"
 	)
-	now := time.Now().Unix()
+	now := gatewaytest.FreshIat(time.Now(), atpauth.DefaultLeeway)
 	tok := func(key, iss, lxm string) atprototest.Token {
 		return atprototest.Token{Key: key, Iss: iss, Aud: aud, Lxm: lxm, Iat: now, Exp: now + 60}
 	}
@@ -434,9 +441,6 @@ func TestDevConfigAuthenticatesLocalClients(t *testing.T) {
 	)
 	plc.Publish(alice, minted.Keys["alice"])
 	web.Publish(minted.Keys["bob"])
-
-	g := startAsREADME(t, run, map[string]string{"CAIRN_PLC_URL": plc.URL})
-	base = g.url(t, base)
 	client := &http.Client{Timeout: 10 * time.Second}
 	call := func(method, nsid, token, body string) (*http.Response, []byte) {
 		t.Helper()
