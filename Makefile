@@ -20,13 +20,14 @@ PLUGINS        := $(shell tr -d '\n' < xcaddy.json | sed -n 's/.*"plugins": *\[\
 GOTOOLCHAIN := $(shell sed -n 's/^toolchain //p' go.mod)
 export GOTOOLCHAIN
 
-.PHONY: help build build-go run test test-short vet bench fuzz fuzz-ci fuzz-corpus load-realtime clean \
+.PHONY: help build build-go run run-dev test test-short vet bench fuzz fuzz-ci fuzz-corpus load-realtime clean \
 	scan staticcheck gosec govulncheck vulndb vulndb-update npm-audit
 
 help:
 	@echo "make build       build ./$(BINARY) with xcaddy from xcaddy.json (Caddy $(CADDY_VERSION) + this module + plugins)"
 	@echo "make build-go    build ./$(BINARY) with plain go build (no extra plugins)"
 	@echo "make run         run the gateway on Caddyfile.example (https://localhost)"
+	@echo "make run-dev     run a local development node on Caddyfile.dev (http://localhost:8080; CAIRN_PLC_URL=...)"
 	@echo "make test        run every test (needs PostgreSQL, Redis and Node; see README)"
 	@echo "make bench       run the Go benchmarks"
 	@echo "make fuzz        fuzz each parser for FUZZTIME (default 30s)"
@@ -48,6 +49,10 @@ build-go:
 
 run:
 	$(GO) run ./cmd/cairn-caddy run --config Caddyfile.example
+
+# A node for client development (docs/configuration.md, "Local development").
+run-dev:
+	$(GO) run ./cmd/cairn-caddy run --config Caddyfile.dev
 
 vet:
 	$(GO) vet ./...

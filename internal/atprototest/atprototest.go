@@ -11,11 +11,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -137,6 +139,14 @@ func NewPLC(t testing.TB) *PLC {
 
 // Publish serves a DID document for did whose #atproto key is k.
 func (p *PLC) Publish(did string, k MintedKey) {
+	doc := DIDDocument(did, k)
+	p.mu.Lock()
+	p.docs[did] = doc
+	p.mu.Unlock()
+}
+
+// DIDDocument returns the DID document of did whose #atproto key is k.
+func DIDDocument(did string, k MintedKey) []byte {
 	doc, _ := json.Marshal(map[string]any{
 		"@context": []string{"https://www.w3.org/ns/did/v1", "https://w3id.org/security/multikey/v1"},
 		"id":       did,
@@ -147,7 +157,46 @@ func (p *PLC) Publish(did string, k MintedKey) {
 			"publicKeyMultibase": k.Multibase,
 		}},
 	})
-	p.mu.Lock()
-	p.docs[did] = doc
-	p.mu.Unlock()
+	return doc
+}
+
+// DIDWeb is a did:web host on this machine: a plain-HTTP server on
+// 127.0.0.1 serving one DID, did:web:localhost%3A<port>, whose document is
+// at /.well-known/did.json. Resolving it takes a gateway in development mode
+// with did_web_allow_http and resolver_allow_hosts localhost.
+type DIDWeb struct {
+	*httptest.Server
+	// DID is the DID this host serves.
+	DID string
+	mu  sync.Mutex
+	doc []byte
+}
+
+// NewDIDWeb starts a did:web host, stopped when the test ends. Its document
+// is served once Publish has named the key.
+func NewDIDWeb(t testing.TB) *DIDWeb {
+	t.Helper()
+	w := &DIDWeb{}
+	w.Server = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w.mu.Lock()
+		doc := w.doc
+		w.mu.Unlock()
+		if r.URL.Path != "/.well-known/did.json" || doc == nil {
+			http.NotFound(rw, r)
+			return
+		}
+		rw.Header().Set("Content-Type", "application/did+ld+json")
+		_, _ = rw.Write(doc)
+	}))
+	t.Cleanup(w.Close)
+	w.DID = "did:web:localhost%3A" + strconv.Itoa(w.Listener.Addr().(*net.TCPAddr).Port)
+	return w
+}
+
+// Publish serves the DID document whose #atproto key is k.
+func (w *DIDWeb) Publish(k MintedKey) {
+	doc := DIDDocument(w.DID, k)
+	w.mu.Lock()
+	w.doc = doc
+	w.mu.Unlock()
 }

@@ -1,4 +1,4 @@
-// This table is the method list of ../shared/lexicons/blue/catbird/mls; TestKnownNSIDsMatchLexicons keeps the two equal.
+// This table is the method list of lexicons/blue/catbird/mls; TestKnownNSIDsMatchLexicons keeps the two equal.
 
 package xrpc
 

@@ -1,9 +1,11 @@
 package xrpc
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,13 +15,15 @@ import (
 	"testing"
 )
 
-// TestKnownNSIDsMatchLexicons keeps nsids.go equal to the lexicon set in
-// ../shared: every method lexicon is known with its type, and nothing else.
+// lexiconDir is the repository's copy of the blue.catbird.mls lexicons.
+var lexiconDir = filepath.Join("..", "..", "lexicons", "blue", "catbird", "mls")
+
+// TestKnownNSIDsMatchLexicons keeps nsids.go equal to the lexicons in
+// lexicons/: every method lexicon is known with its type, and nothing else.
 func TestKnownNSIDsMatchLexicons(t *testing.T) {
-	dir := filepath.Join("..", "..", "..", "shared", "lexicons", "blue", "catbird", "mls")
-	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	files, err := filepath.Glob(filepath.Join(lexiconDir, "*.json"))
 	if err != nil || len(files) == 0 {
-		t.Fatalf("no lexicons found in %s (err %v); shared/ must sit beside the repository", dir, err)
+		t.Fatalf("no lexicons found in %s (err %v)", lexiconDir, err)
 	}
 	types := map[string]MethodType{"query": Query, "procedure": Procedure, "subscription": Subscription}
 	want := map[string]MethodType{}
@@ -57,6 +61,50 @@ func TestKnownNSIDsMatchLexicons(t *testing.T) {
 	sort.Strings(extra)
 	if len(extra) > 0 {
 		t.Errorf("known NSIDs without a lexicon: %v", extra)
+	}
+}
+
+// workspaceLexiconDir is where the development workspace keeps the lexicons
+// that lexicons/ was copied from: a directory beside the repository, which a
+// clone elsewhere does not have.
+var workspaceLexiconDir = filepath.Join("..", "..", "..", "shared", "lexicons", "blue", "catbird", "mls")
+
+// TestLexiconsMatchWorkspaceCopy checks, where the workspace's reference
+// copy exists, that lexicons/ holds the same documents byte for byte, so
+// that the vendored contract cannot drift from the one the issues cite.
+func TestLexiconsMatchWorkspaceCopy(t *testing.T) {
+	if _, err := os.Stat(workspaceLexiconDir); errors.Is(err, fs.ErrNotExist) {
+		t.Logf("%s does not exist (a clone outside the development workspace); only lexicons/ is checked, by TestKnownNSIDsMatchLexicons", workspaceLexiconDir)
+		return
+	}
+	read := func(dir string) map[string][]byte {
+		t.Helper()
+		files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("no lexicons found in %s (err %v)", dir, err)
+		}
+		docs := map[string][]byte{}
+		for _, f := range files {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			docs[filepath.Base(f)] = raw
+		}
+		return docs
+	}
+	ours, theirs := read(lexiconDir), read(workspaceLexiconDir)
+	for name, raw := range theirs {
+		if mine, ok := ours[name]; !ok {
+			t.Errorf("%s is in %s but not in lexicons/", name, workspaceLexiconDir)
+		} else if !bytes.Equal(mine, raw) {
+			t.Errorf("lexicons/%s differs from %s", name, filepath.Join(workspaceLexiconDir, name))
+		}
+	}
+	for name := range ours {
+		if _, ok := theirs[name]; !ok {
+			t.Errorf("lexicons/%s is not in %s", name, workspaceLexiconDir)
+		}
 	}
 }
 
