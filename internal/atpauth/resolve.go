@@ -176,6 +176,16 @@ func (r *Resolver) SigningKey(ctx context.Context, did string, forceRefresh bool
 	ch := r.flight.DoChan(did, func() (any, error) {
 		// The fetch serves every waiter, so it must not die with the
 		// first caller's context; it has its own timeout.
+		//
+		// A lookup that missed the cache can reach here just after another
+		// flight for the same DID finished and stored its result: use that
+		// result rather than fetch the document twice.
+		r.mu.Lock()
+		done := r.cache[did]
+		r.mu.Unlock()
+		if done != nil && !done.fetchedAt.Before(now) {
+			return done.key, done.err
+		}
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Timeout)
 		defer cancel()
 		return r.fetch(fctx, did)
