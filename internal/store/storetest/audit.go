@@ -296,4 +296,3 @@ func testAuditAndBanSchema(t *testing.T, b Backend) {
 		}
 	}
 }
-
