@@ -1,0 +1,151 @@
+package operator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/cairn-chat/cairn-caddy/internal/audit"
+	"github.com/cairn-chat/cairn-caddy/internal/ban"
+	"github.com/cairn-chat/cairn-caddy/internal/operatorauth"
+	"github.com/cairn-chat/cairn-caddy/internal/store"
+	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
+)
+
+// Prefix is where the API is served.
+const Prefix = "/operator/v1/"
+
+// HandlerFunc serves one route for an authenticated operator. It writes a
+// response and returns nil, or writes nothing and returns an error: an
+// *xrpc.Error for a refusal, anything else for a fault.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request, op *operatorauth.Operator) error
+
+// Config holds what the API's routes serve from.
+type Config struct {
+	// Recorder audits every call; required.
+	Recorder audit.Recorder
+	// Status reports the node's status; required.
+	Status func(ctx context.Context) (Status, error)
+	// Audit is the audit log the audit route queries; required.
+	Audit store.AuditLog
+	// Bans is the ban list; required.
+	Bans *ban.List
+	// OnFault, if set, is called with every fault (a 500): the caller logs
+	// it. It never reaches the response.
+	OnFault func(r *http.Request, err error)
+}
+
+// API is the operator API's handler.
+type API struct {
+	mux     *http.ServeMux
+	rec     audit.Recorder
+	onFault func(*http.Request, error)
+}
+
+// New returns the API with its standard routes mounted.
+func New(cfg Config) (*API, error) {
+	if cfg.Recorder == nil || cfg.Status == nil || cfg.Audit == nil || cfg.Bans == nil {
+		return nil, errors.New("operator API: Recorder, Status, Audit and Bans are required")
+	}
+	a := &API{mux: http.NewServeMux(), rec: cfg.Recorder, onFault: cfg.OnFault}
+	a.Handle("GET "+Prefix+"status", statusRoute(cfg.Status))
+	a.Handle("GET "+Prefix+"audit", auditRoute(cfg.Audit))
+	a.Handle("GET "+Prefix+"bans", listBansRoute(cfg.Bans))
+	a.Handle("POST "+Prefix+"bans", addBanRoute(cfg.Bans, cfg.Recorder))
+	a.Handle("POST "+Prefix+"bans/remove", removeBanRoute(cfg.Bans, cfg.Recorder))
+	return a, nil
+}
+
+// Handle mounts h at pattern (net/http ServeMux syntax, with a method),
+// audited and authenticated like every route. Mount routes before the API
+// serves.
+func (a *API) Handle(pattern string, h HandlerFunc) {
+	route := pattern
+	if _, path, ok := strings.Cut(pattern, " "); ok {
+		route = strings.TrimPrefix(path, Prefix)
+	}
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		op, ok := operatorauth.FromContext(r.Context())
+		if !ok {
+			xrpc.WriteError(w, xrpc.Errorf(http.StatusUnauthorized, "AuthMissing", "operator authentication required"))
+			return
+		}
+		if err := a.rec.Record(r.Context(), audit.Event{Type: audit.TypeOperatorAction, Actor: op.Subject,
+			Metadata: map[string]any{"method": r.Method, "route": route, "auth": op.Method}}); err != nil {
+			a.fault(r, fmt.Errorf("audit the call: %w", err))
+			w.Header().Set("Retry-After", "5")
+			xrpc.WriteError(w, xrpc.Errorf(http.StatusServiceUnavailable, "AuditUnavailable", "the audit log cannot be written, so no operator call is served; try again later"))
+			return
+		}
+		if err := h(w, r, op); err != nil {
+			var xe *xrpc.Error
+			if !errors.As(err, &xe) {
+				a.fault(r, err)
+			}
+			xrpc.WriteError(w, err)
+		}
+	})
+}
+
+func (a *API) fault(r *http.Request, err error) {
+	if a.onFault != nil {
+		a.onFault(r, err)
+	}
+}
+
+// ServeHTTP serves the API. Unknown paths are 404 NotFound and known paths
+// with another method 405 MethodNotAllowed, in the XRPC error shape.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := a.mux.Handler(r)
+	if pattern == "" {
+		// The mux's own 404 and 405 are plain text; answer in the API's
+		// shape, keeping the Allow header a 405 computed.
+		rec := &statusOnly{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		if allow := rec.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		if rec.status == http.StatusMethodNotAllowed {
+			xrpc.WriteError(w, xrpc.Errorf(http.StatusMethodNotAllowed, "MethodNotAllowed", "method %s is not allowed here", r.Method))
+			return
+		}
+		xrpc.WriteError(w, xrpc.Errorf(http.StatusNotFound, "NotFound", "no operator API route %s", r.URL.Path))
+		return
+	}
+	h.ServeHTTP(w, r)
+}
+
+// statusOnly captures a status and headers and drops the body.
+type statusOnly struct {
+	header http.Header
+	status int
+}
+
+func (s *statusOnly) Header() http.Header         { return s.header }
+func (s *statusOnly) WriteHeader(code int)        { s.status = code }
+func (s *statusOnly) Write(b []byte) (int, error) { return len(b), nil }
+
+// maxBody bounds a request body.
+const maxBody = 64 << 10
+
+// decodeBody decodes a JSON object strictly: unknown fields, trailing
+// data and oversize bodies are 400 InvalidRequest.
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody+1))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return xrpc.Errorf(http.StatusBadRequest, "InvalidRequest", "invalid JSON body: %v", err)
+	}
+	if dec.More() {
+		return xrpc.Errorf(http.StatusBadRequest, "InvalidRequest", "invalid JSON body: trailing data")
+	}
+	return nil
+}
+
+func badRequest(format string, args ...any) error {
+	return xrpc.Errorf(http.StatusBadRequest, "InvalidRequest", format, args...)
+}
