@@ -135,12 +135,26 @@ func storeConfigFromFlags(fl caddycmd.Flags) (open.Config, error) {
 // does, and reads the cairn app's store settings from it. Nothing is
 // provisioned: no module runs, so reading has no side effect.
 func storeConfigFromFile(path, adapter string) (open.Config, error) {
+	app, err := appFromFile(path, adapter)
+	if err != nil {
+		return open.Config{}, err
+	}
+	sc := app.StoreConfig()
+	if err := sc.Validate(); err != nil {
+		return open.Config{}, fmt.Errorf("the cairn app of %s: %w", path, err)
+	}
+	return sc, nil
+}
+
+// appFromFile adapts the configuration file to JSON, as `run` does, and
+// decodes its cairn app strictly, without provisioning it.
+func appFromFile(path, adapter string) (*App, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return open.Config{}, fmt.Errorf("configuration file %s does not exist", path)
+			return nil, fmt.Errorf("configuration file %s does not exist", path)
 		}
-		return open.Config{}, fmt.Errorf("reading the configuration: %w", err)
+		return nil, fmt.Errorf("reading the configuration: %w", err)
 	}
 	if adapter == "" && !strings.EqualFold(filepath.Ext(path), ".json") {
 		adapter = "caddyfile"
@@ -148,29 +162,25 @@ func storeConfigFromFile(path, adapter string) (open.Config, error) {
 	if adapter != "" {
 		a := caddyconfig.GetAdapter(adapter)
 		if a == nil {
-			return open.Config{}, fmt.Errorf("unknown config adapter %q", adapter)
+			return nil, fmt.Errorf("unknown config adapter %q", adapter)
 		}
 		if raw, _, err = a.Adapt(raw, map[string]any{"filename": path}); err != nil {
-			return open.Config{}, fmt.Errorf("adapting %s: %w", path, err)
+			return nil, fmt.Errorf("adapting %s: %w", path, err)
 		}
 	}
 	var cfg struct {
 		Apps map[string]json.RawMessage `json:"apps"`
 	}
 	if err := json.Unmarshal(raw, &cfg); err != nil {
-		return open.Config{}, fmt.Errorf("reading %s: %w", path, err)
+		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	app := new(App)
 	if rawApp, ok := cfg.Apps["cairn"]; ok {
 		if err := caddy.StrictUnmarshalJSON(rawApp, app); err != nil {
-			return open.Config{}, fmt.Errorf("reading the cairn app of %s: %w", path, err)
+			return nil, fmt.Errorf("reading the cairn app of %s: %w", path, err)
 		}
 	}
-	sc := app.StoreConfig()
-	if err := sc.Validate(); err != nil {
-		return open.Config{}, fmt.Errorf("the cairn app of %s: %w", path, err)
-	}
-	return sc, nil
+	return app, nil
 }
 
 // migrationJSON is one migration in --json output.

@@ -29,7 +29,9 @@ func init() {
 // (issuer discovery, JWKS, audience, and a required group or role claim),
 // and, for small installs, a static operator token stored only as its
 // SHA-256 hash and compared in constant time. With both configured, either
-// is accepted. A refusal is 401 (403 for a valid token without the role)
+// is accepted. Successes (per operator) and refusals (per source address,
+// as its keyed hash) are written to the audit log, aggregated per minute.
+// A refusal is 401 (403 for a valid token without the role)
 // with an XRPC error body; when the provider cannot be reached, 503.
 //
 // Caddyfile:
@@ -52,6 +54,7 @@ type OperatorAuth struct {
 	StaticTokenHash string `json:"static_token_hash,omitempty"`
 
 	verifiers []operatorauth.Verifier
+	app       *App
 	metrics   *metrics.Metrics
 	logger    *zap.Logger
 }
@@ -86,6 +89,10 @@ func (o *OperatorAuth) Provision(ctx caddy.Context) error {
 		return err
 	}
 	o.metrics, o.logger = app.Metrics(), app.ModuleLogger(ctx)
+	// Authentication successes and failures go to the audit log, which
+	// lives in the store.
+	app.UseStore()
+	o.app = app
 	repl := caddy.NewReplacer()
 	o.verifiers = nil
 	if o.OIDC != nil {
@@ -145,7 +152,10 @@ func (o *OperatorAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 			if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 				repl.Set(userIDPlaceholder, "operator:"+op.Method)
 			}
-			return next.ServeHTTP(w, r)
+			if p := o.app.operatorPlane(); p != nil {
+				p.auth.Success(op.Subject, op.Method)
+			}
+			return next.ServeHTTP(w, r.WithContext(operatorauth.NewContext(r.Context(), op)))
 		}
 		// Prefer the most telling refusal: a verifier that recognised the
 		// token (forbidden, expired) over one that did not.
@@ -156,6 +166,12 @@ func (o *OperatorAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 	reason := authfail.Reason(firstErr)
 	o.metrics.AuthOutcome("operator", reason)
 	xe := authfail.XRPCError(firstErr)
+	if p := o.app.operatorPlane(); p != nil {
+		// Aggregated per source (the keyed hash of the client address)
+		// per window: a flood writes one row per source.
+		ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+		p.auth.Failure(o.app.hasher.Hash(ip), reason)
+	}
 	if !xe.ServerFault() {
 		if c := requestLogger(o.logger, r).Check(zap.InfoLevel, "refused an operator request"); c != nil {
 			c.Write(zap.String("reason", reason))

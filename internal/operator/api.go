@@ -34,6 +34,9 @@ type Config struct {
 	Audit store.AuditLog
 	// Bans is the ban list; required.
 	Bans *ban.List
+	// ClientIP, if set, returns the request's client address; the audit
+	// log keeps it only as its IP policy says (by default not at all).
+	ClientIP func(r *http.Request) string
 	// OnFault, if set, is called with every fault (a 500): the caller logs
 	// it. It never reaches the response.
 	OnFault func(r *http.Request, err error)
@@ -41,9 +44,10 @@ type Config struct {
 
 // API is the operator API's handler.
 type API struct {
-	mux     *http.ServeMux
-	rec     audit.Recorder
-	onFault func(*http.Request, error)
+	mux      *http.ServeMux
+	rec      audit.Recorder
+	clientIP func(*http.Request) string
+	onFault  func(*http.Request, error)
 }
 
 // New returns the API with its standard routes mounted.
@@ -51,7 +55,7 @@ func New(cfg Config) (*API, error) {
 	if cfg.Recorder == nil || cfg.Status == nil || cfg.Audit == nil || cfg.Bans == nil {
 		return nil, errors.New("operator API: Recorder, Status, Audit and Bans are required")
 	}
-	a := &API{mux: http.NewServeMux(), rec: cfg.Recorder, onFault: cfg.OnFault}
+	a := &API{mux: http.NewServeMux(), rec: cfg.Recorder, clientIP: cfg.ClientIP, onFault: cfg.OnFault}
 	a.Handle("GET "+Prefix+"status", statusRoute(cfg.Status))
 	a.Handle("GET "+Prefix+"audit", auditRoute(cfg.Audit))
 	a.Handle("GET "+Prefix+"bans", listBansRoute(cfg.Bans))
@@ -74,7 +78,11 @@ func (a *API) Handle(pattern string, h HandlerFunc) {
 			xrpc.WriteError(w, xrpc.Errorf(http.StatusUnauthorized, "AuthMissing", "operator authentication required"))
 			return
 		}
-		if err := a.rec.Record(r.Context(), audit.Event{Type: audit.TypeOperatorAction, Actor: op.Subject,
+		var ip string
+		if a.clientIP != nil {
+			ip = a.clientIP(r)
+		}
+		if err := a.rec.Record(r.Context(), audit.Event{Type: audit.TypeOperatorAction, Actor: op.Subject, IP: ip,
 			Metadata: map[string]any{"method": r.Method, "route": route, "auth": op.Method}}); err != nil {
 			a.fault(r, fmt.Errorf("audit the call: %w", err))
 			w.Header().Set("Retry-After", "5")
