@@ -1,6 +1,7 @@
 package caddymodules_test
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,8 +13,11 @@ import (
 	"testing"
 	"time"
 
+	_ "modernc.org/sqlite"
+
 	"github.com/cairn-chat/cairn-caddy/internal/atprototest"
 	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
+	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 )
 
 // operatorToken makes a static operator token and its hash with the
@@ -183,6 +187,19 @@ func TestExampleOperatorAPI(t *testing.T) {
 	if ev := r.events(t); r.code != 0 || ev[len(ev)-1]["ok"] != true {
 		t.Fatalf("audit verify: %d %s %s", r.code, r.stdout, r.stderr)
 	}
+	// An edit behind the node's back is caught, with exit status 3.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(eg.Home, "data", "caddy", "cairn", "cairn.db")+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE audit_log SET actor = 'mallory' WHERE seq = 2`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	r = runOperatorCLI(t, eg.Home, append(env, "CAIRN_DOMAIN=localhost"), "audit", "verify", "--config", cfg)
+	if r.code != 3 || !strings.Contains(r.stdout, "BROKEN:   row 2:") || !strings.Contains(r.stderr, "broken at row 2") {
+		t.Fatalf("audit verify after an UPDATE: %d %s %s", r.code, r.stdout, r.stderr)
+	}
 	if r := runOperatorCLI(t, eg.Home, nil, "healthcheck", "--url", eg.base+"/xrpc/_health"); r.code != 0 || strings.TrimSpace(r.stdout) != "ok" {
 		t.Errorf("healthcheck: %d %s %s", r.code, r.stdout, r.stderr)
 	}
@@ -196,6 +213,7 @@ const banCaddyfile = `{
 	cairn {
 		mode development
 		plc_url %s
+		%s
 	}
 }
 http://127.0.0.1:{PORT} {
@@ -225,6 +243,16 @@ http://127.0.0.1:{METRICS} {
 // sees its next call refused with 403 AccountBanned, and served again
 // after unban.
 func TestBannedAccountIsRefused(t *testing.T) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) { testBannedAccountIsRefused(t, backend) })
+	}
+}
+
+func testBannedAccountIsRefused(t *testing.T, backend string) {
+	database := ""
+	if backend == "postgres" {
+		database = "database " + testenv.Postgres(t)
+	}
 	token, hash := operatorToken(t)
 	plc := atprototest.NewPLC(t)
 	now := time.Now().Unix()
@@ -234,7 +262,7 @@ func TestBannedAccountIsRefused(t *testing.T) {
 	}
 	minted := atprototest.Mint(t, []atprototest.Key{{Name: "alice", Type: "k256"}}, toks)
 	plc.Publish(aliceDID, minted.Keys["alice"])
-	g := startPlain(t, fmt.Sprintf(banCaddyfile, plc.URL, hash), gatewaytest.Options{})
+	g := startPlain(t, fmt.Sprintf(banCaddyfile, plc.URL, database, hash), gatewaytest.Options{})
 	env := []string{fmt.Sprintf("CAIRN_OPERATOR_URL=http://127.0.0.1:%d", g.metrics), "CAIRN_OPERATOR_TOKEN=" + token}
 
 	get := func(tok string) (*http.Response, string) {
@@ -258,5 +286,49 @@ func TestBannedAccountIsRefused(t *testing.T) {
 	}
 	if strings.Contains(g.Logs(), aliceDID) || strings.Contains(g.Logs(), token) {
 		t.Error("the banned DID or the operator token reached the logs")
+	}
+}
+
+// TestOperatorAuthIsAuditedAggregated sends a burst of bad operator
+// tokens and one good one, reloads (the old configuration flushes what it
+// counted) and finds one aggregated row per source and per operator, and
+// a config.load row per load.
+func TestOperatorAuthIsAuditedAggregated(t *testing.T) {
+	token, hash := operatorToken(t)
+	text := fmt.Sprintf(banCaddyfile, "https://plc.directory", "", hash)
+	text = strings.Replace(text, "mode development\n\t\tplc_url https://plc.directory", "mode development", 1)
+	g := startPlain(t, text, gatewaytest.Options{})
+	status := fmt.Sprintf("http://127.0.0.1:%d/operator/v1/status", g.metrics)
+	for range 25 {
+		if resp, _ := do(t, http.MethodGet, status, bearer("wrong")); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("wrong token: %d", resp.StatusCode)
+		}
+	}
+	if resp, body := do(t, http.MethodGet, status, bearer(token)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("good token: %d %s", resp.StatusCode, body)
+	}
+	g.Reload(t, g.admin, strings.Replace(g.text, "mode development", "mode development\n\t\tlog_level info", 1))
+
+	env := []string{fmt.Sprintf("CAIRN_OPERATOR_URL=http://127.0.0.1:%d", g.metrics), "CAIRN_OPERATOR_TOKEN=" + token}
+	byType := map[string][]map[string]any{}
+	r := runOperatorCLI(t, g.Home, env, "audit", "--limit", "500", "--json")
+	for _, e := range r.events(t) {
+		if typ, ok := e["type"].(string); ok {
+			byType[typ] = append(byType[typ], e)
+		}
+	}
+	failed := byType["operator.auth.failed"]
+	if len(failed) != 1 {
+		t.Fatalf("operator.auth.failed rows = %v, want one for the one source", failed)
+	}
+	meta := failed[0]["metadata"].(map[string]any)
+	if meta["count"] != float64(25) || !strings.HasPrefix(failed[0]["target"].(string), "h:") || strings.Contains(fmt.Sprint(failed[0]), "127.0.0.1") {
+		t.Fatalf("failure row = %v: want count 25 and the source as a keyed hash", failed[0])
+	}
+	if ok := byType["operator.auth.ok"]; len(ok) != 1 || ok[0]["actor"] != "static" || ok[0]["metadata"].(map[string]any)["count"] != float64(1) {
+		t.Fatalf("operator.auth.ok rows = %v", ok)
+	}
+	if n := len(byType["config.load"]); n != 2 {
+		t.Fatalf("%d config.load rows, want 2 (start and reload)", n)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
@@ -28,7 +29,7 @@ type fixture struct {
 	fail  bool // makes the recorder fail
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	s, err := sqlite.Open(t.Context(), sqlite.Config{Path: filepath.Join(t.TempDir(), "cairn.db")})
 	if err != nil {
@@ -247,6 +248,38 @@ func FuzzParseAuditQuery(f *testing.F) {
 		}
 		if filter.Limit < 1 || filter.Limit > operator.MaxAuditLimit || filter.BeforeSeq < 0 {
 			t.Fatalf("accepted %q as %+v", raw, filter)
+		}
+	})
+}
+
+// FuzzAPIRequests sends arbitrary requests as an operator: bad input is
+// always a 4xx in the XRPC error shape, never a 5xx.
+func FuzzAPIRequests(f *testing.F) {
+	f.Add("POST", "/operator/v1/bans", "", `{"did":"did:plc:abc"}`)
+	f.Add("POST", "/operator/v1/bans/remove", "", `{"hash":"h:0011223344556677"}`)
+	f.Add("GET", "/operator/v1/audit", "type=ban.add&limit=2&cursor=YTE6Mw", "")
+	f.Add("GET", "/operator/v1/bans", "", "")
+	fx := newFixture(f)
+	f.Fuzz(func(t *testing.T, method, path, query, body string) {
+		u := &url.URL{Path: path, RawQuery: query}
+		if !strings.HasPrefix(path, "/") || strings.ContainsAny(method, " \t\r\n") || method == "" {
+			return
+		}
+		r, err := http.NewRequest(method, "http://op.test"+u.RequestURI(), strings.NewReader(body))
+		if err != nil {
+			return
+		}
+		r = r.WithContext(operatorauth.NewContext(r.Context(), alice))
+		w := httptest.NewRecorder()
+		fx.api.ServeHTTP(w, r)
+		if w.Code >= 500 {
+			t.Fatalf("%s %s?%s %q = %d %s", method, path, query, body, w.Code, w.Body)
+		}
+		if w.Code >= 400 {
+			var e struct{ Error, Message string }
+			if json.Unmarshal(w.Body.Bytes(), &e) != nil || e.Error == "" {
+				t.Fatalf("%d body %q is not an XRPC error", w.Code, w.Body)
+			}
 		}
 	})
 }
