@@ -182,6 +182,15 @@ func (a *App) startOperatorPlane(ctx context.Context, st store.Store, w *retenti
 	if err != nil {
 		return nil, nil, fmt.Errorf("cairn bans: %w", err)
 	}
+	// A node with another key than the one that wrote the log (a cluster
+	// node that generated its own) would write rows no one can verify:
+	// refuse to start.
+	if err := log.CheckKey(ctx); err != nil {
+		if errors.Is(err, audit.ErrKeyMismatch) {
+			return nil, nil, fmt.Errorf("cairn audit: %w: give every node the same key (%s, or `audit { key_file … }`), or run `cairn-caddy audit verify` if the log was altered", err, auditKeyEnv)
+		}
+		return nil, nil, fmt.Errorf("cairn audit: %w", err)
+	}
 	if err := log.Record(ctx, audit.Event{Type: audit.TypeConfigLoad, Metadata: map[string]any{"mode": a.Mode, "backend": string(a.storeCfg.Kind())}}); err != nil {
 		return nil, nil, fmt.Errorf("cairn audit: recording the configuration load: %w", err)
 	}

@@ -332,3 +332,24 @@ func TestOperatorAuthIsAuditedAggregated(t *testing.T) {
 		t.Fatalf("%d config.load rows, want 2 (start and reload)", n)
 	}
 }
+
+// TestNodeWithAnotherAuditKeyRefusesToStart starts a node, then a second
+// one on the same database with its own audit key, as a cluster node that
+// generated its own would: it must not start.
+func TestNodeWithAnotherAuditKeyRefusesToStart(t *testing.T) {
+	database := "database " + testenv.Postgres(t)
+	_, hash := operatorToken(t)
+	text := fmt.Sprintf(banCaddyfile, "https://plc.directory", database, hash)
+	startPlain(t, text, gatewaytest.Options{Env: []string{"CAIRN_AUDIT_KEY=" + strings.Repeat("a", 40)}})
+	second := &plainGateway{admin: gatewaytest.FreePort(t), port: gatewaytest.FreePort(t), metrics: gatewaytest.FreePort(t)}
+	// A ready URL that never answers: StartErr returns when the process
+	// exits.
+	_, err := gatewaytest.StartErr(t, &builder, gatewaytest.Options{Caddyfile: second.expand(text), ReadyURL: "http://127.0.0.1:1/never",
+		Env: []string{"CAIRN_AUDIT_KEY=" + strings.Repeat("b", 40)}})
+	if err == nil || !strings.Contains(err.Error(), "exited during start-up") || !strings.Contains(err.Error(), "does not verify under this node's audit key") || !strings.Contains(err.Error(), "CAIRN_AUDIT_KEY") {
+		t.Fatalf("second node with another key: %v", err)
+	}
+	if strings.Contains(err.Error(), strings.Repeat("b", 40)) {
+		t.Fatal("the audit key reached the output")
+	}
+}

@@ -141,3 +141,26 @@ func TestMetadataIsSortedJSON(t *testing.T) {
 		t.Fatalf("metadata = %s", rows[0].Metadata)
 	}
 }
+
+func TestCheckKey(t *testing.T) {
+	l, s := newLog(t, "")
+	ctx := t.Context()
+	if err := l.CheckKey(ctx); err != nil {
+		t.Fatalf("empty log: %v", err)
+	}
+	other, err := audit.New(audit.Config{Store: s, Key: []byte("another-key-another-key-another-key-!!")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := l.Record(ctx, audit.Event{Type: audit.TypeConfigLoad}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.CheckKey(ctx); err != nil {
+			t.Fatalf("row %d, same key: %v", i+1, err)
+		}
+		if err := other.CheckKey(ctx); !errors.Is(err, audit.ErrKeyMismatch) {
+			t.Fatalf("row %d, another key: %v, want ErrKeyMismatch", i+1, err)
+		}
+	}
+}

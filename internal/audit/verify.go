@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/cairn-chat/cairn-caddy/internal/store"
@@ -106,4 +107,37 @@ func Verify(ctx context.Context, s store.AuditLog, key []byte, progress func(row
 			Detail: fmt.Sprintf("the chain starts after row %d, but no recorded prune reached it: older rows may have been deleted", anchor.Seq)}
 	}
 	return rep, nil
+}
+
+// ErrKeyMismatch means the newest audit row does not verify under this
+// key: another key wrote it (a cluster node with its own key), or it was
+// altered.
+var ErrKeyMismatch = errors.New("the newest audit log row does not verify under this node's audit key")
+
+// CheckKey verifies the newest row against its predecessor (or the
+// anchor), so a node started with the wrong key is stopped before it
+// writes rows no one can verify. An empty log passes.
+func (l *Log) CheckKey(ctx context.Context) error {
+	rows, err := l.store.AuditRecords(ctx, store.AuditFilter{Limit: 2})
+	if err != nil {
+		return fmt.Errorf("check the audit key: %w", err)
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	var prev store.AuditLink
+	if len(rows) == 2 && rows[1].Seq == rows[0].Seq-1 {
+		prev = store.AuditLink{Seq: rows[1].Seq, MAC: rows[1].MAC}
+	} else {
+		if prev, err = l.store.AuditAnchor(ctx); err != nil {
+			return fmt.Errorf("check the audit key: %w", err)
+		}
+		if prev.Seq != rows[0].Seq-1 {
+			return nil // a gap: verification reports it; the key cannot be judged here
+		}
+	}
+	if !hmac.Equal(rows[0].MAC, MAC(l.key, prev.MAC, rows[0])) {
+		return ErrKeyMismatch
+	}
+	return nil
 }
