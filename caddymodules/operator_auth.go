@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -45,6 +46,7 @@ func init() {
 //	        allow_http_issuer                     # development only
 //	    }
 //	    static_token_hash sha256:<64 hex>         # from `cairn-caddy operator-token`
+//	    static_token_name ops-team                # the audit log's actor; default static
 //	}
 type OperatorAuth struct {
 	// OIDC configures verification of tokens from an identity provider.
@@ -52,6 +54,9 @@ type OperatorAuth struct {
 	// StaticTokenHash is "sha256:<64 hex>" of the static operator token.
 	// Placeholders are expanded ({env.CAIRN_OPERATOR_TOKEN_HASH}).
 	StaticTokenHash string `json:"static_token_hash,omitempty"`
+	// StaticTokenName names whoever holds the static token, as the actor
+	// of its audit log rows. Default "static".
+	StaticTokenName string `json:"static_token_name,omitempty"`
 
 	verifiers []operatorauth.Verifier
 	app       *App
@@ -130,6 +135,7 @@ func (o *OperatorAuth) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return fmt.Errorf("cairn_operator_auth static_token_hash: %w (generate one with `cairn-caddy operator-token`)", err)
 		}
+		st.Name = o.StaticTokenName
 		o.verifiers = append(o.verifiers, st)
 	} else if o.StaticTokenHash != "" {
 		return fmt.Errorf("cairn_operator_auth static_token_hash %q expands to an empty value", o.StaticTokenHash)
@@ -197,6 +203,13 @@ func (o *OperatorAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "static_token_hash":
 			if !d.AllArgs(&o.StaticTokenHash) {
 				return d.ArgErr()
+			}
+		case "static_token_name":
+			if !d.AllArgs(&o.StaticTokenName) {
+				return d.ArgErr()
+			}
+			if n := o.StaticTokenName; n == "" || len(n) > 128 || strings.ContainsAny(n, " \t\r\n") {
+				return d.Errf("static_token_name %q: want 1 to 128 characters without spaces", n)
 			}
 		case "oidc":
 			o.OIDC = new(OperatorOIDC)

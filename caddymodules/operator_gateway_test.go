@@ -233,6 +233,7 @@ http://127.0.0.1:{METRICS} {
 	route /operator/v1/* {
 		cairn_operator_auth {
 			static_token_hash %s
+			static_token_name ops-team
 		}
 		cairn_operator_api
 	}
@@ -325,7 +326,7 @@ func TestOperatorAuthIsAuditedAggregated(t *testing.T) {
 	if meta["count"] != float64(25) || !strings.HasPrefix(failed[0]["target"].(string), "h:") || strings.Contains(fmt.Sprint(failed[0]), "127.0.0.1") {
 		t.Fatalf("failure row = %v: want count 25 and the source as a keyed hash", failed[0])
 	}
-	if ok := byType["operator.auth.ok"]; len(ok) != 1 || ok[0]["actor"] != "static" || ok[0]["metadata"].(map[string]any)["count"] != float64(1) {
+	if ok := byType["operator.auth.ok"]; len(ok) != 1 || ok[0]["actor"] != "ops-team" || ok[0]["metadata"].(map[string]any)["count"] != float64(1) {
 		t.Fatalf("operator.auth.ok rows = %v", ok)
 	}
 	if n := len(byType["config.load"]); n != 2 {
