@@ -62,6 +62,10 @@ type List struct {
 	set    map[string]struct{}
 	loaded time.Time // zero: never loaded, or invalidated
 	good   time.Time // when the set was last loaded successfully
+	// refreshing is set while one caller reloads the set; gen counts
+	// invalidations, so a reload that raced a change is not trusted.
+	refreshing bool
+	gen        uint64
 }
 
 // New returns the List for cfg.
@@ -107,26 +111,42 @@ func CheckDID(did string) error {
 // Hash returns the keyed hash a ban of did is stored under.
 func (l *List) Hash(did string) string { return l.hasher.Hash(did) }
 
-// Banned reports whether did is banned.
+// Banned reports whether did is banned. One caller at a time reloads a
+// stale set; the others answer from the set they have while it is within
+// the staleness bound, so a slow database does not queue every request.
 func (l *List) Banned(ctx context.Context, did string) (bool, error) {
 	h := l.hasher.Hash(did)
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	now := l.now()
-	if l.loaded.IsZero() || now.Sub(l.loaded) >= l.refresh {
-		bans, err := l.store.Bans(ctx)
-		if err != nil {
-			if l.good.IsZero() || now.Sub(l.good) >= l.maxStale {
-				return false, fmt.Errorf("ban list: %w", err)
-			}
-			// Keep serving the recent set; retry on the next call.
-		} else {
-			set := make(map[string]struct{}, len(bans))
-			for _, b := range bans {
-				set[b.Hash] = struct{}{}
-			}
-			l.set, l.loaded, l.good = set, now, now
+	usable := !l.good.IsZero() && now.Sub(l.good) < l.maxStale
+	if (!l.loaded.IsZero() && now.Sub(l.loaded) < l.refresh) || (l.refreshing && usable) {
+		_, banned := l.set[h]
+		l.mu.Unlock()
+		return banned, nil
+	}
+	l.refreshing = true
+	gen := l.gen
+	l.mu.Unlock()
+
+	bans, err := l.store.Bans(ctx)
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refreshing = false
+	if err != nil {
+		if l.good.IsZero() || l.now().Sub(l.good) >= l.maxStale {
+			return false, fmt.Errorf("ban list: %w", err)
 		}
+		// Keep answering from the recent set; the next call retries.
+	} else {
+		set := make(map[string]struct{}, len(bans))
+		for _, b := range bans {
+			set[b.Hash] = struct{}{}
+		}
+		l.set, l.good = set, now
+		if gen == l.gen {
+			l.loaded = now
+		} // else a change raced the read: the next call reads again
 	}
 	_, banned := l.set[h]
 	return banned, nil
@@ -159,5 +179,6 @@ func (l *List) Bans(ctx context.Context) ([]store.Ban, error) { return l.store.B
 func (l *List) invalidate() {
 	l.mu.Lock()
 	l.loaded = time.Time{}
+	l.gen++
 	l.mu.Unlock()
 }
