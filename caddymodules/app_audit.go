@@ -220,6 +220,17 @@ func (a *App) startOperatorPlane(ctx context.Context, st store.Store, w *retenti
 	return &operatorState{audit: log, bans: bans, auth: agg}, flush, nil
 }
 
+// AuditRecorder returns the audit log, for modules and workers that audit
+// what they do (backups, key rotations): available once Start has opened
+// the store, so call it when the work runs, not in Provision. ok is false
+// before, or when no module asked for the store.
+func (a *App) AuditRecorder() (rec audit.Recorder, ok bool) {
+	if p := a.operatorPlane(); p != nil {
+		return p.audit, true
+	}
+	return nil, false
+}
+
 // recordRetention audits a retention pass that deleted something (counts
 // only) and counts it for the status route.
 func (a *App) recordRetention(r retention.Report, err error) {

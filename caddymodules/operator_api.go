@@ -83,6 +83,9 @@ func (o *OperatorAPI) api(ctx context.Context) (*operator.API, error) {
 	if a := o.built.Load(); a != nil {
 		return a, nil
 	}
+	// Routes whose parts the app holds (backups, service identity) are
+	// mounted here with a.Handle after New, recording their own events
+	// through run.operator.audit (see internal/operator's package doc).
 	app, logger := o.app, o.logger
 	a, err := operator.New(operator.Config{
 		Recorder: run.operator.audit,
