@@ -170,6 +170,9 @@ func (a *App) Ready(ctx context.Context) (*Running, error) {
 // operatorPlane returns the audit log and bans once Start has opened
 // them, without waiting; nil before, or when Start failed.
 func (a *App) operatorPlane() *operatorState {
+	if a == nil || a.ready == nil {
+		return nil
+	}
 	select {
 	case <-a.ready:
 	default:
