@@ -96,9 +96,7 @@ func (o *OperatorAPI) api(ctx context.Context) (*operator.API, error) {
 			ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 			return ip
 		},
-		OnFault: func(r *http.Request, err error) {
-			requestLogger(logger, r).Error("operator API call failed", zap.String("path", r.URL.Path), zap.Error(err))
-		},
+		OnServerError: serverErrorLogger(logger),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cairn_operator_api: %w", err)
@@ -117,8 +115,8 @@ func (o *OperatorAPI) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 		if r.Context().Err() != nil {
 			return nil
 		}
-		w.Header().Set("Retry-After", "1")
-		xrpc.WriteError(w, &xrpc.Error{Status: http.StatusServiceUnavailable, Name: "ServiceUnavailable", Message: "the operator API is not available"})
+		respondError(o.logger, w, r, &xrpc.Error{Status: http.StatusServiceUnavailable, Name: "ServiceUnavailable",
+			Message: "the operator API is not available", Header: http.Header{"Retry-After": {"1"}}, Err: err})
 		return nil
 	}
 	a.ServeHTTP(w, r)

@@ -37,9 +37,10 @@ type Config struct {
 	// ClientIP, if set, returns the request's client address; the audit
 	// log keeps it only as its IP policy says (by default not at all).
 	ClientIP func(r *http.Request) string
-	// OnFault, if set, is called with every fault (a 500): the caller logs
-	// it. It never reaches the response.
-	OnFault func(r *http.Request, err error)
+	// OnServerError, if set, is told of every server fault the API
+	// answers (5xx), once: the caller logs it. The cause never reaches the
+	// response.
+	OnServerError xrpc.ServerErrorFunc
 }
 
 // API is the operator API's handler.
@@ -47,7 +48,7 @@ type API struct {
 	mux      *http.ServeMux
 	rec      audit.Recorder
 	clientIP func(*http.Request) string
-	onFault  func(*http.Request, error)
+	onError  xrpc.ServerErrorFunc
 }
 
 // New returns the API with its standard routes mounted.
@@ -55,7 +56,7 @@ func New(cfg Config) (*API, error) {
 	if cfg.Recorder == nil || cfg.Status == nil || cfg.Audit == nil || cfg.Bans == nil {
 		return nil, errors.New("operator API: Recorder, Status, Audit and Bans are required")
 	}
-	a := &API{mux: http.NewServeMux(), rec: cfg.Recorder, clientIP: cfg.ClientIP, onFault: cfg.OnFault}
+	a := &API{mux: http.NewServeMux(), rec: cfg.Recorder, clientIP: cfg.ClientIP, onError: cfg.OnServerError}
 	a.Handle("GET "+Prefix+"status", statusRoute(cfg.Status))
 	a.Handle("GET "+Prefix+"audit", auditRoute(cfg.Audit))
 	a.Handle("GET "+Prefix+"bans", listBansRoute(cfg.Bans))
@@ -84,25 +85,15 @@ func (a *API) Handle(pattern string, h HandlerFunc) {
 		}
 		if err := a.rec.Record(r.Context(), audit.Event{Type: audit.TypeOperatorAction, Actor: op.Subject, IP: ip,
 			Metadata: map[string]any{"method": r.Method, "route": route, "auth": op.Method}}); err != nil {
-			a.fault(r, fmt.Errorf("audit the call: %w", err))
-			w.Header().Set("Retry-After", "5")
-			xrpc.WriteError(w, xrpc.Errorf(http.StatusServiceUnavailable, "AuditUnavailable", "the audit log cannot be written, so no operator call is served; try again later"))
+			xrpc.RespondError(w, r, &xrpc.Error{Status: http.StatusServiceUnavailable, Name: "AuditUnavailable",
+				Message: "the audit log cannot be written, so no operator call is served; try again later",
+				Header:  http.Header{"Retry-After": {"5"}}, Err: fmt.Errorf("audit the call: %w", err)}, a.onError)
 			return
 		}
 		if err := h(w, r, op); err != nil {
-			var xe *xrpc.Error
-			if !errors.As(err, &xe) {
-				a.fault(r, err)
-			}
-			xrpc.WriteError(w, err)
+			xrpc.RespondError(w, r, err, a.onError)
 		}
 	})
-}
-
-func (a *API) fault(r *http.Request, err error) {
-	if a.onFault != nil {
-		a.onFault(r, err)
-	}
 }
 
 // ServeHTTP serves the API. Unknown paths are 404 NotFound and known paths
