@@ -24,8 +24,6 @@ import (
 func init() {
 	caddy.RegisterModule(new(OperatorAPI))
 	httpcaddyfile.RegisterHandlerDirective("cairn_operator_api", parseOperatorAPI)
-	// After basic_auth, and so after cairn_operator_auth (ordered before it).
-	httpcaddyfile.RegisterDirectiveOrder("cairn_operator_api", httpcaddyfile.After, "basic_auth")
 }
 
 // OperatorAPI serves the operator API (/operator/v1/…: status, the audit
