@@ -188,6 +188,8 @@ func TestClusterObtainsOneCertificateThroughPebble(t *testing.T) {
 		"CAIRN_DATABASE_URL=" + dbURL,
 		"CAIRN_CERT_KEY=" + hex.EncodeToString(key),
 		"CAIRN_LOG_HASH_KEY=" + strings.Repeat("k", 40),
+		// Nodes sharing a database share the audit key.
+		"CAIRN_AUDIT_KEY=" + strings.Repeat("a", 40),
 		"CAIRN_REDIS_URL=",
 	}
 

@@ -145,6 +145,10 @@ type App struct {
 	// Streams caps the node's event streams (SSE and WebSocket).
 	Streams *StreamsConfig `json:"streams,omitempty"`
 
+	// Audit configures the tamper-evident audit log: its key, whether
+	// client addresses are kept, and its retention.
+	Audit *AuditConfig `json:"audit,omitempty"`
+
 	// LogIdentities writes raw identities (DIDs, conversation IDs) into debug
 	// logs instead of their keyed hashes. Development only.
 	LogIdentities bool `json:"log_identities,omitempty"`
@@ -167,14 +171,19 @@ type App struct {
 	// newKeyFile is where Start writes logHashKey, generated in Provision
 	// because no key existed yet; empty when the key came from elsewhere.
 	newKeyFile string
-	logLevel   zapcore.Level
-	redis      *redis.Client
-	redisKey   string // the shared-state key of redis, naming its URL
-	metrics    *metrics.Metrics
-	local      *ratelimit.MemoryStore
-	poolMu     sync.Mutex
-	poolKeys   []string
-	logger     *zap.Logger
+	// auditKey is the audit chain's MAC key; newAuditKeyFile, like
+	// newKeyFile, is where Start writes it when Provision generated it.
+	auditKey        []byte
+	newAuditKeyFile string
+	retention       retentionStats
+	logLevel        zapcore.Level
+	redis           *redis.Client
+	redisKey        string // the shared-state key of redis, naming its URL
+	metrics         *metrics.Metrics
+	local           *ratelimit.MemoryStore
+	poolMu          sync.Mutex
+	poolKeys        []string
+	logger          *zap.Logger
 
 	limitersMu sync.Mutex
 	shared     map[ratelimit.Policy]*ratelimit.Failover
@@ -334,6 +343,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.hasher, err = redact.New(key); err != nil {
 		return fmt.Errorf("cairn log_hash_key: %w", err)
 	}
+	if a.auditKey, a.newAuditKeyFile, err = a.Audit.AuditKey(repl, a.DataDir); err != nil {
+		return err
+	}
+	if a.newAuditKeyFile != "" {
+		if a.auditKey, err = redact.NewKey(); err != nil {
+			return fmt.Errorf("cairn audit key: %w", err)
+		}
+	}
 
 	box, err := shared(a, logHasherPoolKey, func() (*hasherBox, func() error, error) { return new(hasherBox), nil, nil })
 	if err != nil {
@@ -404,6 +421,9 @@ func (a *App) validateConfig() error {
 	}
 	if err := a.Retention.config(a.KeyPackagesPerDevice).Validate(); err != nil {
 		return fmt.Errorf("cairn %w", err)
+	}
+	if err := a.Audit.validate(); err != nil {
+		return err
 	}
 	if perDID, total := a.Streams.limits(); perDID < 0 || total < 0 {
 		return fmt.Errorf("cairn streams: max_per_did %d, max %d: want positive numbers, or none for the defaults", perDID, total)

@@ -32,6 +32,12 @@ func init() {
 //	        max         <n>
 //	        notifier    postgres|redis
 //	    }
+//	    audit {
+//	        key        <secret>
+//	        key_file   <path>
+//	        ip         off|hash|truncate
+//	        retention  <duration>
+//	    }
 //	    log_identities
 //	    plc_url            <url>
 //	    did_web_allow_http
@@ -107,6 +113,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			a.KeyPackagesPerDevice = n
 		case "retention":
 			if err := a.unmarshalRetention(d); err != nil {
+				return err
+			}
+		case "audit":
+			if err := a.unmarshalAudit(d); err != nil {
 				return err
 			}
 		case "streams":

@@ -25,6 +25,8 @@ type Running struct {
 	Store store.Store
 	// Realtime is the node's event hub, notifier and ticket service.
 	Realtime *realtime.Node
+
+	operator *operatorState
 }
 
 // Start is part of caddy.App. It writes a newly generated log-hash key,
@@ -68,12 +70,18 @@ func (a *App) start() error {
 		if err != nil {
 			return err
 		}
-		a.running = &Running{Store: st, Realtime: node}
-		w, err := retention.New(st, a.Retention.config(a.KeyPackagesPerDevice), a.onRetentionPass)
+		rcfg := a.Retention.config(a.KeyPackagesPerDevice)
+		rcfg.Audit = a.Audit.retention()
+		w, err := retention.New(st, rcfg, a.onRetentionPass)
 		if err != nil {
 			return fmt.Errorf("cairn retention: %w", err)
 		}
-		workers = append(workers, w)
+		op, flush, err := a.startOperatorPlane(ctx, st, w)
+		if err != nil {
+			return err
+		}
+		a.running = &Running{Store: st, Realtime: node, operator: op}
+		workers = append(workers, w, flush)
 	}
 	return a.workers.Start(workers...)
 }
@@ -104,6 +112,7 @@ func (a *App) beginReplayMemories() {
 const startTimeout = time.Minute
 
 func (a *App) onRetentionPass(r retention.Report, err error) {
+	a.recordRetention(r, err)
 	if err != nil {
 		a.metrics.BackendError("store", "retention")
 		a.logger.Error("retention pass failed", zap.Error(err))
@@ -111,7 +120,8 @@ func (a *App) onRetentionPass(r retention.Report, err error) {
 	}
 	if !r.Skipped {
 		a.logger.Info("retention pass", zap.Int64("messages", r.Messages), zap.Int64("events", r.Events),
-			zap.Int64("welcomes", r.Welcomes), zap.Int64("key_packages", r.KeyPackages), zap.Int64("idempotency", r.Idempotency))
+			zap.Int64("welcomes", r.Welcomes), zap.Int64("key_packages", r.KeyPackages), zap.Int64("idempotency", r.Idempotency),
+			zap.Int64("audit", r.Audit))
 	}
 }
 
@@ -155,6 +165,23 @@ func (a *App) Ready(ctx context.Context) (*Running, error) {
 		return nil, errors.New("cairn: the store is not open (no module asked for it, or the config was unloaded)")
 	}
 	return a.running, nil
+}
+
+// operatorPlane returns the audit log and bans once Start has opened
+// them, without waiting; nil before, or when Start failed.
+func (a *App) operatorPlane() *operatorState {
+	if a == nil || a.ready == nil {
+		return nil
+	}
+	select {
+	case <-a.ready:
+	default:
+		return nil
+	}
+	if a.running == nil {
+		return nil
+	}
+	return a.running.operator
 }
 
 // openStore returns the store, shared across reloads, opening it on first

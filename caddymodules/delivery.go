@@ -16,6 +16,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/cairn-chat/cairn-caddy/internal/ban"
+	"github.com/cairn-chat/cairn-caddy/internal/caller"
 	"github.com/cairn-chat/cairn-caddy/internal/delivery"
 	"github.com/cairn-chat/cairn-caddy/internal/realtime"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
@@ -123,7 +125,7 @@ func (d *Delivery) handlers(ctx context.Context) (*deliveryHandlers, error) {
 	if h := d.lazy.built.Load(); h != nil {
 		return h, nil
 	}
-	h := new(deliveryHandlers)
+	h := &deliveryHandlers{bans: run.operator.bans}
 	node := run.Realtime
 	if h.realtime, err = realtime.NewServer(realtime.ServerConfig{Hub: node.Hub, Tickets: node.Tickets, Endpoint: d.WebSocketEndpoint, OnServerError: serverErrorLogger(d.logger)}); err != nil {
 		return nil, fmt.Errorf("cairn_delivery: %w", err)
@@ -150,7 +152,12 @@ func (d *Delivery) handlers(ctx context.Context) (*deliveryHandlers, error) {
 type deliveryHandlers struct {
 	service  *delivery.Service
 	realtime *realtime.Server
+	bans     *ban.List
 }
+
+// errAccountBanned refuses a banned account (docs/api.md).
+var errAccountBanned = &xrpc.Error{Status: http.StatusForbidden, Name: "AccountBanned",
+	Message: "this account is barred from this service by its operator"}
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (d *Delivery) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
@@ -171,6 +178,27 @@ func (d *Delivery) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 			Err:     err,
 		})
 		return nil
+	}
+	// A verified caller (cairn_auth ran) that is banned goes no further.
+	// The WebSocket stream carries no caller here: its ticket was issued
+	// by getSubscriptionTicket, which this check already guarded.
+	if id, ok := caller.From(r.Context()); ok {
+		banned, err := h.bans.Banned(r.Context(), id.DID)
+		if err != nil {
+			// Bans fail closed: the ban list could not be read.
+			respondError(d.logger, w, r, &xrpc.Error{
+				Status:  http.StatusServiceUnavailable,
+				Name:    "ServiceUnavailable",
+				Message: "the delivery service is not available",
+				Header:  http.Header{"Retry-After": {"5"}},
+				Err:     err,
+			})
+			return nil
+		}
+		if banned {
+			respondError(d.logger, w, r, errAccountBanned)
+			return nil
+		}
 	}
 	switch {
 	case h.realtime.Handles(nsid):

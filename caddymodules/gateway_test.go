@@ -464,6 +464,11 @@ func TestBadConfigIsRefusedWithActionableMessages(t *testing.T) {
 		{"unknown preset", "http://127.0.0.1:1 {\n\tcairn_rate_limit {\n\t\tpreset everything\n\t}\n}\n", `unknown preset \"everything\"`},
 		{"redis backend without redis", "http://127.0.0.1:1 {\n\tcairn_rate_limit {\n\t\tpreset public\n\t\tbackend redis\n\t}\n}\n", "no Redis is configured"},
 		{"duplicate zone", "http://127.0.0.1:1 {\n\tcairn_rate_limit {\n\t\tpreset public\n\t\tzone public_ip {\n\t\t\tkey ip\n\t\t\trate 1/1s\n\t\t}\n\t}\n}\n", "defined twice"},
+		{"audit ip policy", "{\n\tcairn {\n\t\taudit {\n\t\t\tip full\n\t\t}\n\t}\n}\nhttp://127.0.0.1:1 {\n\tcairn_request_id\n}\n", `audit ip \"full\": want`},
+		{"audit retention", "{\n\tcairn {\n\t\taudit {\n\t\t\tretention forever\n\t\t}\n\t}\n}\nhttp://127.0.0.1:1 {\n\tcairn_request_id\n}\n", "audit retention"},
+		{"audit unknown option", "{\n\tcairn {\n\t\taudit {\n\t\t\tsign yes\n\t\t}\n\t}\n}\nhttp://127.0.0.1:1 {\n\tcairn_request_id\n}\n", "unrecognized audit option"},
+		{"short audit key", "{\n\tcairn {\n\t\taudit {\n\t\t\tkey tooshort\n\t\t}\n\t}\n}\nhttp://127.0.0.1:1 {\n\tcairn_request_id\n}\n", "at least 32 bytes"},
+		{"operator api options", "http://127.0.0.1:1 {\n\tcairn_operator_api {\n\t\tfoo\n\t}\n}\n", "takes no options"},
 		{"bad header", "http://127.0.0.1:1 {\n\tcairn_security_headers {\n\t\tX-Bad \"a\nb\"\n\t}\n}\n", "line breaks"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -42,19 +41,19 @@ the backup taken before the upgrade.`,
 			status := &cobra.Command{
 				Use:   "status [--config <path>] [--database <url>] [--json]",
 				Short: "Shows the applied schema version and the pending migrations",
-				Args:  cobra.NoArgs,
-				RunE:  migrateRunE(migrateStatus),
+				Args:  cobra.ArbitraryArgs,
 			}
+			runCLI(status, "cairn-caddy migrate", migrateRun(migrateStatus))
 			up := &cobra.Command{
 				Use:   "up [--config <path>] [--database <url>] [--dry-run] [--json]",
 				Short: "Applies the pending migrations",
-				Args:  cobra.NoArgs,
-				RunE:  migrateRunE(migrateUp),
+				Args:  cobra.ArbitraryArgs,
 			}
+			runCLI(up, "cairn-caddy migrate", migrateRun(migrateUp))
 			up.Flags().Bool("dry-run", false, "List the migrations that would be applied, and apply none")
 			for _, c := range []*cobra.Command{status, up} {
 				addStoreFlags(c)
-				c.Flags().Bool("json", false, "Print the result as JSON")
+				c.Flags().Bool("json", false, "Print the result as an NDJSON summary event")
 				cmd.AddCommand(c)
 			}
 		},
@@ -64,11 +63,13 @@ the backup taken before the upgrade.`,
 // migrateTimeout bounds one migrate command.
 const migrateTimeout = 10 * time.Minute
 
-// migrateRunE runs a migrate subcommand: any error becomes one line on
-// stderr and exit status 1, without usage text or a stack trace.
-func migrateRunE(run func(ctx context.Context, b open.Backend, cfg open.Config, fl caddycmd.Flags, out io.Writer) error) func(*cobra.Command, []string) error {
-	return func(cmd *cobra.Command, _ []string) error {
-		cmd.SilenceUsage, cmd.SilenceErrors = true, true
+// migrateRun runs a migrate subcommand with the operator commands'
+// conventions (cli.go): any error is one line and exit status 1.
+func migrateRun(run func(ctx context.Context, b open.Backend, cfg open.Config, fl caddycmd.Flags, c *cli) error) func(*cli, *cobra.Command, []string) int {
+	return func(c *cli, cmd *cobra.Command, args []string) int {
+		if code, ok := usageArgs(c, 0, args, "no arguments"); !ok {
+			return code
+		}
 		fl := caddycmd.Flags{FlagSet: cmd.Flags()}
 		err := func() error {
 			cfg, err := storeConfigFromFlags(fl)
@@ -82,12 +83,12 @@ func migrateRunE(run func(ctx context.Context, b open.Backend, cfg open.Config, 
 			defer b.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), migrateTimeout)
 			defer cancel()
-			return run(ctx, b, cfg, fl, cmd.OutOrStdout())
+			return run(ctx, b, cfg, fl, c)
 		}()
 		if err != nil {
-			fmt.Fprintln(cmd.ErrOrStderr(), "cairn-caddy migrate:", oneLine(err))
+			return c.fail(ExitFailure, err)
 		}
-		return err
+		return ExitOK
 	}
 }
 
@@ -135,12 +136,26 @@ func storeConfigFromFlags(fl caddycmd.Flags) (open.Config, error) {
 // does, and reads the cairn app's store settings from it. Nothing is
 // provisioned: no module runs, so reading has no side effect.
 func storeConfigFromFile(path, adapter string) (open.Config, error) {
+	app, err := appFromFile(path, adapter)
+	if err != nil {
+		return open.Config{}, err
+	}
+	sc := app.StoreConfig()
+	if err := sc.Validate(); err != nil {
+		return open.Config{}, fmt.Errorf("the cairn app of %s: %w", path, err)
+	}
+	return sc, nil
+}
+
+// appFromFile adapts the configuration file to JSON, as `run` does, and
+// decodes its cairn app strictly, without provisioning it.
+func appFromFile(path, adapter string) (*App, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return open.Config{}, fmt.Errorf("configuration file %s does not exist", path)
+			return nil, fmt.Errorf("configuration file %s does not exist", path)
 		}
-		return open.Config{}, fmt.Errorf("reading the configuration: %w", err)
+		return nil, fmt.Errorf("reading the configuration: %w", err)
 	}
 	if adapter == "" && !strings.EqualFold(filepath.Ext(path), ".json") {
 		adapter = "caddyfile"
@@ -148,29 +163,25 @@ func storeConfigFromFile(path, adapter string) (open.Config, error) {
 	if adapter != "" {
 		a := caddyconfig.GetAdapter(adapter)
 		if a == nil {
-			return open.Config{}, fmt.Errorf("unknown config adapter %q", adapter)
+			return nil, fmt.Errorf("unknown config adapter %q", adapter)
 		}
 		if raw, _, err = a.Adapt(raw, map[string]any{"filename": path}); err != nil {
-			return open.Config{}, fmt.Errorf("adapting %s: %w", path, err)
+			return nil, fmt.Errorf("adapting %s: %w", path, err)
 		}
 	}
 	var cfg struct {
 		Apps map[string]json.RawMessage `json:"apps"`
 	}
 	if err := json.Unmarshal(raw, &cfg); err != nil {
-		return open.Config{}, fmt.Errorf("reading %s: %w", path, err)
+		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	app := new(App)
 	if rawApp, ok := cfg.Apps["cairn"]; ok {
 		if err := caddy.StrictUnmarshalJSON(rawApp, app); err != nil {
-			return open.Config{}, fmt.Errorf("reading the cairn app of %s: %w", path, err)
+			return nil, fmt.Errorf("reading the cairn app of %s: %w", path, err)
 		}
 	}
-	sc := app.StoreConfig()
-	if err := sc.Validate(); err != nil {
-		return open.Config{}, fmt.Errorf("the cairn app of %s: %w", path, err)
-	}
-	return sc, nil
+	return app, nil
 }
 
 // migrationJSON is one migration in --json output.
@@ -192,13 +203,13 @@ func migrationsJSON[T store.Migration | store.AppliedMigration](ms []T) []migrat
 	return out
 }
 
-func migrateStatus(ctx context.Context, b open.Backend, cfg open.Config, fl caddycmd.Flags, out io.Writer) error {
+func migrateStatus(ctx context.Context, b open.Backend, cfg open.Config, fl caddycmd.Flags, c *cli) error {
 	st, err := b.MigrationStatus(ctx)
 	if err != nil {
 		return fmt.Errorf("reading the schema of %s: %w", cfg, err)
 	}
 	if fl.Bool("json") {
-		return writeJSON(out, map[string]any{
+		c.event("summary", map[string]any{
 			"backend":    cfg.Kind(),
 			"database":   cfg.String(),
 			"current":    st.Current,
@@ -207,25 +218,26 @@ func migrateStatus(ctx context.Context, b open.Backend, cfg open.Config, fl cadd
 			"pending":    migrationsJSON(st.Pending),
 			"unknown":    migrationsJSON(st.Unknown),
 		})
+		return nil
 	}
-	fmt.Fprintf(out, "database: %s\n", cfg)
-	fmt.Fprintf(out, "schema:   version %d; this binary knows up to version %d\n", st.Current, st.Latest)
+	fmt.Fprintf(c.out, "database: %s\n", cfg)
+	fmt.Fprintf(c.out, "schema:   version %d; this binary knows up to version %d\n", st.Current, st.Latest)
 	for _, m := range st.Pending {
-		fmt.Fprintf(out, "pending:  %s\n", m.Name)
+		fmt.Fprintf(c.out, "pending:  %s\n", m.Name)
 	}
 	if err := st.Check(); err != nil {
-		fmt.Fprintf(out, "refused:  %s\n", oneLine(err))
+		fmt.Fprintf(c.out, "refused:  %s\n", oneLine(err))
 		return nil
 	}
 	if st.UpToDate() {
-		fmt.Fprintln(out, "up to date")
+		fmt.Fprintln(c.out, "up to date")
 	} else {
-		fmt.Fprintln(out, "run `cairn-caddy migrate up` to apply the pending migrations")
+		fmt.Fprintln(c.out, "run `cairn-caddy migrate up` to apply the pending migrations")
 	}
 	return nil
 }
 
-func migrateUp(ctx context.Context, b open.Backend, cfg open.Config, fl caddycmd.Flags, out io.Writer) error {
+func migrateUp(ctx context.Context, b open.Backend, cfg open.Config, fl caddycmd.Flags, c *cli) error {
 	dryRun := fl.Bool("dry-run")
 	var ms []store.Migration
 	var latest int
@@ -250,34 +262,29 @@ func migrateUp(ctx context.Context, b open.Backend, cfg open.Config, fl caddycmd
 		latest = st.Current
 	}
 	if fl.Bool("json") {
-		return writeJSON(out, map[string]any{
+		c.event("summary", map[string]any{
 			"backend":    cfg.Kind(),
 			"database":   cfg.String(),
 			"dry_run":    dryRun,
 			"migrations": migrationsJSON(ms),
 			"version":    latest,
 		})
+		return nil
 	}
-	fmt.Fprintf(out, "database: %s\n", cfg)
+	fmt.Fprintf(c.out, "database: %s\n", cfg)
 	verb := "applied"
 	if dryRun {
 		verb = "would apply"
 	}
 	for _, m := range ms {
-		fmt.Fprintf(out, "%s: %s\n", verb, m.Name)
+		fmt.Fprintf(c.out, "%s: %s\n", verb, m.Name)
 	}
 	if len(ms) == 0 {
-		fmt.Fprintf(out, "nothing to apply: the schema is at version %d\n", latest)
+		fmt.Fprintf(c.out, "nothing to apply: the schema is at version %d\n", latest)
 	} else if dryRun {
-		fmt.Fprintf(out, "dry run: nothing was applied; the schema would be at version %d\n", latest)
+		fmt.Fprintf(c.out, "dry run: nothing was applied; the schema would be at version %d\n", latest)
 	} else {
-		fmt.Fprintf(out, "the schema is at version %d\n", latest)
+		fmt.Fprintf(c.out, "the schema is at version %d\n", latest)
 	}
 	return nil
-}
-
-func writeJSON(out io.Writer, v any) error {
-	enc := json.NewEncoder(out)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -29,7 +30,9 @@ func init() {
 // (issuer discovery, JWKS, audience, and a required group or role claim),
 // and, for small installs, a static operator token stored only as its
 // SHA-256 hash and compared in constant time. With both configured, either
-// is accepted. A refusal is 401 (403 for a valid token without the role)
+// is accepted. Successes (per operator) and refusals (per source address,
+// as its keyed hash) are written to the audit log, aggregated per minute.
+// A refusal is 401 (403 for a valid token without the role)
 // with an XRPC error body; when the provider cannot be reached, 503.
 //
 // Caddyfile:
@@ -43,6 +46,7 @@ func init() {
 //	        allow_http_issuer                     # development only
 //	    }
 //	    static_token_hash sha256:<64 hex>         # from `cairn-caddy operator-token`
+//	    static_token_name ops-team                # the audit log's actor; default static
 //	}
 type OperatorAuth struct {
 	// OIDC configures verification of tokens from an identity provider.
@@ -50,8 +54,12 @@ type OperatorAuth struct {
 	// StaticTokenHash is "sha256:<64 hex>" of the static operator token.
 	// Placeholders are expanded ({env.CAIRN_OPERATOR_TOKEN_HASH}).
 	StaticTokenHash string `json:"static_token_hash,omitempty"`
+	// StaticTokenName names whoever holds the static token, as the actor
+	// of its audit log rows. Default "static".
+	StaticTokenName string `json:"static_token_name,omitempty"`
 
 	verifiers []operatorauth.Verifier
+	app       *App
 	metrics   *metrics.Metrics
 	logger    *zap.Logger
 }
@@ -86,6 +94,10 @@ func (o *OperatorAuth) Provision(ctx caddy.Context) error {
 		return err
 	}
 	o.metrics, o.logger = app.Metrics(), app.ModuleLogger(ctx)
+	// Authentication successes and failures go to the audit log, which
+	// lives in the store.
+	app.UseStore()
+	o.app = app
 	repl := caddy.NewReplacer()
 	o.verifiers = nil
 	if o.OIDC != nil {
@@ -123,6 +135,7 @@ func (o *OperatorAuth) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return fmt.Errorf("cairn_operator_auth static_token_hash: %w (generate one with `cairn-caddy operator-token`)", err)
 		}
+		st.Name = o.StaticTokenName
 		o.verifiers = append(o.verifiers, st)
 	} else if o.StaticTokenHash != "" {
 		return fmt.Errorf("cairn_operator_auth static_token_hash %q expands to an empty value", o.StaticTokenHash)
@@ -145,7 +158,10 @@ func (o *OperatorAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 			if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 				repl.Set(userIDPlaceholder, "operator:"+op.Method)
 			}
-			return next.ServeHTTP(w, r)
+			if p := o.app.operatorPlane(); p != nil {
+				p.auth.Success(op.Subject, op.Method)
+			}
+			return next.ServeHTTP(w, r.WithContext(operatorauth.NewContext(r.Context(), op)))
 		}
 		// Prefer the most telling refusal: a verifier that recognised the
 		// token (forbidden, expired) over one that did not.
@@ -156,6 +172,12 @@ func (o *OperatorAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next ca
 	reason := authfail.Reason(firstErr)
 	o.metrics.AuthOutcome("operator", reason)
 	xe := authfail.XRPCError(firstErr)
+	if p := o.app.operatorPlane(); p != nil {
+		// Aggregated per source (the keyed hash of the client address)
+		// per window: a flood writes one row per source.
+		ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+		p.auth.Failure(o.app.hasher.Hash(ip), reason)
+	}
 	if !xe.ServerFault() {
 		if c := requestLogger(o.logger, r).Check(zap.InfoLevel, "refused an operator request"); c != nil {
 			c.Write(zap.String("reason", reason))
@@ -181,6 +203,13 @@ func (o *OperatorAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "static_token_hash":
 			if !d.AllArgs(&o.StaticTokenHash) {
 				return d.ArgErr()
+			}
+		case "static_token_name":
+			if !d.AllArgs(&o.StaticTokenName) {
+				return d.ArgErr()
+			}
+			if n := o.StaticTokenName; n == "" || len(n) > 128 || strings.ContainsAny(n, " \t\r\n") {
+				return d.Errf("static_token_name %q: want 1 to 128 characters without spaces", n)
 			}
 		case "oidc":
 			o.OIDC = new(OperatorOIDC)

@@ -3,8 +3,6 @@ package caddymodules_test
 import (
 	"fmt"
 	"net/http"
-	"os/exec"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -15,15 +13,7 @@ import (
 // operator-token command, as an operator would, configures its hash, and
 // checks the guard.
 func TestOperatorTokenGuardsTheInternalSite(t *testing.T) {
-	out, err := exec.Command(builder.Binary(t), "operator-token").CombinedOutput()
-	if err != nil {
-		t.Fatalf("operator-token: %v\n%s", err, out)
-	}
-	m := regexp.MustCompile(`token: (\S+)\nhash:  (sha256:[0-9a-f]{64})`).FindStringSubmatch(string(out))
-	if m == nil {
-		t.Fatalf("operator-token printed %q", out)
-	}
-	token, hash := m[1], m[2]
+	token, hash := operatorToken(t)
 
 	text := `{
 	admin 127.0.0.1:{ADMIN}

@@ -260,8 +260,10 @@ func testEventStreamAcrossTwoGateways(t *testing.T, notifier string) {
 		}
 	}
 	homeA := t.TempDir()
-	a := startPlain(t, text, gatewaytest.Options{Home: homeA})
-	b := startPlain(t, text, gatewaytest.Options{})
+	// Nodes sharing a database share the audit key (docs/operations.md).
+	shared := []string{"CAIRN_AUDIT_KEY=" + strings.Repeat("k", 40)}
+	a := startPlain(t, text, gatewaytest.Options{Home: homeA, Env: shared})
+	b := startPlain(t, text, gatewaytest.Options{Env: shared})
 	now = freshIat(t, testLeeway, a, b)
 	reqs := []atprototest.Token{tok("createConvo"), tok("streamConvoEvents")}
 	for range 7 {
@@ -299,7 +301,7 @@ func testEventStreamAcrossTwoGateways(t *testing.T, notifier string) {
 	for i := 4; i <= 6; i++ {
 		send(b, i)
 	}
-	a2 := startPlain(t, text, gatewaytest.Options{Home: homeA})
+	a2 := startPlain(t, text, gatewaytest.Options{Home: homeA, Env: shared})
 	// The restarted node's replay memory is new: it takes tokens issued
 	// since.
 	now = freshIat(t, testLeeway, a2)

@@ -20,6 +20,9 @@ const staticHashPrefix = "sha256:"
 // not a password.
 type StaticToken struct {
 	sum [sha256.Size]byte
+	// Name is the operator's Subject when the token is accepted, so the
+	// audit log can tell who acted; "static" when empty.
+	Name string
 }
 
 // ParseStaticTokenHash parses a stored hash of the form "sha256:<64 hex>", as
@@ -65,5 +68,9 @@ func (s *StaticToken) Verify(_ context.Context, credential string) (*Operator, e
 	if subtle.ConstantTimeCompare(sum[:], s.sum[:]) != 1 {
 		return nil, fmt.Errorf("%w: static token does not match", ErrInvalidToken)
 	}
-	return &Operator{Method: "static", Subject: "static"}, nil
+	name := s.Name
+	if name == "" {
+		name = "static"
+	}
+	return &Operator{Method: "static", Subject: name}, nil
 }

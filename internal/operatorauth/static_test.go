@@ -93,3 +93,21 @@ func TestErrorMapping(t *testing.T) {
 		}
 	}
 }
+
+func TestStaticTokenName(t *testing.T) {
+	token, hash, err := GenerateStaticToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := ParseStaticTokenHash(hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if op, err := st.Verify(t.Context(), token); err != nil || op.Subject != "static" {
+		t.Fatalf("unnamed: %+v, %v", op, err)
+	}
+	st.Name = "ops-team"
+	if op, err := st.Verify(t.Context(), token); err != nil || op.Subject != "ops-team" || op.Method != "static" {
+		t.Fatalf("named: %+v, %v", op, err)
+	}
+}

@@ -1,6 +1,6 @@
 // Package retention deletes what the delivery service no longer needs:
-// messages, event rows, Welcomes, key packages and idempotency records past
-// their configured ages. It runs as one background worker per gateway node,
+// messages, event rows, Welcomes, key packages, idempotency records and
+// audit log rows past their configured ages. It runs as one background worker per gateway node,
 // and a store-wide lock makes sure only one node purges at a time.
 //
 // It decides nothing about what a row means; each purge's rules live in the
@@ -29,6 +29,7 @@ const (
 	DefaultKeyPackagesPerDev  = 200
 	DefaultIdempotency        = 24 * time.Hour
 	DefaultInterval           = 10 * time.Minute
+	DefaultAudit              = 90 * 24 * time.Hour
 )
 
 // Config sets how long each kind of row is kept. Zero values take the
@@ -55,8 +56,17 @@ type Config struct {
 	// Idempotency: records that let a retried write return its original
 	// response. Default 24 hours.
 	Idempotency time.Duration
+	// Audit: audit log rows, when the worker has an AuditPruner. Default
+	// 90 days.
+	Audit time.Duration
 	// Interval between passes. Default 10 minutes.
 	Interval time.Duration
+}
+
+// AuditPruner prunes the audit log keeping its chain verifiable
+// (*audit.Log).
+type AuditPruner interface {
+	Prune(ctx context.Context, olderThan time.Duration) (int64, error)
 }
 
 func (c *Config) applyDefaults() {
@@ -72,6 +82,7 @@ func (c *Config) applyDefaults() {
 	def(&c.ConsumedKeyPackages, DefaultConsumedKeyPackage)
 	def(&c.Idempotency, DefaultIdempotency)
 	def(&c.Interval, DefaultInterval)
+	def(&c.Audit, DefaultAudit)
 	if c.KeyPackagesPerDevice <= 0 {
 		c.KeyPackagesPerDevice = DefaultKeyPackagesPerDev
 	}
@@ -92,14 +103,15 @@ func (c Config) Validate() error {
 // Report is what one pass deleted, by kind. Skipped is true when another
 // node held the lock.
 type Report struct {
-	Messages, Events, Welcomes, KeyPackages, Idempotency int64
-	Skipped                                              bool
+	Messages, Events, Welcomes, KeyPackages, Idempotency, Audit int64
+	Skipped                                                     bool
 }
 
 // Worker runs purge passes.
 type Worker struct {
 	store store.Maintenance
 	cfg   Config
+	audit AuditPruner
 	// OnPass, if set, is called after every pass with its report and error
 	// (for logs and metrics; a report holds only counts).
 	onPass func(Report, error)
@@ -116,6 +128,10 @@ func New(s store.Maintenance, cfg Config, onPass func(Report, error)) (*Worker, 
 	cfg.applyDefaults()
 	return &Worker{store: s, cfg: cfg, onPass: onPass}, nil
 }
+
+// PruneAudit makes every pass also prune the audit log through p, after
+// Config.Audit. Call it before Run.
+func (w *Worker) PruneAudit(p AuditPruner) { w.audit = p }
 
 // Name names the worker, for the cairn app's worker list and its logs.
 func (w *Worker) Name() string { return "retention" }
@@ -153,6 +169,9 @@ func (w *Worker) RunOnce(ctx context.Context) (Report, error) {
 		return w.store.PurgeKeyPackages(ctx, c.ConsumedKeyPackages, c.KeyPackagesPerDevice)
 	})
 	run("idempotency records", &r.Idempotency, func() (int64, error) { return w.store.PurgeIdempotency(ctx, c.Idempotency) })
+	if w.audit != nil {
+		run("audit log", &r.Audit, func() (int64, error) { return w.audit.Prune(ctx, c.Audit) })
+	}
 	return r, errors.Join(errs...)
 }
 

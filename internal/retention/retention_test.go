@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-chat/cairn-caddy/internal/audit"
 	"github.com/cairn-chat/cairn-caddy/internal/store"
 	"github.com/cairn-chat/cairn-caddy/internal/store/postgres"
 	"github.com/cairn-chat/cairn-caddy/internal/store/sqlite"
@@ -140,3 +141,37 @@ func TestConfigValidation(t *testing.T) {
 
 // nopStore satisfies store.Maintenance for the configuration test only.
 type nopStore struct{ store.Maintenance }
+
+// TestPrunesTheAuditLog checks that a pass prunes the audit log after
+// Config.Audit (90 days by default) through the audit package, so the
+// chain still verifies.
+func TestPrunesTheAuditLog(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+			s := b.open(t, clk.Now)
+			log, err := audit.New(audit.Config{Store: s.(store.AuditLog), Key: []byte("retention-test-key-retention-test-key"), Now: clk.Now})
+			testenv.Must(t, err, "audit log")
+			for range 3 {
+				testenv.Must(t, log.Record(ctx, audit.Event{Type: audit.TypeConfigLoad}), "record")
+			}
+			clk.Advance(89 * day)
+			testenv.Must(t, log.Record(ctx, audit.Event{Type: audit.TypeConfigLoad}), "record")
+			clk.Advance(2 * day)
+			w, err := New(s, Config{}, nil)
+			testenv.Must(t, err, "new worker")
+			w.PruneAudit(log)
+			r, err := w.RunOnce(ctx)
+			testenv.Must(t, err, "run")
+			if r.Audit != 3 {
+				t.Fatalf("report %+v: want the three 91-day-old audit rows pruned", r)
+			}
+			rep, err := log.Verify(ctx, nil)
+			testenv.Must(t, err, "verify")
+			if rep.Problem != nil || rep.Anchor.Seq != 3 || rep.Rows != 2 {
+				t.Fatalf("verify after the pass = %+v (%+v)", rep, rep.Problem)
+			}
+		})
+	}
+}

@@ -6,9 +6,11 @@
 // Store is composed of small interfaces, as certmagic composes Storage and
 // Locker, and each consumer takes only the slice it uses: Reader, Writer,
 // Idempotency (internal/delivery), EventLog (internal/realtime, with four
-// reads), Maintenance = Locker + Purger (internal/retention). A backend
-// states its properties as Traits rather than letting consumers infer them
-// from its configuration.
+// reads), Maintenance = Locker + Purger (internal/retention). AuditLog
+// (internal/audit) and Bans (internal/ban) are implemented by both
+// backends beside Store, not part of it: their consumers assert them. A
+// backend states its properties as Traits rather than letting consumers
+// infer them from its configuration.
 //
 // Failures are classified by the backend that sees them: a database that
 // cannot take a call now is ErrUnavailable, and a write whose COMMIT was

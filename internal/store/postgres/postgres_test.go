@@ -44,6 +44,17 @@ func backend(t *testing.T) storetest.Backend {
 			// boundaries.
 			return postgres.Open(ctx, postgres.Config{URL: url, Now: now, PurgeBatch: 2})
 		},
+		Exec: func(t *testing.T, url, stmt string) {
+			t.Helper()
+			conn, err := pgx.Connect(t.Context(), url)
+			if err != nil {
+				t.Fatalf("connect: %v", err)
+			}
+			defer conn.Close(context.Background())
+			if _, err := conn.Exec(t.Context(), stmt); err != nil {
+				t.Fatalf("%s: %v", stmt, err)
+			}
+		},
 	}
 }
 

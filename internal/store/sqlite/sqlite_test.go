@@ -23,6 +23,17 @@ func backend() storetest.Backend {
 			// boundaries.
 			return sqlite.Open(ctx, sqlite.Config{Path: path, Now: now, PurgeBatch: 2})
 		},
+		Exec: func(t *testing.T, path, stmt string) {
+			t.Helper()
+			db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if _, err := db.ExecContext(t.Context(), stmt); err != nil {
+				t.Fatalf("%s: %v", stmt, err)
+			}
+		},
 	}
 }
 

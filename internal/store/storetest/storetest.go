@@ -24,6 +24,9 @@ type Backend struct {
 	// Open opens a store on data, running migrations. The suite closes it.
 	// It must be safe to call concurrently on the same data.
 	Open func(ctx context.Context, data string, now func() time.Time) (store.Store, error)
+	// Exec runs one SQL statement on data directly, behind the store's
+	// back, for the audit log's tamper tests.
+	Exec func(t *testing.T, data, stmt string)
 }
 
 // SchemaInspector is implemented by stores so the suite can check, by
@@ -119,6 +122,12 @@ func Run(t *testing.T, b Backend) {
 		{"PurgeIdempotency", testPurgeIdempotency},
 		{"TryLock", testTryLock},
 		{"Traits", testTraits},
+		{"AuditAppendAndQuery", testAuditAppendAndQuery},
+		{"AuditConcurrentAppends", testAuditConcurrentAppends},
+		{"AuditPrune", testAuditPrune},
+		{"AuditTamper", testAuditTamper},
+		{"Bans", testBans},
+		{"AuditAndBanSchema", testAuditAndBanSchema},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
