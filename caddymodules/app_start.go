@@ -211,6 +211,7 @@ func (a *App) openStore(ctx context.Context) (store.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cairn database (%s): %w", cfg, err)
 	}
+	a.metrics.WatchStorePools(string(cfg.Kind()), st)
 	return st, nil
 }
 

@@ -35,6 +35,7 @@ type Metrics struct {
 	xrpcDuration  *prometheus.HistogramVec
 	xrpcUnavail   prometheus.Counter
 	purged        *prometheus.CounterVec
+	pools         *storePools
 	rateDecisions *prometheus.CounterVec
 	backendErrors *prometheus.CounterVec
 	backendState  *prometheus.GaugeVec
@@ -80,6 +81,7 @@ func New() *Metrics {
 			Namespace: Namespace, Subsystem: "retention", Name: "purged_total",
 			Help: "Rows removed by retention passes, by kind (messages, events, welcomes, key_packages, idempotency).",
 		}, []string{"kind"}),
+		pools: newStorePools(),
 		rateDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Subsystem: "ratelimit", Name: "decisions_total",
 			Help: "Rate-limit decisions by zone, outcome (allowed, limited) and the backend that decided (local, shared, local_fallback, fail_open, fail_closed).",
@@ -97,7 +99,7 @@ func New() *Metrics {
 			Help: "Authentication outcomes by kind (client, operator) and reason (ok, or the fixed failure reason, e.g. expired, replayed, bad_signature).",
 		}, []string{"kind", "reason"}),
 	}
-	m.Registry.MustRegister(m.xrpcRequests, m.xrpcDuration, m.xrpcUnavail, m.purged, m.rateDecisions, m.backendErrors, m.backendState, m.authOutcomes)
+	m.Registry.MustRegister(m.xrpcRequests, m.xrpcDuration, m.xrpcUnavail, m.purged, m.pools, m.rateDecisions, m.backendErrors, m.backendState, m.authOutcomes)
 	for _, k := range retentionKinds {
 		m.purged.WithLabelValues(k)
 	}
