@@ -103,6 +103,9 @@ func New() *Metrics {
 	for _, k := range retentionKinds {
 		m.purged.WithLabelValues(k)
 	}
+	for _, b := range knownBackendErrors {
+		m.backendErrors.WithLabelValues(b[0], b[1])
+	}
 	m.Realtime = newRealtime(m.Registry)
 	m.xrpcSeries = map[string]*xrpcSeries{}
 	for _, nsid := range xrpc.KnownNSIDs() {
@@ -152,6 +155,11 @@ func (m *Metrics) ObserveXRPC(nsid string, status int, took time.Duration) {
 		m.xrpcUnavail.Inc()
 	}
 }
+
+// knownBackendErrors are the backend and operation pairs whose error series
+// exist at zero from the start, so that a dashboard shows a flat line before
+// the first failure. Worker panics add their worker's name as operation.
+var knownBackendErrors = [][2]string{{"redis", "ratelimit"}, {"ratelimit", "allow"}, {"store", "retention"}}
 
 // retentionKinds are the kind label values of cairn_retention_purged_total;
 // their series exist at zero from the start, so a dashboard shows a flat line
