@@ -75,7 +75,7 @@ func New() *Metrics {
 		}, []string{"nsid"}),
 		xrpcUnavail: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace, Subsystem: "xrpc", Name: "unavailable_total",
-			Help: "XRPC requests answered 503 (the store or another backend was unavailable).",
+			Help: "XRPC requests answered 503: a backend did not answer (the store, the DID resolver, the replay store, a fail_closed rate limit) or the node is shutting down.",
 		}),
 		purged: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Subsystem: "retention", Name: "purged_total",
