@@ -75,6 +75,7 @@ http://127.0.0.1:{PORT} {
 		cairn_auth {
 			service_did did:web:gateway.test
 			replay memory
+			leeway 1s
 		}
 		cairn_delivery
 		error 501
@@ -90,16 +91,17 @@ http://127.0.0.1:{PORT} {
 // address the requests carried.
 func TestTracesCarryTheRequestIDAndNoIdentity(t *testing.T) {
 	plc := atprototest.NewPLC(t)
-	now := time.Now().Unix()
-	minted := atprototest.Mint(t, []atprototest.Key{{Name: "alice", Type: "k256"}},
-		[]atprototest.Token{{Key: "alice", Iss: aliceDID, Aud: "did:web:gateway.test", Lxm: getConvo, Iat: now, Exp: now + 60}})
-	plc.Publish(aliceDID, minted.Keys["alice"])
 	collector := newOTLPCollector(t)
 	g := startPlain(t, fmt.Sprintf(tracingCaddyfile, plc.URL), gatewaytest.Options{Env: []string{
 		"OTEL_TRACES_EXPORTER=cairn",
 		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=" + collector.URL + "/v1/traces",
 		"OTEL_BSP_SCHEDULE_DELAY=50",
 	}})
+	// Tokens issued before the replay memory began are refused.
+	now := freshIat(t, testLeeway, g)
+	minted := atprototest.Mint(t, []atprototest.Key{{Name: "alice", Type: "k256"}},
+		[]atprototest.Token{{Key: "alice", Iss: aliceDID, Aud: "did:web:gateway.test", Lxm: getConvo, Iat: now, Exp: now + 60}})
+	plc.Publish(aliceDID, minted.Keys["alice"])
 
 	const (
 		convo  = "c0ffee4242c0ffee"

@@ -61,6 +61,7 @@ http://127.0.0.1:%[2]d {
 		cairn_auth {
 			service_did did:web:gateway.test
 			replay memory
+			leeway 1s
 		}
 		cairn_delivery
 		error 501
@@ -131,7 +132,6 @@ func scrapeAfterTraffic(t *testing.T) map[string]*dto.MetricFamily {
 		}
 	})
 	plc := atprototest.NewPLC(t)
-	now := time.Now().Unix()
 	const (
 		create = "blue.catbird.mls.createConvo"
 		list   = "blue.catbird.mls.getConvos"
@@ -139,6 +139,13 @@ func scrapeAfterTraffic(t *testing.T) map[string]*dto.MetricFamily {
 		ticket = "blue.catbird.mls.getSubscriptionTicket"
 		other  = "com.example.notServed"
 	)
+	admin, port, metricsPort := gatewaytest.FreePort(t), gatewaytest.FreePort(t), gatewaytest.FreePort(t)
+	g := gatewaytest.Start(t, &builder, gatewaytest.Options{
+		Caddyfile: fmt.Sprintf(featuresCaddyfile, admin, port, plc.URL, testenv.RedisURL(), zone, metricsPort),
+		AdminPort: admin,
+	})
+	// Tokens issued before the gateway's replay memory began are refused.
+	now := gatewaytest.FreshIat(time.Now(), time.Second)
 	var tokens []atprototest.Token
 	for _, lxm := range []string{create, list, stream, ticket, other} {
 		tokens = append(tokens, atprototest.Token{Key: "alice", Iss: aliceDID, Aud: "did:web:gateway.test", Lxm: lxm, Iat: now, Exp: now + 60})
@@ -146,11 +153,6 @@ func scrapeAfterTraffic(t *testing.T) map[string]*dto.MetricFamily {
 	minted := atprototest.Mint(t, []atprototest.Key{{Name: "alice", Type: "k256"}}, tokens)
 	plc.Publish(aliceDID, minted.Keys["alice"])
 
-	admin, port, metricsPort := gatewaytest.FreePort(t), gatewaytest.FreePort(t), gatewaytest.FreePort(t)
-	g := gatewaytest.Start(t, &builder, gatewaytest.Options{
-		Caddyfile: fmt.Sprintf(featuresCaddyfile, admin, port, plc.URL, testenv.RedisURL(), zone, metricsPort),
-		AdminPort: admin,
-	})
 	base := fmt.Sprintf("http://127.0.0.1:%d/xrpc/", port)
 	call := func(method, nsid, token, body string) int {
 		t.Helper()
