@@ -119,6 +119,10 @@ func (a *App) onRetentionPass(r retention.Report, err error) {
 		return
 	}
 	if !r.Skipped {
+		for kind, n := range map[string]int64{"messages": r.Messages, "events": r.Events, "welcomes": r.Welcomes,
+			"key_packages": r.KeyPackages, "idempotency": r.Idempotency} {
+			a.metrics.RetentionPurged(kind, n)
+		}
 		a.logger.Info("retention pass", zap.Int64("messages", r.Messages), zap.Int64("events", r.Events),
 			zap.Int64("welcomes", r.Welcomes), zap.Int64("key_packages", r.KeyPackages), zap.Int64("idempotency", r.Idempotency),
 			zap.Int64("audit", r.Audit))
@@ -207,6 +211,7 @@ func (a *App) openStore(ctx context.Context) (store.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cairn database (%s): %w", cfg, err)
 	}
+	a.metrics.WatchStorePools(string(cfg.Kind()), st)
 	return st, nil
 }
 

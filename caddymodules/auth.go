@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.opentelemetry.io/otel/attribute"
 	"go.uber.org/zap"
 
 	"github.com/cairn-chat/cairn-caddy/internal/atpauth"
@@ -153,9 +154,12 @@ func (a *Auth) Provision(ctx caddy.Context) error {
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (a *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	nsid, _ := xrpc.NSIDFromPath(r.URL.Path)
-	v, err := a.verifier.Verify(r.Context(), r.Header.Get("Authorization"), nsid)
+	traced, span := startSpan(r, "cairn.auth", attribute.String("cairn.nsid", xrpc.LabelFor(nsid)))
+	v, err := a.verifier.Verify(traced.Context(), r.Header.Get("Authorization"), nsid)
+	reason := authReason(err)
+	span.SetAttributes(attribute.String("cairn.auth.reason", reason))
+	span.End()
 	if err != nil {
-		reason := authfail.Reason(err)
 		a.metrics.AuthOutcome("client", reason)
 		if errors.Is(err, atpauth.ErrReplayUnavailable) {
 			a.metrics.BackendError("redis", "replay")
@@ -169,13 +173,22 @@ func (a *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		respondError(a.logger, w, r, xe, zap.String("reason", reason))
 		return nil
 	}
-	a.metrics.AuthOutcome("client", "ok")
+	a.metrics.AuthOutcome("client", reason)
 
 	id := v.Identity(r.Header.Get(atpauth.DeviceHeader))
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set(userIDPlaceholder, a.app.Redact(id.DID))
 	}
 	return next.ServeHTTP(w, r.WithContext(caller.With(r.Context(), id)))
+}
+
+// authReason is an auth outcome as its metric and span show it: "ok", or
+// the verifier's fixed failure reason.
+func authReason(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return authfail.Reason(err)
 }
 
 func parseAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {

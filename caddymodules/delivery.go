@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.opentelemetry.io/otel/attribute"
 	"go.uber.org/zap"
 
 	"github.com/cairn-chat/cairn-caddy/internal/ban"
@@ -204,7 +205,11 @@ func (d *Delivery) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 	case h.realtime.Handles(nsid):
 		h.realtime.ServeHTTP(w, r)
 	case h.service.Handles(nsid):
-		h.service.ServeHTTP(w, r)
+		// The method's span: its store operation and the fan-out of what
+		// it wrote happen inside it.
+		traced, span := startSpan(r, "cairn.delivery", attribute.String("cairn.nsid", xrpc.LabelFor(nsid)))
+		h.service.ServeHTTP(w, traced)
+		span.End()
 	default:
 		return next.ServeHTTP(w, r)
 	}

@@ -10,6 +10,7 @@
 package metrics
 
 import (
+	"net/http"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,9 @@ type Metrics struct {
 
 	xrpcRequests  *prometheus.CounterVec
 	xrpcDuration  *prometheus.HistogramVec
+	xrpcUnavail   prometheus.Counter
+	purged        *prometheus.CounterVec
+	pools         *storePools
 	rateDecisions *prometheus.CounterVec
 	backendErrors *prometheus.CounterVec
 	backendState  *prometheus.GaugeVec
@@ -69,6 +73,15 @@ func New() *Metrics {
 			Help:    "XRPC request duration by method NSID (unknown methods as \"other\").",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"nsid"}),
+		xrpcUnavail: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "xrpc", Name: "unavailable_total",
+			Help: "XRPC requests answered 503: a backend did not answer (the store, the DID resolver, the replay store, a fail_closed rate limit) or the node is shutting down.",
+		}),
+		purged: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "retention", Name: "purged_total",
+			Help: "Rows removed by retention passes, by kind (messages, events, welcomes, key_packages, idempotency).",
+		}, []string{"kind"}),
+		pools: newStorePools(),
 		rateDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Subsystem: "ratelimit", Name: "decisions_total",
 			Help: "Rate-limit decisions by zone, outcome (allowed, limited) and the backend that decided (local, shared, local_fallback, fail_open, fail_closed).",
@@ -86,7 +99,13 @@ func New() *Metrics {
 			Help: "Authentication outcomes by kind (client, operator) and reason (ok, or the fixed failure reason, e.g. expired, replayed, bad_signature).",
 		}, []string{"kind", "reason"}),
 	}
-	m.Registry.MustRegister(m.xrpcRequests, m.xrpcDuration, m.rateDecisions, m.backendErrors, m.backendState, m.authOutcomes)
+	m.Registry.MustRegister(m.xrpcRequests, m.xrpcDuration, m.xrpcUnavail, m.purged, m.pools, m.rateDecisions, m.backendErrors, m.backendState, m.authOutcomes)
+	for _, k := range retentionKinds {
+		m.purged.WithLabelValues(k)
+	}
+	for _, b := range knownBackendErrors {
+		m.backendErrors.WithLabelValues(b[0], b[1])
+	}
 	m.Realtime = newRealtime(m.Registry)
 	m.xrpcSeries = map[string]*xrpcSeries{}
 	for _, nsid := range xrpc.KnownNSIDs() {
@@ -132,6 +151,27 @@ func (m *Metrics) ObserveXRPC(nsid string, status int, took time.Duration) {
 	}
 	(*requests).Inc()
 	(*duration).Observe(took.Seconds())
+	if status == http.StatusServiceUnavailable {
+		m.xrpcUnavail.Inc()
+	}
+}
+
+// knownBackendErrors are the backend and operation pairs whose error series
+// exist at zero from the start, so that a dashboard shows a flat line before
+// the first failure. Worker panics add their worker's name as operation.
+var knownBackendErrors = [][2]string{{"redis", "ratelimit"}, {"ratelimit", "allow"}, {"store", "retention"}}
+
+// retentionKinds are the kind label values of cairn_retention_purged_total;
+// their series exist at zero from the start, so a dashboard shows a flat line
+// rather than "No data" before the first purge.
+var retentionKinds = []string{"messages", "events", "welcomes", "key_packages", "idempotency"}
+
+// RetentionPurged records the rows one retention pass removed; kind is one of
+// retentionKinds.
+func (m *Metrics) RetentionPurged(kind string, n int64) {
+	if n > 0 && slices.Contains(retentionKinds, kind) {
+		m.purged.WithLabelValues(kind).Add(float64(n))
+	}
 }
 
 // ZoneDecisions counts the rate-limit decisions of one zone. It caches the

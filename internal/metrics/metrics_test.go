@@ -16,6 +16,9 @@ func TestLabelsStayBounded(t *testing.T) {
 	m.ObserveXRPC("blue.catbird.mls.getMessages?convoId=secret", 400, time.Millisecond)
 	m.RateLimitZone("send").Record(false, "shared")
 	m.BackendError("redis", "ratelimit")
+	m.ObserveXRPC("blue.catbird.mls.getConvos", 503, time.Millisecond)
+	m.RetentionPurged("messages", 3)
+	m.RetentionPurged("did:plc:ewvi7nxzyoun6zhxrhs64oiz", 1)
 
 	families, err := m.Registry.Gather()
 	if err != nil {
@@ -33,7 +36,7 @@ func TestLabelsStayBounded(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"blue.catbird.mls.sendMessage", "other", "2xx", "4xx", "send", "limited", "redis"} {
+	for _, want := range []string{"blue.catbird.mls.sendMessage", "other", "2xx", "4xx", "5xx", "send", "limited", "redis", "messages", "idempotency"} {
 		if !seen[want] {
 			t.Errorf("label value %q not recorded", want)
 		}
@@ -116,6 +119,38 @@ func TestRealtimeTransportLabelIsBounded(t *testing.T) {
 					t.Errorf("%s{transport=%q}", f.GetName(), v)
 				}
 			}
+		}
+	}
+}
+
+// TestUnavailableAndPurgesAreCounted checks the 503 counter behind the
+// store-unavailable alert and the retention purge counter, whose kinds
+// exist at zero before the first pass and refuse any other value.
+func TestUnavailableAndPurgesAreCounted(t *testing.T) {
+	m := New()
+	if got := counterValue(t, m.xrpcUnavail); got != 0 {
+		t.Fatalf("unavailable before any request = %v", got)
+	}
+	m.ObserveXRPC("blue.catbird.mls.getConvos", 503, time.Millisecond)
+	m.ObserveXRPC("blue.catbird.mls.getConvos", 500, time.Millisecond)
+	if got := counterValue(t, m.xrpcUnavail); got != 1 {
+		t.Errorf("unavailable after one 503 and one 500 = %v, want 1", got)
+	}
+	m.RetentionPurged("welcomes", 4)
+	m.RetentionPurged("welcomes", 0)
+	m.RetentionPurged("secrets", 9)
+	for kind, want := range map[string]float64{"welcomes": 4, "messages": 0, "key_packages": 0} {
+		if got := counterValue(t, m.purged.WithLabelValues(kind)); got != want {
+			t.Errorf("purged{kind=%q} = %v, want %v", kind, got, want)
+		}
+	}
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "cairn_retention_purged_total" && len(f.GetMetric()) != len(retentionKinds) {
+			t.Errorf("purged has %d series, want one per kind (%d)", len(f.GetMetric()), len(retentionKinds))
 		}
 	}
 }

@@ -42,6 +42,14 @@ func newRealtime(reg *prometheus.Registry) *Realtime {
 		}, []string{"transport"}),
 	}
 	reg.MustRegister(r.open, r.delivered, r.slow, r.refused, r.replayed)
+	// Every transport's series exist at zero from the start, so alerts on
+	// drops and dashboards see them before the first event.
+	for t := range realtimeTransports {
+		r.open.WithLabelValues(t)
+		r.delivered.WithLabelValues(t)
+		r.slow.WithLabelValues(t)
+		r.refused.WithLabelValues(t)
+	}
 	return r
 }
 

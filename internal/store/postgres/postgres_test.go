@@ -131,3 +131,20 @@ func TestKeyPackageHashUpgrade(t *testing.T) {
 		}
 	})
 }
+
+// TestPoolStats checks the pool report behind cairn_store_pool_*: one "main"
+// pool with its configured limit, whose connections are counted once used.
+func TestPoolStats(t *testing.T) {
+	s, err := postgres.Open(t.Context(), postgres.Config{URL: testenv.Postgres(t), MaxConns: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.MigrationStatus(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	stats := s.PoolStats()
+	if len(stats) != 1 || stats[0].Pool != "main" || stats[0].Max != 3 || stats[0].InUse+stats[0].Idle < 1 {
+		t.Fatalf("pool stats %+v, want one main pool of 3 with a connection opened", stats)
+	}
+}

@@ -151,6 +151,9 @@ type committer struct {
 	once   sync.Once
 	// waiting counts the writes waiting to join a group.
 	waiting atomic.Int64
+	// groups and grouped count the groups committed and the writes they
+	// carried, for metrics.
+	groups, grouped atomic.Int64
 }
 
 func newCommitter(db *sql.DB) *committer {
@@ -213,6 +216,8 @@ func (c *committer) run() {
 
 // commit runs a group in one transaction and reports to each writer.
 func (c *committer) commit(group []*pendingWrite) {
+	c.groups.Add(1)
+	c.grouped.Add(int64(len(group)))
 	errs := make([]error, len(group))
 	if err := c.runGroup(group, errs); err != nil {
 		for i := range errs {

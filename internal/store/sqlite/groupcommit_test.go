@@ -146,6 +146,16 @@ func TestGroupCommit(t *testing.T) {
 	if m := slices.Max(seen); m < n-4 {
 		t.Errorf("the last write of the group saw %d rows of it, want at least %d: no group commit (seen %v)", m, n-4, seen)
 	}
+	// The writer's pool stats count the groups and the writes they carried
+	// (the table's creation, the first write, and at least the n-1 writes
+	// that were not cancelled), which makes the mean group size above 1.
+	stats := s.PoolStats()
+	if len(stats) != 2 || stats[0].Pool != "read" || stats[1].Pool != "write" {
+		t.Fatalf("pool stats %+v, want the read pool and the writer", stats)
+	}
+	if w := stats[1]; w.GroupedWrites < n+1 || w.GroupedWrites <= w.Groups {
+		t.Errorf("writer stats %+v: want at least %d grouped writes in fewer groups", w, n+1)
+	}
 }
 
 // TestWriteIgnoresCancellationOnceStarted: a caller cancelled in the middle

@@ -1,0 +1,44 @@
+package caddymodules
+
+import (
+	"context"
+	"net/http"
+
+	"go.opentelemetry.io/contrib/exporters/autoexport"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/cairn-chat/cairn-caddy/internal/tracing"
+)
+
+// The "cairn" trace exporter: OTLP over HTTP/protobuf (configured by the
+// standard OTEL_EXPORTER_OTLP_* variables) behind tracing.Scrub. Caddy's
+// tracing handler picks its exporter by OTEL_TRACES_EXPORTER from
+// autoexport's registry, which is process-wide like Caddy's module registry;
+// docs/observability.md tells operators to set OTEL_TRACES_EXPORTER=cairn.
+func init() {
+	autoexport.RegisterSpanExporter("cairn", func(ctx context.Context) (sdktrace.SpanExporter, error) {
+		exp, err := otlptracehttp.New(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return tracing.Scrub(exp), nil
+	})
+}
+
+// tracerName names cairn's spans' instrumentation scope.
+const tracerName = "github.com/cairn-chat/cairn-caddy"
+
+// startSpan starts a child of the request's span, from the tracer provider
+// of Caddy's tracing handler. Without a tracing handler the parent is not
+// recording and the child is a no-op.
+func startSpan(r *http.Request, name string, attrs ...attribute.KeyValue) (*http.Request, trace.Span) {
+	parent := trace.SpanFromContext(r.Context())
+	if !parent.SpanContext().IsValid() {
+		return r, parent
+	}
+	ctx, span := parent.TracerProvider().Tracer(tracerName).Start(r.Context(), name, trace.WithAttributes(attrs...))
+	return r.WithContext(ctx), span
+}
