@@ -297,4 +297,3 @@ func writeFile(path string, mode fs.FileMode, r io.Reader) error {
 	}
 	return f.Close()
 }
-
