@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -177,6 +178,9 @@ func sqliteDSN(cfg open.Config, readOnly bool) string {
 }
 
 func openSQLiteSnapshot(ctx context.Context, cfg open.Config) (*sqliteSnapshot, error) {
+	if _, err := os.Stat(cfg.SQLitePath()); err != nil {
+		return nil, fmt.Errorf("%s: %w: check data_dir (or --data-dir)", cfg, err)
+	}
 	db, err := sql.Open("sqlite", sqliteDSN(cfg, true))
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", cfg, err)

@@ -194,3 +194,15 @@ func (d Dir) Delete(_ context.Context, name string) error {
 func (d Dir) String() string { return "directory " + d.Path }
 
 var _ Target = Dir{}
+
+// ParseTarget reads a target from its command-line or Caddyfile form: a
+// directory path.
+func ParseTarget(spec string) (Target, error) {
+	if strings.Contains(spec, "://") {
+		return nil, fmt.Errorf("backup target %q: unsupported scheme; want a directory", spec)
+	}
+	if spec == "" {
+		return nil, errors.New("empty backup target")
+	}
+	return Dir{Path: spec}, nil
+}
