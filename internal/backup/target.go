@@ -196,10 +196,13 @@ func (d Dir) String() string { return "directory " + d.Path }
 var _ Target = Dir{}
 
 // ParseTarget reads a target from its command-line or Caddyfile form: a
-// directory path.
+// directory path, or s3://bucket/prefix?endpoint=host:port&region=r.
 func ParseTarget(spec string) (Target, error) {
+	if strings.HasPrefix(spec, "s3://") {
+		return parseS3(spec)
+	}
 	if strings.Contains(spec, "://") {
-		return nil, fmt.Errorf("backup target %q: unsupported scheme; want a directory", spec)
+		return nil, fmt.Errorf("backup target %q: unsupported scheme; want a directory or s3://bucket/prefix", spec)
 	}
 	if spec == "" {
 		return nil, errors.New("empty backup target")

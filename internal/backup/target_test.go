@@ -6,8 +6,14 @@ import (
 	"database/sql"
 	"errors"
 	"io"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 )
@@ -90,4 +96,74 @@ func (failingReader) Read([]byte) (int, error) { return 0, errors.New("disk on f
 
 func TestDirTarget(t *testing.T) {
 	runTargetSuite(t, func(t *testing.T) Target { return Dir{Path: t.TempDir() + "/backups"} })
+}
+
+// startS3 serves gofakes3 (an in-memory S3 implementation) on loopback
+// and returns its endpoint with a bucket created.
+func startS3(t *testing.T, bucket string) string {
+	t.Helper()
+	backend := s3mem.New()
+	testenv.Must(t, backend.CreateBucket(bucket), "create bucket")
+	srv := httptest.NewServer(gofakes3.New(backend).Server())
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+func newS3Target(t *testing.T) Target {
+	endpoint := startS3(t, "cairn")
+	s, err := NewS3(S3Config{Endpoint: endpoint, Bucket: "cairn", Prefix: "node1/", Insecure: true,
+		Credentials: credentials.NewStaticV4("test", "test-secret", "")})
+	testenv.Must(t, err, "s3 target")
+	return s
+}
+
+func TestS3Target(t *testing.T) { runTargetSuite(t, newS3Target) }
+
+func TestParseTarget(t *testing.T) {
+	for spec, want := range map[string]string{
+		"/var/backups": "directory /var/backups",
+		"s3://b/p?endpoint=127.0.0.1:9000&insecure=1": "s3://b/p?endpoint=127.0.0.1%3A9000",
+	} {
+		tg, err := ParseTarget(spec)
+		if err != nil || tg.String() != want {
+			t.Errorf("ParseTarget(%q) = %v, %v; want %s", spec, tg, err, want)
+		}
+	}
+	for _, spec := range []string{"", "s3://key:secret@b/p", "s3://b/p?acl=public", "ftp://x/y", "s3://b?insecure=maybe"} {
+		if _, err := ParseTarget(spec); err == nil {
+			t.Errorf("ParseTarget(%q) succeeded", spec)
+		}
+	}
+}
+
+// targets are every Target implementation, for tests that take a whole
+// backup through each.
+var targets = map[string]func(t *testing.T) Target{
+	"dir": func(t *testing.T) Target { return Dir{Path: t.TempDir()} },
+	"s3":  newS3Target,
+}
+
+// TestBackupThroughEveryTarget takes a backup into each target and
+// restores it from there.
+func TestBackupThroughEveryTarget(t *testing.T) {
+	for name, newTarget := range targets {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			src, dst := backends["sqlite"](t), backends["sqlite"](t)
+			seed(t, src, "", 20)
+			tg := newTarget(t)
+			a, _, err := Run(ctx, tg, Options{Store: src, Key: testKey})
+			testenv.Must(t, err, "backup")
+			as, err := tg.List(ctx)
+			testenv.Must(t, err, "list")
+			if len(as) != 1 || as[0].Name != a.Name || as[0].Size != a.Size {
+				t.Fatalf("list = %+v, want %+v", as, a)
+			}
+			p, err := Fetch(ctx, tg, "latest", t.TempDir())
+			testenv.Must(t, err, "fetch")
+			_, err = Restore(ctx, p, RestoreOptions{Store: dst, Key: testKey})
+			testenv.Must(t, err, "restore")
+			sameDump(t, "restored", dump(t, dst), dump(t, src))
+		})
+	}
 }
