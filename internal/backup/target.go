@@ -196,16 +196,30 @@ func (d Dir) String() string { return "directory " + d.Path }
 var _ Target = Dir{}
 
 // ParseTarget reads a target from its command-line or Caddyfile form: a
-// directory path, or s3://bucket/prefix?endpoint=host:port&region=r.
+// directory path, s3://bucket/prefix?endpoint=host:port&region=r, or
+// rsync://user@host/path (rsync over SSH; CAIRN_BACKUP_RSYNC_SSH sets the
+// ssh command).
 func ParseTarget(spec string) (Target, error) {
 	if strings.HasPrefix(spec, "s3://") {
 		return parseS3(spec)
 	}
+	if strings.HasPrefix(spec, "rsync:") {
+		r, err := parseRsync(spec)
+		if err != nil {
+			return nil, err
+		}
+		r.SSH = os.Getenv(RsyncSSHEnv)
+		return r, nil
+	}
 	if strings.Contains(spec, "://") {
-		return nil, fmt.Errorf("backup target %q: unsupported scheme; want a directory or s3://bucket/prefix", spec)
+		return nil, fmt.Errorf("backup target %q: unsupported scheme; want a directory, s3://bucket/prefix or rsync://user@host/path", spec)
 	}
 	if spec == "" {
 		return nil, errors.New("empty backup target")
 	}
 	return Dir{Path: spec}, nil
 }
+
+// RsyncSSHEnv is the environment variable holding the remote shell
+// command for rsync targets, such as "ssh -i /root/.ssh/backup".
+const RsyncSSHEnv = "CAIRN_BACKUP_RSYNC_SSH"

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -123,13 +124,15 @@ func TestParseTarget(t *testing.T) {
 	for spec, want := range map[string]string{
 		"/var/backups": "directory /var/backups",
 		"s3://b/p?endpoint=127.0.0.1:9000&insecure=1": "s3://b/p?endpoint=127.0.0.1%3A9000",
+		"rsync://backup@host/srv/cairn":               "rsync backup@host:/srv/cairn",
+		"rsync:/mnt/share/cairn":                      "rsync /mnt/share/cairn",
 	} {
 		tg, err := ParseTarget(spec)
 		if err != nil || tg.String() != want {
 			t.Errorf("ParseTarget(%q) = %v, %v; want %s", spec, tg, err, want)
 		}
 	}
-	for _, spec := range []string{"", "s3://key:secret@b/p", "s3://b/p?acl=public", "ftp://x/y", "s3://b?insecure=maybe"} {
+	for _, spec := range []string{"", "s3://key:secret@b/p", "s3://b/p?acl=public", "ftp://x/y", "s3://b?insecure=maybe", "rsync://host", "rsync:relative"} {
 		if _, err := ParseTarget(spec); err == nil {
 			t.Errorf("ParseTarget(%q) succeeded", spec)
 		}
@@ -139,9 +142,23 @@ func TestParseTarget(t *testing.T) {
 // targets are every Target implementation, for tests that take a whole
 // backup through each.
 var targets = map[string]func(t *testing.T) Target{
-	"dir": func(t *testing.T) Target { return Dir{Path: t.TempDir()} },
-	"s3":  newS3Target,
+	"dir":   func(t *testing.T) Target { return Dir{Path: t.TempDir()} },
+	"s3":    newS3Target,
+	"rsync": newRsyncTarget,
 }
+
+// newRsyncTarget runs rsync to a local destination directory.
+func newRsyncTarget(t *testing.T) Target {
+	if _, err := exec.LookPath("rsync"); err != nil {
+		if testenv.RequireServices() {
+			t.Fatalf("rsync is required (CAIRN_REQUIRE_SERVICES=1): %v", err)
+		}
+		t.Skipf("rsync not installed: %v", err)
+	}
+	return Rsync{Dest: t.TempDir() + "/dest", Spool: t.TempDir()}
+}
+
+func TestRsyncTarget(t *testing.T) { runTargetSuite(t, newRsyncTarget) }
 
 // TestBackupThroughEveryTarget takes a backup into each target and
 // restores it from there.
