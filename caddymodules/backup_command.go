@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -103,6 +104,9 @@ func addBackupFlags(cmd *cobra.Command) {
 // backupTimeout bounds one backup command.
 const backupTimeout = 6 * time.Hour
 
+// backupMemoryLimit is the backup commands' soft limit on Go's memory.
+const backupMemoryLimit = 48 << 20
+
 // cliOutput prints a command's events: NDJSON with --json (restic's
 // message_type convention), otherwise text lines, with a progress bar on
 // stderr when it is a terminal.
@@ -179,6 +183,12 @@ func backupRunE(name string, run func(ctx context.Context, fl caddycmd.Flags, o 
 		o := &cliOutput{json: fl.Bool("json"), out: cmd.OutOrStdout(), err: cmd.ErrOrStderr()}
 		if f, ok := o.err.(*os.File); ok {
 			o.tty = term.IsTerminal(int(f.Fd()))
+		}
+		// The archive streams in 1 MiB chunks; a soft memory limit keeps
+		// the garbage collector from letting the heap grow past what that
+		// needs, whatever the database's size (GOMEMLIMIT overrides it).
+		if os.Getenv("GOMEMLIMIT") == "" {
+			debug.SetMemoryLimit(backupMemoryLimit)
 		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), backupTimeout)
 		defer cancel()

@@ -32,7 +32,7 @@ const (
 	headerSize = 8 + saltSize + checkSize
 	// chunkSize bounds one table chunk held in memory while writing and
 	// restoring: the archive streams, whatever the database's size.
-	chunkSize = 4 << 20
+	chunkSize = 1 << 20
 	root      = "cairn-backup/"
 )
 
