@@ -282,14 +282,11 @@ func (a *archiveReader) next() (entry, error) {
 	return entry{name: name, mode: h.Mode, size: h.Size, r: &corruptReader{a.tr}}, nil
 }
 
-// corrupt turns a decryption or tar error into ErrCorrupt.
+// corrupt turns a decryption or tar error (sio's authentication failure,
+// an unexpected end, a malformed header) into ErrCorrupt.
 func corrupt(err error) error {
 	if errors.Is(err, ErrCorrupt) {
 		return err
-	}
-	var se sio.Error
-	if errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, tar.ErrHeader) {
-		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	return fmt.Errorf("%w: %v", ErrCorrupt, err)
 }

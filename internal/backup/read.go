@@ -34,7 +34,7 @@ type visitor struct {
 // row count and digest and each file's digest against the manifest, and
 // the end of the encrypted stream. It returns the manifest.
 func readArchive(r io.Reader, secret []byte, v visitor) (*Manifest, error) {
-	ar, dec, err := openArchiveStream(r, secret)
+	ar, err := openArchive(r, secret)
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +130,7 @@ func readArchive(r io.Reader, secret []byte, v visitor) (*Manifest, error) {
 	// The tar ends before the encrypted stream does: reading on to the
 	// stream's end authenticates its final package, so a truncated
 	// archive is refused.
-	if _, err := io.Copy(io.Discard, dec); err != nil {
+	if _, err := io.Copy(io.Discard, ar.dec); err != nil {
 		return nil, corrupt(err)
 	}
 	if m == nil {
@@ -143,14 +143,6 @@ func readArchive(r io.Reader, secret []byte, v visitor) (*Manifest, error) {
 		return nil, err
 	}
 	return m, nil
-}
-
-func openArchiveStream(r io.Reader, secret []byte) (*archiveReader, io.Reader, error) {
-	ar, err := openArchive(r, secret)
-	if err != nil {
-		return nil, nil, err
-	}
-	return ar, ar.dec, nil
 }
 
 // checkHeader refuses an archive this binary cannot restore.
