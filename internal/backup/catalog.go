@@ -68,7 +68,7 @@ var catalog = []Table{
 	{Name: "key_packages", OrderBy: "ref", Columns: []Column{
 		{"ref", KindText}, {"owner_did", KindText}, {"device_id", KindText}, {"cipher_suite", KindText},
 		{"data", KindBytes}, {"created_at", KindTime}, {"expires_at", KindTime}, {"last_resort", KindBool},
-		{"consumed_at", KindTime}, {"used_in_convo", KindText}}},
+		{"consumed_at", KindTime}, {"used_in_convo", KindText}, {"data_sha256", KindText}}},
 	{Name: "devices", OrderBy: "owner_did, device_id", Columns: []Column{
 		{"owner_did", KindText}, {"device_id", KindText}, {"name", KindText}, {"uuid", KindText},
 		{"signature_key", KindBytes}, {"registered_at", KindTime}, {"last_seen_at", KindTime}}},
@@ -87,4 +87,4 @@ var excludedTables = map[string]bool{"schema_migrations": true}
 
 // SchemaVersion is the store schema version catalog describes. Backups
 // are taken and restored at this version only.
-const SchemaVersion = 1
+const SchemaVersion = 2
