@@ -10,7 +10,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cairn-chat/cairn-caddy/internal/backup"
+	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
 	"github.com/cairn-chat/cairn-caddy/internal/store"
 	"github.com/cairn-chat/cairn-caddy/internal/store/open"
 	"github.com/cairn-chat/cairn-caddy/internal/testenv"
@@ -149,5 +152,78 @@ func TestBackupRestoreCommands(t *testing.T) {
 	_, stderr, code = runCairn(t, nil, "restore", "--database", pg, "--data-files", pgFiles, "--from", target, "--key-file", keyFile, "--force", "--yes")
 	if code != 0 {
 		t.Errorf("restore --force --yes: exit %d: %s", code, stderr)
+	}
+}
+
+// TestScheduledBackupInsideTheGateway runs a gateway with a backup block:
+// the schedule's first backup is due at once, and its archive restores
+// into PostgreSQL with everything the SQLite node held.
+func TestScheduledBackupInsideTheGateway(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	dataDir, target, keyFile := filepath.Join(dir, "data"), filepath.Join(dir, "backups"), filepath.Join(dir, "backup.key")
+	testenv.Must(t, os.WriteFile(keyFile, []byte(strings.Repeat("3c", 32)), 0o600), "key")
+	b, err := open.New(open.Config{DataDir: dataDir})
+	testenv.Must(t, err, "open")
+	_, err = b.Migrate(ctx)
+	testenv.Must(t, err, "migrate")
+	_, err = b.CreateConvo(ctx, store.NewConvo{ID: "g1", CreatorDID: "did:plc:alice", CipherSuite: "0x0001", Epoch: 1,
+		Members: []store.NewMember{{MemberDID: "did:plc:alice#d1", UserDID: "did:plc:alice", DeviceID: "d1", Role: store.RoleAdmin}}})
+	testenv.Must(t, err, "create convo")
+	for i := range 10 {
+		_, err := b.AppendMessage(ctx, store.NewMessage{ConvoID: "g1", MsgID: fmt.Sprintf("m%d", i), Epoch: 1, Ciphertext: []byte("ct"), PaddedSize: 256})
+		testenv.Must(t, err, "append")
+	}
+	b.Close()
+
+	admin, port := gatewaytest.FreePort(t), gatewaytest.FreePort(t)
+	caddyfile := fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	cairn {
+		data_dir %s
+		backup {
+			target   %s
+			schedule daily
+			keep     2
+			key_file %s
+		}
+	}
+}
+http://127.0.0.1:%d {
+	route /xrpc/* {
+		cairn_auth {
+			service_did did:web:gateway.test
+		}
+		cairn_delivery
+	}
+}
+`, admin, dataDir, target, keyFile, port)
+	g := gatewaytest.Start(t, &builder, gatewaytest.Options{Caddyfile: caddyfile, AdminPort: admin,
+		Env: []string{"CAIRN_LOG_HASH_KEY=" + strings.Repeat("e", 40)}})
+	var name string
+	for deadline := time.Now().Add(60 * time.Second); name == "" && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if as, _ := (backup.Dir{Path: target}).List(ctx); len(as) > 0 {
+			name = as[0].Name
+		}
+	}
+	if name == "" {
+		t.Fatalf("no scheduled backup appeared in %s\ngateway log:\n%s", target, g.Logs())
+	}
+	if logs := g.Logs(); strings.Contains(logs, "did:plc:alice") {
+		t.Errorf("the gateway logged an identity:\n%s", logs)
+	}
+
+	pg := testenv.Postgres(t)
+	_, stderr, code := runCairn(t, nil, "restore", "--database", pg, "--data-files", filepath.Join(dir, "pgdata"), "--from", target, "--key-file", keyFile)
+	if code != 0 {
+		t.Fatalf("restore: exit %d: %s", code, stderr)
+	}
+	pb, err := open.New(open.Config{Database: pg})
+	testenv.Must(t, err, "open postgres")
+	defer pb.Close()
+	page, err := pb.Messages(ctx, "g1", 0, 100)
+	testenv.Must(t, err, "messages")
+	if len(page.Messages) != 10 || page.Messages[9].Seq != 10 {
+		t.Errorf("restored %d messages", len(page.Messages))
 	}
 }
