@@ -250,6 +250,10 @@ func runMLSHarness(t *testing.T, plc *atprototest.PLC, base string, g *gatewayte
 	for _, m := range first.Members {
 		plc.Publish(m.DID, atprototest.MintedKey{Type: "k256", JWTAlg: "ES256K", DID: "did:key:" + m.Multibase, Multibase: m.Multibase})
 	}
+	// The gateway refuses tokens issued before its replay memory began
+	// plus its leeway (1s); it began before now, so wait until a token
+	// minted now is fresh to it.
+	gatewaytest.FreshIat(time.Now(), time.Second)
 	if _, err := io.WriteString(stdin, "go\n"); err != nil {
 		fail("starting the harness: %v", err)
 	}
