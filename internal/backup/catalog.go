@@ -79,7 +79,20 @@ var catalog = []Table{
 		{"id", KindInt}, {"purged_through", KindInt}}},
 	{Name: "idempotency", OrderBy: "digest", Columns: []Column{
 		{"digest", KindBytes}, {"request_hash", KindBytes}, {"response", KindBytes}, {"created_at", KindTime}}},
+	// The audit chain travels whole, anchor included, so that `cairn-caddy
+	// audit verify` verifies the restored log with the restored audit key.
+	{Name: "audit_log", OrderBy: "seq", Columns: []Column{
+		{"seq", KindInt}, {"at", KindTime}, {"event_type", KindText}, {"actor", KindText}, {"target", KindText},
+		{"metadata", KindText}, {"ip", KindText}, {"mac", KindBytes}}},
+	{Name: "audit_anchor", OrderBy: "id", Columns: []Column{
+		{"id", KindInt}, {"seq", KindInt}, {"mac", KindBytes}}},
+	{Name: "bans", OrderBy: "did_hash", Columns: []Column{
+		{"did_hash", KindText}, {"created_at", KindTime}}},
 }
+
+// singletonTables always hold their one row once migrated, so they do not
+// make a store non-empty.
+var singletonTables = map[string]bool{"event_horizon": true, "audit_anchor": true}
 
 // excludedTables are store tables an archive leaves out: the schema
 // bookkeeping, which restore's migration recreates.
@@ -87,4 +100,4 @@ var excludedTables = map[string]bool{"schema_migrations": true}
 
 // SchemaVersion is the store schema version catalog describes. Backups
 // are taken and restored at this version only.
-const SchemaVersion = 2
+const SchemaVersion = 3

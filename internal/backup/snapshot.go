@@ -294,7 +294,8 @@ func fromSQLite(k Kind, v any) (any, error) {
 	case KindBytes:
 		switch b := v.(type) {
 		case []byte:
-			return append([]byte(nil), b...), nil
+			// A copy, and an empty value stays empty rather than NULL.
+			return append(make([]byte, 0, len(b)), b...), nil
 		case string:
 			return []byte(b), nil
 		default:
