@@ -146,7 +146,10 @@ func TestMLSClientsEndToEnd(t *testing.T) {
 			requireMLSHarness(t)
 			from := b.from(t)
 			plc := atprototest.NewPLC(t)
-			env := []string{"CAIRN_LOG_HASH_KEY=" + strings.Repeat("e", 40)}
+			// The restored audit log verifies only under the audit key it
+			// was written with: the nodes share it, as an operator gives
+			// it (or restores the data files with --data-files).
+			env := []string{"CAIRN_LOG_HASH_KEY=" + strings.Repeat("e", 40), "CAIRN_AUDIT_KEY=" + strings.Repeat("a", 40)}
 			start := func(st mlsStore) (*gatewaytest.Gateway, string) {
 				admin, port := gatewaytest.FreePort(t), gatewaytest.FreePort(t)
 				text := strings.NewReplacer(
