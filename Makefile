@@ -21,7 +21,7 @@ GOTOOLCHAIN := $(shell sed -n 's/^toolchain //p' go.mod)
 export GOTOOLCHAIN
 
 .PHONY: help build build-go run run-dev test test-short vet bench fuzz fuzz-ci fuzz-corpus load-realtime clean \
-	scan staticcheck gosec govulncheck vulndb vulndb-update npm-audit
+	scan staticcheck gosec govulncheck vulndb vulndb-update npm-audit bench-backup
 
 help:
 	@echo "make build       build ./$(BINARY) with xcaddy from xcaddy.json (Caddy $(CADDY_VERSION) + this module + plugins)"
@@ -30,6 +30,7 @@ help:
 	@echo "make run-dev     run a local development node on Caddyfile.dev (http://localhost:8080; CAIRN_PLC_URL=...)"
 	@echo "make test        run every test (needs PostgreSQL, Redis and Node; see README)"
 	@echo "make bench       run the Go benchmarks"
+	@echo "make bench-backup  back up and restore 1,000,000 messages against pg_dump (test/bench/backup.sh)"
 	@echo "make fuzz        fuzz each parser for FUZZTIME (default 30s)"
 	@echo "make fuzz-ci     the same for 5s each, as CI does"
 	@echo "make fuzz-corpus copy what fuzzing found into testdata/fuzz/ to commit"
@@ -69,6 +70,11 @@ test-short:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+
+# Backup and restore of 1,000,000 messages, with peak RSS, against pg_dump
+# (docs/benchmarks.md). Not part of make test: it takes minutes.
+bench-backup:
+	test/bench/backup.sh
 
 # go test -fuzz takes one package and one target a run, so each FuzzX of
 # each package gets FUZZTIME of its own. What a run finds that widens

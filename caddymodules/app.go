@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/cairn-chat/cairn-caddy/internal/atpauth"
+	"github.com/cairn-chat/cairn-caddy/internal/backup"
 	"github.com/cairn-chat/cairn-caddy/internal/delivery"
 	"github.com/cairn-chat/cairn-caddy/internal/metrics"
 	"github.com/cairn-chat/cairn-caddy/internal/ratelimit"
@@ -149,6 +150,9 @@ type App struct {
 	// client addresses are kept, and its retention.
 	Audit *AuditConfig `json:"audit,omitempty"`
 
+	// Backup, if set, backs the node up on a schedule: see BackupConfig.
+	Backup *BackupConfig `json:"backup,omitempty"`
+
 	// LogIdentities writes raw identities (DIDs, conversation IDs) into debug
 	// logs instead of their keyed hashes. Development only.
 	LogIdentities bool `json:"log_identities,omitempty"`
@@ -176,14 +180,16 @@ type App struct {
 	auditKey        []byte
 	newAuditKeyFile string
 	retention       retentionStats
-	logLevel        zapcore.Level
-	redis           *redis.Client
-	redisKey        string // the shared-state key of redis, naming its URL
-	metrics         *metrics.Metrics
-	local           *ratelimit.MemoryStore
-	poolMu          sync.Mutex
-	poolKeys        []string
-	logger          *zap.Logger
+	// backupRunner runs the scheduled backup; nil without a backup block.
+	backupRunner *backup.Runner
+	logLevel     zapcore.Level
+	redis        *redis.Client
+	redisKey     string // the shared-state key of redis, naming its URL
+	metrics      *metrics.Metrics
+	local        *ratelimit.MemoryStore
+	poolMu       sync.Mutex
+	poolKeys     []string
+	logger       *zap.Logger
 
 	limitersMu sync.Mutex
 	shared     map[ratelimit.Policy]*ratelimit.Failover
@@ -340,6 +346,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.logHashKey = key
+	if err := a.provisionBackup(repl); err != nil {
+		return err
+	}
 	if a.hasher, err = redact.New(key); err != nil {
 		return fmt.Errorf("cairn log_hash_key: %w", err)
 	}

@@ -82,6 +82,9 @@ func (a *App) start() error {
 		}
 		a.running = &Running{Store: st, Realtime: node, operator: op}
 		workers = append(workers, w, flush)
+		if a.backupRunner != nil {
+			workers = append(workers, a.backupSchedule(st))
+		}
 	}
 	return a.workers.Start(workers...)
 }

@@ -80,6 +80,7 @@ type harnessLine struct {
 	Error  string          `json:"error"`
 	Detail json.RawMessage `json:"detail"`
 	Done   bool            `json:"done"`
+	Pause  string          `json:"pause"`
 }
 
 // mlsSteps are the steps of issue 3's real-client test, with issue 5's
@@ -103,34 +104,84 @@ var mlsSteps = []string{
 	"resume each stream from its last cursor; nothing lost, nothing repeated",
 }
 
+// mlsRestoreSteps are the steps the harness adds when the clients go on
+// after a backup restored into a fresh store.
+var mlsRestoreSteps = []string{
+	"after the restore: the history is intact, sequence numbers included",
+	"after the restore: the same clients exchange new messages",
+}
+
+// mlsStore is one store a gateway of the test runs on.
+type mlsStore struct {
+	caddyfile string   // the cairn option naming it
+	flags     []string // the same for cairn-caddy backup/restore
+}
+
+func sqliteStore(t *testing.T) mlsStore {
+	dir := filepath.Join(t.TempDir(), "data")
+	return mlsStore{"data_dir " + dir, []string{"--data-dir", dir}}
+}
+
+func postgresStore(t *testing.T) mlsStore {
+	url := testenv.Postgres(t)
+	return mlsStore{"database " + url, []string{"--database", url}}
+}
+
 // TestMLSClientsEndToEnd runs three ts-mls clients against a real gateway
 // (cairn_auth with reference atproto tokens, then cairn_delivery), on
-// SQLite and on PostgreSQL.
+// SQLite and on PostgreSQL. Then the node is backed up with cairn-caddy
+// backup and restored into a fresh store (SQLite→PostgreSQL, the move
+// off the embedded database, and PostgreSQL→PostgreSQL), a new gateway
+// serves it, and the same clients read their history and go on.
 func TestMLSClientsEndToEnd(t *testing.T) {
 	backends := []struct {
-		name    string
-		storage func(t *testing.T) string
+		name     string
+		from, to func(t *testing.T) mlsStore
 	}{
-		{"sqlite", func(t *testing.T) string { return "data_dir " + filepath.Join(t.TempDir(), "data") }},
-		{"postgres", func(t *testing.T) string { return "database " + testenv.Postgres(t) }},
+		{"sqlite", sqliteStore, postgresStore},
+		{"postgres", postgresStore, postgresStore},
 	}
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			requireMLSHarness(t)
-			storage := b.storage(t)
+			from := b.from(t)
 			plc := atprototest.NewPLC(t)
-			admin, port := gatewaytest.FreePort(t), gatewaytest.FreePort(t)
-			text := strings.NewReplacer(
-				"{ADMIN}", strconv.Itoa(admin), "{PORT}", strconv.Itoa(port), "{PLC}", plc.URL, "{STORAGE}", storage,
-			).Replace(mlsCaddyfile)
-			g := gatewaytest.Start(t, &builder, gatewaytest.Options{
-				Caddyfile: text, AdminPort: admin,
-				Env: []string{"CAIRN_LOG_HASH_KEY=" + strings.Repeat("e", 40)},
-			})
-			// The harness mints tokens as it goes; the gateway takes those
-			// issued from a second after its replay memory began.
-			gatewaytest.FreshIat(time.Now(), time.Second)
-			runMLSHarness(t, plc, fmt.Sprintf("http://127.0.0.1:%d", port), g)
+			// The restored audit log verifies only under the audit key it
+			// was written with: the nodes share it, as an operator gives
+			// it (or restores the data files with --data-files).
+			env := []string{"CAIRN_LOG_HASH_KEY=" + strings.Repeat("e", 40), "CAIRN_AUDIT_KEY=" + strings.Repeat("a", 40)}
+			start := func(st mlsStore) (*gatewaytest.Gateway, string) {
+				admin, port := gatewaytest.FreePort(t), gatewaytest.FreePort(t)
+				text := strings.NewReplacer(
+					"{ADMIN}", strconv.Itoa(admin), "{PORT}", strconv.Itoa(port), "{PLC}", plc.URL, "{STORAGE}", st.caddyfile,
+				).Replace(mlsCaddyfile)
+				g := gatewaytest.Start(t, &builder, gatewaytest.Options{Caddyfile: text, AdminPort: admin, Env: env})
+				return g, fmt.Sprintf("http://127.0.0.1:%d", port)
+			}
+			g, base := start(from)
+			restore := func() string {
+				g.Stop()
+				to, archives := b.to(t), t.TempDir()
+				keyEnv := "CAIRN_BACKUP_KEY=" + strings.Repeat("b", 64)
+				for _, args := range [][]string{
+					append([]string{"backup", "--to", archives}, from.flags...),
+					append([]string{"restore", "--from", archives}, to.flags...),
+				} {
+					cmd := exec.Command(builder.Binary(t), args...)
+					cmd.Env = append(os.Environ(), keyEnv)
+					if out, err := cmd.CombinedOutput(); err != nil {
+						t.Fatalf("cairn-caddy %s: %v\n%s", args[0], err, out)
+					}
+				}
+				g2, base2 := start(to)
+				g = g2
+				// The new gateway refuses tokens issued before its replay
+				// memory began plus its leeway (1s): wait until a token
+				// minted now is fresh to it.
+				gatewaytest.FreshIat(time.Now(), time.Second)
+				return base2
+			}
+			runMLSHarness(t, plc, base, g, restore)
 		})
 	}
 }
@@ -138,13 +189,20 @@ func TestMLSClientsEndToEnd(t *testing.T) {
 // runMLSHarness runs e2e.mjs against the gateway at base: it publishes the
 // members' DID documents the harness announces, lets it go, and turns each
 // step it reports into a subtest.
-func runMLSHarness(t *testing.T, plc *atprototest.PLC, base string, g *gatewaytest.Gateway) {
+//
+// With restore set, the harness pauses after its steps; restore backs the
+// node up, restores it into a fresh store behind a new gateway and returns
+// that gateway's URL, and the harness goes on there (mlsRestoreSteps).
+func runMLSHarness(t *testing.T, plc *atprototest.PLC, base string, g *gatewaytest.Gateway, restore func() string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", "e2e.mjs")
 	cmd.Dir = mlsHarnessDir()
 	cmd.Env = append(os.Environ(), "CAIRN_GATEWAY="+base, "CAIRN_SERVICE_DID="+serviceDID)
+	if restore != nil {
+		cmd.Env = append(cmd.Env, "CAIRN_RESTORE_PHASE=1")
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdin, err := cmd.StdinPipe()
@@ -195,6 +253,10 @@ func runMLSHarness(t *testing.T, plc *atprototest.PLC, base string, g *gatewayte
 	for _, m := range first.Members {
 		plc.Publish(m.DID, atprototest.MintedKey{Type: "k256", JWTAlg: "ES256K", DID: "did:key:" + m.Multibase, Multibase: m.Multibase})
 	}
+	// The gateway refuses tokens issued before its replay memory began
+	// plus its leeway (1s); it began before now, so wait until a token
+	// minted now is fresh to it.
+	gatewaytest.FreshIat(time.Now(), time.Second)
 	if _, err := io.WriteString(stdin, "go\n"); err != nil {
 		fail("starting the harness: %v", err)
 	}
@@ -209,6 +271,15 @@ func runMLSHarness(t *testing.T, plc *atprototest.PLC, base string, g *gatewayte
 		if l.Done {
 			finished = true
 			break
+		}
+		if l.Pause != "" {
+			if restore == nil {
+				fail("harness paused without a restore phase")
+			}
+			if _, err := io.WriteString(stdin, restore()+"\n"); err != nil {
+				fail("resuming the harness: %v", err)
+			}
+			continue
 		}
 		done = append(done, l.Step)
 		t.Run(l.Step, func(t *testing.T) {
@@ -225,8 +296,12 @@ func runMLSHarness(t *testing.T, plc *atprototest.PLC, base string, g *gatewayte
 	if err := wait(); err != nil || !finished {
 		fail("harness did not finish cleanly (finished=%v, exit %v)", finished, err)
 	}
-	if strings.Join(done, "\n") != strings.Join(mlsSteps, "\n") {
-		t.Fatalf("harness ran steps\n  %q\nwant\n  %q", done, mlsSteps)
+	want := mlsSteps
+	if restore != nil {
+		want = append(append([]string(nil), mlsSteps...), mlsRestoreSteps...)
+	}
+	if strings.Join(done, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("harness ran steps\n  %q\nwant\n  %q", done, want)
 	}
 }
 
