@@ -66,7 +66,9 @@ func ParseCursor(c string) (int64, error) {
 		return 0, ErrInvalidCursor
 	}
 	seq, err := strconv.ParseInt(digits, 10, 64)
-	if err != nil || seq <= 0 || strconv.FormatInt(seq, 10) != digits {
+	// The base64 decoder skips \r and \n even in strict mode, so compare
+	// with the canonical encoding rather than trust the decode alone.
+	if err != nil || seq <= 0 || strconv.FormatInt(seq, 10) != digits || EncodeCursor(seq) != c {
 		return 0, ErrInvalidCursor
 	}
 	return seq, nil
