@@ -11,7 +11,6 @@
 package acmetest
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -20,7 +19,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"io"
+	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 	"log"
 	"math/big"
 	"net"
@@ -29,7 +28,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -62,7 +60,7 @@ type Pebble struct {
 
 	mgmt   http.Handler
 	orders atomic.Int64
-	logs   *syncBuffer
+	logs   *testenv.SyncBuffer
 }
 
 // Start runs Pebble until the test ends. It sets Pebble's environment
@@ -76,7 +74,7 @@ func Start(t testing.TB, opts Options) *Pebble {
 	if validity == 0 {
 		validity = 90 * 24 * time.Hour
 	}
-	p := &Pebble{logs: &syncBuffer{}}
+	p := &Pebble{logs: &testenv.SyncBuffer{}}
 	logger := log.New(p.logs, "pebble ", log.LstdFlags|log.Lmicroseconds)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -258,22 +256,3 @@ func freeAddr(t testing.TB) string {
 	t.Fatal("no free TCP+UDP port on 127.0.0.1")
 	return ""
 }
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
-var _ io.Writer = (*syncBuffer)(nil)

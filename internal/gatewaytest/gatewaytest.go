@@ -10,6 +10,7 @@ package gatewaytest
 import (
 	"bytes"
 	"fmt"
+	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 	"net"
 	"net/http"
 	"os"
@@ -97,7 +98,7 @@ type Options struct {
 // Gateway is a running cairn-caddy process.
 type Gateway struct {
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *testenv.SyncBuffer
 	done chan struct{}
 	Home string
 }
@@ -131,7 +132,7 @@ func start(t testing.TB, b *Builder, opts Options) (*Gateway, error) {
 	if err := os.WriteFile(cfg, []byte(opts.Caddyfile), 0o600); err != nil {
 		return nil, err
 	}
-	g := &Gateway{logs: &syncBuffer{}, done: make(chan struct{}), Home: home}
+	g := &Gateway{logs: &testenv.SyncBuffer{}, done: make(chan struct{}), Home: home}
 	g.cmd = exec.Command(bin, "run", "--config", cfg, "--adapter", "caddyfile")
 	g.cmd.Dir = RepoRoot()
 	g.cmd.Env = append(os.Environ(),
@@ -221,23 +222,6 @@ func (g *Gateway) Reload(t testing.TB, adminPort int, caddyfile string) {
 		_, _ = body.ReadFrom(resp.Body)
 		t.Fatalf("reload: %s: %s", resp.Status, body.String())
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
 }
 
 // FreshIat waits until a token issued now has an iat (whole seconds) at
