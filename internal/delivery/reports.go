@@ -8,22 +8,12 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cairn-chat/cairn-caddy/internal/audit"
 	"github.com/cairn-chat/cairn-caddy/internal/store"
 )
 
 // maxReportBytes is the lexicon's bound on a report's encryptedContent.
 const maxReportBytes = 51200
-
-// Audit event types of the moderation methods.
-const (
-	// auditReportResolve: an admin resolved or dismissed a report. Actor and
-	// Target are keyed hashes of the admin's and the reported member's
-	// DIDs; Metadata {"convo": keyed hash, "action"}.
-	auditReportResolve = "report.resolve"
-	// auditMemberWarn: an admin or moderator warned a member. Actor and
-	// Target are keyed hashes; Metadata {"convo": keyed hash, "expires"}.
-	auditMemberWarn = "member.warn"
-)
 
 // reportCategories are the lexicon's known categories, with the key each
 // has in moderationStats.reportsByCategory. Other categories are
@@ -263,7 +253,7 @@ func (s *Service) resolveReport(ctx context.Context, c call) (any, error) {
 		return okOutput{OK: true}, nil
 	})
 	if err == nil && report.ID != "" {
-		s.auditEvent(ctx, auditReportResolve, c.id.DID, report.TargetDID, report.ConvoID, map[string]any{"action": in.Action})
+		s.auditEvent(ctx, audit.TypeReportResolve, c.id.DID, report.TargetDID, report.ConvoID, map[string]any{"action": in.Action})
 	}
 	return out, err
 }
@@ -334,7 +324,7 @@ func (s *Service) warnMember(ctx context.Context, c call) (any, error) {
 	if !expires.IsZero() {
 		meta["expires"] = datetime(expires)
 	}
-	s.auditEvent(ctx, auditMemberWarn, c.id.DID, target, convoID, meta)
+	s.auditEvent(ctx, audit.TypeMemberWarn, c.id.DID, target, convoID, meta)
 	return warnMemberOutput{WarningID: newID(), DeliveredAt: datetime(s.cfg.Now())}, nil
 }
 
@@ -378,7 +368,7 @@ func newModerationStats(st store.ReportStats) moderationStats {
 
 // getAdminStats serves blue.catbird.mls.getAdminStats: aggregate counts of
 // one conversation, to its admins only. Without convoId it is refused:
-// server-wide figures are for operators (GET /v1/moderation/stats on the
+// server-wide figures are for operators (GET /operator/v1/moderation/stats on the
 // operator API), never for an authenticated caller.
 func (s *Service) getAdminStats(ctx context.Context, c call) (any, error) {
 	convoID, err := c.params.str("convoId", 128)

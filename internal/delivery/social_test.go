@@ -262,7 +262,7 @@ func TestWarnMember(t *testing.T) {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if len(recorded) != 2 || recorded[0].Type != audit.TypeRoleChange || recorded[1].Type != "member.warn" {
+		if len(recorded) != 2 || recorded[0].Type != audit.TypeRoleChange || recorded[1].Type != audit.TypeMemberWarn {
 			t.Fatalf("audit events: %+v", recorded)
 		}
 		for _, ev := range recorded {
