@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -169,7 +170,7 @@ func testInvites(t *testing.T, b Backend) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := e.s.RedeemInvite(e.ctx, "i", "h1", "did:plc:u"+string(rune('a'+i)))
+			_, err := e.s.RedeemInvite(e.ctx, "i", "h1", "did:plc:u"+strconv.Itoa(i))
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
