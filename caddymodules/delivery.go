@@ -52,6 +52,7 @@ func init() {
 //	    max_devices                10
 //	    message_ttl                <duration>   # optional expiry on every message
 //	    websocket_endpoint         <ws(s) URL>  # what getSubscriptionTicket advertises
+//	    require_opt_in                          # only opted-in accounts can be added
 //	}
 type Delivery struct {
 	// MaxMessageBytes bounds one message's or commit's ciphertext. Default
@@ -74,6 +75,10 @@ type Delivery struct {
 	// another port) or that serves plain HTTP (ws://). Default:
 	// wss://<request host>/xrpc/blue.catbird.mls.subscribeConvoEvents.
 	WebSocketEndpoint string `json:"websocket_endpoint,omitempty"`
+	// RequireOptIn, when true, lets only accounts that opted in
+	// (blue.catbird.mls.optIn) be added to a conversation: by createConvo,
+	// addMembers, or redeeming an invite. Default false.
+	RequireOptIn bool `json:"require_opt_in,omitempty"`
 
 	app    *App
 	lazy   *lazyHandlers
@@ -127,6 +132,7 @@ func (d *Delivery) handlers(ctx context.Context) (*deliveryHandlers, error) {
 		return h, nil
 	}
 	h := &deliveryHandlers{bans: run.operator.bans}
+	rec, _ := d.app.AuditRecorder()
 	node := run.Realtime
 	if h.realtime, err = realtime.NewServer(realtime.ServerConfig{Hub: node.Hub, Tickets: node.Tickets, Endpoint: d.WebSocketEndpoint, OnServerError: serverErrorLogger(d.logger)}); err != nil {
 		return nil, fmt.Errorf("cairn_delivery: %w", err)
@@ -141,6 +147,12 @@ func (d *Delivery) handlers(ctx context.Context) (*deliveryHandlers, error) {
 		MaxDevices:              d.MaxDevices,
 		MessageTTL:              time.Duration(d.MessageTTL),
 		OnServerError:           serverErrorLogger(d.logger),
+		RequireOptIn:            d.RequireOptIn,
+		Audit:                   rec,
+		HashIdentity:            d.app.Hasher().Hash,
+		OnAuditError: func(err error) {
+			d.logger.Error("audit: recording a moderation event", zap.Error(err))
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cairn_delivery: %w", err)
@@ -243,6 +255,13 @@ func (d *Delivery) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 	}
 	for disp.NextBlock(0) {
 		opt := disp.Val()
+		if opt == "require_opt_in" {
+			if disp.NextArg() {
+				return disp.Errf("require_opt_in takes no value")
+			}
+			d.RequireOptIn = true
+			continue
+		}
 		var v string
 		if !disp.AllArgs(&v) {
 			return disp.Errf("%s takes one value", opt)

@@ -20,11 +20,12 @@ func TestDeliveryCaddyfile(t *testing.T) {
 		max_members 50
 		message_ttl 7d
 		websocket_endpoint wss://chat.example.com/xrpc/blue.catbird.mls.subscribeConvoEvents
+		require_opt_in
 	}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.MaxMessageBytes != 1<<20 || d.MaxMembers != 50 || d.WebSocketEndpoint != "wss://chat.example.com/xrpc/blue.catbird.mls.subscribeConvoEvents" {
+	if d.MaxMessageBytes != 1<<20 || d.MaxMembers != 50 || d.WebSocketEndpoint != "wss://chat.example.com/xrpc/blue.catbird.mls.subscribeConvoEvents" || !d.RequireOptIn {
 		t.Fatalf("parsed %+v", d)
 	}
 	for _, bad := range []string{
@@ -35,6 +36,7 @@ func TestDeliveryCaddyfile(t *testing.T) {
 		"websocket_endpoint /xrpc/blue.catbird.mls.subscribeConvoEvents",
 		"websocket_endpoint wss://chat.example.com/x?ticket=1",
 		"websocket_endpoint wss://user:pw@chat.example.com/x",
+		"require_opt_in yes",
 		"unknown 1",
 	} {
 		err := new(Delivery).UnmarshalCaddyfile(caddyfile.NewTestDispenser("cairn_delivery {\n" + bad + "\n}"))

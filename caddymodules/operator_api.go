@@ -99,6 +99,7 @@ func (o *OperatorAPI) api(ctx context.Context) (*operator.API, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cairn_operator_api: %w", err)
 	}
+	a.Handle("GET "+operator.Prefix+"moderation/stats", operator.ModerationStatsRoute(run.Store))
 	o.built.Store(a)
 	return a, nil
 }

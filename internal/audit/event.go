@@ -48,6 +48,14 @@ const (
 	// conversation. Actor and Target are keyed hashes of the DIDs;
 	// Metadata {"convo": keyed hash, "role"}.
 	TypeRoleChange = "role.change"
+	// TypeReportResolve: an admin resolved or dismissed a member report.
+	// Actor and Target are keyed hashes of the admin's and the reported
+	// member's DIDs; Metadata {"convo": keyed hash, "action"}.
+	TypeReportResolve = "report.resolve"
+	// TypeMemberWarn: an admin or moderator warned a member (the warning's
+	// text is end-to-end encrypted and not seen). Actor and Target are
+	// keyed hashes; Metadata {"convo": keyed hash, "expires" when given}.
+	TypeMemberWarn = "member.warn"
 )
 
 // Event is something to audit.

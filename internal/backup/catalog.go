@@ -51,7 +51,8 @@ var catalog = []Table{
 		{"last_activity_at", KindTime}}},
 	{Name: "members", OrderBy: "convo_id, member_did", Columns: []Column{
 		{"convo_id", KindText}, {"member_did", KindText}, {"user_did", KindText}, {"device_id", KindText},
-		{"role", KindText}, {"joined_at", KindTime}, {"left_at", KindTime}}},
+		{"role", KindText}, {"joined_at", KindTime}, {"left_at", KindTime},
+		{"role_granted_at", KindTime}, {"role_granted_by", KindText}}},
 	{Name: "messages", OrderBy: "convo_id, seq", Columns: []Column{
 		{"convo_id", KindText}, {"seq", KindInt}, {"epoch", KindInt}, {"msg_id", KindText},
 		{"ciphertext", KindBytes}, {"padded_size", KindInt}, {"received_bucket", KindTime},
@@ -88,6 +89,20 @@ var catalog = []Table{
 		{"id", KindInt}, {"seq", KindInt}, {"mac", KindBytes}}},
 	{Name: "bans", OrderBy: "did_hash", Columns: []Column{
 		{"did_hash", KindText}, {"created_at", KindTime}}},
+	{Name: "convo_policies", OrderBy: "convo_id", Columns: []Column{
+		{"convo_id", KindText}, {"allow_invites", KindBool}, {"admin_only_invites", KindBool},
+		{"allow_member_add", KindBool}, {"allow_member_remove", KindBool}, {"require_admin_approval", KindBool},
+		{"max_members", KindInt}, {"updated_at", KindTime}, {"updated_by", KindText}}},
+	{Name: "reports", OrderBy: "id", Columns: []Column{
+		{"id", KindText}, {"convo_id", KindText}, {"target_did", KindText}, {"category", KindText},
+		{"sealed", KindBytes}, {"status", KindText}, {"action", KindText}, {"created_at", KindTime},
+		{"resolved_at", KindTime}}},
+	{Name: "invites", OrderBy: "id", Columns: []Column{
+		{"id", KindText}, {"convo_id", KindText}, {"psk_hash", KindText}, {"created_by", KindText},
+		{"target_did", KindText}, {"created_at", KindTime}, {"expires_at", KindTime}, {"max_uses", KindInt},
+		{"use_count", KindInt}, {"revoked_at", KindTime}, {"revoked_by", KindText}}},
+	{Name: "opt_ins", OrderBy: "did", Columns: []Column{
+		{"did", KindText}, {"opted_in_at", KindTime}}},
 }
 
 // singletonTables always hold their one row once migrated, so they do not
@@ -100,4 +115,4 @@ var excludedTables = map[string]bool{"schema_migrations": true}
 
 // SchemaVersion is the store schema version catalog describes. Backups
 // are taken and restored at this version only.
-const SchemaVersion = 3
+const SchemaVersion = 4

@@ -135,6 +135,9 @@ func (s *Service) createConvo(ctx context.Context, c call) (any, error) {
 		if len(members) > s.cfg.MaxMembers {
 			return ErrTooManyMembers
 		}
+		if err := s.checkOptIn(ctx, memberUsers(newMembers)); err != nil {
+			return err
+		}
 		var welcome *store.NewWelcome
 		if in.WelcomeMessage != "" {
 			if welcome, err = s.welcome(in.WelcomeMessage, suite.String(), newMembers); err != nil {
@@ -422,7 +425,8 @@ func (s *Service) addMembers(ctx context.Context, c call) (any, error) {
 	}
 	var members []store.NewMember
 	pre := func(ctx context.Context) error {
-		if _, err := s.member(ctx, convoID, c.id); err != nil {
+		me, err := s.member(ctx, convoID, c.id)
+		if err != nil {
 			return err
 		}
 		cv, err := s.cfg.Store.Convo(ctx, convoID)
@@ -430,6 +434,9 @@ func (s *Service) addMembers(ctx context.Context, c call) (any, error) {
 			return fmt.Errorf("read convo: %w", err)
 		}
 		if members, err = s.newMembers(ctx, in.DIDList, in.KeyPackageHashes, 50); err != nil {
+			return err
+		}
+		if err := s.checkAdd(ctx, convoID, me.Role, memberUsers(members)); err != nil {
 			return err
 		}
 		current, err := s.cfg.Store.Members(ctx, []string{convoID}, false)
@@ -504,10 +511,8 @@ func (s *Service) removeMember(ctx context.Context, c call) (any, error) {
 		if err != nil {
 			return err
 		}
-		if me.Role != store.RoleAdmin {
-			return ErrNotAdmin
-		}
-		return nil
+		user, _ := splitDID(in.TargetDID)
+		return s.checkRemove(ctx, convoID, me.Role, user)
 	}
 	in.ConvoID = convoID
 	return s.idempotent(ctx, c, in.IdempotencyKey, in, convoID, pre, func(ctx context.Context, tx store.Writer) (any, error) {

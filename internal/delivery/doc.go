@@ -111,4 +111,22 @@
 //     (sinceSeq to lastSeq, at most 1000 missing sequence numbers), not the
 //     whole conversation, and totalMessages is the number of sequence
 //     numbers assigned so far, read from the counter.
+//   - The social methods (issue 14; docs/moderation.md, docs/api.md):
+//     reportView has no reporterDid (the server stores nothing about a
+//     reporter; it is inside the sealed report) and no resolvedBy (the
+//     audit log keeps it, hashed); reportMember.messageIds,
+//     resolveReport.notes and warnMember.reason are accepted and not kept;
+//     category must be a known value. getAdminStats answers only with a
+//     convoId, only to its admins (NotAuthorized otherwise); server-wide
+//     figures are on the operator API. warnMember keeps no row (an audit
+//     event) and is open to moderators. The roster and policy methods,
+//     reportMember, resolveReport, createInvite, revokeInvite and
+//     processExternalCommit take an optional idempotencyKey, else derive
+//     one from what makes the request unique. A non-admin add refused by
+//     allowMemberAdd is NotAdmin. processExternalCommit serves joining
+//     with an invite only (psk in the body); getGroupInfo serves a
+//     non-member that names a usable invite by pskHash.
+//     requireAdminApproval is stored but enforces nothing. getOptInStatus
+//     gives optedInAt for the caller only. NotOptedIn refuses an add of an
+//     account that has not opted in when Config.RequireOptIn.
 package delivery

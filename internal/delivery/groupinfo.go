@@ -18,7 +18,9 @@ type getGroupInfoOutput struct {
 // lexicon also serves past members (for an external commit), but a
 // GroupInfo carries the ratchet tree — the roster — and the material to
 // rejoin by external commit: a member who was removed must learn neither.
-// Rejoining goes through the rejoin flows, with approval, instead. Error
+// Rejoining goes through the rejoin flows, with approval, instead. The one
+// non-member served is an invitee that names a usable invite by its
+// pskHash parameter (an extension; see processExternalCommit). Error
 // names are this lexicon's: NotFound, Unauthorized, GroupInfoUnavailable.
 func (s *Service) getGroupInfo(ctx context.Context, c call) (any, error) {
 	convoID, err := convoParam(c.params)
@@ -40,7 +42,15 @@ func (s *Service) getGroupInfo(ctx context.Context, c call) (any, error) {
 		}
 	}
 	if !known {
-		return nil, fmt.Errorf("group info: %w", store.ErrNotMember)
+		// An invitee about to redeem its invite by external commit
+		// (processExternalCommit) names the invite by its pskHash.
+		ok, err := s.inviteAdmits(ctx, convoID, c)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("group info: %w", store.ErrNotMember)
+		}
 	}
 	gi, err := s.cfg.Store.GroupInfo(ctx, convoID)
 	if errors.Is(err, store.ErrNotFound) {

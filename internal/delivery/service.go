@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cairn-chat/cairn-caddy/internal/audit"
 	"github.com/cairn-chat/cairn-caddy/internal/caller"
 	"github.com/cairn-chat/cairn-caddy/internal/store"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
@@ -32,12 +33,14 @@ const (
 	DefaultGroupInfoTTL            = 5 * time.Minute
 )
 
-// Store is the slice of store.Store the service uses: reads, writes and
-// idempotent writes; never the event log or maintenance.
+// Store is the slice of store.Store the service uses: reads, writes,
+// idempotent writes and the social state; never the event log or
+// maintenance.
 type Store interface {
 	store.Reader
 	store.Writer
 	store.Idempotency
+	store.Social
 }
 
 // Config configures a Service. Only Store is required; every other zero
@@ -83,6 +86,18 @@ type Config struct {
 	// service answers (a store outage, a bug), to log it; see internal/xrpc's
 	// error path. The service itself logs nothing.
 	OnServerError xrpc.ServerErrorFunc
+	// Audit, if set, records moderation events (role changes, resolved
+	// reports, warnings) with every identity passed through HashIdentity.
+	Audit audit.Recorder
+	// HashIdentity is the keyed hash (internal/redact) that identities go
+	// through before they reach the audit log. Required with Audit.
+	HashIdentity func(string) string
+	// OnAuditError, if set, is told of an audit record that failed, to log
+	// it; the action it describes stands.
+	OnAuditError func(error)
+	// RequireOptIn, when true, lets only accounts that opted in (optIn) be
+	// added to conversations, by createConvo, addMembers or an invite.
+	RequireOptIn bool
 }
 
 // Service is the MLS delivery service: it serves the blue.catbird.mls
@@ -142,6 +157,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MaxDevices <= 0 {
 		cfg.MaxDevices = DefaultMaxDevices
 	}
+	if cfg.Audit != nil && cfg.HashIdentity == nil {
+		return nil, errors.New("delivery: Config.HashIdentity is required with Config.Audit")
+	}
 	if cfg.GroupInfoTTL <= 0 {
 		cfg.GroupInfoTTL = DefaultGroupInfoTTL
 	}
@@ -165,7 +183,7 @@ func (s *Service) routes() map[string]method {
 	p := func(limit int64, h func(context.Context, call) (any, error)) method {
 		return method{typ: xrpc.Procedure, bodyLimit: limit, handle: h}
 	}
-	return map[string]method{
+	m := map[string]method{
 		Namespace + "createConvo":              p(msg, s.createConvo),
 		Namespace + "getConvos":                q(s.getConvos),
 		Namespace + "getEpoch":                 q(s.getEpoch),
@@ -190,6 +208,8 @@ func (s *Service) routes() map[string]method {
 		Namespace + "deleteDevice":             p(small, s.deleteDevice),
 		Namespace + "getExpectedConversations": q(s.getExpectedConversations),
 	}
+	s.socialRoutes(m)
+	return m
 }
 
 // Handles reports whether the service answers requests for nsid: every

@@ -37,10 +37,10 @@ func TestHandlesAndMethods(t *testing.T) {
 			t.Errorf("%s is not a known query or procedure", n)
 		}
 	}
-	if len(e.svc.Methods()) != 23 {
-		t.Errorf("%d methods served, want 23", len(e.svc.Methods()))
+	if len(e.svc.Methods()) != 41 {
+		t.Errorf("%d methods served, want 41", len(e.svc.Methods()))
 	}
-	if !e.svc.Handles("blue.catbird.mls.optIn") {
+	if !e.svc.Handles("blue.catbird.mls.invalidateWelcome") {
 		t.Error("an unserved blue.catbird.mls method must be answered (501)")
 	}
 	if e.svc.Handles("app.bsky.feed.getTimeline") {
@@ -63,7 +63,7 @@ func TestProtocol(t *testing.T) {
 		status      int
 		err         string
 	}{
-		{"unknown mls method", alice, "GET", "blue.catbird.mls.optIn", "", "", "", 501, "MethodNotImplemented"},
+		{"unknown mls method", alice, "GET", "blue.catbird.mls.invalidateWelcome", "", "", "", 501, "MethodNotImplemented"},
 		{"foreign method", alice, "GET", "com.example.nope", "", "", "", 501, "MethodNotImplemented"},
 		{"query with POST", alice, "POST", "blue.catbird.mls.getConvos", "", "{}", "application/json", 405, "InvalidRequest"},
 		{"procedure with GET", alice, "GET", "blue.catbird.mls.sendMessage", "", "", "", 405, "InvalidRequest"},

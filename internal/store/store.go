@@ -636,6 +636,7 @@ type Store interface {
 	Idempotency
 	EventLog
 	Maintenance
+	Social
 
 	// Traits states the backend's properties.
 	Traits() Traits

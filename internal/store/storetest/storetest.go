@@ -128,6 +128,13 @@ func Run(t *testing.T, b Backend) {
 		{"AuditTamper", testAuditTamper},
 		{"Bans", testBans},
 		{"AuditAndBanSchema", testAuditAndBanSchema},
+		{"Roles", testRoles},
+		{"Policies", testPolicies},
+		{"Reports", testReports},
+		{"Invites", testInvites},
+		{"OptIns", testOptIns},
+		{"SocialInIdempotent", testSocialInIdempotent},
+		{"SocialSchema", testSocialSchema},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

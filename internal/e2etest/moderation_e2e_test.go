@@ -1,0 +1,47 @@
+package e2etest
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cairn-chat/cairn-caddy/internal/atprototest"
+	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
+)
+
+// moderationSteps are the steps of issue 14's moderation scenario
+// (test/mls/moderation.mjs), in order. Each asserts what it names inside
+// the harness: the sealed report is decrypted by both admins' clients and
+// by no other key, and the server's copy equals the submitted bytes and
+// holds neither the reporter nor the text; erin's external commit is
+// applied by alice and the two exchange a message.
+var moderationSteps = []string{
+	"create a group of four with one commit and a Welcome",
+	"an admin promotes a member; the admins publish report keys in the group",
+	"a member files a sealed report that only the admins can open",
+	"a non-admin's removal is refused",
+	"an invite is created, redeemed by external commit and revoked",
+}
+
+// TestMLSModerationEndToEnd runs the moderation scenario with real ts-mls
+// clients against a real gateway, on SQLite and on PostgreSQL.
+func TestMLSModerationEndToEnd(t *testing.T) {
+	for _, st := range []struct {
+		name  string
+		store func(t *testing.T) mlsStore
+	}{{"sqlite", sqliteStore}, {"postgres", postgresStore}} {
+		t.Run(st.name, func(t *testing.T) {
+			requireMLSHarness(t)
+			plc := atprototest.NewPLC(t)
+			admin, port := gatewaytest.FreePort(t), gatewaytest.FreePort(t)
+			text := strings.NewReplacer(
+				"{ADMIN}", strconv.Itoa(admin), "{PORT}", strconv.Itoa(port), "{PLC}", plc.URL, "{STORAGE}", st.store(t).caddyfile,
+			).Replace(mlsCaddyfile)
+			g := gatewaytest.Start(t, &builder, gatewaytest.Options{Caddyfile: text, AdminPort: admin,
+				Env: []string{"CAIRN_LOG_HASH_KEY=" + strings.Repeat("e", 40), "CAIRN_AUDIT_KEY=" + strings.Repeat("a", 40)}})
+			runHarnessScript(t, harnessScript{name: "moderation.mjs", members: 6, steps: moderationSteps},
+				plc, fmt.Sprintf("http://127.0.0.1:%d", port), g, nil)
+		})
+	}
+}

@@ -1,0 +1,308 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cairn-chat/cairn-caddy/internal/store"
+)
+
+// testRoles: grants record when and by whom, demotion clears them, and
+// the last admin cannot go, even when two admins demote each other at
+// once.
+func testRoles(t *testing.T, b Backend) {
+	e := b.env(t)
+	e.newConvo("r", "did:plc:alice", "did:plc:bob", "did:plc:carol")
+	g, err := e.s.GrantRole(e.ctx, store.RoleGrant{ConvoID: "r", UserDID: "did:plc:bob", Role: store.RoleAdmin, GrantedBy: "did:plc:alice"})
+	must(t, err, "grant")
+	if g.GrantedAt.IsZero() || g.GrantedBy != "did:plc:alice" {
+		t.Fatalf("grant = %+v", g)
+	}
+	ms, err := e.s.Members(e.ctx, []string{"r"}, false)
+	must(t, err, "members")
+	for _, m := range ms["r"] {
+		if m.UserDID == "did:plc:bob" && m.Role != store.RoleAdmin {
+			t.Fatalf("bob's role = %s", m.Role)
+		}
+	}
+	if _, err := e.s.GrantRole(e.ctx, store.RoleGrant{ConvoID: "r", UserDID: "did:plc:nobody", Role: store.RoleAdmin}); !errors.Is(err, store.ErrNotMember) {
+		t.Fatalf("grant to a non-member: %v", err)
+	}
+	if _, err := e.s.GrantRole(e.ctx, store.RoleGrant{ConvoID: "nope", UserDID: "did:plc:bob", Role: store.RoleAdmin}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("grant in an unknown convo: %v", err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, u := range []string{"did:plc:alice", "did:plc:bob"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = e.s.GrantRole(e.ctx, store.RoleGrant{ConvoID: "r", UserDID: u, Role: store.RoleMember})
+		}()
+	}
+	wg.Wait()
+	failed := 0
+	for _, err := range errs {
+		if errors.Is(err, store.ErrLastAdmin) {
+			failed++
+		} else if err != nil {
+			t.Fatalf("demote: %v", err)
+		}
+	}
+	if failed != 1 {
+		t.Fatalf("%d of 2 concurrent demotions hit ErrLastAdmin, want 1", failed)
+	}
+}
+
+func testPolicies(t *testing.T, b Backend) {
+	e := b.env(t)
+	e.newConvo("p", "did:plc:alice")
+	if _, err := e.s.Policy(e.ctx, "p"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("policy before any: %v", err)
+	}
+	want := store.Policy{ConvoID: "p", AllowInvites: true, AllowMemberRemove: true, MaxMembers: 7, UpdatedBy: "did:plc:alice"}
+	got, err := e.s.PutPolicy(e.ctx, want)
+	must(t, err, "put")
+	read, err := e.s.Policy(e.ctx, "p")
+	must(t, err, "read")
+	want.UpdatedAt = got.UpdatedAt
+	if read != want || got.UpdatedAt.IsZero() {
+		t.Fatalf("policy = %+v, want %+v", read, want)
+	}
+	want.MaxMembers = 9
+	_, err = e.s.PutPolicy(e.ctx, want)
+	must(t, err, "update")
+	if read, _ := e.s.Policy(e.ctx, "p"); read.MaxMembers != 9 {
+		t.Fatalf("updated policy = %+v", read)
+	}
+	if _, err := e.s.PutPolicy(e.ctx, store.Policy{ConvoID: "nope"}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("policy of an unknown convo: %v", err)
+	}
+}
+
+// testReports: the sealed blob comes back byte for byte; resolution is
+// once; stats count per conversation and server-wide.
+func testReports(t *testing.T, b Backend) {
+	e := b.env(t)
+	e.newConvo("a", "did:plc:alice", "did:plc:bob")
+	e.newConvo("b", "did:plc:alice", "did:plc:bob")
+	blob := []byte{0, 1, 2, 0xff, 'x'}
+	r, err := e.s.AddReport(e.ctx, store.Report{ID: "r1", ConvoID: "a", TargetDID: "did:plc:bob", Category: "spam", Sealed: blob})
+	must(t, err, "add")
+	if r.Status != store.ReportPending {
+		t.Fatalf("status = %s", r.Status)
+	}
+	if _, err := e.s.AddReport(e.ctx, store.Report{ID: "r1", ConvoID: "a", TargetDID: "x", Category: "spam", Sealed: blob}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("duplicate id: %v", err)
+	}
+	if _, err := e.s.AddReport(e.ctx, store.Report{ID: "r9", ConvoID: "nope", Sealed: blob}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown convo: %v", err)
+	}
+	_, err = e.s.AddReport(e.ctx, store.Report{ID: "r2", ConvoID: "b", TargetDID: "did:plc:bob", Category: "harassment", Sealed: []byte("y")})
+	must(t, err, "add r2")
+	got, err := e.s.Report(e.ctx, "r1")
+	must(t, err, "read")
+	if !bytes.Equal(got.Sealed, blob) || got.ConvoID != "a" || got.TargetDID != "did:plc:bob" {
+		t.Fatalf("report = %+v", got)
+	}
+	e.clock.Advance(2 * time.Hour)
+	res, err := e.s.ResolveReport(e.ctx, "r1", store.ReportResolved, "removed_member")
+	must(t, err, "resolve")
+	if res.ResolvedAt.IsZero() || res.Action != "removed_member" {
+		t.Fatalf("resolved = %+v", res)
+	}
+	if _, err := e.s.ResolveReport(e.ctx, "r1", store.ReportDismissed, "dismissed"); !errors.Is(err, store.ErrNotPending) {
+		t.Fatalf("second resolve: %v", err)
+	}
+	if _, err := e.s.ResolveReport(e.ctx, "nope", store.ReportDismissed, "dismissed"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("resolve unknown: %v", err)
+	}
+	list, err := e.s.Reports(e.ctx, "a", store.ReportPending, 10)
+	must(t, err, "list pending")
+	if len(list) != 0 {
+		t.Fatalf("pending = %v", list)
+	}
+	list, err = e.s.Reports(e.ctx, "a", "", 10)
+	must(t, err, "list")
+	if len(list) != 1 || list[0].ID != "r1" {
+		t.Fatalf("list = %v", list)
+	}
+	st, err := e.s.ReportStats(e.ctx, "a", time.Time{})
+	must(t, err, "stats")
+	if st.Total != 1 || st.Resolved != 1 || st.Removals != 1 || st.ResolutionTime != 2*time.Hour || st.ByCategory["spam"] != 1 {
+		t.Fatalf("stats = %+v", st)
+	}
+	all, err := e.s.ReportStats(e.ctx, "", time.Time{})
+	must(t, err, "server stats")
+	if all.Total != 2 || all.Pending != 1 {
+		t.Fatalf("server-wide stats = %+v", all)
+	}
+}
+
+// testInvites: redemption counts uses atomically and refuses revoked,
+// expired, used-up and other-DID invites alike.
+func testInvites(t *testing.T, b Backend) {
+	e := b.env(t)
+	e.newConvo("i", "did:plc:alice")
+	inv, err := e.s.CreateInvite(e.ctx, store.Invite{ID: "inv1", ConvoID: "i", PSKHash: "h1", CreatedBy: "did:plc:alice", MaxUses: 3})
+	must(t, err, "create")
+	if inv.CreatedAt.IsZero() {
+		t.Fatalf("invite = %+v", inv)
+	}
+	if _, err := e.s.CreateInvite(e.ctx, store.Invite{ID: "inv2", ConvoID: "i", PSKHash: "h1"}); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("duplicate hash: %v", err)
+	}
+	if _, err := e.s.CreateInvite(e.ctx, store.Invite{ID: "inv3", ConvoID: "nope", PSKHash: "h"}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown convo: %v", err)
+	}
+	// Ten concurrent redemptions of a 3-use invite: three succeed.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := 0
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := e.s.RedeemInvite(e.ctx, "i", "h1", "did:plc:u"+strconv.Itoa(i))
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				ok++
+			case !errors.Is(err, store.ErrInviteUnusable):
+				t.Errorf("redeem: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok != 3 {
+		t.Fatalf("%d redemptions of a 3-use invite succeeded", ok)
+	}
+	_, err = e.s.CreateInvite(e.ctx, store.Invite{ID: "inv4", ConvoID: "i", PSKHash: "h4", TargetDID: "did:plc:bob", ExpiresAt: e.clock.Now().Add(time.Hour)})
+	must(t, err, "create targeted")
+	if _, err := e.s.RedeemInvite(e.ctx, "i", "h4", "did:plc:eve"); !errors.Is(err, store.ErrInviteUnusable) {
+		t.Fatalf("other DID: %v", err)
+	}
+	e.clock.Advance(2 * time.Hour)
+	if _, err := e.s.RedeemInvite(e.ctx, "i", "h4", "did:plc:bob"); !errors.Is(err, store.ErrInviteUnusable) {
+		t.Fatalf("expired: %v", err)
+	}
+	_, err = e.s.RevokeInvite(e.ctx, "inv1", "did:plc:alice")
+	must(t, err, "revoke")
+	if _, err := e.s.RevokeInvite(e.ctx, "inv1", "did:plc:alice"); !errors.Is(err, store.ErrNotPending) {
+		t.Fatalf("revoke twice: %v", err)
+	}
+	if _, err := e.s.RevokeInvite(e.ctx, "nope", "did:plc:alice"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("revoke unknown: %v", err)
+	}
+	live, err := e.s.Invites(e.ctx, "i", false)
+	must(t, err, "list")
+	every, err := e.s.Invites(e.ctx, "i", true)
+	must(t, err, "list all")
+	if len(live) != 1 || len(every) != 2 {
+		t.Fatalf("invites: %d live, %d in all", len(live), len(every))
+	}
+	got, err := e.s.Invite(e.ctx, "inv1")
+	must(t, err, "read")
+	if got.UseCount != 3 || got.RevokedAt.IsZero() || got.RevokedBy != "did:plc:alice" {
+		t.Fatalf("invite = %+v", got)
+	}
+}
+
+func testOptIns(t *testing.T, b Backend) {
+	e := b.env(t)
+	at, err := e.s.OptIn(e.ctx, "did:plc:alice")
+	must(t, err, "opt in")
+	e.clock.Advance(time.Hour)
+	again, err := e.s.OptIn(e.ctx, "did:plc:alice")
+	must(t, err, "opt in again")
+	if !again.Equal(at) {
+		t.Fatalf("second opt-in moved the time: %v then %v", at, again)
+	}
+	got, err := e.s.OptedIn(e.ctx, []string{"did:plc:alice", "did:plc:bob"})
+	must(t, err, "read")
+	if len(got) != 1 || !got["did:plc:alice"].Equal(at) {
+		t.Fatalf("opted in = %v", got)
+	}
+	removed, err := e.s.OptOut(e.ctx, "did:plc:alice")
+	must(t, err, "opt out")
+	if !removed {
+		t.Fatal("opt out removed nothing")
+	}
+	if removed, _ := e.s.OptOut(e.ctx, "did:plc:alice"); removed {
+		t.Fatal("second opt out removed something")
+	}
+}
+
+// testSocialInIdempotent: the social writes run in Idempotent's
+// transaction and roll back with it.
+func testSocialInIdempotent(t *testing.T, b Backend) {
+	e := b.env(t)
+	e.newConvo("t", "did:plc:alice")
+	boom := errors.New("boom")
+	_, _, err := e.s.Idempotent(e.ctx, store.IdempotencyKey{CallerDID: "did:plc:alice", NSID: "x", Key: "k"}, []byte("h"),
+		func(ctx context.Context, tx store.Writer) ([]byte, error) {
+			sw, ok := tx.(store.Social)
+			if !ok {
+				t.Fatalf("%T does not implement store.Social", tx)
+			}
+			if _, err := sw.CreateInvite(ctx, store.Invite{ID: "rolled", ConvoID: "t", PSKHash: "h"}); err != nil {
+				return nil, err
+			}
+			if _, err := sw.Invite(ctx, "rolled"); err != nil {
+				t.Errorf("the transaction does not see its own write: %v", err)
+			}
+			return nil, boom
+		})
+	if !errors.Is(err, boom) {
+		t.Fatalf("idempotent: %v", err)
+	}
+	if _, err := e.s.Invite(e.ctx, "rolled"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a rolled-back invite persists: %v", err)
+	}
+}
+
+// testSocialSchema: the new tables keep exactly their documented columns,
+// with no reporter, sender or plaintext column (docs/privacy.md).
+func testSocialSchema(t *testing.T, b Backend) {
+	e := b.env(t)
+	insp, ok := e.s.(SchemaInspector)
+	if !ok {
+		t.Fatalf("%T does not implement storetest.SchemaInspector", e.s)
+	}
+	want := map[string][]string{
+		"reports": {"action", "category", "convo_id", "created_at", "id", "resolved_at", "sealed", "status", "target_did"},
+		"invites": {"convo_id", "created_at", "created_by", "expires_at", "id", "max_uses", "psk_hash", "revoked_at", "revoked_by", "target_did", "use_count"},
+		"convo_policies": {"admin_only_invites", "allow_invites", "allow_member_add", "allow_member_remove", "convo_id",
+			"max_members", "require_admin_approval", "updated_at", "updated_by"},
+		"opt_ins": {"did", "opted_in_at"},
+		"members": {"convo_id", "device_id", "joined_at", "left_at", "member_did", "role", "role_granted_at", "role_granted_by", "user_did"},
+	}
+	for table, cols := range want {
+		got, err := insp.TableColumns(e.ctx, table)
+		must(t, err, "introspect "+table)
+		slices.Sort(got)
+		if !slices.Equal(got, cols) {
+			t.Errorf("%s columns = %v, want exactly %v", table, got, cols)
+		}
+	}
+	// Nothing a report keeps can name who filed it or hold its text.
+	forbidden := []string{"reporter", "sender", "author", "from", "reason", "notes", "text", "plaintext", "message", "ip"}
+	for _, table := range []string{"reports", "invites", "convo_policies", "opt_ins"} {
+		got, _ := insp.TableColumns(e.ctx, table)
+		for _, c := range got {
+			for _, part := range strings.Split(c, "_") {
+				if slices.Contains(forbidden, part) {
+					t.Errorf("%s has column %q", table, c)
+				}
+			}
+		}
+	}
+}
