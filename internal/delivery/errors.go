@@ -77,6 +77,9 @@ func (s *Service) mapError(nsid string, err error) *xrpc.Error {
 	var inner *fnError
 	inFn := errors.As(err, &inner)
 	groupInfo := nsid == Namespace+"getGroupInfo" || nsid == Namespace+"updateGroupInfo"
+	if xe := recoveryError(nsid, err, e); xe != nil && !unavailable(err) {
+		return xe
+	}
 	switch {
 	case errors.Is(err, store.ErrOutcomeUnknown):
 		return unavailableError(err, "the database connection was lost while the write was committing: it may or may not have been applied; retry the same request (same msgId or idempotencyKey) to learn which, it is never applied twice")

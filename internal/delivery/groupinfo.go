@@ -140,7 +140,9 @@ type confirmWelcomeOutput struct {
 }
 
 // confirmWelcome marks the caller's Welcome consumed after it was
-// processed. A failed processing leaves it available for another try.
+// processed, and the key package it was addressed to used (one Welcome
+// per device: see validateWelcome). A failed processing leaves it
+// available for another try.
 // Confirming twice is harmless, so the method is naturally idempotent.
 func (s *Service) confirmWelcome(ctx context.Context, c call) (any, error) {
 	var in confirmWelcomeInput
@@ -164,6 +166,17 @@ func (s *Service) confirmWelcome(ctx context.Context, c call) (any, error) {
 		rows, err := s.callerRows(ctx, convoID, c.id)
 		if err != nil {
 			return nil, err
+		}
+		// The Welcome's key package is used now: it brings its device in
+		// once (validateWelcome refuses it afterwards).
+		w, err := s.cfg.Store.Welcome(ctx, convoID, rows)
+		switch {
+		case err == nil:
+			if err := s.useWelcomeKeys(ctx, c.id, w.Data); err != nil {
+				return nil, err
+			}
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, fmt.Errorf("read welcome: %w", err)
 		}
 		if err := s.cfg.Store.ConfirmWelcome(ctx, convoID, rows); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return nil, fmt.Errorf("confirm welcome: %w", err)

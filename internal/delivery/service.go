@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"mime"
 	"net/http"
 	"strconv"
@@ -32,12 +33,16 @@ const (
 	DefaultGroupInfoTTL            = 5 * time.Minute
 )
 
-// Store is the slice of store.Store the service uses: reads, writes and
-// idempotent writes; never the event log or maintenance.
+// Store is the slice of store.Store the service uses: reads, writes,
+// idempotent writes, and the device and recovery state (pending device
+// additions, rejoins, Welcome keys); never the event log or maintenance.
 type Store interface {
 	store.Reader
 	store.Writer
 	store.Idempotency
+	store.PendingDevices
+	store.Rejoins
+	store.WelcomeKeys
 }
 
 // Config configures a Service. Only Store is required; every other zero
@@ -70,6 +75,10 @@ type Config struct {
 	MaxDevices int
 	// GroupInfoTTL is the staleness hint getGroupInfo reports. Default 5 min.
 	GroupInfoTTL time.Duration
+	// PendingAdditionTTL is how long a pending device addition or rejoin
+	// request waits for a member to add the device before the retention
+	// worker deletes it. Default 7 days.
+	PendingAdditionTTL time.Duration
 	// OnChange, if set, is called with a conversation's id after a write
 	// added events to it (a message, a commit, a membership change), once
 	// the write is committed; never for a replayed retry. The realtime hub
@@ -145,6 +154,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.GroupInfoTTL <= 0 {
 		cfg.GroupInfoTTL = DefaultGroupInfoTTL
 	}
+	if cfg.PendingAdditionTTL <= 0 {
+		cfg.PendingAdditionTTL = DefaultPendingAdditionTTL
+	}
 	s := &Service{cfg: cfg}
 	s.methods = s.routes()
 	return s, nil
@@ -165,7 +177,7 @@ func (s *Service) routes() map[string]method {
 	p := func(limit int64, h func(context.Context, call) (any, error)) method {
 		return method{typ: xrpc.Procedure, bodyLimit: limit, handle: h}
 	}
-	return map[string]method{
+	routes := map[string]method{
 		Namespace + "createConvo":              p(msg, s.createConvo),
 		Namespace + "getConvos":                q(s.getConvos),
 		Namespace + "getEpoch":                 q(s.getEpoch),
@@ -190,6 +202,8 @@ func (s *Service) routes() map[string]method {
 		Namespace + "deleteDevice":             p(small, s.deleteDevice),
 		Namespace + "getExpectedConversations": q(s.getExpectedConversations),
 	}
+	maps.Copy(routes, s.recoveryRoutes(small, msg))
+	return routes
 }
 
 // Handles reports whether the service answers requests for nsid: every

@@ -594,6 +594,9 @@ type Purger interface {
 	PurgeKeyPackages(ctx context.Context, consumedFor time.Duration, maxPerDevice int) (int64, error)
 	// PurgeIdempotency deletes idempotency records older than olderThan.
 	PurgeIdempotency(ctx context.Context, olderThan time.Duration) (int64, error)
+	// PurgePendingAdditions deletes pending device additions (and so
+	// rejoin requests) past their expiry.
+	PurgePendingAdditions(ctx context.Context) (int64, error)
 }
 
 // Maintenance is what a background worker needs: the purges and the lock
@@ -622,7 +625,8 @@ type Traits struct {
 }
 
 // Store is the union the backends implement; each consumer takes only the
-// slice it uses (Reader, Writer, Idempotency, EventLog, Maintenance).
+// slice it uses (Reader, Writer, Idempotency, EventLog, Maintenance,
+// PendingDevices, Rejoins, WelcomeKeys).
 // Implementations are safe for concurrent use, from several processes on
 // PostgreSQL.
 //
@@ -636,6 +640,9 @@ type Store interface {
 	Idempotency
 	EventLog
 	Maintenance
+	PendingDevices
+	Rejoins
+	WelcomeKeys
 
 	// Traits states the backend's properties.
 	Traits() Traits
