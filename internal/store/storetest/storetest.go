@@ -128,6 +128,12 @@ func Run(t *testing.T, b Backend) {
 		{"AuditTamper", testAuditTamper},
 		{"Bans", testBans},
 		{"AuditAndBanSchema", testAuditAndBanSchema},
+		{"PendingAdditionsQueue", testPendingAdditionsQueue},
+		{"PendingAdditionClaimConcurrent", testPendingAdditionClaimConcurrent},
+		{"PendingAdditionComplete", testPendingAdditionComplete},
+		{"NeedsRejoin", testNeedsRejoin},
+		{"WelcomeKeys", testWelcomeKeys},
+		{"DeviceRecoverySchema", testDeviceRecoverySchema},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
