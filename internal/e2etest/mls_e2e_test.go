@@ -195,9 +195,28 @@ func TestMLSClientsEndToEnd(t *testing.T) {
 // that gateway's URL, and the harness goes on there (mlsRestoreSteps).
 func runMLSHarness(t *testing.T, plc *atprototest.PLC, base string, g *gatewaytest.Gateway, restore func() string) {
 	t.Helper()
+	want := mlsSteps
+	if restore != nil {
+		want = append(append([]string(nil), mlsSteps...), mlsRestoreSteps...)
+	}
+	runHarness(t, harness{script: "e2e.mjs", members: 4, steps: want}, plc, base, g, restore)
+}
+
+// harness is one scenario script of test/mls: its file, how many members
+// it announces, and the steps it must report, in order.
+type harness struct {
+	script  string
+	members int
+	steps   []string
+}
+
+// runHarness runs a scenario script of test/mls against the gateway at
+// base with the protocol runMLSHarness describes.
+func runHarness(t *testing.T, h harness, plc *atprototest.PLC, base string, g *gatewaytest.Gateway, restore func() string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "e2e.mjs")
+	cmd := exec.CommandContext(ctx, "node", h.script)
 	cmd.Dir = mlsHarnessDir()
 	cmd.Env = append(os.Environ(), "CAIRN_GATEWAY="+base, "CAIRN_SERVICE_DID="+serviceDID)
 	if restore != nil {
@@ -214,7 +233,7 @@ func runMLSHarness(t *testing.T, plc *atprototest.PLC, base string, g *gatewayte
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("node e2e.mjs: %v", err)
+		t.Fatalf("node %s: %v", h.script, err)
 	}
 	waited := false
 	wait := func() error {
@@ -247,8 +266,8 @@ func runMLSHarness(t *testing.T, plc *atprototest.PLC, base string, g *gatewayte
 	}
 
 	first, ok := next()
-	if !ok || len(first.Members) != 4 {
-		fail("harness did not announce its four members (got %+v)", first)
+	if !ok || len(first.Members) != h.members {
+		fail("harness did not announce its %d members (got %+v)", h.members, first)
 	}
 	for _, m := range first.Members {
 		plc.Publish(m.DID, atprototest.MintedKey{Type: "k256", JWTAlg: "ES256K", DID: "did:key:" + m.Multibase, Multibase: m.Multibase})
@@ -296,12 +315,8 @@ func runMLSHarness(t *testing.T, plc *atprototest.PLC, base string, g *gatewayte
 	if err := wait(); err != nil || !finished {
 		fail("harness did not finish cleanly (finished=%v, exit %v)", finished, err)
 	}
-	want := mlsSteps
-	if restore != nil {
-		want = append(append([]string(nil), mlsSteps...), mlsRestoreSteps...)
-	}
-	if strings.Join(done, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("harness ran steps\n  %q\nwant\n  %q", done, want)
+	if strings.Join(done, "\n") != strings.Join(h.steps, "\n") {
+		t.Fatalf("harness ran steps\n  %q\nwant\n  %q", done, h.steps)
 	}
 }
 
