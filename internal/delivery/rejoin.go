@@ -46,14 +46,8 @@ func (s *Service) requestRejoin(ctx context.Context, c call) (any, error) {
 	if err := maxLen("reason", in.Reason, 128); err != nil {
 		return nil, err
 	}
-	if err := needDevice(c.id); err != nil {
-		return nil, err
-	}
 	convoID := normConvoID(in.ConvoID)
-	if _, err := s.accountMembers(ctx, convoID, c.id.DID); err != nil {
-		return nil, err
-	}
-	if err := s.registeredDevice(ctx, c.id); err != nil {
+	if err := s.mayRejoin(ctx, c, convoID); err != nil {
 		return nil, err
 	}
 	cv, err := s.cfg.Store.Convo(ctx, convoID)
@@ -72,6 +66,19 @@ func (s *Service) requestRejoin(ctx context.Context, c call) (any, error) {
 		return nil, err
 	}
 	return requestRejoinOutput{RequestID: p.ID, Pending: true}, nil
+}
+
+// mayRejoin is the rule of requestRejoin and readdition: the caller is a
+// device its account registered, and the account has an active row in
+// the conversation.
+func (s *Service) mayRejoin(ctx context.Context, c call, convoID string) error {
+	if err := needDevice(c.id); err != nil {
+		return err
+	}
+	if _, err := s.accountMembers(ctx, convoID, c.id.DID); err != nil {
+		return err
+	}
+	return s.registeredDevice(ctx, c.id)
 }
 
 // markNeedsRejoin flags the caller's device in the conversation and
@@ -114,14 +121,8 @@ func (s *Service) readdition(ctx context.Context, c call) (any, error) {
 	if err := convoField(in.ConvoID); err != nil {
 		return nil, err
 	}
-	if err := needDevice(c.id); err != nil {
-		return nil, err
-	}
 	convoID := normConvoID(in.ConvoID)
-	if _, err := s.accountMembers(ctx, convoID, c.id.DID); err != nil {
-		return nil, err
-	}
-	if err := s.registeredDevice(ctx, c.id); err != nil {
+	if err := s.mayRejoin(ctx, c, convoID); err != nil {
 		return nil, err
 	}
 	all, err := s.cfg.Store.Members(ctx, []string{convoID}, false)

@@ -140,19 +140,9 @@ func (s *Service) invalidateWelcome(ctx context.Context, c call) (any, error) {
 		return nil, err
 	}
 	convoID := normConvoID(in.ConvoID)
-	if _, err := s.member(ctx, convoID, c.id); err != nil {
-		return nil, err
-	}
-	rows, err := s.callerRows(ctx, convoID, c.id)
+	w, rows, err := s.callerWelcome(ctx, convoID, c.id)
 	if err != nil {
 		return nil, err
-	}
-	w, err := s.cfg.Store.Welcome(ctx, convoID, rows)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrWelcomeNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read welcome: %w", err)
 	}
 	if err := s.cfg.Store.ConfirmWelcome(ctx, convoID, rows); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("retire welcome: %w", err)

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -63,6 +64,21 @@ func (p PendingAddition) MemberDID() string {
 		return p.UserDID
 	}
 	return p.UserDID + "#" + p.DeviceID
+}
+
+// Lapsed returns p as it reads at now: a claim that ran out is reported
+// as pending, without a holder, as the interface promises.
+func (p PendingAddition) Lapsed(now time.Time) PendingAddition {
+	if p.Status == PendingStatusInProgress && !p.ClaimedUntil.After(now) {
+		p.Status, p.ClaimedBy, p.ClaimedUntil = PendingStatusPending, "", time.Time{}
+	}
+	return p
+}
+
+// UserOfMember is the account DID of a member DID (did or did#device).
+func UserOfMember(memberDID string) string {
+	u, _, _ := strings.Cut(memberDID, "#")
+	return u
 }
 
 // NewPendingAddition describes a device to queue for addition.

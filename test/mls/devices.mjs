@@ -329,8 +329,8 @@ const goAhead = () =>
   new Promise((resolve, reject) => {
     const rl = createInterface({ input: process.stdin })
     rl.once('line', () => {
+      resolve() // before close, whose event would reject
       rl.close()
-      resolve()
     })
     rl.once('close', () => reject(new Error('stdin closed before the go-ahead')))
   })

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,20 +35,6 @@ func scanPending(row pgx.Row) (store.PendingAddition, error) {
 	p.Status, p.ClaimedUntil = store.PendingStatus(status), fromNull(claimedUntil)
 	p.CreatedAt, p.ExpiresAt = utc(p.CreatedAt), utc(p.ExpiresAt)
 	return p, nil
-}
-
-// lapse reports a claim that ran out as pending, as the interface promises.
-func lapse(p store.PendingAddition, now time.Time) store.PendingAddition {
-	if p.Status == store.PendingStatusInProgress && !p.ClaimedUntil.After(now) {
-		p.Status, p.ClaimedBy, p.ClaimedUntil = store.PendingStatusPending, "", time.Time{}
-	}
-	return p
-}
-
-// userOf is the account DID of a member DID (did or did#device).
-func userOf(memberDID string) string {
-	u, _, _ := strings.Cut(memberDID, "#")
-	return u
 }
 
 // accountActive reports whether userDID has an active row in the
@@ -89,7 +74,7 @@ func (s *Store) queueAddition(ctx context.Context, q querier, p store.NewPending
 	if err != nil {
 		return store.PendingAddition{}, fmt.Errorf("read queued device addition: %w", err)
 	}
-	return lapse(row, now), nil
+	return row.Lapsed(now), nil
 }
 
 // QueueDeviceAddition implements store.PendingDevices.
@@ -117,7 +102,7 @@ func (s *Store) QueueDeviceAddition(ctx context.Context, p store.NewPendingAddit
 // MarkNeedsRejoin implements store.Rejoins.
 func (s *Store) MarkNeedsRejoin(ctx context.Context, queue *store.NewPendingAddition, convoID, memberDID string) (out store.PendingAddition, err error) {
 	err = s.inTx(ctx, func(w *writer) error {
-		if err := accountActive(ctx, w.q, convoID, userOf(memberDID)); err != nil {
+		if err := accountActive(ctx, w.q, convoID, store.UserOfMember(memberDID)); err != nil {
 			return err
 		}
 		if _, err := w.q.Exec(ctx, `UPDATE members SET needs_rejoin = true WHERE convo_id = $1 AND member_did = $2 AND left_at IS NULL`,
@@ -172,7 +157,7 @@ func (s *Store) PendingAdditions(ctx context.Context, viewerDID string, convoIDs
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.PendingAddition, error) {
 		p, err := scanPending(r)
-		return lapse(p, now), err
+		return p.Lapsed(now), err
 	})
 	if err != nil {
 		return nil, errorf("list pending device additions: %w", err)
@@ -189,7 +174,7 @@ func (s *Store) PendingAddition(ctx context.Context, id string) (store.PendingAd
 	if err != nil {
 		return store.PendingAddition{}, errorf("read pending device addition: %w", err)
 	}
-	return lapse(p, s.now()), nil
+	return p.Lapsed(s.now()), nil
 }
 
 // additionKeyPackage picks the package to add the addition's device with:
@@ -245,7 +230,7 @@ func (s *Store) ClaimPendingAddition(ctx context.Context, id, claimerDID string,
 		if err != nil {
 			return fmt.Errorf("read pending device addition: %w", err)
 		}
-		p = lapse(p, now)
+		p = p.Lapsed(now)
 		if p.Status == store.PendingStatusInProgress && p.ClaimedBy != claimerDID {
 			out.Addition = p
 			return fmt.Errorf("claim pending device addition: %w", store.ErrClaimedByOther)

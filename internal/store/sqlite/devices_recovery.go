@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/cairn-chat/cairn-caddy/internal/store"
@@ -38,20 +37,6 @@ func scanPending(row interface{ Scan(...any) error }) (store.PendingAddition, er
 	p.ClaimedUntil = fromNullMS(claimedUntil)
 	p.CreatedAt, p.ExpiresAt = fromMS(created), fromMS(expires)
 	return p, nil
-}
-
-// lapse reports a claim that ran out as pending, as the interface promises.
-func lapse(p store.PendingAddition, now time.Time) store.PendingAddition {
-	if p.Status == store.PendingStatusInProgress && !p.ClaimedUntil.After(now) {
-		p.Status, p.ClaimedBy, p.ClaimedUntil = store.PendingStatusPending, "", time.Time{}
-	}
-	return p
-}
-
-// userOf is the account DID of a member DID (did or did#device).
-func userOf(memberDID string) string {
-	u, _, _ := strings.Cut(memberDID, "#")
-	return u
 }
 
 // accountActive reports whether userDID has an active row in the
@@ -95,7 +80,7 @@ func (s *Store) queueAddition(ctx context.Context, tx writeTx, p store.NewPendin
 	if err != nil {
 		return store.PendingAddition{}, fmt.Errorf("read queued device addition: %w", err)
 	}
-	return lapse(row, now), nil
+	return row.Lapsed(now), nil
 }
 
 // QueueDeviceAddition implements store.PendingDevices.
@@ -123,7 +108,7 @@ func (s *Store) QueueDeviceAddition(ctx context.Context, p store.NewPendingAddit
 // MarkNeedsRejoin implements store.Rejoins.
 func (s *Store) MarkNeedsRejoin(ctx context.Context, queue *store.NewPendingAddition, convoID, memberDID string) (out store.PendingAddition, err error) {
 	err = s.write(ctx, func(tx writeTx) error {
-		if err := accountActive(ctx, tx, convoID, userOf(memberDID)); err != nil {
+		if err := accountActive(ctx, tx, convoID, store.UserOfMember(memberDID)); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE members SET needs_rejoin = 1 WHERE convo_id = ? AND member_did = ? AND left_at IS NULL`,
@@ -190,7 +175,7 @@ func (s *Store) PendingAdditions(ctx context.Context, viewerDID string, convoIDs
 		if err != nil {
 			return nil, errorf("list pending device additions: %w", err)
 		}
-		out = append(out, lapse(p, now))
+		out = append(out, p.Lapsed(now))
 	}
 	if err := rows.Err(); err != nil {
 		return nil, errorf("list pending device additions: %w", err)
@@ -207,7 +192,7 @@ func (s *Store) PendingAddition(ctx context.Context, id string) (store.PendingAd
 	if err != nil {
 		return store.PendingAddition{}, errorf("read pending device addition: %w", err)
 	}
-	return lapse(p, s.now()), nil
+	return p.Lapsed(s.now()), nil
 }
 
 // additionKeyPackage picks the package to add the addition's device with:
@@ -264,7 +249,7 @@ func (s *Store) ClaimPendingAddition(ctx context.Context, id, claimerDID string,
 		if err != nil {
 			return fmt.Errorf("read pending device addition: %w", err)
 		}
-		p = lapse(p, now)
+		p = p.Lapsed(now)
 		if p.Status == store.PendingStatusInProgress && p.ClaimedBy != claimerDID {
 			out.Addition = p
 			return fmt.Errorf("claim pending device addition: %w", store.ErrClaimedByOther)
