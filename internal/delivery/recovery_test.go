@@ -178,7 +178,7 @@ func TestRejoinRequest(t *testing.T) {
 		// The flagged device is re-added by a commit with its Welcome.
 		e.post(alice, "addMembers", obj{"convoId": g, "idempotencyKey": "readd", "didList": []string{"did:plc:bob#b1"},
 			"keyPackageHashes": []obj{{"did": "did:plc:bob#b1", "hash": kp.refHex()}},
-			"commit": b64(commit(t, g, 0)), "welcomeMessage": b64(welcome(t, suite, kp.ref))}).must(t, http.StatusOK)
+			"commit":           b64(commit(t, g, 0)), "welcomeMessage": b64(welcome(t, suite, kp.ref))}).must(t, http.StatusOK)
 		done := e.post(alice, "completePendingDeviceAddition", obj{"pendingAdditionId": id, "newEpoch": 1}).must(t, http.StatusOK)
 		if done.body["success"] != true {
 			t.Fatalf("complete: %s", done.raw)
@@ -262,7 +262,7 @@ func TestPendingDeviceAddition(t *testing.T) {
 		}
 		e.post(loser, "addMembers", obj{"convoId": g, "idempotencyKey": "add-a2", "didList": []string{"did:plc:alice#a2"},
 			"keyPackageHashes": []obj{{"did": "did:plc:alice#a2", "hash": a2kp.refHex()}},
-			"commit": b64(commit(t, g, 0)), "welcomeMessage": b64(welcome(t, suite, a2kp.ref))}).must(t, http.StatusOK)
+			"commit":           b64(commit(t, g, 0)), "welcomeMessage": b64(welcome(t, suite, a2kp.ref))}).must(t, http.StatusOK)
 		if r := e.post(loser, "completePendingDeviceAddition", obj{"pendingAdditionId": id, "newEpoch": 1}).must(t, http.StatusOK); r.body["success"] != true {
 			t.Fatalf("complete: %s", r.raw)
 		}

@@ -6,7 +6,9 @@
 // Store is composed of small interfaces, as certmagic composes Storage and
 // Locker, and each consumer takes only the slice it uses: Reader, Writer,
 // Idempotency (internal/delivery), EventLog (internal/realtime, with four
-// reads), Maintenance = Locker + Purger (internal/retention). AuditLog
+// reads), Maintenance = Locker + Purger (internal/retention), and the
+// device and recovery state PendingDevices, Rejoins and WelcomeKeys
+// (internal/delivery). AuditLog
 // (internal/audit) and Bans (internal/ban) are implemented by both
 // backends beside Store, not part of it: their consumers assert them. A
 // backend states its properties as Traits rather than letting consumers
