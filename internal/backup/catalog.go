@@ -52,7 +52,7 @@ var catalog = []Table{
 	{Name: "members", OrderBy: "convo_id, member_did", Columns: []Column{
 		{"convo_id", KindText}, {"member_did", KindText}, {"user_did", KindText}, {"device_id", KindText},
 		{"role", KindText}, {"joined_at", KindTime}, {"left_at", KindTime},
-		{"role_granted_at", KindTime}, {"role_granted_by", KindText}}},
+		{"role_granted_at", KindTime}, {"role_granted_by", KindText}, {"needs_rejoin", KindBool}}},
 	{Name: "messages", OrderBy: "convo_id, seq", Columns: []Column{
 		{"convo_id", KindText}, {"seq", KindInt}, {"epoch", KindInt}, {"msg_id", KindText},
 		{"ciphertext", KindBytes}, {"padded_size", KindInt}, {"received_bucket", KindTime},
@@ -69,10 +69,15 @@ var catalog = []Table{
 	{Name: "key_packages", OrderBy: "ref", Columns: []Column{
 		{"ref", KindText}, {"owner_did", KindText}, {"device_id", KindText}, {"cipher_suite", KindText},
 		{"data", KindBytes}, {"created_at", KindTime}, {"expires_at", KindTime}, {"last_resort", KindBool},
-		{"consumed_at", KindTime}, {"used_in_convo", KindText}, {"data_sha256", KindText}}},
+		{"consumed_at", KindTime}, {"used_in_convo", KindText}, {"data_sha256", KindText},
+		{"welcome_digest", KindBytes}, {"welcome_reserved_until", KindTime}, {"welcome_used_at", KindTime}}},
 	{Name: "devices", OrderBy: "owner_did, device_id", Columns: []Column{
 		{"owner_did", KindText}, {"device_id", KindText}, {"name", KindText}, {"uuid", KindText},
 		{"signature_key", KindBytes}, {"registered_at", KindTime}, {"last_seen_at", KindTime}}},
+	{Name: "pending_device_additions", OrderBy: "id", Columns: []Column{
+		{"id", KindText}, {"convo_id", KindText}, {"user_did", KindText}, {"device_id", KindText},
+		{"rejoin", KindBool}, {"key_package_ref", KindText}, {"status", KindText}, {"claimed_by", KindText},
+		{"claimed_until", KindTime}, {"created_at", KindTime}, {"expires_at", KindTime}}},
 	{Name: "events", OrderBy: "cursor", Columns: []Column{
 		{"cursor", KindInt}, {"convo_id", KindText}, {"kind", KindText}, {"message_id", KindText},
 		{"epoch", KindInt}, {"created_bucket", KindTime}}},
@@ -115,4 +120,4 @@ var excludedTables = map[string]bool{"schema_migrations": true}
 
 // SchemaVersion is the store schema version catalog describes. Backups
 // are taken and restored at this version only.
-const SchemaVersion = 4
+const SchemaVersion = 5

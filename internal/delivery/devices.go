@@ -38,7 +38,8 @@ func newUUID() (string, error) {
 }
 
 // registerDevice registers a device of the caller and publishes its key
-// packages. The device id is the deviceUUID when given (so key packages
+// packages, and queues the device for addition to its account's
+// conversations (getPendingDeviceAdditions). The device id is the deviceUUID when given (so key packages
 // made before registration can already name did#deviceUUID), otherwise a
 // new UUID. Registering a known deviceUUID again returns the existing
 // device and publishes the packages to it, which makes the method
@@ -94,6 +95,9 @@ func (s *Service) registerDevice(ctx context.Context, c call) (any, error) {
 		if err := s.putItem(ctx, c.id, d.DeviceID, item); err != nil {
 			return nil, err
 		}
+	}
+	if err := s.queueNewDevice(ctx, c.id.DID, d.DeviceID); err != nil {
+		return nil, err
 	}
 	return registerDeviceOutput{DeviceID: d.DeviceID, MLSDID: c.id.DID + "#" + d.DeviceID, AutoJoinedConvos: []string{}}, nil
 }
@@ -173,8 +177,9 @@ type getExpectedConversationsOutput struct {
 	Conversations []expectedConversation `json:"conversations"`
 }
 
-// getExpectedConversations lists the caller's conversations and whether
-// the device (the deviceId parameter, else the caller's) is in each.
+// getExpectedConversations lists the caller's conversations, whether the
+// device (the deviceId parameter, else the caller's) is in each, and
+// whether it must rejoin it (needs_rejoin).
 func (s *Service) getExpectedConversations(ctx context.Context, c call) (any, error) {
 	device, err := c.params.str("deviceId", 128)
 	if err != nil {
@@ -187,6 +192,18 @@ func (s *Service) getExpectedConversations(ctx context.Context, c call) (any, er
 	if err != nil {
 		return nil, fmt.Errorf("list user convos: %w", err)
 	}
+	me := c.id.DID
+	if device != "" {
+		me += "#" + device
+	}
+	flagged, err := s.cfg.Store.NeedsRejoin(ctx, c.id.DID, me)
+	if err != nil {
+		return nil, fmt.Errorf("read needs_rejoin: %w", err)
+	}
+	needs := map[string]bool{}
+	for _, f := range flagged {
+		needs[f.ConvoID] = true
+	}
 	out := getExpectedConversationsOutput{Conversations: make([]expectedConversation, 0, len(convos))}
 	for _, uc := range convos {
 		in := false
@@ -197,7 +214,7 @@ func (s *Service) getExpectedConversations(ctx context.Context, c call) (any, er
 		}
 		out.Conversations = append(out.Conversations, expectedConversation{
 			ConvoID: uc.ConvoID, Name: uc.Name, MemberCount: uc.MemberCount, ShouldBeInGroup: true,
-			LastActivity: optDatetime(uc.LastActivityAt), DeviceInGroup: in,
+			LastActivity: optDatetime(uc.LastActivityAt), DeviceInGroup: in, NeedsRejoin: needs[uc.ConvoID],
 		})
 	}
 	return out, nil

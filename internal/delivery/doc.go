@@ -107,6 +107,26 @@
 //   - publishKeyPackages stores each package on its own (a bad one fails
 //     alone, reported in errors); registerDevice registers the device and
 //     then stores its packages, not in one transaction.
+//   - requestRejoin and rejoin are one request; pending is always true and
+//     AlreadyMember is never answered. The recovery methods need a device
+//     (400 InvalidRequest) the account registered (403 Unauthorized).
+//   - No realtime event goes out for new devices, rejoin requests,
+//     readdition or groupInfoRefresh: the streams carry stored events
+//     only. Members poll getPendingDeviceAdditions; groupInfoRefresh
+//     checks the caller and reports activeMembers.
+//   - claimPendingDeviceAddition claims per member device (claimedBy is
+//     the account); the caller's own device is claimed=false; a device
+//     without key packages is 400 KeyPackageNotFound.
+//     completePendingDeviceAddition deletes the addition (a second call is
+//     PendingAdditionNotFound) and refuses a newEpoch ahead of the
+//     conversation.
+//   - validateWelcome returns no groupId (it is encrypted in the Welcome);
+//     a last-resort package is not reserved. getKeyPackageHistory never
+//     returns consumedByDevice (no sender) nor consumedForConvoName.
+//   - processExternalCommit, readdition, invalidateWelcome and
+//     groupInfoRefresh use their lexicons' names (Unauthorized, NotFound,
+//     ConversationNotFound, InvalidCommit); requestRejoin and rejoin
+//     answer a non-member account 404 ConvoNotFound.
 //   - getMessages: gapInfo describes the returned page's range only
 //     (sinceSeq to lastSeq, at most 1000 missing sequence numbers), not the
 //     whole conversation, and totalMessages is the number of sequence
@@ -123,8 +143,8 @@
 //     reportMember, resolveReport, createInvite, revokeInvite and
 //     processExternalCommit take an optional idempotencyKey, else derive
 //     one from what makes the request unique. A non-admin add refused by
-//     allowMemberAdd is NotAdmin. processExternalCommit serves joining
-//     with an invite only (psk in the body); getGroupInfo serves a
+//     allowMemberAdd is NotAdmin. processExternalCommit with a psk in the
+//     body joins with an invite (without one it is a rejoin, above); getGroupInfo serves a
 //     non-member that names a usable invite by pskHash.
 //     requireAdminApproval is stored but enforces nothing. getOptInStatus
 //     gives optedInAt for the caller only. NotOptedIn refuses an add of an

@@ -80,6 +80,9 @@ func (s *Service) mapError(nsid string, err error) *xrpc.Error {
 	if status, name, msg, ok := socialError(nsid, err); ok {
 		return e(status, name, msg)
 	}
+	if xe := recoveryError(nsid, err, e); xe != nil && !unavailable(err) {
+		return xe
+	}
 	switch {
 	case errors.Is(err, store.ErrOutcomeUnknown):
 		return unavailableError(err, "the database connection was lost while the write was committing: it may or may not have been applied; retry the same request (same msgId or idempotencyKey) to learn which, it is never applied twice")

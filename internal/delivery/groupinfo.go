@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cairn-chat/cairn-caddy/internal/caller"
 	"github.com/cairn-chat/cairn-caddy/internal/store"
 )
 
@@ -122,21 +123,32 @@ func (s *Service) getWelcome(ctx context.Context, c call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.member(ctx, convoID, c.id); err != nil {
-		return nil, err
-	}
-	rows, err := s.callerRows(ctx, convoID, c.id)
+	w, _, err := s.callerWelcome(ctx, convoID, c.id)
 	if err != nil {
 		return nil, err
+	}
+	return getWelcomeOutput{ConvoID: convoID, Welcome: encodeB64URL(w.Data)}, nil
+}
+
+// callerWelcome returns the newest unconsumed Welcome held for the
+// caller, a member of the conversation, and the member rows it may act as
+// (ErrWelcomeNotFound when there is none).
+func (s *Service) callerWelcome(ctx context.Context, convoID string, id caller.Identity) (store.Welcome, []string, error) {
+	if _, err := s.member(ctx, convoID, id); err != nil {
+		return store.Welcome{}, nil, err
+	}
+	rows, err := s.callerRows(ctx, convoID, id)
+	if err != nil {
+		return store.Welcome{}, nil, err
 	}
 	w, err := s.cfg.Store.Welcome(ctx, convoID, rows)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrWelcomeNotFound
+		return store.Welcome{}, rows, ErrWelcomeNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read welcome: %w", err)
+		return store.Welcome{}, nil, fmt.Errorf("read welcome: %w", err)
 	}
-	return getWelcomeOutput{ConvoID: convoID, Welcome: encodeB64URL(w.Data)}, nil
+	return w, rows, nil
 }
 
 type confirmWelcomeInput struct {
@@ -150,7 +162,9 @@ type confirmWelcomeOutput struct {
 }
 
 // confirmWelcome marks the caller's Welcome consumed after it was
-// processed. A failed processing leaves it available for another try.
+// processed, and the key package it was addressed to used (one Welcome
+// per device: see validateWelcome). A failed processing leaves it
+// available for another try.
 // Confirming twice is harmless, so the method is naturally idempotent.
 func (s *Service) confirmWelcome(ctx context.Context, c call) (any, error) {
 	var in confirmWelcomeInput
@@ -167,12 +181,20 @@ func (s *Service) confirmWelcome(ctx context.Context, c call) (any, error) {
 		return nil, err
 	}
 	convoID := normConvoID(in.ConvoID)
-	if _, err := s.member(ctx, convoID, c.id); err != nil {
-		return nil, err
-	}
-	if *in.Success {
-		rows, err := s.callerRows(ctx, convoID, c.id)
-		if err != nil {
+	if !*in.Success {
+		if _, err := s.member(ctx, convoID, c.id); err != nil {
+			return nil, err
+		}
+	} else {
+		// The Welcome's key package is used now: it brings its device in
+		// once (validateWelcome refuses it afterwards).
+		w, rows, err := s.callerWelcome(ctx, convoID, c.id)
+		switch {
+		case err == nil:
+			if err := s.useWelcomeKeys(ctx, c.id, w.Data); err != nil {
+				return nil, err
+			}
+		case !errors.Is(err, ErrWelcomeNotFound):
 			return nil, err
 		}
 		if err := s.cfg.Store.ConfirmWelcome(ctx, convoID, rows); err != nil && !errors.Is(err, store.ErrNotFound) {

@@ -280,47 +280,15 @@ func (s *Service) inviteAdmits(ctx context.Context, convoID string, c call) (boo
 	return false, nil
 }
 
-type processExternalCommitInput struct {
-	ConvoID        string `json:"convoId"`
-	ExternalCommit string `json:"externalCommit"`
-	IdempotencyKey string `json:"idempotencyKey"`
-	GroupInfo      string `json:"groupInfo"`
-	// PSK is the invite's pre-shared key, base64 (an extension the
-	// reference server also reads): its SHA-256 must be a usable invite's
-	// pskHash.
-	PSK string `json:"psk"`
-}
-
-type processExternalCommitOutput struct {
-	Epoch      int64  `json:"epoch"`
-	RejoinedAt string `json:"rejoinedAt"`
-}
-
-// processExternalCommit serves blue.catbird.mls.processExternalCommit for
-// joining with an invite: the caller, not yet a member, adds its own
-// device to the group by an MLS external commit and proves the invite with
-// its pre-shared key. In one transaction the invite's use is counted
-// (refused if revoked, expired, used up or for another DID), the caller
-// becomes a member and the commit advances the epoch by compare-and-swap.
-// The policy (allowInvites, maxMembers) and the operator's opt-in rule
-// apply. Rejoining by external commit without an invite is not served.
-func (s *Service) processExternalCommit(ctx context.Context, c call) (any, error) {
-	var in processExternalCommitInput
-	if err := decodeBody(c.body, &in); err != nil {
-		return nil, err
-	}
-	if err := convoField(in.ConvoID); err != nil {
-		return nil, err
-	}
-	if err := required("externalCommit", in.ExternalCommit); err != nil {
-		return nil, err
-	}
-	if err := maxLen("idempotencyKey", in.IdempotencyKey, 128); err != nil {
-		return nil, err
-	}
-	if in.PSK == "" {
-		return nil, fmt.Errorf("external commit without an invite: %w", store.ErrInviteUnusable)
-	}
+// joinByInvite serves blue.catbird.mls.processExternalCommit for joining
+// with an invite (see processExternalCommit, which calls it when the body
+// carries a psk): the caller, not yet a member, adds its own device to the
+// group by an MLS external commit and proves the invite with its
+// pre-shared key. In one transaction the invite's use is counted (refused
+// if revoked, expired, used up or for another DID), the caller becomes a
+// member and the commit advances the epoch by compare-and-swap. The policy
+// (allowInvites, maxMembers) and the operator's opt-in rule apply.
+func (s *Service) joinByInvite(ctx context.Context, c call, in processExternalCommitInput) (any, error) {
 	psk, err := base64Field("psk", in.PSK, 1024)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"mime"
 	"net/http"
 	"strconv"
@@ -34,13 +35,17 @@ const (
 )
 
 // Store is the slice of store.Store the service uses: reads, writes,
-// idempotent writes and the social state; never the event log or
-// maintenance.
+// idempotent writes, the social state, and the device and recovery state
+// (pending device additions, rejoins, Welcome keys); never the event log
+// or maintenance.
 type Store interface {
 	store.Reader
 	store.Writer
 	store.Idempotency
 	store.Social
+	store.PendingDevices
+	store.Rejoins
+	store.WelcomeKeys
 }
 
 // Config configures a Service. Only Store is required; every other zero
@@ -73,6 +78,10 @@ type Config struct {
 	MaxDevices int
 	// GroupInfoTTL is the staleness hint getGroupInfo reports. Default 5 min.
 	GroupInfoTTL time.Duration
+	// PendingAdditionTTL is how long a pending device addition or rejoin
+	// request waits for a member to add the device before the retention
+	// worker deletes it. Default 7 days.
+	PendingAdditionTTL time.Duration
 	// OnChange, if set, is called with a conversation's id after a write
 	// added events to it (a message, a commit, a membership change), once
 	// the write is committed; never for a replayed retry. The realtime hub
@@ -163,6 +172,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.GroupInfoTTL <= 0 {
 		cfg.GroupInfoTTL = DefaultGroupInfoTTL
 	}
+	if cfg.PendingAdditionTTL <= 0 {
+		cfg.PendingAdditionTTL = DefaultPendingAdditionTTL
+	}
 	s := &Service{cfg: cfg}
 	s.methods = s.routes()
 	return s, nil
@@ -209,6 +221,7 @@ func (s *Service) routes() map[string]method {
 		Namespace + "getExpectedConversations": q(s.getExpectedConversations),
 	}
 	s.socialRoutes(m)
+	maps.Copy(m, s.recoveryRoutes(small, msg))
 	return m
 }
 

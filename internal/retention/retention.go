@@ -104,7 +104,10 @@ func (c Config) Validate() error {
 // node held the lock.
 type Report struct {
 	Messages, Events, Welcomes, KeyPackages, Idempotency, Audit int64
-	Skipped                                                     bool
+	// DeviceAdditions counts pending device additions and rejoin
+	// requests that expired (each carries its own expiry).
+	DeviceAdditions int64
+	Skipped         bool
 }
 
 // Worker runs purge passes.
@@ -169,6 +172,7 @@ func (w *Worker) RunOnce(ctx context.Context) (Report, error) {
 		return w.store.PurgeKeyPackages(ctx, c.ConsumedKeyPackages, c.KeyPackagesPerDevice)
 	})
 	run("idempotency records", &r.Idempotency, func() (int64, error) { return w.store.PurgeIdempotency(ctx, c.Idempotency) })
+	run("pending device additions", &r.DeviceAdditions, func() (int64, error) { return w.store.PurgePendingAdditions(ctx) })
 	if w.audit != nil {
 		run("audit log", &r.Audit, func() (int64, error) { return w.audit.Prune(ctx, c.Audit) })
 	}

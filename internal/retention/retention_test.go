@@ -62,6 +62,10 @@ func TestRunOncePurgesWhatAgedOut(t *testing.T) {
 			_, err := s.CreateConvo(ctx, store.NewConvo{ID: "c1", CreatorDID: "did:plc:alice", CipherSuite: "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519",
 				Members: []store.NewMember{{MemberDID: "did:plc:alice", UserDID: "did:plc:alice", Role: store.RoleAdmin}}})
 			testenv.Must(t, err, "create convo")
+			// A rejoin request nobody answered expires with its TTL.
+			_, err = s.MarkNeedsRejoin(ctx, &store.NewPendingAddition{ID: "rq", ConvoID: "c1", UserDID: "did:plc:alice", DeviceID: "a2",
+				Rejoin: true, TTL: 7 * day}, "c1", "did:plc:alice#a2")
+			testenv.Must(t, err, "queue a rejoin request")
 			send := func(id string) {
 				_, err := s.AppendMessage(ctx, store.NewMessage{ConvoID: "c1", MsgID: id, Ciphertext: make([]byte, 64), PaddedSize: 64})
 				testenv.Must(t, err, "send "+id)
@@ -81,6 +85,9 @@ func TestRunOncePurgesWhatAgedOut(t *testing.T) {
 			if r.Events < 2 {
 				t.Errorf("report %+v: the events of both messages (35 and 10 days) are past 7 days", r)
 			}
+			if r.DeviceAdditions != 1 {
+				t.Errorf("report %+v: want the 7-day rejoin request purged after 35 days", r)
+			}
 			page, err := s.Messages(ctx, "c1", 0, 10)
 			testenv.Must(t, err, "messages")
 			if len(page.Messages) != 1 || page.Messages[0].MsgID != "middle" {
@@ -89,7 +96,7 @@ func TestRunOncePurgesWhatAgedOut(t *testing.T) {
 
 			again, err := w.RunOnce(ctx)
 			testenv.Must(t, err, "second run")
-			if again.Messages+again.Events+again.Welcomes+again.KeyPackages+again.Idempotency != 0 {
+			if again.Messages+again.Events+again.Welcomes+again.KeyPackages+again.Idempotency+again.DeviceAdditions != 0 {
 				t.Errorf("a second pass deleted more: %+v", again)
 			}
 		})

@@ -6,7 +6,9 @@
 // Store is composed of small interfaces, as certmagic composes Storage and
 // Locker, and each consumer takes only the slice it uses: Reader, Writer,
 // Idempotency (internal/delivery), EventLog (internal/realtime, with four
-// reads), Maintenance = Locker + Purger (internal/retention). AuditLog
+// reads), Maintenance = Locker + Purger (internal/retention), and the
+// device and recovery state PendingDevices, Rejoins and WelcomeKeys
+// (internal/delivery). AuditLog
 // (internal/audit) and Bans (internal/ban) are implemented by both
 // backends beside Store, not part of it: their consumers assert them. A
 // backend states its properties as Traits rather than letting consumers
@@ -594,6 +596,9 @@ type Purger interface {
 	PurgeKeyPackages(ctx context.Context, consumedFor time.Duration, maxPerDevice int) (int64, error)
 	// PurgeIdempotency deletes idempotency records older than olderThan.
 	PurgeIdempotency(ctx context.Context, olderThan time.Duration) (int64, error)
+	// PurgePendingAdditions deletes pending device additions (and so
+	// rejoin requests) past their expiry.
+	PurgePendingAdditions(ctx context.Context) (int64, error)
 }
 
 // Maintenance is what a background worker needs: the purges and the lock
@@ -622,7 +627,8 @@ type Traits struct {
 }
 
 // Store is the union the backends implement; each consumer takes only the
-// slice it uses (Reader, Writer, Idempotency, EventLog, Maintenance).
+// slice it uses (Reader, Writer, Idempotency, EventLog, Maintenance,
+// PendingDevices, Rejoins, WelcomeKeys).
 // Implementations are safe for concurrent use, from several processes on
 // PostgreSQL.
 //
@@ -637,6 +643,9 @@ type Store interface {
 	EventLog
 	Maintenance
 	Social
+	PendingDevices
+	Rejoins
+	WelcomeKeys
 
 	// Traits states the backend's properties.
 	Traits() Traits

@@ -208,6 +208,9 @@ func (w *writer) DeleteDevice(ctx context.Context, ownerDID, deviceID string) (i
 	if tag.RowsAffected() == 0 {
 		return 0, fmt.Errorf("delete device: %w", store.ErrNotFound)
 	}
+	if _, err := w.q.Exec(ctx, `DELETE FROM pending_device_additions WHERE user_did = $1 AND device_id = $2`, ownerDID, deviceID); err != nil {
+		return 0, fmt.Errorf("delete device pending additions: %w", err)
+	}
 	tag, err = w.q.Exec(ctx, `DELETE FROM key_packages WHERE owner_did = $1 AND device_id = $2`, ownerDID, deviceID)
 	if err != nil {
 		return 0, fmt.Errorf("delete device key packages: %w", err)

@@ -245,7 +245,7 @@ func (s changeSteps) Touch(ctx context.Context, convoID string) (int64, error) {
 }
 
 func (s changeSteps) RemoveMembers(ctx context.Context, convoID string, dids []string) error {
-	tag, err := s.w.q.Exec(ctx, `UPDATE members SET left_at = $1
+	tag, err := s.w.q.Exec(ctx, `UPDATE members SET left_at = $1, needs_rejoin = false
 		WHERE convo_id = $2 AND left_at IS NULL AND (member_did = ANY($3) OR user_did = ANY($3))`,
 		s.w.bucket(), convoID, dids)
 	if err != nil {
@@ -253,6 +253,12 @@ func (s changeSteps) RemoveMembers(ctx context.Context, convoID string, dids []s
 	}
 	if tag.RowsAffected() == 0 {
 		return store.ErrNotMember
+	}
+	// A device of an account that is no longer in the conversation has
+	// nobody to add it: its pending additions (and rejoin requests) go.
+	if _, err := s.w.q.Exec(ctx, `DELETE FROM pending_device_additions WHERE convo_id = $1
+		AND user_did NOT IN (SELECT user_did FROM members WHERE convo_id = $1 AND left_at IS NULL)`, convoID); err != nil {
+		return fmt.Errorf("drop pending device additions: %w", err)
 	}
 	return nil
 }
@@ -293,15 +299,20 @@ func (w *writer) addMembers(ctx context.Context, convoID string, add []store.New
 		tag, err := w.q.Exec(ctx, `INSERT INTO members (convo_id, member_did, user_did, device_id, role, joined_at, left_at)
 			VALUES ($1, $2, $3, $4, $5, $6, NULL)
 			ON CONFLICT (convo_id, member_did) DO UPDATE SET
-				user_did = excluded.user_did, device_id = excluded.device_id, role = excluded.role,
-				joined_at = excluded.joined_at, left_at = NULL
-			WHERE members.left_at IS NOT NULL`,
+				user_did = excluded.user_did, device_id = excluded.device_id,
+				role = CASE WHEN members.left_at IS NULL THEN members.role ELSE excluded.role END,
+				joined_at = excluded.joined_at, left_at = NULL, needs_rejoin = false
+			WHERE members.left_at IS NOT NULL OR members.needs_rejoin`,
 			convoID, m.MemberDID, userDID, m.DeviceID, string(role), now)
 		if err != nil {
 			return fmt.Errorf("add member: %w", err)
 		}
 		if tag.RowsAffected() == 0 {
 			return fmt.Errorf("add member: %w", store.ErrAlreadyMember)
+		}
+		if _, err := w.q.Exec(ctx, `UPDATE pending_device_additions SET status = 'completed'
+			WHERE convo_id = $1 AND user_did = $2 AND device_id = $3`, convoID, userDID, m.DeviceID); err != nil {
+			return fmt.Errorf("complete pending device addition: %w", err)
 		}
 		if m.KeyPackageRef != "" {
 			tag, err := w.q.Exec(ctx, `UPDATE key_packages

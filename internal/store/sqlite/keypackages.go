@@ -214,6 +214,9 @@ func (w *txWriter) DeleteDevice(ctx context.Context, ownerDID, deviceID string) 
 	if n, _ := res.RowsAffected(); n == 0 {
 		return 0, fmt.Errorf("delete device: %w", store.ErrNotFound)
 	}
+	if _, err := w.tx.ExecContext(ctx, `DELETE FROM pending_device_additions WHERE user_did = ? AND device_id = ?`, ownerDID, deviceID); err != nil {
+		return 0, fmt.Errorf("delete device pending additions: %w", err)
+	}
 	res, err = w.tx.ExecContext(ctx, `DELETE FROM key_packages WHERE owner_did = ? AND device_id = ?`, ownerDID, deviceID)
 	if err != nil {
 		return 0, fmt.Errorf("delete device key packages: %w", err)

@@ -196,7 +196,7 @@ func (s changeSteps) Touch(ctx context.Context, convoID string) (int64, error) {
 
 func (s changeSteps) RemoveMembers(ctx context.Context, convoID string, dids []string) error {
 	list := jsonList(dids)
-	res, err := s.w.tx.ExecContext(ctx, `UPDATE members SET left_at = ?
+	res, err := s.w.tx.ExecContext(ctx, `UPDATE members SET left_at = ?, needs_rejoin = 0
 		WHERE convo_id = ? AND left_at IS NULL
 		AND (member_did IN (SELECT value FROM json_each(?)) OR user_did IN (SELECT value FROM json_each(?)))`,
 		s.w.bucket(), convoID, list, list)
@@ -205,6 +205,12 @@ func (s changeSteps) RemoveMembers(ctx context.Context, convoID string, dids []s
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return store.ErrNotMember
+	}
+	// A device of an account that is no longer in the conversation has
+	// nobody to add it: its pending additions (and rejoin requests) go.
+	if _, err := s.w.tx.ExecContext(ctx, `DELETE FROM pending_device_additions WHERE convo_id = ?
+		AND user_did NOT IN (SELECT user_did FROM members WHERE convo_id = ? AND left_at IS NULL)`, convoID, convoID); err != nil {
+		return fmt.Errorf("drop pending device additions: %w", err)
 	}
 	return nil
 }
@@ -242,18 +248,25 @@ func (w *txWriter) addMembers(ctx context.Context, convoID string, add []store.N
 	for _, m := range add {
 		m = m.WithDefaults()
 		role, userDID := m.Role, m.UserDID
+		// A row that left is re-added; an active row flagged needs_rejoin
+		// (its device lost its state) is re-added keeping its role.
 		res, err := w.tx.ExecContext(ctx, `INSERT INTO members (convo_id, member_did, user_did, device_id, role, joined_at, left_at)
 			VALUES (?, ?, ?, ?, ?, ?, NULL)
 			ON CONFLICT (convo_id, member_did) DO UPDATE SET
-				user_did = excluded.user_did, device_id = excluded.device_id, role = excluded.role,
-				joined_at = excluded.joined_at, left_at = NULL
-			WHERE members.left_at IS NOT NULL`,
+				user_did = excluded.user_did, device_id = excluded.device_id,
+				role = CASE WHEN members.left_at IS NULL THEN members.role ELSE excluded.role END,
+				joined_at = excluded.joined_at, left_at = NULL, needs_rejoin = 0
+			WHERE members.left_at IS NOT NULL OR members.needs_rejoin = 1`,
 			convoID, m.MemberDID, userDID, m.DeviceID, string(role), now)
 		if err != nil {
 			return fmt.Errorf("add member: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("add member: %w", store.ErrAlreadyMember)
+		}
+		if _, err := w.tx.ExecContext(ctx, `UPDATE pending_device_additions SET status = 'completed'
+			WHERE convo_id = ? AND user_did = ? AND device_id = ?`, convoID, userDID, m.DeviceID); err != nil {
+			return fmt.Errorf("complete pending device addition: %w", err)
 		}
 		if m.KeyPackageRef != "" {
 			res, err := w.tx.ExecContext(ctx, `UPDATE key_packages

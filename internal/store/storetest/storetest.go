@@ -135,6 +135,12 @@ func Run(t *testing.T, b Backend) {
 		{"OptIns", testOptIns},
 		{"SocialInIdempotent", testSocialInIdempotent},
 		{"SocialSchema", testSocialSchema},
+		{"PendingAdditionsQueue", testPendingAdditionsQueue},
+		{"PendingAdditionClaimConcurrent", testPendingAdditionClaimConcurrent},
+		{"PendingAdditionComplete", testPendingAdditionComplete},
+		{"NeedsRejoin", testNeedsRejoin},
+		{"WelcomeKeys", testWelcomeKeys},
+		{"DeviceRecoverySchema", testDeviceRecoverySchema},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
