@@ -792,9 +792,11 @@ install_package() {
 	case $package in
 	*.deb)
 		if have apt-get; then
-			DEBIAN_FRONTEND=noninteractive apt-get install -y "$(cd "$(dirname "$package")" && pwd)/$(basename "$package")"
+			# confold: an edited cairn.env or Caddyfile is kept, never asked about.
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -o Dpkg::Options::=--force-confold \
+				"$(cd "$(dirname "$package")" && pwd)/$(basename "$package")"
 		else
-			dpkg -i "$package"
+			dpkg -i --force-confold "$package"
 		fi
 		;;
 	*.rpm) if have dnf; then dnf install -y "$package"; else rpm -Uvh --replacepkgs "$package"; fi ;;
@@ -1005,7 +1007,7 @@ install_native() {
 	act health "wait for the internal site http://$metrics_addr/metrics" wait_healthy "http://$metrics_addr/metrics"
 	if [ "$dry_run" = 1 ]; then
 		step health.public plan "check $(public_health_url)"
-	elif wait_public=$(health_timeout=$([ "$domain" = localhost ] && echo "$health_timeout" || echo 10) wait_healthy "$(public_health_url)"); then
+	elif wait_public=$(if [ "$domain" != localhost ]; then health_timeout=10; fi && wait_healthy "$(public_health_url)"); then
 		step health.public ok "$(public_health_url) answers"
 	elif [ "$domain" = localhost ]; then
 		step health.public fail "$(public_health_url): $wait_public"
