@@ -62,6 +62,7 @@ token_hash=''          # CAIRN_OPERATOR_TOKEN_HASH (from --env, or computed)
 token_plain=''         # a generated or given token, shown once
 new_version=''         # the version the new binary reports
 unit_path=''           # the installed unit the service runs by
+candidate=''           # the binary being installed, checked before it replaces the old
 
 # ------------------------------------------------------------------ output
 
@@ -278,6 +279,17 @@ valid_dir() {
 	if [ "$1" = / ]; then why="not the root directory"; return 1; fi
 }
 
+# valid_own_dir DIR: a directory that is cairn's alone, which --purge
+# deletes whole: its path must name cairn, so that a slip such as
+# --etc-dir /etc cannot delete a system directory.
+valid_own_dir() {
+	valid_dir "$1" || return 1
+	case $1 in
+	*cairn*) ;;
+	*) why="the path must contain 'cairn' (--purge deletes this directory whole)"; return 1 ;;
+	esac
+}
+
 # valid_env_value V: V can sit single-quoted in cairn.env, which systemd
 # reads and the direct-start fallback sources.
 valid_env_value() {
@@ -300,7 +312,8 @@ validator() {
 	http_port | https_port) echo valid_port ;;
 	admin_addr | metrics_addr) echo valid_addr ;;
 	service | user) echo valid_name ;;
-	etc_dir | data_dir | bin_dir | unit_dir | run_dir) echo valid_dir ;;
+	etc_dir | data_dir) echo valid_own_dir ;;
+	bin_dir | unit_dir | run_dir) echo valid_dir ;;
 	binary | package | unit | caddyfile | compose_file) echo valid_file ;;
 	health_timeout) echo valid_seconds ;;
 	*) return 1 ;;
@@ -458,7 +471,7 @@ direct_pid() {
 	# The pid must still be our binary, not a recycled pid.
 	direct_exe=$(readlink "/proc/$direct_p/exe" 2>/dev/null || true)
 	case ${direct_exe% (deleted)} in
-	"$bin_dir/cairn-caddy" | "$bin_dir/cairn-caddy.new"*) echo "$direct_p" ;;
+	"$bin_dir/cairn-caddy") echo "$direct_p" ;;
 	*) return 1 ;;
 	esac
 }
@@ -700,8 +713,20 @@ act() {
 		step "$act_id" ok "$act_desc"
 	else
 		step "$act_id" fail "$act_desc: $(printf '%s' "$act_out" | tail -n 3 | tr '\n' ' ')"
-		die "step $act_id failed; the install stopped there (re-run after fixing it)"
+		die "step $act_id failed; the install stopped there (re-run after fixing it)$(rollback_hint "$act_id")"
 	fi
+}
+
+# rollback_hint STEP: after an upgrade whose new binary does not start,
+# how to go back.
+rollback_hint() {
+	case $1 in
+	start | health)
+		if [ "${upgrade:-0}" = 1 ] && [ -f "$bin_dir/cairn-caddy.previous" ]; then
+			printf '; to go back to the previous binary: sh %s --binary %s' "$0" "$bin_dir/cairn-caddy.previous"
+		fi
+		;;
+	esac
 }
 
 random_token() { head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'; }
@@ -769,10 +794,13 @@ make_dirs() {
 		install -d -m 0755 "$bin_dir" "$run_dir"
 }
 
-# install_binary: the new binary beside the old, then renamed over it; the
-# old one stays as cairn-caddy.previous for a rollback.
+# stage_binary: the new binary beside the old, as cairn-caddy.new, where
+# it checks the configuration and the database before it replaces anything.
+stage_binary() { install -m 0755 "$binary" "$bin_dir/cairn-caddy.new"; }
+
+# install_binary: the staged binary renamed over the old one, which stays
+# as cairn-caddy.previous for a rollback.
 install_binary() {
-	install -m 0755 "$binary" "$bin_dir/cairn-caddy.new" || return 1
 	if [ -f "$bin_dir/cairn-caddy" ] && ! cmp -s "$bin_dir/cairn-caddy" "$bin_dir/cairn-caddy.new"; then
 		cp -p "$bin_dir/cairn-caddy" "$bin_dir/cairn-caddy.previous" || return 1
 	fi
@@ -838,7 +866,33 @@ setup_local_redis() {
 }
 
 validate_config() {
-	(service_exec "$bin_dir/cairn-caddy" validate --config "$etc_dir/Caddyfile" --adapter caddyfile)
+	(service_exec "$candidate" validate --config "$etc_dir/Caddyfile" --adapter caddyfile)
+}
+
+# check_migrations: on an upgrade, what the new binary will do to the
+# database when it starts; a database it cannot use (migrated by a newer
+# binary: a rollback too far) stops the run before the service is touched.
+check_migrations() {
+	if [ "$dry_run" = 1 ]; then
+		step migrations plan "check the database schema with the new binary (cairn-caddy migrate status)"
+		return 0
+	fi
+	# `migrate status` exits 0 on a database it refuses, and says so on a
+	# "refused:" line.
+	if mig_out=$( (service_exec "$candidate" migrate status --config "$etc_dir/Caddyfile" --adapter caddyfile) 2>&1) &&
+		! printf '%s\n' "$mig_out" | grep -q '^refused:'; then
+		mig_schema=$(printf '%s\n' "$mig_out" | sed -n 's/^schema: *//p')
+		mig_pending=$(printf '%s\n' "$mig_out" | grep -c '^pending:' || true)
+		if [ "$mig_pending" -gt 0 ]; then
+			step migrations ok "$mig_schema: $mig_pending migration(s) run when it starts (take a backup first if you have none: docs/backup.md)"
+		else
+			step migrations ok "$mig_schema: up to date"
+		fi
+		return 0
+	fi
+	if [ -z "$package" ]; then rm -f "$bin_dir/cairn-caddy.new"; fi
+	step migrations fail "$(printf '%s\n' "$mig_out" | sed -n 's/^refused: *//p' | grep . || printf '%s' "$mig_out" | tail -n 2 | tr '\n' ' ')"
+	die "the new binary cannot use this database (above); the service was not touched. A rollback past a schema migration needs the backup taken before the upgrade (docs/install.md)"
 }
 
 systemd_start() {
@@ -924,11 +978,14 @@ wait_healthy() {
 # read_installed_env: an existing cairn.env's answers, for the next steps
 # of an upgrade (nothing in it is changed).
 read_installed_env() {
-	ri_domain=$(sed -n "s/^CAIRN_DOMAIN=//p" "$etc_dir/cairn.env" | tail -n 1 | tr -d "'\"")
-	[ -z "$ri_domain" ] || domain=$ri_domain
-	for ri in HTTPS_PORT:https_port HTTP_PORT:http_port METRICS_ADDR:metrics_addr ADMIN_ADDR:admin_addr; do
+	# The file belongs to the service user: its values are validated, never
+	# evaluated.
+	for ri in DOMAIN:domain HTTPS_PORT:https_port HTTP_PORT:http_port METRICS_ADDR:metrics_addr ADMIN_ADDR:admin_addr; do
 		ri_val=$(sed -n "s/^CAIRN_${ri%%:*}=//p" "$etc_dir/cairn.env" | tail -n 1 | tr -d "'\"")
-		[ -z "$ri_val" ] || eval "${ri#*:}=\$ri_val"
+		ri_key=${ri#*:}
+		if [ -n "$ri_val" ] && "$(validator "$ri_key")" "$ri_val"; then
+			eval "$ri_key=\$ri_val"
+		fi
 	done
 }
 
@@ -941,6 +998,12 @@ resolve_answers() {
 		database_url="postgres://$user:$db_password@127.0.0.1:5432/$user?sslmode=disable"
 	fi
 	if [ "$redis" = local ]; then redis_url=redis://127.0.0.1:6379/0; fi
+	if [ "$mode" = compose ]; then
+		# The stack runs its own PostgreSQL and Redis; only URLs of
+		# external ones go into .env.
+		case $database in local) database=sqlite ;; esac
+		case $redis in local) redis=none ;; esac
+	fi
 	case $operator_token in
 	generate) token_plain=$(random_token); token_hash="sha256:$(sha256_hex "$token_plain")" ;;
 	none) ;;
@@ -955,6 +1018,7 @@ install_native() {
 	if [ -n "$package" ]; then
 		act package "install the package $package (binary, unit, $etc_dir, user $user)" install_package
 		bin_dir=$(dirname "$(command -v cairn-caddy || echo /usr/bin/cairn-caddy)")
+		candidate=$bin_dir/cairn-caddy
 		unit_installed="the package's unit"
 		unit_path=''
 		for unit_try in "$unit_dir/$service.service" /usr/lib/systemd/system/$service.service /lib/systemd/system/$service.service; do
@@ -967,12 +1031,8 @@ install_native() {
 			act user "create the system user $user (home $data_dir, no login shell)" create_user
 		fi
 		act dirs "make sure of $etc_dir (0750 root:$user) and $data_dir (0700 $user)" make_dirs
-		if [ -f "$bin_dir/cairn-caddy" ]; then
-			old_version=$("$bin_dir/cairn-caddy" version 2>/dev/null | head -n 1 || echo unknown)
-			act binary "upgrade $bin_dir/cairn-caddy: $old_version -> $new_version (the old one kept as cairn-caddy.previous)" install_binary
-		else
-			act binary "install $bin_dir/cairn-caddy ($new_version)" install_binary
-		fi
+		act stage "copy the new binary to $bin_dir/cairn-caddy.new ($new_version)" stage_binary
+		candidate=$bin_dir/cairn-caddy.new
 		act unit "write $unit_dir/$service.service (from $unit_src)" write_unit
 		unit_installed="$unit_dir/$service.service"
 		unit_path=$unit_installed
@@ -998,7 +1058,16 @@ install_native() {
 	if [ "$memory_limit$cpu_limit" != nonenone ]; then
 		act limits "write $unit_dir/$service.service.d/limits.conf ($(render_limits | sed -n '3,$p' | paste -sd ' ' -))" write_limits
 	fi
-	act validate "check the configuration (cairn-caddy validate)" validate_config
+	act validate "check the configuration with the new binary (cairn-caddy validate, as $user)" validate_config
+	if [ "$upgrade" = 1 ]; then check_migrations; fi
+	if [ -z "$package" ]; then
+		if [ -f "$bin_dir/cairn-caddy" ]; then
+			old_version=$("$bin_dir/cairn-caddy" version 2>/dev/null | head -n 1 || echo unknown)
+			act binary "upgrade $bin_dir/cairn-caddy: $old_version -> $new_version (the old one kept as cairn-caddy.previous)" install_binary
+		else
+			act binary "install $bin_dir/cairn-caddy ($new_version)" install_binary
+		fi
+	fi
 	if use_systemd; then
 		act start "enable and (re)start $service with systemd ($unit_installed)" systemd_start
 	else
@@ -1121,6 +1190,7 @@ uninstall() {
 		if use_systemd && [ "$dry_run" = 0 ] && have systemctl; then systemctl daemon-reload || true; fi
 		rm_if "$bin_dir/cairn-caddy" binary "remove $bin_dir/cairn-caddy"
 		rm_if "$bin_dir/cairn-caddy.previous" binary.previous "remove $bin_dir/cairn-caddy.previous"
+		rm_if "$bin_dir/cairn-caddy.new" binary.new "remove $bin_dir/cairn-caddy.new (a staged binary)"
 	fi
 	if [ "$purge" = 0 ]; then
 		[ ! -d "$etc_dir" ] || step config skip "kept $etc_dir (configuration; --purge removes it)"

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -21,6 +22,8 @@ import (
 	"time"
 
 	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
+
+	_ "modernc.org/sqlite" // the installed node's database, to fake a newer schema
 )
 
 // installScript is deploy/install.sh, relative to this package.
@@ -233,6 +236,37 @@ func (n *nativeInstall) run(extra ...string) ([]installEvent, map[string]any) {
 	return events, raw[len(raw)-1]
 }
 
+// runExpectingFailure runs install.sh and returns its events and error
+// without failing the test.
+func (n *nativeInstall) runExpectingFailure(extra ...string) ([]installEvent, error) {
+	n.t.Helper()
+	out, err := exec.Command("sh", n.args(extra...)...).Output()
+	events, _ := decodeEvents(n.t, out)
+	return events, err
+}
+
+func hasStep(events []installEvent, step, result string) bool {
+	for _, ev := range events {
+		if ev.Step == step && ev.Result == result {
+			return true
+		}
+	}
+	return false
+}
+
+// execSQLite runs one statement on the installed node's SQLite database.
+func execSQLite(t *testing.T, path, stmt string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(stmt); err != nil {
+		t.Fatalf("%s: %v", stmt, err)
+	}
+}
+
 func (n *nativeInstall) log() string {
 	b, _ := os.ReadFile(filepath.Join(n.data, n.service+".log"))
 	return string(b)
@@ -367,6 +401,25 @@ func TestInstallScriptNativeInstall(t *testing.T) {
 	}
 	pid = n.pid()
 	assertHealthy(t, n.httpsPort)
+
+	// A binary that cannot use the database (here: a schema newer than it
+	// knows, as after a rollback past a migration) is refused before the
+	// running service is touched.
+	db := filepath.Join(n.data, "caddy", "cairn", "cairn.db")
+	execSQLite(t, db, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, '0999_future.sql', 0)`)
+	events, err := n.runExpectingFailure("--yes", "--binary", binary)
+	if err == nil || !hasStep(events, "migrations", "fail") || !strings.Contains(fmt.Sprint(events), "newer than this binary") {
+		t.Fatalf("install over a newer schema: %v; want a failed migrations step naming the newer schema:\n%+v", err, events)
+	}
+	if n.pid() != pid || !processAlive(pid) {
+		t.Error("the refused upgrade stopped the running service")
+	}
+	if !sameFile(t, second, filepath.Join(n.bin, "cairn-caddy")) {
+		t.Error("the refused upgrade replaced the binary")
+	}
+	assertGone(t, filepath.Join(n.bin, "cairn-caddy.new"))
+	assertHealthy(t, n.httpsPort)
+	execSQLite(t, db, `DELETE FROM schema_migrations WHERE version = 999`)
 
 	// Uninstall: the service stops and the program goes; data and
 	// configuration stay.

@@ -92,6 +92,8 @@ plan_steps() {
 --user|root;id|want a lower-case name
 --etc-dir|etc/cairn|want an absolute path
 --data-dir|/|not the root directory
+--etc-dir|/etc|the path must contain 'cairn'
+--data-dir|/var/lib|the path must contain 'cairn'
 --mode|kubernetes|want native or compose
 --init|upstart|want auto, systemd or direct
 --binary|/nonexistent/cairn-caddy|no such file
@@ -116,7 +118,7 @@ EOF
 @test "the defaults' plan on a host without systemd: native, direct start, default paths" {
 	dry --binary "$bin" --domain chat.example.com
 	[ "$status" -eq 0 ]
-	[ "$(plan_steps)" = "user dirs binary unit env token caddyfile validate start health health.public " ]
+	[ "$(plan_steps)" = "user dirs stage unit env token caddyfile validate binary start health health.public " ]
 	[[ "$output" == *"plan  user             create the system user cairn (home /var/lib/cairn, no login shell)"* ]]
 	[[ "$output" == *"make sure of /etc/cairn (0750 root:cairn) and /var/lib/cairn (0700 cairn)"* ]]
 	[[ "$output" == *"install /usr/local/bin/cairn-caddy (v2.11.9-test)"* ]]
@@ -253,7 +255,7 @@ EOF
 @test "local PostgreSQL and Redis are installed steps of the plan" {
 	dry --binary "$bin" --domain chat.example.com --database local --redis local
 	[ "$status" -eq 0 ]
-	[ "$(plan_steps)" = "user dirs binary unit postgres redis env token caddyfile validate start health health.public " ]
+	[ "$(plan_steps)" = "user dirs stage unit postgres redis env token caddyfile validate binary start health health.public " ]
 	[[ "$output" == *"install PostgreSQL here and create the role and database cairn"* ]]
 	[[ "$output" == *"redis redis://127.0.0.1:6379/0"* ]]
 	# The generated database password is not printed either.
@@ -283,7 +285,9 @@ EOF
 	[[ "$output" == *"upgrade $bindir/cairn-caddy: v2.11.8-old -> v2.11.9-test (the old one kept as cairn-caddy.previous)"* ]]
 	[[ "$output" == *"ok    config           keeping $etc/cairn.env and the Caddyfile (upgrade)"* ]]
 	[[ "$output" == *"check https://chat.example.com:8443/xrpc/_health"* ]]
-	[ "$(plan_steps)" = "dirs binary unit caddyfile validate start health health.public " ] || [ "$(plan_steps)" = "user dirs binary unit caddyfile validate start health health.public " ]
+	# The new binary checks the configuration and the schema before it
+	# replaces the old one.
+	[[ "$(plan_steps)" == *"dirs stage unit caddyfile validate migrations binary start health health.public " ]]
 	# Without --binary, the installed binary is re-installed (a repair).
 	dry --etc-dir "$etc" --bin-dir "$bindir"
 	[ "$status" -eq 0 ]
@@ -291,7 +295,7 @@ EOF
 
 @test "--uninstall keeps data and configuration; --purge removes them" {
 	etc="$BATS_TEST_TMPDIR/etc-cairn"
-	data="$BATS_TEST_TMPDIR/data"
+	data="$BATS_TEST_TMPDIR/data-cairn"
 	bindir="$BATS_TEST_TMPDIR/bin"
 	mkdir -p "$etc" "$data" "$bindir"
 	touch "$bindir/cairn-caddy"
