@@ -162,6 +162,12 @@ EOF
 # Each valid_X VALUE returns 0, or sets $why and returns 1.
 why=''
 
+# matches VALUE ERE: VALUE (one line) matches the extended regex.
+matches() { printf '%s\n' "$1" | grep -Eq "$2"; }
+
+# want VALUE ERE WHY: VALUE matches ERE, or $why is WHY.
+want() { matches "$1" "$2" || { why=$3; return 1; }; }
+
 valid_domain() {
 	if [ "$1" = localhost ]; then return 0; fi
 	if [ ${#1} -gt 253 ]; then why="longer than 253 characters"; return 1; fi
@@ -169,18 +175,18 @@ valid_domain() {
 	*.*) ;;
 	*) why="a public host name has a dot (chat.example.com), or use localhost for a trial"; return 1 ;;
 	esac
-	if ! printf '%s\n' "$1" | grep -Eq '^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$'; then
-		why="not a host name (lower-case letters, digits, hyphens and dots, like chat.example.com)"
-		return 1
-	fi
+	want "$1" '^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$' "not a host name (lower-case letters, digits, hyphens and dots, like chat.example.com)" || return 1
 }
 
 valid_email() {
 	if [ -z "$1" ]; then return 0; fi
-	if ! printf '%s\n' "$1" | grep -Eq '^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$'; then
-		why="not an email address (name@example.com), or leave it empty"
-		return 1
-	fi
+	want "$1" '^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$' "not an email address (name@example.com), or leave it empty" || return 1
+}
+
+# valid_url URL: a URL that cairn.env can carry.
+valid_url() {
+	valid_env_value "$1" || return 1
+	if matches "$1" '[[:space:]]'; then why="a URL has no spaces"; return 1; fi
 }
 
 valid_database() {
@@ -189,8 +195,7 @@ valid_database() {
 	postgres://*@* | postgresql://*@* | postgres://?* | postgresql://?*) ;;
 	*) why="want sqlite, local, or a postgres://user:password@host/db URL"; return 1 ;;
 	esac
-	valid_env_value "$1" || return 1
-	if printf '%s\n' "$1" | grep -q '[[:space:]]'; then why="a URL has no spaces"; return 1; fi
+	valid_url "$1"
 }
 
 valid_redis() {
@@ -199,16 +204,12 @@ valid_redis() {
 	redis://?* | rediss://?*) ;;
 	*) why="want none, local, or a redis://host:6379/0 URL"; return 1 ;;
 	esac
-	valid_env_value "$1" || return 1
-	if printf '%s\n' "$1" | grep -q '[[:space:]]'; then why="a URL has no spaces"; return 1; fi
+	valid_url "$1"
 }
 
 valid_memory_limit() {
 	if [ "$1" = none ]; then return 0; fi
-	if ! printf '%s\n' "$1" | grep -Eq '^[1-9][0-9]*[MG]$'; then
-		why="want none, or a size like 768M or 2G"
-		return 1
-	fi
+	want "$1" '^[1-9][0-9]*[MG]$' "want none, or a size like 768M or 2G" || return 1
 	if [ "$(size_mb "$1")" -lt 256 ]; then why="below 256M the gateway cannot run"; return 1; fi
 }
 
@@ -222,7 +223,7 @@ size_mb() {
 
 valid_cpu_limit() {
 	if [ "$1" = none ]; then return 0; fi
-	if ! printf '%s\n' "$1" | grep -Eq '^([1-9][0-9]*(\.[0-9]{1,2})?|0\.[0-9]{1,2})$' || [ "$(cpu_percent "$1")" -lt 10 ]; then
+	if ! matches "$1" '^([1-9][0-9]*(\.[0-9]{1,2})?|0\.[0-9]{1,2})$' || [ "$(cpu_percent "$1")" -lt 10 ]; then
 		why="want none, or a number of CPUs like 1, 0.5 or 2 (at least 0.1)"
 		return 1
 	fi
@@ -242,14 +243,11 @@ valid_operator_token() {
 	case $1 in
 	generate | none) return 0 ;;
 	esac
-	if ! printf '%s\n' "$1" | grep -Eq '^[A-Za-z0-9_-]{32,256}$'; then
-		why="want generate, none, or a token of 32 to 256 letters, digits, '-' and '_'"
-		return 1
-	fi
+	want "$1" '^[A-Za-z0-9_-]{32,256}$' "want generate, none, or a token of 32 to 256 letters, digits, '-' and '_'" || return 1
 }
 
 valid_port() {
-	if ! printf '%s\n' "$1" | grep -Eq '^[1-9][0-9]{0,4}$' || [ "$1" -gt 65535 ]; then
+	if ! matches "$1" '^[1-9][0-9]{0,4}$' || [ "$1" -gt 65535 ]; then
 		why="want a port number from 1 to 65535"
 		return 1
 	fi
@@ -260,14 +258,11 @@ valid_addr() {
 	*:*) valid_port "${1##*:}" || { why="want host:port, $why"; return 1; } ;;
 	*) why="want host:port (127.0.0.1:9180)"; return 1 ;;
 	esac
-	if printf '%s\n' "${1%:*}" | grep -q "[[:space:]'\"\\\\]"; then why="want host:port"; return 1; fi
+	if matches "${1%:*}" "[[:space:]'\"\\\\]"; then why="want host:port"; return 1; fi
 }
 
 valid_name() {
-	if ! printf '%s\n' "$1" | grep -Eq '^[a-z_][a-z0-9_-]{0,31}$'; then
-		why="want a lower-case name of up to 32 letters, digits, '-' and '_'"
-		return 1
-	fi
+	want "$1" '^[a-z_][a-z0-9_-]{0,31}$' "want a lower-case name of up to 32 letters, digits, '-' and '_'" || return 1
 }
 
 valid_dir() {
@@ -275,7 +270,7 @@ valid_dir() {
 	/*) ;;
 	*) why="want an absolute path"; return 1 ;;
 	esac
-	if printf '%s\n' "$1" | grep -q "[[:space:]'\"\\\\\$\`]"; then why="no spaces or quotes in paths"; return 1; fi
+	if matches "$1" "[[:space:]'\"\\\\\$\`]"; then why="no spaces or quotes in paths"; return 1; fi
 	if [ "$1" = / ]; then why="not the root directory"; return 1; fi
 }
 
@@ -301,7 +296,7 @@ valid_env_value() {
 
 valid_mode() { case $1 in native | compose) ;; *) why="want native or compose"; return 1 ;; esac; }
 valid_init() { case $1 in auto | systemd | direct) ;; *) why="want auto, systemd or direct"; return 1 ;; esac; }
-valid_seconds() { printf '%s\n' "$1" | grep -Eq '^[1-9][0-9]{0,3}$' || { why="want a number of seconds"; return 1; }; }
+valid_seconds() { want "$1" '^[1-9][0-9]{0,3}$' "want a number of seconds"; }
 valid_file() { [ -f "$1" ] || { why="no such file"; return 1; }; }
 valid_any() { return 0; }
 
@@ -373,7 +368,7 @@ load_env() {
 		load_line=$(trim "$load_line")
 		load_line=${load_line#export }
 		load_key=${load_line%%=*}
-		if [ "$load_key" = "$load_line" ] || ! printf '%s\n' "$load_key" | grep -Eq '^[A-Za-z_][A-Za-z0-9_]*$'; then
+		if [ "$load_key" = "$load_line" ] || ! matches "$load_key" '^[A-Za-z_][A-Za-z0-9_]*$'; then
 			usage_error "$1:$load_n: want KEY=VALUE"
 		fi
 		load_val=$(trim "${load_line#*=}")
@@ -387,7 +382,7 @@ load_env() {
 		CAIRN_ADMIN_ADDR) set_key admin_addr "$load_val" "$1:$load_n" ;;
 		CAIRN_METRICS_ADDR) set_key metrics_addr "$load_val" "$1:$load_n" ;;
 		CAIRN_OPERATOR_TOKEN_HASH)
-			printf '%s\n' "$load_val" | grep -Eq '^sha256:[0-9a-f]{64}$' ||
+			matches "$load_val" '^sha256:[0-9a-f]{64}$' ||
 				usage_error "$1:$load_n: CAIRN_OPERATOR_TOKEN_HASH: want sha256:<64 hex digits> (cairn-caddy operator-token)"
 			token_hash=$load_val operator_token=none
 			;;

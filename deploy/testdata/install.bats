@@ -216,19 +216,19 @@ EOF
 	[[ "$output" == *"domain override.example.org"* ]]
 }
 
+# refused FLAG NAME CONTENT MESSAGE: a file NAME holding CONTENT, given
+# with FLAG, is a usage error with MESSAGE.
+refused() {
+	printf '%b' "$3" >"$BATS_TEST_TMPDIR/$2"
+	run sh "$script" --dry-run --domain chat.example.net "$1" "$BATS_TEST_TMPDIR/$2"
+	[ "$status" -eq 2 ] || { echo "$2: status $status: $output"; return 1; }
+	[[ "$output" == *"$4"* ]] || { echo "$2: want '$4' in: $output"; return 1; }
+}
+
 @test "--config errors name the file, line and key" {
-	printf 'domain: chat.example.org\ncolour: blue\n' >"$BATS_TEST_TMPDIR/bad.yml"
-	run sh "$script" --dry-run --config "$BATS_TEST_TMPDIR/bad.yml"
-	[ "$status" -eq 2 ]
-	[[ "$output" == *"bad.yml:2: unknown key 'colour'"* ]]
-	printf 'domain: chat\n' >"$BATS_TEST_TMPDIR/bad.yml"
-	run sh "$script" --dry-run --config "$BATS_TEST_TMPDIR/bad.yml"
-	[ "$status" -eq 2 ]
-	[[ "$output" == *"bad.yml:1: domain 'chat': a public host name has a dot"* ]]
-	printf 'just words\n' >"$BATS_TEST_TMPDIR/bad.yml"
-	run sh "$script" --dry-run --config "$BATS_TEST_TMPDIR/bad.yml"
-	[ "$status" -eq 2 ]
-	[[ "$output" == *"bad.yml:1: want 'key: value'"* ]]
+	refused --config bad.yml 'domain: chat.example.org\ncolour: blue\n' "bad.yml:2: unknown key 'colour'"
+	refused --config bad.yml 'domain: chat\n' "bad.yml:1: domain 'chat': a public host name has a dot"
+	refused --config bad.yml 'just words\n' "bad.yml:1: want 'key: value'"
 }
 
 @test "--env answers from CAIRN_ variables and carries the others" {
@@ -242,14 +242,9 @@ EOF
 	[[ "$output" == *"domain chat.example.net, database postgres://cairn:***@db:5432/cairn, +1 variable(s) from --env"* ]]
 	# The password is never printed.
 	[[ "$output" != *"cairn:pw@"* ]]
-	printf 'CAIRN_REDIS_URL=memcached://x\n' >"$BATS_TEST_TMPDIR/bad.env"
-	run sh "$script" --dry-run --env "$BATS_TEST_TMPDIR/bad.env" --domain chat.example.net
-	[ "$status" -eq 2 ]
-	[[ "$output" == *"bad.env:1: redis 'memcached://x': want none, local, or a redis://"* ]]
-	printf 'not an assignment\n' >"$BATS_TEST_TMPDIR/bad.env"
-	run sh "$script" --dry-run --env "$BATS_TEST_TMPDIR/bad.env"
-	[ "$status" -eq 2 ]
-	[[ "$output" == *"bad.env:1: want KEY=VALUE"* ]]
+	refused --env bad.env 'CAIRN_REDIS_URL=memcached://x\n' "bad.env:1: redis 'memcached://x': want none, local, or a redis://"
+	refused --env bad.env 'not an assignment\n' "bad.env:1: want KEY=VALUE"
+	refused --env bad.env "CAIRN_LOG_LEVEL=it's\n" "bad.env:1: CAIRN_LOG_LEVEL: no quote"
 }
 
 @test "local PostgreSQL and Redis are installed steps of the plan" {
