@@ -1193,6 +1193,9 @@ uninstall() {
 		summary result=uninstalled purged=false
 		return
 	fi
+	case $(sed -n 's/^CAIRN_DATABASE_URL=//p' "$etc_dir/cairn.env" 2>/dev/null) in
+	*@127.0.0.1:*) step postgres skip "the local PostgreSQL database $user is kept: runuser -u postgres -- dropdb $user; runuser -u postgres -- dropuser $user" ;;
+	esac
 	rm_if "$etc_dir" config "remove $etc_dir (configuration and secrets)"
 	rm_if "$data_dir" data "remove $data_dir (database, keys, certificates)"
 	# Only a user this script created (by its comment) is removed.
@@ -1201,9 +1204,6 @@ uninstall() {
 	elif getent passwd "$user" >/dev/null 2>&1; then
 		step user skip "kept the user $user (not created by this script)"
 	fi
-	case $(sed -n 's/^CAIRN_DATABASE_URL=//p' "$etc_dir/cairn.env" 2>/dev/null) in
-	*127.0.0.1*) step postgres skip "the local PostgreSQL database $user was kept: runuser -u postgres -- dropdb $user" ;;
-	esac
 	summary result=uninstalled purged=true
 }
 
@@ -1266,10 +1266,9 @@ main() {
 		uninstall
 		return
 	fi
-	if ! installed || [ "$dry_run" = 1 ]; then
-		if [ "$assume_yes" = 0 ] && [ -z "$config_file$env_file" ] && [ -t 0 ] && ! installed; then
-			wizard
-		fi
+	# The wizard is for a first install on a terminal; an upgrade asks nothing.
+	if [ "$assume_yes" = 0 ] && [ -z "$config_file$env_file" ] && [ -t 0 ] && ! installed; then
+		wizard
 	fi
 	if ! installed && [ -z "$domain" ]; then
 		usage_error "no domain: give --domain, domain: in --config, or CAIRN_DOMAIN in --env"

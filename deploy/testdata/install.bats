@@ -304,6 +304,11 @@ EOF
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"plan  config           remove $etc (configuration and secrets)"* ]]
 	[[ "$output" == *"plan  data             remove $data (database, keys, certificates)"* ]]
+	# A PostgreSQL database the script created is not dropped, only named.
+	printf "CAIRN_DATABASE_URL='postgres://cairn:pw@127.0.0.1:5432/cairn?sslmode=disable'\n" >"$etc/cairn.env"
+	dry --uninstall --purge --etc-dir "$etc" --data-dir "$data" --bin-dir "$bindir"
+	[[ "$output" == *"the local PostgreSQL database cairn is kept: runuser -u postgres -- dropdb cairn"* ]]
+	[[ "$output" != *"pw@"* ]]
 }
 
 @test "--purge needs --uninstall; --root needs --dry-run" {
