@@ -975,7 +975,7 @@ wait_healthy() {
 read_installed_env() {
 	# The file belongs to the service user: its values are validated, never
 	# evaluated.
-	for ri in DOMAIN:domain HTTPS_PORT:https_port HTTP_PORT:http_port METRICS_ADDR:metrics_addr ADMIN_ADDR:admin_addr; do
+	for ri in DOMAIN:domain HTTPS_PORT:https_port HTTP_PORT:http_port METRICS_ADDR:metrics_addr ADMIN_ADDR:admin_addr DATABASE_URL:database; do
 		ri_val=$(sed -n "s/^CAIRN_${ri%%:*}=//p" "$etc_dir/cairn.env" | tail -n 1 | tr -d "'\"")
 		ri_key=${ri#*:}
 		if [ -n "$ri_val" ] && "$(validator "$ri_key")" "$ri_val"; then
@@ -1151,11 +1151,21 @@ EOF
 	cat <<EOF
 4. First backup (docs/backup.md):
    umask 077; openssl rand -hex 32 > /root/cairn-backup.key
-   $bin_dir/cairn-caddy backup --config $etc_dir/Caddyfile --data-dir $data_dir/caddy/cairn \\
+   $bin_dir/cairn-caddy backup $(backup_store_flags) \\
        --to /var/backups/cairn --key-file /root/cairn-backup.key --keep 7
 5. Upgrade: run this script again with the new --binary or --package; your
    configuration stays. Uninstall: $prog --uninstall (keeps data) [--purge].
 EOF
+}
+
+# backup_store_flags: how `cairn-caddy backup` finds this node's store and
+# key files: the SQLite data directory, or the PostgreSQL URL in cairn.env
+# (read by the shell, so the password is not printed) and the key files.
+backup_store_flags() {
+	case $database in
+	sqlite) printf -- '--data-dir %s' "$data_dir/caddy/cairn" ;;
+	*) printf -- "--database \"\$(sed -n \"s/^CAIRN_DATABASE_URL='\\\\(.*\\\\)'/\\\\1/p\" %s)\" --data-files %s" "$etc_dir/cairn.env" "$data_dir/caddy/cairn" ;;
+	esac
 }
 
 # ---------------------------------------------------------------- uninstall
