@@ -337,7 +337,8 @@ func TestInstallScriptNativeInstall(t *testing.T) {
 
 	_, summary := n.run("--yes", "--binary", binary, "--domain", "localhost",
 		"--http-port", strconv.Itoa(n.httpPort), "--https-port", strconv.Itoa(n.httpsPort),
-		"--admin-addr", fmt.Sprintf("localhost:%d", n.admin), "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", n.metric))
+		"--admin-addr", fmt.Sprintf("localhost:%d", n.admin), "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", n.metric),
+		"--memory-limit", "512M", "--cpu-limit", "0.5")
 	if summary["result"] != "installed" {
 		t.Fatalf("summary %v, want installed", summary)
 	}
@@ -367,9 +368,24 @@ func TestInstallScriptNativeInstall(t *testing.T) {
 		t.Errorf("cairn.env lacks the token's hash:\n%s", env)
 	}
 	assertOperatorAPI(t, n.metric, string(bytes.TrimSpace(token)))
-	unit, err := os.ReadFile(filepath.Join(n.units, n.service+".service"))
+	unitPath := filepath.Join(n.units, n.service+".service")
+	unit, err := os.ReadFile(unitPath)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The unit as written for this install is one systemd accepts.
+	if out, err := exec.Command(tool(t, "systemd-analyze", "systemd"), "verify", unitPath).CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("systemd-analyze verify %s: %v\n%s", unitPath, err, out)
+	}
+	limits, err := os.ReadFile(filepath.Join(n.units, n.service+".service.d", "limits.conf"))
+	if err != nil || !bytes.Contains(limits, []byte("\nMemoryMax=512M\nCPUQuota=50%\n")) {
+		t.Errorf("limits drop-in: %v\n%s", err, limits)
+	}
+	// The direct start gives the service cairn.env's environment, as
+	// EnvironmentFile= does.
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil || !bytes.Contains(environ, []byte("\x00GOMEMLIMIT=460MiB\x00")) || !bytes.Contains(environ, []byte("\x00CAIRN_DOMAIN=localhost\x00")) {
+		t.Errorf("the service's environment lacks cairn.env's variables (%v):\n%q", err, environ)
 	}
 	for _, want := range []string{"User=" + n.user + "\n", "ExecStart=" + n.bin + "/cairn-caddy run --config " + n.etc + "/Caddyfile\n",
 		"EnvironmentFile=-" + n.etc + "/cairn.env\n", "XDG_DATA_HOME=" + n.data + " "} {
