@@ -8,7 +8,7 @@
 # and keeps the configuration. Everything is documented in docs/install.md,
 # "Install script"; `install.sh --help` lists the options.
 #
-# POSIX sh (dash, busybox ash, bash); shellcheck-clean.
+# POSIX sh (tested with dash and bash --posix); shellcheck-clean.
 set -eu
 umask 022
 
