@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -17,21 +18,37 @@ import (
 // resumes by itself through Last-Event-ID (which wins over the cursor
 // parameter). A comment line is sent every Heartbeat so that proxies keep
 // the connection open and dead peers are noticed.
+//
+// The stream's goroutine keeps this function's frame, and its callers', for
+// as long as the stream is open: openStream does the set-up in a frame of
+// its own, and follow keeps only what the loop needs.
 func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) {
+	sub, sw := s.openStream(w, r)
+	if sub == nil {
+		return
+	}
+	defer sub.Close()
+	s.follow(r.Context(), sw, sub)
+}
+
+// openStream checks the request, subscribes and sends the response's
+// header and the starting cursor. It returns a nil Subscription when it
+// answered the request with an error or the client is gone.
+func (s *Server) openStream(w http.ResponseWriter, r *http.Request) (*Subscription, *sseWriter) {
 	if r.Method != http.MethodGet {
 		s.fail(w, r, methodNotAllowed(NSIDStream, http.MethodGet))
-		return
+		return nil, nil
 	}
 	id, ok := caller.From(r.Context())
 	if !ok {
 		s.fail(w, r, xrpc.Errorf(http.StatusUnauthorized, "AuthenticationRequired", "authentication required"))
-		return
+		return nil, nil
 	}
 	q := r.URL.Query()
 	convoID := q.Get("convoId")
 	if err := checkConvoID(convoID); err != nil {
 		s.fail(w, r, err)
-		return
+		return nil, nil
 	}
 	cursor := q.Get("cursor")
 	if last := r.Header.Get("Last-Event-ID"); last != "" {
@@ -40,30 +57,33 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) {
 	sub, err := s.cfg.Hub.Subscribe(r.Context(), Request{Identity: id, ConvoID: convoID, Cursor: cursor, Transport: "sse"})
 	if err != nil {
 		s.fail(w, r, subscribeError(err))
-		return
+		return nil, nil
 	}
-	defer sub.Close()
 
-	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	sw := &sseWriter{w: w, rc: rc, timeout: s.cfg.WriteTimeout}
+	sw := &sseWriter{w: w, rc: http.NewResponseController(w), timeout: s.cfg.WriteTimeout}
 	// An id-only block dispatches no event but sets the client's
 	// Last-Event-ID, so a reconnect before the first event resumes here.
 	if sw.write([]byte(": ok\nid: "+sub.Cursor()+"\n\n")) != nil || sw.flush() != nil {
-		return
+		sub.Close()
+		return nil, nil
 	}
+	return sub, sw
+}
 
-	obs := s.cfg.Hub.cfg.Observer
+// follow writes sub's events and the heartbeats until the client leaves,
+// a write fails or the subscription ends.
+func (s *Server) follow(ctx context.Context, sw *sseWriter, sub *Subscription) {
 	heartbeat := time.NewTicker(s.cfg.Heartbeat)
 	defer heartbeat.Stop()
 	last := sub.Cursor()
 	for {
 		select {
-		case <-r.Context().Done():
+		case <-ctx.Done():
 			return
 		case <-heartbeat.C:
 			if sw.comment("heartbeat") != nil {
@@ -78,29 +98,33 @@ func (s *Server) ServeStream(w http.ResponseWriter, r *http.Request) {
 				}
 				return
 			}
-			// Write what is already queued before flushing once.
-			n := 0
-			for {
-				if sw.event(*ev) != nil {
-					return
-				}
-				last = ev.Cursor
-				n++
-				select {
-				case ev, ok = <-sub.Events():
-				default:
-					ok = false
-				}
-				if !ok {
-					break
-				}
-			}
-			obs.EventsDelivered("sse", n)
-			if sw.flush() != nil {
+			var err error
+			if last, err = s.writeQueued(sw, sub, ev); err != nil {
 				return
 			}
 		}
 	}
+}
+
+// writeQueued writes ev and whatever else is already queued, then flushes
+// once. It returns the cursor of the last event written.
+func (s *Server) writeQueued(sw *sseWriter, sub *Subscription, ev *Event) (string, error) {
+	var last string
+	n := 0
+	for ok := true; ok; {
+		if err := sw.event(*ev); err != nil {
+			return last, err
+		}
+		last = ev.Cursor
+		n++
+		select {
+		case ev, ok = <-sub.Events():
+		default:
+			ok = false
+		}
+	}
+	s.cfg.Hub.cfg.Observer.EventsDelivered("sse", n)
+	return last, sw.flush()
 }
 
 // sseWriter writes the text/event-stream framing with a deadline per
