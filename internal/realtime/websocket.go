@@ -100,19 +100,31 @@ func (s *Server) serveTicket(w http.ResponseWriter, r *http.Request) error {
 //
 // Origins are not checked: the ticket is not an ambient credential, so a
 // cross-site page cannot use a victim's session to open a stream.
+//
+// Once upgraded, the stream no longer needs the handler: it is served by a
+// goroutine of its own and the handler returns, so the connection
+// goroutine's stack (parked under the whole handler chain) and the
+// request's state are not kept for the life of the stream.
 func (s *Server) ServeSubscribe(w http.ResponseWriter, r *http.Request) {
 	sub, err := s.subscribeWS(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	defer sub.Close()
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
+		sub.Close()
 		return // Accept has answered the client
 	}
+	go s.followWS(conn, sub)
+}
+
+// followWS writes sub's events to conn, and pings, until the client
+// leaves, a write or a ping fails or the subscription ends.
+func (s *Server) followWS(conn *websocket.Conn, sub *Subscription) {
+	defer sub.Close()
 	defer conn.CloseNow()
-	ctx := conn.CloseRead(r.Context())
+	ctx := conn.CloseRead(context.Background())
 
 	obs := s.cfg.Hub.cfg.Observer
 	ping := time.NewTicker(s.cfg.Ping)
@@ -186,7 +198,9 @@ func (s *Server) subscribeWS(r *http.Request) (*Subscription, error) {
 	if err := checkConvoID(convoID); err != nil {
 		return nil, err
 	}
-	sub, err := s.cfg.Hub.Subscribe(r.Context(), Request{Identity: t.Identity, ConvoID: convoID, Cursor: q.Get("cursor"), Transport: "websocket"})
+	// The stream outlives the request (see ServeSubscribe): only the
+	// set-up reads are bound to it.
+	sub, err := s.cfg.Hub.subscribe(r.Context(), context.Background(), Request{Identity: t.Identity, ConvoID: convoID, Cursor: q.Get("cursor"), Transport: "websocket"})
 	if err != nil {
 		return nil, subscribeError(err)
 	}
