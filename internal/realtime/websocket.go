@@ -1,12 +1,15 @@
 package realtime
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -111,13 +114,41 @@ func (s *Server) ServeSubscribe(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	conn, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		sub.Close()
 		return // Accept has answered the client
 	}
 	go s.followWS(conn, sub)
 }
+
+// wsWriteBuffer is the write buffer a WebSocket stream keeps: a frame's
+// header and a payload up to about this size leave in one write.
+const wsWriteBuffer = 2 << 10
+
+// smallBuffers hands the connection to coder/websocket with small buffers
+// in place of net/http's 4 KiB ones, which it would otherwise keep for the
+// life of the stream: the server reads no more than pongs and the close
+// frame, and its events are mostly far smaller than 2 KiB.
+type smallBuffers struct{ http.ResponseWriter }
+
+// Hijack implements http.Hijacker. Bytes net/http had already read past
+// the request are handed on in front of the connection.
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	var r io.Reader = conn
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ := brw.Reader.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
+	}
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, 16), bufio.NewWriterSize(conn, wsWriteBuffer)), nil
+}
+
+// Unwrap returns the wrapped ResponseWriter, for http.ResponseController.
+func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // followWS writes sub's events to conn, and pings, until the client
 // leaves, a write or a ping fails or the subscription ends.
