@@ -1,6 +1,7 @@
 package caddymodules
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -152,7 +153,21 @@ func (a *Auth) Provision(ctx caddy.Context) error {
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
+//
+// Its frame stays on the stack of every event stream's connection for as
+// long as the stream is open, so it only calls: the verification and its
+// refusals live in authenticate, whose frame is gone once it returns.
 func (a *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	ctx, ok := a.authenticate(w, r)
+	if !ok {
+		return nil
+	}
+	return next.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// authenticate verifies r's service-auth token and returns r's context
+// carrying the caller, or answers r with the refusal and reports false.
+func (a *Auth) authenticate(w http.ResponseWriter, r *http.Request) (context.Context, bool) {
 	nsid, _ := xrpc.NSIDFromPath(r.URL.Path)
 	traced, span := startSpan(r, "cairn.auth", attribute.String("cairn.nsid", xrpc.LabelFor(nsid)))
 	v, err := a.verifier.Verify(traced.Context(), r.Header.Get("Authorization"), nsid)
@@ -171,7 +186,7 @@ func (a *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 			}
 		}
 		respondError(a.logger, w, r, xe, zap.String("reason", reason))
-		return nil
+		return nil, false
 	}
 	a.metrics.AuthOutcome("client", reason)
 
@@ -179,7 +194,7 @@ func (a *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set(userIDPlaceholder, a.app.Redact(id.DID))
 	}
-	return next.ServeHTTP(w, r.WithContext(caller.With(r.Context(), id)))
+	return caller.With(r.Context(), id), true
 }
 
 // authReason is an auth outcome as its metric and span show it: "ok", or

@@ -173,11 +173,31 @@ var errAccountBanned = &xrpc.Error{Status: http.StatusForbidden, Name: "AccountB
 	Message: "this account is barred from this service by its operator"}
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
+//
+// Its frame stays on the stack of every event stream's connection for as
+// long as the stream is open, so the checks before the method run in
+// admit and the traced call in serveMethod, whose frames are gone by then.
 func (d *Delivery) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	nsid, ok := xrpc.NSIDFromPath(r.URL.Path)
 	if !ok || !strings.HasPrefix(nsid, delivery.Namespace) {
 		return next.ServeHTTP(w, r)
 	}
+	h := d.admit(w, r)
+	switch {
+	case h == nil:
+	case h.realtime.Handles(nsid):
+		h.realtime.ServeHTTP(w, r)
+	case h.service.Handles(nsid):
+		serveMethod(h.service, w, r, nsid)
+	default:
+		return next.ServeHTTP(w, r)
+	}
+	return nil
+}
+
+// admit returns the handlers to serve r with, or answers r and returns nil:
+// while the app cannot serve, or when a verified caller is banned.
+func (d *Delivery) admit(w http.ResponseWriter, r *http.Request) *deliveryHandlers {
 	h, err := d.handlers(r.Context())
 	if err != nil {
 		if r.Context().Err() != nil {
@@ -213,19 +233,16 @@ func (d *Delivery) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 			return nil
 		}
 	}
-	switch {
-	case h.realtime.Handles(nsid):
-		h.realtime.ServeHTTP(w, r)
-	case h.service.Handles(nsid):
-		// The method's span: its store operation and the fan-out of what
-		// it wrote happen inside it.
-		traced, span := startSpan(r, "cairn.delivery", attribute.String("cairn.nsid", xrpc.LabelFor(nsid)))
-		h.service.ServeHTTP(w, traced)
-		span.End()
-	default:
-		return next.ServeHTTP(w, r)
-	}
-	return nil
+	return h
+}
+
+// serveMethod serves one XRPC method of the delivery service inside its
+// span: its store operation and the fan-out of what it wrote happen inside
+// it.
+func serveMethod(service *delivery.Service, w http.ResponseWriter, r *http.Request, nsid string) {
+	traced, span := startSpan(r, "cairn.delivery", attribute.String("cairn.nsid", xrpc.LabelFor(nsid)))
+	service.ServeHTTP(w, traced)
+	span.End()
 }
 
 // validWebSocketEndpoint accepts an empty endpoint (the default) or an

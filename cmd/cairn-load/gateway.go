@@ -13,14 +13,17 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cairn-chat/cairn-caddy/internal/realtime"
 )
 
 // caddyfileTemplate is the gateway under test: plain HTTP on loopback, the
 // cairn app in development mode resolving DIDs through the tool's PLC
 // directory, service auth with an in-memory replay store, and the delivery
 // service with its event streams. The WebSocket stream authenticates by
-// ticket, so it sits outside cairn_auth, as in Caddyfile.example. Arguments:
-// admin port, PLC URL, data dir, database line, site port.
+// ticket, so it sits outside cairn_auth, as in Caddyfile.example. The
+// node's stream cap is raised to what the run opens. Arguments: admin
+// port, PLC URL, data dir, database line, stream cap, site port.
 const caddyfileTemplate = `{
 	admin 127.0.0.1:%d
 	cairn {
@@ -28,6 +31,9 @@ const caddyfileTemplate = `{
 		plc_url %s
 		data_dir %s
 		%s
+		streams {
+			max %d
+		}
 	}
 }
 http://127.0.0.1:%d {
@@ -71,6 +77,8 @@ type gatewayConfig struct {
 	dbURL   string // empty: SQLite in home/data
 	env     []string
 	verbose bool
+	// maxStreams is the node's cap on open streams (at least the default).
+	maxStreams int
 }
 
 // dataDir is where the gateway keeps its SQLite database.
@@ -91,7 +99,7 @@ func startGateway(ctx context.Context, cfg gatewayConfig) (*gateway, error) {
 	if cfg.dbURL != "" {
 		db = "database " + cfg.dbURL
 	}
-	text := fmt.Sprintf(caddyfileTemplate, adminPort, cfg.plcURL, cfg.dataDir(), db, sitePort)
+	text := fmt.Sprintf(caddyfileTemplate, adminPort, cfg.plcURL, cfg.dataDir(), db, max(cfg.maxStreams, realtime.DefaultMaxConnections), sitePort)
 	path := filepath.Join(cfg.home, "Caddyfile")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		return nil, fmt.Errorf("write Caddyfile: %w", err)

@@ -41,6 +41,7 @@ type config struct {
 	senders     int
 	settle      time.Duration
 	profileDir  string
+	sourceAddrs int
 	verbose     bool
 }
 
@@ -62,6 +63,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.IntVar(&c.senders, "senders", 4, "concurrent senders in the sustained phase")
 	fs.DurationVar(&c.settle, "settle", 3*time.Second, "wait after start-up and after connecting before reading the server's RSS")
 	fs.StringVar(&c.profileDir, "profile", "", "directory to save the server's heap, goroutine and fan-out CPU profiles in (from the admin endpoint)")
+	fs.IntVar(&c.sourceAddrs, "source-addrs", 1, "loopback source addresses to open streams from (127.0.0.1 up), for more streams than one address has ephemeral ports")
 	fs.BoolVar(&c.verbose, "v", false, "echo the gateway's logs")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -73,6 +75,8 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 		return c, fmt.Errorf("-subscribers, -members and -devices must be positive")
 	case c.subscribers%(c.members*c.devices) != 0:
 		return c, fmt.Errorf("-subscribers %d is not a multiple of -members × -devices (%d)", c.subscribers, c.members*c.devices)
+	case c.sourceAddrs < 1 || c.sourceAddrs > maxSourceAddrs:
+		return c, fmt.Errorf("-source-addrs %d: want 1 to %d", c.sourceAddrs, maxSourceAddrs)
 	case c.openConc < 1 || c.senders < 1:
 		return c, fmt.Errorf("-open-concurrency and -senders must be positive")
 	}

@@ -66,7 +66,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	defer plc.close()
 
-	gcfg := gatewayConfig{binary: binary, home: home, plcURL: plc.url, verbose: cfg.verbose}
+	gcfg := gatewayConfig{binary: binary, home: home, plcURL: plc.url, verbose: cfg.verbose, maxStreams: cfg.subscribers}
 	nconvos := cfg.subscribers / (cfg.members * cfg.devices)
 	seedStart := time.Now()
 	var st store.Store
@@ -102,6 +102,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	defer g.stop()
 	l := &loadRun{cfg: cfg, out: out, g: g, ids: ids, convos: convos, t: &tracker{},
+		dialer: newSourceDialer(cfg.sourceAddrs),
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.senders + 4}}}
 	defer l.client.CloseIdleConnections()
 	err = l.measure(ctx)
@@ -120,6 +121,7 @@ type loadRun struct {
 	convos []convo
 	t      *tracker
 	client *http.Client
+	dialer *sourceDialer
 	subs   []*subscriber
 }
 
@@ -265,9 +267,9 @@ func (l *loadRun) openAll(ctx context.Context) error {
 				cid := l.convos[s.convo].id
 				var err error
 				if cfg.websocket {
-					err = openWebSocket(ctx, l.g.base, l.client, l.ids, s, cid, l.t)
+					err = openWebSocket(ctx, l.dialer, l.g.base, l.client, l.ids, s, cid, l.t)
 				} else {
-					err = openSSE(ctx, l.g.base, l.ids, s, cid, l.t)
+					err = openSSE(ctx, l.dialer, l.g.base, l.ids, s, cid, l.t)
 				}
 				if err != nil {
 					once.Do(func() { firstErr = fmt.Errorf("open stream %d of %d: %w", i+1, len(l.subs), err); cancel() })

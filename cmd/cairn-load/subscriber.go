@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -116,7 +115,7 @@ func messageID(data []byte) (string, bool) {
 // connection (one goroutine per stream in the tool) and reads it until the
 // connection closes. It returns once the stream's first id line arrived,
 // that is once the server has subscribed it.
-func openSSE(ctx context.Context, base string, ids *identities, s *subscriber, convoID string, t *tracker) error {
+func openSSE(ctx context.Context, dialer *sourceDialer, base string, ids *identities, s *subscriber, convoID string, t *tracker) error {
 	tok, err := ids.token(ids.did(s.user), nsidStream)
 	if err != nil {
 		return err
@@ -125,8 +124,7 @@ func openSSE(ctx context.Context, base string, ids *identities, s *subscriber, c
 	if err != nil {
 		return fmt.Errorf("parse base URL: %w", err)
 	}
-	d := net.Dialer{Timeout: 10 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", u.Host)
+	conn, err := dialer.DialContext(ctx, "tcp", u.Host)
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
 	}
@@ -193,7 +191,7 @@ func openSSE(ctx context.Context, base string, ids *identities, s *subscriber, c
 
 // openWebSocket gets a ticket for one conversation and opens
 // subscribeConvoEvents with it, then reads it until it closes.
-func openWebSocket(ctx context.Context, base string, client *http.Client, ids *identities, s *subscriber, convoID string, t *tracker) error {
+func openWebSocket(ctx context.Context, dialer *sourceDialer, base string, client *http.Client, ids *identities, s *subscriber, convoID string, t *tracker) error {
 	tok, err := ids.token(ids.did(s.user), nsidTicket)
 	if err != nil {
 		return err
@@ -218,7 +216,7 @@ func openWebSocket(ctx context.Context, base string, client *http.Client, ids *i
 	wsURL := strings.Replace(base, "http://", "ws://", 1) + "/xrpc/" + nsidSubscribe + "?ticket=" + url.QueryEscape(issued.Ticket)
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	conn, _, err := websocket.Dial(dctx, wsURL, nil)
+	conn, _, err := websocket.Dial(dctx, wsURL, &websocket.DialOptions{HTTPClient: dialer.httpClient()})
 	if err != nil {
 		return fmt.Errorf("subscribeConvoEvents: %w", err)
 	}

@@ -304,6 +304,13 @@ type Request struct {
 // The subscription ends when ctx ends, when Close is called or when its
 // Events channel closes on its own (see Subscription.Err).
 func (h *Hub) Subscribe(ctx context.Context, req Request) (*Subscription, error) {
+	return h.subscribe(ctx, ctx, req)
+}
+
+// subscribe is Subscribe with the set-up's reads under ctx and the
+// subscription's life under life: a transport that outlives its request
+// (an SSE stream detached from net/http) passes a context of its own.
+func (h *Hub) subscribe(ctx, life context.Context, req Request) (*Subscription, error) {
 	if req.Identity.DID == "" {
 		return nil, errors.New("realtime: subscribe without a caller")
 	}
@@ -315,7 +322,7 @@ func (h *Hub) Subscribe(ctx context.Context, req Request) (*Subscription, error)
 		}
 		resume = &t
 	}
-	sctx, cancel := context.WithCancel(ctx)
+	sctx, cancel := context.WithCancel(life)
 	s := &Subscription{
 		h:         h,
 		id:        req.Identity,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -356,6 +357,7 @@ func TestSSEMessageEventEncoding(t *testing.T) {
 			rec := httptest.NewRecorder()
 			sw := &sseWriter{w: rec, rc: http.NewResponseController(rec), timeout: time.Second}
 			testenv.Must(t, sw.event(ev), "write event")
+			testenv.Must(t, sw.flush(), "flush")
 			if got, want := rec.Body.String(), "id: 42\ndata: "+string(want)+"\n\n"; got != want {
 				t.Fatalf("shared view %v:\n got %q\nwant %q", view != nil, got, want)
 			}
@@ -395,5 +397,62 @@ func TestStreamWhileTheStoreIsDown(t *testing.T) {
 		}{&body.Name}); err != nil || body.Name != "ServiceUnavailable" {
 			t.Fatalf("stream %q: error %q (%v), want ServiceUnavailable", q, body.Name, err)
 		}
+	}
+}
+
+// TestSSEDetachedStream checks the HTTP/1.1 stream that ServeStream takes
+// over from net/http: its body is well-formed chunked encoding, a client
+// that leaves frees its slot at once (not at the next heartbeat), and a
+// closing hub ends the body cleanly.
+func TestSSEDetachedStream(t *testing.T) {
+	e := newEnv(t, backends()[0], Config{})
+	ts := e.serve(ServerConfig{Heartbeat: time.Hour})
+	e.convo("c1", alice, bob)
+
+	resp, s := openSSE(t, ts, bob, "convoId=c1", nil)
+	if !slices.Equal(resp.TransferEncoding, []string{"chunked"}) {
+		t.Fatalf("Transfer-Encoding %v, want chunked", resp.TransferEncoding)
+	}
+	if f := s.next(t); f.comment != "ok" {
+		t.Fatalf("first frame %+v, want the opening comment", f)
+	}
+	e.send("c1", "m001")
+	e.send("c1", "m002")
+	if ids, _ := s.messageIDs(t, 2); !slices.Equal(ids, []string{"m001", "m002"}) {
+		t.Fatalf("got %v", ids)
+	}
+	if e.hub.Open() != 1 {
+		t.Fatalf("%d streams open, want 1", e.hub.Open())
+	}
+	resp.Body.Close()
+	deadline := time.Now().Add(guard)
+	for e.hub.Open() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream's slot was not freed after the client left")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/xrpc/"+NSIDStream+"?convoId=c1", nil)
+	req.Header.Set("X-Test-DID", alice)
+	resp2, err := http.DefaultClient.Do(req)
+	testenv.Must(t, err, "open the second stream")
+	defer resp2.Body.Close()
+	body := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(resp2.Body)
+		body <- err
+	}()
+	for e.hub.Open() != 1 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	testenv.Must(t, e.hub.Close(), "close hub")
+	select {
+	case err := <-body:
+		if err != nil {
+			t.Fatalf("reading the body to its end: %v, want a clean end of the chunked body", err)
+		}
+	case <-time.After(guard):
+		t.Fatal("the stream did not end when the hub closed")
 	}
 }

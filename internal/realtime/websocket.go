@@ -1,12 +1,15 @@
 package realtime
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -100,19 +103,59 @@ func (s *Server) serveTicket(w http.ResponseWriter, r *http.Request) error {
 //
 // Origins are not checked: the ticket is not an ambient credential, so a
 // cross-site page cannot use a victim's session to open a stream.
+//
+// Once upgraded, the stream no longer needs the handler: it is served by a
+// goroutine of its own and the handler returns, so the connection
+// goroutine's stack (parked under the whole handler chain) and the
+// request's state are not kept for the life of the stream.
 func (s *Server) ServeSubscribe(w http.ResponseWriter, r *http.Request) {
 	sub, err := s.subscribeWS(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	defer sub.Close()
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	conn, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
+		sub.Close()
 		return // Accept has answered the client
 	}
+	go s.followWS(conn, sub)
+}
+
+// wsWriteBuffer is the write buffer a WebSocket stream keeps: a frame's
+// header and a payload up to about this size leave in one write.
+const wsWriteBuffer = 2 << 10
+
+// smallBuffers hands the connection to coder/websocket with small buffers
+// in place of net/http's 4 KiB ones, which it would otherwise keep for the
+// life of the stream: the server reads no more than pongs and the close
+// frame, and its events are mostly far smaller than 2 KiB.
+type smallBuffers struct{ http.ResponseWriter }
+
+// Hijack implements http.Hijacker. Bytes net/http had already read past
+// the request are handed on in front of the connection.
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	var r io.Reader = conn
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ := brw.Reader.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
+	}
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, 16), bufio.NewWriterSize(conn, wsWriteBuffer)), nil
+}
+
+// Unwrap returns the wrapped ResponseWriter, for http.ResponseController.
+func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// followWS writes sub's events to conn, and pings, until the client
+// leaves, a write or a ping fails or the subscription ends.
+func (s *Server) followWS(conn *websocket.Conn, sub *Subscription) {
+	defer sub.Close()
 	defer conn.CloseNow()
-	ctx := conn.CloseRead(r.Context())
+	ctx := conn.CloseRead(context.Background())
 
 	obs := s.cfg.Hub.cfg.Observer
 	ping := time.NewTicker(s.cfg.Ping)
@@ -186,7 +229,9 @@ func (s *Server) subscribeWS(r *http.Request) (*Subscription, error) {
 	if err := checkConvoID(convoID); err != nil {
 		return nil, err
 	}
-	sub, err := s.cfg.Hub.Subscribe(r.Context(), Request{Identity: t.Identity, ConvoID: convoID, Cursor: q.Get("cursor"), Transport: "websocket"})
+	// The stream outlives the request (see ServeSubscribe): only the
+	// set-up reads are bound to it.
+	sub, err := s.cfg.Hub.subscribe(r.Context(), context.Background(), Request{Identity: t.Identity, ConvoID: convoID, Cursor: q.Get("cursor"), Transport: "websocket"})
 	if err != nil {
 		return nil, subscribeError(err)
 	}
