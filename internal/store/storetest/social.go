@@ -283,7 +283,7 @@ func testSocialSchema(t *testing.T, b Backend) {
 		"convo_policies": {"admin_only_invites", "allow_invites", "allow_member_add", "allow_member_remove", "convo_id",
 			"max_members", "require_admin_approval", "updated_at", "updated_by"},
 		"opt_ins": {"did", "opted_in_at"},
-		"members": {"convo_id", "device_id", "joined_at", "left_at", "member_did", "role", "role_granted_at", "role_granted_by", "user_did"},
+		"members": {"convo_id", "device_id", "joined_at", "left_at", "member_did", "needs_rejoin", "role", "role_granted_at", "role_granted_by", "user_did"},
 	}
 	for table, cols := range want {
 		got, err := insp.TableColumns(e.ctx, table)
