@@ -245,7 +245,7 @@ func TestDebPassesLintian(t *testing.T) {
 	lintian := testenv.Tool(t, "lintian")
 	dir := makeRelease(t, "a", newVersion)
 	deb, _ := release.PackageNames(newVersion, "amd64")
-	out, err := exec.Command(lintian, "--no-tag-display-limit", "--fail-on", "error", filepath.Join(dir, deb)).CombinedOutput()
+	out, err := exec.Command(lintian, "--tag-display-limit", "0", "--fail-on", "error", filepath.Join(dir, deb)).CombinedOutput()
 	var errs []string
 	for _, line := range strings.Split(string(out), "\n") {
 		if strings.HasPrefix(line, "E: ") {
