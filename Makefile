@@ -6,10 +6,12 @@ BINARY  ?= cairn-caddy
 # The build recipe lives in xcaddy.json; these read it so there is one
 # source for the pinned versions (TestXcaddyRecipeMatchesGoMod keeps it equal
 # to go.mod).
-CADDY_VERSION  := $(shell sed -n 's/.*"caddy_version": *"\([^"]*\)".*/\1/p' xcaddy.json)
-XCADDY_VERSION := $(shell sed -n 's/.*"xcaddy_version": *"\([^"]*\)".*/\1/p' xcaddy.json)
-MODULE         := $(shell sed -n 's/.*"module": *"\([^"]*\)".*/\1/p' xcaddy.json)
-PLUGINS        := $(shell tr -d '\n' < xcaddy.json | sed -n 's/.*"plugins": *\[\([^]]*\)\].*/\1/p' | tr -d '" ' | tr ',' ' ')
+# XCADDY_JSON=other.json builds another recipe (the tests add a plugin).
+XCADDY_JSON    ?= xcaddy.json
+CADDY_VERSION  := $(shell sed -n 's/.*"caddy_version": *"\([^"]*\)".*/\1/p' $(XCADDY_JSON))
+XCADDY_VERSION := $(shell sed -n 's/.*"xcaddy_version": *"\([^"]*\)".*/\1/p' $(XCADDY_JSON))
+MODULE         := $(shell sed -n 's/.*"module": *"\([^"]*\)".*/\1/p' $(XCADDY_JSON))
+PLUGINS        := $(shell tr -d '\n' < $(XCADDY_JSON) | sed -n 's/.*"plugins": *\[\([^]]*\)\].*/\1/p' | tr -d '" ' | tr ',' ' ')
 
 # Build and test with the toolchain go.mod names (the one without the
 # standard-library vulnerabilities govulncheck reports in older releases).
@@ -20,12 +22,13 @@ PLUGINS        := $(shell tr -d '\n' < xcaddy.json | sed -n 's/.*"plugins": *\[\
 GOTOOLCHAIN := $(shell sed -n 's/^toolchain //p' go.mod)
 export GOTOOLCHAIN
 
-.PHONY: help build build-go run run-dev test test-short vet bench fuzz fuzz-ci fuzz-corpus load-realtime clean \
+.PHONY: help build build-go release run run-dev test test-short vet bench fuzz fuzz-ci fuzz-corpus load-realtime clean \
 	scan staticcheck gosec govulncheck vulndb vulndb-update npm-audit bench-backup
 
 help:
 	@echo "make build       build ./$(BINARY) with xcaddy from xcaddy.json (Caddy $(CADDY_VERSION) + this module + plugins)"
 	@echo "make build-go    build ./$(BINARY) with plain go build (no extra plugins)"
+	@echo "make release     tarballs, deb/rpm, SBOM, SHA256SUMS and Homebrew/AUR/Nix recipes in $(DIST)/ (RELEASE_TARGETS=...)"
 	@echo "make run         run the gateway on Caddyfile.example (https://localhost)"
 	@echo "make run-dev     run a local development node on Caddyfile.dev (http://localhost:8080; CAIRN_PLC_URL=...)"
 	@echo "make test        run every test (needs PostgreSQL, Redis and Node; see README)"
@@ -39,14 +42,43 @@ help:
 	@echo "make load-realtime  10,000 SSE streams and a 1,000-member fan-out against a real cairn-caddy (LOAD_FLAGS=...)"
 
 # xcaddy is fetched through the Go module proxy at the pinned version.
+# This module is unpublished, so xcaddy must not ask the proxy for it: it
+# gets an exact pseudo-version made from the checked-out commit (any
+# version does: the replacement by this directory is what is built), and
+# `go get module@version` of a replaced module reads the directory, never
+# the proxy. A plain `--with $(MODULE)=.` makes xcaddy ask for the latest
+# version, which the proxy refuses. XCADDY_FLAGS adds flags (--with
+# another/plugin@v1.2.3); BINARY moves the output.
+XCADDY_MODULE_VERSION ?= $(shell TZ=UTC git log -1 --format='v0.0.0-%cd-%H' --date=format-local:%Y%m%d%H%M%S 2>/dev/null | cut -c1-34 | grep . || echo v0.0.0-00010101000000-000000000000)
+XCADDY_FLAGS ?=
 build:
 	$(GO) run github.com/caddyserver/xcaddy/cmd/xcaddy@$(XCADDY_VERSION) build $(CADDY_VERSION) \
-		--output ./$(BINARY) \
-		--with $(MODULE)=. \
-		$(foreach p,$(PLUGINS),--with $(p))
+		--output $(BINARY) \
+		--with $(MODULE)@$(XCADDY_MODULE_VERSION)=. \
+		$(foreach p,$(PLUGINS),--with $(p)) $(XCADDY_FLAGS)
 
 build-go:
 	$(GO) build -o ./$(BINARY) ./cmd/cairn-caddy
+
+# Release artifacts (docs/install.md, "Release artifacts"): every target's
+# tarball, the linux deb and rpm, the CycloneDX SBOM, SHA256SUMS and the
+# Homebrew, AUR and Nix recipes, reproducibly (the same commit gives the
+# same bytes). The version comes from a vX.Y.Z tag on the commit, else
+# 0.0.0~git<time>.<commit>; VERSION=... overrides it. The binaries carry
+# xcaddy's default tags, so they hold the modules `make build` builds.
+DIST                    ?= dist
+RELEASE_TARGETS         ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 freebsd/amd64 freebsd/arm64
+RELEASE_TAGS            ?= nobadger,nomysql,nopgx
+RELEASE_URL             ?= https://github.com/cairn-chat/cairn-caddy/releases/download/v{version}
+PACKAGE_MAINTAINER      ?= cairn-caddy maintainers <cairn-chat@users.noreply.github.com>
+VERSION                 ?=
+NFPM_VERSION            := v2.45.2
+CYCLONEDX_GOMOD_VERSION := v1.10.0
+release:
+	$(GO) run ./cmd/cairn-release -dist $(DIST) -targets "$(RELEASE_TARGETS)" -tags "$(RELEASE_TAGS)" \
+		-version "$(VERSION)" -url "$(RELEASE_URL)" -maintainer "$(PACKAGE_MAINTAINER)" \
+		-nfpm github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION) \
+		-cyclonedx github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$(CYCLONEDX_GOMOD_VERSION)
 
 run:
 	$(GO) run ./cmd/cairn-caddy run --config Caddyfile.example

@@ -88,7 +88,13 @@ func TestBuiltWithPinnedToolchain(t *testing.T) {
 func TestListModulesShowsEveryCairnModule(t *testing.T) {
 	var b gatewaytest.Builder
 	defer b.Cleanup()
-	out, err := exec.Command(b.Binary(t), "list-modules").CombinedOutput()
+	assertListsCairnModules(t, listModules(t, b.Binary(t)))
+}
+
+// listModules returns the module IDs `bin list-modules` prints.
+func listModules(t *testing.T, bin string) map[string]bool {
+	t.Helper()
+	out, err := exec.Command(bin, "list-modules").CombinedOutput()
 	if err != nil {
 		t.Fatalf("list-modules: %v\n%s", err, out)
 	}
@@ -96,6 +102,13 @@ func TestListModulesShowsEveryCairnModule(t *testing.T) {
 	for _, line := range strings.Split(string(out), "\n") {
 		listed[strings.TrimSpace(line)] = true
 	}
+	return listed
+}
+
+// assertListsCairnModules checks that listed holds every cairn module this
+// test binary registers.
+func assertListsCairnModules(t *testing.T, listed map[string]bool) {
+	t.Helper()
 	var ours []string
 	for _, id := range caddy.Modules() {
 		if mod, err := caddy.GetModule(id); err == nil && strings.HasPrefix(mod.ID.Name(), "cairn") || id == "cairn" {

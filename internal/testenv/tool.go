@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"errors"
+	"os"
 	"os/exec"
 	"testing"
 )
@@ -16,3 +18,15 @@ func Tool(t testing.TB, name string) string {
 	}
 	return path
 }
+
+// RequireRoot skips the test unless it runs as root, or fails it under
+// CAIRN_REQUIRE_SERVICES=1 (CI runs as root). Tests that install a package
+// for real need it.
+func RequireRoot(t testing.TB, why string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		unavailable(t, "root ("+why+")", errNotRoot)
+	}
+}
+
+var errNotRoot = errors.New("not running as root")
