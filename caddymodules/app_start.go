@@ -83,6 +83,7 @@ func (a *App) start() error {
 		a.running = &Running{Store: st, Realtime: node, operator: op}
 		workers = append(workers, w, flush)
 		if a.backupRunner != nil {
+			a.backupRunner.Audit = backupAuditor(op.audit)
 			workers = append(workers, a.backupSchedule(st))
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/cairn-chat/cairn-caddy/internal/backup"
 	"github.com/cairn-chat/cairn-caddy/internal/operator"
 	"github.com/cairn-chat/cairn-caddy/internal/store"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
@@ -82,8 +83,8 @@ func (o *OperatorAPI) api(ctx context.Context) (*operator.API, error) {
 		return a, nil
 	}
 	// Routes whose parts the app holds (backups, service identity) are
-	// mounted here with a.Handle after New, recording their own events
-	// through run.operator.audit (see internal/operator's package doc).
+	// mounted after New, recording their own events through
+	// run.operator.audit (see internal/operator's package doc).
 	app, logger := o.app, o.logger
 	a, err := operator.New(operator.Config{
 		Recorder: run.operator.audit,
@@ -99,6 +100,7 @@ func (o *OperatorAPI) api(ctx context.Context) (*operator.API, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cairn_operator_api: %w", err)
 	}
+	a.MountBackups(app.backupRunner)
 	o.built.Store(a)
 	return a, nil
 }
@@ -145,6 +147,10 @@ func (a *App) status(ctx context.Context, run *Running) operator.Status {
 			st.Schema = operator.SchemaStatus{Current: ms.Current, Latest: ms.Latest}
 		}
 	}
+	if at, ok := a.lastBackup(ctx); ok {
+		age := int64(time.Since(at).Seconds())
+		st.LastBackup, st.LastBackupAgeSeconds = &at, &age
+	}
 	if a.redis != nil {
 		h := &operator.Health{Backend: "redis", Healthy: true}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -155,6 +161,27 @@ func (a *App) status(ctx context.Context, run *Running) operator.Status {
 		st.Redis = h
 	}
 	return st
+}
+
+// lastBackup is when the newest archive of the scheduled backup's target
+// was written (any node's, or the CLI's), or, when the target cannot be
+// listed now, when this node last finished one. ok is false without a
+// backup block or any archive.
+func (a *App) lastBackup(ctx context.Context) (time.Time, bool) {
+	r := a.backupRunner
+	if r == nil {
+		return time.Time{}, false
+	}
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	arch, ok, err := backup.Last(lctx, r.Target)
+	if err == nil {
+		return arch.Created.UTC(), ok
+	}
+	if last := r.State().Last; last != nil && last.Error == "" {
+		return last.FinishedAt, true
+	}
+	return time.Time{}, false
 }
 
 // cairnVersion is the binary's module version, or its VCS revision for a
