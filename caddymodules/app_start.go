@@ -59,6 +59,13 @@ func (a *App) start() error {
 	}
 	a.beginReplayMemories()
 	workers := append([]worker.Worker(nil), a.added...)
+	if a.useIdentity {
+		w, err := a.startIdentity()
+		if err != nil {
+			return err
+		}
+		workers = append(workers, w)
+	}
 	if a.useStore {
 		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 		defer cancel()

@@ -64,6 +64,7 @@ func (o *OperatorAPI) Provision(ctx caddy.Context) error {
 		return err
 	}
 	app.UseStore()
+	app.UseServiceIdentity()
 	o.app, o.logger = app, app.ModuleLogger(ctx)
 	return nil
 }
@@ -101,6 +102,7 @@ func (o *OperatorAPI) api(ctx context.Context) (*operator.API, error) {
 		return nil, fmt.Errorf("cairn_operator_api: %w", err)
 	}
 	a.MountBackups(app.backupRunner)
+	a.MountIdentity(app.ServiceKeys, run.operator.audit)
 	o.built.Store(a)
 	return a, nil
 }
