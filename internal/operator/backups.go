@@ -33,4 +33,3 @@ func (a *API) MountBackups(r *backup.Runner) {
 		})
 	}
 }
-
