@@ -119,6 +119,10 @@ func TestServiceIdentityClusterRotation(t *testing.T) {
 	if r := runOperatorCLI(t, a.Home, opEnv, "rotate-key"); r.code != 1 || !strings.Contains(r.stderr, "--yes") {
 		t.Fatalf("rotate-key off a terminal without --yes: %+v", r)
 	}
+	// On a terminal it asks; "n" changes nothing.
+	if shown, code := onTerminal(t, opEnv, "[y/N] ", "n", "rotate-key"); code != 1 || !strings.Contains(shown, "not confirmed") || len(doc(a).VerificationMethod) != 1 {
+		t.Fatalf("rotate-key answered n: exit %d, showed %q", code, shown)
+	}
 	r := runOperatorCLI(t, a.Home, opEnv, "rotate-key", "--yes", "--json")
 	if r.code != 0 {
 		t.Fatalf("rotate-key: %+v", r)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/cairn-chat/cairn-caddy/internal/backup"
 	"github.com/cairn-chat/cairn-caddy/internal/operator"
+	"github.com/cairn-chat/cairn-caddy/internal/release"
 	"github.com/cairn-chat/cairn-caddy/internal/store"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
 )
@@ -129,7 +129,7 @@ func (o *OperatorAPI) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 // within ctx; a failing one marks its part unhealthy.
 func (a *App) status(ctx context.Context, run *Running) operator.Status {
 	st := operator.Status{
-		Version:     cairnVersion(),
+		Version:     release.Version(),
 		Store:       operator.Health{Backend: string(a.storeCfg.Kind())},
 		OpenStreams: run.Realtime.Hub.Open(),
 		Retention: operator.RetentionStatus{
@@ -184,25 +184,6 @@ func (a *App) lastBackup(ctx context.Context) (time.Time, bool) {
 		return last.FinishedAt, true
 	}
 	return time.Time{}, false
-}
-
-// cairnVersion is the binary's module version, or its VCS revision for a
-// development build.
-func cairnVersion() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	if v != "" && v != "(devel)" {
-		return v
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			return "devel-" + s.Value[:12]
-		}
-	}
-	return "devel"
 }
 
 func parseOperatorAPI(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
