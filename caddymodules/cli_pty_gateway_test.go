@@ -24,9 +24,10 @@ import (
 // returns everything the terminal showed and the exit status.
 func onTerminal(t *testing.T, env []string, prompt, answer string, args ...string) (string, int) {
 	t.Helper()
+	bin := builder.Binary(t) // built before the clock starts
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, builder.Binary(t), args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(append(os.Environ(), "CAIRN_BACKUP_KEY=", "CAIRN_AUDIT_KEY="), env...)
 	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 120})
 	testenv.Must(t, err, "start on a pty")

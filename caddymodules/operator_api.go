@@ -17,8 +17,8 @@ import (
 
 	"github.com/cairn-chat/cairn-caddy/internal/backup"
 	"github.com/cairn-chat/cairn-caddy/internal/operator"
-	"github.com/cairn-chat/cairn-caddy/internal/release"
 	"github.com/cairn-chat/cairn-caddy/internal/store"
+	"github.com/cairn-chat/cairn-caddy/internal/version"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
 )
 
@@ -129,7 +129,7 @@ func (o *OperatorAPI) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 // within ctx; a failing one marks its part unhealthy.
 func (a *App) status(ctx context.Context, run *Running) operator.Status {
 	st := operator.Status{
-		Version:     release.Version(),
+		Version:     version.Version(),
 		Store:       operator.Health{Backend: string(a.storeCfg.Kind())},
 		OpenStreams: run.Realtime.Hub.Open(),
 		Retention: operator.RetentionStatus{

@@ -13,10 +13,10 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
-	"github.com/cairn-chat/cairn-caddy/internal/release"
 	"github.com/cairn-chat/cairn-caddy/internal/store/open"
 	"github.com/cairn-chat/cairn-caddy/internal/store/sqlite"
 	"github.com/cairn-chat/cairn-caddy/internal/upgrade"
+	"github.com/cairn-chat/cairn-caddy/internal/version"
 )
 
 // The names are not "upgrade": Caddy's own `upgrade` (and `add-package`)
@@ -121,7 +121,7 @@ func releaseInfoCommand(c *cli, cmd *cobra.Command, args []string) int {
 		return code
 	}
 	since, _ := cmd.Flags().GetString("since")
-	if since != "" && !release.Valid(since) {
+	if since != "" && !version.Valid(since) {
 		return c.fail(ExitUsage, fmt.Errorf("--since %q: want a release version such as v0.10.0", since))
 	}
 	ms, err := sqlite.Migrations()
@@ -136,12 +136,12 @@ func releaseInfoCommand(c *cli, cmd *cobra.Command, args []string) int {
 	if len(ms) > 0 {
 		schema = ms[len(ms)-1].Version
 	}
-	notes := release.Notes(since)
+	notes := version.Notes(since)
 	if c.json {
-		c.event("summary", map[string]any{"version": release.Version(), "schema_version": schema, "migrations": names, "notes": notes})
+		c.event("summary", map[string]any{"version": version.Version(), "schema_version": schema, "migrations": names, "notes": notes})
 		return ExitOK
 	}
-	fmt.Fprintf(c.out, "version: %s\nschema:  version %d\n\n%s\n", release.Version(), schema, notes)
+	fmt.Fprintf(c.out, "version: %s\nschema:  version %d\n\n%s\n", version.Version(), schema, notes)
 	return ExitOK
 }
 
@@ -191,9 +191,6 @@ func readUpgradeFlags(cmd *cobra.Command) (upgradeFlags, error) {
 			u.storeArgs = append(u.storeArgs, "--"+name, v)
 		}
 	}
-	if _, err := storeConfigFromFlags(fl); err != nil {
-		return u, err
-	}
 	if u.target == "" || u.keyFile == "" {
 		if path := fl.String("config"); path != "" {
 			if app, err := appFromFile(path, fl.String("adapter")); err == nil && app.Backup != nil {
@@ -228,6 +225,9 @@ func upgradeCommand(c *cli, cmd *cobra.Command, args []string) int {
 		return c.fail(ExitUsage, errors.New("--binary: name the new cairn-caddy binary (see --help)"))
 	}
 	u, err := readUpgradeFlags(cmd)
+	if err == nil {
+		_, err = storeConfigFromFlags(caddycmd.Flags{FlagSet: cmd.Flags()})
+	}
 	if err != nil {
 		return c.fail(ExitUsage, err)
 	}
@@ -239,13 +239,13 @@ func upgradeCommand(c *cli, cmd *cobra.Command, args []string) int {
 	if err := upgrade.Summary(ctx, &cur, u.install, "release-info", "--json"); err != nil {
 		return c.fail(ExitFailure, fmt.Errorf("asking the installed binary for its version: %w", err))
 	}
-	if !release.Valid(cur.Version) {
+	if !version.Valid(cur.Version) {
 		return c.fail(ExitFailure, fmt.Errorf("the installed binary has no release version (%s): install a release build first", cur.Version))
 	}
 	if err := upgrade.Summary(ctx, &next, newBin, "release-info", "--json", "--since", cur.Version); err != nil {
 		return c.fail(ExitFailure, fmt.Errorf("%s is not a cairn-caddy this one can upgrade to: %w", newBin, err))
 	}
-	if !release.Valid(next.Version) || !release.Newer(next.Version, cur.Version) {
+	if !version.Valid(next.Version) || !version.Newer(next.Version, cur.Version) {
 		return c.fail(ExitFailure, fmt.Errorf("%s is version %s, not newer than the installed %s: nothing to upgrade (rollback is the way back)", newBin, next.Version, cur.Version))
 	}
 	step(c, "version", "%s -> %s", cur.Version, next.Version)
@@ -446,7 +446,7 @@ func rollbackCommand(c *cli, cmd *cobra.Command, args []string) int {
 func restartAndCheck(ctx context.Context, c *cli, u upgradeFlags) (healthy bool, err error) {
 	if u.restart != "" {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		out, err := exec.CommandContext(rctx, "/bin/sh", "-c", u.restart).CombinedOutput() // #nosec G204 -- the operator's own restart command
+		out, err := exec.CommandContext(rctx, "/bin/sh", "-c", u.restart).CombinedOutput()
 		cancel()
 		if err != nil {
 			return false, fmt.Errorf("the restart command failed: %v: %s", err, oneLine(errors.New(string(out)+" ")))

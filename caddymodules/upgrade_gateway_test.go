@@ -64,21 +64,21 @@ echo $! >"$DIR/pid"
 // serves all but the link and the packages a build tag touches.
 func upgradeBinary(t *testing.T, version string, flags ...string) string {
 	b := &gatewaytest.Builder{Flags: append([]string{
-		"-ldflags=-X github.com/cairn-chat/cairn-caddy/internal/release.version=" + version}, flags...)}
+		"-ldflags=-X github.com/cairn-chat/cairn-caddy/internal/version.stamped=" + version}, flags...)}
 	t.Cleanup(b.Cleanup)
 	return b.Binary(t)
 }
 
 // TestUpgradeThenRollbackLosesNothingAcknowledged builds two binaries
-// from this tree, v1.0.0 and a v1.1.0 with a test-only migration, serves
-// conversations created through the gateway on v1.0.0, upgrades with
+// from this tree, v0.10.0 and a v0.11.0 with a test-only migration, serves
+// conversations created through the gateway on v0.10.0, upgrades with
 // upgrade-binary (backup, checks, swap, migrate, restart, health check)
 // and rolls back with rollback: every conversation acknowledged before
 // the upgrade is served by each version.
 func TestUpgradeThenRollbackLosesNothingAcknowledged(t *testing.T) {
 	ctx := context.Background()
-	oldBin := upgradeBinary(t, "v1.0.0")
-	newBin := upgradeBinary(t, "v1.1.0", "-tags=cairn_upgrade_test")
+	oldBin := upgradeBinary(t, "v0.10.0")
+	newBin := upgradeBinary(t, "v0.11.0", "-tags=cairn_upgrade_test")
 
 	dir := t.TempDir()
 	dataDir, target, keyFile := filepath.Join(dir, "home", "cairn"), filepath.Join(dir, "backups"), filepath.Join(dir, "backup.key")
@@ -177,7 +177,7 @@ func TestUpgradeThenRollbackLosesNothingAcknowledged(t *testing.T) {
 	}
 	acknowledged := []string{"a0000000000000000000000000000001", "a0000000000000000000000000000002", "a0000000000000000000000000000003"}
 
-	// v1.0.0 serves; three conversations are acknowledged.
+	// v0.10.0 serves; three conversations are acknowledged.
 	if out, err := exec.Command("sh", "-c", restart).CombinedOutput(); err != nil {
 		t.Fatalf("start: %v %s", err, out)
 	}
@@ -185,7 +185,7 @@ func TestUpgradeThenRollbackLosesNothingAcknowledged(t *testing.T) {
 	for i, id := range acknowledged {
 		createConvo(toks[i], id)
 	}
-	if v := version(); v != "v1.0.0" {
+	if v := version(); v != "v0.10.0" {
 		t.Fatalf("installed %s", v)
 	}
 
@@ -202,7 +202,7 @@ func TestUpgradeThenRollbackLosesNothingAcknowledged(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "## v0.11.0") || !strings.Contains(r.stdout, "9001_upgrade_test_probe.sql") || !strings.Contains(r.stdout, "dry run") {
 		t.Fatalf("dry run: %+v", r)
 	}
-	if v := version(); v != "v1.0.0" {
+	if v := version(); v != "v0.10.0" {
 		t.Fatalf("after the dry run the installed binary is %s", v)
 	}
 
@@ -212,17 +212,17 @@ func TestUpgradeThenRollbackLosesNothingAcknowledged(t *testing.T) {
 		t.Fatalf("upgrade-binary: %+v", r)
 	}
 	sum := r.events(t)[len(r.events(t))-1]
-	if sum["message_type"] != "summary" || sum["to"] != "v1.1.0" || sum["healthy"] != true || sum["backup"] == "" {
+	if sum["message_type"] != "summary" || sum["to"] != "v0.11.0" || sum["healthy"] != true || sum["backup"] == "" {
 		t.Fatalf("upgrade summary %v", sum)
 	}
-	if v := version(); v != "v1.1.0" {
+	if v := version(); v != "v0.11.0" {
 		t.Fatalf("after the upgrade the installed binary is %s", v)
 	}
 	toks = mint(started(), getConvo, create)
 	listed := convos(toks[0])
 	for _, id := range acknowledged {
 		if !strings.Contains(listed, id) {
-			t.Errorf("v1.1.0 lost %s: %s", id, listed)
+			t.Errorf("v0.11.0 lost %s: %s", id, listed)
 		}
 	}
 	createConvo(toks[1], "b0000000000000000000000000000001")
@@ -230,7 +230,7 @@ func TestUpgradeThenRollbackLosesNothingAcknowledged(t *testing.T) {
 	// The previous binary refuses the migrated schema, saying how to roll back.
 	out, _ := exec.Command(install+".previous", "migrate", "status", "--data-dir", dataDir).CombinedOutput()
 	if !strings.Contains(string(out), "newer than this binary knows") || !strings.Contains(string(out), "cairn-caddy rollback") {
-		t.Fatalf("v1.0.0 on the migrated schema: %s", out)
+		t.Fatalf("v0.10.0 on the migrated schema: %s", out)
 	}
 
 	// The rollback.
@@ -238,7 +238,7 @@ func TestUpgradeThenRollbackLosesNothingAcknowledged(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("rollback: %+v", r)
 	}
-	if v := version(); v != "v1.0.0" {
+	if v := version(); v != "v0.10.0" {
 		t.Fatalf("after the rollback the installed binary is %s", v)
 	}
 	toks = mint(started(), getConvo)

@@ -355,7 +355,7 @@ func Parse(data []byte) (*fileFormat, error) {
 }
 
 func readFile(path string) (*fileFormat, fs.FileInfo, error) {
-	fh, err := os.Open(path) // #nosec G304 -- the operator's configured key file
+	fh, err := os.Open(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("servicekey: %w", err)
 	}
@@ -389,7 +389,7 @@ func (k *Keyring) locked(change func(f *fileFormat) (bool, error)) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("servicekey: creating %s: %w", dir, err)
 	}
-	lock, err := os.OpenFile(k.path+".lock", os.O_CREATE|os.O_RDWR, 0o600) // #nosec G304 -- beside the configured key file
+	lock, err := os.OpenFile(k.path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return fmt.Errorf("servicekey: %w", err)
 	}

@@ -59,7 +59,7 @@ func SaveState(install string, s State) error {
 
 // LoadState reads the state an upgrade of install left.
 func LoadState(install string) (State, error) {
-	b, err := os.ReadFile(install + StateSuffix) // #nosec G304 -- beside the operator's binary
+	b, err := os.ReadFile(install + StateSuffix)
 	if errors.Is(err, fs.ErrNotExist) {
 		return State{}, fmt.Errorf("%w: %s does not exist (upgrade-binary writes it)", ErrNoUpgrade, install+StateSuffix)
 	}
@@ -136,7 +136,7 @@ func keep(path, dst string) error {
 
 // copyBeside copies src to a new temporary file in dst's directory.
 func copyBeside(src, dst string, mode fs.FileMode) (string, error) {
-	in, err := os.Open(src) // #nosec G304 -- the operator names the binaries
+	in, err := os.Open(src)
 	if err != nil {
 		return "", fmt.Errorf("reading %s: %w", src, err)
 	}
@@ -188,7 +188,7 @@ func writeAtomic(path string, data []byte, mode fs.FileMode) error {
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir) // #nosec G304 -- the binary's directory
+	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
@@ -200,7 +200,7 @@ func syncDir(dir string) error {
 // Run runs bin with args and returns its stdout; a failure carries the
 // binary's one-line error (its stderr).
 func Run(ctx context.Context, bin string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, bin, args...) // #nosec G204 -- the operator's binaries, fixed subcommands
+	cmd := exec.CommandContext(ctx, bin, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

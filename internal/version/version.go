@@ -1,9 +1,9 @@
-// Package release is the binary's release identity: its version (stamped
+// Package version is the binary's release identity: its version (stamped
 // at build time with -ldflags "-X
-// github.com/cairn-chat/cairn-caddy/internal/release.version=vX.Y.Z"),
+// github.com/cairn-chat/cairn-caddy/internal/version.stamped=vX.Y.Z"),
 // the release notes it embeds, and version comparison, for status and
 // for upgrade-binary and rollback.
-package release
+package version
 
 import (
 	_ "embed"
@@ -13,9 +13,9 @@ import (
 	"golang.org/x/mod/semver"
 )
 
-// version is stamped by the build (-ldflags -X); empty in a development
+// stamped is set by the build (-ldflags -X); empty in a development
 // build. It is the package's only variable, as -X needs one.
-var version string
+var stamped string
 
 //go:embed CHANGELOG.md
 var changelog string
@@ -23,8 +23,8 @@ var changelog string
 // Version returns the binary's version: the stamped release version, else
 // the module version, else "devel-<revision>" for a development build.
 func Version() string {
-	if version != "" {
-		return version
+	if stamped != "" {
+		return stamped
 	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
