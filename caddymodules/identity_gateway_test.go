@@ -135,7 +135,7 @@ func TestServiceIdentityClusterRotation(t *testing.T) {
 		}
 	}
 	if rot.Retired.ID != oldID || rot.New.ID == oldID || rot.Retired.ExpiresAt == nil ||
-		rot.Retired.ExpiresAt.Sub(time.Now()) < 6*24*time.Hour {
+		time.Until(*rot.Retired.ExpiresAt) < 6*24*time.Hour {
 		t.Fatalf("rotation %+v: want %s retired for 7 days", rot, oldID)
 	}
 

@@ -150,7 +150,8 @@ func copyBeside(src, dst string, mode fs.FileMode) (string, error) {
 		os.Remove(out.Name())
 		return "", fmt.Errorf("copying %s: %w", src, err)
 	}
-	if err := out.Chmod(mode); err == nil {
+	err = out.Chmod(mode)
+	if err == nil {
 		err = out.Sync()
 	}
 	if cerr := out.Close(); err == nil {
