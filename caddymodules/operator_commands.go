@@ -374,14 +374,11 @@ func auditKeyFromFlags(fl caddycmd.Flags, dataDir string) ([]byte, error) {
 		}
 		ac = app.Audit
 	}
-	if dataDir == "" {
-		dataDir = os.DevNull // PostgreSQL without a data directory: the key must come from elsewhere
-	}
 	key, missing, err := ac.AuditKey(caddy.NewReplacer(), dataDir)
 	if err != nil {
 		return nil, err
 	}
-	if missing != "" {
+	if missing != "" || key == nil {
 		return nil, fmt.Errorf("no audit key: pass --audit-key-file, set %s, or configure `audit { key_file … }` (the node keeps it in <data dir>/%s)", auditKeyEnv, auditKeyFileName)
 	}
 	return key, nil
