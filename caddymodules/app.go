@@ -24,6 +24,7 @@ import (
 	"github.com/cairn-chat/cairn-caddy/internal/realtime"
 	"github.com/cairn-chat/cairn-caddy/internal/redact"
 	"github.com/cairn-chat/cairn-caddy/internal/retention"
+	"github.com/cairn-chat/cairn-caddy/internal/servicekey"
 	"github.com/cairn-chat/cairn-caddy/internal/store/open"
 	"github.com/cairn-chat/cairn-caddy/internal/worker"
 )
@@ -153,6 +154,10 @@ type App struct {
 	// Backup, if set, backs the node up on a schedule: see BackupConfig.
 	Backup *BackupConfig `json:"backup,omitempty"`
 
+	// Identity configures the service's did:web signing keys, which
+	// cairn_did_document publishes and rotate-key rotates.
+	Identity *IdentityConfig `json:"identity,omitempty"`
+
 	// LogIdentities writes raw identities (DIDs, conversation IDs) into debug
 	// logs instead of their keyed hashes. Development only.
 	LogIdentities bool `json:"log_identities,omitempty"`
@@ -182,14 +187,18 @@ type App struct {
 	retention       retentionStats
 	// backupRunner runs the scheduled backup; nil without a backup block.
 	backupRunner *backup.Runner
-	logLevel     zapcore.Level
-	redis        *redis.Client
-	redisKey     string // the shared-state key of redis, naming its URL
-	metrics      *metrics.Metrics
-	local        *ratelimit.MemoryStore
-	poolMu       sync.Mutex
-	poolKeys     []string
-	logger       *zap.Logger
+	// serviceKeys is the service's keyring, opened by Start when a module
+	// asked for it (useIdentity).
+	serviceKeys *servicekey.Keyring
+	useIdentity bool
+	logLevel    zapcore.Level
+	redis       *redis.Client
+	redisKey    string // the shared-state key of redis, naming its URL
+	metrics     *metrics.Metrics
+	local       *ratelimit.MemoryStore
+	poolMu      sync.Mutex
+	poolKeys    []string
+	logger      *zap.Logger
 
 	limitersMu sync.Mutex
 	shared     map[ratelimit.Policy]*ratelimit.Failover
@@ -433,6 +442,9 @@ func (a *App) validateConfig() error {
 	}
 	if err := a.Audit.validate(); err != nil {
 		return err
+	}
+	if c := a.Identity; c != nil && (c.Grace < 0 || c.Refresh < 0) {
+		return errors.New("cairn identity: grace and refresh want positive durations")
 	}
 	if perDID, total := a.Streams.limits(); perDID < 0 || total < 0 {
 		return fmt.Errorf("cairn streams: max_per_did %d, max %d: want positive numbers, or none for the defaults", perDID, total)

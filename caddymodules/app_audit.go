@@ -78,7 +78,8 @@ func (c *AuditConfig) validate() error {
 // AuditKey finds the audit key the app would use, without creating one:
 // the key from config, key file, environment or the data directory.
 // generate is the file path Start would create when there is none yet (the
-// key is then nil).
+// key is then nil). With no dataDir, key and generate are both empty when
+// neither the configuration nor the environment holds a key.
 func (c *AuditConfig) AuditKey(repl *caddy.Replacer, dataDir string) (key []byte, generate string, err error) {
 	if c != nil {
 		if k := repl.ReplaceAll(c.Key, ""); k != "" {
@@ -96,6 +97,11 @@ func (c *AuditConfig) AuditKey(repl *caddy.Replacer, dataDir string) (key []byte
 	if k := os.Getenv(auditKeyEnv); k != "" {
 		key, err = redact.CheckKey([]byte(k), "environment variable "+auditKeyEnv)
 		return key, "", err
+	}
+	if dataDir == "" {
+		// No data directory (a command given only a PostgreSQL URL): the
+		// key can only come from the configuration or the environment.
+		return nil, "", nil
 	}
 	path := filepath.Join(dataDir, auditKeyFileName)
 	key, err = redact.ReadKeyFile(path)

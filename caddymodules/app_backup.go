@@ -1,6 +1,7 @@
 package caddymodules
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
+	"github.com/cairn-chat/cairn-caddy/internal/audit"
 	"github.com/cairn-chat/cairn-caddy/internal/backup"
 	"github.com/cairn-chat/cairn-caddy/internal/store"
 )
@@ -151,6 +153,15 @@ func (a *App) onBackup(f backup.Finished) {
 	}
 	a.logger.Info("backup written", zap.String("archive", f.Archive), zap.Int64("bytes", f.Bytes),
 		zap.Int64("rows", f.Rows), zap.Int("pruned", len(f.Pruned)))
+}
+
+// backupAuditor records backups and restores in the audit log: the actor
+// is the operator who asked ("" for the schedule or the service), and the
+// metadata holds counts, sizes and names only.
+func backupAuditor(rec audit.Recorder) backup.Auditor {
+	return func(ctx context.Context, event, actor string, metadata map[string]any) error {
+		return rec.Record(ctx, audit.Event{Type: event, Actor: actor, Metadata: metadata})
+	}
 }
 
 // BackupRunner returns the scheduled backup's runner, for the operator

@@ -127,6 +127,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := a.unmarshalBackup(d); err != nil {
 				return err
 			}
+		case "identity":
+			if err := a.unmarshalIdentity(d); err != nil {
+				return err
+			}
 		case "redis":
 			// An empty {$CAIRN_REDIS_URL} leaves no argument: no Redis.
 			if d.NextArg() {

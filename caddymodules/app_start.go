@@ -59,6 +59,13 @@ func (a *App) start() error {
 	}
 	a.beginReplayMemories()
 	workers := append([]worker.Worker(nil), a.added...)
+	if a.useIdentity {
+		w, err := a.startIdentity()
+		if err != nil {
+			return err
+		}
+		workers = append(workers, w)
+	}
 	if a.useStore {
 		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 		defer cancel()
@@ -83,6 +90,7 @@ func (a *App) start() error {
 		a.running = &Running{Store: st, Realtime: node, operator: op}
 		workers = append(workers, w, flush)
 		if a.backupRunner != nil {
+			a.backupRunner.Audit = backupAuditor(op.audit)
 			workers = append(workers, a.backupSchedule(st))
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/cairn-chat/cairn-caddy/internal/audit"
 	"github.com/cairn-chat/cairn-caddy/internal/backup"
 )
 
@@ -95,6 +96,7 @@ Stop the gateway before restoring. Exit status 0 on success, 1 on any failure.`,
 }
 
 func addBackupFlags(cmd *cobra.Command) {
+	addAuditKeyFlag(cmd)
 	cmd.Flags().String("to", "", "Backup target: a directory, s3://bucket/prefix or rsync://user@host/path")
 	cmd.Flags().String("from", "", "Same as --to: the target to read")
 	cmd.Flags().String("key-file", "", "File holding the backup key (default: the "+backup.KeyEnv+" environment variable)")
@@ -277,6 +279,12 @@ func runBackup(ctx context.Context, fl caddycmd.Flags, o *cliOutput, _ io.Reader
 		o.line("dry run: %s can be backed up to %s; nothing was written", cfg, t)
 		return nil
 	}
+	// The backup is audited in the store it reads: find the key first, so
+	// that a missing one stops the command before it writes anything.
+	auditKey, err := auditKeyFromFlags(fl, cfg.DataDir)
+	if err != nil {
+		return err
+	}
 	opts.Progress = func(p backup.Progress) { o.progress("backing up", p) }
 	start := time.Now()
 	a, m, err := backup.Run(ctx, t, opts)
@@ -284,6 +292,11 @@ func runBackup(ctx context.Context, fl caddycmd.Flags, o *cliOutput, _ io.Reader
 		return err
 	}
 	elapsed := time.Since(start)
+	if err := recordOffline(ctx, cfg, auditKey, audit.Event{Type: audit.TypeBackupCreate, Actor: localActor(), Metadata: map[string]any{
+		"archive": a.Name, "bytes": a.Size, "rows": m.Rows(), "tables": len(m.TableStats), "target": t.String(), "scheduled": false,
+	}}); err != nil {
+		return fmt.Errorf("the archive %s is written, but recording it in the audit log failed: %w", a.Name, err)
+	}
 	o.event("summary", map[string]any{"archive": a.Name, "target": t.String(), "bytes": a.Size, "rows": m.Rows(),
 		"tables": m.TableStats, "files": len(m.Files), "schema_version": m.SchemaVersion, "duration_seconds": elapsed.Seconds()})
 	o.line("wrote %s to %s: %d rows, %d files, %s in %s", a.Name, t, m.Rows(), len(m.Files), humanize.Bytes(uint64(a.Size)), elapsed.Round(time.Millisecond))
@@ -313,7 +326,14 @@ func runRestore(ctx context.Context, fl caddycmd.Flags, o *cliOutput, in io.Read
 	if err != nil {
 		return err
 	}
-	path, err := backup.Fetch(ctx, t, fl.String("archive"), "")
+	name := fl.String("archive")
+	if name == "latest" {
+		// Resolve it now, so the audit log names the archive restored.
+		if last, ok, err := backup.Last(ctx, t); err == nil && ok {
+			name = last.Name
+		}
+	}
+	path, err := backup.Fetch(ctx, t, name, "")
 	if err != nil {
 		return err
 	}
@@ -348,6 +368,22 @@ func runRestore(ctx context.Context, fl caddycmd.Flags, o *cliOutput, in io.Read
 		return err
 	}
 	m := res.Manifest
+	// The restored store's audit log carries on from the archive's chain,
+	// under the key the restored data files (or the configuration) hold.
+	dataDir := opts.DataDir
+	if dataDir == "" {
+		dataDir = cfg.DataDir
+	}
+	auditKey, err := auditKeyFromFlags(fl, dataDir)
+	if err == nil {
+		err = recordOffline(ctx, cfg, auditKey, audit.Event{Type: audit.TypeBackupRestore, Actor: localActor(), Metadata: map[string]any{
+			"archive": name, "rows": m.Rows(), "tables": len(m.TableStats), "files": len(res.Files),
+			"source_backend": m.SourceBackend, "created_at": m.CreatedAt, "target": t.String(),
+		}})
+	}
+	if err != nil {
+		return fmt.Errorf("the store is restored, but recording the restore in the audit log failed: %w", err)
+	}
 	o.event("summary", map[string]any{"restored": true, "database": cfg.String(), "rows": m.Rows(), "tables": m.TableStats,
 		"files": res.Files, "skipped_caddy_files": res.SkippedCaddy, "duration_seconds": time.Since(start).Seconds()})
 	o.line("restored %d rows and %d files into %s in %s", m.Rows(), len(res.Files), cfg, time.Since(start).Round(time.Millisecond))

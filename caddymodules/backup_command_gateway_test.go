@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,16 +75,20 @@ func TestBackupRestoreCommands(t *testing.T) {
 	}
 	b.Close()
 	testenv.Must(t, os.WriteFile(filepath.Join(dataDir, "log-hash.key"), []byte("log-hash-key-of-this-node-0123456789\n"), 0o600), "log-hash key")
+	// The audit key a node would have generated: backups and restores are
+	// written to the audit log under it.
+	testenv.Must(t, os.WriteFile(filepath.Join(dataDir, "audit.key"), []byte("audit-key-of-this-node-0123456789abcdef\n"), 0o600), "audit key")
 
 	out, stderr, code := runCairn(t, nil, "backup", "--data-dir", dataDir, "--to", target, "--key-file", keyFile, "--json")
 	if code != 0 {
 		t.Fatalf("backup: exit %d: %s", code, stderr)
 	}
 	sum := ndjson(t, out)["summary"]
-	if sum["rows"].(float64) < 27 || sum["files"].(float64) != 1 {
+	if sum["rows"].(float64) < 27 || sum["files"].(float64) != 2 {
 		t.Errorf("backup summary = %v", sum)
 	}
 	name := sum["archive"].(string)
+	assertAudited(t, open.Config{DataDir: dataDir}, "backup.create", name)
 	out, _, code = runCairn(t, nil, "backups", "list", "--from", target, "--json")
 	if code != 0 || ndjson(t, out)["archive"]["name"] != name {
 		t.Errorf("backups list: exit %d, %s", code, out)
@@ -140,6 +145,11 @@ func TestBackupRestoreCommands(t *testing.T) {
 	if k, _ := os.ReadFile(filepath.Join(pgFiles, "log-hash.key")); !strings.HasPrefix(string(k), "log-hash-key-of-this-node") {
 		t.Errorf("the log-hash key was not restored: %q", k)
 	}
+	// The restore is the restored chain's next row, under the restored key.
+	assertAudited(t, open.Config{Database: pg}, "backup.restore", name)
+	if out, stderr, code := runCairn(t, []string{"CAIRN_AUDIT_KEY="}, "audit", "verify", "--database", pg, "--audit-key-file", filepath.Join(pgFiles, "audit.key")); code != 0 {
+		t.Errorf("audit verify after the restore: exit %d\n%s%s", code, out, stderr)
+	}
 
 	// A store with data is refused without --force, and --force wants --yes
 	// off a terminal.
@@ -152,6 +162,26 @@ func TestBackupRestoreCommands(t *testing.T) {
 	_, stderr, code = runCairn(t, nil, "restore", "--database", pg, "--data-files", pgFiles, "--from", target, "--key-file", keyFile, "--force", "--yes")
 	if code != 0 {
 		t.Errorf("restore --force --yes: exit %d: %s", code, stderr)
+	}
+}
+
+// assertAudited checks that the newest audit row of the store cfg names
+// is of type typ, by a local operator, for the archive name, and names no
+// identity.
+func assertAudited(t *testing.T, cfg open.Config, typ, archive string) {
+	t.Helper()
+	b, err := open.New(cfg)
+	testenv.Must(t, err, "open")
+	defer b.Close()
+	rows, err := b.(store.AuditLog).AuditRecords(context.Background(), store.AuditFilter{Types: []string{typ}, Limit: 1})
+	testenv.Must(t, err, "audit records")
+	if len(rows) != 1 {
+		t.Fatalf("no %s row in the audit log of %s", typ, cfg)
+	}
+	var md map[string]any
+	testenv.Must(t, json.Unmarshal(rows[0].Metadata, &md), "metadata")
+	if !strings.HasPrefix(rows[0].Actor, "local") || md["archive"] != archive || md["rows"] == nil || strings.Contains(string(rows[0].Metadata), "did:") {
+		t.Errorf("%s row: actor %q, metadata %s", typ, rows[0].Actor, rows[0].Metadata)
 	}
 }
 
@@ -176,7 +206,8 @@ func TestScheduledBackupInsideTheGateway(t *testing.T) {
 	}
 	b.Close()
 
-	admin, port := gatewaytest.FreePort(t), gatewaytest.FreePort(t)
+	admin, port, internal := gatewaytest.FreePort(t), gatewaytest.FreePort(t), gatewaytest.FreePort(t)
+	token, hash := operatorToken(t)
 	caddyfile := fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	cairn {
@@ -197,7 +228,16 @@ http://127.0.0.1:%d {
 		cairn_delivery
 	}
 }
-`, admin, dataDir, target, keyFile, port)
+http://127.0.0.1:%d {
+	route /operator/v1/* {
+		cairn_operator_auth {
+			static_token_hash %s
+			static_token_name ops-team
+		}
+		cairn_operator_api
+	}
+}
+`, admin, dataDir, target, keyFile, port, internal, hash)
 	g := gatewaytest.Start(t, &builder, gatewaytest.Options{Caddyfile: caddyfile, AdminPort: admin,
 		Env: []string{"CAIRN_LOG_HASH_KEY=" + strings.Repeat("e", 40)}})
 	var name string
@@ -213,6 +253,75 @@ http://127.0.0.1:%d {
 		t.Errorf("the gateway logged an identity:\n%s", logs)
 	}
 
+	// The operator API: status reports the last backup, a backup started
+	// through the API runs, and the scheduled and the operator's backups
+	// are both in the audit log.
+	api := fmt.Sprintf("http://127.0.0.1:%d/operator/v1/", internal)
+	getJSON := func(path string, out any) {
+		t.Helper()
+		resp, body := do(t, http.MethodGet, api+path, bearer(token))
+		if resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), out) != nil {
+			t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
+		}
+	}
+	var st struct {
+		LastBackup *time.Time `json:"last_backup"`
+		Age        *int64     `json:"last_backup_age_seconds"`
+	}
+	getJSON("status", &st)
+	if st.LastBackup == nil || st.Age == nil || *st.Age < 0 || *st.Age > 600 {
+		t.Errorf("status last_backup %v, age %v: want the scheduled backup's time", st.LastBackup, st.Age)
+	}
+	resp, body := do(t, http.MethodPost, api+"backups", bearer(token))
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST backups: %d %s", resp.StatusCode, body)
+	}
+	var state backup.State
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		getJSON("backups/running", &state)
+		if !state.Running && state.Last != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the backup the API started did not finish: %+v", state)
+		}
+	}
+	if state.Last.Error != "" || state.Last.Archive == "" || state.Last.Rows < 11 {
+		t.Fatalf("the API's backup: %+v", state.Last)
+	}
+	var list struct {
+		Archives []backup.Archive `json:"archives"`
+	}
+	getJSON("backups", &list)
+	if len(list.Archives) != 2 || list.Archives[0].Name != state.Last.Archive {
+		t.Errorf("GET backups = %+v: want the API's archive first, of 2 (keep 2)", list.Archives)
+	}
+	if resp, _ := do(t, http.MethodGet, api+"backups", nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET backups without a token: %d", resp.StatusCode)
+	}
+	var page struct {
+		Events []struct {
+			Type     string         `json:"type"`
+			Actor    string         `json:"actor"`
+			Metadata map[string]any `json:"metadata"`
+		} `json:"events"`
+	}
+	getJSON("audit?type=backup.create&type=operator.action&limit=50", &page)
+	var scheduled, byOperator, actions int
+	for _, e := range page.Events {
+		switch {
+		case e.Type == "backup.create" && e.Actor == "" && e.Metadata["scheduled"] == true:
+			scheduled++
+		case e.Type == "backup.create" && e.Actor == "ops-team" && e.Metadata["archive"] == state.Last.Archive:
+			byOperator++
+		case e.Type == "operator.action" && strings.HasPrefix(fmt.Sprint(e.Metadata["route"]), "backups"):
+			actions++
+		}
+	}
+	if scheduled != 1 || byOperator != 1 || actions < 3 {
+		t.Errorf("audit: %d scheduled and %d operator backup.create rows (want 1 and 1), %d backup route calls (want 3+): %+v", scheduled, byOperator, actions, page.Events)
+	}
+
 	pg := testenv.Postgres(t)
 	_, stderr, code := runCairn(t, nil, "restore", "--database", pg, "--data-files", filepath.Join(dir, "pgdata"), "--from", target, "--key-file", keyFile)
 	if code != 0 {
@@ -221,9 +330,9 @@ http://127.0.0.1:%d {
 	pb, err := open.New(open.Config{Database: pg})
 	testenv.Must(t, err, "open postgres")
 	defer pb.Close()
-	page, err := pb.Messages(ctx, "g1", 0, 100)
+	msgs, err := pb.Messages(ctx, "g1", 0, 100)
 	testenv.Must(t, err, "messages")
-	if len(page.Messages) != 10 || page.Messages[9].Seq != 10 {
-		t.Errorf("restored %d messages", len(page.Messages))
+	if len(msgs.Messages) != 10 || msgs.Messages[9].Seq != 10 {
+		t.Errorf("restored %d messages", len(msgs.Messages))
 	}
 }

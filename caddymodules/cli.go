@@ -111,7 +111,7 @@ func (c *cli) progress(what string, total int64) (update func(n int64), done fun
 			progressbar.OptionThrottle(100*time.Millisecond))
 		return func(n int64) { _ = bar.Set64(n) }, func() { _ = bar.Finish() }
 	}
-	last := time.Now()
+	var last time.Time // the first line at once, then every 5 s
 	return func(n int64) {
 		if time.Since(last) >= 5*time.Second {
 			last = time.Now()

@@ -23,6 +23,7 @@ var directiveOrder = []struct {
 	{"cairn_operator_auth", httpcaddyfile.Before, "basic_auth"},
 	{"cairn_delivery", httpcaddyfile.Before, "abort"},
 	{"cairn_operator_api", httpcaddyfile.Before, "abort"},
+	{"cairn_did_document", httpcaddyfile.Before, "abort"},
 	{"cairn_xrpc_errors", httpcaddyfile.Before, "respond"},
 	{"cairn_metrics", httpcaddyfile.Before, "metrics"},
 	{"cairn_xrpc_proxy", httpcaddyfile.Before, "reverse_proxy"},

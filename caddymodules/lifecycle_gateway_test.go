@@ -434,7 +434,7 @@ func TestRunMigratesServesAndRefusesANewerSchema(t *testing.T) {
 			}
 			recordFutureMigration(t, backend, dsn)
 			out, err := iso.run(t, env, "migrate", "up", "--config", exampleCaddyfile(t))
-			if err == nil || !strings.Contains(out, "9999_from_the_future.sql") || !strings.Contains(out, "restore the backup") {
+			if err == nil || !strings.Contains(out, "9999_from_the_future.sql") || !strings.Contains(out, "cairn-caddy rollback") {
 				t.Fatalf("migrate up on a newer schema: %v\n%s", err, out)
 			}
 			_, err = gatewaytest.StartErr(t, &builder, gatewaytest.Options{
@@ -443,7 +443,7 @@ func TestRunMigratesServesAndRefusesANewerSchema(t *testing.T) {
 				Env:       iso.gatewayEnv(t, env...),
 				ReadyURL:  "http://127.0.0.1:1/never",
 			})
-			if err == nil || !strings.Contains(err.Error(), "exited during start-up") || !strings.Contains(err.Error(), "newer than this binary knows") || !strings.Contains(err.Error(), "restore the backup") {
+			if err == nil || !strings.Contains(err.Error(), "exited during start-up") || !strings.Contains(err.Error(), "newer than this binary knows") || !strings.Contains(err.Error(), "cairn-caddy rollback") {
 				t.Fatalf("run on a newer schema: %v", err)
 			}
 		})

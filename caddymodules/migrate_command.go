@@ -35,8 +35,8 @@ with --database (PostgreSQL) or --data-dir (embedded SQLite).
 
 "run" applies pending migrations when it starts unless the cairn app has
 "migrations manual"; clusters that set it run "migrate up" once per upgrade.
-A database a newer binary migrated is refused: run that binary, or restore
-the backup taken before the upgrade.`,
+A database a newer binary migrated is refused: run that binary, or
+"cairn-caddy rollback" to the previous binary and the pre-upgrade backup.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			status := &cobra.Command{
 				Use:   "status [--config <path>] [--database <url>] [--json]",

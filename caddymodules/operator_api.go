@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,8 +15,10 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/cairn-chat/cairn-caddy/internal/backup"
 	"github.com/cairn-chat/cairn-caddy/internal/operator"
 	"github.com/cairn-chat/cairn-caddy/internal/store"
+	"github.com/cairn-chat/cairn-caddy/internal/version"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
 )
 
@@ -63,6 +64,7 @@ func (o *OperatorAPI) Provision(ctx caddy.Context) error {
 		return err
 	}
 	app.UseStore()
+	app.UseServiceIdentity()
 	o.app, o.logger = app, app.ModuleLogger(ctx)
 	return nil
 }
@@ -82,8 +84,8 @@ func (o *OperatorAPI) api(ctx context.Context) (*operator.API, error) {
 		return a, nil
 	}
 	// Routes whose parts the app holds (backups, service identity) are
-	// mounted here with a.Handle after New, recording their own events
-	// through run.operator.audit (see internal/operator's package doc).
+	// mounted after New, recording their own events through
+	// run.operator.audit (see internal/operator's package doc).
 	app, logger := o.app, o.logger
 	a, err := operator.New(operator.Config{
 		Recorder: run.operator.audit,
@@ -100,6 +102,8 @@ func (o *OperatorAPI) api(ctx context.Context) (*operator.API, error) {
 		return nil, fmt.Errorf("cairn_operator_api: %w", err)
 	}
 	a.Handle("GET "+operator.Prefix+"moderation/stats", operator.ModerationStatsRoute(run.Store))
+	a.MountBackups(app.backupRunner)
+	a.MountIdentity(app.ServiceKeys, run.operator.audit)
 	o.built.Store(a)
 	return a, nil
 }
@@ -126,7 +130,7 @@ func (o *OperatorAPI) ServeHTTP(w http.ResponseWriter, r *http.Request, next cad
 // within ctx; a failing one marks its part unhealthy.
 func (a *App) status(ctx context.Context, run *Running) operator.Status {
 	st := operator.Status{
-		Version:     cairnVersion(),
+		Version:     version.Version(),
 		Store:       operator.Health{Backend: string(a.storeCfg.Kind())},
 		OpenStreams: run.Realtime.Hub.Open(),
 		Retention: operator.RetentionStatus{
@@ -146,6 +150,10 @@ func (a *App) status(ctx context.Context, run *Running) operator.Status {
 			st.Schema = operator.SchemaStatus{Current: ms.Current, Latest: ms.Latest}
 		}
 	}
+	if at, ok := a.lastBackup(ctx); ok {
+		age := int64(time.Since(at).Seconds())
+		st.LastBackup, st.LastBackupAgeSeconds = &at, &age
+	}
 	if a.redis != nil {
 		h := &operator.Health{Backend: "redis", Healthy: true}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -158,23 +166,25 @@ func (a *App) status(ctx context.Context, run *Running) operator.Status {
 	return st
 }
 
-// cairnVersion is the binary's module version, or its VCS revision for a
-// development build.
-func cairnVersion() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
+// lastBackup is when the newest archive of the scheduled backup's target
+// was written (any node's, or the CLI's), or, when the target cannot be
+// listed now, when this node last finished one. ok is false without a
+// backup block or any archive.
+func (a *App) lastBackup(ctx context.Context) (time.Time, bool) {
+	r := a.backupRunner
+	if r == nil {
+		return time.Time{}, false
 	}
-	v := bi.Main.Version
-	if v != "" && v != "(devel)" {
-		return v
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	arch, ok, err := backup.Last(lctx, r.Target)
+	if err == nil {
+		return arch.Created.UTC(), ok
 	}
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			return "devel-" + s.Value[:12]
-		}
+	if last := r.State().Last; last != nil && last.Error == "" {
+		return last.FinishedAt, true
 	}
-	return "devel"
+	return time.Time{}, false
 }
 
 func parseOperatorAPI(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {

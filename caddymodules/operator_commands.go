@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/user"
 	"strings"
 	"time"
 
@@ -75,7 +76,7 @@ Exit status: 0 ok, 1 failure, 2 usage, 3 the chain is broken.`,
 				Args:  cobra.ArbitraryArgs,
 			}
 			addStoreFlags(verify)
-			verify.Flags().String("audit-key-file", "", "File holding the audit key (default: from the configuration, $CAIRN_AUDIT_KEY or <data dir>/audit.key)")
+			addAuditKeyFlag(verify)
 			verify.Flags().Bool("json", false, "Print NDJSON events instead of text")
 			runCLI(verify, "cairn-caddy audit verify", auditVerifyCommand)
 			cmd.AddCommand(verify)
@@ -341,20 +342,26 @@ func auditVerifyCommand(c *cli, cmd *cobra.Command, args []string) int {
 	return ExitOK
 }
 
-// auditVerifyTarget finds the store and the audit key for audit verify:
-// --audit-key-file first, then what the configuration (or the data
-// directory, or the environment) says, as the node would find it.
+// auditVerifyTarget finds the store and the audit key for audit verify.
 func auditVerifyTarget(fl caddycmd.Flags) (open.Config, []byte, error) {
 	cfg, err := storeConfigFromFlags(fl)
 	if err != nil {
 		return open.Config{}, nil, err
 	}
+	key, err := auditKeyFromFlags(fl, cfg.DataDir)
+	return cfg, key, err
+}
+
+// auditKeyFromFlags finds the audit key as the node finds it:
+// --audit-key-file first, then what the configuration (or the
+// environment, or dataDir/audit.key) says.
+func auditKeyFromFlags(fl caddycmd.Flags, dataDir string) ([]byte, error) {
 	if file := fl.String("audit-key-file"); file != "" {
 		key, err := redact.ReadKeyFile(file)
 		if err != nil {
-			return open.Config{}, nil, fmt.Errorf("--audit-key-file: %w", err)
+			return nil, fmt.Errorf("--audit-key-file: %w", err)
 		}
-		return cfg, key, nil
+		return key, nil
 	}
 	var ac *AuditConfig
 	if path := fl.String("config"); path != "" || (fl.String("database") == "" && fl.String("data-dir") == "") {
@@ -363,22 +370,56 @@ func auditVerifyTarget(fl caddycmd.Flags) (open.Config, []byte, error) {
 		}
 		app, err := appFromFile(path, fl.String("adapter"))
 		if err != nil {
-			return open.Config{}, nil, err
+			return nil, err
 		}
 		ac = app.Audit
 	}
-	dataDir := cfg.DataDir
-	if dataDir == "" {
-		dataDir = os.DevNull // PostgreSQL without a data directory: the key must come from elsewhere
-	}
 	key, missing, err := ac.AuditKey(caddy.NewReplacer(), dataDir)
 	if err != nil {
-		return open.Config{}, nil, err
+		return nil, err
 	}
-	if missing != "" {
-		return open.Config{}, nil, fmt.Errorf("no audit key: pass --audit-key-file, set %s, or configure `audit { key_file … }` (the node keeps it in <data dir>/%s)", auditKeyEnv, auditKeyFileName)
+	if missing != "" || key == nil {
+		return nil, fmt.Errorf("no audit key: pass --audit-key-file, set %s, or configure `audit { key_file … }` (the node keeps it in <data dir>/%s)", auditKeyEnv, auditKeyFileName)
 	}
-	return cfg, key, nil
+	return key, nil
+}
+
+// addAuditKeyFlag adds --audit-key-file, which auditKeyFromFlags reads.
+func addAuditKeyFlag(c *cobra.Command) {
+	c.Flags().String("audit-key-file", "", "File holding the audit key (default: from the configuration, $"+auditKeyEnv+" or <data dir>/"+auditKeyFileName+")")
+}
+
+// recordOffline appends e to the audit log of the store cfg names, for a
+// command that works on the store directly (backup, restore) rather than
+// through a node's operator API. The key is checked against the chain
+// first, so a wrong key is refused rather than written.
+func recordOffline(ctx context.Context, cfg open.Config, key []byte, e audit.Event) error {
+	b, err := open.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	al, ok := b.(store.AuditLog)
+	if !ok {
+		return fmt.Errorf("the %s store keeps no audit log", cfg.Kind())
+	}
+	log, err := audit.New(audit.Config{Store: al, Key: key})
+	if err != nil {
+		return err
+	}
+	if err := log.CheckKey(ctx); err != nil {
+		return fmt.Errorf("the audit key does not verify the audit log of %s: %w", cfg, err)
+	}
+	return log.Record(ctx, e)
+}
+
+// localActor names the operator of a command run on this machine (not
+// through the operator API) in the audit log: "local:<user name>".
+func localActor() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return "local:" + u.Username
+	}
+	return "local"
 }
 
 // banCommand is `ban <did>` (add) or `unban <did|hash>`.

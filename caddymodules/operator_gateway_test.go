@@ -103,6 +103,22 @@ func TestExampleOperatorAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("the public site serves the did:web document", func(t *testing.T) {
+		resp, body := eg.get(t, "/.well-known/did.json", nil)
+		var doc struct {
+			ID      string `json:"id"`
+			Service []struct {
+				ID, Type, ServiceEndpoint string
+			} `json:"service"`
+			VerificationMethod []struct{ ID string } `json:"verificationMethod"`
+		}
+		if resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), &doc) != nil || doc.ID != "did:web:localhost" ||
+			len(doc.Service) != 1 || doc.Service[0].ID != "#atproto_mls" || doc.Service[0].ServiceEndpoint != "https://localhost" ||
+			len(doc.VerificationMethod) != 1 || doc.VerificationMethod[0].ID != "did:web:localhost#atproto" {
+			t.Fatalf("did.json: %d %s", resp.StatusCode, body)
+		}
+	})
+
 	internal := eg.metricsBase + "/operator/v1/status"
 	if code := status(t, internal, nil); code != http.StatusUnauthorized {
 		t.Fatalf("internal status without a token: %d", code)

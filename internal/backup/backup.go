@@ -177,7 +177,11 @@ func addTree(aw *archiveWriter, dir, prefix string, skip []string, files []FileS
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() || strings.HasSuffix(rel, ".restore-tmp") {
+		// Leave out restore leftovers, lock files, and databases a rollback
+		// set aside (cairn.db.before-rollback-…): the store is archived as
+		// tables, not files.
+		if !d.Type().IsRegular() || strings.HasSuffix(rel, ".restore-tmp") || strings.HasSuffix(rel, ".lock") ||
+			strings.HasPrefix(rel, open.SQLiteFileName+".before-rollback-") {
 			return nil
 		}
 		f, err := os.Open(path)

@@ -18,6 +18,22 @@ func Run(ctx context.Context, t Target, opts Options) (Archive, *Manifest, error
 		now = opts.Now
 	}
 	at := now().UTC().Truncate(time.Second)
+	// Names have a resolution of one second: a second backup within the
+	// same second (an operator's, right after the schedule's) waits for
+	// the next one rather than overwrite the first.
+	if as, err := t.List(ctx); err == nil {
+		for taken(as, ArchiveName(at)) {
+			select {
+			case <-ctx.Done():
+				return Archive{}, nil, ctx.Err()
+			case <-time.After(time.Until(at.Add(time.Second))):
+			}
+			at = at.Add(time.Second)
+			if n := now().UTC().Truncate(time.Second); n.After(at) {
+				at = n
+			}
+		}
+	}
 	opts.Now = func() time.Time { return at }
 	name := ArchiveName(at)
 	pr, pw := io.Pipe()
@@ -45,6 +61,16 @@ func Run(ctx context.Context, t Target, opts Options) (Archive, *Manifest, error
 		return Archive{}, nil, fmt.Errorf("storing %s in %s: %w", name, t, putErr)
 	}
 	return Archive{Name: name, Size: cr.n, Created: at}, res.m, nil
+}
+
+// taken reports whether as holds an archive called name.
+func taken(as []Archive, name string) bool {
+	for _, a := range as {
+		if a.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Fetch copies the archive name from t into a new temporary file in dir

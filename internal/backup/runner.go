@@ -35,9 +35,17 @@ type Finished struct {
 }
 
 // Auditor records that a backup was written or restored: event is
-// "backup.create" or "backup.restore", metadata counts and names only.
-// The cairn app adapts its audit log to it.
-type Auditor func(ctx context.Context, event string, metadata map[string]any) error
+// "backup.create" or "backup.restore"; actor is the operator who asked
+// ("" for the schedule); metadata holds counts and names only, never an
+// identity. The cairn app adapts its audit log to it.
+type Auditor func(ctx context.Context, event, actor string, metadata map[string]any) error
+
+// The audit event types of backups (audit.TypeBackupCreate and
+// audit.TypeBackupRestore; this package does not import internal/audit).
+const (
+	EventCreate  = "backup.create"
+	EventRestore = "backup.restore"
+)
 
 // Runner runs one backup at a time on this node, into one target, and
 // keeps its state.
@@ -120,8 +128,8 @@ func (r *Runner) run(ctx context.Context, actor string) Finished {
 		}
 	}
 	if err == nil && r.Audit != nil {
-		err = r.Audit(ctx, "backup.create", map[string]any{"archive": f.Archive, "bytes": f.Bytes, "rows": f.Rows,
-			"tables": len(m.TableStats), "target": r.Target.String(), "actor": actor, "pruned": len(f.Pruned)})
+		err = r.Audit(ctx, EventCreate, actor, map[string]any{"archive": f.Archive, "bytes": f.Bytes, "rows": f.Rows,
+			"tables": len(m.TableStats), "target": r.Target.String(), "pruned": len(f.Pruned), "scheduled": actor == ""})
 		if err != nil {
 			err = fmt.Errorf("auditing the backup: %w", err)
 		}

@@ -30,7 +30,7 @@ func TestScheduleRunsOnOneNode(t *testing.T) {
 		b := openStore(t, cfg)
 		nodes = append(nodes, &Schedule{
 			Runner: &Runner{Target: target, Options: Options{Store: cfg, Key: testKey, Now: clock}, Keep: 1,
-				Audit: func(_ context.Context, ev string, md map[string]any) error {
+				Audit: func(_ context.Context, ev, _ string, md map[string]any) error {
 					mu.Lock()
 					defer mu.Unlock()
 					audited = append(audited, ev+" "+md["archive"].(string))

@@ -168,7 +168,9 @@ func TestMLSClientsEndToEnd(t *testing.T) {
 					append([]string{"restore", "--from", archives}, to.flags...),
 				} {
 					cmd := exec.Command(builder.Binary(t), args...)
-					cmd.Env = append(os.Environ(), keyEnv)
+					// The commands run with the node's environment (its
+					// audit key audits the backup and the restore).
+					cmd.Env = append(append(os.Environ(), env...), keyEnv)
 					if out, err := cmd.CombinedOutput(); err != nil {
 						t.Fatalf("cairn-caddy %s: %v\n%s", args[0], err, out)
 					}

@@ -26,6 +26,13 @@ import (
 
 // Builder builds the cairn-caddy binary once and hands out its path.
 type Builder struct {
+	// Flags are extra `go build` flags (-trimpath, -tags, -ldflags), for
+	// tests that need binaries built another way, such as the upgrade
+	// test's two versions.
+	Flags []string
+	// Path, if set, is a binary to use as it is: nothing is built.
+	Path string
+
 	once sync.Once
 	dir  string
 	path string
@@ -36,17 +43,21 @@ type Builder struct {
 // first call.
 func (b *Builder) Binary(t testing.TB) string {
 	t.Helper()
+	if b.Path != "" {
+		return b.Path
+	}
 	b.once.Do(func() {
 		b.dir, b.err = os.MkdirTemp("", "cairn-caddy-bin-")
 		if b.err != nil {
 			return
 		}
 		b.path = filepath.Join(b.dir, "cairn-caddy")
-		cmd := exec.Command("go", "build", "-o", b.path, "./cmd/cairn-caddy")
+		args := append(append([]string{"build"}, b.Flags...), "-o", b.path, "./cmd/cairn-caddy")
+		cmd := exec.Command("go", args...)
 		cmd.Dir = RepoRoot()
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			b.err = fmt.Errorf("go build ./cmd/cairn-caddy: %v\n%s", err, out)
+			b.err = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	})
 	if b.err != nil {

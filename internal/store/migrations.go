@@ -44,6 +44,9 @@ func LoadMigrations(fsys fs.FS, dir string) ([]Migration, error) {
 		}
 		ms = append(ms, Migration{Version: v, Name: e.Name(), SQL: string(b)})
 	}
+	// A build with the cairn_upgrade_test tag (the upgrade test's "newer"
+	// binary) adds a test-only migration; the shipped binary has none.
+	ms = append(ms, testOnlyMigrations...)
 	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
 	return ms, nil
 }
@@ -126,7 +129,8 @@ func (e *SchemaTooNewError) Error() string {
 		names[i] = m.Name
 	}
 	return fmt.Sprintf("the database schema is at version %d (%s), newer than this binary knows (version %d): "+
-		"a newer cairn-caddy migrated it. Run that newer binary, or restore the backup taken before the upgrade to run this one",
+		"a newer cairn-caddy migrated it. Run that newer binary, or roll back: `cairn-caddy rollback` (after `cairn-caddy upgrade-binary`) "+
+		"restores the previous binary and the backup taken before the upgrade; otherwise restore that backup into an empty database with `cairn-caddy restore`",
 		e.Current, strings.Join(names, ", "), e.Latest)
 }
 

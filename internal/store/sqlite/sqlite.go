@@ -449,3 +449,9 @@ var (
 	_ store.Store    = (*Store)(nil)
 	_ store.Migrator = (*Store)(nil)
 )
+
+// Migrations returns the migrations this binary embeds, in order (both
+// backends embed the same versions), for `release-info`.
+func Migrations() ([]store.Migration, error) {
+	return store.LoadMigrations(migrationFS, "migrations")
+}

@@ -128,7 +128,7 @@ func RunMigrations(t *testing.T, b MigrationBackend) {
 		if !errors.Is(err, store.ErrSchemaTooNew) || !errors.As(err, &tooNew) {
 			t.Fatalf("Migrate on a newer schema: %v, want ErrSchemaTooNew", err)
 		}
-		for _, want := range []string{"9999_from_a_newer_binary.sql", "newer cairn-caddy", "restore the backup"} {
+		for _, want := range []string{"9999_from_a_newer_binary.sql", "newer cairn-caddy", "cairn-caddy rollback"} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("refusal %q does not say %q", err, want)
 			}
