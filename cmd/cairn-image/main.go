@@ -77,6 +77,15 @@ func build(args []string, stdout io.Writer) error {
 	platforms := fs.String("platforms", "linux/amd64,linux/arm64", "comma-separated platforms")
 	root := fs.String("root", ".", "the checkout (go.mod, Caddyfile.example, deploy/image/rootfs)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	prebuilt := map[string]string{}
+	fs.Func("binary", "PLATFORM=PATH: pack this static binary for the platform instead of building it (repeatable)", func(v string) error {
+		plat, path, ok := strings.Cut(v, "=")
+		if !ok || path == "" {
+			return fmt.Errorf("want PLATFORM=PATH, as linux/amd64=dist/cairn-caddy")
+		}
+		prebuilt[plat] = path
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -117,6 +126,10 @@ func build(args []string, stdout io.Writer) error {
 		p, err := v1.ParsePlatform(strings.TrimSpace(ps))
 		if err != nil {
 			return fmt.Errorf("--platforms %q: %w", ps, err)
+		}
+		if path, ok := prebuilt[image.PlatformString(*p)]; ok {
+			spec.Binaries[image.PlatformString(*p)] = path
+			continue
 		}
 		bin := filepath.Join(binDir, "cairn-caddy-"+p.OS+"-"+p.Architecture)
 		fmt.Fprintf(os.Stderr, "building cairn-caddy for %s\n", image.PlatformString(*p))

@@ -9,7 +9,8 @@
 #   - cairn-caddy as the image ships it (image.BuildTags);
 # then prints each binary's size and its gzip -9 size, the size by module
 # of the shipped binary (cairn-image size, over `go tool nm -size`), and
-# builds the amd64 image to report its uncompressed and compressed sizes.
+# builds the amd64 image, and stock Caddy on the same base layer, to
+# report their uncompressed and compressed sizes.
 #
 #   test/bench/binsize.sh            (make size)
 set -euo pipefail
@@ -64,3 +65,8 @@ go run ./cmd/cairn-image build --out "$work/image" --platforms linux/amd64 \
 	--version "$(git describe --tags --always --dirty)" --revision "$(git rev-parse HEAD)" \
 	--created "$(git log -1 --format=%ct)" --json >"$work/image.json"
 go run ./cmd/cairn-image inspect "$work/image/oci"
+go run ./cmd/cairn-image build --out "$work/image-stock" --platforms linux/amd64 \
+	--binary "linux/amd64=$work/caddy-stock" --version "$caddy_version" --revision stock \
+	--created "$(git log -1 --format=%ct)" >/dev/null
+echo "stock Caddy on the same base layer:"
+go run ./cmd/cairn-image inspect "$work/image-stock/oci"
