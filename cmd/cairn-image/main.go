@@ -23,7 +23,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 
 	"github.com/cairn-chat/cairn-caddy/internal/binsize"
 	"github.com/cairn-chat/cairn-caddy/internal/image"
@@ -219,22 +218,7 @@ func inspect(args []string, stdout io.Writer) error {
 	if fs.NArg() != 1 {
 		return fmt.Errorf("want one OCI layout directory (dist/image/oci)")
 	}
-	lp, err := layout.FromPath(fs.Arg(0))
-	if err != nil {
-		return err
-	}
-	outer, err := lp.ImageIndex()
-	if err != nil {
-		return err
-	}
-	om, err := outer.IndexManifest()
-	if err != nil {
-		return err
-	}
-	if len(om.Manifests) == 0 {
-		return fmt.Errorf("%s: index.json names no image", fs.Arg(0))
-	}
-	idx, err := outer.ImageIndex(om.Manifests[0].Digest)
+	_, idx, err := image.ReadLayout(fs.Arg(0))
 	if err != nil {
 		return err
 	}

@@ -295,3 +295,28 @@ func Sizes(idx v1.ImageIndex) ([]Size, error) {
 	}
 	return out, nil
 }
+
+// ReadLayout reads back an OCI layout Write wrote: its index.json (one
+// entry per tag) and the image index the entries name.
+func ReadLayout(dir string) (*v1.IndexManifest, v1.ImageIndex, error) {
+	lp, err := layout.FromPath(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	outer, err := lp.ImageIndex()
+	if err != nil {
+		return nil, nil, err
+	}
+	om, err := outer.IndexManifest()
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(om.Manifests) == 0 {
+		return nil, nil, fmt.Errorf("%s: index.json names no image", dir)
+	}
+	idx, err := outer.ImageIndex(om.Manifests[0].Digest)
+	if err != nil {
+		return nil, nil, err
+	}
+	return om, idx, nil
+}
