@@ -22,13 +22,15 @@ PLUGINS        := $(shell tr -d '\n' < $(XCADDY_JSON) | sed -n 's/.*"plugins": *
 GOTOOLCHAIN := $(shell sed -n 's/^toolchain //p' go.mod)
 export GOTOOLCHAIN
 
-.PHONY: help build build-go release run run-dev test test-short vet bench fuzz fuzz-ci fuzz-corpus load-realtime clean \
+.PHONY: help build build-go release image size run run-dev test test-short vet bench fuzz fuzz-ci fuzz-corpus load-realtime clean \
 	scan staticcheck gosec govulncheck vulndb vulndb-update npm-audit bench-backup
 
 help:
 	@echo "make build       build ./$(BINARY) with xcaddy from xcaddy.json (Caddy $(CADDY_VERSION) + this module + plugins)"
 	@echo "make build-go    build ./$(BINARY) with plain go build (no extra plugins)"
 	@echo "make release     tarballs, deb/rpm, SBOM, SHA256SUMS and Homebrew/AUR/Nix recipes in $(DIST)/ (RELEASE_TARGETS=...)"
+	@echo "make image       the OCI image for linux/amd64 and linux/arm64, without Docker, in dist/image (docs/install.md)"
+	@echo "make size        binary and image sizes beside stock Caddy, and the binary's size by module (docs/benchmarks.md)"
 	@echo "make run         run the gateway on Caddyfile.example (https://localhost)"
 	@echo "make run-dev     run a local development node on Caddyfile.dev (http://localhost:8080; CAIRN_PLC_URL=...)"
 	@echo "make test        run every test (needs PostgreSQL, Redis and Node; see README)"
@@ -79,6 +81,28 @@ release:
 		-version "$(VERSION)" -url "$(RELEASE_URL)" -maintainer "$(PACKAGE_MAINTAINER)" \
 		-nfpm github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION) \
 		-cyclonedx github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@$(CYCLONEDX_GOMOD_VERSION)
+
+# The container image, built without a container engine by cmd/cairn-image
+# (go-containerregistry): an OCI layout in dist/image/oci and one `docker
+# load` archive per platform, tagged from IMAGE_VERSION (a release vX.Y.Z:
+# X.Y.Z, X.Y, X and latest; anything else: IMAGE_BRANCH). Every timestamp
+# is the commit's (or SOURCE_DATE_EPOCH), so a rebuild of the same commit
+# gives the same digests. docs/install.md, "Container image".
+IMAGE_REPO      ?= ghcr.io/cairn-chat/cairn-caddy
+IMAGE_VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE_REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+IMAGE_CREATED   ?= $(or $(SOURCE_DATE_EPOCH),$(shell git log -1 --format=%ct 2>/dev/null))
+IMAGE_BRANCH    ?= main
+IMAGE_LICENSES  ?= NOASSERTION
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+image:
+	$(GO) run ./cmd/cairn-image build --out dist/image --repo $(IMAGE_REPO) \
+		--version $(IMAGE_VERSION) --revision $(IMAGE_REVISION) --created $(IMAGE_CREATED) \
+		--branch $(IMAGE_BRANCH) --licenses $(IMAGE_LICENSES) --platforms $(IMAGE_PLATFORMS)
+
+# Sizes beside stock Caddy (docs/benchmarks.md). Builds four binaries.
+size:
+	test/bench/binsize.sh
 
 run:
 	$(GO) run ./cmd/cairn-caddy run --config Caddyfile.example
@@ -187,3 +211,4 @@ load-realtime:
 
 clean:
 	rm -f ./$(BINARY)
+	rm -rf dist/image

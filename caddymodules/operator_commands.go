@@ -128,9 +128,12 @@ Exit status: 0 ok, 1 failure or not confirmed, 2 usage.`,
 		Short: "Exits 0 if the node answers /xrpc/_health, 1 if not (container probes)",
 		Long: `Checks that a node answers its health path, for container and Compose
 health checks where there is no curl. The URL defaults to
-$CAIRN_HEALTHCHECK_URL, else https://localhost:$CAIRN_HTTPS_PORT/xrpc/_health
-(port 443 when unset). On a loopback address the certificate is not
-verified (the node may use Caddy's internal CA); elsewhere it is.
+$CAIRN_HEALTHCHECK_URL, else https://$CAIRN_DOMAIN:$CAIRN_HTTPS_PORT/xrpc/_health
+(localhost and port 443 when unset), connected to this machine's loopback
+whatever the name resolves to: the public site answers only its own name,
+and a container cannot reach its host's public address. On loopback the
+certificate is not verified (the node may use Caddy's internal CA, or not
+have its certificate yet); elsewhere it is.
 
     healthcheck: { test: ["CMD", "cairn-caddy", "healthcheck"] }
 
@@ -525,12 +528,19 @@ func healthcheckCommand(c *cli, cmd *cobra.Command, args []string) int {
 	if target == "" {
 		target = os.Getenv(healthcheckURLEnv)
 	}
+	// The default: the public site, by its name, on this machine.
+	viaLoopback := false
 	if target == "" {
 		port := os.Getenv("CAIRN_HTTPS_PORT")
 		if port == "" {
 			port = "443"
 		}
-		target = "https://localhost:" + port + "/xrpc/_health"
+		host := strings.TrimSpace(os.Getenv("CAIRN_DOMAIN"))
+		if host == "" {
+			host = "localhost"
+		}
+		target = "https://" + net.JoinHostPort(host, port) + "/xrpc/_health"
+		viaLoopback = true
 	}
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -542,8 +552,16 @@ func healthcheckCommand(c *cli, cmd *cobra.Command, args []string) int {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
-	if loopback(u.Hostname()) {
-		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} // its own internal CA; nothing secret is sent
+	if viaLoopback && !loopback(u.Hostname()) {
+		// Send the name (SNI and Host) the site answers, to loopback.
+		port := u.Port()
+		dialer := &net.Dialer{Timeout: timeout}
+		tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, network, net.JoinHostPort("localhost", port))
+		}
+	}
+	if viaLoopback || loopback(u.Hostname()) {
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} // this machine's own node; nothing secret is sent
 	}
 	client := &http.Client{Timeout: timeout, Transport: tr}
 	resp, err := client.Get(u.String())

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	_ "modernc.org/sqlite"
 
@@ -375,5 +376,45 @@ func TestNodeWithAnotherAuditKeyRefusesToStart(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), strings.Repeat("b", 40)) {
 		t.Fatal("the audit key reached the output")
+	}
+}
+
+// TestHealthcheckProbesTheDomainOverLoopback: with CAIRN_DOMAIN set, as in
+// a container of deploy/docker-compose.prod.yml, the default health check
+// asks this machine's loopback for the public site by its name (SNI and
+// Host), which is the only name the site answers; probing "localhost"
+// there fails the TLS handshake, since no certificate names it.
+func TestHealthcheckProbesTheDomainOverLoopback(t *testing.T) {
+	httpsPort, httpPort, adminPort := gatewaytest.FreePort(t), gatewaytest.FreePort(t), gatewaytest.FreePort(t)
+	g := gatewaytest.Start(t, &builder, gatewaytest.Options{
+		Caddyfile: fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	skip_install_trust
+	http_port %d
+}
+cairn.test:%d {
+	tls internal
+	handle /xrpc/_health {
+		respond `+"`"+`{"version":"cairn-caddy"}`+"`"+` 200
+	}
+	respond 404
+}
+`, adminPort, httpPort, httpsPort),
+		AdminPort: adminPort,
+	})
+	port := fmt.Sprintf("CAIRN_HTTPS_PORT=%d", httpsPort)
+	// The internal CA signs the site's certificate a moment after start.
+	var r cliResult
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		r = runOperatorCLI(t, g.Home, []string{port, "CAIRN_DOMAIN=cairn.test", "CAIRN_HEALTHCHECK_URL="}, "healthcheck", "--json")
+		if r.code == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if ev := r.events(t); r.code != 0 || ev[len(ev)-1]["url"] != fmt.Sprintf("https://cairn.test:%d/xrpc/_health", httpsPort) {
+		t.Fatalf("healthcheck with CAIRN_DOMAIN=cairn.test: %d %s %s\n%s", r.code, r.stdout, r.stderr, g.Logs())
+	}
+	if r := runOperatorCLI(t, g.Home, []string{port, "CAIRN_DOMAIN=", "CAIRN_HEALTHCHECK_URL="}, "healthcheck"); r.code != 1 {
+		t.Errorf("healthcheck of localhost, which the site does not answer: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 }

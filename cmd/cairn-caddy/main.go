@@ -3,12 +3,15 @@
 //
 // It accepts every Caddy subcommand: `cairn-caddy run --config Caddyfile`,
 // `cairn-caddy validate`, `cairn-caddy list-modules`, and so on.
+//
+// Which of Caddy's own modules it carries is in modules.go (the default:
+// Caddy's standard set less what a cairn node cannot use) and
+// modules_standard.go (-tags caddy_standard: all of Caddy's standard set,
+// as xcaddy builds it).
 package main
 
 import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
-
-	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/cairn-chat/cairn-caddy/caddymodules"
 )
