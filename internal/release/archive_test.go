@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cairn-chat/cairn-caddy/internal/release"
+	"github.com/cairn-chat/cairn-caddy/internal/version"
 )
 
 // TestWriteTarGzIsReproducible writes the same files twice, with different
@@ -142,5 +143,23 @@ func TestSumsRoundTrip(t *testing.T) {
 	read, err := release.ReadSums(filepath.Join(dir, release.SumsFile))
 	if err != nil || len(read) != 2 || read["b.tar.gz"] != sums["b.tar.gz"] {
 		t.Errorf("ReadSums = %v, %v; want %v", read, err, sums)
+	}
+}
+
+// TestSemVerOfPackageVersions checks that every version the release
+// tooling makes turns into one internal/version accepts, in the same order.
+func TestSemVerOfPackageVersions(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"1.2.3", "v1.2.3"},
+		{"1.2.3~rc.1", "v1.2.3-rc.1"},
+		{"0.0.0~git20261130080000.a0238b0", "v0.0.0-git20261130080000.a0238b0"},
+	} {
+		got := release.SemVer(tc.in)
+		if got != tc.want || !version.Valid(got) {
+			t.Errorf("SemVer(%q) = %q (valid %v), want %q", tc.in, got, version.Valid(got), tc.want)
+		}
+	}
+	if !version.Newer(release.SemVer("1.2.3"), release.SemVer("1.2.3~rc.1")) {
+		t.Error("a release must be newer than its release candidate")
 	}
 }

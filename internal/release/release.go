@@ -85,6 +85,19 @@ type Config struct {
 // `cairn-caddy version` prints first.
 const caddyVersionVar = "github.com/caddyserver/caddy/v2.CustomVersion"
 
+// cairnVersionVar is the release identity `cairn-caddy upgrade-binary`
+// and `rollback` compare (internal/version): semantic versioning with a
+// leading v.
+const cairnVersionVar = "github.com/cairn-chat/cairn-caddy/internal/version.stamped"
+
+// SemVer turns a package version (1.2.3, 1.2.3~rc.1, 0.0.0~git<time>.<sha>)
+// into the semantic version internal/version expects (v1.2.3, v1.2.3-rc.1,
+// v0.0.0-git<time>.<sha>): Debian's ~ sorts before the release, as a
+// semver pre-release does.
+func SemVer(pkgVersion string) string {
+	return "v" + strings.Replace(pkgVersion, "~", "-", 1)
+}
+
 // Run builds the release into cfg.Dist and returns the SHA-256 of each
 // file it wrote, by name.
 func Run(ctx context.Context, cfg Config) (map[string]string, error) {
@@ -173,7 +186,8 @@ func prepareDist(dir string) error {
 // paths, no build ID, no VCS stamp (the version is passed explicitly),
 // and the baseline instruction set of each architecture.
 func buildBinary(ctx context.Context, cfg Config, t Target, out string) error {
-	ldflags := "-s -w -buildid= -X " + caddyVersionVar + "=cairn-caddy/" + cfg.Source.Version
+	ldflags := "-s -w -buildid= -X " + caddyVersionVar + "=cairn-caddy/" + cfg.Source.Version +
+		" -X " + cairnVersionVar + "=" + SemVer(cfg.Source.Version)
 	args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags", ldflags, "-o", out}
 	if cfg.Tags != "" {
 		args = append(args, "-tags", cfg.Tags)
