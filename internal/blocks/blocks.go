@@ -44,6 +44,13 @@ const (
 // whether that refuses the action (fail closed) or not.
 var ErrUnavailable = errors.New("blocks: block source unavailable")
 
+// ErrNoPDS is what a Locator answers for a DID that has no readable
+// repository: its document does not exist, is malformed, or names no
+// usable PDS. Such an account has no blocks to read. Only the account
+// itself could arrange that, and it hides nothing but its own blocks: the
+// blocks others make of it are read from their repositories.
+var ErrNoPDS = errors.New("blocks: the DID names no readable repository")
+
 // Relation is one block: Blocker's repository holds a block record whose
 // subject is Blocked.
 type Relation struct {
@@ -54,7 +61,9 @@ type Relation struct {
 	URI string
 }
 
-// Locator finds the PDS of a DID (atpauth.Resolver implements it).
+// Locator finds the PDS of a DID (ResolverLocator adapts atpauth's
+// resolver). It answers ErrNoPDS for a DID without a readable repository,
+// and any other error when the DID could not be resolved now.
 type Locator interface {
 	PDSEndpoint(ctx context.Context, did string) (string, error)
 }
@@ -243,6 +252,9 @@ func (s *Source) store(did string, c cached) {
 // list pages through did's block records, up to MaxRecords.
 func (s *Source) list(ctx context.Context, did string) ([]Relation, error) {
 	base, err := s.cfg.Locator.PDSEndpoint(ctx, did)
+	if errors.Is(err, ErrNoPDS) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: resolve the PDS: %w", ErrUnavailable, err)
 	}
@@ -279,6 +291,9 @@ func (s *Source) list(ctx context.Context, did string) ([]Relation, error) {
 // getRecord reads one block record of repo.
 func (s *Source) getRecord(ctx context.Context, repo, rkey string) (Relation, bool, error) {
 	base, err := s.cfg.Locator.PDSEndpoint(ctx, repo)
+	if errors.Is(err, ErrNoPDS) {
+		return Relation{}, false, nil
+	}
 	if err != nil {
 		return Relation{}, false, fmt.Errorf("%w: resolve the PDS: %w", ErrUnavailable, err)
 	}

@@ -29,7 +29,7 @@ func newSource(t *testing.T) (*blocks.Source, *atprototest.PDS) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := blocks.New(blocks.Config{Locator: res, Client: res.GuardedClient()})
+	src, err := blocks.New(blocks.Config{Locator: blocks.ResolverLocator{Resolver: res}, Client: res.GuardedClient()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,4 +132,14 @@ func FuzzParseBlockURI(f *testing.F) {
 			t.Fatalf("ParseBlockURI(%q) = %q, %q", uri, repo, rkey)
 		}
 	})
+}
+
+func TestAccountWithoutPDSHasNoBlocks(t *testing.T) {
+	src, pds := newSource(t)
+	pds.Block(alice, bob)
+	// An unknown did:plc (404 at the directory) and a malformed one.
+	rs, err := src.Among(context.Background(), []string{alice, bob, "did:plc:eeeeeeeeeeeeeeeeeeeeeeee", "did:plc:nope"})
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("Among = %+v, %v; want alice's block and no error", rs, err)
+	}
 }
