@@ -131,9 +131,7 @@ func (p *PLC) PublishWithPDS(t testing.TB, did, pdsURL string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.mu.Lock()
-	p.docs[did] = DIDDocumentWithPDS(did, pub.Multibase(), pdsURL)
-	p.mu.Unlock()
+	p.PublishDocument(did, DIDDocumentWithPDS(did, pub.Multibase(), pdsURL))
 }
 
 // record is a com.atproto.repo.listRecords#record / getRecord output.
