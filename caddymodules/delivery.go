@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cairn-chat/cairn-caddy/internal/ban"
+	"github.com/cairn-chat/cairn-caddy/internal/blocks"
 	"github.com/cairn-chat/cairn-caddy/internal/caller"
 	"github.com/cairn-chat/cairn-caddy/internal/delivery"
 	"github.com/cairn-chat/cairn-caddy/internal/realtime"
@@ -53,6 +54,9 @@ func init() {
 //	    message_ttl                <duration>   # optional expiry on every message
 //	    websocket_endpoint         <ws(s) URL>  # what getSubscriptionTicket advertises
 //	    require_opt_in                          # only opted-in accounts can be added
+//	    block_checks               on|off       # default on: Bluesky blocks refuse adds
+//	    block_source_unavailable   refuse|allow # default refuse (fail closed)
+//	    block_cache_ttl            1m
 //	}
 type Delivery struct {
 	// MaxMessageBytes bounds one message's or commit's ciphertext. Default
@@ -79,6 +83,17 @@ type Delivery struct {
 	// (blue.catbird.mls.optIn) be added to a conversation: by createConvo,
 	// addMembers, or redeeming an invite. Default false.
 	RequireOptIn bool `json:"require_opt_in,omitempty"`
+	// DisableBlockChecks turns off reading Bluesky blocks
+	// (app.bsky.graph.block records, from each account's PDS): adds are
+	// then not checked and checkBlocks finds nothing. Default false.
+	DisableBlockChecks bool `json:"disable_block_checks,omitempty"`
+	// AllowAddsWhenBlocksUnavailable lets an add through when the block
+	// records could not be read. Default false: the add is refused with
+	// 503 BlueskyServiceUnavailable (fail closed).
+	AllowAddsWhenBlocksUnavailable bool `json:"allow_adds_when_blocks_unavailable,omitempty"`
+	// BlockCacheTTL is how long an account's blocks are reused. Default 1
+	// minute.
+	BlockCacheTTL caddy.Duration `json:"block_cache_ttl,omitempty"`
 
 	app    *App
 	lazy   *lazyHandlers
@@ -137,6 +152,12 @@ func (d *Delivery) handlers(ctx context.Context) (*deliveryHandlers, error) {
 	if h.realtime, err = realtime.NewServer(realtime.ServerConfig{Hub: node.Hub, Tickets: node.Tickets, Endpoint: d.WebSocketEndpoint, OnServerError: serverErrorLogger(d.logger)}); err != nil {
 		return nil, fmt.Errorf("cairn_delivery: %w", err)
 	}
+	var blockSource delivery.BlockSource
+	if !d.DisableBlockChecks {
+		if blockSource, err = d.blockSource(); err != nil {
+			return nil, fmt.Errorf("cairn_delivery: %w", err)
+		}
+	}
 	h.service, err = delivery.New(delivery.Config{
 		Store:                   run.Store,
 		OnChange:                node.Hub.Notify,
@@ -148,6 +169,8 @@ func (d *Delivery) handlers(ctx context.Context) (*deliveryHandlers, error) {
 		MessageTTL:              time.Duration(d.MessageTTL),
 		OnServerError:           serverErrorLogger(d.logger),
 		RequireOptIn:            d.RequireOptIn,
+		Blocks:                  blockSource,
+		BlocksFailOpen:          d.AllowAddsWhenBlocksUnavailable,
 		Audit:                   rec,
 		HashIdentity:            d.app.Hasher().Hash,
 		OnAuditError: func(err error) {
@@ -159,6 +182,20 @@ func (d *Delivery) handlers(ctx context.Context) (*deliveryHandlers, error) {
 	}
 	d.lazy.built.Store(h)
 	return h, nil
+}
+
+// blockSource reads blocks through the app's DID resolver (its PLC
+// directory, cache and address guard).
+func (d *Delivery) blockSource() (*blocks.Source, error) {
+	res, err := d.app.DIDResolver(d.app.PLCURL)
+	if err != nil {
+		return nil, err
+	}
+	return blocks.New(blocks.Config{
+		Locator:  blocks.ResolverLocator{Resolver: res},
+		Client:   res.GuardedClient(),
+		CacheTTL: time.Duration(d.BlockCacheTTL),
+	})
 }
 
 // deliveryHandlers is what a Delivery serves with, once the store is open.
@@ -284,6 +321,22 @@ func (d *Delivery) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 			return disp.Errf("%s takes one value", opt)
 		}
 		switch opt {
+		case "block_checks":
+			if v != "on" && v != "off" {
+				return disp.Errf("block_checks %q: want on or off", v)
+			}
+			d.DisableBlockChecks = v == "off"
+		case "block_source_unavailable":
+			if v != "refuse" && v != "allow" {
+				return disp.Errf("block_source_unavailable %q: want refuse (the default: an add is refused while blocks cannot be read) or allow", v)
+			}
+			d.AllowAddsWhenBlocksUnavailable = v == "allow"
+		case "block_cache_ttl":
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 || dur > time.Hour {
+				return disp.Errf("block_cache_ttl %q: want a positive duration of at most 1h such as 1m", v)
+			}
+			d.BlockCacheTTL = caddy.Duration(dur)
 		case "max_message_size":
 			n, err := byteSize(v)
 			if err != nil || n > 1<<30 {

@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -21,11 +23,15 @@ func TestDeliveryCaddyfile(t *testing.T) {
 		message_ttl 7d
 		websocket_endpoint wss://chat.example.com/xrpc/blue.catbird.mls.subscribeConvoEvents
 		require_opt_in
+		block_checks on
+		block_source_unavailable allow
+		block_cache_ttl 30s
 	}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.MaxMessageBytes != 1<<20 || d.MaxMembers != 50 || d.WebSocketEndpoint != "wss://chat.example.com/xrpc/blue.catbird.mls.subscribeConvoEvents" || !d.RequireOptIn {
+	if d.MaxMessageBytes != 1<<20 || d.MaxMembers != 50 || d.WebSocketEndpoint != "wss://chat.example.com/xrpc/blue.catbird.mls.subscribeConvoEvents" || !d.RequireOptIn ||
+		d.DisableBlockChecks || !d.AllowAddsWhenBlocksUnavailable || d.BlockCacheTTL != caddy.Duration(30*time.Second) {
 		t.Fatalf("parsed %+v", d)
 	}
 	for _, bad := range []string{
@@ -37,6 +43,9 @@ func TestDeliveryCaddyfile(t *testing.T) {
 		"websocket_endpoint wss://chat.example.com/x?ticket=1",
 		"websocket_endpoint wss://user:pw@chat.example.com/x",
 		"require_opt_in yes",
+		"block_checks maybe",
+		"block_source_unavailable open",
+		"block_cache_ttl 2h",
 		"unknown 1",
 	} {
 		err := new(Delivery).UnmarshalCaddyfile(caddyfile.NewTestDispenser("cairn_delivery {\n" + bad + "\n}"))

@@ -3,6 +3,7 @@ package atpauth
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"strings"
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
@@ -17,6 +18,41 @@ const MaxDIDDocumentSize = 64 << 10
 type didDocument struct {
 	ID                 string               `json:"id"`
 	VerificationMethod []verificationMethod `json:"verificationMethod"`
+	Service            []didService         `json:"service"`
+}
+
+// didService is one entry of a DID document's service list.
+type didService struct {
+	ID              string `json:"id"`
+	Type            string `json:"type"`
+	ServiceEndpoint any    `json:"serviceEndpoint"`
+}
+
+// pdsFromDocument returns the #atproto_pds service endpoint of a DID
+// document body already checked by atprotoKeyFromDocument, or "" when it
+// names none or names one that is not an absolute http(s) URL without
+// path, query or credentials.
+func pdsFromDocument(did string, body []byte) string {
+	var doc didDocument
+	if json.Unmarshal(body, &doc) != nil {
+		return ""
+	}
+	for _, s := range doc.Service {
+		if s.ID != "#atproto_pds" && s.ID != did+"#atproto_pds" {
+			continue
+		}
+		if s.Type != "AtprotoPersonalDataServer" {
+			return ""
+		}
+		ep, _ := s.ServiceEndpoint.(string)
+		u, err := url.Parse(ep)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil ||
+			strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" {
+			return ""
+		}
+		return u.Scheme + "://" + u.Host
+	}
+	return ""
 }
 
 // verificationMethod is one entry of a DID document's verificationMethod.

@@ -92,6 +92,7 @@ type Resolver struct {
 // permanent failure (err) remembered for NegativeCacheTTL.
 type cacheEntry struct {
 	key       atcrypto.PublicKey
+	pds       string
 	err       error
 	fetchedAt time.Time
 }
@@ -158,6 +159,38 @@ func newHTTPClient(timeout time.Duration, dial func(context.Context, string, str
 // than MinRefreshInterval ago. Failures wrap ErrBadIssuer, ErrDIDNotFound,
 // ErrDIDBlocked, ErrNoAtprotoKey or ErrDIDUnavailable.
 func (r *Resolver) SigningKey(ctx context.Context, did string, forceRefresh bool) (atcrypto.PublicKey, error) {
+	e, err := r.lookup(ctx, did, forceRefresh)
+	if err != nil {
+		return nil, err
+	}
+	return e.key, nil
+}
+
+// PDSEndpoint returns the base URL (scheme and host) of the personal data
+// server that did's document names as its #atproto_pds service, from the
+// same cache as SigningKey. An http:// endpoint is accepted only with
+// AllowHTTP. Failures wrap the errors of SigningKey; a document without a
+// usable PDS endpoint is ErrDIDNotFound.
+func (r *Resolver) PDSEndpoint(ctx context.Context, did string) (string, error) {
+	e, err := r.lookup(ctx, did, false)
+	if err != nil {
+		return "", err
+	}
+	if e.pds == "" || (strings.HasPrefix(e.pds, "http://") && !r.cfg.AllowHTTP) {
+		return "", fmt.Errorf("%w: no usable #atproto_pds service", ErrDIDNotFound)
+	}
+	return e.pds, nil
+}
+
+// GuardedClient returns the HTTP client the resolver fetches did:web
+// documents with: no proxy, no redirects, the resolver's timeout, and
+// connections to non-public addresses refused (except AllowedHosts). Use it
+// for any request to a host named by a DID document, such as a PDS.
+func (r *Resolver) GuardedClient() *http.Client { return r.web }
+
+// lookup returns the cache entry of did, fetching the document when the
+// cached one is stale (see SigningKey). The entry returned has no error.
+func (r *Resolver) lookup(ctx context.Context, did string, forceRefresh bool) (*cacheEntry, error) {
 	now := r.cfg.Now()
 	r.mu.Lock()
 	e := r.cache[did]
@@ -169,7 +202,10 @@ func (r *Resolver) SigningKey(ctx context.Context, did string, forceRefresh bool
 			ttl = r.cfg.NegativeCacheTTL
 		}
 		if age < ttl && (!forceRefresh || age < r.cfg.MinRefreshInterval) {
-			return e.key, e.err
+			if e.err != nil {
+				return nil, e.err
+			}
+			return e, nil
 		}
 	}
 
@@ -184,7 +220,7 @@ func (r *Resolver) SigningKey(ctx context.Context, did string, forceRefresh bool
 		done := r.cache[did]
 		r.mu.Unlock()
 		if done != nil && !done.fetchedAt.Before(now) {
-			return done.key, done.err
+			return done, done.err
 		}
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Timeout)
 		defer cancel()
@@ -197,26 +233,29 @@ func (r *Resolver) SigningKey(ctx context.Context, did string, forceRefresh bool
 		return nil, fmt.Errorf("%w: %w", ErrDIDUnavailable, ctx.Err())
 	}
 	if res.Err == nil {
-		return res.Val.(atcrypto.PublicKey), nil
+		return res.Val.(*cacheEntry), nil
 	}
 	if errors.Is(res.Err, ErrDIDUnavailable) && e != nil && e.key != nil && now.Sub(e.fetchedAt) < r.cfg.CacheTTL+r.cfg.MaxStale {
-		return e.key, nil
+		return e, nil
 	}
 	return nil, res.Err
 }
 
 // fetch downloads and parses did's document and records the outcome in the
 // cache. Temporary failures are not cached.
-func (r *Resolver) fetch(ctx context.Context, did string) (atcrypto.PublicKey, error) {
-	key, err := r.fetchKey(ctx, did)
+func (r *Resolver) fetch(ctx context.Context, did string) (*cacheEntry, error) {
+	key, pds, err := r.fetchDocument(ctx, did)
 	if err != nil && errors.Is(err, ErrDIDUnavailable) {
 		return nil, err
 	}
-	r.store(did, &cacheEntry{key: key, err: err, fetchedAt: r.cfg.Now()})
-	return key, err
+	e := &cacheEntry{key: key, pds: pds, err: err, fetchedAt: r.cfg.Now()}
+	r.store(did, e)
+	return e, err
 }
 
-func (r *Resolver) fetchKey(ctx context.Context, did string) (atcrypto.PublicKey, error) {
+// fetchDocument downloads did's document and returns its #atproto key and
+// its #atproto_pds endpoint ("" if none).
+func (r *Resolver) fetchDocument(ctx context.Context, did string) (atcrypto.PublicKey, string, error) {
 	var (
 		client *http.Client
 		u      string
@@ -224,13 +263,13 @@ func (r *Resolver) fetchKey(ctx context.Context, did string) (atcrypto.PublicKey
 	switch {
 	case strings.HasPrefix(did, "did:plc:"):
 		if !validPLC(did) {
-			return nil, fmt.Errorf("%w: malformed did:plc", ErrBadIssuer)
+			return nil, "", fmt.Errorf("%w: malformed did:plc", ErrBadIssuer)
 		}
 		client, u = r.plc, r.plcBase.String()+"/"+did
 	case strings.HasPrefix(did, "did:web:"):
 		host, err := r.webHost(did)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		scheme := "https"
 		if r.cfg.AllowHTTP {
@@ -238,13 +277,17 @@ func (r *Resolver) fetchKey(ctx context.Context, did string) (atcrypto.PublicKey
 		}
 		client, u = r.web, scheme+"://"+host+"/.well-known/did.json"
 	default:
-		return nil, fmt.Errorf("%w: unsupported DID method", ErrBadIssuer)
+		return nil, "", fmt.Errorf("%w: unsupported DID method", ErrBadIssuer)
 	}
 	body, err := get(ctx, client, u)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return atprotoKeyFromDocument(did, body)
+	key, err := atprotoKeyFromDocument(did, body)
+	if err != nil {
+		return nil, "", err
+	}
+	return key, pdsFromDocument(did, body), nil
 }
 
 // get fetches u and returns its body, at most MaxDIDDocumentSize bytes. Its

@@ -145,6 +145,13 @@ func (p *PLC) Publish(did string, k MintedKey) {
 	p.mu.Unlock()
 }
 
+// PublishDocument serves doc as did's DID document.
+func (p *PLC) PublishDocument(did string, doc []byte) {
+	p.mu.Lock()
+	p.docs[did] = doc
+	p.mu.Unlock()
+}
+
 // DIDDocument returns the DID document of did whose #atproto key is k.
 func DIDDocument(did string, k MintedKey) []byte {
 	doc, _ := json.Marshal(map[string]any{

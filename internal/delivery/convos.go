@@ -138,6 +138,9 @@ func (s *Service) createConvo(ctx context.Context, c call) (any, error) {
 		if err := s.checkOptIn(ctx, memberUsers(newMembers)); err != nil {
 			return err
 		}
+		if err := s.checkBlocksOnAdd(ctx, nil, memberUsers(members)); err != nil {
+			return err
+		}
 		var welcome *store.NewWelcome
 		if in.WelcomeMessage != "" {
 			if welcome, err = s.welcome(in.WelcomeMessage, suite.String(), newMembers); err != nil {

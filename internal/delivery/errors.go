@@ -80,6 +80,13 @@ func (s *Service) mapError(nsid string, err error) *xrpc.Error {
 	if status, name, msg, ok := socialError(nsid, err); ok {
 		return e(status, name, msg)
 	}
+	if status, name, msg, ok := blockError(nsid, err); ok {
+		xe := e(status, name, msg)
+		if status == http.StatusServiceUnavailable {
+			xe.Header = http.Header{"Retry-After": {"5"}}
+		}
+		return xe
+	}
 	if xe := recoveryError(nsid, err, e); xe != nil && !unavailable(err) {
 		return xe
 	}

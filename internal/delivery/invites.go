@@ -330,14 +330,17 @@ func (s *Service) joinByInvite(ctx context.Context, c call, in processExternalCo
 		if !p.AllowInvites {
 			return store.ErrInviteUnusable
 		}
-		n, err := s.memberCount(ctx, convoID)
+		users, err := s.convoUsers(ctx, convoID)
 		if err != nil {
 			return err
 		}
-		if n+1 > p.MaxMembers {
+		if len(users)+1 > p.MaxMembers {
 			return ErrTooManyMembers
 		}
-		return s.checkOptIn(ctx, []string{c.id.DID})
+		if err := s.checkOptIn(ctx, []string{c.id.DID}); err != nil {
+			return err
+		}
+		return s.checkBlocksOnAdd(ctx, users, []string{c.id.DID})
 	}
 	req := struct{ ConvoID, Commit, PSKHash string }{convoID, commit.MsgID, hash}
 	return s.idempotent(ctx, c, key, req, convoID, pre, func(ctx context.Context, tx store.Writer) (any, error) {

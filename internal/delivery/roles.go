@@ -321,15 +321,26 @@ func (s *Service) updatePolicy(ctx context.Context, c call) (any, error) {
 // several devices is one member), which is what a policy's maxMembers
 // bounds; Config.MaxMembers bounds device rows.
 func (s *Service) memberCount(ctx context.Context, convoID string) (int, error) {
+	users, err := s.convoUsers(ctx, convoID)
+	return len(users), err
+}
+
+// convoUsers returns the distinct account DIDs of a conversation's active
+// members.
+func (s *Service) convoUsers(ctx context.Context, convoID string) ([]string, error) {
 	all, err := s.cfg.Store.Members(ctx, []string{convoID}, false)
 	if err != nil {
-		return 0, fmt.Errorf("list members: %w", err)
+		return nil, fmt.Errorf("list members: %w", err)
 	}
-	users := map[string]bool{}
+	seen := map[string]bool{}
+	var users []string
 	for _, m := range all[convoID] {
-		users[m.UserDID] = true
+		if !seen[m.UserDID] {
+			seen[m.UserDID] = true
+			users = append(users, m.UserDID)
+		}
 	}
-	return len(users), nil
+	return users, nil
 }
 
 // checkAdd applies the conversation's policy and the operator's opt-in
@@ -348,7 +359,11 @@ func (s *Service) checkAdd(ctx context.Context, convoID string, role store.Role,
 		return fmt.Errorf("list members: %w", err)
 	}
 	users := map[string]bool{}
+	var existing []string
 	for _, m := range all[convoID] {
+		if !users[m.UserDID] {
+			existing = append(existing, m.UserDID)
+		}
 		users[m.UserDID] = true
 	}
 	for _, u := range newUsers {
@@ -357,7 +372,10 @@ func (s *Service) checkAdd(ctx context.Context, convoID string, role store.Role,
 	if len(users) > p.MaxMembers {
 		return ErrTooManyMembers
 	}
-	return s.checkOptIn(ctx, newUsers)
+	if err := s.checkOptIn(ctx, newUsers); err != nil {
+		return err
+	}
+	return s.checkBlocksOnAdd(ctx, existing, newUsers)
 }
 
 // checkOptIn refuses, when the operator requires opt-in, to add an

@@ -107,6 +107,16 @@ type Config struct {
 	// RequireOptIn, when true, lets only accounts that opted in (optIn) be
 	// added to conversations, by createConvo, addMembers or an invite.
 	RequireOptIn bool
+	// Blocks, if set, is where Bluesky block relations are read: adds
+	// that would put a blocker and the account it blocks in one
+	// conversation are refused, and checkBlocks, getBlockStatus and
+	// handleBlockChange answer. Without it no add is checked and those
+	// methods find no blocks (handleBlockChange answers
+	// BlueskyServiceUnavailable).
+	Blocks BlockSource
+	// BlocksFailOpen, when true, lets an add through when the block source
+	// cannot be read. Default false: the add is refused (fail closed).
+	BlocksFailOpen bool
 }
 
 // Service is the MLS delivery service: it serves the blue.catbird.mls
@@ -221,6 +231,7 @@ func (s *Service) routes() map[string]method {
 		Namespace + "getExpectedConversations": q(s.getExpectedConversations),
 	}
 	s.socialRoutes(m)
+	s.blockRoutes(m)
 	maps.Copy(m, s.recoveryRoutes(small, msg))
 	return m
 }

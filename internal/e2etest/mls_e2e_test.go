@@ -210,6 +210,11 @@ type harnessScript struct {
 	name    string
 	members int
 	steps   []string
+	// pds, if set, is named as every member's PDS in its DID document.
+	pds *atprototest.PDS
+	// seed, if set, is called with the members' DIDs by name before the
+	// go-ahead (to make block records, say).
+	seed func(did map[string]string)
 }
 
 // runHarnessScript runs script against the gateway at base (see
@@ -271,8 +276,17 @@ func runHarnessScript(t *testing.T, script harnessScript, plc *atprototest.PLC, 
 	if !ok || len(first.Members) != script.members {
 		fail("harness did not announce its %d members (got %+v)", script.members, first)
 	}
+	dids := map[string]string{}
 	for _, m := range first.Members {
+		dids[m.Name] = m.DID
+		if script.pds != nil {
+			plc.PublishDocument(m.DID, atprototest.DIDDocumentWithPDS(m.DID, m.Multibase, script.pds.URL))
+			continue
+		}
 		plc.Publish(m.DID, atprototest.MintedKey{Type: "k256", JWTAlg: "ES256K", DID: "did:key:" + m.Multibase, Multibase: m.Multibase})
+	}
+	if script.seed != nil {
+		script.seed(dids)
 	}
 	// The gateway refuses tokens issued before its replay memory began
 	// plus its leeway (1s); it began before now, so wait until a token

@@ -21,6 +21,7 @@ var moderationSteps = []string{
 	"an admin promotes a member; the admins publish report keys in the group",
 	"a member files a sealed report that only the admins can open",
 	"a non-admin's removal is refused",
+	"a block between two accounts stops their being added together",
 	"an invite is created, redeemed by external commit and revoked",
 }
 
@@ -34,13 +35,18 @@ func TestMLSModerationEndToEnd(t *testing.T) {
 		t.Run(st.name, func(t *testing.T) {
 			requireMLSHarness(t)
 			plc := atprototest.NewPLC(t)
+			// frank blocks bob in the PDS stand-in their DID documents
+			// name; the gateway reads it through its resolver (plain HTTP
+			// on loopback, allowed in development mode).
+			pds := atprototest.NewPDS(t)
 			admin, port := gatewaytest.FreePort(t), gatewaytest.FreePort(t)
 			text := strings.NewReplacer(
 				"{ADMIN}", strconv.Itoa(admin), "{PORT}", strconv.Itoa(port), "{PLC}", plc.URL, "{STORAGE}", st.store(t).caddyfile,
-			).Replace(mlsCaddyfile)
+			).Replace(strings.Replace(mlsCaddyfile, "plc_url {PLC}", "plc_url {PLC}\n\t\tdid_web_allow_http\n\t\tresolver_allow_hosts 127.0.0.1", 1))
 			g := gatewaytest.Start(t, &builder, gatewaytest.Options{Caddyfile: text, AdminPort: admin,
 				Env: []string{"CAIRN_LOG_HASH_KEY=" + strings.Repeat("e", 40), "CAIRN_AUDIT_KEY=" + strings.Repeat("a", 40)}})
-			runHarnessScript(t, harnessScript{name: "moderation.mjs", members: 6, steps: moderationSteps},
+			runHarnessScript(t, harnessScript{name: "moderation.mjs", members: 6, steps: moderationSteps,
+				pds: pds, seed: func(did map[string]string) { pds.Block(did["frank"], did["bob"]) }},
 				plc, fmt.Sprintf("http://127.0.0.1:%d", port), g, nil)
 		})
 	}

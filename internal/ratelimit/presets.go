@@ -21,7 +21,8 @@ const (
 //     caps the work an address can make the authenticator do.
 //   - api: the XRPC route after authentication, per verified DID:
 //     sendMessage 100/min, publishKeyPackage(s) 50/min, addMembers and
-//     removeMember 10/min, createConvo 5/min, reportMember 5/min, rejoin
+//     removeMember 10/min, createConvo 5/min, reportMember 5/min, block
+//     checks (checkBlocks, getBlockStatus, handleBlockChange) 30/min, rejoin
 //     and re-addition requests 60/hour, uploads 10/min, every other blue.catbird.mls method 200/min, and any other
 //     XRPC method (the general API) 100/min.
 func PresetZones(name string) ([]*Zone, error) {
@@ -43,6 +44,8 @@ func PresetZones(name string) ([]*Zone, error) {
 			{Name: "membership", Key: KeyDID, Rate: "10/1m", MatchNSIDs: []string{"blue.catbird.mls.addMembers", "blue.catbird.mls.removeMember"}},
 			{Name: "create_convo", Key: KeyDID, Rate: "5/1m", MatchNSIDs: []string{"blue.catbird.mls.createConvo"}},
 			{Name: "report_member", Key: KeyDID, Rate: "5/1m", MatchNSIDs: []string{"blue.catbird.mls.reportMember"}},
+			{Name: "block_checks", Key: KeyDID, Rate: "30/1m", MatchNSIDs: []string{"blue.catbird.mls.checkBlocks",
+				"blue.catbird.mls.getBlockStatus", "blue.catbird.mls.handleBlockChange"}},
 			{Name: "rejoin", Key: KeyDID, Rate: "60/1h", MatchNSIDs: []string{"blue.catbird.mls.requestRejoin", "blue.catbird.mls.rejoin",
 				"blue.catbird.mls.readdition", "blue.catbird.mls.groupInfoRefresh"}},
 			{Name: "upload", Key: KeyDID, Rate: "10/1m", MatchNSIDs: []string{nsidUploadBlob}},

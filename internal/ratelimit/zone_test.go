@@ -29,7 +29,7 @@ func TestPresetLimitsAreTheDocumentedOnes(t *testing.T) {
 		"public_ip": "60/1m0s burst 6", "login": "5/1m0s burst 5", "registration": "3/1h0m0s burst 3",
 		"edge_ip": "600/1m0s burst 60", "send_message": "100/1m0s burst 100", "publish_key_packages": "50/1m0s burst 50",
 		"membership": "10/1m0s burst 10", "create_convo": "5/1m0s burst 5", "report_member": "5/1m0s burst 5",
-		"rejoin": "60/1h0m0s burst 60",
+		"block_checks": "30/1m0s burst 30", "rejoin": "60/1h0m0s burst 60",
 		"upload": "10/1m0s burst 10", "mls_other": "200/1m0s burst 200", "general": "100/1m0s burst 100",
 	}
 	got := map[string]string{}

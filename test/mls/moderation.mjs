@@ -2,7 +2,8 @@
 // clients (ts-mls) against a running cairn-caddy: roles the server
 // enforces, reports sealed with HPKE (RFC 9180) to the admins' report keys
 // that admins publish inside the group (docs/moderation.md), a refused
-// non-admin removal, and an invite created, redeemed by external commit
+// non-admin removal, a Bluesky block (served by the driver's PDS
+// stand-in) refusing an add, and an invite created, redeemed by external commit
 // and revoked. The Go test TestMLSModerationEndToEnd drives it with the
 // same line protocol as e2e.mjs (README.md).
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
@@ -241,6 +242,30 @@ const main = async () => {
     const res = refused(await xrpc(dave, 'removeMember', { body: { convoId, targetDid: carol.did, idempotencyKey: key() } }), 403, 'NotAdmin', 'dave removeMember')
     const still = must(await xrpc(carol, 'getEpoch', { query: { convoId } }), 'carol getEpoch')
     return { refused: res, epoch: still.currentEpoch }
+  })
+
+  // The driver seeded "frank blocks bob" in the PDS stand-in that frank's
+  // and bob's DID documents name, before the go-ahead.
+  await step('a block between two accounts stops their being added together', async () => {
+    const blocked = refused(await xrpc(alice, 'addMembers', { body: { convoId, didList: [frank.did], idempotencyKey: key() } }), 403, 'BlockedByMember', 'alice adds frank, who blocks bob')
+    const mutual = refused(
+      await xrpc(frank, 'createConvo', { body: { groupId: hex(randomBytes(16)), cipherSuite: SUITE, initialMembers: [bob.did], idempotencyKey: key() } }),
+      403,
+      'MutualBlockDetected',
+      'frank creates a conversation with bob',
+    )
+    const seen = must(await xrpc(alice, 'checkBlocks', { query: { dids: [bob.did, frank.did] } }), 'alice checkBlocks')
+    assertEq(seen.blocks.map((b) => [b.blockerDid, b.blockedDid]), [[frank.did, bob.did]], 'alice sees the block touching her co-member')
+    assert(seen.blocks[0].blockUri.startsWith(`at://${frank.did}/app.bsky.graph.block/`), 'the block record URI')
+    // erin shares no conversation with either: she learns nothing.
+    const stranger = must(await xrpc(erin, 'checkBlocks', { query: { dids: [bob.did, frank.did] } }), 'erin checkBlocks')
+    assertEq(stranger.blocks, [], 'a stranger learns no block between others')
+    // frank reports his block: verified, and he learns of no conversation
+    // (he is in none with bob).
+    const change = must(await xrpc(frank, 'handleBlockChange', { body: { blockerDid: frank.did, blockedDid: bob.did, action: 'created' } }), 'frank handleBlockChange')
+    assertEq(change.affectedConvos, [], "frank learns nothing of bob's conversations")
+    refused(await xrpc(bob, 'handleBlockChange', { body: { blockerDid: bob.did, blockedDid: frank.did, action: 'created' } }), 400, 'BlockNotVerified', 'bob claims a block he has not made')
+    return { blocked, mutual, blockUri: seen.blocks[0].blockUri }
   })
 
   await step('an invite is created, redeemed by external commit and revoked', async () => {
