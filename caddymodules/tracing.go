@@ -28,17 +28,12 @@ func init() {
 	})
 }
 
-// tracerName names cairn's spans' instrumentation scope.
-const tracerName = "github.com/cairn-chat/cairn-caddy"
-
-// startSpan starts a child of the request's span, from the tracer provider
-// of Caddy's tracing handler. Without a tracing handler the parent is not
-// recording and the child is a no-op.
+// startSpan starts a child of the request's span (tracing.Start) and
+// returns the request carrying it.
 func startSpan(r *http.Request, name string, attrs ...attribute.KeyValue) (*http.Request, trace.Span) {
-	parent := trace.SpanFromContext(r.Context())
-	if !parent.SpanContext().IsValid() {
-		return r, parent
+	ctx, span := tracing.Start(r.Context(), name, attrs...)
+	if ctx == r.Context() {
+		return r, span
 	}
-	ctx, span := parent.TracerProvider().Tracer(tracerName).Start(r.Context(), name, trace.WithAttributes(attrs...))
 	return r.WithContext(ctx), span
 }

@@ -646,6 +646,7 @@ type Store interface {
 	PendingDevices
 	Rejoins
 	WelcomeKeys
+	StockReader
 
 	// Traits states the backend's properties.
 	Traits() Traits
