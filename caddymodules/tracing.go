@@ -10,6 +10,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/cairn-chat/cairn-caddy/internal/realtime"
 	"github.com/cairn-chat/cairn-caddy/internal/tracing"
 )
 
@@ -36,4 +37,17 @@ func startSpan(r *http.Request, name string, attrs ...attribute.KeyValue) (*http
 		return r, span
 	}
 	return r.WithContext(ctx), span
+}
+
+// fanOut is the delivery service's OnChange: it announces a committed
+// write to the streams following the conversation (Hub.Notify, through
+// the node's notifier), inside a cairn.fanout span of the request. The
+// streams then read and send the events on their own goroutines, counted
+// by cairn_realtime_events_delivered_total.
+func fanOut(hub *realtime.Hub, notifier string) func(context.Context, string) {
+	return func(ctx context.Context, convoID string) {
+		_, span := tracing.Start(ctx, "cairn.fanout", attribute.String(tracing.NotifierKey, notifier))
+		hub.Notify(convoID)
+		span.End()
+	}
 }

@@ -29,7 +29,9 @@ func (s *Store) Members(ctx context.Context, convoIDs []string, includeLeft bool
 
 // ActiveMember implements store.Reader.
 func (s *Store) ActiveMember(ctx context.Context, convoID, memberDID string) (store.Member, error) {
-	return call(ctx, s.o, "active_member", func(ctx context.Context) (store.Member, error) { return s.Backend.ActiveMember(ctx, convoID, memberDID) })
+	return call(ctx, s.o, "active_member", func(ctx context.Context) (store.Member, error) {
+		return s.Backend.ActiveMember(ctx, convoID, memberDID)
+	})
 }
 
 // UserConvos implements store.Reader.
