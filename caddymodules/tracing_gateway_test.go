@@ -2,6 +2,7 @@ package caddymodules_test
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -64,6 +65,16 @@ const tracingCaddyfile = `{
 	}
 }
 http://127.0.0.1:{PORT} {
+	log {
+		output stderr
+		format filter {
+			wrap json
+			fields {
+				request>uri cairn_redact uri
+				request>headers cairn_redact headers
+			}
+		}
+	}
 	tracing {
 		span cairn
 		span_attributes {
@@ -97,6 +108,11 @@ func TestTracesCarryTheRequestIDAndNoIdentity(t *testing.T) {
 		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=" + collector.URL + "/v1/traces",
 		"OTEL_BSP_SCHEDULE_DELAY=50",
 	}})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(g.Logs())
+		}
+	})
 	// Tokens issued before the replay memory began are refused.
 	now := freshIat(t, testLeeway, g)
 	const create = "blue.catbird.mls.createConvo"
@@ -242,6 +258,22 @@ func TestTracesCarryTheRequestIDAndNoIdentity(t *testing.T) {
 				t.Errorf("the idempotent transaction's children %v; want cairn.store.create_convo on sqlite", tx)
 			}
 		}
+	}
+	// The access log line of the request carries its request ID and the
+	// trace's ID: either finds the other.
+	traceID := ""
+	for line := range strings.Lines(g.Logs()) {
+		var entry struct {
+			Msg       string `json:"msg"`
+			RequestID string `json:"request_id"`
+			TraceID   string `json:"traceID"`
+		}
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "handled request" && entry.RequestID == rid {
+			traceID = entry.TraceID
+		}
+	}
+	if want := hex.EncodeToString(server.GetTraceId()); traceID != want {
+		t.Errorf("the access log line of request %s has traceID %q, want the trace's %s", rid, traceID, want)
 	}
 	if attr(auth, "cairn.auth.reason") != "ok" || attr(auth, "cairn.nsid") != getConvo || attr(deliverySpan, "cairn.nsid") != getConvo {
 		t.Errorf("auth span %v, delivery span %v: want reason ok and the method's NSID", auth.GetAttributes(), deliverySpan.GetAttributes())

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,6 +61,16 @@ https://localhost:%[9]d {
 	respond "ok"
 }
 http://127.0.0.1:%[2]d {
+	log {
+		output stderr
+		format filter {
+			wrap json
+			fields {
+				request>uri cairn_redact uri
+				request>headers cairn_redact headers
+			}
+		}
+	}
 	cairn_request_id
 	route /xrpc/* {
 		cairn_xrpc_metrics
@@ -99,7 +110,7 @@ const (
 // is in that scrape with every label its query uses, and every label value
 // it matches exactly. Queries are parsed with Prometheus's PromQL parser.
 func TestDashboardsAndAlertsMatchTheScrape(t *testing.T) {
-	scraped := scrapeAfterTraffic(t)
+	scraped := driveOnce(t).families
 	// The traffic carried a DID, a conversation ID and a client address:
 	// none may be a label value, on the new store and retention series as
 	// on the rest.
@@ -132,9 +143,34 @@ func TestDashboardsAndAlertsMatchTheScrape(t *testing.T) {
 	}
 }
 
+// driven is what one run of the gateway through every feature left: its
+// scrape and its log output.
+type driven struct {
+	families map[string]*dto.MetricFamily
+	logs     string
+}
+
+var (
+	driveMu   sync.Mutex
+	driveDone *driven
+)
+
+// driveOnce runs the gateway through every feature once per test binary,
+// for the tests that read its scrape and its logs.
+func driveOnce(t *testing.T) *driven {
+	t.Helper()
+	driveMu.Lock()
+	defer driveMu.Unlock()
+	if driveDone == nil {
+		families, logs := scrapeAfterTraffic(t)
+		driveDone = &driven{families: families, logs: logs}
+	}
+	return driveDone
+}
+
 // scrapeAfterTraffic starts the gateway, drives it, and returns the parsed
-// scrape.
-func scrapeAfterTraffic(t *testing.T) map[string]*dto.MetricFamily {
+// scrape and the gateway's log output.
+func scrapeAfterTraffic(t *testing.T) (map[string]*dto.MetricFamily, string) {
 	client, _ := testenv.Redis(t)
 	zone := testenv.RandomName("obs_")
 	t.Cleanup(func() {
@@ -249,7 +285,7 @@ func scrapeAfterTraffic(t *testing.T) map[string]*dto.MetricFamily {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return families
+	return families, g.Logs()
 }
 
 func scrape(t *testing.T, port int) map[string]*dto.MetricFamily {
