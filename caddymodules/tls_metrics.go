@@ -17,11 +17,13 @@ import (
 )
 
 // Caddy v2.11 exports no certificate metrics. certmagic emits
-// "cached_managed_cert" with the certificate's names each time it puts a
-// managed certificate in its cache: when Caddy starts and loads it from
-// storage, after it obtains one, and after each renewal. certExpiry
-// answers by reading that certificate from storage and exporting its
-// expiry as cairn_tls_certificate_expiry_timestamp_seconds{name}.
+// "cached_managed_cert" with the certificate's names when it puts a
+// managed certificate in its cache (at start, from storage, and after
+// obtaining one), and "cert_obtained" with its name after it obtains or
+// renews one (a renewal replaces the cached certificate without the first
+// event). certExpiry answers both by reading the certificate from storage
+// and exporting its expiry as
+// cairn_tls_certificate_expiry_timestamp_seconds{name}.
 //
 // The names are the sites the operator configured: operator configuration,
 // not a user's identity, and few (metrics.MaxCertificateNames bounds them
@@ -44,7 +46,13 @@ func (a *App) watchCertificates(ctx caddy.Context) error {
 	if !ok {
 		return fmt.Errorf("cairn certificate metrics: the events app is a %T", app)
 	}
-	return events.On("cached_managed_cert", certExpiry{storage: ctx.Storage(), metrics: a.metrics, logger: a.logger})
+	h := certExpiry{storage: ctx.Storage(), metrics: a.metrics, logger: a.logger}
+	for _, event := range []string{"cached_managed_cert", "cert_obtained"} {
+		if err := events.On(event, h); err != nil {
+			return fmt.Errorf("cairn certificate metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // certReadTimeout bounds the storage reads of one event.
@@ -54,6 +62,9 @@ const certReadTimeout = 10 * time.Second
 // logged and skipped: a metric must not stand in the way of serving it.
 func (c certExpiry) Handle(ctx context.Context, e caddy.Event) error {
 	names, _ := e.Data["sans"].([]string)
+	if id, ok := e.Data["identifier"].(string); ok {
+		names = append(names, id)
+	}
 	if len(names) == 0 {
 		return nil
 	}
