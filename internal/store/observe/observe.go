@@ -70,12 +70,14 @@ type Recorder interface {
 }
 
 // Backend is what the wrapper needs of a store: the union and the
-// interfaces consumers assert beside it, which both backends implement.
+// interfaces consumers assert beside it, which both backends implement
+// (the operator's status reads MigrationStatus).
 type Backend interface {
 	store.Store
 	store.AuditLog
 	store.Bans
 	store.PoolStatser
+	store.Migrator
 }
 
 // observer measures and traces calls.
@@ -120,7 +122,8 @@ func exec(ctx context.Context, o *observer, op string, f func(context.Context) e
 // Store is a Backend whose calls are measured and traced. Its writes are
 // measured by the embedded writer, which Idempotent also wraps around its
 // transaction; every other method of Backend not defined here passes
-// through unmeasured (Close, Traits, PoolStats).
+// through unmeasured (Close, Traits, PoolStats, the schema's
+// MigrationStatus and Migrate).
 type Store struct {
 	writer
 	passthrough
@@ -141,6 +144,7 @@ var (
 	_ store.AuditLog    = (*Store)(nil)
 	_ store.Bans        = (*Store)(nil)
 	_ store.PoolStatser = (*Store)(nil)
+	_ store.Migrator    = (*Store)(nil)
 )
 
 // Operations returns every operation name the wrapper records: the
@@ -158,8 +162,10 @@ func Operations() []string {
 	return ops
 }
 
-// unmeasured are the Backend methods that do no database round trip.
-var unmeasured = map[string]bool{"Traits": true, "Close": true, "PoolStats": true}
+// unmeasured are the Backend methods that pass through: those that do
+// no database round trip, and the schema's, which run at start and for
+// the operator's status, not on behalf of a request.
+var unmeasured = map[string]bool{"Traits": true, "Close": true, "PoolStats": true, "MigrationStatus": true, "Migrate": true}
 
 // OperationName is the operation name of a store method: its name in
 // snake_case ("AppendMessage" is "append_message", "MessagesByID"
