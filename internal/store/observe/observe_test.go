@@ -146,7 +146,6 @@ func TestSpansAreNamedByOperation(t *testing.T) {
 		"cairn.store.convo":           "request",
 		"cairn.store.convos_for_user": "request",
 		"cairn.store.idempotent":      "request",
-		"cairn.store.put_key_package": "cairn.store.idempotent",
 	}
 	for name, parentName := range want {
 		sp, ok := byName[name]

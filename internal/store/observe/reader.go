@@ -115,16 +115,17 @@ func (s *Store) KeyPackageStock(ctx context.Context, low int) (store.KeyPackageS
 	})
 }
 
-// Idempotent implements store.Idempotency. The writes fn makes through
-// its transaction are measured too, each as its own operation. An error
-// of fn's own (a request the caller refuses mid-transaction) is the
-// caller's outcome, not a failure of the store.
+// Idempotent implements store.Idempotency, measured as one operation. fn
+// gets the backend's own transaction: consumers assert more of it than
+// store.Writer (store.Social), so its writes are not measured one by one.
+// An error of fn's own (a request the caller refuses mid-transaction) is
+// the caller's outcome, not a failure of the store.
 func (s *Store) Idempotent(ctx context.Context, key store.IdempotencyKey, requestHash []byte,
 	fn func(ctx context.Context, tx store.Writer) ([]byte, error)) (response []byte, replayed bool, err error) {
 	ctx, end := s.o.start(ctx, "idempotent")
 	var fnErr error
 	response, replayed, err = s.Backend.Idempotent(ctx, key, requestHash, func(ctx context.Context, tx store.Writer) ([]byte, error) {
-		r, err := fn(ctx, writer{w: tx, o: s.o})
+		r, err := fn(ctx, tx)
 		fnErr = err
 		return r, err
 	})
@@ -188,4 +189,9 @@ func (s *Store) PurgeKeyPackages(ctx context.Context, consumedFor time.Duration,
 // PurgeIdempotency implements store.Purger.
 func (s *Store) PurgeIdempotency(ctx context.Context, olderThan time.Duration) (int64, error) {
 	return s.purge(ctx, "purge_idempotency", func(ctx context.Context) (int64, error) { return s.Backend.PurgeIdempotency(ctx, olderThan) })
+}
+
+// PurgePendingAdditions implements store.Purger.
+func (s *Store) PurgePendingAdditions(ctx context.Context) (int64, error) {
+	return s.purge(ctx, "purge_pending_additions", s.Backend.PurgePendingAdditions)
 }

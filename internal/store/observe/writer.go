@@ -6,8 +6,7 @@ import (
 	"github.com/cairn-chat/cairn-caddy/internal/store"
 )
 
-// writer measures the writes of w: the store's own, or those of an
-// Idempotent transaction.
+// writer measures the store's own writes.
 type writer struct {
 	w store.Writer
 	o *observer
