@@ -381,6 +381,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}); err != nil {
 		return fmt.Errorf("cairn metrics: %w", err)
 	}
+	if err := a.watchCertificates(ctx); err != nil {
+		return err
+	}
 	if a.local, err = shared(a, localLimiterPoolKey, func() (*ratelimit.MemoryStore, func() error, error) {
 		return ratelimit.NewMemoryStore(ratelimit.MemoryConfig{}), nil, nil
 	}); err != nil {

@@ -136,7 +136,15 @@ func (a *App) provisionBackup(repl *caddy.Replacer) error {
 
 // backupSchedule is the scheduled backup's worker, locking through st.
 func (a *App) backupSchedule(st store.Store) *backup.Schedule {
+	a.metrics.BackupInterval(time.Duration(a.Backup.Interval))
 	return &backup.Schedule{
+		OnNewest: func(newest backup.Archive, ok bool) {
+			if ok {
+				a.metrics.BackupArchive(newest.Created, newest.Size)
+			} else {
+				a.metrics.BackupArchive(time.Time{}, 0)
+			}
+		},
 		Runner: a.backupRunner, Locker: st, Interval: time.Duration(a.Backup.Interval),
 		OnError: func(err error) {
 			a.metrics.BackendError("backup", "schedule")
@@ -151,6 +159,7 @@ func (a *App) onBackup(f backup.Finished) {
 		a.logger.Error("backup failed", zap.String("error", f.Error))
 		return
 	}
+	a.metrics.BackupArchive(f.StartedAt, f.Bytes)
 	a.logger.Info("backup written", zap.String("archive", f.Archive), zap.Int64("bytes", f.Bytes),
 		zap.Int64("rows", f.Rows), zap.Int("pruned", len(f.Pruned)))
 }

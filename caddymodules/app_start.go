@@ -10,10 +10,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cairn-chat/cairn-caddy/internal/atpauth"
+	"github.com/cairn-chat/cairn-caddy/internal/delivery"
+	"github.com/cairn-chat/cairn-caddy/internal/metrics"
 	"github.com/cairn-chat/cairn-caddy/internal/realtime"
 	"github.com/cairn-chat/cairn-caddy/internal/redact"
 	"github.com/cairn-chat/cairn-caddy/internal/retention"
 	"github.com/cairn-chat/cairn-caddy/internal/store"
+	"github.com/cairn-chat/cairn-caddy/internal/store/observe"
 	"github.com/cairn-chat/cairn-caddy/internal/store/open"
 	"github.com/cairn-chat/cairn-caddy/internal/worker"
 )
@@ -88,7 +91,13 @@ func (a *App) start() error {
 			return err
 		}
 		a.running = &Running{Store: st, Realtime: node, operator: op}
-		workers = append(workers, w, flush)
+		workers = append(workers, w, flush, &metrics.StockWatch{
+			Store: st, Metrics: a.metrics, Low: delivery.DefaultKeyPackageThreshold, Interval: stockInterval,
+			OnError: func(err error) {
+				a.metrics.BackendError("store", "keypackage_stock")
+				a.logger.Warn("reading the key-package stock", zap.Error(err))
+			},
+		})
 		if a.backupRunner != nil {
 			a.backupRunner.Audit = backupAuditor(op.audit)
 			workers = append(workers, a.backupSchedule(st))
@@ -117,6 +126,10 @@ func (a *App) beginReplayMemories() {
 		}
 	}
 }
+
+// stockInterval is how often each node reads the key-package stock: one
+// aggregate query over key_packages and devices.
+const stockInterval = time.Minute
 
 // startTimeout bounds opening and migrating the store and connecting the
 // notifier at start.
@@ -217,7 +230,8 @@ func (a *App) openStore(ctx context.Context) (store.Store, error) {
 			b.Close()
 			return nil, nil, err
 		}
-		return b, b.Close, nil
+		// Every call is measured, and traced inside a traced request.
+		return observe.New(b, a.metrics.StoreCalls(string(cfg.Kind()), observe.Operations())), b.Close, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cairn database (%s): %w", cfg, err)

@@ -22,12 +22,18 @@ import (
 
 func provisionApp(t *testing.T, a *App) error {
 	t.Helper()
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	// A context of an empty config, as Caddy gives an app: the app asks it
+	// for the events app.
+	base, err := caddy.ProvisionContext(&caddy.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := caddy.NewContext(base)
 	t.Cleanup(cancel)
 	if a.DataDir == "" {
 		a.DataDir = t.TempDir()
 	}
-	err := a.Provision(ctx)
+	err = a.Provision(ctx)
 	if err == nil {
 		t.Cleanup(func() { _ = a.Cleanup() })
 	}

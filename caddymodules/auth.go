@@ -18,6 +18,7 @@ import (
 	"github.com/cairn-chat/cairn-caddy/internal/authfail"
 	"github.com/cairn-chat/cairn-caddy/internal/caller"
 	"github.com/cairn-chat/cairn-caddy/internal/metrics"
+	"github.com/cairn-chat/cairn-caddy/internal/tracing"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
 )
 
@@ -169,10 +170,10 @@ func (a *Auth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 // carrying the caller, or answers r with the refusal and reports false.
 func (a *Auth) authenticate(w http.ResponseWriter, r *http.Request) (context.Context, bool) {
 	nsid, _ := xrpc.NSIDFromPath(r.URL.Path)
-	traced, span := startSpan(r, "cairn.auth", attribute.String("cairn.nsid", xrpc.LabelFor(nsid)))
+	traced, span := startSpan(r, "cairn.auth", attribute.String(tracing.NSIDKey, xrpc.LabelFor(nsid)))
 	v, err := a.verifier.Verify(traced.Context(), r.Header.Get("Authorization"), nsid)
 	reason := authReason(err)
-	span.SetAttributes(attribute.String("cairn.auth.reason", reason))
+	span.SetAttributes(attribute.String(tracing.AuthReasonKey, reason))
 	span.End()
 	if err != nil {
 		a.metrics.AuthOutcome("client", reason)

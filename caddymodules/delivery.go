@@ -22,6 +22,7 @@ import (
 	"github.com/cairn-chat/cairn-caddy/internal/caller"
 	"github.com/cairn-chat/cairn-caddy/internal/delivery"
 	"github.com/cairn-chat/cairn-caddy/internal/realtime"
+	"github.com/cairn-chat/cairn-caddy/internal/tracing"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
 )
 
@@ -160,7 +161,7 @@ func (d *Delivery) handlers(ctx context.Context) (*deliveryHandlers, error) {
 	}
 	h.service, err = delivery.New(delivery.Config{
 		Store:                   run.Store,
-		OnChange:                node.Hub.Notify,
+		OnChange:                fanOut(node.Hub, d.app.notifier),
 		MaxMessageBytes:         d.MaxMessageBytes,
 		MaxKeyPackagesPerDevice: d.app.KeyPackagesPerDevice,
 		MaxKeyPackageLifetime:   time.Duration(d.MaxKeyPackageLifetime),
@@ -277,7 +278,7 @@ func (d *Delivery) admit(w http.ResponseWriter, r *http.Request) *deliveryHandle
 // span: its store operation and the fan-out of what it wrote happen inside
 // it.
 func serveMethod(service *delivery.Service, w http.ResponseWriter, r *http.Request, nsid string) {
-	traced, span := startSpan(r, "cairn.delivery", attribute.String("cairn.nsid", xrpc.LabelFor(nsid)))
+	traced, span := startSpan(r, "cairn.delivery", attribute.String(tracing.NSIDKey, xrpc.LabelFor(nsid)))
 	service.ServeHTTP(w, traced)
 	span.End()
 }

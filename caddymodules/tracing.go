@@ -10,6 +10,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/cairn-chat/cairn-caddy/internal/realtime"
 	"github.com/cairn-chat/cairn-caddy/internal/tracing"
 )
 
@@ -28,17 +29,25 @@ func init() {
 	})
 }
 
-// tracerName names cairn's spans' instrumentation scope.
-const tracerName = "github.com/cairn-chat/cairn-caddy"
-
-// startSpan starts a child of the request's span, from the tracer provider
-// of Caddy's tracing handler. Without a tracing handler the parent is not
-// recording and the child is a no-op.
+// startSpan starts a child of the request's span (tracing.Start) and
+// returns the request carrying it.
 func startSpan(r *http.Request, name string, attrs ...attribute.KeyValue) (*http.Request, trace.Span) {
-	parent := trace.SpanFromContext(r.Context())
-	if !parent.SpanContext().IsValid() {
-		return r, parent
+	ctx, span := tracing.Start(r.Context(), name, attrs...)
+	if ctx == r.Context() {
+		return r, span
 	}
-	ctx, span := parent.TracerProvider().Tracer(tracerName).Start(r.Context(), name, trace.WithAttributes(attrs...))
 	return r.WithContext(ctx), span
+}
+
+// fanOut is the delivery service's OnChange: it announces a committed
+// write to the streams following the conversation (Hub.Notify, through
+// the node's notifier), inside a cairn.fanout span of the request. The
+// streams then read and send the events on their own goroutines, counted
+// by cairn_realtime_events_delivered_total.
+func fanOut(hub *realtime.Hub, notifier string) func(context.Context, string) {
+	return func(ctx context.Context, convoID string) {
+		_, span := tracing.Start(ctx, "cairn.fanout", attribute.String(tracing.NotifierKey, notifier))
+		hub.Notify(convoID)
+		span.End()
+	}
 }

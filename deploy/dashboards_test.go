@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,16 +39,38 @@ func TestMain(m *testing.M) {
 
 // featuresCaddyfile serves every feature a dashboard or alert measures:
 // XRPC metrics, a rate limit on Redis, auth, delivery on the embedded
-// SQLite store, event streams, and Caddy's own errors.
+// SQLite store, event streams, Caddy's own errors, a scheduled backup, and
+// an HTTPS site with a certificate from Caddy's internal issuer.
 const featuresCaddyfile = `{
 	admin 127.0.0.1:%[1]d
+	skip_install_trust
+	auto_https disable_redirects
 	cairn {
 		mode development
 		plc_url %[3]s
 		redis %[4]s
+		backup {
+			target %[7]s
+			schedule hourly
+			key_file %[8]s
+		}
 	}
 }
+https://localhost:%[9]d {
+	tls internal
+	respond "ok"
+}
 http://127.0.0.1:%[2]d {
+	log {
+		output stderr
+		format filter {
+			wrap json
+			fields {
+				request>uri cairn_redact uri
+				request>headers cairn_redact headers
+			}
+		}
+	}
 	cairn_request_id
 	route /xrpc/* {
 		cairn_xrpc_metrics
@@ -87,7 +110,7 @@ const (
 // is in that scrape with every label its query uses, and every label value
 // it matches exactly. Queries are parsed with Prometheus's PromQL parser.
 func TestDashboardsAndAlertsMatchTheScrape(t *testing.T) {
-	scraped := scrapeAfterTraffic(t)
+	scraped := driveOnce(t).families
 	// The traffic carried a DID, a conversation ID and a client address:
 	// none may be a label value, on the new store and retention series as
 	// on the rest.
@@ -120,9 +143,34 @@ func TestDashboardsAndAlertsMatchTheScrape(t *testing.T) {
 	}
 }
 
+// driven is what one run of the gateway through every feature left: its
+// scrape and its log output.
+type driven struct {
+	families map[string]*dto.MetricFamily
+	logs     string
+}
+
+var (
+	driveMu   sync.Mutex
+	driveDone *driven
+)
+
+// driveOnce runs the gateway through every feature once per test binary,
+// for the tests that read its scrape and its logs.
+func driveOnce(t *testing.T) *driven {
+	t.Helper()
+	driveMu.Lock()
+	defer driveMu.Unlock()
+	if driveDone == nil {
+		families, logs := scrapeAfterTraffic(t)
+		driveDone = &driven{families: families, logs: logs}
+	}
+	return driveDone
+}
+
 // scrapeAfterTraffic starts the gateway, drives it, and returns the parsed
-// scrape.
-func scrapeAfterTraffic(t *testing.T) map[string]*dto.MetricFamily {
+// scrape and the gateway's log output.
+func scrapeAfterTraffic(t *testing.T) (map[string]*dto.MetricFamily, string) {
 	client, _ := testenv.Redis(t)
 	zone := testenv.RandomName("obs_")
 	t.Cleanup(func() {
@@ -139,9 +187,14 @@ func scrapeAfterTraffic(t *testing.T) map[string]*dto.MetricFamily {
 		ticket = "blue.catbird.mls.getSubscriptionTicket"
 		other  = "com.example.notServed"
 	)
-	admin, port, metricsPort := gatewaytest.FreePort(t), gatewaytest.FreePort(t), gatewaytest.FreePort(t)
+	admin, port, metricsPort, tlsPort := gatewaytest.FreePort(t), gatewaytest.FreePort(t), gatewaytest.FreePort(t), gatewaytest.FreePort(t)
+	dir := t.TempDir()
+	backups, keyFile := filepath.Join(dir, "backups"), filepath.Join(dir, "backup.key")
+	if err := os.WriteFile(keyFile, []byte(strings.Repeat("k", 64)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	g := gatewaytest.Start(t, &builder, gatewaytest.Options{
-		Caddyfile: fmt.Sprintf(featuresCaddyfile, admin, port, plc.URL, testenv.RedisURL(), zone, metricsPort),
+		Caddyfile: fmt.Sprintf(featuresCaddyfile, admin, port, plc.URL, testenv.RedisURL(), zone, metricsPort, backups, keyFile, tlsPort),
 		AdminPort: admin,
 	})
 	// Tokens issued before the gateway's replay memory began are refused.
@@ -210,7 +263,34 @@ func scrapeAfterTraffic(t *testing.T) map[string]*dto.MetricFamily {
 		t.Fatalf("getSubscriptionTicket: %d", s)
 	}
 
-	mresp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+	// The schedule backs up at start (the target is empty); the internal
+	// issuer's certificate is cached at start. Scrape once both show.
+	var families map[string]*dto.MetricFamily
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		families = scrape(t, metricsPort)
+		backedUp := gaugeValue(families, "cairn_backup_last_success_timestamp_seconds", "")
+		certExpiry := gaugeValue(families, "cairn_tls_certificate_expiry_timestamp_seconds", "localhost")
+		if backedUp > 0 && certExpiry > 0 {
+			if now := float64(time.Now().Unix()); backedUp > now+1 || backedUp < now-120 || certExpiry < now {
+				t.Errorf("last backup at %v, certificate expiry at %v; now is %v", backedUp, certExpiry, now)
+			}
+			if gaugeValue(families, "cairn_backup_last_size_bytes", "") <= 0 {
+				t.Error("the last backup's size is not reported")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no backup (%v) or certificate expiry (%v) in the scrape\n%s", backedUp, certExpiry, g.Logs())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return families, g.Logs()
+}
+
+func scrape(t *testing.T, port int) map[string]*dto.MetricFamily {
+	t.Helper()
+	mresp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,6 +301,17 @@ func scrapeAfterTraffic(t *testing.T) map[string]*dto.MetricFamily {
 		t.Fatalf("parse scrape: %v", err)
 	}
 	return families
+}
+
+// gaugeValue returns the value of the gauge name whose one label (if any)
+// has value label; 0 if absent.
+func gaugeValue(families map[string]*dto.MetricFamily, name, label string) float64 {
+	for _, m := range families[name].GetMetric() {
+		if len(m.GetLabel()) == 0 && label == "" || len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == label {
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
 }
 
 // targetLabels are added by Prometheus to every scraped series; the

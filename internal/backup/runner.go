@@ -169,6 +169,10 @@ type Schedule struct {
 	Check time.Duration
 	// OnError, if set, is told of lock and listing errors.
 	OnError func(error)
+	// OnNewest, if set, is told of the target's newest archive each time
+	// the schedule lists the target (ok false when it holds none), so that
+	// every node reports the last backup, whichever node took it.
+	OnNewest func(newest Archive, ok bool)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -229,6 +233,13 @@ func (s *Schedule) due(ctx context.Context) (time.Duration, error) {
 	as, err := s.Runner.Target.List(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("backup schedule: listing %s: %w", s.Runner.Target, err)
+	}
+	if s.OnNewest != nil {
+		if len(as) == 0 {
+			s.OnNewest(Archive{}, false)
+		} else {
+			s.OnNewest(as[0], true)
+		}
 	}
 	if len(as) == 0 {
 		return 0, nil

@@ -137,7 +137,7 @@ func (s *Service) idempotent(ctx context.Context, c call, key string, req any, c
 		return nil, err
 	}
 	if !replayed && convoID != "" && s.cfg.OnChange != nil {
-		s.cfg.OnChange(convoID)
+		s.cfg.OnChange(ctx, convoID)
 	}
 	return rawJSON(resp), nil
 }

@@ -137,7 +137,7 @@ func (s *Service) sendMessage(ctx context.Context, c call) (any, error) {
 		return s.sendRefused(ctx, c.nsid, err, sent)
 	}
 	if s.cfg.OnChange != nil {
-		s.cfg.OnChange(convoID)
+		s.cfg.OnChange(ctx, convoID)
 	}
 	return out, nil
 }

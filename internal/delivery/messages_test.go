@@ -313,7 +313,7 @@ func TestOnChangeSkipsReplays(t *testing.T) {
 	var mu sync.Mutex
 	changed := map[string]int{}
 	e := newEnv(t, openSQLite, func(c *deliveryConfig) {
-		c.OnChange = func(id string) { mu.Lock(); changed[id]++; mu.Unlock() }
+		c.OnChange = func(_ context.Context, id string) { mu.Lock(); changed[id]++; mu.Unlock() }
 	})
 	g := e.createConvo(t, alice, bob)
 	ct := app(t, g, 0)

@@ -86,8 +86,10 @@ type Config struct {
 	// added events to it (a message, a commit, a membership change), once
 	// the write is committed; never for a replayed retry. The realtime hub
 	// uses it to wake subscribers, who then read the events from the store.
+	// ctx is the request's (for its trace); the write is already
+	// committed, so ctx's cancellation must not stop the announcement.
 	// It must not block.
-	OnChange func(convoID string)
+	OnChange func(ctx context.Context, convoID string)
 	// MessageTTL, when positive, sets an expiry on every stored message and
 	// commit, independent of the retention worker. Default none.
 	MessageTTL time.Duration

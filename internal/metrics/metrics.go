@@ -40,6 +40,7 @@ type Metrics struct {
 	backendErrors *prometheus.CounterVec
 	backendState  *prometheus.GaugeVec
 	authOutcomes  *prometheus.CounterVec
+	ops           operations
 
 	// Realtime holds the event-stream collectors.
 	Realtime *Realtime
@@ -107,6 +108,7 @@ func New() *Metrics {
 		m.backendErrors.WithLabelValues(b[0], b[1])
 	}
 	m.Realtime = newRealtime(m.Registry)
+	m.registerOperations()
 	m.xrpcSeries = map[string]*xrpcSeries{}
 	for _, nsid := range xrpc.KnownNSIDs() {
 		m.xrpcSeries[nsid] = &xrpcSeries{label: nsid}
@@ -159,7 +161,7 @@ func (m *Metrics) ObserveXRPC(nsid string, status int, took time.Duration) {
 // knownBackendErrors are the backend and operation pairs whose error series
 // exist at zero from the start, so that a dashboard shows a flat line before
 // the first failure. Worker panics add their worker's name as operation.
-var knownBackendErrors = [][2]string{{"redis", "ratelimit"}, {"ratelimit", "allow"}, {"store", "retention"}}
+var knownBackendErrors = [][2]string{{"redis", "ratelimit"}, {"ratelimit", "allow"}, {"store", "retention"}, {"store", "keypackage_stock"}}
 
 // retentionKinds are the kind label values of cairn_retention_purged_total;
 // their series exist at zero from the start, so a dashboard shows a flat line

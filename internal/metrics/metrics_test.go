@@ -1,12 +1,15 @@
 package metrics
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/cairn-chat/cairn-caddy/internal/store"
 )
 
 func TestLabelsStayBounded(t *testing.T) {
@@ -19,6 +22,15 @@ func TestLabelsStayBounded(t *testing.T) {
 	m.ObserveXRPC("blue.catbird.mls.getConvos", 503, time.Millisecond)
 	m.RetentionPurged("messages", 3)
 	m.RetentionPurged("did:plc:ewvi7nxzyoun6zhxrhs64oiz", 1)
+	calls := m.StoreCalls("sqlite", []string{"append_message"})
+	calls.StoreCall("append_message", time.Millisecond, "unavailable")
+	// An operation not in the store's fixed list (a statement, say) is
+	// not a label value.
+	calls.StoreCall("SELECT * FROM convos WHERE id = 'secret'", time.Millisecond, "internal")
+	m.KeyPackageStock(store.KeyPackageStock{Devices: 5, Empty: 1, Low: 2})
+	for i := range MaxCertificateNames + 5 {
+		m.CertificateExpiry(fmt.Sprintf("host%d.example", i), time.Now())
+	}
 
 	families, err := m.Registry.Gather()
 	if err != nil {
@@ -36,7 +48,11 @@ func TestLabelsStayBounded(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"blue.catbird.mls.sendMessage", "other", "2xx", "4xx", "5xx", "send", "limited", "redis", "messages", "idempotency"} {
+	if n := len(seen); n > 200 {
+		t.Errorf("%d label values: the certificate names are not bounded", n)
+	}
+	for _, want := range []string{"blue.catbird.mls.sendMessage", "other", "2xx", "4xx", "5xx", "send", "limited", "redis", "messages", "idempotency",
+		"append_message", "unavailable", "internal", "empty", "low", "ok", "host0.example"} {
 		if !seen[want] {
 			t.Errorf("label value %q not recorded", want)
 		}
@@ -153,4 +169,78 @@ func TestUnavailableAndPurgesAreCounted(t *testing.T) {
 			t.Errorf("purged has %d series, want one per kind (%d)", len(f.GetMetric()), len(retentionKinds))
 		}
 	}
+}
+
+// TestOperationsReport checks the values the store, stock, backup and
+// certificate collectors report.
+func TestOperationsReport(t *testing.T) {
+	m := New()
+	calls := m.StoreCalls("postgres", []string{"convo", "append_message"})
+	calls.StoreCall("convo", 2*time.Millisecond, "")
+	calls.StoreCall("convo", 3*time.Millisecond, "unavailable")
+	m.KeyPackageStock(store.KeyPackageStock{Devices: 10, Empty: 2, Low: 3})
+	taken := time.Date(2026, 11, 30, 3, 0, 0, 0, time.UTC)
+	m.BackupArchive(taken, 4096)
+	m.BackupInterval(6 * time.Hour)
+	m.CertificateExpiry("chat.example.com", taken.Add(90*24*time.Hour))
+
+	for _, tc := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"cairn_store_operation_errors_total", map[string]string{"backend": "postgres", "operation": "convo", "kind": "unavailable"}, 1},
+		{"cairn_store_operation_errors_total", map[string]string{"backend": "postgres", "operation": "convo", "kind": "internal"}, 0},
+		{"cairn_store_operation_errors_total", map[string]string{"backend": "postgres", "operation": "append_message", "kind": "unavailable"}, 0},
+		{"cairn_keypackage_devices", map[string]string{"stock": "empty"}, 2},
+		{"cairn_keypackage_devices", map[string]string{"stock": "low"}, 3},
+		{"cairn_keypackage_devices", map[string]string{"stock": "ok"}, 5},
+		{"cairn_backup_last_success_timestamp_seconds", nil, float64(taken.Unix())},
+		{"cairn_backup_last_size_bytes", nil, 4096},
+		{"cairn_backup_interval_seconds", nil, 6 * 3600},
+		{"cairn_tls_certificate_expiry_timestamp_seconds", map[string]string{"name": "chat.example.com"}, float64(taken.Add(90 * 24 * time.Hour).Unix())},
+	} {
+		if got, ok := value(t, m, tc.name, tc.labels); !ok || got != tc.want {
+			t.Errorf("%s%v = %v (found %v), want %v", tc.name, tc.labels, got, ok, tc.want)
+		}
+	}
+	if got, ok := value(t, m, "cairn_store_operation_duration_seconds", map[string]string{"backend": "postgres", "operation": "convo"}); !ok || got != 2 {
+		t.Errorf("convo latency observations = %v, want 2", got)
+	}
+	m.BackupArchive(time.Time{}, 0)
+	if got, _ := value(t, m, "cairn_backup_last_success_timestamp_seconds", nil); got != 0 {
+		t.Errorf("a target without archives reports %v, want 0", got)
+	}
+}
+
+// value returns the value of the series name{labels} (a histogram's
+// sample count).
+func value(t *testing.T, m *Metrics, name string, labels map[string]string) (float64, bool) {
+	t.Helper()
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, s := range f.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if labels[l.GetName()] != l.GetValue() {
+					continue series
+				}
+			}
+			switch {
+			case s.GetGauge() != nil:
+				return s.GetGauge().GetValue(), true
+			case s.GetCounter() != nil:
+				return s.GetCounter().GetValue(), true
+			case s.GetHistogram() != nil:
+				return float64(s.GetHistogram().GetSampleCount()), true
+			}
+		}
+	}
+	return 0, false
 }

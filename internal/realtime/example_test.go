@@ -37,7 +37,7 @@ func Example() {
 	}
 
 	// Per handler: every committed write wakes the hub.
-	svc, err := delivery.New(delivery.Config{Store: st, OnChange: hub.Notify})
+	svc, err := delivery.New(delivery.Config{Store: st, OnChange: func(_ context.Context, id string) { hub.Notify(id) }})
 	if err != nil {
 		panic(err)
 	}

@@ -6,9 +6,10 @@
 // Store is composed of small interfaces, as certmagic composes Storage and
 // Locker, and each consumer takes only the slice it uses: Reader, Writer,
 // Idempotency (internal/delivery), EventLog (internal/realtime, with four
-// reads), Maintenance = Locker + Purger (internal/retention), and the
+// reads), Maintenance = Locker + Purger (internal/retention), the
 // device and recovery state PendingDevices, Rejoins and WelcomeKeys
-// (internal/delivery). AuditLog
+// (internal/delivery), and StockReader (the key-package stock metric,
+// internal/metrics). AuditLog
 // (internal/audit) and Bans (internal/ban) are implemented by both
 // backends beside Store, not part of it: their consumers assert them. A
 // backend states its properties as Traits rather than letting consumers
@@ -646,6 +647,7 @@ type Store interface {
 	PendingDevices
 	Rejoins
 	WelcomeKeys
+	StockReader
 
 	// Traits states the backend's properties.
 	Traits() Traits

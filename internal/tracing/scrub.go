@@ -29,10 +29,13 @@ var allowed = map[attribute.Key]bool{
 	"network.protocol.name":     true,
 	"network.protocol.version":  true,
 	"server.port":               true,
-	"error.type":                true,
+	ErrorTypeKey:                true,
 	RequestIDKey:                true,
-	"cairn.nsid":                true,
-	"cairn.auth.reason":         true,
+	NSIDKey:                     true,
+	AuthReasonKey:               true,
+	StoreOperationKey:           true,
+	DBSystemKey:                 true,
+	NotifierKey:                 true,
 }
 
 // Allowed reports whether a span attribute may be exported.

@@ -106,10 +106,14 @@ func (c Config) Key() string {
 	return string(Postgres) + ":" + strings.TrimSpace(c.Database)
 }
 
-// Backend is a store with its schema controls.
+// Backend is a store with its schema controls, and the interfaces both
+// backends implement beside store.Store (observe.Backend).
 type Backend interface {
 	store.Store
 	store.Migrator
+	store.AuditLog
+	store.Bans
+	store.PoolStatser
 }
 
 // New builds the backend c selects without connecting to it or creating

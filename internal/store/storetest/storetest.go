@@ -112,6 +112,7 @@ func Run(t *testing.T, b Backend) {
 		{"KeyPackageStatsAndSync", testKeyPackageStatsAndSync},
 		{"KeyPackageByHash", testKeyPackageByHash},
 		{"Devices", testDevices},
+		{"KeyPackageStock", testKeyPackageStock},
 		{"EventsAfterCursor", testEventsAfterCursor},
 		{"ConvoPagination", testConvoPagination},
 		{"MessagePagination", testMessagePagination},
