@@ -28,6 +28,7 @@ var playbooks = []string{"setup.yml", "deploy.yml", "backup.yml", "update.yml"}
 // with its strictest (production) profile, and ansible-playbook
 // --syntax-check on each playbook against the example inventory.
 func TestAnsibleLintAndSyntax(t *testing.T) {
+	t.Parallel() // mostly waiting on Ansible's Python: overlap it with the rest
 	lint := tool(t, "ansible-lint", "ansible-lint")
 	playbook := tool(t, "ansible-playbook", "ansible")
 	// One run checks them all (Ansible's start-up is most of the time).
@@ -188,6 +189,7 @@ func TestAnsibleConvergeInDebianRoot(t *testing.T) {
 		}
 		t.Skip("the chroot converge needs root")
 	}
+	t.Parallel() // mostly waiting on chroot and Python: overlap it with the rest
 	tool(t, "ansible-playbook", "ansible")
 	nft := tool(t, "nft", "nftables")
 	analyze := tool(t, "systemd-analyze", "systemd")
