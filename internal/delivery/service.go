@@ -46,6 +46,7 @@ type Store interface {
 	store.PendingDevices
 	store.Rejoins
 	store.WelcomeKeys
+	store.PushTokens
 }
 
 // Config configures a Service. Only Store is required; every other zero
@@ -107,6 +108,12 @@ type Config struct {
 	// RequireOptIn, when true, lets only accounts that opted in (optIn) be
 	// added to conversations, by createConvo, addMembers or an invite.
 	RequireOptIn bool
+	// PushSealer seals the tokens registerDeviceToken stores (internal/push).
+	// Without it the push-token methods answer MethodNotImplemented.
+	PushSealer PushSealer
+	// PushInsecureHosts lists UnifiedPush endpoint hosts that may be plain
+	// http (development and tests).
+	PushInsecureHosts []string
 }
 
 // Service is the MLS delivery service: it serves the blue.catbird.mls
@@ -222,6 +229,7 @@ func (s *Service) routes() map[string]method {
 	}
 	s.socialRoutes(m)
 	maps.Copy(m, s.recoveryRoutes(small, msg))
+	s.pushRoutes(m, small)
 	return m
 }
 
