@@ -158,6 +158,10 @@ type App struct {
 	// cairn_did_document publishes and rotate-key rotates.
 	Identity *IdentityConfig `json:"identity,omitempty"`
 
+	// Push, if set, wakes devices through APNs and UnifiedPush when their
+	// conversations change: see PushConfig. Off by default.
+	Push *PushConfig `json:"push,omitempty"`
+
 	// LogIdentities writes raw identities (DIDs, conversation IDs) into debug
 	// logs instead of their keyed hashes. Development only.
 	LogIdentities bool `json:"log_identities,omitempty"`
@@ -184,6 +188,8 @@ type App struct {
 	// newKeyFile, is where Start writes it when Provision generated it.
 	auditKey        []byte
 	newAuditKeyFile string
+	// push is the push keys and queue; nil while push is off.
+	push *pushState
 	retention       retentionStats
 	// backupRunner runs the scheduled backup; nil without a backup block.
 	backupRunner *backup.Runner
@@ -381,6 +387,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}); err != nil {
 		return fmt.Errorf("cairn metrics: %w", err)
 	}
+	if err := a.provisionPush(); err != nil {
+		return err
+	}
 	if a.local, err = shared(a, localLimiterPoolKey, func() (*ratelimit.MemoryStore, func() error, error) {
 		return ratelimit.NewMemoryStore(ratelimit.MemoryConfig{}), nil, nil
 	}); err != nil {
@@ -483,7 +492,7 @@ func (a *App) validateConfig() error {
 			return err
 		}
 	}
-	return nil
+	return a.validatePush()
 }
 
 // Validate is part of caddy.Validator. The checks run during Provision, before

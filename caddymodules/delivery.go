@@ -137,9 +137,24 @@ func (d *Delivery) handlers(ctx context.Context) (*deliveryHandlers, error) {
 	if h.realtime, err = realtime.NewServer(realtime.ServerConfig{Hub: node.Hub, Tickets: node.Tickets, Endpoint: d.WebSocketEndpoint, OnServerError: serverErrorLogger(d.logger)}); err != nil {
 		return nil, fmt.Errorf("cairn_delivery: %w", err)
 	}
+	onChange := node.Hub.Notify
+	var pushSealer delivery.PushSealer
+	if q := d.app.PushQueue(); q != nil {
+		pushSealer = d.app.PushSealer()
+		onChange = func(convoID string) {
+			node.Hub.Notify(convoID)
+			q.Add(convoID)
+		}
+	}
+	var pushHosts []string
+	if d.app.Push != nil {
+		pushHosts = d.app.Push.AllowHosts
+	}
 	h.service, err = delivery.New(delivery.Config{
 		Store:                   run.Store,
-		OnChange:                node.Hub.Notify,
+		OnChange:                onChange,
+		PushSealer:              pushSealer,
+		PushInsecureHosts:       pushHosts,
 		MaxMessageBytes:         d.MaxMessageBytes,
 		MaxKeyPackagesPerDevice: d.app.KeyPackagesPerDevice,
 		MaxKeyPackageLifetime:   time.Duration(d.MaxKeyPackageLifetime),

@@ -43,6 +43,8 @@ type Metrics struct {
 
 	// Realtime holds the event-stream collectors.
 	Realtime *Realtime
+	// Push counts push wake-ups.
+	Push *Push
 
 	// xrpcSeries maps every known NSID to its label children, resolved on
 	// first use; it is built in New and only read after that.
@@ -107,6 +109,7 @@ func New() *Metrics {
 		m.backendErrors.WithLabelValues(b[0], b[1])
 	}
 	m.Realtime = newRealtime(m.Registry)
+	m.Push = newPush(m.Registry)
 	m.xrpcSeries = map[string]*xrpcSeries{}
 	for _, nsid := range xrpc.KnownNSIDs() {
 		m.xrpcSeries[nsid] = &xrpcSeries{label: nsid}

@@ -19,6 +19,9 @@ type Queue struct {
 	max     int
 	ready   chan struct{}
 	dropped atomic.Uint64
+	// OnDrop, if set before use, is called for each dropped conversation
+	// (a metric); it must not block.
+	OnDrop func()
 }
 
 // NewQueue returns a queue holding at most capacity conversations.
@@ -42,6 +45,9 @@ func (q *Queue) Add(convoID string) bool {
 	q.mu.Unlock()
 	if full {
 		q.dropped.Add(1)
+		if q.OnDrop != nil {
+			q.OnDrop()
+		}
 		return false
 	}
 	select {
