@@ -189,8 +189,8 @@ type App struct {
 	auditKey        []byte
 	newAuditKeyFile string
 	// push is the push keys and queue; nil while push is off.
-	push *pushState
-	retention       retentionStats
+	push      *pushState
+	retention retentionStats
 	// backupRunner runs the scheduled backup; nil without a backup block.
 	backupRunner *backup.Runner
 	// serviceKeys is the service's keyring, opened by Start when a module
