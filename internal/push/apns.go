@@ -10,7 +10,6 @@ import (
 	"github.com/sideshow/apns2"
 	"github.com/sideshow/apns2/payload"
 	"github.com/sideshow/apns2/token"
-	"golang.org/x/net/http2"
 )
 
 // APNsConfig configures the APNs provider with token-based (.p8)
@@ -62,13 +61,15 @@ func NewAPNs(cfg APNsConfig) (*APNs, error) {
 	if host == "" {
 		host = apns2.HostProduction
 	}
+	// APNs speaks HTTP/2 only; keep the connection open and ping it when
+	// idle, as Apple asks providers to.
+	tr := &http.Transport{TLSClientConfig: tlsCfg, ForceAttemptHTTP2: true, Protocols: new(http.Protocols),
+		HTTP2: &http.HTTP2Config{SendPingTimeout: apns2.ReadIdleTimeout}}
+	tr.Protocols.SetHTTP2(true)
 	client := &apns2.Client{
-		Token: &token.Token{AuthKey: key, KeyID: cfg.KeyID, TeamID: cfg.TeamID},
-		HTTPClient: &http.Client{
-			Transport: &http2.Transport{TLSClientConfig: tlsCfg, ReadIdleTimeout: apns2.ReadIdleTimeout},
-			Timeout:   timeout,
-		},
-		Host: host,
+		Token:      &token.Token{AuthKey: key, KeyID: cfg.KeyID, TeamID: cfg.TeamID},
+		HTTPClient: &http.Client{Transport: tr, Timeout: timeout},
+		Host:       host,
 	}
 	return &APNs{client: client, topic: cfg.Topic}, nil
 }
