@@ -141,7 +141,7 @@ func (a *App) pushSender(st store.Store) (*push.Sender, error) {
 	}
 	providers := map[string]push.Provider{}
 	if c := a.Push.APNs; c != nil {
-		key, err := os.ReadFile(c.KeyFile) // #nosec G304 -- the operator's configured key file
+		key, err := os.ReadFile(c.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("cairn push apns key_file: %w", err)
 		}
