@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 
 	"github.com/cairn-chat/cairn-caddy/internal/push"
@@ -18,8 +17,13 @@ type PushSealer interface {
 	Seal(ownerDID, deviceID, provider string, token []byte) ([]byte, error)
 }
 
-// pushRoutes registers registerDeviceToken and unregisterDeviceToken.
+// pushRoutes registers registerDeviceToken and unregisterDeviceToken when
+// push is configured; otherwise they stay unserved (501
+// MethodNotImplemented, like every method the service does not serve).
 func (s *Service) pushRoutes(m map[string]method, small int64) {
+	if s.cfg.PushSealer == nil {
+		return
+	}
 	m[Namespace+"registerDeviceToken"] = method{typ: xrpc.Procedure, bodyLimit: small, handle: s.registerDeviceToken}
 	m[Namespace+"unregisterDeviceToken"] = method{typ: xrpc.Procedure, bodyLimit: small, handle: s.unregisterDeviceToken}
 }
@@ -35,22 +39,12 @@ type successOutput struct {
 	Success bool `json:"success"`
 }
 
-func (s *Service) pushEnabled() error {
-	if s.cfg.PushSealer == nil {
-		return xrpc.Errorf(http.StatusNotImplemented, "MethodNotImplemented", "push notifications are not configured on this server")
-	}
-	return nil
-}
-
 // registerDeviceToken serves blue.catbird.mls.registerDeviceToken: it
 // seals the token for one of the caller's registered devices and stores
 // it, replacing the device's previous token. deviceName is not stored
 // (the device has its name from registerDevice). Registering is an
 // upsert, so a retry is harmless without an idempotency key.
 func (s *Service) registerDeviceToken(ctx context.Context, c call) (any, error) {
-	if err := s.pushEnabled(); err != nil {
-		return nil, err
-	}
 	var in registerDeviceTokenInput
 	if err := decodeBody(c.body, &in); err != nil {
 		return nil, err
@@ -87,9 +81,6 @@ type unregisterDeviceTokenInput struct {
 // succeeds whether or not the device had a token, so a retry after a lost
 // answer succeeds too.
 func (s *Service) unregisterDeviceToken(ctx context.Context, c call) (any, error) {
-	if err := s.pushEnabled(); err != nil {
-		return nil, err
-	}
 	var in unregisterDeviceTokenInput
 	if err := decodeBody(c.body, &in); err != nil {
 		return nil, err
