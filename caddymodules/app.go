@@ -158,6 +158,10 @@ type App struct {
 	// cairn_did_document publishes and rotate-key rotates.
 	Identity *IdentityConfig `json:"identity,omitempty"`
 
+	// Push, if set, wakes devices through APNs and UnifiedPush when their
+	// conversations change: see PushConfig. Off by default.
+	Push *PushConfig `json:"push,omitempty"`
+
 	// LogIdentities writes raw identities (DIDs, conversation IDs) into debug
 	// logs instead of their keyed hashes. Development only.
 	LogIdentities bool `json:"log_identities,omitempty"`
@@ -184,7 +188,9 @@ type App struct {
 	// newKeyFile, is where Start writes it when Provision generated it.
 	auditKey        []byte
 	newAuditKeyFile string
-	retention       retentionStats
+	// push is the push keys and queue; nil while push is off.
+	push      *pushState
+	retention retentionStats
 	// backupRunner runs the scheduled backup; nil without a backup block.
 	backupRunner *backup.Runner
 	// serviceKeys is the service's keyring, opened by Start when a module
@@ -384,6 +390,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.watchCertificates(ctx); err != nil {
 		return err
 	}
+	if err := a.provisionPush(); err != nil {
+		return err
+	}
 	if a.local, err = shared(a, localLimiterPoolKey, func() (*ratelimit.MemoryStore, func() error, error) {
 		return ratelimit.NewMemoryStore(ratelimit.MemoryConfig{}), nil, nil
 	}); err != nil {
@@ -486,7 +495,7 @@ func (a *App) validateConfig() error {
 			return err
 		}
 	}
-	return nil
+	return a.validatePush()
 }
 
 // Validate is part of caddy.Validator. The checks run during Provision, before

@@ -131,6 +131,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := a.unmarshalIdentity(d); err != nil {
 				return err
 			}
+		case "push":
+			if err := a.unmarshalPush(d); err != nil {
+				return err
+			}
 		case "redis":
 			// An empty {$CAIRN_REDIS_URL} leaves no argument: no Redis.
 			if d.NextArg() {

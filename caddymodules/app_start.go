@@ -102,6 +102,13 @@ func (a *App) start() error {
 			a.backupRunner.Audit = backupAuditor(op.audit)
 			workers = append(workers, a.backupSchedule(st))
 		}
+		if a.push != nil {
+			ps, err := a.pushSender(st)
+			if err != nil {
+				return err
+			}
+			workers = append(workers, ps)
+		}
 	}
 	return a.workers.Start(workers...)
 }

@@ -159,9 +159,25 @@ func (d *Delivery) handlers(ctx context.Context) (*deliveryHandlers, error) {
 			return nil, fmt.Errorf("cairn_delivery: %w", err)
 		}
 	}
+	onChange := fanOut(node.Hub, d.app.notifier)
+	var pushSealer delivery.PushSealer
+	if q := d.app.PushQueue(); q != nil {
+		pushSealer = d.app.PushSealer()
+		announce := onChange
+		onChange = func(ctx context.Context, convoID string) {
+			announce(ctx, convoID)
+			q.Add(convoID)
+		}
+	}
+	var pushHosts []string
+	if d.app.Push != nil {
+		pushHosts = d.app.Push.AllowHosts
+	}
 	h.service, err = delivery.New(delivery.Config{
 		Store:                   run.Store,
-		OnChange:                fanOut(node.Hub, d.app.notifier),
+		OnChange:                onChange,
+		PushSealer:              pushSealer,
+		PushInsecureHosts:       pushHosts,
 		MaxMessageBytes:         d.MaxMessageBytes,
 		MaxKeyPackagesPerDevice: d.app.KeyPackagesPerDevice,
 		MaxKeyPackageLifetime:   time.Duration(d.MaxKeyPackageLifetime),

@@ -429,6 +429,8 @@ func TestProductionRefusesEachDevelopmentOption(t *testing.T) {
 		{"resolver allow-list", "resolver_allow_hosts 127.0.0.1", "", "resolver_allow_hosts"},
 		{"identity-revealing debug logs", "log_identities", "", "log_identities"},
 		{"direct XRPC proxy", "", "cairn_xrpc_proxy http://127.0.0.1:2583", "cairn_xrpc_proxy"},
+		{"push endpoints on private hosts", "push {\n\t\t\tallow_hosts 127.0.0.1\n\t\t\tunifiedpush {\n\t\t\t\tcontact mailto:ops@example.com\n\t\t\t}\n\t\t}", "", "push allow_hosts"},
+		{"APNs host override", "push {\n\t\t\tapns {\n\t\t\t\tkey_file /nonexistent.p8\n\t\t\t\tkey_id K\n\t\t\t\tteam_id T\n\t\t\t\ttopic app\n\t\t\t\thost https://127.0.0.1:1\n\t\t\t}\n\t\t}", "", "push apns host"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body := fmt.Sprintf(site, tc.handler)

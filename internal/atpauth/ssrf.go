@@ -84,3 +84,15 @@ func guardedDialer(base net.Dialer, allow map[string]bool) func(ctx context.Cont
 		return guarded.DialContext(ctx, network, addr)
 	}
 }
+
+// PublicDialer returns a DialContext function that connects only to public
+// unicast addresses, checked on the address actually dialled, except to
+// the host names in allow (development and tests). Other fetchers of
+// client-supplied URLs (push endpoints) use it too.
+func PublicDialer(base net.Dialer, allow []string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	m := make(map[string]bool, len(allow))
+	for _, h := range allow {
+		m[h] = true
+	}
+	return guardedDialer(base, m)
+}

@@ -108,6 +108,11 @@ var catalog = []Table{
 		{"use_count", KindInt}, {"revoked_at", KindTime}, {"revoked_by", KindText}}},
 	{Name: "opt_ins", OrderBy: "did", Columns: []Column{
 		{"did", KindText}, {"opted_in_at", KindTime}}},
+	// Push tokens travel sealed; the push key travels with the data
+	// directory's files (push-token.key), so a restore can open them.
+	{Name: "push_tokens", OrderBy: "owner_did, device_id", Columns: []Column{
+		{"owner_did", KindText}, {"device_id", KindText}, {"provider", KindText},
+		{"sealed_token", KindBytes}, {"registered_at", KindTime}}},
 }
 
 // singletonTables always hold their one row once migrated, so they do not
@@ -120,4 +125,4 @@ var excludedTables = map[string]bool{"schema_migrations": true}
 
 // SchemaVersion is the store schema version catalog describes. Backups
 // are taken and restored at this version only.
-const SchemaVersion = 5
+const SchemaVersion = 6

@@ -92,6 +92,11 @@
 //     made before registration can name did#deviceUUID; autoJoinedConvos
 //     is always empty and welcomeMessages absent (a new device is added by
 //     a member's commit like any other).
+//   - registerDeviceToken: platform android or web takes a Web Push
+//     subscription as JSON for UnifiedPush (the lexicon names only hex
+//     APNs tokens); deviceName is not stored; the device must be one the
+//     caller's account registered (404 DeviceNotFound). Both push methods
+//     answer 501 while the operator has push off.
 //   - String-typed byte fields are decoded from standard or URL-safe
 //     base64, padded or not. Responses use base64url without padding where
 //     the lexicon says "Base64url" (getWelcome.welcome,

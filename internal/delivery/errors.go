@@ -101,7 +101,7 @@ func (s *Service) mapError(nsid string, err error) *xrpc.Error {
 		return e(http.StatusNotFound, "NotFound", "conversation not found")
 	case errors.Is(err, store.ErrNotMember) && groupInfo:
 		return e(http.StatusForbidden, "Unauthorized", "caller is not a member of the conversation")
-	case errors.Is(err, store.ErrNotFound) && nsid == Namespace+"deleteDevice":
+	case errors.Is(err, store.ErrNotFound) && (nsid == Namespace+"deleteDevice" || nsid == Namespace+"registerDeviceToken"):
 		return e(http.StatusNotFound, "DeviceNotFound", "device not found")
 	case errors.Is(err, store.ErrNotFound):
 		return e(http.StatusNotFound, "ConvoNotFound", "conversation not found")

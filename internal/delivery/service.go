@@ -46,6 +46,7 @@ type Store interface {
 	store.PendingDevices
 	store.Rejoins
 	store.WelcomeKeys
+	store.PushTokens
 }
 
 // Config configures a Service. Only Store is required; every other zero
@@ -119,6 +120,12 @@ type Config struct {
 	// BlocksFailOpen, when true, lets an add through when the block source
 	// cannot be read. Default false: the add is refused (fail closed).
 	BlocksFailOpen bool
+	// PushSealer seals the tokens registerDeviceToken stores (internal/push).
+	// Without it the push-token methods answer MethodNotImplemented.
+	PushSealer PushSealer
+	// PushInsecureHosts lists UnifiedPush endpoint hosts that may be plain
+	// http (development and tests).
+	PushInsecureHosts []string
 }
 
 // Service is the MLS delivery service: it serves the blue.catbird.mls
@@ -235,6 +242,7 @@ func (s *Service) routes() map[string]method {
 	s.socialRoutes(m)
 	s.blockRoutes(m)
 	maps.Copy(m, s.recoveryRoutes(small, msg))
+	s.pushRoutes(m, small)
 	return m
 }
 

@@ -44,6 +44,8 @@ type Metrics struct {
 
 	// Realtime holds the event-stream collectors.
 	Realtime *Realtime
+	// Push counts push wake-ups.
+	Push *Push
 
 	// xrpcSeries maps every known NSID to its label children, resolved on
 	// first use; it is built in New and only read after that.
@@ -109,6 +111,7 @@ func New() *Metrics {
 	}
 	m.Realtime = newRealtime(m.Registry)
 	m.registerOperations()
+	m.Push = newPush(m.Registry)
 	m.xrpcSeries = map[string]*xrpcSeries{}
 	for _, nsid := range xrpc.KnownNSIDs() {
 		m.xrpcSeries[nsid] = &xrpcSeries{label: nsid}

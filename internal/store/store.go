@@ -629,7 +629,7 @@ type Traits struct {
 
 // Store is the union the backends implement; each consumer takes only the
 // slice it uses (Reader, Writer, Idempotency, EventLog, Maintenance,
-// PendingDevices, Rejoins, WelcomeKeys).
+// PendingDevices, Rejoins, WelcomeKeys, PushTokens).
 // Implementations are safe for concurrent use, from several processes on
 // PostgreSQL.
 //
@@ -648,6 +648,7 @@ type Store interface {
 	Rejoins
 	WelcomeKeys
 	StockReader
+	PushTokens
 
 	// Traits states the backend's properties.
 	Traits() Traits

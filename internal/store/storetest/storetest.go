@@ -142,6 +142,8 @@ func Run(t *testing.T, b Backend) {
 		{"NeedsRejoin", testNeedsRejoin},
 		{"WelcomeKeys", testWelcomeKeys},
 		{"DeviceRecoverySchema", testDeviceRecoverySchema},
+		{"PushTokens", testPushTokens},
+		{"PushTokenSchema", testPushTokenSchema},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

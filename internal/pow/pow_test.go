@@ -1,0 +1,113 @@
+package pow_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairn-chat/cairn-caddy/internal/atpauth"
+	"github.com/cairn-chat/cairn-caddy/internal/pow"
+)
+
+const (
+	did    = "did:plc:alice"
+	create = "blue.catbird.mls.createConvo"
+)
+
+func TestVerify(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	v := &pow.Verifier{Replay: atpauth.NewMemoryReplayStore(1000, clock), Now: clock}
+	stamp, err := pow.Solve(did, create, 12, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := v.Verify(ctx, stamp, did, create, 12); err != nil {
+		t.Fatalf("a fresh stamp: %v", err)
+	}
+	if err := v.Verify(ctx, stamp, did, create, 12); !errors.Is(err, pow.ErrReplayed) {
+		t.Errorf("the same stamp again: %v, want ErrReplayed", err)
+	}
+	other, _ := pow.Solve(did, create, 12, now)
+	cases := []struct {
+		name, header, did, nsid string
+		required                int
+		want                    error
+	}{
+		{"missing", "", did, create, 12, pow.ErrMissing},
+		{"malformed", "v1:12:x", did, create, 12, pow.ErrMalformed},
+		{"too little declared work", other, did, create, 16, pow.ErrInsufficient},
+		{"another caller", other, "did:plc:mallory", create, 12, pow.ErrInsufficient},
+		{"another method", other, did, "blue.catbird.mls.sendChatRequest", 12, pow.ErrInsufficient},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := v.Verify(ctx, tc.header, tc.did, tc.nsid, tc.required); !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+	old, _ := pow.Solve(did, create, 4, now.Add(-10*time.Minute))
+	if err := v.Verify(ctx, old, did, create, 4); !errors.Is(err, pow.ErrExpired) {
+		t.Errorf("an old stamp: %v, want ErrExpired", err)
+	}
+	future, _ := pow.Solve(did, create, 4, now.Add(time.Hour))
+	if err := v.Verify(ctx, future, did, create, 4); !errors.Is(err, pow.ErrExpired) {
+		t.Errorf("a future stamp: %v, want ErrExpired", err)
+	}
+	// A stamp claiming more bits than its digest has is refused.
+	parts := strings.Split(other, ":")
+	parts[1] = "30"
+	if err := v.Verify(ctx, strings.Join(parts, ":"), did, create, 12); !errors.Is(err, pow.ErrInsufficient) {
+		t.Errorf("an inflated claim: %v, want ErrInsufficient", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add("v1:12:1800000000:AAAAAAAAAAAAAAAAAAAAAA:42")
+	f.Add("v1:99:0:x:0")
+	f.Add("v2::::")
+	f.Fuzz(func(t *testing.T, s string) {
+		st, err := pow.Parse(s)
+		if err != nil {
+			if !errors.Is(err, pow.ErrMalformed) {
+				t.Fatalf("error %v is not ErrMalformed", err)
+			}
+			return
+		}
+		if st.String() != s || st.Bits > pow.MaxBits || len(st.Nonce) != 16 {
+			t.Fatalf("accepted %q as %+v", s, st)
+		}
+	})
+}
+
+// BenchmarkSolve is the client's cost per difficulty (expected 2^bits
+// hashes); BenchmarkVerify the server's, one hash plus the replay check.
+func BenchmarkSolve(b *testing.B) {
+	for _, bits := range []int{8, 12, 16, 20} {
+		b.Run(fmt.Sprintf("bits=%d", bits), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := pow.Solve(did, create, bits, time.Now()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkVerify(b *testing.B) {
+	now := time.Now()
+	v := &pow.Verifier{Replay: atpauth.NewMemoryReplayStore(1<<20, time.Now)}
+	stamps := make([]string, 1000)
+	for i := range stamps {
+		stamps[i], _ = pow.Solve(did, create, 8, now)
+	}
+	i := 0
+	for b.Loop() {
+		_ = v.Verify(b.Context(), stamps[i%len(stamps)], did, create, 8)
+		i++
+	}
+}
