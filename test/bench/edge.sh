@@ -16,8 +16,8 @@
 # Targets: edge >= 1.1x peer and >= 0.95x respond, as the median of the
 # per-round ratios. The peer sends no RateLimit-* headers on admitted
 # requests, and its 429s carry no security headers at all (`header`
-# without `defer` does not reach a response rate_limit writes itself);
-# cairn's carry both.
+# defers its changes when it deletes one, and rate_limit's refusal is an
+# error Caddy writes past that wrapper); cairn's carry both.
 #
 # Every server runs pinned to core 0 (GOMAXPROCS=1, nginx one worker, no
 # master), wrk to the other cores. Each round runs every site once, in an
