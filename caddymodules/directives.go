@@ -18,6 +18,7 @@ var directiveOrder = []struct {
 	{"cairn_request_id", httpcaddyfile.Before, "tracing"},
 	{"cairn_xrpc_metrics", httpcaddyfile.Before, "tracing"},
 	{"cairn_security_headers", httpcaddyfile.Before, "tracing"},
+	{"cairn_edge", httpcaddyfile.Before, "tracing"},
 	{"cairn_rate_limit", httpcaddyfile.Before, "basic_auth"},
 	{"cairn_auth", httpcaddyfile.Before, "basic_auth"},
 	{"cairn_operator_auth", httpcaddyfile.Before, "basic_auth"},

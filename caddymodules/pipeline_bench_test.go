@@ -237,6 +237,13 @@ func BenchmarkEdgeSites(b *testing.B) {
 			match nsid blue.catbird.mls.*
 		}
 	}`
+	const ipRateLimit = `cairn_rate_limit {
+		backend memory
+		zone ip {
+			key   ip
+			rate  1000000/1s
+		}
+	}`
 	const sameHeaders = `header {
 		-Server
 		Cache-Control "no-store"
@@ -262,6 +269,10 @@ func BenchmarkEdgeSites(b *testing.B) {
 		{"security_headers", "cairn_security_headers"},
 		{"rate_limit", rateLimit},
 		{"pipeline", "cairn_request_id\n\tcairn_xrpc_metrics\n\tcairn_security_headers\n\t" + rateLimit},
+		// The issue 18 comparison: the three directives against cairn_edge
+		// with the same IP zone (the edge takes no DID zones).
+		{"three_directives", "cairn_request_id\n\tcairn_security_headers\n\t" + ipRateLimit},
+		{"edge", "cairn_edge {\n\t\trate_limit {\n\t\t\tbackend memory\n\t\t\tzone ip {\n\t\t\t\tkey ip\n\t\t\t\trate 1000000/1s\n\t\t\t}\n\t\t}\n\t}"},
 	}
 	var cf strings.Builder
 	fmt.Fprintf(&cf, "{\n\tadmin off\n\tpersist_config off\n\tlog {\n\t\tlevel WARN\n\t}\n\tcairn {\n\t\tdata_dir %s\n\t\tlog_hash_key %s\n\t}\n}\n", b.TempDir(), strings.Repeat("k", 40))

@@ -150,6 +150,19 @@ func (zs *Zones) Allow(ctx context.Context, req Request) (Decision, error) {
 	return d, nil
 }
 
+// KeyedBy returns the names of the zones whose key is kind, in order. A
+// handler that runs before authentication uses it to refuse DID zones,
+// which would never see a verified caller there.
+func (zs *Zones) KeyedBy(kind KeyKind) []string {
+	var names []string
+	for _, z := range zs.zones {
+		if z.key == kind {
+			names = append(names, z.name)
+		}
+	}
+	return names
+}
+
 // Applicable returns the names of the zones that apply to req, in the
 // order Allow decides them.
 func (zs *Zones) Applicable(req Request) []string {
