@@ -15,7 +15,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cairn-chat/cairn-caddy/internal/ratelimit"
-	"github.com/cairn-chat/cairn-caddy/internal/requestid"
 	"github.com/cairn-chat/cairn-caddy/internal/secheaders"
 )
 
@@ -92,21 +91,9 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	// for an error or a panic once this returns — finds the headers set.
 	defer ew.applyOnce()
 
-	var inbound string
-	if v := r.Header[requestIDHeader]; len(v) > 0 {
-		inbound = v[0]
-	}
-	id, err := requestid.Resolve(inbound)
-	if err != nil {
+	if _, err := assignRequestID(w, r); err != nil {
 		respondError(e.logger, ew, r, err)
 		return nil
-	}
-	value := []string{id}
-	r.Header[requestIDHeader] = value
-	w.Header()[requestIDHeader] = value
-	caddyhttp.SetVar(r.Context(), requestIDVar, id)
-	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
-		extra.Set(zap.String(requestIDVar, id))
 	}
 
 	if rl := e.RateLimit; rl != nil {

@@ -49,23 +49,10 @@ func (rid *RequestID) Provision(ctx caddy.Context) error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (rid *RequestID) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	var inbound string
-	if v := r.Header[requestIDHeader]; len(v) > 0 {
-		inbound = v[0]
-	}
-	id, err := requestid.Resolve(inbound)
+	id, err := assignRequestID(w, r)
 	if err != nil {
 		respondError(rid.logger, w, r, err)
 		return nil
-	}
-	// One value slice serves both header maps: net/http and Caddy only read
-	// or replace header values, never write into the slices.
-	value := []string{id}
-	r.Header[requestIDHeader] = value
-	w.Header()[requestIDHeader] = value
-	caddyhttp.SetVar(r.Context(), requestIDVar, id)
-	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
-		extra.Set(zap.String(requestIDVar, id))
 	}
 	return next.ServeHTTP(w, r.WithContext(requestid.With(r.Context(), id)))
 }
@@ -112,3 +99,28 @@ var (
 	_ caddyhttp.MiddlewareHandler = (*RequestID)(nil)
 	_ caddyfile.Unmarshaler       = (*RequestID)(nil)
 )
+
+// assignRequestID resolves the request's ID (the inbound X-Request-ID when
+// valid, else a new one) and stamps it where the rest of the pipeline reads
+// it: both header maps, the request_id variable and the access log's extra
+// fields. cairn_request_id and cairn_edge share it.
+func assignRequestID(w http.ResponseWriter, r *http.Request) (string, error) {
+	var inbound string
+	if v := r.Header[requestIDHeader]; len(v) > 0 {
+		inbound = v[0]
+	}
+	id, err := requestid.Resolve(inbound)
+	if err != nil {
+		return "", err
+	}
+	// One value slice serves both header maps: net/http and Caddy only read
+	// or replace header values, never write into the slices.
+	value := []string{id}
+	r.Header[requestIDHeader] = value
+	w.Header()[requestIDHeader] = value
+	caddyhttp.SetVar(r.Context(), requestIDVar, id)
+	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
+		extra.Set(zap.String(requestIDVar, id))
+	}
+	return id, nil
+}
