@@ -1,13 +1,10 @@
 package e2etest
 
 import (
-	"fmt"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/cairn-chat/cairn-caddy/internal/atprototest"
-	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
 )
 
 // deviceSteps are the steps of test/mls/devices.mjs (docs/devices.md), in
@@ -31,15 +28,9 @@ func TestDeviceRecoveryEndToEnd(t *testing.T) {
 	}{{"sqlite", sqliteStore}, {"postgres", postgresStore}} {
 		t.Run(b.name, func(t *testing.T) {
 			requireMLSHarness(t)
-			st := b.store(t)
 			plc := atprototest.NewPLC(t)
-			admin, port := gatewaytest.FreePort(t), gatewaytest.FreePort(t)
-			text := strings.NewReplacer(
-				"{ADMIN}", strconv.Itoa(admin), "{PORT}", strconv.Itoa(port), "{PLC}", plc.URL, "{STORAGE}", st.caddyfile,
-			).Replace(mlsCaddyfile)
-			g := gatewaytest.Start(t, &builder, gatewaytest.Options{Caddyfile: text, AdminPort: admin,
-				Env: []string{"CAIRN_LOG_HASH_KEY=" + strings.Repeat("e", 40)}})
-			runHarnessScript(t, harnessScript{name: "devices.mjs", members: 2, steps: deviceSteps}, plc, fmt.Sprintf("http://127.0.0.1:%d", port), g, nil)
+			g, base := startMLSGateway(t, mlsCaddyfile, plc, b.store(t), []string{"CAIRN_LOG_HASH_KEY=" + strings.Repeat("e", 40)})
+			runHarnessScript(t, harnessScript{name: "devices.mjs", members: 2, steps: deviceSteps}, plc, base, g, nil)
 		})
 	}
 }

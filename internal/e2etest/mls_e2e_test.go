@@ -151,12 +151,7 @@ func TestMLSClientsEndToEnd(t *testing.T) {
 			// it (or restores the data files with --data-files).
 			env := []string{"CAIRN_LOG_HASH_KEY=" + strings.Repeat("e", 40), "CAIRN_AUDIT_KEY=" + strings.Repeat("a", 40)}
 			start := func(st mlsStore) (*gatewaytest.Gateway, string) {
-				admin, port := gatewaytest.FreePort(t), gatewaytest.FreePort(t)
-				text := strings.NewReplacer(
-					"{ADMIN}", strconv.Itoa(admin), "{PORT}", strconv.Itoa(port), "{PLC}", plc.URL, "{STORAGE}", st.caddyfile,
-				).Replace(mlsCaddyfile)
-				g := gatewaytest.Start(t, &builder, gatewaytest.Options{Caddyfile: text, AdminPort: admin, Env: env})
-				return g, fmt.Sprintf("http://127.0.0.1:%d", port)
+				return startMLSGateway(t, mlsCaddyfile, plc, st, env)
 			}
 			g, base := start(from)
 			restore := func() string {
@@ -341,4 +336,17 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "…" + s[len(s)-n:]
+}
+
+// startMLSGateway starts a gateway on caddyfile (mlsCaddyfile or a variant
+// of it) with free admin and site ports, plc as its PLC directory and st as
+// its store, and returns it with the site's base URL.
+func startMLSGateway(t *testing.T, caddyfile string, plc *atprototest.PLC, st mlsStore, env []string) (*gatewaytest.Gateway, string) {
+	t.Helper()
+	admin, port := gatewaytest.FreePort(t), gatewaytest.FreePort(t)
+	text := strings.NewReplacer(
+		"{ADMIN}", strconv.Itoa(admin), "{PORT}", strconv.Itoa(port), "{PLC}", plc.URL, "{STORAGE}", st.caddyfile,
+	).Replace(caddyfile)
+	g := gatewaytest.Start(t, &builder, gatewaytest.Options{Caddyfile: text, AdminPort: admin, Env: env})
+	return g, fmt.Sprintf("http://127.0.0.1:%d", port)
 }

@@ -1,13 +1,10 @@
 package e2etest
 
 import (
-	"fmt"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/cairn-chat/cairn-caddy/internal/atprototest"
-	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
 )
 
 // moderationSteps are the steps of issue 14's moderation scenario
@@ -39,15 +36,12 @@ func TestMLSModerationEndToEnd(t *testing.T) {
 			// name; the gateway reads it through its resolver (plain HTTP
 			// on loopback, allowed in development mode).
 			pds := atprototest.NewPDS(t)
-			admin, port := gatewaytest.FreePort(t), gatewaytest.FreePort(t)
-			text := strings.NewReplacer(
-				"{ADMIN}", strconv.Itoa(admin), "{PORT}", strconv.Itoa(port), "{PLC}", plc.URL, "{STORAGE}", st.store(t).caddyfile,
-			).Replace(strings.Replace(mlsCaddyfile, "plc_url {PLC}", "plc_url {PLC}\n\t\tdid_web_allow_http\n\t\tresolver_allow_hosts 127.0.0.1", 1))
-			g := gatewaytest.Start(t, &builder, gatewaytest.Options{Caddyfile: text, AdminPort: admin,
-				Env: []string{"CAIRN_LOG_HASH_KEY=" + strings.Repeat("e", 40), "CAIRN_AUDIT_KEY=" + strings.Repeat("a", 40)}})
+			caddyfile := strings.Replace(mlsCaddyfile, "plc_url {PLC}", "plc_url {PLC}\n\t\tdid_web_allow_http\n\t\tresolver_allow_hosts 127.0.0.1", 1)
+			g, base := startMLSGateway(t, caddyfile, plc, st.store(t),
+				[]string{"CAIRN_LOG_HASH_KEY=" + strings.Repeat("e", 40), "CAIRN_AUDIT_KEY=" + strings.Repeat("a", 40)})
 			runHarnessScript(t, harnessScript{name: "moderation.mjs", members: 6, steps: moderationSteps,
 				pds: pds, seed: func(did map[string]string) { pds.Block(did["frank"], did["bob"]) }},
-				plc, fmt.Sprintf("http://127.0.0.1:%d", port), g, nil)
+				plc, base, g, nil)
 		})
 	}
 }
