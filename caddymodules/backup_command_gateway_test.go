@@ -193,18 +193,7 @@ func TestScheduledBackupInsideTheGateway(t *testing.T) {
 	dir := t.TempDir()
 	dataDir, target, keyFile := filepath.Join(dir, "data"), filepath.Join(dir, "backups"), filepath.Join(dir, "backup.key")
 	testenv.Must(t, os.WriteFile(keyFile, []byte(strings.Repeat("3c", 32)), 0o600), "key")
-	b, err := open.New(open.Config{DataDir: dataDir})
-	testenv.Must(t, err, "open")
-	_, err = b.Migrate(ctx)
-	testenv.Must(t, err, "migrate")
-	_, err = b.CreateConvo(ctx, store.NewConvo{ID: "g1", CreatorDID: "did:plc:alice", CipherSuite: "0x0001", Epoch: 1,
-		Members: []store.NewMember{{MemberDID: "did:plc:alice#d1", UserDID: "did:plc:alice", DeviceID: "d1", Role: store.RoleAdmin}}})
-	testenv.Must(t, err, "create convo")
-	for i := range 10 {
-		_, err := b.AppendMessage(ctx, store.NewMessage{ConvoID: "g1", MsgID: fmt.Sprintf("m%d", i), Epoch: 1, Ciphertext: []byte("ct"), PaddedSize: 256})
-		testenv.Must(t, err, "append")
-	}
-	b.Close()
+	seedEmbeddedNode(t, dataDir, 10)
 
 	admin, port, internal := gatewaytest.FreePort(t), gatewaytest.FreePort(t), gatewaytest.FreePort(t)
 	token, hash := operatorToken(t)
@@ -335,4 +324,24 @@ http://127.0.0.1:%d {
 	if len(msgs.Messages) != 10 || msgs.Messages[9].Seq != 10 {
 		t.Errorf("restored %d messages", len(msgs.Messages))
 	}
+}
+
+// seedEmbeddedNode migrates a new embedded (SQLite) store in dataDir and
+// writes one conversation, g1, with alice as its admin and the given
+// number of messages.
+func seedEmbeddedNode(t *testing.T, dataDir string, messages int) {
+	t.Helper()
+	ctx := context.Background()
+	b, err := open.New(open.Config{DataDir: dataDir})
+	testenv.Must(t, err, "open")
+	_, err = b.Migrate(ctx)
+	testenv.Must(t, err, "migrate")
+	_, err = b.CreateConvo(ctx, store.NewConvo{ID: "g1", CreatorDID: "did:plc:alice", CipherSuite: "0x0001", Epoch: 1,
+		Members: []store.NewMember{{MemberDID: "did:plc:alice#d1", UserDID: "did:plc:alice", DeviceID: "d1", Role: store.RoleAdmin}}})
+	testenv.Must(t, err, "create convo")
+	for i := range messages {
+		_, err := b.AppendMessage(ctx, store.NewMessage{ConvoID: "g1", MsgID: fmt.Sprintf("m%d", i), Epoch: 1, Ciphertext: []byte("ct"), PaddedSize: 256})
+		testenv.Must(t, err, "append")
+	}
+	b.Close()
 }

@@ -3,7 +3,6 @@ package caddymodules_test
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -72,18 +71,7 @@ func TestTerminalPromptsAndProgress(t *testing.T) {
 	dir := t.TempDir()
 	dataDir, target, keyFile := filepath.Join(dir, "data"), filepath.Join(dir, "backups"), filepath.Join(dir, "backup.key")
 	testenv.Must(t, os.WriteFile(keyFile, []byte(strings.Repeat("5d", 32)), 0o600), "key")
-	b, err := open.New(open.Config{DataDir: dataDir})
-	testenv.Must(t, err, "open")
-	_, err = b.Migrate(ctx)
-	testenv.Must(t, err, "migrate")
-	_, err = b.CreateConvo(ctx, store.NewConvo{ID: "g1", CreatorDID: "did:plc:alice", CipherSuite: "0x0001", Epoch: 1,
-		Members: []store.NewMember{{MemberDID: "did:plc:alice#d1", UserDID: "did:plc:alice", DeviceID: "d1", Role: store.RoleAdmin}}})
-	testenv.Must(t, err, "create convo")
-	for i := range 20 {
-		_, err := b.AppendMessage(ctx, store.NewMessage{ConvoID: "g1", MsgID: fmt.Sprintf("m%d", i), Epoch: 1, Ciphertext: []byte("ct"), PaddedSize: 256})
-		testenv.Must(t, err, "append")
-	}
-	b.Close()
+	seedEmbeddedNode(t, dataDir, 20)
 	testenv.Must(t, os.WriteFile(filepath.Join(dataDir, "audit.key"), []byte(strings.Repeat("q", 40)), 0o600), "audit key")
 
 	// Progress: a bar on a terminal, plain lines elsewhere.
@@ -98,7 +86,7 @@ func TestTerminalPromptsAndProgress(t *testing.T) {
 
 	// A destructive command's prompt: "no" changes nothing, "yes" goes on.
 	restore := []string{"restore", "--data-dir", dataDir, "--data-files", filepath.Join(dir, "restored"), "--from", target, "--key-file", keyFile, "--force"}
-	b, err = open.New(open.Config{DataDir: dataDir})
+	b, err := open.New(open.Config{DataDir: dataDir})
 	testenv.Must(t, err, "open")
 	defer b.Close()
 	_, err = b.AppendMessage(ctx, store.NewMessage{ConvoID: "g1", MsgID: "after-backup", Epoch: 1, Ciphertext: []byte("ct"), PaddedSize: 256})
