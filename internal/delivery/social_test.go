@@ -325,10 +325,10 @@ func TestInvites(t *testing.T) {
 		e.get(eve, "getGroupInfo", url.Values{"convoId": {g}, "pskHash": {pskHash(randBytes(t, 32))}}).isErr(t, http.StatusForbidden, "Unauthorized")
 		e.post(alice, "updateGroupInfo", obj{"convoId": g, "groupInfo": b64(groupInfo(t, g, 0)), "epoch": 0}).must(t, http.StatusOK)
 		e.get(eve, "getGroupInfo", url.Values{"convoId": {g}, "pskHash": {pskHash(psk)}}).must(t, http.StatusOK)
-		join := obj{"convoId": g, "externalCommit": b64(commit(t, g, 0)), "groupInfo": b64(groupInfo(t, g, 1))}
-		// Without a psk it is a rejoin, which wants a real external commit
-		// (and an account that is a member): refused either way.
-		e.post(eve, "processExternalCommit", join).isErr(t, http.StatusBadRequest, "InvalidCommit")
+		join := obj{"convoId": g, "externalCommit": b64(externalCommit(t, g, 0, "did:plc:eve#e1")), "groupInfo": b64(groupInfo(t, g, 1))}
+		// Without a psk it is a rejoin, which wants an account that is a
+		// member.
+		e.post(eve, "processExternalCommit", join).isErr(t, http.StatusForbidden, "Unauthorized")
 		join["psk"] = b64(randBytes(t, 32))
 		e.post(eve, "processExternalCommit", join).isErr(t, http.StatusForbidden, "Unauthorized")
 		join["psk"] = b64(psk)
@@ -341,7 +341,7 @@ func TestInvites(t *testing.T) {
 		}
 		e.get(eve, "getEpoch", url.Values{"convoId": {g}}).must(t, http.StatusOK)
 		// maxUses 1: a second redeemer is refused.
-		join2 := obj{"convoId": g, "externalCommit": b64(commit(t, g, 1)), "psk": b64(psk)}
+		join2 := obj{"convoId": g, "externalCommit": b64(externalCommit(t, g, 1, "did:plc:carol#c1")), "psk": b64(psk)}
 		e.post(carol, "processExternalCommit", join2).isErr(t, http.StatusForbidden, "Unauthorized")
 
 		// Revocation: admins only, once.
@@ -364,13 +364,57 @@ func TestInvites(t *testing.T) {
 		// to nobody: allowInvites false.
 		psk2 := randBytes(t, 32)
 		e.post(alice, "createInvite", obj{"convoId": g, "pskHash": pskHash(psk2), "targetDid": carol.DID}).must(t, http.StatusOK)
-		join3 := obj{"convoId": g, "externalCommit": b64(commit(t, g, 1)), "psk": b64(psk2)}
-		e.post(mallory, "processExternalCommit", join3).isErr(t, http.StatusForbidden, "Unauthorized")
+		join3 := obj{"convoId": g, "externalCommit": b64(externalCommit(t, g, 1, "did:plc:carol#c1")), "psk": b64(psk2)}
+		e.post(mallory, "processExternalCommit", obj{"convoId": g, "externalCommit": b64(externalCommit(t, g, 1, "did:plc:mallory#m1")),
+			"psk": b64(psk2)}).isErr(t, http.StatusForbidden, "Unauthorized") // targetDid is carol
+
 		e.post(alice, "updatePolicy", obj{"convoId": g, "adminOnlyInvites": false}).must(t, http.StatusOK)
 		e.post(bob, "createInvite", obj{"convoId": g, "pskHash": pskHash(randBytes(t, 32))}).must(t, http.StatusOK)
 		e.post(alice, "updatePolicy", obj{"convoId": g, "allowInvites": false}).must(t, http.StatusOK)
 		e.post(alice, "createInvite", obj{"convoId": g, "pskHash": pskHash(randBytes(t, 32))}).isErr(t, http.StatusForbidden, "Unauthorized")
 		e.post(carol, "processExternalCommit", join3).isErr(t, http.StatusForbidden, "Unauthorized")
+	})
+}
+
+// TestInviteJoinNeedsARealExternalCommit: redeeming an invite takes an MLS
+// external commit made by the caller in the conversation's epoch; anything
+// else is refused with a 4xx before the invite is used.
+func TestInviteJoinNeedsARealExternalCommit(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		g := e.createConvo(t, alice, bob)
+		psk := randBytes(t, 32)
+		e.post(alice, "createInvite", obj{"convoId": g, "pskHash": pskHash(psk), "maxUses": 1}).must(t, http.StatusOK)
+		join := func(data []byte) obj { return obj{"convoId": g, "externalCommit": b64(data), "psk": b64(psk)} }
+		cases := []struct {
+			name   string
+			body   obj
+			status int
+			err    string
+		}{
+			{"garbage bytes", join([]byte("nope")), 400, "InvalidCommit"},
+			{"not base64", obj{"convoId": g, "externalCommit": "%%%", "psk": b64(psk)}, 400, "InvalidRequest"},
+			{"a member's commit, not an external one", join(commit(t, g, 0)), 400, "InvalidCommit"},
+			{"an application message", join(app(t, g, 0)), 400, "InvalidCommit"},
+			{"an external commit of another group", join(externalCommit(t, newGroup(t), 0, "did:plc:eve#e1")), 400, "InvalidCommit"},
+			{"the joiner is another account", join(externalCommit(t, g, 0, "did:plc:carol#c1")), 403, "Unauthorized"},
+			{"the joiner is another device of a member", join(externalCommit(t, g, 0, "did:plc:alice#a9")), 403, "Unauthorized"},
+			{"a future epoch", join(externalCommit(t, g, 5, "did:plc:eve#e1")), 409, "StaleEpoch"},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) { e.post(eve, "processExternalCommit", tc.body).isErr(t, tc.status, tc.err) })
+		}
+		// None of them used the invite (maxUses 1): eve joins now, and an
+		// external commit of the epoch she left behind is stale.
+		e.post(eve, "processExternalCommit", join(externalCommit(t, g, 0, "did:plc:eve"))).must(t, http.StatusOK)
+		psk2 := randBytes(t, 32)
+		e.post(alice, "createInvite", obj{"convoId": g, "pskHash": pskHash(psk2)}).must(t, http.StatusOK)
+		e.post(carol, "processExternalCommit", obj{"convoId": g, "externalCommit": b64(externalCommit(t, g, 0, "did:plc:carol#c1")),
+			"psk": b64(psk2)}).isErr(t, http.StatusConflict, "StaleEpoch")
+		e.post(carol, "processExternalCommit", obj{"convoId": g, "externalCommit": b64(externalCommit(t, g, 1, "did:plc:carol#c1")),
+			"psk": b64(psk2)}).must(t, http.StatusOK)
+		if l := e.get(alice, "listInvites", url.Values{"convoId": {g}}).must(t, http.StatusOK); len(l.body["invites"].([]any)) != 2 {
+			t.Fatalf("listInvites: %s", l.raw)
+		}
 	})
 }
 
