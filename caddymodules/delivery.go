@@ -56,6 +56,8 @@ func init() {
 //	    websocket_endpoint         <ws(s) URL>  # what getSubscriptionTicket advertises
 //	    require_opt_in                          # only opted-in accounts can be added
 //	    block_checks               on|off       # default on: Bluesky blocks refuse adds
+//	    block_source               pds|appview|both # default pds (appview with block_appview)
+//	    block_appview              <https URL>  # a Bluesky AppView, such as https://api.bsky.app
 //	    block_source_unavailable   refuse|allow # default refuse (fail closed)
 //	    block_cache_ttl            1m
 //	}
@@ -95,6 +97,17 @@ type Delivery struct {
 	// BlockCacheTTL is how long an account's blocks are reused. Default 1
 	// minute.
 	BlockCacheTTL caddy.Duration `json:"block_cache_ttl,omitempty"`
+	// BlockSource is where blocks are read: "pds" reads each account's
+	// block records from its PDS, as its DID document names it; "appview"
+	// asks the AppView at BlockAppView (app.bsky.graph.getRelationships);
+	// "both" asks both and counts a block either finds, refusing an add
+	// when either is down, and verifies handleBlockChange on the PDS.
+	// Default "pds", or "appview" when BlockAppView is set.
+	BlockSource string `json:"block_source,omitempty"`
+	// BlockAppView is the base URL of a Bluesky AppView to read blocks
+	// from, such as https://api.bsky.app: https, or http to a loopback
+	// address.
+	BlockAppView string `json:"block_appview,omitempty"`
 
 	app    *App
 	lazy   *lazyHandlers
@@ -124,6 +137,9 @@ func (d *Delivery) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if err := validWebSocketEndpoint(d.WebSocketEndpoint); err != nil {
+		return fmt.Errorf("cairn_delivery: %w", err)
+	}
+	if _, err := d.blockSourceMode(); err != nil {
 		return fmt.Errorf("cairn_delivery: %w", err)
 	}
 	app.UseStore()
@@ -201,18 +217,68 @@ func (d *Delivery) handlers(ctx context.Context) (*deliveryHandlers, error) {
 	return h, nil
 }
 
-// blockSource reads blocks through the app's DID resolver (its PLC
-// directory, cache and address guard).
-func (d *Delivery) blockSource() (*blocks.Source, error) {
+// Block source modes (Delivery.BlockSource).
+const (
+	blockSourcePDS     = "pds"
+	blockSourceAppView = "appview"
+	blockSourceBoth    = "both"
+)
+
+// blockSourceMode returns the block source mode, checking it against
+// BlockAppView.
+func (d *Delivery) blockSourceMode() (string, error) {
+	mode := d.BlockSource
+	if mode == "" {
+		mode = blockSourcePDS
+		if d.BlockAppView != "" {
+			mode = blockSourceAppView
+		}
+	}
+	switch mode {
+	case blockSourcePDS:
+		if d.BlockAppView != "" {
+			return "", fmt.Errorf("block_appview is set but block_source pds does not read it: write block_source appview or both, or remove block_appview")
+		}
+	case blockSourceAppView, blockSourceBoth:
+		if d.BlockAppView == "" {
+			return "", fmt.Errorf("block_source %s needs block_appview <url>, such as https://api.bsky.app", mode)
+		}
+		if _, err := blocks.ValidateAppViewURL(d.BlockAppView); err != nil {
+			return "", fmt.Errorf("block_appview: %w", err)
+		}
+	default:
+		return "", fmt.Errorf("block_source %q: want pds, appview or both", mode)
+	}
+	return mode, nil
+}
+
+// blockSource builds the configured block source: the PDS reader goes
+// through the app's DID resolver (its PLC directory, cache and address
+// guard), the AppView reader to the one configured address.
+func (d *Delivery) blockSource() (delivery.BlockSource, error) {
+	mode, err := d.blockSourceMode()
+	if err != nil {
+		return nil, err
+	}
+	ttl := time.Duration(d.BlockCacheTTL)
+	var appView *blocks.AppView
+	if mode != blockSourcePDS {
+		if appView, err = blocks.NewAppView(blocks.AppViewConfig{BaseURL: d.BlockAppView, CacheTTL: ttl}); err != nil {
+			return nil, err
+		}
+		if mode == blockSourceAppView {
+			return appView, nil
+		}
+	}
 	res, err := d.app.DIDResolver(d.app.PLCURL)
 	if err != nil {
 		return nil, err
 	}
-	return blocks.New(blocks.Config{
-		Locator:  blocks.ResolverLocator{Resolver: res},
-		Client:   res.GuardedClient(),
-		CacheTTL: time.Duration(d.BlockCacheTTL),
-	})
+	pds, err := blocks.New(blocks.Config{Locator: blocks.ResolverLocator{Resolver: res}, Client: res.GuardedClient(), CacheTTL: ttl})
+	if err != nil || appView == nil {
+		return pds, err
+	}
+	return blocks.Combined{Primary: pds, Secondary: appView}, nil
 }
 
 // deliveryHandlers is what a Delivery serves with, once the store is open.
@@ -348,6 +414,16 @@ func (d *Delivery) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 				return disp.Errf("block_source_unavailable %q: want refuse (the default: an add is refused while blocks cannot be read) or allow", v)
 			}
 			d.AllowAddsWhenBlocksUnavailable = v == "allow"
+		case "block_source":
+			if v != blockSourcePDS && v != blockSourceAppView && v != blockSourceBoth {
+				return disp.Errf("block_source %q: want pds (each account's PDS, the default), appview (block_appview's AppView) or both", v)
+			}
+			d.BlockSource = v
+		case "block_appview":
+			if _, err := blocks.ValidateAppViewURL(v); err != nil {
+				return disp.Errf("block_appview: %v", err)
+			}
+			d.BlockAppView = v
 		case "block_cache_ttl":
 			dur, err := caddy.ParseDuration(v)
 			if err != nil || dur <= 0 || dur > time.Hour {

@@ -26,12 +26,15 @@ func TestDeliveryCaddyfile(t *testing.T) {
 		block_checks on
 		block_source_unavailable allow
 		block_cache_ttl 30s
+		block_source both
+		block_appview https://api.bsky.app
 	}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d.MaxMessageBytes != 1<<20 || d.MaxMembers != 50 || d.WebSocketEndpoint != "wss://chat.example.com/xrpc/blue.catbird.mls.subscribeConvoEvents" || !d.RequireOptIn ||
-		d.DisableBlockChecks || !d.AllowAddsWhenBlocksUnavailable || d.BlockCacheTTL != caddy.Duration(30*time.Second) {
+		d.DisableBlockChecks || !d.AllowAddsWhenBlocksUnavailable || d.BlockCacheTTL != caddy.Duration(30*time.Second) ||
+		d.BlockSource != "both" || d.BlockAppView != "https://api.bsky.app" {
 		t.Fatalf("parsed %+v", d)
 	}
 	for _, bad := range []string{
@@ -46,6 +49,9 @@ func TestDeliveryCaddyfile(t *testing.T) {
 		"block_checks maybe",
 		"block_source_unavailable open",
 		"block_cache_ttl 2h",
+		"block_source remote",
+		"block_appview http://api.bsky.app",
+		"block_appview api.bsky.app",
 		"unknown 1",
 	} {
 		err := new(Delivery).UnmarshalCaddyfile(caddyfile.NewTestDispenser("cairn_delivery {\n" + bad + "\n}"))
@@ -55,6 +61,37 @@ func TestDeliveryCaddyfile(t *testing.T) {
 		}
 		if opt := strings.Fields(bad)[0]; !strings.Contains(err.Error(), opt) {
 			t.Errorf("%q: error %q does not name the option", bad, err)
+		}
+	}
+}
+
+// TestDeliveryBlockSourceMode: block_source and block_appview agree, or
+// the configuration is refused with a message naming what to write.
+func TestDeliveryBlockSourceMode(t *testing.T) {
+	for _, tc := range []struct {
+		source, appView, want, err string
+	}{
+		{"", "", "pds", ""},
+		{"", "https://api.bsky.app", "appview", ""},
+		{"pds", "", "pds", ""},
+		{"appview", "http://127.0.0.1:2584", "appview", ""},
+		{"both", "https://api.bsky.app", "both", ""},
+		{"pds", "https://api.bsky.app", "", "block_source pds does not read it"},
+		{"appview", "", "", "needs block_appview"},
+		{"both", "", "", "needs block_appview"},
+		{"both", "http://appview.example.com", "", "block_appview"},
+		{"remote", "", "", "want pds, appview or both"},
+	} {
+		d := &Delivery{BlockSource: tc.source, BlockAppView: tc.appView}
+		got, err := d.blockSourceMode()
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q/%q: err %v, want one saying %q", tc.source, tc.appView, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%q/%q = %q, %v; want %q", tc.source, tc.appView, got, err, tc.want)
 		}
 	}
 }

@@ -1,11 +1,14 @@
-// Package blocks reads Bluesky block records (app.bsky.graph.block) from
-// the personal data servers of the accounts concerned, as their DID
-// documents name them, to tell which accounts of a set block one another.
+// Package blocks reads Bluesky blocks (app.bsky.graph.block records) to
+// tell which accounts of a set block one another: from the personal data
+// servers of the accounts concerned, as their DID documents name them
+// (Source), from a Bluesky AppView's app.bsky.graph.getRelationships
+// (AppView), or from both (Combined).
 //
-// Requests go through the DID resolver's guarded HTTP client (no proxy, no
-// redirects, no non-public addresses, a timeout). Each account's blocks are
-// cached in memory for a short TTL, concurrent reads of one account share
-// one fetch, and nothing is persisted.
+// PDS requests go through the DID resolver's guarded HTTP client (no
+// proxy, no redirects, no non-public addresses, a timeout); the AppView is
+// one operator-configured address. What is read is cached in memory for a
+// short TTL, concurrent reads share one request, and nothing is
+// persisted.
 package blocks
 
 import (
@@ -90,14 +93,8 @@ type Config struct {
 type Source struct {
 	cfg    Config
 	flight singleflight.Group
-	mu     sync.Mutex
-	cache  map[string]cached
-}
-
-// cached is one account's outgoing blocks.
-type cached struct {
-	blocks    []Relation
-	fetchedAt time.Time
+	// cache holds each account's outgoing blocks.
+	cache *ttlCache[string, []Relation]
 }
 
 // New returns a Source for cfg, with defaults applied.
@@ -117,20 +114,17 @@ func New(cfg Config) (*Source, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Source{cfg: cfg, cache: map[string]cached{}}, nil
+	return &Source{cfg: cfg, cache: newTTLCache[string, []Relation](cfg.CacheTTL, cfg.MaxCacheEntries, cfg.Now)}, nil
 }
 
 // Among returns the blocks between members of dids, in either direction,
 // each once. It fails with ErrUnavailable if any account's blocks could not
 // be read.
 func (s *Source) Among(ctx context.Context, dids []string) ([]Relation, error) {
-	set := make(map[string]bool, len(dids))
-	var uniq []string
-	for _, d := range dids {
-		if !set[d] {
-			set[d] = true
-			uniq = append(uniq, d)
-		}
+	uniq := uniqueDIDs(dids)
+	set := make(map[string]bool, len(uniq))
+	for _, d := range uniq {
+		set[d] = true
 	}
 	results := make([][]Relation, len(uniq))
 	errs := make([]error, len(uniq))
@@ -194,13 +188,9 @@ func (s *Source) Verify(ctx context.Context, blocker, blocked, uri string) (Rela
 // outgoing returns the blocks did's repository holds, from the cache
 // unless fresh is set.
 func (s *Source) outgoing(ctx context.Context, did string, fresh bool) ([]Relation, error) {
-	now := s.cfg.Now()
 	if !fresh {
-		s.mu.Lock()
-		c, ok := s.cache[did]
-		s.mu.Unlock()
-		if ok && now.Sub(c.fetchedAt) < s.cfg.CacheTTL {
-			return c.blocks, nil
+		if rs, ok := s.cache.get(did); ok {
+			return rs, nil
 		}
 	}
 	key := did
@@ -214,7 +204,7 @@ func (s *Source) outgoing(ctx context.Context, did string, fresh bool) ([]Relati
 		if err != nil {
 			return nil, err
 		}
-		s.store(did, cached{blocks: rs, fetchedAt: s.cfg.Now()})
+		s.cache.put(did, rs)
 		return rs, nil
 	})
 	select {
@@ -226,27 +216,6 @@ func (s *Source) outgoing(ctx context.Context, did string, fresh bool) ([]Relati
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
 	}
-}
-
-// store caches c for did, making room when the cache is full.
-func (s *Source) store(did string, c cached) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.cache[did]; !ok && len(s.cache) >= s.cfg.MaxCacheEntries {
-		now := s.cfg.Now()
-		for k, old := range s.cache {
-			if now.Sub(old.fetchedAt) >= s.cfg.CacheTTL {
-				delete(s.cache, k)
-			}
-		}
-		for k := range s.cache {
-			if len(s.cache) < s.cfg.MaxCacheEntries {
-				break
-			}
-			delete(s.cache, k)
-		}
-	}
-	s.cache[did] = c
 }
 
 // list pages through did's block records, up to MaxRecords.
@@ -313,37 +282,53 @@ func (s *Source) getRecord(ctx context.Context, repo, rkey string) (Relation, bo
 // RepoNotFound (or a 404); other failures are ErrUnavailable. Errors never
 // contain the URL, which names the DID.
 func (s *Source) get(ctx context.Context, u string) (body []byte, found bool, err error) {
+	status, body, err := fetch(ctx, s.cfg.Client, u)
+	if err != nil {
+		return nil, false, err
+	}
+	switch {
+	case status == http.StatusOK:
+		return body, true, nil
+	case status == http.StatusNotFound:
+		return nil, false, nil
+	case status == http.StatusBadRequest:
+		if name := xrpcErrorName(body); name == "RecordNotFound" || name == "RepoNotFound" {
+			return nil, false, nil
+		}
+	}
+	return nil, false, fmt.Errorf("%w: PDS answered %d", ErrUnavailable, status)
+}
+
+// fetch GETs u as JSON through client, reading at most maxPageBytes.
+// Errors are ErrUnavailable and never contain the URL, which names DIDs.
+func fetch(ctx context.Context, client *http.Client, u string) (status int, body []byte, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, false, fmt.Errorf("%w: build request", ErrUnavailable)
+		return 0, nil, fmt.Errorf("%w: build request", ErrUnavailable)
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := s.cfg.Client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		return nil, false, fmt.Errorf("%w: request failed", ErrUnavailable)
+		return 0, nil, fmt.Errorf("%w: request failed", ErrUnavailable)
 	}
 	defer resp.Body.Close()
 	body, err = io.ReadAll(io.LimitReader(resp.Body, maxPageBytes+1))
 	if err != nil {
-		return nil, false, fmt.Errorf("%w: read response", ErrUnavailable)
+		return 0, nil, fmt.Errorf("%w: read response", ErrUnavailable)
 	}
 	if len(body) > maxPageBytes {
-		return nil, false, fmt.Errorf("%w: response larger than %d bytes", ErrUnavailable, maxPageBytes)
+		return 0, nil, fmt.Errorf("%w: response larger than %d bytes", ErrUnavailable, maxPageBytes)
 	}
-	switch {
-	case resp.StatusCode == http.StatusOK:
-		return body, true, nil
-	case resp.StatusCode == http.StatusNotFound:
-		return nil, false, nil
-	case resp.StatusCode == http.StatusBadRequest:
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(body, &e) == nil && (e.Error == "RecordNotFound" || e.Error == "RepoNotFound") {
-			return nil, false, nil
-		}
+	return resp.StatusCode, body, nil
+}
+
+// xrpcErrorName returns the error name of an XRPC error body, or "".
+func xrpcErrorName(body []byte) string {
+	var e struct {
+		Error string `json:"error"`
 	}
-	return nil, false, fmt.Errorf("%w: PDS answered %d", ErrUnavailable, resp.StatusCode)
+	_ = json.Unmarshal(body, &e)
+	return e.Error
 }
 
 // Page is one parsed listRecords page of block records.

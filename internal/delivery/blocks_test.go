@@ -75,6 +75,42 @@ func TestBlockSourceDownFailsClosedByDefault(t *testing.T) {
 	}, func(c *delivery.Config) { c.BlocksFailOpen = true })
 }
 
+// TestAppViewBlockSource: with blocks read from an AppView, an add across
+// a block is refused with the same error as with the PDS source, and an
+// AppView that is down or unreachable refuses adds (fail closed) with the
+// same 503.
+func TestAppViewBlockSource(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			pds := atprototest.NewPDS(t)
+			av := atprototest.NewAppView(t, pds)
+			src, err := blocks.NewAppView(blocks.AppViewConfig{BaseURL: av.URL, CacheTTL: time.Nanosecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := newEnv(t, b.open, func(c *delivery.Config) { c.Blocks = src })
+			g := e.createConvo(t, alice, bob)
+			pds.Block(carol.DID, bob.DID)
+			add := func(key string, id who) resp {
+				return e.post(alice, "addMembers", obj{"convoId": g, "didList": []string{id.DID + "#" + id.DeviceID}, "idempotencyKey": key})
+			}
+			add("k1", carol).isErr(t, http.StatusForbidden, "BlockedByMember")
+			bs := e.get(alice, "getBlockStatus", url.Values{"convoId": {g}}).must(t, http.StatusOK)
+			if bs.body["hasConflicts"] != false {
+				t.Fatalf("getBlockStatus: %s", bs.raw)
+			}
+			av.SetDown(true)
+			r := add("k2", eve)
+			r.isErr(t, http.StatusServiceUnavailable, "BlueskyServiceUnavailable")
+			if r.header.Get("Retry-After") == "" {
+				t.Fatal("no Retry-After on BlueskyServiceUnavailable")
+			}
+			av.Close()
+			add("k3", eve).isErr(t, http.StatusServiceUnavailable, "BlueskyServiceUnavailable")
+		})
+	}
+}
+
 func TestCheckBlocksAnswersOnlyAboutRelatedAccounts(t *testing.T) {
 	blockEnvs(t, func(t *testing.T, e *env, pds *atprototest.PDS) {
 		e.createConvo(t, alice, bob)

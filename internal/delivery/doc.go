@@ -149,8 +149,12 @@
 //     processExternalCommit take an optional idempotencyKey, else derive
 //     one from what makes the request unique. A non-admin add refused by
 //     allowMemberAdd is NotAdmin. processExternalCommit with a psk in the
-//     body joins with an invite (without one it is a rejoin, above); getGroupInfo serves a
-//     non-member that names a usable invite by pskHash.
+//     body joins with an invite (without one it is a rejoin, above), and
+//     either way takes a real MLS external commit whose credential is the
+//     caller; getGroupInfo serves a non-member that names a usable invite
+//     by pskHash. A block relationship's createdAt, required by
+//     checkBlocks and getBlockStatus, is 1970-01-01T00:00:00Z when the
+//     source gave none (an AppView does not; a PDS record may not).
 //     requireAdminApproval is stored but enforces nothing. getOptInStatus
 //     gives optedInAt for the caller only. NotOptedIn refuses an add of an
 //     account that has not opted in when Config.RequireOptIn.

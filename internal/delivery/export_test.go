@@ -4,4 +4,6 @@ package delivery
 var (
 	ParseDatetime = parseDatetime
 	ParsePSKHash  = parsePSKHash
+	// ParseExternalCommit is parseExternalCommit.
+	ParseExternalCommit = parseExternalCommit
 )

@@ -296,19 +296,9 @@ func (s *Service) joinByInvite(ctx context.Context, c call, in processExternalCo
 	sum := sha256.Sum256(psk)
 	hash := hex.EncodeToString(sum[:])
 	convoID := normConvoID(in.ConvoID)
-	commit, err := s.commit("externalCommit", in.ExternalCommit, convoID)
+	commit, err := s.externalCommit(c, convoID, in)
 	if err != nil {
 		return nil, err
-	}
-	if in.GroupInfo != "" {
-		data, err := base64Field("groupInfo", in.GroupInfo, s.cfg.MaxMessageBytes)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := checkGroupInfo(data, convoID, commit.Epoch+1); err != nil {
-			return nil, err
-		}
-		commit.GroupInfo = data
 	}
 	key := in.IdempotencyKey
 	if key == "" {

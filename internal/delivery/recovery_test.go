@@ -3,6 +3,7 @@ package delivery_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-chat/cairn-caddy/internal/delivery"
 	"github.com/cairn-chat/cairn-caddy/internal/mlswire"
 )
 
@@ -360,6 +362,62 @@ func FuzzProcessExternalCommit(f *testing.F) {
 		body := obj{"convoId": "abcd", "externalCommit": b64(data), "idempotencyKey": "f" + hex.EncodeToString(data[:min(len(data), 16)])}
 		r := e.post(alice, "processExternalCommit", body)
 		if r.status != http.StatusOK && (r.status < 400 || r.status >= 500) {
+			t.Fatalf("status %d for %x: %s", r.status, data, r.raw)
+		}
+	})
+}
+
+// FuzzParseExternalCommit: what parseExternalCommit accepts is an MLS
+// PublicMessage commit of the group from a new_member_commit sender with an
+// ExternalInit proposal and a path, and the identity it returns is that
+// path's basic credential.
+func FuzzParseExternalCommit(f *testing.F) {
+	f.Add(externalCommit(f, "abcd", 7, "did:plc:alice#a1"))
+	f.Add(commit(f, "abcd", 0))
+	f.Add(app(f, "abcd", 0))
+	f.Add([]byte{0, 1, 0, 1})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		epoch, identity, err := delivery.ParseExternalCommit(data, "abcd")
+		if err != nil {
+			if !errors.Is(err, delivery.ErrInvalidMessage) && !errors.Is(err, delivery.ErrIdentityMismatch) {
+				t.Fatalf("error %v is neither an invalid message nor an identity mismatch", err)
+			}
+			return
+		}
+		m, perr := mlswire.ParseMessage(data)
+		if perr != nil || m.PublicMessage == nil {
+			t.Fatalf("accepted bytes that are no PublicMessage: %v", perr)
+		}
+		fc := m.PublicMessage.Content
+		if fc.Sender.Type != mlswire.SenderTypeNewMemberCommit || fc.Commit == nil || fc.Commit.Path == nil ||
+			hex.EncodeToString(fc.GroupID) != "abcd" || uint64(epoch) != fc.Epoch {
+			t.Fatalf("accepted a commit that is not an external commit of the group: %+v", fc)
+		}
+		if id, ok := fc.Commit.Path.LeafNode.Credential.BasicIdentity(); !ok || string(id) != string(identity) {
+			t.Fatalf("identity %q is not the path's credential", identity)
+		}
+	})
+}
+
+// FuzzJoinByInvite: no bytes as the external commit of an invite join
+// make processExternalCommit panic or answer a 5xx, and what it accepts
+// is eve's own external commit.
+func FuzzJoinByInvite(f *testing.F) {
+	f.Add(externalCommit(f, "abcd", 0, "did:plc:eve#e1"))
+	f.Add(externalCommit(f, "abcd", 0, "did:plc:bob#b1"))
+	f.Add(commit(f, "abcd", 0))
+	f.Add([]byte("nope"))
+	e := newFuzzEnv(f)
+	psk := randBytes(f, 32)
+	e.post(alice, "createInvite", obj{"convoId": "abcd", "pskHash": pskHash(psk)}).must(f, http.StatusOK)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := e.post(eve, "processExternalCommit", obj{"convoId": "abcd", "externalCommit": b64(data), "psk": b64(psk)})
+		switch {
+		case r.status == http.StatusOK:
+			if _, id, err := delivery.ParseExternalCommit(data, "abcd"); err != nil || (string(id) != "did:plc:eve#e1" && string(id) != "did:plc:eve") {
+				t.Fatalf("joined with %x (%v, %q)", data, err, id)
+			}
+		case r.status < 400 || r.status >= 500:
 			t.Fatalf("status %d for %x: %s", r.status, data, r.raw)
 		}
 	})

@@ -206,6 +206,50 @@ func parseExternalCommit(data []byte, convoID string) (int64, []byte, error) {
 	return epoch, identity, nil
 }
 
+// externalCommit reads the body's external commit for the caller: a real
+// MLS external commit of the conversation (parseExternalCommit) whose
+// joiner's basic credential is the caller, as did#device or bare did, and
+// the GroupInfo, when given, of the epoch the commit makes. Both the join
+// by invite and the rejoin come through here, so neither stores a commit
+// the joiner did not make for itself.
+//
+// An invite's pre-shared key cannot be checked in the commit: a PSK
+// proposal (RFC 9420 §12.4.3.2 allows them in an external commit) names
+// the key by an application-chosen psk_id and injects it into the key
+// schedule, which the server never computes. The key is checked by its
+// hash against the invite instead (joinByInvite).
+func (s *Service) externalCommit(c call, convoID string, in processExternalCommitInput) (*store.NewCommit, error) {
+	data, err := base64Field("externalCommit", in.ExternalCommit, s.cfg.MaxMessageBytes)
+	if err != nil {
+		return nil, err
+	}
+	epoch, identity, err := parseExternalCommit(data, convoID)
+	if err != nil {
+		return nil, err
+	}
+	if string(identity) != memberDID(c.id) && string(identity) != c.id.DID {
+		return nil, fmt.Errorf("%w: the joiner's credential is not the caller", ErrIdentityMismatch)
+	}
+	// The message id of a commit is derived from its bytes: a member who
+	// could predict it could block the commit by taking the id first.
+	sum := sha256.Sum256(data)
+	commit := &store.NewCommit{
+		Epoch: epoch, MsgID: "commit-" + hex.EncodeToString(sum[:8]), Data: data,
+		PaddedSize: int64(len(data)), ExpiresAt: s.expiry(),
+	}
+	if in.GroupInfo != "" {
+		gi, err := base64Field("groupInfo", in.GroupInfo, s.cfg.MaxMessageBytes)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := checkGroupInfo(gi, convoID, epoch+1); err != nil {
+			return nil, err
+		}
+		commit.GroupInfo = gi
+	}
+	return commit, nil
+}
+
 // processExternalCommit serves blue.catbird.mls.processExternalCommit. With
 // a psk in the body it is a join by invite (joinByInvite); otherwise a
 // device joins (or, with MLS resync, rejoins) the group by itself from its
@@ -236,33 +280,12 @@ func (s *Service) processExternalCommit(ctx context.Context, c call) (any, error
 		return s.joinByInvite(ctx, c, in)
 	}
 	convoID := normConvoID(in.ConvoID)
-	data, err := base64Field("externalCommit", in.ExternalCommit, s.cfg.MaxMessageBytes)
+	commit, err := s.externalCommit(c, convoID, in)
 	if err != nil {
 		return nil, err
 	}
-	epoch, identity, err := parseExternalCommit(data, convoID)
-	if err != nil {
-		return nil, err
-	}
+	data, sum := commit.Data, sha256.Sum256(commit.Data)
 	me := memberDID(c.id)
-	if string(identity) != me && string(identity) != c.id.DID {
-		return nil, fmt.Errorf("%w: the joiner's credential is not the caller", ErrIdentityMismatch)
-	}
-	sum := sha256.Sum256(data)
-	commit := &store.NewCommit{
-		Epoch: epoch, MsgID: "commit-" + hex.EncodeToString(sum[:8]), Data: data,
-		PaddedSize: int64(len(data)), ExpiresAt: s.expiry(),
-	}
-	if in.GroupInfo != "" {
-		gi, err := base64Field("groupInfo", in.GroupInfo, s.cfg.MaxMessageBytes)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := checkGroupInfo(gi, convoID, epoch+1); err != nil {
-			return nil, err
-		}
-		commit.GroupInfo = gi
-	}
 	key := in.IdempotencyKey
 	if key == "" {
 		key = "external:" + hex.EncodeToString(sum[:16])

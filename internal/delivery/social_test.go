@@ -325,10 +325,10 @@ func TestInvites(t *testing.T) {
 		e.get(eve, "getGroupInfo", url.Values{"convoId": {g}, "pskHash": {pskHash(randBytes(t, 32))}}).isErr(t, http.StatusForbidden, "Unauthorized")
 		e.post(alice, "updateGroupInfo", obj{"convoId": g, "groupInfo": b64(groupInfo(t, g, 0)), "epoch": 0}).must(t, http.StatusOK)
 		e.get(eve, "getGroupInfo", url.Values{"convoId": {g}, "pskHash": {pskHash(psk)}}).must(t, http.StatusOK)
-		join := obj{"convoId": g, "externalCommit": b64(commit(t, g, 0)), "groupInfo": b64(groupInfo(t, g, 1))}
-		// Without a psk it is a rejoin, which wants a real external commit
-		// (and an account that is a member): refused either way.
-		e.post(eve, "processExternalCommit", join).isErr(t, http.StatusBadRequest, "InvalidCommit")
+		join := obj{"convoId": g, "externalCommit": b64(externalCommit(t, g, 0, "did:plc:eve#e1")), "groupInfo": b64(groupInfo(t, g, 1))}
+		// Without a psk it is a rejoin, which wants an account that is a
+		// member.
+		e.post(eve, "processExternalCommit", join).isErr(t, http.StatusForbidden, "Unauthorized")
 		join["psk"] = b64(randBytes(t, 32))
 		e.post(eve, "processExternalCommit", join).isErr(t, http.StatusForbidden, "Unauthorized")
 		join["psk"] = b64(psk)
@@ -341,7 +341,7 @@ func TestInvites(t *testing.T) {
 		}
 		e.get(eve, "getEpoch", url.Values{"convoId": {g}}).must(t, http.StatusOK)
 		// maxUses 1: a second redeemer is refused.
-		join2 := obj{"convoId": g, "externalCommit": b64(commit(t, g, 1)), "psk": b64(psk)}
+		join2 := obj{"convoId": g, "externalCommit": b64(externalCommit(t, g, 1, "did:plc:carol#c1")), "psk": b64(psk)}
 		e.post(carol, "processExternalCommit", join2).isErr(t, http.StatusForbidden, "Unauthorized")
 
 		// Revocation: admins only, once.
@@ -364,13 +364,57 @@ func TestInvites(t *testing.T) {
 		// to nobody: allowInvites false.
 		psk2 := randBytes(t, 32)
 		e.post(alice, "createInvite", obj{"convoId": g, "pskHash": pskHash(psk2), "targetDid": carol.DID}).must(t, http.StatusOK)
-		join3 := obj{"convoId": g, "externalCommit": b64(commit(t, g, 1)), "psk": b64(psk2)}
-		e.post(mallory, "processExternalCommit", join3).isErr(t, http.StatusForbidden, "Unauthorized")
+		join3 := obj{"convoId": g, "externalCommit": b64(externalCommit(t, g, 1, "did:plc:carol#c1")), "psk": b64(psk2)}
+		e.post(mallory, "processExternalCommit", obj{"convoId": g, "externalCommit": b64(externalCommit(t, g, 1, "did:plc:mallory#m1")),
+			"psk": b64(psk2)}).isErr(t, http.StatusForbidden, "Unauthorized") // targetDid is carol
+
 		e.post(alice, "updatePolicy", obj{"convoId": g, "adminOnlyInvites": false}).must(t, http.StatusOK)
 		e.post(bob, "createInvite", obj{"convoId": g, "pskHash": pskHash(randBytes(t, 32))}).must(t, http.StatusOK)
 		e.post(alice, "updatePolicy", obj{"convoId": g, "allowInvites": false}).must(t, http.StatusOK)
 		e.post(alice, "createInvite", obj{"convoId": g, "pskHash": pskHash(randBytes(t, 32))}).isErr(t, http.StatusForbidden, "Unauthorized")
 		e.post(carol, "processExternalCommit", join3).isErr(t, http.StatusForbidden, "Unauthorized")
+	})
+}
+
+// TestInviteJoinNeedsARealExternalCommit: redeeming an invite takes an MLS
+// external commit made by the caller in the conversation's epoch; anything
+// else is refused with a 4xx before the invite is used.
+func TestInviteJoinNeedsARealExternalCommit(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		g := e.createConvo(t, alice, bob)
+		psk := randBytes(t, 32)
+		e.post(alice, "createInvite", obj{"convoId": g, "pskHash": pskHash(psk), "maxUses": 1}).must(t, http.StatusOK)
+		join := func(data []byte) obj { return obj{"convoId": g, "externalCommit": b64(data), "psk": b64(psk)} }
+		cases := []struct {
+			name   string
+			body   obj
+			status int
+			err    string
+		}{
+			{"garbage bytes", join([]byte("nope")), 400, "InvalidCommit"},
+			{"not base64", obj{"convoId": g, "externalCommit": "%%%", "psk": b64(psk)}, 400, "InvalidRequest"},
+			{"a member's commit, not an external one", join(commit(t, g, 0)), 400, "InvalidCommit"},
+			{"an application message", join(app(t, g, 0)), 400, "InvalidCommit"},
+			{"an external commit of another group", join(externalCommit(t, newGroup(t), 0, "did:plc:eve#e1")), 400, "InvalidCommit"},
+			{"the joiner is another account", join(externalCommit(t, g, 0, "did:plc:carol#c1")), 403, "Unauthorized"},
+			{"the joiner is another device of a member", join(externalCommit(t, g, 0, "did:plc:alice#a9")), 403, "Unauthorized"},
+			{"a future epoch", join(externalCommit(t, g, 5, "did:plc:eve#e1")), 409, "StaleEpoch"},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) { e.post(eve, "processExternalCommit", tc.body).isErr(t, tc.status, tc.err) })
+		}
+		// None of them used the invite (maxUses 1): eve joins now, and an
+		// external commit of the epoch she left behind is stale.
+		e.post(eve, "processExternalCommit", join(externalCommit(t, g, 0, "did:plc:eve"))).must(t, http.StatusOK)
+		psk2 := randBytes(t, 32)
+		e.post(alice, "createInvite", obj{"convoId": g, "pskHash": pskHash(psk2)}).must(t, http.StatusOK)
+		e.post(carol, "processExternalCommit", obj{"convoId": g, "externalCommit": b64(externalCommit(t, g, 0, "did:plc:carol#c1")),
+			"psk": b64(psk2)}).isErr(t, http.StatusConflict, "StaleEpoch")
+		e.post(carol, "processExternalCommit", obj{"convoId": g, "externalCommit": b64(externalCommit(t, g, 1, "did:plc:carol#c1")),
+			"psk": b64(psk2)}).must(t, http.StatusOK)
+		if l := e.get(alice, "listInvites", url.Values{"convoId": {g}}).must(t, http.StatusOK); len(l.body["invites"].([]any)) != 2 {
+			t.Fatalf("listInvites: %s", l.raw)
+		}
 	})
 }
 
@@ -452,5 +496,114 @@ func FuzzParsePSKHash(f *testing.F) {
 		if _, err := hex.DecodeString(h); err != nil {
 			t.Fatalf("%q accepted but not hex", s)
 		}
+	})
+}
+
+// TestRemovedAndOutsideAccountsAreRefused: an account removed from a
+// conversation, one that left it, and one never in it can neither read nor
+// write its social and device state: group info, reports, invites,
+// pending device additions, policy and roles, block status, and a rejoin
+// by external commit. Each refusal is a 4xx that names nothing of the
+// conversation's state.
+func TestRemovedAndOutsideAccountsAreRefused(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		g := e.createConvo(t, alice, bob, carol, eve)
+		e.post(alice, "updateGroupInfo", obj{"convoId": g, "groupInfo": b64(groupInfo(t, g, 0)), "epoch": 0}).must(t, http.StatusOK)
+		psk := randBytes(t, 32)
+		inv := e.post(alice, "createInvite", obj{"convoId": g, "pskHash": pskHash(psk)}).must(t, http.StatusOK).body["inviteId"].(string)
+		rep := e.post(bob, "reportMember", obj{"convoId": g, "reportedDid": carol.DID, "category": "spam", "encryptedContent": b64bytes(sealed(t))}).
+			must(t, http.StatusOK).body["reportId"].(string)
+		e.register(t, carol)
+		e.register(t, eve)
+		e.register(t, who{DID: alice.DID, DeviceID: "a2"}) // a pending addition for the members
+		pending := e.get(bob, "getPendingDeviceAdditions", nil).must(t, http.StatusOK).body["pendingAdditions"].([]any)
+		if len(pending) != 1 {
+			t.Fatalf("pending additions: %v", pending)
+		}
+		add := pending[0].(map[string]any)["id"].(string)
+		e.post(alice, "removeMember", obj{"convoId": g, "targetDid": carol.DID, "idempotencyKey": "rm"}).must(t, http.StatusOK)
+		e.post(eve, "leaveConvo", obj{"convoId": g, "idempotencyKey": "leave"}).must(t, http.StatusOK)
+
+		q := url.Values{"convoId": {g}}
+		secrets := []string{inv, rep, add, pskHash(psk)}
+		for _, x := range []struct {
+			name string
+			id   who
+		}{{"removed", carol}, {"left", eve}, {"never a member", mallory}} {
+			t.Run(x.name, func(t *testing.T) {
+				refused := func(what string, r resp) {
+					t.Helper()
+					if r.status != http.StatusForbidden && r.status != http.StatusNotFound {
+						t.Errorf("%s: %d %s, want 403 or 404", what, r.status, r.raw)
+					}
+					if r.errName() == "" {
+						t.Errorf("%s: no XRPC error name: %s", what, r.raw)
+					}
+					for _, s := range secrets {
+						if strings.Contains(string(r.raw), s) {
+							t.Errorf("%s: the refusal names %q: %s", what, s, r.raw)
+						}
+					}
+				}
+				id := x.id
+				refused("getGroupInfo", e.get(id, "getGroupInfo", q))
+				refused("updateGroupInfo", e.post(id, "updateGroupInfo", obj{"convoId": g, "groupInfo": b64(groupInfo(t, g, 0)), "epoch": 0}))
+				refused("groupInfoRefresh", e.post(id, "groupInfoRefresh", obj{"convoId": g}))
+				refused("reportMember", e.post(id, "reportMember", obj{"convoId": g, "reportedDid": bob.DID, "category": "spam",
+					"encryptedContent": b64bytes(sealed(t)), "idempotencyKey": "r-" + id.DeviceID}))
+				refused("getReports", e.get(id, "getReports", q))
+				refused("resolveReport", e.post(id, "resolveReport", obj{"reportId": rep, "action": "dismissed", "idempotencyKey": "res-" + id.DeviceID}))
+				refused("warnMember", e.post(id, "warnMember", obj{"convoId": g, "memberDid": bob.DID, "reason": "x", "idempotencyKey": "w-" + id.DeviceID}))
+				refused("getAdminStats", e.get(id, "getAdminStats", q))
+				refused("createInvite", e.post(id, "createInvite", obj{"convoId": g, "pskHash": pskHash(randBytes(t, 32))}))
+				refused("listInvites", e.get(id, "listInvites", q))
+				refused("revokeInvite", e.post(id, "revokeInvite", obj{"inviteId": inv, "idempotencyKey": "rv-" + id.DeviceID}))
+				refused("claimPendingDeviceAddition", e.post(id, "claimPendingDeviceAddition", obj{"pendingAdditionId": add}))
+				refused("completePendingDeviceAddition", e.post(id, "completePendingDeviceAddition", obj{"pendingAdditionId": add, "newEpoch": 0}))
+				refused("getPolicy", e.get(id, "getPolicy", q))
+				refused("updatePolicy", e.post(id, "updatePolicy", obj{"convoId": g, "allowInvites": false}))
+				refused("promoteAdmin", e.post(id, "promoteAdmin", obj{"convoId": g, "targetDid": bob.DID, "idempotencyKey": "p-" + id.DeviceID}))
+				refused("promoteModerator", e.post(id, "promoteModerator", obj{"convoId": g, "targetDid": bob.DID, "idempotencyKey": "pm-" + id.DeviceID}))
+				refused("getBlockStatus", e.get(id, "getBlockStatus", q))
+				refused("rejoin by external commit", e.post(id, "processExternalCommit", extCommit(g, externalCommit(t, g, 1, id.DID+"#"+id.DeviceID))))
+				refused("requestRejoin", e.post(id, "requestRejoin", obj{"convoId": g, "keyPackage": newKeyPackage(t, id.DID+"#"+id.DeviceID, e.clock.Now(), time.Hour).b64()}))
+				refused("readdition", e.post(id, "readdition", obj{"convoId": g}))
+				if l := e.get(id, "getPendingDeviceAdditions", nil).must(t, http.StatusOK).body["pendingAdditions"].([]any); len(l) != 0 {
+					t.Errorf("getPendingDeviceAdditions lists %v", l)
+				}
+				if l := e.get(id, "getPendingDeviceAdditions", url.Values{"convoIds": {g}}).must(t, http.StatusOK).body["pendingAdditions"].([]any); len(l) != 0 {
+					t.Errorf("getPendingDeviceAdditions for the conversation lists %v", l)
+				}
+			})
+		}
+		// Nothing they tried changed the conversation's state.
+		if l := e.get(alice, "listInvites", q).must(t, http.StatusOK).body["invites"].([]any); len(l) != 1 {
+			t.Errorf("invites after the refusals: %v", l)
+		}
+		if l := e.get(alice, "getReports", q).must(t, http.StatusOK).body["reports"].([]any); len(l) != 1 || l[0].(map[string]any)["status"] != "pending" {
+			t.Errorf("reports after the refusals: %v", l)
+		}
+		if p := e.get(alice, "getPolicy", q).must(t, http.StatusOK); !strings.Contains(string(p.raw), `"allowInvites":true`) {
+			t.Errorf("policy after the refusals: %s", p.raw)
+		}
+	})
+}
+
+// TestRemovedAdminRejoinsWithoutItsRole: an admin removed from a
+// conversation who joins again by an invite comes back as a plain member:
+// the role is not restored with the row.
+func TestRemovedAdminRejoinsWithoutItsRole(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		g := e.createConvo(t, alice, bob, carol)
+		q := url.Values{"convoId": {g}}
+		e.post(alice, "promoteAdmin", obj{"convoId": g, "targetDid": carol.DID, "idempotencyKey": "p"}).must(t, http.StatusOK)
+		e.get(carol, "getReports", q).must(t, http.StatusOK)
+		e.post(alice, "removeMember", obj{"convoId": g, "targetDid": carol.DID, "idempotencyKey": "rm"}).must(t, http.StatusOK)
+		psk := randBytes(t, 32)
+		e.post(alice, "createInvite", obj{"convoId": g, "pskHash": pskHash(psk)}).must(t, http.StatusOK)
+		e.post(carol, "processExternalCommit", obj{"convoId": g, "externalCommit": b64(externalCommit(t, g, 0, "did:plc:carol#c1")), "psk": b64(psk)}).
+			must(t, http.StatusOK)
+		e.get(carol, "getReports", q).isErr(t, http.StatusForbidden, "NotAdmin")
+		e.post(carol, "updatePolicy", obj{"convoId": g, "allowInvites": false}).isErr(t, http.StatusForbidden, "Unauthorized")
 	})
 }

@@ -45,3 +45,29 @@ func TestMLSModerationEndToEnd(t *testing.T) {
 		})
 	}
 }
+
+// TestMLSModerationEndToEndWithAppView runs the same scenario with the
+// gateway reading blocks from an AppView (block_appview): the stand-in
+// answers app.bsky.graph.getRelationships from the PDS stand-in's records,
+// as an AppView indexes the network, and the gateway never asks the PDS.
+func TestMLSModerationEndToEndWithAppView(t *testing.T) {
+	requireMLSHarness(t)
+	plc := atprototest.NewPLC(t)
+	pds := atprototest.NewPDS(t)
+	av := atprototest.NewAppView(t, pds)
+	caddyfile := strings.Replace(mlsCaddyfile, "\t\tcairn_delivery {\n", "\t\tcairn_delivery {\n\t\t\tblock_appview "+av.URL+"\n", 1)
+	if caddyfile == mlsCaddyfile {
+		t.Fatal("no cairn_delivery block to configure")
+	}
+	g, base := startMLSGateway(t, caddyfile, plc, sqliteStore(t),
+		[]string{"CAIRN_LOG_HASH_KEY=" + strings.Repeat("e", 40), "CAIRN_AUDIT_KEY=" + strings.Repeat("a", 40)})
+	runHarnessScript(t, harnessScript{name: "moderation.mjs", members: 6, steps: moderationSteps,
+		pds: pds, seed: func(did map[string]string) { pds.Block(did["frank"], did["bob"]) }},
+		plc, base, g, nil)
+	if av.Hits() == 0 {
+		t.Fatal("the gateway never asked the AppView")
+	}
+	if pds.Hits() != 0 {
+		t.Fatalf("the gateway asked the PDS %d times with block_appview set", pds.Hits())
+	}
+}
