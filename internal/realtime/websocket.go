@@ -239,9 +239,9 @@ type wsStream struct {
 	frames *frameConn
 	sub    *Subscription
 	ctx    context.Context // ends when the connection does
-	ping   *time.Timer
 
 	mu      sync.Mutex
+	ping    *time.Timer
 	writing bool // a drain goroutine is running
 	again   bool // events were queued while it ran
 	// last is the cursor of the last event written; only the drain
@@ -256,7 +256,10 @@ type wsStream struct {
 func (s *Server) followWS(conn *websocket.Conn, frames *frameConn, sub *Subscription) {
 	w := &wsStream{s: s, conn: conn, frames: frames, sub: sub, last: sub.Cursor()}
 	w.ctx = conn.CloseRead(context.Background())
+	// Under mu: a short Ping may fire before AfterFunc has returned.
+	w.mu.Lock()
 	w.ping = time.AfterFunc(s.cfg.Ping, w.pingPeer)
+	w.mu.Unlock()
 	context.AfterFunc(w.ctx, w.end)
 	sub.onQueued(w.kick)
 }
@@ -330,14 +333,23 @@ func (w *wsStream) pingPeer() {
 		return
 	}
 	if w.ctx.Err() == nil {
-		w.ping.Reset(w.s.cfg.Ping)
+		w.pingTimer().Reset(w.s.cfg.Ping)
 	}
+}
+
+// pingTimer returns the ping timer, once followWS has set it.
+func (w *wsStream) pingTimer() *time.Timer {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ping
 }
 
 // end drops the connection and ends the subscription, once.
 func (w *wsStream) end() {
 	w.endOnce.Do(func() {
-		w.ping.Stop()
+		if t := w.pingTimer(); t != nil {
+			t.Stop()
+		}
 		_ = w.conn.CloseNow()
 		w.sub.Close()
 	})
