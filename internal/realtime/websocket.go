@@ -106,8 +106,8 @@ func (s *Server) serveTicket(w http.ResponseWriter, r *http.Request) error {
 // Origins are not checked: the ticket is not an ambient credential, so a
 // cross-site page cannot use a victim's session to open a stream.
 //
-// Once upgraded, the stream no longer needs the handler: it is served by a
-// goroutine of its own and the handler returns, so the connection
+// Once upgraded, the stream no longer needs the handler: it is served
+// without it (see wsStream) and the handler returns, so the connection
 // goroutine's stack (parked under the whole handler chain) and the
 // request's state are not kept for the life of the stream.
 func (s *Server) ServeSubscribe(w http.ResponseWriter, r *http.Request) {
@@ -122,7 +122,7 @@ func (s *Server) ServeSubscribe(w http.ResponseWriter, r *http.Request) {
 		sub.Close()
 		return // Accept has answered the client
 	}
-	go s.followWS(conn, ho.frames, sub)
+	s.followWS(conn, ho.frames, sub)
 }
 
 // wsControlBuffer is the write buffer coder/websocket gets: the largest
@@ -251,8 +251,9 @@ type wsStream struct {
 	endOnce sync.Once
 }
 
-// followWS serves sub's events on conn, and pings, until the client
-// leaves, a write or a ping fails or the subscription ends.
+// followWS starts serving sub's events on conn, and pinging, until the
+// client leaves, a write or a ping fails or the subscription ends. It
+// returns at once.
 func (s *Server) followWS(conn *websocket.Conn, frames *frameConn, sub *Subscription) {
 	w := &wsStream{s: s, conn: conn, frames: frames, sub: sub, last: sub.Cursor()}
 	w.ctx = conn.CloseRead(context.Background())
