@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"mime"
 	"net"
 	"net/http"
@@ -216,14 +217,13 @@ func (f *frameConn) writeBinary(payload []byte) error {
 // client) frame of opcode carrying n bytes (RFC 6455 §5.2).
 func appendFrameHeader(b []byte, opcode byte, n int) []byte {
 	b = append(b, 0x80|opcode)
-	switch {
-	case n < 126:
+	if n >= 0 && n < 126 {
 		return append(b, byte(n))
-	case n <= 0xffff:
-		return binary.BigEndian.AppendUint16(append(b, 126), uint16(n))
-	default:
-		return binary.BigEndian.AppendUint64(append(b, 127), uint64(n))
 	}
+	if n >= 0 && n <= math.MaxUint16 {
+		return binary.BigEndian.AppendUint16(append(b, 126), uint16(n))
+	}
+	return binary.BigEndian.AppendUint64(append(b, 127), uint64(max(n, 0)))
 }
 
 // wsStream serves one WebSocket stream without a goroutine of its own
