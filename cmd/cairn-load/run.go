@@ -36,6 +36,10 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		return fmt.Errorf("open-file limit %d is below the %d descriptors %d streams need; raise the hard limit (ulimit -Hn)", limit, need, cfg.subscribers)
 	}
 	fmt.Fprintf(out, "open-file limit %d (this process and the gateway)\n", limit)
+	if ports, err := ephemeralPorts(); err == nil && cfg.subscribers+cfg.senders+64 > ports*cfg.sourceAddrs {
+		return fmt.Errorf("%d streams from %d source address(es) exceed the %d ephemeral ports each has (net.ipv4.ip_local_port_range); use -source-addrs %d",
+			cfg.subscribers, cfg.sourceAddrs, ports, (cfg.subscribers+cfg.senders+64)/ports+1)
+	}
 
 	home, err := os.MkdirTemp("", "cairn-load-")
 	if err != nil {
@@ -131,6 +135,10 @@ type report struct {
 	serverFDs          int
 	openTime           time.Duration
 	rssBefore, rssHeld int64
+	// stacks and heap in use (MemStats) before and held; -1 unknown
+	stacksBefore, heapBefore int64
+	stacksHeld, heapHeld     int64
+	loadStart, loadHeld      string // /proc/loadavg's 1, 5 and 15 min figures
 	fanout             []time.Duration
 	fanoutAfterAck     []time.Duration
 	fanoutMissed       int
@@ -155,6 +163,10 @@ func (l *loadRun) measure(ctx context.Context) error {
 	if r.rssBefore, err = rss(l.g.pid()); err != nil {
 		return err
 	}
+	r.loadStart = loadAverage()
+	if r.stacksBefore, r.heapBefore, err = l.memory(ctx); err != nil {
+		r.stacksBefore, r.heapBefore = -1, -1
+	}
 
 	start := time.Now()
 	if err := l.openAll(ctx); err != nil {
@@ -167,6 +179,10 @@ func (l *loadRun) measure(ctx context.Context) error {
 	}
 	r.held = l.open()
 	r.serverFDs = countFDs(l.g.pid())
+	r.loadHeld = loadAverage()
+	if r.stacksHeld, r.heapHeld, err = l.memory(ctx); err != nil {
+		r.stacksHeld, r.heapHeld = -1, -1
+	}
 	if cfg.profileDir != "" {
 		if err := l.saveProfiles(ctx, "held"); err != nil {
 			return err
@@ -501,20 +517,44 @@ func (l *loadRun) fetch(ctx context.Context, path, name string) error {
 // numGC reads the server's completed GC cycles from the runtime.MemStats
 // the admin endpoint's heap profile ends with.
 func (l *loadRun) numGC(ctx context.Context) (int64, error) {
+	b, err := l.memStats(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return parseMemStat(b, "NumGC")
+}
+
+// memory reads the server's goroutine stacks and heap in use (MemStats
+// StackInuse and HeapInuse).
+func (l *loadRun) memory(ctx context.Context) (stacks, heap int64, err error) {
+	b, err := l.memStats(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	if stacks, err = parseMemStat(b, "Stack"); err != nil {
+		return 0, 0, err
+	}
+	heap, err = parseMemStat(b, "HeapInuse")
+	return stacks, heap, err
+}
+
+// memStats fetches the admin endpoint's heap profile in text form, which
+// ends with runtime.MemStats.
+func (l *loadRun) memStats(ctx context.Context) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.g.adminBase+"/debug/pprof/heap?debug=1", nil)
 	if err != nil {
-		return 0, fmt.Errorf("heap request: %w", err)
+		return nil, fmt.Errorf("heap request: %w", err)
 	}
 	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("fetch heap profile: %w", err)
+		return nil, fmt.Errorf("fetch heap profile: %w", err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, fmt.Errorf("read heap profile: %w", err)
+		return nil, fmt.Errorf("read heap profile: %w", err)
 	}
-	return parseNumGC(b)
+	return b, nil
 }
 
 // countFDs counts the open descriptors of process pid (-1 if unreadable).
@@ -542,6 +582,11 @@ func (l *loadRun) print(r report) {
 	fmt.Fprintf(out, "connections held        %d of %d (opened in %s; server holds %d descriptors)\n", r.held, r.wanted, r.openTime.Round(time.Millisecond), r.serverFDs)
 	fmt.Fprintf(out, "server RSS              %s before, %s with the streams open\n", fmtBytes(r.rssBefore), fmtBytes(r.rssHeld))
 	fmt.Fprintf(out, "RSS per connection      %s\n", fmtBytes(perConn))
+	if r.held > 0 && r.stacksBefore >= 0 && r.stacksHeld >= 0 {
+		fmt.Fprintf(out, "  of which, per stream  stacks %s, heap in use %s (MemStats, held minus before; the heap counts garbage not yet collected)\n",
+			fmtBytes((r.stacksHeld-r.stacksBefore)/int64(r.held)), fmtBytes((r.heapHeld-r.heapBefore)/int64(r.held)))
+	}
+	fmt.Fprintf(out, "load average            %s at the start, %s with the streams open\n", r.loadStart, r.loadHeld)
 	want := len(l.convos[0].members) * cfg.devices
 	fmt.Fprintf(out, "fan-out                 %d messages × %d streams, one at a time: %d deliveries, %d missing\n",
 		cfg.messages, want, len(r.fanout), r.fanoutMissed)
@@ -566,7 +611,7 @@ func (l *loadRun) print(r report) {
 	}
 	var verdicts []string
 	if cfg.subscribers >= 10000 {
-		verdicts = append(verdicts, verdict(r.held >= 10000 && perConn <= 64<<10, "10,000 streams at ≤ 64 KiB RSS each"))
+		verdicts = append(verdicts, verdict(r.held >= 10000 && perConn <= 32<<10, "10,000 streams at ≤ 32 KiB RSS each"))
 	}
 	if want >= 1000 && len(r.fanout) > 0 {
 		verdicts = append(verdicts, verdict(r.fanoutMissed == 0 && percentile(r.fanout, 99) < 100*time.Millisecond, "1,000-member fan-out p99 < 100 ms"))

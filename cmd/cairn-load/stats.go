@@ -48,15 +48,18 @@ func parseVmRSS(status []byte) (int64, error) {
 	return 0, errors.New("no VmRSS line in status")
 }
 
-// parseNumGC reads "# NumGC = N" from a heap profile in text form.
-func parseNumGC(profile []byte) (int64, error) {
+// parseMemStat reads the runtime.MemStats field name ("NumGC",
+// "HeapInuse", "Stack") from a heap profile in text form: "# NumGC = N",
+// or for the pairs "# Stack = inuse / sys", the first number.
+func parseMemStat(profile []byte, name string) (int64, error) {
 	sc := bufio.NewScanner(bytes.NewReader(profile))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "# NumGC = "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), "# "+name+" = "); ok {
+			v, _, _ = strings.Cut(v, " / ")
 			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("NumGC value %q: %w", v, err)
+				return 0, fmt.Errorf("%s value %q: %w", name, v, err)
 			}
 			return n, nil
 		}
@@ -64,7 +67,42 @@ func parseNumGC(profile []byte) (int64, error) {
 	if err := sc.Err(); err != nil {
 		return 0, fmt.Errorf("read heap profile: %w", err)
 	}
-	return 0, errors.New("no NumGC in the heap profile")
+	return 0, fmt.Errorf("no %s in the heap profile", name)
+}
+
+// loadAverage returns the machine's 1, 5 and 15 minute load averages, or
+// "unknown".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
+}
+
+// ephemeralPorts returns how many local ports one source address has
+// towards one destination (net.ipv4.ip_local_port_range).
+func ephemeralPorts() (int, error) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, err
+	}
+	return parsePortRange(b)
+}
+
+// parsePortRange parses ip_local_port_range's "low high" and returns the
+// number of ports in it.
+func parsePortRange(b []byte) (int, error) {
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, fmt.Errorf("port range %q: want two numbers", b)
+	}
+	lo, err1 := strconv.Atoi(f[0])
+	hi, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil || lo < 1 || hi > 65535 || hi < lo {
+		return 0, fmt.Errorf("port range %q: want two ports, low then high", b)
+	}
+	return hi - lo + 1, nil
 }
 
 // rss returns the resident set size of process pid.

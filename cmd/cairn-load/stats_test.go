@@ -60,13 +60,18 @@ func TestParseVmRSS(t *testing.T) {
 	}
 }
 
-func TestParseNumGC(t *testing.T) {
-	profile := "heap profile: 1: 2 [3: 4] @ heap/1048576\n\n# runtime.MemStats\n# Alloc = 123\n# NumGC = 17\n# NumForcedGC = 0\n"
-	if n, err := parseNumGC([]byte(profile)); err != nil || n != 17 {
-		t.Errorf("parseNumGC = %d, %v; want 17", n, err)
+func TestParseMemStat(t *testing.T) {
+	profile := "heap profile: 1: 2 [3: 4] @ heap/1048576\n\n# runtime.MemStats\n# Alloc = 123\n# HeapInuse = 4096\n# Stack = 65536 / 65536\n# NumGC = 17\n# NumForcedGC = 0\n"
+	for name, want := range map[string]int64{"NumGC": 17, "HeapInuse": 4096, "Stack": 65536} {
+		if n, err := parseMemStat([]byte(profile), name); err != nil || n != want {
+			t.Errorf("parseMemStat(%s) = %d, %v; want %d", name, n, err, want)
+		}
 	}
-	if _, err := parseNumGC([]byte("heap profile: 1: 2\n")); err == nil {
+	if _, err := parseMemStat([]byte("heap profile: 1: 2\n"), "NumGC"); err == nil {
 		t.Error("a profile without MemStats parsed")
+	}
+	if _, err := parseMemStat([]byte("# NumGC = 3.5\n"), "NumGC"); err == nil {
+		t.Error("a fractional NumGC parsed")
 	}
 }
 
@@ -129,3 +134,34 @@ func TestParseFlagsRejectsAnUnevenSplit(t *testing.T) {
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+func TestParsePortRange(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int
+		err  bool
+	}{
+		{"32768\t60999\n", 28232, false},
+		{"1024 65535", 64512, false},
+		{"60999 32768", 0, true},
+		{"32768", 0, true},
+		{"a b", 0, true},
+		{"0 70000", 0, true},
+	} {
+		got, err := parsePortRange([]byte(tc.in))
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("parsePortRange(%q) = %d, %v; want %d, error %v", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func FuzzParsePortRange(f *testing.F) {
+	f.Add([]byte("32768\t60999\n"))
+	f.Add([]byte("1 1"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n, err := parsePortRange(b)
+		if err == nil && (n < 1 || n > 65535) {
+			t.Errorf("parsePortRange(%q) = %d", b, n)
+		}
+	})
+}

@@ -79,3 +79,41 @@ func TestRedisNotifierPayloadAndReconnect(t *testing.T) {
 	hear("A", gotA, "convo-3")
 	hear("B", gotB, "convo-3")
 }
+
+// TestNotifiersWakeTheirOwnNodeInPublish checks that the fan-out on the
+// node that committed a message does not wait for a round trip through
+// PostgreSQL or Redis: every notifier has called this node's listeners
+// by the time Publish returns (the other nodes hear it through the
+// shared channel).
+func TestNotifiersWakeTheirOwnNodeInPublish(t *testing.T) {
+	ctx := context.Background()
+	client, prefix := testenv.Redis(t)
+	redisN, err := NewRedisNotifier(ctx, RedisNotifierConfig{Client: client, Channel: prefix + "realtime"})
+	testenv.Must(t, err, "redis notifier")
+	defer redisN.Close()
+	pgN, err := NewPGNotifier(ctx, PGNotifierConfig{URL: testenv.Postgres(t)})
+	testenv.Must(t, err, "postgres notifier")
+	defer pgN.Close()
+	for name, n := range map[string]Notifier{"local": NewLocalNotifier(), "redis": redisN, "postgres": pgN} {
+		heard := make(chan string, 1)
+		stop := n.Listen(func(c string) {
+			if c == "" {
+				return // a reconnect's "re-read everything", not the publish
+			}
+			select {
+			case heard <- c:
+			default:
+			}
+		})
+		testenv.Must(t, n.Publish(ctx, "convo-1"), name+" publish")
+		select {
+		case c := <-heard:
+			if c != "convo-1" {
+				t.Errorf("%s: heard %q", name, c)
+			}
+		default:
+			t.Errorf("%s: Publish returned before this node's listener was called", name)
+		}
+		stop()
+	}
+}

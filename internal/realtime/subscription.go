@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-chat/cairn-caddy/internal/caller"
@@ -83,6 +84,9 @@ type Subscription struct {
 	// convos is read by release under mu after the pump has ended, and
 	// written only by the pump.
 	convos map[string]struct{}
+	// onQueue, if set, is called after each event is queued and once
+	// Events has closed (see onQueued).
+	onQueue atomic.Pointer[func()]
 
 	// pump-owned
 	// pos is what the stream's cursors say. Its floor moves up to settled
@@ -119,6 +123,23 @@ func (s *Subscription) Err() error {
 func (s *Subscription) Close() {
 	s.stop(nil)
 	<-s.done
+}
+
+// onQueued has fn called after each event is queued and once Events has
+// closed, and once now for what was queued before. A transport that
+// drains Events only while there is work (the WebSocket stream) starts
+// its writer from it instead of keeping a goroutine parked on Events.
+// fn must not block.
+func (s *Subscription) onQueued(fn func()) {
+	s.onQueue.Store(&fn)
+	fn()
+}
+
+// queued calls the onQueued function, if any.
+func (s *Subscription) queued() {
+	if fn := s.onQueue.Load(); fn != nil {
+		(*fn)()
+	}
 }
 
 // Cursor returns a cursor for the point the stream starts from: the
@@ -203,6 +224,7 @@ func (s *Subscription) run() {
 		close(s.live)
 	}
 	close(s.out)
+	s.queued()
 	s.cancel()
 	close(s.done)
 }
@@ -528,6 +550,7 @@ func (s *Subscription) send(e Event, block bool) bool {
 	ev := &e
 	select {
 	case s.out <- ev:
+		s.queued()
 		return true
 	default:
 	}
@@ -539,6 +562,7 @@ func (s *Subscription) send(e Event, block bool) bool {
 	}
 	select {
 	case s.out <- ev:
+		s.queued()
 		return true
 	case <-s.ctx.Done():
 		return false

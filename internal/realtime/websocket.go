@@ -5,13 +5,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"mime"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -104,8 +107,8 @@ func (s *Server) serveTicket(w http.ResponseWriter, r *http.Request) error {
 // Origins are not checked: the ticket is not an ambient credential, so a
 // cross-site page cannot use a victim's session to open a stream.
 //
-// Once upgraded, the stream no longer needs the handler: it is served by a
-// goroutine of its own and the handler returns, so the connection
+// Once upgraded, the stream no longer needs the handler: it is served
+// without it (see wsStream) and the handler returns, so the connection
 // goroutine's stack (parked under the whole handler chain) and the
 // request's state are not kept for the life of the stream.
 func (s *Server) ServeSubscribe(w http.ResponseWriter, r *http.Request) {
@@ -114,27 +117,37 @@ func (s *Server) ServeSubscribe(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	conn, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	ho := &handover{ResponseWriter: w, timeout: s.cfg.WriteTimeout}
+	conn, err := websocket.Accept(ho, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		sub.Close()
 		return // Accept has answered the client
 	}
-	go s.followWS(conn, sub)
+	s.followWS(conn, ho.frames, sub)
 }
 
-// wsWriteBuffer is the write buffer a WebSocket stream keeps: a frame's
-// header and a payload up to about this size leave in one write.
-const wsWriteBuffer = 2 << 10
+// wsControlBuffer is the write buffer coder/websocket gets: the largest
+// control frame a server sends (RFC 6455 §5.5: a 2-byte header and at most
+// 125 bytes of payload), so each ping, pong and close frame it writes
+// reaches the connection in one Write. It writes nothing else: events go
+// through frameConn.writeBinary.
+const wsControlBuffer = 128
 
-// smallBuffers hands the connection to coder/websocket with small buffers
-// in place of net/http's 4 KiB ones, which it would otherwise keep for the
+// handover hands the connection to coder/websocket with small buffers in
+// place of net/http's 4 KiB ones, which it would otherwise keep for the
 // life of the stream: the server reads no more than pongs and the close
-// frame, and its events are mostly far smaller than 2 KiB.
-type smallBuffers struct{ http.ResponseWriter }
+// frame, and writes its events itself (frameConn), without a buffer kept
+// between them.
+type handover struct {
+	http.ResponseWriter
+	timeout time.Duration
+	// frames is the connection's writer once Hijack has run.
+	frames *frameConn
+}
 
 // Hijack implements http.Hijacker. Bytes net/http had already read past
 // the request are handed on in front of the connection.
-func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w *handover) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
@@ -144,55 +157,203 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		early, _ := brw.Reader.Peek(n)
 		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
 	}
-	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, 16), bufio.NewWriterSize(conn, wsWriteBuffer)), nil
+	w.frames = &frameConn{conn: conn, timeout: w.timeout}
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, 16), bufio.NewWriterSize(w.frames, wsControlBuffer)), nil
 }
 
 // Unwrap returns the wrapped ResponseWriter, for http.ResponseController.
-func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *handover) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// followWS writes sub's events to conn, and pings, until the client
-// leaves, a write or a ping fails or the subscription ends.
-func (s *Server) followWS(conn *websocket.Conn, sub *Subscription) {
-	defer sub.Close()
-	defer conn.CloseNow()
-	ctx := conn.CloseRead(context.Background())
+// frameConn is the writing side of a WebSocket stream's connection.
+// coder/websocket writes its control frames through it (one Write per
+// frame, see wsControlBuffer) and the stream writes each event as one
+// binary frame with one writev of its header and the shared encoding, so
+// no write buffer is held while the stream is idle (coder/websocket keeps
+// one per connection for as long as it lives). Writes are serialized and
+// each has a deadline; nothing is written after a close frame.
+type frameConn struct {
+	conn    net.Conn
+	timeout time.Duration
 
-	obs := s.cfg.Hub.cfg.Observer
-	ping := time.NewTicker(s.cfg.Ping)
-	defer ping.Stop()
-	last := sub.Cursor()
-	write := func(ev Event) error {
-		data, err := firehoseFrame(ev)
-		if err != nil {
-			return err
-		}
-		wctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
-		defer cancel()
-		return conn.Write(wctx, websocket.MessageBinary, data)
+	mu     sync.Mutex
+	closed bool
+}
+
+// Write writes one of coder/websocket's frames.
+func (f *frameConn) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(p) > 0 && p[0]&0x0f == wsOpClose {
+		f.closed = true
 	}
+	_ = f.conn.SetWriteDeadline(time.Now().Add(f.timeout))
+	return f.conn.Write(p)
+}
+
+// wsOpClose and wsOpBinary are RFC 6455 §5.2 opcodes.
+const (
+	wsOpClose  = 0x8
+	wsOpBinary = 0x2
+)
+
+// errWSClosed is writeBinary's error once a close frame has been sent.
+var errWSClosed = errors.New("websocket: close frame already sent")
+
+// writeBinary writes payload as one unfragmented binary message.
+func (f *frameConn) writeBinary(payload []byte) error {
+	var head [10]byte
+	bufs := net.Buffers{appendFrameHeader(head[:0], wsOpBinary, len(payload)), payload}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return errWSClosed
+	}
+	_ = f.conn.SetWriteDeadline(time.Now().Add(f.timeout))
+	_, err := bufs.WriteTo(f.conn)
+	return err
+}
+
+// appendFrameHeader appends the header of a final, unmasked (server to
+// client) frame of opcode carrying n bytes (RFC 6455 §5.2).
+func appendFrameHeader(b []byte, opcode byte, n int) []byte {
+	b = append(b, 0x80|opcode)
+	if n >= 0 && n < 126 {
+		return append(b, byte(n))
+	}
+	if n >= 0 && n <= math.MaxUint16 {
+		return binary.BigEndian.AppendUint16(append(b, 126), uint16(n))
+	}
+	return binary.BigEndian.AppendUint64(append(b, 127), uint64(max(n, 0)))
+}
+
+// wsStream serves one WebSocket stream without a goroutine of its own
+// while it is idle: its writer runs only while the subscription has
+// events queued (Subscription.onQueued starts it), its pings are timers,
+// and the client leaving is noticed by coder/websocket's reading
+// goroutine (CloseRead), which the stream needs anyway for pongs and the
+// close frame. Each goroutine parked for a stream's life costs its stack,
+// 2–8 KiB, on every open stream.
+type wsStream struct {
+	s      *Server
+	conn   *websocket.Conn
+	frames *frameConn
+	sub    *Subscription
+	ctx    context.Context // ends when the connection does
+
+	mu      sync.Mutex
+	ping    *time.Timer
+	writing bool // a drain goroutine is running
+	again   bool // events were queued while it ran
+	// last is the cursor of the last event written; only the drain
+	// goroutine, one at a time, uses it.
+	last string
+
+	endOnce sync.Once
+}
+
+// followWS starts serving sub's events on conn, and pinging, until the
+// client leaves, a write or a ping fails or the subscription ends. It
+// returns at once.
+func (s *Server) followWS(conn *websocket.Conn, frames *frameConn, sub *Subscription) {
+	w := &wsStream{s: s, conn: conn, frames: frames, sub: sub, last: sub.Cursor()}
+	w.ctx = conn.CloseRead(context.Background())
+	// Under mu: a short Ping may fire before AfterFunc has returned.
+	w.mu.Lock()
+	w.ping = time.AfterFunc(s.cfg.Ping, w.pingPeer)
+	w.mu.Unlock()
+	context.AfterFunc(w.ctx, w.end)
+	sub.onQueued(w.kick)
+}
+
+// kick starts the writer unless it is running, in which case it will look
+// at the queue again before it stops.
+func (w *wsStream) kick() {
+	w.mu.Lock()
+	if w.writing {
+		w.again = true
+		w.mu.Unlock()
+		return
+	}
+	w.writing = true
+	w.mu.Unlock()
+	go w.drain()
+}
+
+// drain writes what is queued, then stops; a kick that came meanwhile
+// makes it look again, so an event queued while it stopped is not left
+// behind.
+func (w *wsStream) drain() {
+	obs := w.s.cfg.Hub.cfg.Observer
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ping.C:
-			pctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
-			err := conn.Ping(pctx)
-			cancel()
-			if err != nil {
-				return // dead peer: CloseNow drops it
+		for more := true; more; {
+			select {
+			case ev, ok := <-w.sub.Events():
+				if !ok {
+					w.s.closeWS(w.conn, w.sub.Err(), w.write, w.last)
+					w.end()
+					return // writing stays set: nothing more is written
+				}
+				if w.write(*ev) != nil {
+					w.end()
+					return
+				}
+				w.last = ev.Cursor
+				obs.EventsDelivered("websocket", 1)
+			default:
+				more = false
 			}
-		case ev, ok := <-sub.Events():
-			if !ok {
-				s.closeWS(conn, sub.Err(), write, last)
-				return
-			}
-			if write(*ev) != nil {
-				return
-			}
-			last = ev.Cursor
-			obs.EventsDelivered("websocket", 1)
 		}
+		w.mu.Lock()
+		if !w.again {
+			w.writing = false
+			w.mu.Unlock()
+			return
+		}
+		w.again = false
+		w.mu.Unlock()
 	}
+}
+
+// write writes one event as a binary message.
+func (w *wsStream) write(ev Event) error {
+	data, err := firehoseFrame(ev)
+	if err != nil {
+		return err
+	}
+	return w.frames.writeBinary(data)
+}
+
+// pingPeer pings and waits for the pong; a peer that does not answer
+// within WriteTimeout is dropped.
+func (w *wsStream) pingPeer() {
+	ctx, cancel := context.WithTimeout(w.ctx, w.s.cfg.WriteTimeout)
+	err := w.conn.Ping(ctx)
+	cancel()
+	if err != nil {
+		w.end() // dead peer: CloseNow drops it
+		return
+	}
+	if w.ctx.Err() == nil {
+		w.pingTimer().Reset(w.s.cfg.Ping)
+	}
+}
+
+// pingTimer returns the ping timer, once followWS has set it.
+func (w *wsStream) pingTimer() *time.Timer {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ping
+}
+
+// end drops the connection and ends the subscription, once.
+func (w *wsStream) end() {
+	w.endOnce.Do(func() {
+		if t := w.pingTimer(); t != nil {
+			t.Stop()
+		}
+		_ = w.conn.CloseNow()
+		w.sub.Close()
+	})
 }
 
 // subscribeWS opens the ticket, subscribes and then redeems the ticket,

@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -409,4 +413,44 @@ func FuzzUpgradeRequest(f *testing.F) {
 			t.Fatalf("upgradeRequest passes %v, websocket.Accept's handshake %v (status %d) for %q", ours, theirs, rec.Code, r.Header)
 		}
 	})
+}
+
+// TestWebSocketFrameLengths sends messages whose frames need each of RFC
+// 6455's three payload-length encodings (7-bit, 16-bit, 64-bit) and checks
+// that a standard client reads each one whole.
+func TestWebSocketFrameLengths(t *testing.T) {
+	e, ts := newTicketEnv(t, backends()[0], Config{}, ServerConfig{})
+	e.convo("c1", alice, bob)
+	_, tk, _ := getTicket(t, ts, bob, `{"convoId":"c1"}`)
+	c, _, err := dial(t, ts, "ticket="+tk.Ticket, nil)
+	testenv.Must(t, err, "dial")
+	c.SetReadLimit(-1)
+	waitOpen(t, e.hub, 1)
+	for i, size := range []int{1, 125, 126, 300, 65535, 65536, 200_000} {
+		ct := bytes.Repeat([]byte{byte(i + 1)}, size)
+		id := fmt.Sprintf("m%03d", i)
+		_, err := e.st.AppendMessage(context.Background(), store.NewMessage{ConvoID: "c1", MsgID: id, Ciphertext: ct, PaddedSize: 512})
+		testenv.Must(t, err, "send "+id)
+		e.hub.Notify("c1")
+		ev := readWS(t, c)
+		if ev.Message == nil || ev.Message.ID != id || !bytes.Equal(ev.Message.Ciphertext, ct) {
+			t.Fatalf("ciphertext of %d bytes: got event %q with %d bytes", size, ev.Type, len(ev.Message.Ciphertext))
+		}
+	}
+}
+
+// TestFrameConnNothingAfterClose checks that once coder/websocket has
+// written a close frame, the stream writes no data frame after it.
+func TestFrameConnNothingAfterClose(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	go func() { _, _ = io.Copy(io.Discard, client) }()
+	f := &frameConn{conn: server, timeout: guard}
+	testenv.Must(t, f.writeBinary([]byte("before")), "data frame before close")
+	if _, err := f.Write([]byte{0x80 | wsOpClose, 2, 0x03, 0xe8}); err != nil {
+		t.Fatalf("close frame: %v", err)
+	}
+	if err := f.writeBinary([]byte("after")); !errors.Is(err, errWSClosed) {
+		t.Errorf("data frame after close: %v, want errWSClosed", err)
+	}
 }

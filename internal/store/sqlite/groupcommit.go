@@ -154,10 +154,12 @@ type committer struct {
 	// groups and grouped count the groups committed and the writes they
 	// carried, for metrics.
 	groups, grouped atomic.Int64
+	// committed is called after each group's commit; it must not block.
+	committed func()
 }
 
-func newCommitter(db *sql.DB) *committer {
-	c := &committer{db: db, stmts: newStmtCache(db), writes: make(chan *pendingWrite), quit: make(chan struct{}), exited: make(chan struct{})}
+func newCommitter(db *sql.DB, committed func()) *committer {
+	c := &committer{db: db, stmts: newStmtCache(db), writes: make(chan *pendingWrite), quit: make(chan struct{}), exited: make(chan struct{}), committed: committed}
 	go c.run()
 	return c
 }
@@ -207,6 +209,7 @@ func (c *committer) run() {
 			}
 			c.commit(group)
 			clear(group)
+			c.committed()
 			c.stmts.prepareWanted()
 		case <-c.quit:
 			return

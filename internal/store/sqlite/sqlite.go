@@ -60,6 +60,8 @@ type Store struct {
 
 	w   *sql.DB // one connection: the single writer
 	gc  *committer
+	ck  *sql.DB // one connection: the checkpointer's
+	cp  *checkpointer
 	r   *readPool
 	now func() time.Time
 	// purgeBatch bounds the rows one purge transaction deletes, so a large
@@ -112,6 +114,8 @@ func New(cfg Config) (*Store, error) {
 	// BEGIN IMMEDIATE takes the write lock up front, so a write transaction
 	// never fails half-way on a lock upgrade from another process.
 	wq.Set("_txlock", "immediate")
+	// The checkpointer, not the commit that fills the WAL, checkpoints.
+	wq.Add("_pragma", "wal_autocheckpoint(0)")
 	// SQLite URI filenames give '?', '#' and '%' meaning; escape them.
 	file := "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(cfg.Path)
 	w, err := sql.Open("sqlite", file+"?"+wq.Encode())
@@ -122,15 +126,24 @@ func New(cfg Config) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
+	ck, err := sql.Open("sqlite", file+"?"+q.Encode())
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open sqlite checkpointer: %w", err)
+	}
+	ck.SetMaxOpenConns(1)
+	ck.SetMaxIdleConns(1)
 	q.Add("_pragma", "query_only(1)")
 	r, err := sql.Open("sqlite", file+"?"+q.Encode())
 	if err != nil {
 		w.Close()
+		ck.Close()
 		return nil, fmt.Errorf("open sqlite readers: %w", err)
 	}
 	r.SetMaxOpenConns(cfg.ReadConns)
 	r.SetMaxIdleConns(cfg.ReadConns)
-	s := &Store{w: w, r: newReadPool(r), gc: newCommitter(w), now: cfg.Now, purgeBatch: cfg.PurgeBatch, locks: map[string]bool{}}
+	cp := newCheckpointer(ck)
+	s := &Store{w: w, r: newReadPool(r), gc: newCommitter(w, cp.committed), ck: ck, cp: cp, now: cfg.Now, purgeBatch: cfg.PurgeBatch, locks: map[string]bool{}}
 	s.TxWriter = store.NewTxWriter(func(ctx context.Context, fn func(store.Writer) error) error {
 		return s.withWriter(ctx, func(w *txWriter) error { return fn(w) })
 	})
@@ -148,7 +161,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 // Close closes both pools.
 func (s *Store) Close() error {
 	s.gc.close()
-	return errors.Join(s.w.Close(), s.r.Close())
+	s.cp.close()
+	return errors.Join(s.w.Close(), s.r.Close(), s.ck.Close())
 }
 
 // Traits implements store.Store: the single writer commits cursors in the
