@@ -23,7 +23,7 @@ GOTOOLCHAIN := $(shell sed -n 's/^toolchain //p' go.mod)
 export GOTOOLCHAIN
 
 .PHONY: help build build-go release image size run run-dev test test-short vet bench fuzz fuzz-ci fuzz-corpus load-realtime clean \
-	scan staticcheck gosec govulncheck vulndb vulndb-update npm-audit bench-backup
+	scan staticcheck gosec govulncheck vulndb vulndb-update npm-audit bench-backup otelcol
 
 help:
 	@echo "make build       build ./$(BINARY) with xcaddy from xcaddy.json (Caddy $(CADDY_VERSION) + this module + plugins)"
@@ -41,6 +41,7 @@ help:
 	@echo "make fuzz-corpus copy what fuzzing found into testdata/fuzz/ to commit"
 	@echo "make scan        vet, staticcheck, gosec, govulncheck and npm audit, as CI does (docs/ci.md)"
 	@echo "make vulndb-update  pin the newest golang.org/x/vulndb and rebuild the offline database"
+	@echo "make otelcol     build the log-shipping OpenTelemetry Collector (tools/otelcol-cairn) into $(CAIRN_CI_CACHE)"
 	@echo "make load-realtime  10,000 SSE streams and a 1,000-member fan-out against a real cairn-caddy (LOAD_FLAGS=...)"
 
 # xcaddy is fetched through the Go module proxy at the pinned version.
@@ -208,6 +209,19 @@ npm-audit:
 LOAD_FLAGS ?=
 load-realtime:
 	$(GO) run ./cmd/cairn-load $(LOAD_FLAGS)
+
+# The OpenTelemetry Collector that ships the logs to Loki
+# (deploy/otelcol, docs/observability.md), from its own module so that its
+# dependencies stay out of go.mod. It is cached by the hash of its sources,
+# the name TestCollectorShipsTheLogsToLoki looks for, so CI builds it once
+# per machine and source change (several minutes from a cold module cache).
+CAIRN_CI_CACHE ?= /var/cache/cairn-ci
+OTELCOL_SRC    := tools/otelcol-cairn
+OTELCOL_BIN     = $(CAIRN_CI_CACHE)/otelcol-cairn-$(shell cd $(OTELCOL_SRC) && cat go.mod go.sum main.go | sha256sum | cut -c1-12)
+otelcol:
+	@mkdir -p $(CAIRN_CI_CACHE)
+	@if [ -x $(OTELCOL_BIN) ]; then echo "$(OTELCOL_BIN) is built"; else \
+		cd $(OTELCOL_SRC) && $(GO) build -trimpath -o $(OTELCOL_BIN).tmp . && mv $(OTELCOL_BIN).tmp $(OTELCOL_BIN) && echo "built $(OTELCOL_BIN)"; fi
 
 clean:
 	rm -f ./$(BINARY)
