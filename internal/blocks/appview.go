@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -191,29 +192,66 @@ type job struct {
 // ErrUnavailable if any request fails.
 func (a *AppView) Among(ctx context.Context, dids []string) ([]Relation, error) {
 	uniq := uniqueDIDs(dids)
-	known := map[[2]string]pairBlocks{}
-	pending := map[[2]string]bool{}
+	asks := make([]ask, 0, len(uniq))
 	for i, x := range uniq {
-		for _, y := range uniq[i+1:] {
-			k, _ := pairKey(x, y)
-			if p, ok := a.cache.get(k); ok {
-				known[k] = p
-			} else {
-				pending[k] = true
-			}
+		asks = append(asks, ask{actor: x, others: uniq[i+1:]})
+	}
+	return a.pairs(ctx, asks)
+}
+
+// Between returns the blocks, in either direction, between an account of
+// added and an account of added or existing, each once: what an add of
+// added to a conversation of existing must know, without the pairs of
+// existing members among themselves. Each account of added asks about the
+// others after it and every existing account, 30 at a time, so one
+// newcomer to n members costs about n/30 requests where Among costs about
+// n²/60. Failures and the cache are Among's.
+func (a *AppView) Between(ctx context.Context, added, existing []string) ([]Relation, error) {
+	news := uniqueDIDs(added)
+	isNew := make(map[string]bool, len(news))
+	for _, d := range news {
+		isNew[d] = true
+	}
+	var olds []string
+	for _, d := range uniqueDIDs(existing) {
+		if !isNew[d] {
+			olds = append(olds, d)
 		}
 	}
-	// Round one: each account asks about the pending pairs with the
-	// accounts after it.
+	asks := make([]ask, 0, len(news))
+	for i, x := range news {
+		asks = append(asks, ask{actor: x, others: append(slices.Clone(news[i+1:]), olds...)})
+	}
+	return a.pairs(ctx, asks)
+}
+
+// ask is an account and the accounts whose pairs with it are wanted, each
+// pair named once across a call's asks.
+type ask struct {
+	actor  string
+	others []string
+}
+
+// pairs returns the blocks of the pairs asks name, from the cache or the
+// AppView: each pair asked from its ask's actor first, and a pair whose
+// actor the AppView does not know asked again from its other account.
+func (a *AppView) pairs(ctx context.Context, asks []ask) ([]Relation, error) {
+	known := map[[2]string]pairBlocks{}
+	pending := map[[2]string]bool{}
+	// Round one: each actor asks about its pending pairs.
 	var jobs []job
-	for i, x := range uniq {
+	for _, q := range asks {
 		var others []string
-		for _, y := range uniq[i+1:] {
-			if k, _ := pairKey(x, y); pending[k] {
+		for _, y := range q.others {
+			k, _ := pairKey(q.actor, y)
+			if p, ok := a.cache.get(k); ok {
+				known[k] = p
+			} else if !pending[k] {
+				pending[k] = true
 				others = append(others, y)
 			}
 		}
-		jobs = appendJobs(jobs, x, others)
+		jobs = appendJobs(jobs, q.actor, others)
 	}
 	unknown, err := a.run(ctx, jobs, known, pending)
 	if err != nil {
@@ -222,18 +260,24 @@ func (a *AppView) Among(ctx context.Context, dids []string) ([]Relation, error) 
 	// Round two: a pair whose asker the AppView does not know is asked
 	// from the other account; a pair of two unknown accounts has no block
 	// the AppView knows of.
-	jobs = jobs[:0]
-	for _, y := range uniq {
-		if unknown[y] {
+	again := map[string][]string{}
+	var order []string
+	for _, q := range asks {
+		if !unknown[q.actor] {
 			continue
 		}
-		var others []string
-		for _, x := range uniq {
-			if k, _ := pairKey(x, y); unknown[x] && pending[k] {
-				others = append(others, x)
+		for _, y := range q.others {
+			if k, _ := pairKey(q.actor, y); !unknown[y] && pending[k] {
+				if _, ok := again[y]; !ok {
+					order = append(order, y)
+				}
+				again[y] = append(again[y], q.actor)
 			}
 		}
-		jobs = appendJobs(jobs, y, others)
+	}
+	jobs = jobs[:0]
+	for _, y := range order {
+		jobs = appendJobs(jobs, y, again[y])
 	}
 	if _, err := a.run(ctx, jobs, known, pending); err != nil {
 		return nil, err

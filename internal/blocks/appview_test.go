@@ -75,6 +75,66 @@ func TestAppViewAsksAtMost30OthersAndEveryPairOnce(t *testing.T) {
 	}
 }
 
+func TestAppViewBetweenAsksLinearlyForOneNewcomer(t *testing.T) {
+	src, av, pds := newAppViewSource(t)
+	var members []string
+	for i := range 200 {
+		members = append(members, fmt.Sprintf("did:plc:%024d", i))
+	}
+	newcomer := "did:plc:nnnnnnnnnnnnnnnnnnnnnnnn"
+	pds.Block(members[150], newcomer)
+	pds.Block(members[3], members[4]) // between members: not this add's business
+	rs, err := src.Between(context.Background(), []string{newcomer}, members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 || rs[0].Blocker != members[150] || rs[0].Blocked != newcomer {
+		t.Fatalf("relations = %+v, want member 150's block of the newcomer alone", rs)
+	}
+	// The newcomer asks about the 200 members, 30 at a time: 7 requests,
+	// where Among over the 201 accounts makes 770.
+	if av.Hits() != (200+29)/30 {
+		t.Fatalf("%d requests for one newcomer to 200 members, want %d", av.Hits(), (200+29)/30)
+	}
+	if av.MaxOthers() > 30 {
+		t.Fatalf("a request asked about %d others; the lexicon allows 30", av.MaxOthers())
+	}
+	// Cached: the same add again asks nothing.
+	if _, err := src.Between(context.Background(), []string{newcomer}, members); err != nil || av.Hits() != 7 {
+		t.Fatalf("second Between: %v, %d requests in all, want 7", err, av.Hits())
+	}
+}
+
+func TestAppViewBetweenCoversNewcomersAmongThemselves(t *testing.T) {
+	src, av, pds := newAppViewSource(t)
+	dave := "did:plc:dddddddddddddddddddddddd"
+	pds.Block(carol, bob)  // two newcomers
+	pds.Block(alice, dave) // two members
+	rs, err := src.Between(context.Background(), []string{bob, carol, bob}, []string{alice, dave, carol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 || rs[0].Blocker != carol || rs[0].Blocked != bob {
+		t.Fatalf("relations = %+v, want carol's block of bob alone", rs)
+	}
+	// bob asks about carol, alice and dave; carol about alice and dave.
+	if av.Hits() != 2 {
+		t.Fatalf("%d requests, want 2", av.Hits())
+	}
+	// A newcomer the AppView does not know is asked about from the
+	// members' side.
+	av.SetUnknownActor("did:plc:eeeeeeeeeeeeeeeeeeeeeeee")
+	pds.Block(alice, "did:plc:eeeeeeeeeeeeeeeeeeeeeeee")
+	rs, err = src.Between(context.Background(), []string{"did:plc:eeeeeeeeeeeeeeeeeeeeeeee"}, []string{alice})
+	if err != nil || len(rs) != 1 || rs[0].Blocker != alice {
+		t.Fatalf("Between = %+v, %v; want alice's block of the newcomer", rs, err)
+	}
+	av.SetDown(true)
+	if _, err := src.Between(context.Background(), []string{"did:plc:ffffffffffffffffffffffff"}, []string{alice}); !errors.Is(err, blocks.ErrUnavailable) {
+		t.Fatalf("Between with the AppView down: %v, want ErrUnavailable", err)
+	}
+}
+
 func TestAppViewAsksAboutAnUnknownAccountFromTheOtherSide(t *testing.T) {
 	src, av, pds := newAppViewSource(t)
 	// The AppView answers nothing for alice as the actor (the reference
@@ -160,6 +220,14 @@ func TestCombinedUnitesSourcesAndFailsIfEitherFails(t *testing.T) {
 	// A pair neither has cached.
 	if _, err := both.Among(ctx, []string{alice, "did:plc:dddddddddddddddddddddddd"}); !errors.Is(err, blocks.ErrUnavailable) {
 		t.Fatalf("Among with the AppView down: %v, want ErrUnavailable", err)
+	}
+	if _, err := both.Between(ctx, []string{"did:plc:dddddddddddddddddddddddd"}, []string{alice}); !errors.Is(err, blocks.ErrUnavailable) {
+		t.Fatalf("Between with the AppView down: %v, want ErrUnavailable", err)
+	}
+	av.SetDown(false)
+	rs, err = both.Between(ctx, []string{bob}, []string{alice, carol})
+	if err != nil || len(rs) != 1 || rs[0].Blocker != alice || rs[0].CreatedAt.IsZero() {
+		t.Fatalf("Between = %+v, %v; want alice's block of bob from the PDS, dated", rs, err)
 	}
 	// Verify reads the PDS, which holds a record the moment it is made.
 	if _, ok, err := both.Verify(ctx, alice, bob, ""); err != nil || !ok {

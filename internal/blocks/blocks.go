@@ -19,6 +19,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -126,6 +127,36 @@ func (s *Source) Among(ctx context.Context, dids []string) ([]Relation, error) {
 	for _, d := range uniq {
 		set[d] = true
 	}
+	return s.filtered(ctx, uniq, func(r Relation) bool { return set[r.Blocked] })
+}
+
+// Between returns the blocks, in either direction, between an account of
+// added and an account of added or existing, each once: what an add of
+// added to a conversation of existing must know. Every account's
+// repository is still read (an existing member's block of a newcomer is
+// in the member's repository), from the cache when fresh enough; only the
+// pairs of existing members among themselves are left out. It fails with
+// ErrUnavailable if any account's blocks could not be read.
+func (s *Source) Between(ctx context.Context, added, existing []string) ([]Relation, error) {
+	isNew := map[string]bool{}
+	for _, d := range added {
+		isNew[d] = true
+	}
+	set := map[string]bool{}
+	for _, d := range existing {
+		set[d] = true
+	}
+	for d := range isNew {
+		set[d] = true
+	}
+	return s.filtered(ctx, uniqueDIDs(append(slices.Clone(added), existing...)), func(r Relation) bool {
+		return set[r.Blocked] && (isNew[r.Blocker] || isNew[r.Blocked])
+	})
+}
+
+// filtered reads the outgoing blocks of every account of uniq and returns
+// those keep accepts (never a self-block), each once.
+func (s *Source) filtered(ctx context.Context, uniq []string, keep func(Relation) bool) ([]Relation, error) {
 	results := make([][]Relation, len(uniq))
 	errs := make([]error, len(uniq))
 	sem := make(chan struct{}, parallel)
@@ -148,7 +179,7 @@ func (s *Source) Among(ctx context.Context, dids []string) ([]Relation, error) {
 	for _, rs := range results {
 		for _, r := range rs {
 			k := [2]string{r.Blocker, r.Blocked}
-			if set[r.Blocked] && r.Blocked != r.Blocker && !seen[k] {
+			if keep(r) && r.Blocked != r.Blocker && !seen[k] {
 				seen[k] = true
 				out = append(out, r)
 			}

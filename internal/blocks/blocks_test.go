@@ -57,6 +57,24 @@ func TestAmongFindsBlocksBothWaysAndCaches(t *testing.T) {
 	}
 }
 
+func TestBetweenLeavesOutPairsOfExistingMembers(t *testing.T) {
+	src, pds := newSource(t)
+	ctx := context.Background()
+	pds.Block(alice, bob)   // two existing members
+	pds.Block(carol, alice) // the newcomer blocks a member
+	rs, err := src.Between(ctx, []string{carol}, []string{alice, bob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 || rs[0].Blocker != carol || rs[0].Blocked != alice {
+		t.Fatalf("relations = %+v, want carol's block of alice alone", rs)
+	}
+	rs, err = src.Between(ctx, []string{bob}, []string{alice, carol})
+	if err != nil || len(rs) != 1 || rs[0].Blocker != alice || rs[0].Blocked != bob {
+		t.Fatalf("Between = %+v, %v; want a member's block of the newcomer, read from the member's repository", rs, err)
+	}
+}
+
 func TestAmongPagesThroughManyRecords(t *testing.T) {
 	src, pds := newSource(t)
 	pds.Block(bob, carol)

@@ -11,6 +11,10 @@ type Reader interface {
 	// Among returns the blocks between accounts of dids, either way, each
 	// once; ErrUnavailable if they could not be read.
 	Among(ctx context.Context, dids []string) ([]Relation, error)
+	// Between returns the blocks, either way, between an account of added
+	// and an account of added or existing, each once; ErrUnavailable if
+	// they could not be read. An add needs no more than this.
+	Between(ctx context.Context, added, existing []string) ([]Relation, error)
 	// Verify reads, bypassing any cache, whether blocker blocks blocked
 	// (through the record uri when given).
 	Verify(ctx context.Context, blocker, blocked, uri string) (Relation, bool, error)
@@ -20,7 +24,8 @@ type Reader interface {
 // blocks either knows of. Among asks both at once and answers every block
 // either finds (once per direction, Primary's copy first, which carries
 // the record's date); it fails if either fails, so a source that is down
-// refuses adds as one source would. Verify asks Primary only: with the PDS
+// refuses adds as one source would. Between does the same with each
+// source's Between. Verify asks Primary only: with the PDS
 // as Primary, a block the client has just made verifies at once, without
 // waiting for an AppView to index it.
 type Combined struct {
@@ -29,14 +34,25 @@ type Combined struct {
 
 // Among implements Reader.
 func (c Combined) Among(ctx context.Context, dids []string) ([]Relation, error) {
+	return both(func(r Reader) ([]Relation, error) { return r.Among(ctx, dids) }, c.Primary, c.Secondary)
+}
+
+// Between implements Reader, as Among does.
+func (c Combined) Between(ctx context.Context, added, existing []string) ([]Relation, error) {
+	return both(func(r Reader) ([]Relation, error) { return r.Between(ctx, added, existing) }, c.Primary, c.Secondary)
+}
+
+// both reads from primary and secondary at once and unites what they find,
+// primary's copy of a block first; it fails if either fails.
+func both(read func(Reader) ([]Relation, error), primary, secondary Reader) ([]Relation, error) {
 	var second []Relation
 	var secondErr error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		second, secondErr = c.Secondary.Among(ctx, dids)
+		second, secondErr = read(secondary)
 	}()
-	first, firstErr := c.Primary.Among(ctx, dids)
+	first, firstErr := read(primary)
 	<-done
 	if err := errors.Join(firstErr, secondErr); err != nil {
 		return nil, err

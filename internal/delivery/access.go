@@ -57,6 +57,21 @@ func memberCheck(id caller.Identity) *store.MemberCheck {
 	return &store.MemberCheck{MemberDIDs: []string{id.DID}, AnyRowOf: id.DID}
 }
 
+// actor is the caller as the store checks it in a social write's own
+// transaction: memberCheck's rule, holding one of roles when any are given.
+func actor(id caller.Identity, roles ...store.Role) *store.Actor {
+	return &store.Actor{Member: *memberCheck(id), Roles: roles}
+}
+
+// actorError names a store's refusal of a social write's actor: a member
+// without the role is ErrNotAdmin, as the handlers' own checks say.
+func actorError(err error) error {
+	if errors.Is(err, store.ErrRoleRequired) {
+		return ErrNotAdmin
+	}
+	return err
+}
+
 // callerRows returns the member DIDs in the conversation that the caller
 // may act as (its device row and device-less row, or every row of its
 // DID for a caller without a device), for Welcome lookups.

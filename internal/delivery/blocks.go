@@ -19,6 +19,11 @@ type BlockSource interface {
 	// Among returns the blocks between accounts of dids, either way;
 	// blocks.ErrUnavailable if they could not be read.
 	Among(ctx context.Context, dids []string) ([]blocks.Relation, error)
+	// Between returns the blocks, either way, between an account of added
+	// and an account of added or existing: all an add must know, at a cost
+	// linear in the conversation's size rather than quadratic.
+	// blocks.ErrUnavailable if they could not be read.
+	Between(ctx context.Context, added, existing []string) ([]blocks.Relation, error)
 	// Verify reads, bypassing any cache, whether blocker blocks blocked
 	// (through the record uri when given).
 	Verify(ctx context.Context, blocker, blocked, uri string) (blocks.Relation, bool, error)
@@ -88,22 +93,18 @@ func (s *Service) checkBlocksOnAdd(ctx context.Context, existing, added []string
 	if s.cfg.Blocks == nil || len(added) == 0 {
 		return nil
 	}
-	isNew := map[string]bool{}
-	for _, u := range added {
-		isNew[u] = true
+	rs, err := s.cfg.Blocks.Between(ctx, added, existing)
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
 	}
-	all := append(slices.Clone(added), existing...)
-	rs, err := s.relations(ctx, all)
-	if errors.Is(err, ErrBlockSourceUnavailable) && s.cfg.BlocksFailOpen {
+	if err != nil && s.cfg.BlocksFailOpen {
 		return nil
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrBlockSourceUnavailable, err)
 	}
-	for _, r := range rs {
-		if isNew[r.Blocker] || isNew[r.Blocked] {
-			return ErrBlocked
-		}
+	if len(rs) > 0 {
+		return ErrBlocked
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package delivery_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/cairn-chat/cairn-caddy/internal/atprototest"
 	"github.com/cairn-chat/cairn-caddy/internal/blocks"
 	"github.com/cairn-chat/cairn-caddy/internal/delivery"
+	"github.com/cairn-chat/cairn-caddy/internal/store"
 )
 
 // pdsLocator names one PDS stand-in for every DID (the handler tests' DIDs
@@ -107,6 +109,40 @@ func TestAppViewBlockSource(t *testing.T) {
 			}
 			av.Close()
 			add("k3", eve).isErr(t, http.StatusServiceUnavailable, "BlueskyServiceUnavailable")
+		})
+	}
+}
+
+// TestAddToALargeConversationAsksTheAppViewLinearly: an add checks the
+// newcomer's pairs with the members, not the members' pairs among
+// themselves: one newcomer to 202 accounts is 7 getRelationships requests
+// of 30 (Among over the 203 accounts makes 784).
+func TestAddToALargeConversationAsksTheAppViewLinearly(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			pds := atprototest.NewPDS(t)
+			av := atprototest.NewAppView(t, pds)
+			src, err := blocks.NewAppView(blocks.AppViewConfig{BaseURL: av.URL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := newEnv(t, b.open, func(c *delivery.Config) { c.Blocks = src })
+			g := e.createConvo(t, alice, bob)
+			var seeded []store.NewMember
+			for i := range 200 {
+				did := fmt.Sprintf("did:plc:%024d", i)
+				seeded = append(seeded, store.NewMember{MemberDID: did + "#d1", UserDID: did, DeviceID: "d1"})
+			}
+			if _, err := e.store.AddMembers(t.Context(), g, seeded, nil); err != nil {
+				t.Fatal(err)
+			}
+			pds.Block(seeded[150].UserDID, carol.DID)
+			before := av.Hits()
+			e.post(alice, "addMembers", obj{"convoId": g, "didList": []string{carol.DID + "#" + carol.DeviceID}, "idempotencyKey": "k1"}).
+				isErr(t, http.StatusForbidden, "BlockedByMember")
+			if got, want := av.Hits()-before, (202+29)/30; got != want {
+				t.Fatalf("one newcomer to 202 accounts made %d AppView requests, want %d", got, want)
+			}
 		})
 	}
 }

@@ -143,13 +143,24 @@ func (s *Service) createInvite(ctx context.Context, c call) (any, error) {
 		if err != nil {
 			return nil, err
 		}
+		// The store checks the caller's membership, and the admin role
+		// when the policy reserves invites, with the write: a removal
+		// after pre's check refuses it.
+		p, err := s.policy(ctx, sw, convoID)
+		if err != nil {
+			return nil, err
+		}
+		by := actor(c.id)
+		if p.AdminOnlyInvites {
+			by.Roles = []store.Role{store.RoleAdmin}
+		}
 		inv, err := sw.CreateInvite(ctx, store.Invite{ID: newID(), ConvoID: convoID, PSKHash: hash, CreatedBy: c.id.DID,
-			TargetDID: target, ExpiresAt: expires, MaxUses: maxUses})
+			TargetDID: target, ExpiresAt: expires, MaxUses: maxUses}, by)
 		if errors.Is(err, store.ErrConflict) {
 			return nil, ErrInvalidPSKHash
 		}
 		if err != nil {
-			return nil, err
+			return nil, actorError(err)
 		}
 		return createInviteOutput{InviteID: inv.ID, Invite: newInviteView(inv)}, nil
 	})
@@ -242,12 +253,14 @@ func (s *Service) revokeInvite(ctx context.Context, c call) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		_, err = sw.RevokeInvite(ctx, in.InviteID, c.id.DID)
+		_, err = sw.RevokeInvite(ctx, in.InviteID, c.id.DID, actor(c.id, store.RoleAdmin))
 		switch {
 		case errors.Is(err, store.ErrNotPending):
 			return nil, ErrNotPending
-		case errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrNotMember):
 			return nil, ErrInviteNotFound
+		case errors.Is(err, store.ErrRoleRequired):
+			return nil, ErrNotAdmin
 		case err != nil:
 			return nil, err
 		}

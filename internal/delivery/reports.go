@@ -98,9 +98,10 @@ func (s *Service) reportMember(ctx context.Context, c call) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		r, err := sw.AddReport(ctx, store.Report{ID: newID(), ConvoID: convoID, TargetDID: target, Category: in.Category, Sealed: in.EncryptedContent})
+		r, err := sw.AddReport(ctx, store.Report{ID: newID(), ConvoID: convoID, TargetDID: target, Category: in.Category, Sealed: in.EncryptedContent},
+			actor(c.id))
 		if err != nil {
-			return nil, err
+			return nil, actorError(err)
 		}
 		return reportMemberOutput{ReportID: r.ID, SubmittedAt: datetime(r.CreatedAt)}, nil
 	})
@@ -241,12 +242,14 @@ func (s *Service) resolveReport(ctx context.Context, c call) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		_, err = sw.ResolveReport(ctx, in.ReportID, status, in.Action)
+		_, err = sw.ResolveReport(ctx, in.ReportID, status, in.Action, actor(c.id, store.RoleAdmin))
 		switch {
 		case errors.Is(err, store.ErrNotPending):
 			return nil, ErrNotPending
-		case errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrNotMember):
 			return nil, ErrReportNotFound
+		case errors.Is(err, store.ErrRoleRequired):
+			return nil, ErrNotAdmin
 		case err != nil:
 			return nil, err
 		}

@@ -16,11 +16,11 @@ func TestModerationStatsThroughTheAPI(t *testing.T) {
 			Members: []store.NewMember{{MemberDID: "did:plc:alice"}}}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.store.AddReport(t.Context(), store.Report{ID: "r-" + id, ConvoID: id, TargetDID: "did:plc:bob", Category: "spam", Sealed: []byte("x")}); err != nil {
+		if _, err := f.store.AddReport(t.Context(), store.Report{ID: "r-" + id, ConvoID: id, TargetDID: "did:plc:bob", Category: "spam", Sealed: []byte("x")}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := f.store.ResolveReport(t.Context(), "r-c1", store.ReportDismissed, "dismissed"); err != nil {
+	if _, err := f.store.ResolveReport(t.Context(), "r-c1", store.ReportDismissed, "dismissed", nil); err != nil {
 		t.Fatal(err)
 	}
 	code, out := f.call(t, alice, "GET", "/operator/v1/moderation/stats", "")

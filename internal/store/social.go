@@ -18,7 +18,20 @@ var (
 	// another DID, revoked, expired or used up. Which of these is not told,
 	// so that a guesser learns nothing.
 	ErrInviteUnusable = errors.New("store: invite unusable")
+	// ErrRoleRequired means the Actor of a write is an active member
+	// without a role the write needs.
+	ErrRoleRequired = errors.New("store: role required")
 )
+
+// Actor is who makes a social write, checked by the write in its own
+// transaction (so a removal or demotion cannot land between the check and
+// the write): an active membership matching Member, holding one of Roles
+// when Roles is not empty. A nil *Actor is not checked (operator paths).
+// It is never stored.
+type Actor struct {
+	Member MemberCheck
+	Roles  []Role
+}
 
 // RoleGrant is a member's role with when and by whom it was granted.
 type RoleGrant struct {
@@ -105,19 +118,21 @@ type ReportStats struct {
 
 // Reports stores member reports.
 type Reports interface {
-	// AddReport stores r as pending with CreatedAt now (bucketed).
-	// ErrNotFound for an unknown conversation, ErrConflict if the id is
-	// taken.
-	AddReport(ctx context.Context, r Report) (Report, error)
+	// AddReport stores r as pending with CreatedAt now (bucketed), if by
+	// may (see Actor). ErrNotFound for an unknown conversation,
+	// ErrNotMember or ErrRoleRequired for an actor that may not,
+	// ErrConflict if the id is taken.
+	AddReport(ctx context.Context, r Report, by *Actor) (Report, error)
 	// Report returns one report; ErrNotFound if absent.
 	Report(ctx context.Context, id string) (Report, error)
 	// Reports returns the conversation's reports, newest first, only those
 	// with status when it is not "", at most limit.
 	Reports(ctx context.Context, convoID, status string, limit int) ([]Report, error)
 	// ResolveReport sets a pending report's status and action and its
-	// ResolvedAt to now. ErrNotFound if absent, ErrNotPending if it was
-	// not pending.
-	ResolveReport(ctx context.Context, id, status, action string) (Report, error)
+	// ResolvedAt to now, if by may in the report's conversation.
+	// ErrNotFound if absent, ErrNotMember or ErrRoleRequired for an actor
+	// that may not, ErrNotPending if it was not pending.
+	ResolveReport(ctx context.Context, id, status, action string, by *Actor) (Report, error)
 	// ReportStats counts the reports filed since since (zero: all) in the
 	// conversation, or in every conversation when convoID is "".
 	ReportStats(ctx context.Context, convoID string, since time.Time) (ReportStats, error)
@@ -146,18 +161,20 @@ type Invite struct {
 
 // Invites stores invites.
 type Invites interface {
-	// CreateInvite stores inv with CreatedAt now (bucketed). ErrNotFound
-	// for an unknown conversation, ErrConflict if the id or the
-	// conversation's PSK hash is taken.
-	CreateInvite(ctx context.Context, inv Invite) (Invite, error)
+	// CreateInvite stores inv with CreatedAt now (bucketed), if by may.
+	// ErrNotFound for an unknown conversation, ErrNotMember or
+	// ErrRoleRequired for an actor that may not, ErrConflict if the id or
+	// the conversation's PSK hash is taken.
+	CreateInvite(ctx context.Context, inv Invite, by *Actor) (Invite, error)
 	// Invite returns one invite; ErrNotFound if absent.
 	Invite(ctx context.Context, id string) (Invite, error)
 	// Invites lists the conversation's invites, newest first, revoked ones
 	// only when includeRevoked.
 	Invites(ctx context.Context, convoID string, includeRevoked bool) ([]Invite, error)
-	// RevokeInvite revokes an invite. ErrNotFound if absent, ErrNotPending
-	// if already revoked.
-	RevokeInvite(ctx context.Context, id, revokedBy string) (Invite, error)
+	// RevokeInvite revokes an invite, if by may in the invite's
+	// conversation. ErrNotFound if absent, ErrNotMember or ErrRoleRequired
+	// for an actor that may not, ErrNotPending if already revoked.
+	RevokeInvite(ctx context.Context, id, revokedBy string, by *Actor) (Invite, error)
 	// RedeemInvite counts one use of the conversation's invite whose PSK
 	// hash is pskHash, for redeemerDID, atomically with its checks.
 	// ErrInviteUnusable if there is none, it names another DID, or it is

@@ -125,6 +125,43 @@ func (w *writer) PutPolicy(ctx context.Context, p store.Policy) (store.Policy, e
 	return p, nil
 }
 
+// requireActor checks by (nil: nothing to check) in the conversation.
+// It share-locks the conversation row first: a membership change or a
+// role grant updates or locks that row before it touches members, so one
+// in flight is waited for and then seen by the check's own snapshot
+// (READ COMMITTED takes one per statement), never slipped past.
+func (w *writer) requireActor(ctx context.Context, convoID string, by *store.Actor) error {
+	if by == nil {
+		return nil
+	}
+	var one int
+	err := w.q.QueryRow(ctx, `SELECT 1 FROM convos WHERE id = $1 FOR SHARE`, convoID).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("lock convo: %w", err)
+	}
+	var roles []string
+	for _, r := range by.Roles {
+		roles = append(roles, string(r))
+	}
+	var member, permitted bool
+	err = w.q.QueryRow(ctx, `SELECT `+memberCheckSQL("$1", "$2", "$3")+`,
+		EXISTS (SELECT 1 FROM members WHERE convo_id = $1 AND member_did = ANY($2) AND left_at IS NULL AND ($4::text[] IS NULL OR role = ANY($4)))
+		OR ($3 <> '' AND EXISTS (SELECT 1 FROM members WHERE user_did = $3 AND convo_id = $1 AND left_at IS NULL AND ($4::text[] IS NULL OR role = ANY($4))))`,
+		convoID, by.Member.MemberDIDs, by.Member.AnyRowOf, roles).Scan(&member, &permitted)
+	switch {
+	case err != nil:
+		return fmt.Errorf("check actor: %w", err)
+	case !member:
+		return store.ErrNotMember
+	case !permitted:
+		return store.ErrRoleRequired
+	}
+	return nil
+}
+
 const reportColumns = `id, convo_id, target_did, category, sealed, status, action, created_at, resolved_at`
 
 func scanReport(sc interface{ Scan(...any) error }) (store.Report, error) {
@@ -138,13 +175,16 @@ func scanReport(sc interface{ Scan(...any) error }) (store.Report, error) {
 }
 
 // AddReport implements store.Reports.
-func (s *Store) AddReport(ctx context.Context, r store.Report) (store.Report, error) {
-	return inTxValue(ctx, s, func(w *writer) (store.Report, error) { return w.AddReport(ctx, r) })
+func (s *Store) AddReport(ctx context.Context, r store.Report, by *store.Actor) (store.Report, error) {
+	return inTxValue(ctx, s, func(w *writer) (store.Report, error) { return w.AddReport(ctx, r, by) })
 }
 
 // AddReport implements store.Reports.
-func (w *writer) AddReport(ctx context.Context, r store.Report) (store.Report, error) {
+func (w *writer) AddReport(ctx context.Context, r store.Report, by *store.Actor) (store.Report, error) {
 	if _, err := w.convoEpoch(ctx, r.ConvoID); err != nil {
+		return store.Report{}, fmt.Errorf("add report: %w", err)
+	}
+	if err := w.requireActor(ctx, r.ConvoID, by); err != nil {
 		return store.Report{}, fmt.Errorf("add report: %w", err)
 	}
 	r.Status, r.Action, r.CreatedAt, r.ResolvedAt = store.ReportPending, "", w.bucket(), time.Time{}
@@ -201,12 +241,21 @@ func (w *writer) Reports(ctx context.Context, convoID, status string, limit int)
 }
 
 // ResolveReport implements store.Reports.
-func (s *Store) ResolveReport(ctx context.Context, id, status, action string) (store.Report, error) {
-	return inTxValue(ctx, s, func(w *writer) (store.Report, error) { return w.ResolveReport(ctx, id, status, action) })
+func (s *Store) ResolveReport(ctx context.Context, id, status, action string, by *store.Actor) (store.Report, error) {
+	return inTxValue(ctx, s, func(w *writer) (store.Report, error) { return w.ResolveReport(ctx, id, status, action, by) })
 }
 
 // ResolveReport implements store.Reports.
-func (w *writer) ResolveReport(ctx context.Context, id, status, action string) (store.Report, error) {
+func (w *writer) ResolveReport(ctx context.Context, id, status, action string, by *store.Actor) (store.Report, error) {
+	if by != nil {
+		cur, err := w.Report(ctx, id)
+		if err != nil {
+			return store.Report{}, fmt.Errorf("resolve report: %w", err)
+		}
+		if err := w.requireActor(ctx, cur.ConvoID, by); err != nil {
+			return store.Report{}, fmt.Errorf("resolve report: %w", err)
+		}
+	}
 	r, err := scanReport(w.q.QueryRow(ctx, `UPDATE reports SET status = $1, action = $2, resolved_at = $3
 		WHERE id = $4 AND status = 'pending' RETURNING `+reportColumns, status, action, w.bucket(), id))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -263,13 +312,16 @@ func scanInvite(sc interface{ Scan(...any) error }) (store.Invite, error) {
 }
 
 // CreateInvite implements store.Invites.
-func (s *Store) CreateInvite(ctx context.Context, inv store.Invite) (store.Invite, error) {
-	return inTxValue(ctx, s, func(w *writer) (store.Invite, error) { return w.CreateInvite(ctx, inv) })
+func (s *Store) CreateInvite(ctx context.Context, inv store.Invite, by *store.Actor) (store.Invite, error) {
+	return inTxValue(ctx, s, func(w *writer) (store.Invite, error) { return w.CreateInvite(ctx, inv, by) })
 }
 
 // CreateInvite implements store.Invites.
-func (w *writer) CreateInvite(ctx context.Context, inv store.Invite) (store.Invite, error) {
+func (w *writer) CreateInvite(ctx context.Context, inv store.Invite, by *store.Actor) (store.Invite, error) {
 	if _, err := w.convoEpoch(ctx, inv.ConvoID); err != nil {
+		return store.Invite{}, fmt.Errorf("create invite: %w", err)
+	}
+	if err := w.requireActor(ctx, inv.ConvoID, by); err != nil {
 		return store.Invite{}, fmt.Errorf("create invite: %w", err)
 	}
 	inv.CreatedAt, inv.UseCount, inv.RevokedAt, inv.RevokedBy = w.bucket(), 0, time.Time{}, ""
@@ -327,12 +379,21 @@ func (w *writer) Invites(ctx context.Context, convoID string, includeRevoked boo
 }
 
 // RevokeInvite implements store.Invites.
-func (s *Store) RevokeInvite(ctx context.Context, id, revokedBy string) (store.Invite, error) {
-	return inTxValue(ctx, s, func(w *writer) (store.Invite, error) { return w.RevokeInvite(ctx, id, revokedBy) })
+func (s *Store) RevokeInvite(ctx context.Context, id, revokedBy string, by *store.Actor) (store.Invite, error) {
+	return inTxValue(ctx, s, func(w *writer) (store.Invite, error) { return w.RevokeInvite(ctx, id, revokedBy, by) })
 }
 
 // RevokeInvite implements store.Invites.
-func (w *writer) RevokeInvite(ctx context.Context, id, revokedBy string) (store.Invite, error) {
+func (w *writer) RevokeInvite(ctx context.Context, id, revokedBy string, by *store.Actor) (store.Invite, error) {
+	if by != nil {
+		cur, err := w.Invite(ctx, id)
+		if err != nil {
+			return store.Invite{}, fmt.Errorf("revoke invite: %w", err)
+		}
+		if err := w.requireActor(ctx, cur.ConvoID, by); err != nil {
+			return store.Invite{}, fmt.Errorf("revoke invite: %w", err)
+		}
+	}
 	inv, err := scanInvite(w.q.QueryRow(ctx, `UPDATE invites SET revoked_at = $1, revoked_by = $2
 		WHERE id = $3 AND revoked_at IS NULL RETURNING `+inviteColumns, w.bucket(), revokedBy, id))
 	if errors.Is(err, pgx.ErrNoRows) {

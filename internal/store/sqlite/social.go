@@ -139,14 +139,50 @@ func scanReport(sc interface{ Scan(...any) error }) (store.Report, error) {
 	return r, nil
 }
 
-// AddReport implements store.Reports.
-func (s *Store) AddReport(ctx context.Context, r store.Report) (store.Report, error) {
-	return inWriter(ctx, s, func(w *txWriter) (store.Report, error) { return w.AddReport(ctx, r) })
+// requireActor checks by (nil: nothing to check) in the conversation. The
+// write transaction holds SQLite's write lock from its start (BEGIN
+// IMMEDIATE), so no membership change or role grant can land between
+// this check and the write.
+func (w *txWriter) requireActor(ctx context.Context, convoID string, by *store.Actor) error {
+	if by == nil {
+		return nil
+	}
+	if err := w.requireMember(ctx, convoID, by.Member); err != nil {
+		return err
+	}
+	if len(by.Roles) == 0 {
+		return nil
+	}
+	roles := make([]string, 0, len(by.Roles))
+	for _, r := range by.Roles {
+		roles = append(roles, string(r))
+	}
+	var ok bool
+	err := w.tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM members WHERE convo_id = ?1
+			AND member_did IN (SELECT value FROM json_each(?2)) AND left_at IS NULL AND role IN (SELECT value FROM json_each(?4)))
+		OR (?3 <> '' AND EXISTS (SELECT 1 FROM members WHERE user_did = ?3 AND convo_id = ?1 AND left_at IS NULL
+			AND role IN (SELECT value FROM json_each(?4))))`,
+		convoID, jsonList(by.Member.MemberDIDs), by.Member.AnyRowOf, jsonList(roles)).Scan(&ok)
+	if err != nil {
+		return fmt.Errorf("check role: %w", err)
+	}
+	if !ok {
+		return store.ErrRoleRequired
+	}
+	return nil
 }
 
 // AddReport implements store.Reports.
-func (w *txWriter) AddReport(ctx context.Context, r store.Report) (store.Report, error) {
+func (s *Store) AddReport(ctx context.Context, r store.Report, by *store.Actor) (store.Report, error) {
+	return inWriter(ctx, s, func(w *txWriter) (store.Report, error) { return w.AddReport(ctx, r, by) })
+}
+
+// AddReport implements store.Reports.
+func (w *txWriter) AddReport(ctx context.Context, r store.Report, by *store.Actor) (store.Report, error) {
 	if _, err := w.convoEpoch(ctx, r.ConvoID); err != nil {
+		return store.Report{}, fmt.Errorf("add report: %w", err)
+	}
+	if err := w.requireActor(ctx, r.ConvoID, by); err != nil {
 		return store.Report{}, fmt.Errorf("add report: %w", err)
 	}
 	r.Status, r.Action, r.CreatedAt, r.ResolvedAt = store.ReportPending, "", store.Bucket(w.now()), time.Time{}
@@ -216,12 +252,21 @@ func readReports(ctx context.Context, q rowQuerier, convoID, status string, limi
 }
 
 // ResolveReport implements store.Reports.
-func (s *Store) ResolveReport(ctx context.Context, id, status, action string) (store.Report, error) {
-	return inWriter(ctx, s, func(w *txWriter) (store.Report, error) { return w.ResolveReport(ctx, id, status, action) })
+func (s *Store) ResolveReport(ctx context.Context, id, status, action string, by *store.Actor) (store.Report, error) {
+	return inWriter(ctx, s, func(w *txWriter) (store.Report, error) { return w.ResolveReport(ctx, id, status, action, by) })
 }
 
 // ResolveReport implements store.Reports.
-func (w *txWriter) ResolveReport(ctx context.Context, id, status, action string) (store.Report, error) {
+func (w *txWriter) ResolveReport(ctx context.Context, id, status, action string, by *store.Actor) (store.Report, error) {
+	if by != nil {
+		cur, err := readReport(ctx, w.tx, id)
+		if err != nil {
+			return store.Report{}, fmt.Errorf("resolve report: %w", err)
+		}
+		if err := w.requireActor(ctx, cur.ConvoID, by); err != nil {
+			return store.Report{}, fmt.Errorf("resolve report: %w", err)
+		}
+	}
 	r, err := scanReport(w.tx.QueryRowContext(ctx, `UPDATE reports SET status = ?, action = ?, resolved_at = ?
 		WHERE id = ? AND status = 'pending' RETURNING `+reportColumns, status, action, ms(store.Bucket(w.now())), id))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -286,13 +331,16 @@ func scanInvite(sc interface{ Scan(...any) error }) (store.Invite, error) {
 }
 
 // CreateInvite implements store.Invites.
-func (s *Store) CreateInvite(ctx context.Context, inv store.Invite) (store.Invite, error) {
-	return inWriter(ctx, s, func(w *txWriter) (store.Invite, error) { return w.CreateInvite(ctx, inv) })
+func (s *Store) CreateInvite(ctx context.Context, inv store.Invite, by *store.Actor) (store.Invite, error) {
+	return inWriter(ctx, s, func(w *txWriter) (store.Invite, error) { return w.CreateInvite(ctx, inv, by) })
 }
 
 // CreateInvite implements store.Invites.
-func (w *txWriter) CreateInvite(ctx context.Context, inv store.Invite) (store.Invite, error) {
+func (w *txWriter) CreateInvite(ctx context.Context, inv store.Invite, by *store.Actor) (store.Invite, error) {
 	if _, err := w.convoEpoch(ctx, inv.ConvoID); err != nil {
+		return store.Invite{}, fmt.Errorf("create invite: %w", err)
+	}
+	if err := w.requireActor(ctx, inv.ConvoID, by); err != nil {
 		return store.Invite{}, fmt.Errorf("create invite: %w", err)
 	}
 	inv.CreatedAt, inv.UseCount, inv.RevokedAt, inv.RevokedBy = store.Bucket(w.now()), 0, time.Time{}, ""
@@ -362,12 +410,21 @@ func readInvites(ctx context.Context, q rowQuerier, convoID string, includeRevok
 }
 
 // RevokeInvite implements store.Invites.
-func (s *Store) RevokeInvite(ctx context.Context, id, revokedBy string) (store.Invite, error) {
-	return inWriter(ctx, s, func(w *txWriter) (store.Invite, error) { return w.RevokeInvite(ctx, id, revokedBy) })
+func (s *Store) RevokeInvite(ctx context.Context, id, revokedBy string, by *store.Actor) (store.Invite, error) {
+	return inWriter(ctx, s, func(w *txWriter) (store.Invite, error) { return w.RevokeInvite(ctx, id, revokedBy, by) })
 }
 
 // RevokeInvite implements store.Invites.
-func (w *txWriter) RevokeInvite(ctx context.Context, id, revokedBy string) (store.Invite, error) {
+func (w *txWriter) RevokeInvite(ctx context.Context, id, revokedBy string, by *store.Actor) (store.Invite, error) {
+	if by != nil {
+		cur, err := readInvite(ctx, w.tx, id)
+		if err != nil {
+			return store.Invite{}, fmt.Errorf("revoke invite: %w", err)
+		}
+		if err := w.requireActor(ctx, cur.ConvoID, by); err != nil {
+			return store.Invite{}, fmt.Errorf("revoke invite: %w", err)
+		}
+	}
 	inv, err := scanInvite(w.tx.QueryRowContext(ctx, `UPDATE invites SET revoked_at = ?, revoked_by = ?
 		WHERE id = ? AND revoked_at IS NULL RETURNING `+inviteColumns, ms(store.Bucket(w.now())), revokedBy, id))
 	if errors.Is(err, sql.ErrNoRows) {

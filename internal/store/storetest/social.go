@@ -94,18 +94,18 @@ func testReports(t *testing.T, b Backend) {
 	e.newConvo("a", "did:plc:alice", "did:plc:bob")
 	e.newConvo("b", "did:plc:alice", "did:plc:bob")
 	blob := []byte{0, 1, 2, 0xff, 'x'}
-	r, err := e.s.AddReport(e.ctx, store.Report{ID: "r1", ConvoID: "a", TargetDID: "did:plc:bob", Category: "spam", Sealed: blob})
+	r, err := e.s.AddReport(e.ctx, store.Report{ID: "r1", ConvoID: "a", TargetDID: "did:plc:bob", Category: "spam", Sealed: blob}, nil)
 	must(t, err, "add")
 	if r.Status != store.ReportPending {
 		t.Fatalf("status = %s", r.Status)
 	}
-	if _, err := e.s.AddReport(e.ctx, store.Report{ID: "r1", ConvoID: "a", TargetDID: "x", Category: "spam", Sealed: blob}); !errors.Is(err, store.ErrConflict) {
+	if _, err := e.s.AddReport(e.ctx, store.Report{ID: "r1", ConvoID: "a", TargetDID: "x", Category: "spam", Sealed: blob}, nil); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("duplicate id: %v", err)
 	}
-	if _, err := e.s.AddReport(e.ctx, store.Report{ID: "r9", ConvoID: "nope", Sealed: blob}); !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.s.AddReport(e.ctx, store.Report{ID: "r9", ConvoID: "nope", Sealed: blob}, nil); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("unknown convo: %v", err)
 	}
-	_, err = e.s.AddReport(e.ctx, store.Report{ID: "r2", ConvoID: "b", TargetDID: "did:plc:bob", Category: "harassment", Sealed: []byte("y")})
+	_, err = e.s.AddReport(e.ctx, store.Report{ID: "r2", ConvoID: "b", TargetDID: "did:plc:bob", Category: "harassment", Sealed: []byte("y")}, nil)
 	must(t, err, "add r2")
 	got, err := e.s.Report(e.ctx, "r1")
 	must(t, err, "read")
@@ -113,15 +113,15 @@ func testReports(t *testing.T, b Backend) {
 		t.Fatalf("report = %+v", got)
 	}
 	e.clock.Advance(2 * time.Hour)
-	res, err := e.s.ResolveReport(e.ctx, "r1", store.ReportResolved, "removed_member")
+	res, err := e.s.ResolveReport(e.ctx, "r1", store.ReportResolved, "removed_member", nil)
 	must(t, err, "resolve")
 	if res.ResolvedAt.IsZero() || res.Action != "removed_member" {
 		t.Fatalf("resolved = %+v", res)
 	}
-	if _, err := e.s.ResolveReport(e.ctx, "r1", store.ReportDismissed, "dismissed"); !errors.Is(err, store.ErrNotPending) {
+	if _, err := e.s.ResolveReport(e.ctx, "r1", store.ReportDismissed, "dismissed", nil); !errors.Is(err, store.ErrNotPending) {
 		t.Fatalf("second resolve: %v", err)
 	}
-	if _, err := e.s.ResolveReport(e.ctx, "nope", store.ReportDismissed, "dismissed"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.s.ResolveReport(e.ctx, "nope", store.ReportDismissed, "dismissed", nil); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("resolve unknown: %v", err)
 	}
 	list, err := e.s.Reports(e.ctx, "a", store.ReportPending, 10)
@@ -151,15 +151,15 @@ func testReports(t *testing.T, b Backend) {
 func testInvites(t *testing.T, b Backend) {
 	e := b.env(t)
 	e.newConvo("i", "did:plc:alice")
-	inv, err := e.s.CreateInvite(e.ctx, store.Invite{ID: "inv1", ConvoID: "i", PSKHash: "h1", CreatedBy: "did:plc:alice", MaxUses: 3})
+	inv, err := e.s.CreateInvite(e.ctx, store.Invite{ID: "inv1", ConvoID: "i", PSKHash: "h1", CreatedBy: "did:plc:alice", MaxUses: 3}, nil)
 	must(t, err, "create")
 	if inv.CreatedAt.IsZero() {
 		t.Fatalf("invite = %+v", inv)
 	}
-	if _, err := e.s.CreateInvite(e.ctx, store.Invite{ID: "inv2", ConvoID: "i", PSKHash: "h1"}); !errors.Is(err, store.ErrConflict) {
+	if _, err := e.s.CreateInvite(e.ctx, store.Invite{ID: "inv2", ConvoID: "i", PSKHash: "h1"}, nil); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("duplicate hash: %v", err)
 	}
-	if _, err := e.s.CreateInvite(e.ctx, store.Invite{ID: "inv3", ConvoID: "nope", PSKHash: "h"}); !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.s.CreateInvite(e.ctx, store.Invite{ID: "inv3", ConvoID: "nope", PSKHash: "h"}, nil); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("unknown convo: %v", err)
 	}
 	// Ten concurrent redemptions of a 3-use invite: three succeed.
@@ -185,7 +185,7 @@ func testInvites(t *testing.T, b Backend) {
 	if ok != 3 {
 		t.Fatalf("%d redemptions of a 3-use invite succeeded", ok)
 	}
-	_, err = e.s.CreateInvite(e.ctx, store.Invite{ID: "inv4", ConvoID: "i", PSKHash: "h4", TargetDID: "did:plc:bob", ExpiresAt: e.clock.Now().Add(time.Hour)})
+	_, err = e.s.CreateInvite(e.ctx, store.Invite{ID: "inv4", ConvoID: "i", PSKHash: "h4", TargetDID: "did:plc:bob", ExpiresAt: e.clock.Now().Add(time.Hour)}, nil)
 	must(t, err, "create targeted")
 	if _, err := e.s.RedeemInvite(e.ctx, "i", "h4", "did:plc:eve"); !errors.Is(err, store.ErrInviteUnusable) {
 		t.Fatalf("other DID: %v", err)
@@ -194,12 +194,12 @@ func testInvites(t *testing.T, b Backend) {
 	if _, err := e.s.RedeemInvite(e.ctx, "i", "h4", "did:plc:bob"); !errors.Is(err, store.ErrInviteUnusable) {
 		t.Fatalf("expired: %v", err)
 	}
-	_, err = e.s.RevokeInvite(e.ctx, "inv1", "did:plc:alice")
+	_, err = e.s.RevokeInvite(e.ctx, "inv1", "did:plc:alice", nil)
 	must(t, err, "revoke")
-	if _, err := e.s.RevokeInvite(e.ctx, "inv1", "did:plc:alice"); !errors.Is(err, store.ErrNotPending) {
+	if _, err := e.s.RevokeInvite(e.ctx, "inv1", "did:plc:alice", nil); !errors.Is(err, store.ErrNotPending) {
 		t.Fatalf("revoke twice: %v", err)
 	}
-	if _, err := e.s.RevokeInvite(e.ctx, "nope", "did:plc:alice"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.s.RevokeInvite(e.ctx, "nope", "did:plc:alice", nil); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("revoke unknown: %v", err)
 	}
 	live, err := e.s.Invites(e.ctx, "i", false)
@@ -253,7 +253,7 @@ func testSocialInIdempotent(t *testing.T, b Backend) {
 			if !ok {
 				t.Fatalf("%T does not implement store.Social", tx)
 			}
-			if _, err := sw.CreateInvite(ctx, store.Invite{ID: "rolled", ConvoID: "t", PSKHash: "h"}); err != nil {
+			if _, err := sw.CreateInvite(ctx, store.Invite{ID: "rolled", ConvoID: "t", PSKHash: "h"}, nil); err != nil {
 				return nil, err
 			}
 			if _, err := sw.Invite(ctx, "rolled"); err != nil {
@@ -304,5 +304,82 @@ func testSocialSchema(t *testing.T, b Backend) {
 				}
 			}
 		}
+	}
+}
+
+// testSocialActors: a social write checks its actor's membership and role
+// in its own transaction, so a removed member's or a demoted admin's write
+// is refused by the store itself and leaves nothing behind.
+func testSocialActors(t *testing.T, b Backend) {
+	e := b.env(t)
+	e.newConvo("s", "did:plc:alice", "did:plc:bob", "did:plc:carol")
+	as := func(user string, roles ...store.Role) *store.Actor {
+		return &store.Actor{Member: store.MemberCheck{MemberDIDs: []string{user + "#d1", user}}, Roles: roles}
+	}
+	anyRow := &store.Actor{Member: store.MemberCheck{MemberDIDs: []string{"did:plc:bob"}, AnyRowOf: "did:plc:bob"}}
+	admin := store.RoleAdmin
+
+	_, err := e.s.CreateInvite(e.ctx, store.Invite{ID: "i1", ConvoID: "s", PSKHash: "h1", CreatedBy: "did:plc:bob"}, anyRow)
+	must(t, err, "member's invite")
+	if _, err := e.s.CreateInvite(e.ctx, store.Invite{ID: "i2", ConvoID: "s", PSKHash: "h2"}, as("did:plc:bob", admin)); !errors.Is(err, store.ErrRoleRequired) {
+		t.Fatalf("non-admin's admin-only invite: %v, want ErrRoleRequired", err)
+	}
+	_, err = e.s.AddReport(e.ctx, store.Report{ID: "r1", ConvoID: "s", TargetDID: "did:plc:carol", Category: "spam", Sealed: []byte("x")}, as("did:plc:bob"))
+	must(t, err, "member's report")
+	if _, err := e.s.ResolveReport(e.ctx, "r1", store.ReportDismissed, "dismissed", as("did:plc:carol", admin)); !errors.Is(err, store.ErrRoleRequired) {
+		t.Fatalf("non-admin's resolution: %v, want ErrRoleRequired", err)
+	}
+	if _, err := e.s.RevokeInvite(e.ctx, "i1", "did:plc:carol", as("did:plc:carol", admin)); !errors.Is(err, store.ErrRoleRequired) {
+		t.Fatalf("non-admin's revocation: %v, want ErrRoleRequired", err)
+	}
+
+	// Bob leaves; alice makes carol an admin and leaves too.
+	_, err = e.s.RemoveMembers(e.ctx, "s", []string{"did:plc:bob#d1"}, nil)
+	must(t, err, "remove bob")
+	_, err = e.s.GrantRole(e.ctx, store.RoleGrant{ConvoID: "s", UserDID: "did:plc:carol", Role: admin, GrantedBy: "did:plc:alice"})
+	must(t, err, "promote carol")
+	_, err = e.s.RemoveMembers(e.ctx, "s", []string{"did:plc:alice#d1"}, nil)
+	must(t, err, "remove alice")
+
+	for name, err := range map[string]error{
+		"removed member's invite": func() error {
+			_, err := e.s.CreateInvite(e.ctx, store.Invite{ID: "i3", ConvoID: "s", PSKHash: "h3", CreatedBy: "did:plc:bob"}, anyRow)
+			return err
+		}(),
+		"removed member's report": func() error {
+			_, err := e.s.AddReport(e.ctx, store.Report{ID: "r2", ConvoID: "s", TargetDID: "did:plc:carol", Category: "spam", Sealed: []byte("y")}, as("did:plc:bob"))
+			return err
+		}(),
+		"removed admin's resolution": func() error {
+			_, err := e.s.ResolveReport(e.ctx, "r1", store.ReportDismissed, "dismissed", as("did:plc:alice", admin))
+			return err
+		}(),
+		"removed admin's revocation": func() error {
+			_, err := e.s.RevokeInvite(e.ctx, "i1", "did:plc:alice", as("did:plc:alice", admin))
+			return err
+		}(),
+	} {
+		if !errors.Is(err, store.ErrNotMember) {
+			t.Errorf("%s: %v, want ErrNotMember", name, err)
+		}
+	}
+	invites, err := e.s.Invites(e.ctx, "s", true)
+	must(t, err, "invites")
+	if len(invites) != 1 || invites[0].ID != "i1" || !invites[0].RevokedAt.IsZero() {
+		t.Fatalf("invites after refused writes = %+v, want i1 alone, not revoked", invites)
+	}
+	reports, err := e.s.Reports(e.ctx, "s", "", 10)
+	must(t, err, "reports")
+	if len(reports) != 1 || reports[0].ID != "r1" || reports[0].Status != store.ReportPending {
+		t.Fatalf("reports after refused writes = %+v, want r1 alone, pending", reports)
+	}
+
+	// The remaining admin may.
+	_, err = e.s.ResolveReport(e.ctx, "r1", store.ReportDismissed, "dismissed", as("did:plc:carol", admin))
+	must(t, err, "admin's resolution")
+	_, err = e.s.RevokeInvite(e.ctx, "i1", "did:plc:carol", as("did:plc:carol", admin))
+	must(t, err, "admin's revocation")
+	if _, err := e.s.CreateInvite(e.ctx, store.Invite{ID: "i4", ConvoID: "nope", PSKHash: "h4"}, as("did:plc:carol")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("invite in an unknown convo: %v, want ErrNotFound", err)
 	}
 }

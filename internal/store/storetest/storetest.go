@@ -135,6 +135,7 @@ func Run(t *testing.T, b Backend) {
 		{"Invites", testInvites},
 		{"OptIns", testOptIns},
 		{"SocialInIdempotent", testSocialInIdempotent},
+		{"SocialActors", testSocialActors},
 		{"SocialSchema", testSocialSchema},
 		{"PendingAdditionsQueue", testPendingAdditionsQueue},
 		{"PendingAdditionClaimConcurrent", testPendingAdditionClaimConcurrent},

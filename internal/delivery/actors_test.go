@@ -1,0 +1,104 @@
+package delivery_test
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/cairn-chat/cairn-caddy/internal/delivery"
+	"github.com/cairn-chat/cairn-caddy/internal/store"
+)
+
+// interposed is a store that runs one armed change just before the next
+// Idempotent transaction: after a handler's own checks passed and before
+// its write, where a concurrent removal or demotion could land.
+type interposed struct {
+	store.Store
+	mu     sync.Mutex
+	change func(ctx context.Context) error
+}
+
+func (s *interposed) arm(change func(ctx context.Context) error) {
+	s.mu.Lock()
+	s.change = change
+	s.mu.Unlock()
+}
+
+func (s *interposed) Idempotent(ctx context.Context, key store.IdempotencyKey, hash []byte,
+	fn func(ctx context.Context, tx store.Writer) ([]byte, error)) ([]byte, bool, error) {
+	s.mu.Lock()
+	change := s.change
+	s.change = nil
+	s.mu.Unlock()
+	if change != nil {
+		if err := change(ctx); err != nil {
+			return nil, false, err
+		}
+	}
+	return s.Store.Idempotent(ctx, key, hash, fn)
+}
+
+// TestRemovalBetweenCheckAndWriteIsRefused: a removal or demotion landing
+// after a handler's checks and before its write refuses the write, since
+// the store checks the caller again in the write's transaction.
+func TestRemovalBetweenCheckAndWriteIsRefused(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			var is interposed
+			e := newEnv(t, b.open, func(c *delivery.Config) {
+				is.Store = c.Store.(store.Store)
+				c.Store = &is
+			})
+			g := e.createConvo(t, alice, bob, carol, eve)
+			for _, u := range []string{carol.DID, eve.DID} {
+				if _, err := e.store.GrantRole(t.Context(), store.RoleGrant{ConvoID: g, UserDID: u, Role: store.RoleAdmin, GrantedBy: alice.DID}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			remove := func(u who) func(ctx context.Context) error {
+				return func(ctx context.Context) error {
+					_, err := e.store.RemoveMembers(ctx, g, []string{u.DID}, nil)
+					return err
+				}
+			}
+			report := func(by, about who) resp {
+				return e.post(by, "reportMember", obj{"convoId": g, "reportedDid": about.DID, "category": "spam", "encryptedContent": b64bytes(sealed(t))})
+			}
+
+			is.arm(remove(bob))
+			report(bob, eve).isErr(t, http.StatusForbidden, "NotMember")
+
+			reportID := report(eve, alice).must(t, http.StatusOK).body["reportId"].(string)
+			psk := randBytes(t, 32)
+			inviteID := e.post(carol, "createInvite", obj{"convoId": g, "pskHash": pskHash(psk)}).must(t, http.StatusOK).body["inviteId"].(string)
+
+			is.arm(remove(alice))
+			e.post(alice, "resolveReport", obj{"reportId": reportID, "action": "dismissed"}).isErr(t, http.StatusNotFound, "ReportNotFound")
+
+			is.arm(func(ctx context.Context) error {
+				_, err := e.store.GrantRole(ctx, store.RoleGrant{ConvoID: g, UserDID: carol.DID, Role: store.RoleMember})
+				return err
+			})
+			if r := e.post(carol, "revokeInvite", obj{"inviteId": inviteID}); r.status != http.StatusForbidden {
+				t.Fatalf("revokeInvite by an admin demoted before the write: %d %s, want 403", r.status, r.raw)
+			}
+			// Invites are admin-only by default: carol, demoted, is refused.
+			if r := e.post(carol, "createInvite", obj{"convoId": g, "pskHash": pskHash(randBytes(t, 32))}); r.status != http.StatusForbidden {
+				t.Fatalf("createInvite by a demoted admin: %d %s, want 403", r.status, r.raw)
+			}
+			is.arm(remove(eve))
+			e.post(eve, "createInvite", obj{"convoId": g, "pskHash": pskHash(randBytes(t, 32))}).isErr(t, http.StatusForbidden, "NotMember")
+
+			// Nothing was written by the refused requests.
+			reports, err := e.store.Reports(t.Context(), g, "", 10)
+			if err != nil || len(reports) != 1 || reports[0].Status != store.ReportPending {
+				t.Fatalf("reports = %+v, %v; want eve's alone, pending", reports, err)
+			}
+			invites, err := e.store.Invites(t.Context(), g, true)
+			if err != nil || len(invites) != 1 || !invites[0].RevokedAt.IsZero() {
+				t.Fatalf("invites = %+v, %v; want carol's alone, not revoked", invites, err)
+			}
+		})
+	}
+}
