@@ -23,8 +23,8 @@ func (s *Store) PutPolicy(ctx context.Context, p store.Policy) (store.Policy, er
 }
 
 // AddReport implements store.Reports.
-func (s *Store) AddReport(ctx context.Context, r store.Report) (store.Report, error) {
-	return call(ctx, s.o, "add_report", func(ctx context.Context) (store.Report, error) { return s.b.AddReport(ctx, r) })
+func (s *Store) AddReport(ctx context.Context, r store.Report, actor *store.Actor) (store.Report, error) {
+	return call(ctx, s.o, "add_report", func(ctx context.Context) (store.Report, error) { return s.b.AddReport(ctx, r, actor) })
 }
 
 // Report implements store.Reports.
@@ -40,9 +40,9 @@ func (s *Store) Reports(ctx context.Context, convoID, status string, limit int) 
 }
 
 // ResolveReport implements store.Reports.
-func (s *Store) ResolveReport(ctx context.Context, id, status, action string) (store.Report, error) {
+func (s *Store) ResolveReport(ctx context.Context, id, status, action string, actor *store.Actor) (store.Report, error) {
 	return call(ctx, s.o, "resolve_report", func(ctx context.Context) (store.Report, error) {
-		return s.b.ResolveReport(ctx, id, status, action)
+		return s.b.ResolveReport(ctx, id, status, action, actor)
 	})
 }
 
@@ -54,8 +54,8 @@ func (s *Store) ReportStats(ctx context.Context, convoID string, since time.Time
 }
 
 // CreateInvite implements store.Invites.
-func (s *Store) CreateInvite(ctx context.Context, inv store.Invite) (store.Invite, error) {
-	return call(ctx, s.o, "create_invite", func(ctx context.Context) (store.Invite, error) { return s.b.CreateInvite(ctx, inv) })
+func (s *Store) CreateInvite(ctx context.Context, inv store.Invite, actor *store.Actor) (store.Invite, error) {
+	return call(ctx, s.o, "create_invite", func(ctx context.Context) (store.Invite, error) { return s.b.CreateInvite(ctx, inv, actor) })
 }
 
 // Invite implements store.Invites.
@@ -71,8 +71,8 @@ func (s *Store) Invites(ctx context.Context, convoID string, includeRevoked bool
 }
 
 // RevokeInvite implements store.Invites.
-func (s *Store) RevokeInvite(ctx context.Context, id, revokedBy string) (store.Invite, error) {
-	return call(ctx, s.o, "revoke_invite", func(ctx context.Context) (store.Invite, error) { return s.b.RevokeInvite(ctx, id, revokedBy) })
+func (s *Store) RevokeInvite(ctx context.Context, id, revokedBy string, actor *store.Actor) (store.Invite, error) {
+	return call(ctx, s.o, "revoke_invite", func(ctx context.Context) (store.Invite, error) { return s.b.RevokeInvite(ctx, id, revokedBy, actor) })
 }
 
 // RedeemInvite implements store.Invites.
