@@ -61,6 +61,7 @@ var domainOutcomes = []error{
 	store.ErrNotFound, store.ErrNotMember, store.ErrAlreadyMember, store.ErrStaleEpoch,
 	store.ErrFutureEpoch, store.ErrConflict, store.ErrKeyPackageNotFound, store.ErrTooManyKeyPackages,
 	store.ErrTooManyDevices, store.ErrDeviceExists, store.ErrInvalidCursor,
+	store.ErrNotPending, store.ErrDuplicateRequest, store.ErrChatBlocked, store.ErrExpired,
 }
 
 // Recorder is told of every store call: op is one of Operations, took its
@@ -168,7 +169,7 @@ func Operations() []string {
 var measured = []reflect.Type{
 	reflect.TypeFor[store.Reader](), reflect.TypeFor[store.Writer](), reflect.TypeFor[store.Idempotency](),
 	reflect.TypeFor[store.EventLog](), reflect.TypeFor[store.Maintenance](), reflect.TypeFor[store.StockReader](),
-	reflect.TypeFor[store.AuditLog](), reflect.TypeFor[store.Bans](),
+	reflect.TypeFor[store.AuditLog](), reflect.TypeFor[store.Bans](), reflect.TypeFor[store.ChatRequests](),
 }
 
 // OperationName is the operation name of a store method: its name in
