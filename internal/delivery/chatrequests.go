@@ -48,7 +48,8 @@ var (
 	// ErrSelfRequest means a chat request to the caller itself.
 	ErrSelfRequest = errors.New("delivery: chat request to self")
 	// ErrRecipientNotFound means the recipient cannot be reached here: no
-	// registered device, or not opted in where the operator requires it.
+	// registered device or key package, or not opted in where the
+	// operator requires it.
 	ErrRecipientNotFound = errors.New("delivery: chat request recipient not found")
 	// ErrRequestNotFound means no chat request by that id is visible to
 	// the caller (or, for declineChatRequest, none pending).
@@ -350,7 +351,7 @@ func (s *Service) sendChatRequest(ctx context.Context, c call) (any, error) {
 // chatReachable applies the rules that keep a request from reaching its
 // recipient: a Bluesky block either way, opt-in where required (the
 // sender's own too, since accepting puts both in a conversation), and a
-// recipient with a registered device.
+// recipient with a registered device or a published key package.
 func (s *Service) chatReachable(ctx context.Context, sender, recipient string) error {
 	if s.cfg.RequireOptIn {
 		in, err := s.cfg.Store.OptedIn(ctx, []string{sender, recipient})
@@ -369,7 +370,15 @@ func (s *Service) chatReachable(ctx context.Context, sender, recipient string) e
 		return fmt.Errorf("read devices: %w", err)
 	}
 	if len(devices) == 0 {
-		return ErrRecipientNotFound
+		// A client without registered devices is known by its key
+		// packages.
+		st, err := s.cfg.Store.KeyPackageStats(ctx, recipient, "")
+		if err != nil {
+			return fmt.Errorf("read key package stats: %w", err)
+		}
+		if st.Total == 0 {
+			return ErrRecipientNotFound
+		}
 	}
 	return s.checkBlocksOnAdd(ctx, nil, []string{sender, recipient})
 }
