@@ -17,7 +17,9 @@ const chatPreviewKeyFile = "chat-preview.key"
 
 // chatRequestSetup is what cairn_delivery gives the chat request methods.
 type chatRequestSetup struct {
-	previews                *seal.Box
+	// previews is nil (an untyped nil, so the service sees none) unless
+	// previews are on.
+	previews                delivery.ChatPreviewSealer
 	limiter                 ratelimit.Limiter
 	perSender, perRecipient ratelimit.Limit
 }
@@ -61,8 +63,12 @@ func (d *Delivery) chatRequests() (chatRequestSetup, error) {
 	if err != nil {
 		return st, fmt.Errorf("chat_request_previews: %w", err)
 	}
-	st.previews, err = seal.New(key)
-	return st, err
+	box, err := seal.New(key)
+	if err != nil {
+		return st, fmt.Errorf("chat_request_previews: %w", err)
+	}
+	st.previews = box
+	return st, nil
 }
 
 // readOrMakeSealKey reads the key file at path, writing a new key there
