@@ -279,6 +279,10 @@ type RetentionConfig struct {
 	// Idempotency keeps the records that let a retried write return its
 	// first response. Default 24h.
 	Idempotency caddy.Duration `json:"idempotency,omitempty"`
+	// ClosedChatRequests is how long an accepted, declined, blocked or
+	// expired chat request stays listed (its held messages and preview go
+	// when it closes). Default 7d.
+	ClosedChatRequests caddy.Duration `json:"closed_chat_requests,omitempty"`
 	// Interval between purge passes. Default 10m.
 	Interval caddy.Duration `json:"interval,omitempty"`
 }
@@ -297,6 +301,7 @@ func (r *RetentionConfig) config(keyPackagesPerDevice int) retention.Config {
 		ConsumedKeyPackages:  time.Duration(r.ConsumedKeyPackages),
 		KeyPackagesPerDevice: keyPackagesPerDevice,
 		Idempotency:          time.Duration(r.Idempotency),
+		ClosedChatRequests:   time.Duration(r.ClosedChatRequests),
 		Interval:             time.Duration(r.Interval),
 	}
 }

@@ -249,14 +249,14 @@ func (a *App) recordRetention(r retention.Report, err error) {
 	if err != nil {
 		a.retention.failures.Add(1)
 	}
-	if a.running == nil || a.running.operator == nil || r.Messages+r.Events+r.Welcomes+r.KeyPackages+r.Idempotency+r.DeviceAdditions == 0 {
+	if a.running == nil || a.running.operator == nil || r.Messages+r.Events+r.Welcomes+r.KeyPackages+r.Idempotency+r.DeviceAdditions+r.ChatRequests == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := a.running.operator.audit.Record(ctx, audit.Event{Type: audit.TypeRetentionPurge, Metadata: map[string]any{
 		"messages": r.Messages, "events": r.Events, "welcomes": r.Welcomes, "key_packages": r.KeyPackages, "idempotency": r.Idempotency,
-		"device_additions": r.DeviceAdditions,
+		"device_additions": r.DeviceAdditions, "chat_requests": r.ChatRequests,
 	}}); err != nil {
 		a.logger.Error("audit: recording a retention pass", zap.Error(err))
 	}

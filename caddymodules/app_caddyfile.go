@@ -25,7 +25,8 @@ func init() {
 //	    key_packages_per_device <n>
 //	    retention {
 //	        messages | events | consumed_welcomes | unconsumed_welcomes |
-//	        consumed_key_packages | idempotency | interval  <duration>
+//	        consumed_key_packages | idempotency | closed_chat_requests |
+//	        interval  <duration>
 //	    }
 //	    streams {
 //	        max_per_did <n>
@@ -190,6 +191,7 @@ func (a *App) unmarshalRetention(d *caddyfile.Dispenser) error {
 			"consumed_welcomes":     &a.Retention.ConsumedWelcomes,
 			"unconsumed_welcomes":   &a.Retention.UnconsumedWelcomes,
 			"consumed_key_packages": &a.Retention.ConsumedKeyPackages,
+			"closed_chat_requests":  &a.Retention.ClosedChatRequests,
 			"idempotency":           &a.Retention.Idempotency,
 			"interval":              &a.Retention.Interval,
 		}[opt]

@@ -151,12 +151,13 @@ func (a *App) onRetentionPass(r retention.Report, err error) {
 	}
 	if !r.Skipped {
 		for kind, n := range map[string]int64{"messages": r.Messages, "events": r.Events, "welcomes": r.Welcomes,
-			"key_packages": r.KeyPackages, "idempotency": r.Idempotency, "device_additions": r.DeviceAdditions} {
+			"key_packages": r.KeyPackages, "idempotency": r.Idempotency, "device_additions": r.DeviceAdditions,
+			"chat_requests": r.ChatRequests} {
 			a.metrics.RetentionPurged(kind, n)
 		}
 		a.logger.Info("retention pass", zap.Int64("messages", r.Messages), zap.Int64("events", r.Events),
 			zap.Int64("welcomes", r.Welcomes), zap.Int64("key_packages", r.KeyPackages), zap.Int64("idempotency", r.Idempotency),
-			zap.Int64("device_additions", r.DeviceAdditions), zap.Int64("audit", r.Audit))
+			zap.Int64("device_additions", r.DeviceAdditions), zap.Int64("chat_requests", r.ChatRequests), zap.Int64("audit", r.Audit))
 	}
 }
 

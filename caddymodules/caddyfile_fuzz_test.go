@@ -66,7 +66,7 @@ func FuzzCaddyfile(f *testing.F) {
 			"{\n identity {\n  key_file /var/lib/cairn/keys.json\n  grace 7d\n  refresh 10s\n }\n}", "{\n identity {\n  grace\n }\n}",
 		},
 		"cairn_auth":          {"{\n service_did did:web:chat.example\n plc_url https://plc.directory\n leeway 3s\n max_token_lifetime 2m\n replay memory\n lxm_optional\n}", "{\n leeway -1s\n}"},
-		"cairn_delivery":      {"{\n max_message_size 1MiB\n max_members 50\n max_devices 5\n max_key_package_lifetime 30d\n message_ttl 7d\n websocket_endpoint wss://chat.example.com/xrpc/blue.catbird.mls.subscribeConvoEvents\n require_opt_in\n block_checks off\n block_source_unavailable allow\n block_cache_ttl 30s\n block_source both\n block_appview https://api.bsky.app\n}", "{\n max_message_size 2GiB\n}"},
+		"cairn_delivery":      {"{\n max_message_size 1MiB\n max_members 50\n max_devices 5\n max_key_package_lifetime 30d\n message_ttl 7d\n websocket_endpoint wss://chat.example.com/xrpc/blue.catbird.mls.subscribeConvoEvents\n require_opt_in\n block_checks off\n block_source_unavailable allow\n block_cache_ttl 30s\n block_source both\n block_appview https://api.bsky.app\n chat_request_previews\n chat_request_sender_rate 20/1h\n chat_request_recipient_rate 30/1h\n}", "{\n max_message_size 2GiB\n}"},
 		"cairn_metrics":       {"{\n bearer_token sha256:00\n}", ""},
 		"cairn_operator_auth": {"{\n oidc {\n  issuer https://sso.example/realms/ops\n  audience cairn\n  role_claim realm_access.roles\n  required_role admin\n  allow_http_issuer\n }\n static_token_hash sha256:00\n static_token_name ops\n}"},
 		"cairn_operator_api":  {"", "{\n}"},

@@ -21,6 +21,7 @@ import (
 	"github.com/cairn-chat/cairn-caddy/internal/blocks"
 	"github.com/cairn-chat/cairn-caddy/internal/caller"
 	"github.com/cairn-chat/cairn-caddy/internal/delivery"
+	"github.com/cairn-chat/cairn-caddy/internal/ratelimit"
 	"github.com/cairn-chat/cairn-caddy/internal/realtime"
 	"github.com/cairn-chat/cairn-caddy/internal/tracing"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
@@ -60,6 +61,9 @@ func init() {
 //	    block_appview              <https URL>  # a Bluesky AppView, such as https://api.bsky.app
 //	    block_source_unavailable   refuse|allow # default refuse (fail closed)
 //	    block_cache_ttl            1m
+//	    chat_request_previews                   # keep previewText, sealed; default: dropped
+//	    chat_request_sender_rate    20/1h       # chat requests one account sends
+//	    chat_request_recipient_rate 30/1h       # chat requests one account receives
 //	}
 type Delivery struct {
 	// MaxMessageBytes bounds one message's or commit's ciphertext. Default
@@ -108,6 +112,17 @@ type Delivery struct {
 	// from, such as https://api.bsky.app: https, or http to a loopback
 	// address.
 	BlockAppView string `json:"block_appview,omitempty"`
+	// ChatRequestPreviews, when true, keeps the plain-text previewText of
+	// chat requests, sealed under a key in the data directory
+	// (chat-preview.key), for the recipient. Default false: previewText is
+	// dropped unread (docs/privacy.md).
+	ChatRequestPreviews bool `json:"chat_request_previews,omitempty"`
+	// ChatRequestSenderRate is one account's quota of chat requests sent,
+	// as requests/period. Default 20/1h.
+	ChatRequestSenderRate string `json:"chat_request_sender_rate,omitempty"`
+	// ChatRequestRecipientRate is the quota of chat requests one account
+	// receives, as requests/period. Default 30/1h.
+	ChatRequestRecipientRate string `json:"chat_request_recipient_rate,omitempty"`
 
 	app    *App
 	lazy   *lazyHandlers
@@ -141,6 +156,11 @@ func (d *Delivery) Provision(ctx caddy.Context) error {
 	}
 	if _, err := d.blockSourceMode(); err != nil {
 		return fmt.Errorf("cairn_delivery: %w", err)
+	}
+	for name, v := range map[string]string{"chat_request_sender_rate": d.ChatRequestSenderRate, "chat_request_recipient_rate": d.ChatRequestRecipientRate} {
+		if _, err := chatRequestLimit(v, ratelimit.Limit{}); err != nil {
+			return fmt.Errorf("cairn_delivery %s: %w", name, err)
+		}
 	}
 	app.UseStore()
 	d.app, d.lazy, d.logger = app, new(lazyHandlers), app.ModuleLogger(ctx)
@@ -185,27 +205,35 @@ func (d *Delivery) handlers(ctx context.Context) (*deliveryHandlers, error) {
 			q.Add(convoID)
 		}
 	}
+	chat, err := d.chatRequests()
+	if err != nil {
+		return nil, fmt.Errorf("cairn_delivery: %w", err)
+	}
 	var pushHosts []string
 	if d.app.Push != nil {
 		pushHosts = d.app.Push.AllowHosts
 	}
 	h.service, err = delivery.New(delivery.Config{
-		Store:                   run.Store,
-		OnChange:                onChange,
-		PushSealer:              pushSealer,
-		PushInsecureHosts:       pushHosts,
-		MaxMessageBytes:         d.MaxMessageBytes,
-		MaxKeyPackagesPerDevice: d.app.KeyPackagesPerDevice,
-		MaxKeyPackageLifetime:   time.Duration(d.MaxKeyPackageLifetime),
-		MaxMembers:              d.MaxMembers,
-		MaxDevices:              d.MaxDevices,
-		MessageTTL:              time.Duration(d.MessageTTL),
-		OnServerError:           serverErrorLogger(d.logger),
-		RequireOptIn:            d.RequireOptIn,
-		Blocks:                  blockSource,
-		BlocksFailOpen:          d.AllowAddsWhenBlocksUnavailable,
-		Audit:                   rec,
-		HashIdentity:            d.app.Hasher().Hash,
+		Store:                    run.Store,
+		OnChange:                 onChange,
+		PushSealer:               pushSealer,
+		PushInsecureHosts:        pushHosts,
+		MaxMessageBytes:          d.MaxMessageBytes,
+		MaxKeyPackagesPerDevice:  d.app.KeyPackagesPerDevice,
+		MaxKeyPackageLifetime:    time.Duration(d.MaxKeyPackageLifetime),
+		MaxMembers:               d.MaxMembers,
+		MaxDevices:               d.MaxDevices,
+		MessageTTL:               time.Duration(d.MessageTTL),
+		OnServerError:            serverErrorLogger(d.logger),
+		RequireOptIn:             d.RequireOptIn,
+		Blocks:                   blockSource,
+		BlocksFailOpen:           d.AllowAddsWhenBlocksUnavailable,
+		ChatPreviewSealer:        chat.previews,
+		ChatRequestLimiter:       chat.limiter,
+		ChatRequestsPerSender:    chat.perSender,
+		ChatRequestsPerRecipient: chat.perRecipient,
+		Audit:                    rec,
+		HashIdentity:             d.app.Hasher().Hash,
 		OnAuditError: func(err error) {
 			d.logger.Error("audit: recording a moderation event", zap.Error(err))
 		},
@@ -392,11 +420,15 @@ func (d *Delivery) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 	}
 	for disp.NextBlock(0) {
 		opt := disp.Val()
-		if opt == "require_opt_in" {
+		if opt == "require_opt_in" || opt == "chat_request_previews" {
 			if disp.NextArg() {
-				return disp.Errf("require_opt_in takes no value")
+				return disp.Errf("%s takes no value", opt)
 			}
-			d.RequireOptIn = true
+			if opt == "require_opt_in" {
+				d.RequireOptIn = true
+			} else {
+				d.ChatRequestPreviews = true
+			}
 			continue
 		}
 		var v string
@@ -458,6 +490,15 @@ func (d *Delivery) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 				d.MessageTTL = caddy.Duration(dur)
 			} else {
 				d.MaxKeyPackageLifetime = caddy.Duration(dur)
+			}
+		case "chat_request_sender_rate", "chat_request_recipient_rate":
+			if _, err := chatRequestLimit(v, ratelimit.Limit{}); err != nil {
+				return disp.Errf("%s %q: %v", opt, v, err)
+			}
+			if opt == "chat_request_sender_rate" {
+				d.ChatRequestSenderRate = v
+			} else {
+				d.ChatRequestRecipientRate = v
 			}
 		case "websocket_endpoint":
 			if err := validWebSocketEndpoint(v); err != nil {

@@ -28,13 +28,17 @@ func TestDeliveryCaddyfile(t *testing.T) {
 		block_cache_ttl 30s
 		block_source both
 		block_appview https://api.bsky.app
+		chat_request_previews
+		chat_request_sender_rate 10/1h
+		chat_request_recipient_rate 50/1h
 	}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if d.MaxMessageBytes != 1<<20 || d.MaxMembers != 50 || d.WebSocketEndpoint != "wss://chat.example.com/xrpc/blue.catbird.mls.subscribeConvoEvents" || !d.RequireOptIn ||
 		d.DisableBlockChecks || !d.AllowAddsWhenBlocksUnavailable || d.BlockCacheTTL != caddy.Duration(30*time.Second) ||
-		d.BlockSource != "both" || d.BlockAppView != "https://api.bsky.app" {
+		d.BlockSource != "both" || d.BlockAppView != "https://api.bsky.app" ||
+		!d.ChatRequestPreviews || d.ChatRequestSenderRate != "10/1h" || d.ChatRequestRecipientRate != "50/1h" {
 		t.Fatalf("parsed %+v", d)
 	}
 	for _, bad := range []string{
@@ -52,6 +56,9 @@ func TestDeliveryCaddyfile(t *testing.T) {
 		"block_source remote",
 		"block_appview http://api.bsky.app",
 		"block_appview api.bsky.app",
+		"chat_request_previews on",
+		"chat_request_sender_rate 10",
+		"chat_request_recipient_rate 0/1h",
 		"unknown 1",
 	} {
 		err := new(Delivery).UnmarshalCaddyfile(caddyfile.NewTestDispenser("cairn_delivery {\n" + bad + "\n}"))

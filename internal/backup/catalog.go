@@ -113,6 +113,20 @@ var catalog = []Table{
 	{Name: "push_tokens", OrderBy: "owner_did, device_id", Columns: []Column{
 		{"owner_did", KindText}, {"device_id", KindText}, {"provider", KindText},
 		{"sealed_token", KindBytes}, {"registered_at", KindTime}}},
+	// Chat requests travel with their sealed previews; the preview key
+	// travels with the data directory's files (chat-preview.key).
+	{Name: "chat_requests", OrderBy: "id", Columns: []Column{
+		{"id", KindText}, {"sender_did", KindText}, {"recipient_did", KindText}, {"status", KindText},
+		{"group_id", KindText}, {"sealed_preview", KindBytes}, {"message_count", KindInt}, {"created_at", KindTime},
+		{"expires_at", KindTime}, {"closed_at", KindTime}}},
+	{Name: "chat_request_messages", OrderBy: "request_id, seq", Columns: []Column{
+		{"request_id", KindText}, {"seq", KindInt}, {"ciphertext", KindBytes}, {"padded_size", KindInt},
+		{"eph_pub_key", KindBytes}}},
+	{Name: "chat_request_blocks", OrderBy: "block_hash", Columns: []Column{
+		{"block_hash", KindBytes}, {"created_at", KindTime}}},
+	{Name: "chat_request_settings", OrderBy: "did", Columns: []Column{
+		{"did", KindText}, {"allow_followers_bypass", KindBool}, {"allow_following_bypass", KindBool},
+		{"auto_expire_days", KindInt}}},
 }
 
 // singletonTables always hold their one row once migrated, so they do not
@@ -125,4 +139,4 @@ var excludedTables = map[string]bool{"schema_migrations": true}
 
 // SchemaVersion is the store schema version catalog describes. Backups
 // are taken and restored at this version only.
-const SchemaVersion = 6
+const SchemaVersion = 7

@@ -158,4 +158,17 @@
 //     requireAdminApproval is stored but enforces nothing. getOptInStatus
 //     gives optedInAt for the caller only. NotOptedIn refuses an add of an
 //     account that has not opted in when Config.RequireOptIn.
+//   - Chat requests (issue 14; docs/moderation.md#chat-requests):
+//     sendChatRequest never answers "bypassed" (the server does not read
+//     the follow graph; the bypass settings are stored and bypass nothing),
+//     drops previewText unless Config.ChatPreviewSealer is set (then it is
+//     stored sealed), makes 32-hex request ids (bucketed time then random)
+//     instead of ULIDs, and takes an optional idempotencyKey (else the
+//     recipient and a hash of the body). acceptChatRequest creates the
+//     conversation of a 1:1 request with the request's id as its group id;
+//     a Welcome must add a key package of the requester (InvalidMessage).
+//     declineChatRequest answers RequestNotFound for a request not
+//     pending; decline and block reasons and details are not kept.
+//     getRequestCount names an unauthenticated call Unauthorized, its
+//     lexicon's name.
 package delivery

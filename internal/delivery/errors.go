@@ -77,6 +77,9 @@ func (s *Service) mapError(nsid string, err error) *xrpc.Error {
 	var inner *fnError
 	inFn := errors.As(err, &inner)
 	groupInfo := nsid == Namespace+"getGroupInfo" || nsid == Namespace+"updateGroupInfo"
+	if xe, ok := chatRequestError(nsid, err); ok {
+		return xe
+	}
 	if status, name, msg, ok := socialError(nsid, err); ok {
 		return e(status, name, msg)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cairn-chat/cairn-caddy/internal/audit"
 	"github.com/cairn-chat/cairn-caddy/internal/caller"
+	"github.com/cairn-chat/cairn-caddy/internal/ratelimit"
 	"github.com/cairn-chat/cairn-caddy/internal/store"
 	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
 )
@@ -47,6 +48,7 @@ type Store interface {
 	store.Rejoins
 	store.WelcomeKeys
 	store.PushTokens
+	store.ChatRequests
 }
 
 // Config configures a Service. Only Store is required; every other zero
@@ -126,6 +128,22 @@ type Config struct {
 	// PushInsecureHosts lists UnifiedPush endpoint hosts that may be plain
 	// http (development and tests).
 	PushInsecureHosts []string
+	// ChatPreviewSealer, if set, seals the previewText of chat requests
+	// under a key outside the database, and listChatRequests shows it to
+	// the recipient. Without it, the default, previewText is dropped
+	// unread.
+	ChatPreviewSealer ChatPreviewSealer
+	// ChatRequestLimiter, if set, enforces ChatRequestsPerSender and
+	// ChatRequestsPerRecipient on sendChatRequest, keyed by hashed DIDs.
+	// A limiter that cannot decide refuses the request.
+	ChatRequestLimiter ratelimit.Limiter
+	// ChatRequestsPerSender is one account's quota of requests sent.
+	// Default DefaultChatRequestsPerSender (20 an hour, burst 5).
+	ChatRequestsPerSender ratelimit.Limit
+	// ChatRequestsPerRecipient is the quota of requests one account
+	// receives. Default DefaultChatRequestsPerRecipient (30 an hour, burst
+	// 10).
+	ChatRequestsPerRecipient ratelimit.Limit
 }
 
 // Service is the MLS delivery service: it serves the blue.catbird.mls
@@ -191,6 +209,12 @@ func New(cfg Config) (*Service, error) {
 	if cfg.GroupInfoTTL <= 0 {
 		cfg.GroupInfoTTL = DefaultGroupInfoTTL
 	}
+	if cfg.ChatRequestsPerSender.Rate <= 0 {
+		cfg.ChatRequestsPerSender = DefaultChatRequestsPerSender
+	}
+	if cfg.ChatRequestsPerRecipient.Rate <= 0 {
+		cfg.ChatRequestsPerRecipient = DefaultChatRequestsPerRecipient
+	}
 	if cfg.PendingAdditionTTL <= 0 {
 		cfg.PendingAdditionTTL = DefaultPendingAdditionTTL
 	}
@@ -241,6 +265,7 @@ func (s *Service) routes() map[string]method {
 	}
 	s.socialRoutes(m)
 	s.blockRoutes(m)
+	s.chatRequestRoutes(m)
 	maps.Copy(m, s.recoveryRoutes(small, msg))
 	s.pushRoutes(m, small)
 	return m
@@ -298,7 +323,13 @@ func (s *Service) serve(r *http.Request) (int, []byte, error) {
 	}
 	id, ok := caller.From(r.Context())
 	if !ok {
-		return 0, nil, xrpc.Errorf(http.StatusUnauthorized, "AuthenticationRequired", "authentication required")
+		name := "AuthenticationRequired"
+		if nsid == Namespace+"getRequestCount" {
+			// Its lexicon names this error Unauthorized ("Authentication
+			// required").
+			name = "Unauthorized"
+		}
+		return 0, nil, xrpc.Errorf(http.StatusUnauthorized, name, "authentication required")
 	}
 	c := call{nsid: nsid, id: id}
 	if m.typ == xrpc.Query {

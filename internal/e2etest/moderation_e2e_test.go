@@ -12,7 +12,9 @@ import (
 // the harness: the sealed report is decrypted by both admins' clients and
 // by no other key, and the server's copy equals the submitted bytes and
 // holds neither the reporter nor the text; erin's external commit is
-// applied by alice and the two exchange a message.
+// applied by alice and the two exchange a message; the chat request's held
+// message is opened by the recipient's client only, and the conversation
+// it becomes carries messages both ways.
 var moderationSteps = []string{
 	"create a group of four with one commit and a Welcome",
 	"an admin promotes a member; the admins publish report keys in the group",
@@ -20,6 +22,7 @@ var moderationSteps = []string{
 	"a non-admin's removal is refused",
 	"a block between two accounts stops their being added together",
 	"an invite is created, redeemed by external commit and revoked",
+	"a chat request is sent, accepted and becomes a conversation where the two exchange a message",
 }
 
 // TestMLSModerationEndToEnd runs the moderation scenario with real ts-mls

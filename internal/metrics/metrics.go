@@ -169,7 +169,7 @@ var knownBackendErrors = [][2]string{{"redis", "ratelimit"}, {"ratelimit", "allo
 // retentionKinds are the kind label values of cairn_retention_purged_total;
 // their series exist at zero from the start, so a dashboard shows a flat line
 // rather than "No data" before the first purge.
-var retentionKinds = []string{"messages", "events", "welcomes", "key_packages", "idempotency", "device_additions"}
+var retentionKinds = []string{"messages", "events", "welcomes", "key_packages", "idempotency", "device_additions", "chat_requests"}
 
 // RetentionPurged records the rows one retention pass removed; kind is one of
 // retentionKinds.

@@ -30,6 +30,7 @@ const (
 	DefaultIdempotency        = 24 * time.Hour
 	DefaultInterval           = 10 * time.Minute
 	DefaultAudit              = 90 * 24 * time.Hour
+	DefaultClosedChatRequests = 7 * 24 * time.Hour
 )
 
 // Config sets how long each kind of row is kept. Zero values take the
@@ -59,6 +60,11 @@ type Config struct {
 	// Audit: audit log rows, when the worker has an AuditPruner. Default
 	// 90 days.
 	Audit time.Duration
+	// ClosedChatRequests: chat requests after they were accepted, declined,
+	// blocked or expired (their held messages and previews go when they
+	// close; the row, so that listChatRequests can show the outcome, after
+	// this). Pending requests expire by their own expiry. Default 7 days.
+	ClosedChatRequests time.Duration
 	// Interval between passes. Default 10 minutes.
 	Interval time.Duration
 }
@@ -83,6 +89,7 @@ func (c *Config) applyDefaults() {
 	def(&c.Idempotency, DefaultIdempotency)
 	def(&c.Interval, DefaultInterval)
 	def(&c.Audit, DefaultAudit)
+	def(&c.ClosedChatRequests, DefaultClosedChatRequests)
 	if c.KeyPackagesPerDevice <= 0 {
 		c.KeyPackagesPerDevice = DefaultKeyPackagesPerDev
 	}
@@ -107,7 +114,10 @@ type Report struct {
 	// DeviceAdditions counts pending device additions and rejoin
 	// requests that expired (each carries its own expiry).
 	DeviceAdditions int64
-	Skipped         bool
+	// ChatRequests counts chat requests closed as expired plus closed
+	// ones deleted.
+	ChatRequests int64
+	Skipped      bool
 }
 
 // Worker runs purge passes.
@@ -173,6 +183,7 @@ func (w *Worker) RunOnce(ctx context.Context) (Report, error) {
 	})
 	run("idempotency records", &r.Idempotency, func() (int64, error) { return w.store.PurgeIdempotency(ctx, c.Idempotency) })
 	run("pending device additions", &r.DeviceAdditions, func() (int64, error) { return w.store.PurgePendingAdditions(ctx) })
+	run("chat requests", &r.ChatRequests, func() (int64, error) { return w.store.PurgeChatRequests(ctx, c.ClosedChatRequests) })
 	if w.audit != nil {
 		run("audit log", &r.Audit, func() (int64, error) { return w.audit.Prune(ctx, c.Audit) })
 	}

@@ -2,6 +2,7 @@ package retention
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -66,6 +67,11 @@ func TestRunOncePurgesWhatAgedOut(t *testing.T) {
 			_, err = s.MarkNeedsRejoin(ctx, &store.NewPendingAddition{ID: "rq", ConvoID: "c1", UserDID: "did:plc:alice", DeviceID: "a2",
 				Rejoin: true, TTL: 7 * day}, "c1", "did:plc:alice#a2")
 			testenv.Must(t, err, "queue a rejoin request")
+			// A chat request unanswered past its 7-day expiry is closed
+			// (its held message deleted) by the same pass.
+			_, err = s.CreateChatRequest(ctx, store.ChatRequest{ID: "cr", SenderDID: "did:plc:sam", RecipientDID: "did:plc:alice",
+				ExpiresAt: clk.Now().Add(7 * day)}, []store.HeldMessage{{Ciphertext: make([]byte, 512), PaddedSize: 512}}, []byte("pair"))
+			testenv.Must(t, err, "send a chat request")
 			send := func(id string) {
 				_, err := s.AppendMessage(ctx, store.NewMessage{ConvoID: "c1", MsgID: id, Ciphertext: make([]byte, 64), PaddedSize: 64})
 				testenv.Must(t, err, "send "+id)
@@ -88,6 +94,15 @@ func TestRunOncePurgesWhatAgedOut(t *testing.T) {
 			if r.DeviceAdditions != 1 {
 				t.Errorf("report %+v: want the 7-day rejoin request purged after 35 days", r)
 			}
+			if r.ChatRequests != 1 {
+				t.Errorf("report %+v: want the expired chat request closed", r)
+			}
+			if cr, err := s.ChatRequest(ctx, "cr"); err != nil || cr.Status != store.ChatRequestExpired {
+				t.Errorf("chat request after the pass: %+v, %v", cr, err)
+			}
+			if _, _, err := s.CloseChatRequest(ctx, "cr", store.ChatRequestAccepted); !errors.Is(err, store.ErrNotPending) {
+				t.Errorf("accepting the expired chat request: %v, want ErrNotPending", err)
+			}
 			page, err := s.Messages(ctx, "c1", 0, 10)
 			testenv.Must(t, err, "messages")
 			if len(page.Messages) != 1 || page.Messages[0].MsgID != "middle" {
@@ -96,7 +111,7 @@ func TestRunOncePurgesWhatAgedOut(t *testing.T) {
 
 			again, err := w.RunOnce(ctx)
 			testenv.Must(t, err, "second run")
-			if again.Messages+again.Events+again.Welcomes+again.KeyPackages+again.Idempotency+again.DeviceAdditions != 0 {
+			if again.Messages+again.Events+again.Welcomes+again.KeyPackages+again.Idempotency+again.DeviceAdditions+again.ChatRequests != 0 {
 				t.Errorf("a second pass deleted more: %+v", again)
 			}
 		})

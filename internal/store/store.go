@@ -7,8 +7,8 @@
 // Locker, and each consumer takes only the slice it uses: Reader, Writer,
 // Idempotency (internal/delivery), EventLog (internal/realtime, with four
 // reads), Maintenance = Locker + Purger (internal/retention), the
-// device and recovery state PendingDevices, Rejoins and WelcomeKeys
-// (internal/delivery), and StockReader (the key-package stock metric,
+// device and recovery state PendingDevices, Rejoins and WelcomeKeys and
+// the chat requests ChatRequests (internal/delivery), and StockReader (the key-package stock metric,
 // internal/metrics). AuditLog
 // (internal/audit) and Bans (internal/ban) are implemented by both
 // backends beside Store, not part of it: their consumers assert them. A
@@ -600,6 +600,10 @@ type Purger interface {
 	// PurgePendingAdditions deletes pending device additions (and so
 	// rejoin requests) past their expiry.
 	PurgePendingAdditions(ctx context.Context) (int64, error)
+	// PurgeChatRequests closes as expired the pending chat requests past
+	// their expiry, deleting their held messages and sealed previews, and
+	// deletes requests closed more than closedFor ago.
+	PurgeChatRequests(ctx context.Context, closedFor time.Duration) (int64, error)
 }
 
 // Maintenance is what a background worker needs: the purges and the lock
@@ -629,7 +633,7 @@ type Traits struct {
 
 // Store is the union the backends implement; each consumer takes only the
 // slice it uses (Reader, Writer, Idempotency, EventLog, Maintenance,
-// PendingDevices, Rejoins, WelcomeKeys, PushTokens).
+// PendingDevices, Rejoins, WelcomeKeys, PushTokens, ChatRequests).
 // Implementations are safe for concurrent use, from several processes on
 // PostgreSQL.
 //
@@ -649,6 +653,7 @@ type Store interface {
 	WelcomeKeys
 	StockReader
 	PushTokens
+	ChatRequests
 
 	// Traits states the backend's properties.
 	Traits() Traits

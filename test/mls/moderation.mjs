@@ -3,8 +3,9 @@
 // enforces, reports sealed with HPKE (RFC 9180) to the admins' report keys
 // that admins publish inside the group (docs/moderation.md), a refused
 // non-admin removal, a Bluesky block (served by the driver's PDS
-// stand-in) refusing an add, and an invite created, redeemed by external commit
-// and revoked. The Go test TestMLSModerationEndToEnd drives it with the
+// stand-in) refusing an add, an invite created, redeemed by external commit
+// and revoked, and a chat request sent, accepted into a conversation and
+// used. The Go test TestMLSModerationEndToEnd drives it with the
 // same line protocol as e2e.mjs (README.md).
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
 import {
@@ -33,6 +34,7 @@ import {
   hex,
   key,
   must,
+  newKeyPackage,
   newMember,
   out,
   refused,
@@ -304,6 +306,81 @@ const main = async () => {
     assertEq([listed.invites[0].isRevoked, listed.invites[0].useCount], [true, 1], 'the revoked invite')
     const again = refused(await xrpc(alice, 'revokeInvite', { body: { inviteId: inv.inviteId, idempotencyKey: key() } }), 409, 'AlreadyRevoked', 'revoking twice')
     return { inviteId: inv.inviteId, epoch: joined.epoch, again }
+  })
+  // frank asks erin, with whom he shares no conversation, to chat. His
+  // first words are held as ciphertext sealed (HPKE) to the init key of a
+  // key package erin published; the server holds bytes it cannot read and
+  // drops the plain-text preview (the operator has not enabled previews).
+  await step('a chat request is sent, accepted and becomes a conversation where the two exchange a message', async () => {
+    const publish = async (m, kp) => {
+      const bytes = encodeMlsMessage({ keyPackage: kp.publicPackage, wireformat: 'mls_key_package', version: 'mls10' })
+      must(await xrpc(m, 'publishKeyPackage', { body: { keyPackage: b64(bytes), cipherSuite: SUITE, idempotencyKey: key() } }), `${m.name} publishKeyPackage`)
+    }
+    const erinKp = await newKeyPackage(erin.did, impl)
+    await publish(erin, erinKp)
+    await publish(frank, frank.kp)
+    const info = enc.encode('blue.catbird.mls chat request v1')
+    const greeting = 'hi erin, frank here: can we talk?'
+    const sealed = await impl.hpke.seal(await impl.hpke.importPublicKey(erinKp.publicPackage.initKey), enc.encode(greeting), info, enc.encode(erin.did))
+    const held = new Uint8Array(512) // one padding bucket: [u16 length][ciphertext][zeros]
+    new DataView(held.buffer).setUint16(0, sealed.ct.length)
+    held.set(sealed.ct, 2)
+    refused(await xrpc(frank, 'sendChatRequest', { body: { recipientDid: frank.did } }), 400, 'SelfRequest', 'frank asks himself')
+    const sent = must(
+      await xrpc(frank, 'sendChatRequest', {
+        body: { recipientDid: erin.did, previewText: greeting, heldMessages: [{ ciphertext: { $bytes: b64(held) }, paddedSize: 512, ephPubKey: { $bytes: b64(sealed.enc) } }] },
+      }),
+      'frank sendChatRequest',
+    )
+    assertEq(sent.status, 'pending', 'the request waits for erin')
+    refused(await xrpc(frank, 'sendChatRequest', { body: { recipientDid: erin.did } }), 409, 'DuplicateRequest', 'frank asks again while pending')
+    assertEq(must(await xrpc(erin, 'getRequestCount', { query: {} }), 'erin getRequestCount').pendingCount, 1, "erin's badge")
+    const listed = must(await xrpc(erin, 'listChatRequests', { query: {} }), 'erin listChatRequests').requests
+    assertEq(
+      listed.map((r) => [r.id, r.senderDid, r.messageCount, r.previewText ?? null]),
+      [[sent.requestId, frank.did, 1, null]],
+      'erin sees who asks, one held message, and no preview',
+    )
+    refused(await xrpc(bob, 'acceptChatRequest', { body: { requestId: sent.requestId } }), 404, 'RequestNotFound', 'bob answers a request not his')
+
+    // erin accepts: her client creates the group with the request's id,
+    // adds frank's key package, and hands the server the Welcome.
+    const convoId = sent.requestId
+    erin.state = await createGroup(Uint8Array.from(Buffer.from(convoId, 'hex')), erinKp.publicPackage, erinKp.privatePackage, [], impl)
+    const kps = must(await xrpc(erin, 'getKeyPackages', { query: { dids: [frank.did], cipherSuite: SUITE } }), 'erin getKeyPackages')
+    const add = kps.keyPackages.map((k) => ({ proposalType: 'add', add: { keyPackage: decodeMlsMessage(fromB64(k.keyPackage), 0)[0].keyPackage } }))
+    const c = await createCommit({ state: erin.state, cipherSuite: impl }, { extraProposals: add, ratchetTreeExtension: true })
+    erin.state = c.newState
+    const welcome = encodeMlsMessage({ welcome: c.welcome, wireformat: 'mls_welcome', version: 'mls10' })
+    const accepted = must(await xrpc(erin, 'acceptChatRequest', { body: { requestId: convoId, welcomeData: { $bytes: b64(welcome) } } }), 'erin acceptChatRequest')
+    assertEq(accepted.convoId, convoId, 'the conversation takes the request id')
+    const got = accepted.heldMessages[0]
+    const gotBytes = fromB64(got.ciphertext.$bytes)
+    const len = new DataView(gotBytes.buffer, gotBytes.byteOffset).getUint16(0)
+    const opened = await impl.hpke.open(
+      await impl.hpke.importPrivateKey(erinKp.privatePackage.initPrivateKey),
+      fromB64(got.ephPubKey.$bytes),
+      gotBytes.subarray(2, 2 + len),
+      info,
+      enc.encode(erin.did),
+    )
+    assertEq(dec.decode(opened), greeting, 'erin opens the held message')
+    refused(await xrpc(erin, 'declineChatRequest', { body: { requestId: convoId } }), 404, 'RequestNotFound', 'declining an accepted request')
+
+    // frank joins by the Welcome; they talk in the new conversation.
+    const w = must(await xrpc(frank, 'getWelcome', { query: { convoId } }), 'frank getWelcome')
+    frank.state = await joinGroup(decodeMlsMessage(fromB64(w.welcome), 0)[0].welcome, frank.kp.publicPackage, frank.kp.privatePackage, emptyPskIndex, impl)
+    must(await xrpc(frank, 'confirmWelcome', { body: { convoId, success: true } }), 'frank confirmWelcome')
+    const hello = 'welcome, frank'
+    await sendApp(erin, convoId, enc.encode(hello))
+    frank.cursor = 0
+    const heard = await sync(frank, convoId)
+    assertEq(heard.map((m) => m.text), [hello], 'frank decrypts erin in the accepted conversation')
+    const reply = 'thanks, erin'
+    await sendApp(frank, convoId, enc.encode(reply))
+    erin.cursor = 0
+    assertEq((await sync(erin, convoId)).map((m) => m.text), [reply], 'erin decrypts frank')
+    return { convoId, epoch: Number(erin.state.groupContext.epoch) }
   })
   out({ done: true })
 }

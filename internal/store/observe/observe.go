@@ -69,6 +69,8 @@ var domainOutcomes = []error{
 	store.ErrClaimedByOther, store.ErrNotClaimed,
 	// Welcome key reservations.
 	store.ErrWelcomeKeyUsed, store.ErrWelcomeKeyReserved,
+	// Chat requests.
+	store.ErrDuplicateRequest, store.ErrChatBlocked, store.ErrExpired,
 }
 
 // Recorder is told of every store call: op is one of Operations, took its
@@ -172,7 +174,7 @@ var measured = []reflect.Type{
 	reflect.TypeFor[store.EventLog](), reflect.TypeFor[store.Maintenance](), reflect.TypeFor[store.StockReader](),
 	reflect.TypeFor[store.Social](), reflect.TypeFor[store.PendingDevices](), reflect.TypeFor[store.Rejoins](),
 	reflect.TypeFor[store.WelcomeKeys](), reflect.TypeFor[store.PushTokens](),
-	reflect.TypeFor[store.AuditLog](), reflect.TypeFor[store.Bans](),
+	reflect.TypeFor[store.AuditLog](), reflect.TypeFor[store.Bans](), reflect.TypeFor[store.ChatRequests](),
 }
 
 // OperationName is the operation name of a store method: its name in

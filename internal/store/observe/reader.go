@@ -195,3 +195,8 @@ func (s *Store) PurgeIdempotency(ctx context.Context, olderThan time.Duration) (
 func (s *Store) PurgePendingAdditions(ctx context.Context) (int64, error) {
 	return s.purge(ctx, "purge_pending_additions", s.b.PurgePendingAdditions)
 }
+
+// PurgeChatRequests implements store.Purger.
+func (s *Store) PurgeChatRequests(ctx context.Context, closedFor time.Duration) (int64, error) {
+	return s.purge(ctx, "purge_chat_requests", func(ctx context.Context) (int64, error) { return s.b.PurgeChatRequests(ctx, closedFor) })
+}

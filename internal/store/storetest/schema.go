@@ -189,3 +189,24 @@ func testTraits(t *testing.T, b Backend) {
 		t.Fatalf("second store's traits %+v, first's %+v", got, tr)
 	}
 }
+
+// exactColumns checks by introspection that each table of want has
+// exactly its listed columns (sorted), and returns the columns found.
+func (e *env) exactColumns(want map[string][]string) map[string][]string {
+	e.t.Helper()
+	insp, ok := e.s.(SchemaInspector)
+	if !ok {
+		e.t.Fatalf("%T does not implement storetest.SchemaInspector", e.s)
+	}
+	found := map[string][]string{}
+	for table, cols := range want {
+		got, err := insp.TableColumns(e.ctx, table)
+		must(e.t, err, "introspect "+table)
+		slices.Sort(got)
+		if !slices.Equal(got, cols) {
+			e.t.Errorf("%s columns = %v, want exactly %v", table, got, cols)
+		}
+		found[table] = got
+	}
+	return found
+}

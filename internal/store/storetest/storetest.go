@@ -145,6 +145,13 @@ func Run(t *testing.T, b Backend) {
 		{"DeviceRecoverySchema", testDeviceRecoverySchema},
 		{"PushTokens", testPushTokens},
 		{"PushTokenSchema", testPushTokenSchema},
+		{"ChatRequests", testChatRequests},
+		{"ChatRequestBlocks", testChatRequestBlocks},
+		{"ChatRequestExpiry", testChatRequestExpiry},
+		{"ChatRequestCloseConcurrent", testChatRequestCloseConcurrent},
+		{"ChatRequestSettings", testChatRequestSettings},
+		{"ChatRequestsInIdempotent", testChatRequestsInIdempotent},
+		{"ChatRequestSchema", testChatRequestSchema},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
