@@ -74,6 +74,7 @@ func FuzzCaddyfile(f *testing.F) {
 		"cairn_rate_limit": {
 			"{\n preset api\n preset edge\n backend memory\n on_backend_error deny\n zone search {\n  key ip\n  rate 30/1m\n  burst 3\n  match nsid app.bsky.actor.searchActors\n  match method GET\n  otherwise\n }\n}",
 			"{\n zone z {\n burst 99999999999999999999\n }\n}",
+			"{\n admitted_headers off\n zone z {\n  key ip\n  rate 1/1s\n }\n}",
 		},
 		"cairn_edge":             {"{\n headers {\n  -X-Frame-Options\n  X-Extra value\n }\n rate_limit {\n  preset edge\n  zone z {\n   key ip\n   rate 3/1s\n  }\n }\n}", "{\n rate_limit\n rate_limit\n}"},
 		"cairn_request_id":       {""},

@@ -1,10 +1,7 @@
 package caddymodules
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strings"
 
@@ -15,7 +12,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cairn-chat/cairn-caddy/internal/ratelimit"
-	"github.com/cairn-chat/cairn-caddy/internal/secheaders"
 )
 
 func init() {
@@ -31,10 +27,10 @@ func init() {
 //
 // Against the three directives it saves, per request: two of Caddy's
 // routes; the request copy that carries the ID in the context (the ID is
-// read from {http.vars.request_id}, as error routes always did); the
-// first application of the header policy, since the headers are written
-// once, when the response header is, or when the chain ends without one
-// (an error Caddy answers, a panic); and two response writer wrappers.
+// read from {http.vars.request_id}, as error routes always did); a
+// context lookup for a caller there cannot be yet; and one response writer
+// wrapper. The headers are written by the same writer as
+// cairn_security_headers', once.
 //
 // Caddyfile:
 //
@@ -46,6 +42,7 @@ func init() {
 //	    }
 //	    rate_limit {         # optional: cairn_rate_limit's options; no limits without it
 //	        preset edge
+//	        admitted_headers on|off
 //	        zone <name> { … }
 //	    }
 //	}
@@ -86,86 +83,31 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	ew := &edgeWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, policy: e.Headers.policy, path: r.URL.Path, overTLS: r.TLS != nil}
+	pw := e.Headers.writer(w, r)
 	// Whatever answers the request — the chain, a refusal below, or Caddy
 	// for an error or a panic once this returns — finds the headers set.
-	defer ew.applyOnce()
+	defer pw.applyOnce()
 
 	if _, err := assignRequestID(w, r); err != nil {
-		respondError(e.logger, ew, r, err)
+		respondError(e.logger, pw, r, err)
 		return nil
 	}
 
 	if rl := e.RateLimit; rl != nil {
-		d, err := rl.zones.Allow(r.Context(), limitRequest(r))
+		// No caller: cairn_edge runs before cairn_auth (Provision refuses
+		// DID zones).
+		d, err := rl.zones.Allow(r.Context(), clientLimitRequest(r))
 		if err != nil {
-			rl.backendFailure(ew, r, err)
+			rl.backendFailure(pw, r, err)
 			return nil
 		}
 		if !d.Allowed {
-			rl.refuse(ew, r, d)
+			rl.refuse(pw, r, d)
 			return nil
 		}
-		if d.Matched {
-			d.Result.SetHeaders(w.Header())
-		}
+		rl.admitted(w, d)
 	}
-	return next.ServeHTTP(ew, r)
-}
-
-// edgeWriter applies the header policy once: when the final response
-// header is written (so a handler that replaced the header map, a reverse
-// proxy copying upstream headers say, cannot drop them or reintroduce
-// Server), or before the response is hijacked or flushed, or when the
-// chain ends without a response.
-type edgeWriter struct {
-	caddyhttp.ResponseWriterWrapper
-	policy  *secheaders.Policy
-	path    string
-	overTLS bool
-	applied bool
-}
-
-func (ew *edgeWriter) applyOnce() {
-	if !ew.applied {
-		ew.applied = true
-		ew.policy.Apply(ew.ResponseWriterWrapper.Header(), ew.path, ew.overTLS)
-	}
-}
-
-func (ew *edgeWriter) WriteHeader(status int) {
-	// 1xx other than 101 are informational; the final header follows.
-	if status >= 200 || status == http.StatusSwitchingProtocols {
-		ew.applyOnce()
-	}
-	ew.ResponseWriterWrapper.WriteHeader(status)
-}
-
-func (ew *edgeWriter) Write(b []byte) (int, error) {
-	ew.applyOnce()
-	return ew.ResponseWriterWrapper.Write(b)
-}
-
-func (ew *edgeWriter) ReadFrom(r io.Reader) (int64, error) {
-	ew.applyOnce()
-	return ew.ResponseWriterWrapper.ReadFrom(r)
-}
-
-// FlushError flushes through the response controller; a flush before any
-// write sends the header, so the policy goes first.
-func (ew *edgeWriter) FlushError() error {
-	ew.applyOnce()
-	return http.NewResponseController(ew.ResponseWriter).Flush()
-}
-
-// Flush implements http.Flusher.
-func (ew *edgeWriter) Flush() { _ = ew.FlushError() }
-
-// Hijack is used by WebSocket upgrades; the hijacker writes the upgrade
-// response from the header map, so the policy goes in first.
-func (ew *edgeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	ew.applyOnce()
-	return http.NewResponseController(ew.ResponseWriter).Hijack()
+	return next.ServeHTTP(pw, r)
 }
 
 func parseEdge(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -207,6 +149,4 @@ var (
 	_ caddy.Provisioner           = (*Edge)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Edge)(nil)
 	_ caddyfile.Unmarshaler       = (*Edge)(nil)
-	_ http.Hijacker               = (*edgeWriter)(nil)
-	_ http.Flusher                = (*edgeWriter)(nil)
 )

@@ -166,3 +166,56 @@ func TestEdgeRefusesDIDZones(t *testing.T) {
 		t.Fatalf("validate accepted DID zones in cairn_edge: %s", out)
 	}
 }
+
+// TestAdmittedHeadersOff checks that admitted_headers off leaves the
+// RateLimit-* headers off allowed responses, in cairn_rate_limit and in
+// cairn_edge, and that refusals still carry them.
+func TestAdmittedHeadersOff(t *testing.T) {
+	g := startPlain(t, `{
+	admin 127.0.0.1:{ADMIN}
+}
+http://127.0.0.1:{PORT} {
+	cairn_rate_limit {
+		backend memory
+		admitted_headers off
+		zone a {
+			key ip
+			rate 1/1h
+		}
+	}
+	respond "ok"
+}
+http://127.0.0.1:{METRICS} {
+	cairn_edge {
+		rate_limit {
+			backend memory
+			admitted_headers off
+			zone b {
+				key ip
+				rate 1/1h
+			}
+		}
+	}
+	respond "ok"
+}
+`, gatewaytest.Options{})
+	for name, port := range map[string]int{"cairn_rate_limit": g.port, "cairn_edge": g.metrics} {
+		url := "http://127.0.0.1:" + strconv.Itoa(port) + "/xrpc/blue.catbird.mls.getConvos"
+		resp, body := do(t, http.MethodGet, url, nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: status %d: %s", name, resp.StatusCode, body)
+		}
+		for _, h := range []string{"Ratelimit-Limit", "Ratelimit-Remaining", "Ratelimit-Reset"} {
+			if v := resp.Header.Values(h); len(v) > 0 {
+				t.Errorf("%s: allowed response carries %s: %q", name, h, v)
+			}
+		}
+		resp, body = do(t, http.MethodGet, url, nil)
+		if resp.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("%s: second request: status %d: %s", name, resp.StatusCode, body)
+		}
+		if resp.Header.Get("Ratelimit-Limit") != "1" || resp.Header.Get("Ratelimit-Remaining") != "0" || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s: refusal headers %v", name, resp.Header)
+		}
+	}
+}

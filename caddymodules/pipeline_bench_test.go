@@ -273,6 +273,9 @@ func BenchmarkEdgeSites(b *testing.B) {
 		// with the same IP zone (the edge takes no DID zones).
 		{"three_directives", "cairn_request_id\n\tcairn_security_headers\n\t" + ipRateLimit},
 		{"edge", "cairn_edge {\n\t\trate_limit {\n\t\t\tbackend memory\n\t\t\tzone ip {\n\t\t\t\tkey ip\n\t\t\t\trate 1000000/1s\n\t\t\t}\n\t\t}\n\t}"},
+		// The peer stack's header names: no RateLimit-* on admitted
+		// requests, so the response header map stays within eight entries.
+		{"edge_admitted_headers_off", "cairn_edge {\n\t\trate_limit {\n\t\t\tbackend memory\n\t\t\tadmitted_headers off\n\t\t\tzone ip {\n\t\t\t\tkey ip\n\t\t\t\trate 1000000/1s\n\t\t\t}\n\t\t}\n\t}"},
 	}
 	var cf strings.Builder
 	fmt.Fprintf(&cf, "{\n\tadmin off\n\tpersist_config off\n\tlog {\n\t\tlevel WARN\n\t}\n\tcairn {\n\t\tdata_dir %s\n\t\tlog_hash_key %s\n\t}\n}\n", b.TempDir(), strings.Repeat("k", 40))

@@ -39,7 +39,8 @@ const (
 // A refusal is HTTP 429 with Retry-After (whole seconds, rounded up),
 // RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset, and the XRPC body
 // {"error":"RateLimitExceeded","message":…}. Allowed responses carry the
-// RateLimit-* headers of the tightest matching zone.
+// RateLimit-* headers of the tightest matching zone, unless
+// admitted_headers is off.
 //
 // With Redis configured in the cairn app, limits are shared by every gateway
 // node; when Redis is unreachable, on_backend_error decides: "local" (the
@@ -51,6 +52,7 @@ const (
 //	    preset  public|edge|api        # documented default zones; repeatable
 //	    backend auto|memory|redis      # default auto: redis if configured
 //	    on_backend_error local|allow|deny
+//	    admitted_headers on|off        # default on: RateLimit-* on allowed responses too
 //	    zone <name> {
 //	        key    ip|did
 //	        rate   <n>/<period>          # e.g. 60/1m, 3/1h
@@ -74,6 +76,9 @@ type RateLimit struct {
 	// OnBackendError is what happens while Redis is unreachable: "local"
 	// (default), "allow" or "deny".
 	OnBackendError string `json:"on_backend_error,omitempty"`
+	// OmitAdmittedHeaders leaves the RateLimit-* headers off allowed
+	// responses (75 bytes or so on each); refusals always carry them.
+	OmitAdmittedHeaders bool `json:"omit_admitted_headers,omitempty"`
 
 	zones   *ratelimit.Zones
 	metrics *metrics.Metrics
@@ -149,10 +154,16 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 		rl.refuse(w, r, d)
 		return nil
 	}
-	if d.Matched {
+	rl.admitted(w, d)
+	return next.ServeHTTP(w, r)
+}
+
+// admitted writes the RateLimit-* headers of an allowed request, unless
+// they are configured off.
+func (rl *RateLimit) admitted(w http.ResponseWriter, d ratelimit.Decision) {
+	if d.Matched && !rl.OmitAdmittedHeaders {
 		d.Result.SetHeaders(w.Header())
 	}
-	return next.ServeHTTP(w, r)
 }
 
 // limitRequest is what the zones read of r: the method, path and XRPC
@@ -160,15 +171,22 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 // forged X-Forwarded-For from an untrusted peer ignored), and the caller
 // cairn_auth verified, if any.
 func limitRequest(r *http.Request) ratelimit.Request {
+	req := clientLimitRequest(r)
+	if id, ok := caller.From(r.Context()); ok {
+		req.DID = id.DID
+	}
+	return req
+}
+
+// clientLimitRequest is limitRequest without the caller, for a handler
+// that runs before authentication.
+func clientLimitRequest(r *http.Request) ratelimit.Request {
 	req := ratelimit.Request{Method: r.Method, Path: r.URL.Path}
 	req.NSID, _ = xrpc.NSIDFromPath(r.URL.Path)
 	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok {
 		// Caddy always sets the variable; without one (a unit test, a unix
 		// socket) the zero Addr shares one bucket.
 		req.ClientIP, _ = netip.ParseAddr(ip)
-	}
-	if id, ok := caller.From(r.Context()); ok {
-		req.DID = id.DID
 	}
 	return req
 }
@@ -224,6 +242,19 @@ func (rl *RateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "on_backend_error":
 			if !d.AllArgs(&rl.OnBackendError) {
 				return d.ArgErr()
+			}
+		case "admitted_headers":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			switch v {
+			case "on":
+				rl.OmitAdmittedHeaders = false
+			case "off":
+				rl.OmitAdmittedHeaders = true
+			default:
+				return d.Errf("admitted_headers %q: want on or off", v)
 			}
 		case "zone":
 			z := new(ratelimit.Zone)

@@ -11,6 +11,7 @@ func TestRateLimitCaddyfile(t *testing.T) {
 		preset edge api
 		backend memory
 		on_backend_error deny
+		admitted_headers off
 		zone search {
 			key ip
 			rate 30/1m
@@ -24,7 +25,7 @@ func TestRateLimitCaddyfile(t *testing.T) {
 	if err := rl.UnmarshalCaddyfile(d); err != nil {
 		t.Fatal(err)
 	}
-	if len(rl.Presets) != 2 || rl.Backend != "memory" || rl.OnBackendError != "deny" || len(rl.Zones) != 1 {
+	if len(rl.Presets) != 2 || rl.Backend != "memory" || rl.OnBackendError != "deny" || !rl.OmitAdmittedHeaders || len(rl.Zones) != 1 {
 		t.Fatalf("parsed %+v", rl)
 	}
 	z := rl.Zones[0]
@@ -37,6 +38,7 @@ func TestRateLimitCaddyfile(t *testing.T) {
 		"cairn_rate_limit {\n zone z {\n match colour red\n }\n}",
 		"cairn_rate_limit {\n zone z {\n frobnicate\n }\n}",
 		"cairn_rate_limit {\n preset\n}",
+		"cairn_rate_limit {\n admitted_headers maybe\n}",
 		"cairn_rate_limit extra",
 	} {
 		var rl RateLimit

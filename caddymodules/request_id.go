@@ -119,8 +119,21 @@ func assignRequestID(w http.ResponseWriter, r *http.Request) (string, error) {
 	r.Header[requestIDHeader] = value
 	w.Header()[requestIDHeader] = value
 	caddyhttp.SetVar(r.Context(), requestIDVar, id)
-	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
-		extra.Set(zap.String(requestIDVar, id))
+	if accessLogged(r) {
+		if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
+			extra.Set(zap.String(requestIDVar, id))
+		}
 	}
 	return id, nil
+}
+
+// accessLogged reports whether the server handling r may write an access
+// log entry for it, the reader of the extra log fields. Setting one costs
+// three allocations (ExtraLogFields.Set builds a fresh sync.Map on every
+// call), so a server without access logs (no `log` in its sites) is spared
+// them; cairn's own log lines take the ID from the request variable (see
+// requestLogger). Outside a Caddy server (a test) it answers true.
+func accessLogged(r *http.Request) bool {
+	srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	return !ok || srv == nil || srv.Logs != nil
 }

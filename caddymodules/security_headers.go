@@ -66,55 +66,77 @@ func (s *SecurityHeaders) Provision(caddy.Context) error {
 	return nil
 }
 
-// ServeHTTP implements caddyhttp.MiddlewareHandler. The headers go into the
-// response header map before the rest of the chain runs, so they are there
-// even when a later handler returns an error and Caddy writes the error
-// response; they are applied once more when the response header is written,
-// so a handler that replaces headers (a reverse proxy copying upstream
-// headers, say) cannot drop them or reintroduce Server.
+// ServeHTTP implements caddyhttp.MiddlewareHandler. The headers are
+// written once: when the final response header is (so a handler that
+// replaced the header map, a reverse proxy copying upstream headers say,
+// cannot drop them or reintroduce Server), before the response is
+// hijacked or flushed, or, when the chain ends without a response (an
+// error Caddy answers, a panic), as ServeHTTP returns.
 func (s *SecurityHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	path := r.URL.Path
-	overTLS := r.TLS != nil
-	s.policy.Apply(w.Header(), path, overTLS)
-	return next.ServeHTTP(&headerWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, policy: s.policy, path: path, overTLS: overTLS}, r)
+	pw := s.writer(w, r)
+	// Whatever answers the request — the chain, or Caddy for an error or a
+	// panic once this returns — finds the headers set.
+	defer pw.applyOnce()
+	return next.ServeHTTP(pw, r)
 }
 
-// headerWriter re-applies the policy when the final response header is
-// written.
-type headerWriter struct {
+// writer returns the response writer that applies the policy to r's
+// response.
+func (s *SecurityHeaders) writer(w http.ResponseWriter, r *http.Request) *policyWriter {
+	return &policyWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, policy: s.policy, path: r.URL.Path, overTLS: r.TLS != nil}
+}
+
+// policyWriter applies the header policy once: when the final response
+// header is written, before the response is hijacked or flushed, or when
+// applyOnce is called as the handler returns.
+type policyWriter struct {
 	caddyhttp.ResponseWriterWrapper
 	policy  *secheaders.Policy
 	path    string
 	overTLS bool
-	written bool
+	applied bool
 }
 
-func (hw *headerWriter) WriteHeader(status int) {
-	if !hw.written && status >= 200 {
-		hw.written = true
-		hw.policy.Apply(hw.ResponseWriterWrapper.Header(), hw.path, hw.overTLS)
+func (pw *policyWriter) applyOnce() {
+	if !pw.applied {
+		pw.applied = true
+		pw.policy.Apply(pw.ResponseWriterWrapper.Header(), pw.path, pw.overTLS)
 	}
-	hw.ResponseWriterWrapper.WriteHeader(status)
 }
 
-func (hw *headerWriter) Write(b []byte) (int, error) {
-	if !hw.written {
-		hw.WriteHeader(http.StatusOK)
+func (pw *policyWriter) WriteHeader(status int) {
+	// 1xx other than 101 are informational; the final header follows.
+	if status >= 200 || status == http.StatusSwitchingProtocols {
+		pw.applyOnce()
 	}
-	return hw.ResponseWriterWrapper.Write(b)
+	pw.ResponseWriterWrapper.WriteHeader(status)
 }
 
-func (hw *headerWriter) ReadFrom(r io.Reader) (int64, error) {
-	if !hw.written {
-		hw.WriteHeader(http.StatusOK)
-	}
-	return hw.ResponseWriterWrapper.ReadFrom(r)
+func (pw *policyWriter) Write(b []byte) (int, error) {
+	pw.applyOnce()
+	return pw.ResponseWriterWrapper.Write(b)
 }
 
-// Hijack is used by WebSocket upgrades; the upgrade response is written by
-// the hijacker, so the headers already in the map are what it sends.
-func (hw *headerWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return http.NewResponseController(hw.ResponseWriter).Hijack()
+func (pw *policyWriter) ReadFrom(r io.Reader) (int64, error) {
+	pw.applyOnce()
+	return pw.ResponseWriterWrapper.ReadFrom(r)
+}
+
+// FlushError flushes through the response controller; a flush before any
+// write sends the header, so the policy goes first.
+func (pw *policyWriter) FlushError() error {
+	pw.applyOnce()
+	return http.NewResponseController(pw.ResponseWriter).Flush()
+}
+
+// Flush implements http.Flusher.
+func (pw *policyWriter) Flush() { _ = pw.FlushError() }
+
+// Hijack is used by WebSocket upgrades; the hijacker writes the upgrade
+// response from the header map, so the policy goes in first.
+func (pw *policyWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	pw.applyOnce()
+	return http.NewResponseController(pw.ResponseWriter).Hijack()
 }
 
 func parseSecurityHeaders(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -163,5 +185,6 @@ var (
 	_ caddy.Provisioner           = (*SecurityHeaders)(nil)
 	_ caddyhttp.MiddlewareHandler = (*SecurityHeaders)(nil)
 	_ caddyfile.Unmarshaler       = (*SecurityHeaders)(nil)
-	_ http.Hijacker               = (*headerWriter)(nil)
+	_ http.Hijacker               = (*policyWriter)(nil)
+	_ http.Flusher                = (*policyWriter)(nil)
 )

@@ -93,8 +93,18 @@ func (m *MemoryStore) Allow(_ context.Context, key string, l Limit) (Result, err
 	if err := l.Validate(); err != nil {
 		return Result{}, fmt.Errorf("memory rate limit: %w", err)
 	}
-	now := m.now().UnixNano()
-	h := maphash.String(m.seed, key)
+	return m.decide(maphash.String(m.seed, key), m.now().UnixNano(), l), nil
+}
+
+// allowKey is Allow for Zones: the key as bytes (hashed where they lie, so
+// no key string is built), the time read once for all of a request's zones,
+// and a Limit that Zones validated when it compiled the zone.
+func (m *MemoryStore) allowKey(key []byte, now int64, l Limit) Result {
+	return m.decide(maphash.Bytes(m.seed, key), now, l)
+}
+
+// decide runs GCRA at now for the key whose hash is h.
+func (m *MemoryStore) decide(h uint64, now int64, l Limit) Result {
 	s := &m.shards[h%memShards]
 
 	s.mu.Lock()
@@ -113,7 +123,7 @@ func (m *MemoryStore) Allow(_ context.Context, key string, l Limit) (Result, err
 	s.mu.Unlock()
 
 	res.Source = SourceLocal
-	return res, nil
+	return res
 }
 
 // Len returns the number of keys currently tracked, idle ones not yet swept

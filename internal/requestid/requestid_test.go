@@ -71,13 +71,23 @@ func TestNewMintsIncreasingUUIDv7(t *testing.T) {
 	}
 }
 
+// BenchmarkNew compares New with what the peer stack's
+// {http.request.uuid} costs: google/uuid's UUIDv4 from crypto/rand.
 func BenchmarkNew(b *testing.B) {
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := New(); err != nil {
-			b.Fatal(err)
+	b.Run("cairn_v7", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := New(); err != nil {
+				b.Fatal(err)
+			}
 		}
-	}
+	})
+	b.Run("uuid_v4_crypto_rand", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = uuid.New().String()
+		}
+	})
 }
 
 func TestContext(t *testing.T) {

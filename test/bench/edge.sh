@@ -7,10 +7,16 @@
 #   separate  cairn-caddy: cairn_request_id, cairn_security_headers and
 #             cairn_rate_limit (one IP zone, never refusing);
 #   edge      cairn-caddy: cairn_edge with the same options;
+#   quiet     cairn-caddy: cairn_edge with admitted_headers off, so that it
+#             sends the peer's header names (no RateLimit-* on admitted
+#             requests; refusals keep them): the pipelines' cost alone;
+#   plain     cairn-caddy: `respond "ok"` and nothing else, the floor;
 #   peer      stock Caddy v2.11.9, built here from the module proxy with
 #             github.com/mholt/caddy-ratelimit v0.1.0: `header` with the
 #             same security headers, X-Request-ID {http.request.uuid}, and
 #             a rate_limit zone keyed by {remote_host};
+#   peerplain stock Caddy v2.11.9: `respond "ok"` and nothing else, the
+#             peer binary's floor;
 #   nginx     nginx with the same headers (add_header … always,
 #             $request_id) and limit_req, for reference.
 # Targets: edge >= 1.1x peer and >= 0.95x respond, as the median of the
@@ -29,6 +35,15 @@
 #
 #   setsid test/bench/edge.sh [rounds] [duration] [connections]   (defaults: 6 5s 64)
 #
+# With EDGE_INSTRUCTIONS=1 it counts instead of timing: the three Caddy
+# servers run under valgrind's callgrind (nginx is left out), and each
+# site is driven for [duration] over 4 connections (rounds 1 is enough:
+# the counts do not depend on the machine's load) between a zeroing and
+# a dump of the server's counters, so the figure printed is the user-space
+# instructions the whole server process (handler, net/http, runtime,
+# garbage collector) executed per request. Valgrind emulates a CPU without
+# SHA extensions, so crypto/sha256 counts its AVX2 code path.
+#
 # As root, the script raises its own session's priority (nice -10).
 # Needs go, wrk and nginx (Debian packages `wrk`, `nginx-light`); the peer
 # is built in a temporary module (no third-party code is committed) and
@@ -36,10 +51,13 @@
 # 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+instructions=${EDGE_INSTRUCTIONS:-}
 rounds=${1:-6}
 duration=${2:-5s}
 conns=${3:-64}
-for tool in wrk nginx go; do
+tools="wrk nginx go"
+[ -z "$instructions" ] || tools="wrk go valgrind callgrind_control"
+for tool in $tools; do
 	command -v $tool >/dev/null || [ -x /usr/sbin/$tool ] || { echo "$tool is not installed (apt-get install wrk nginx-light)" >&2; exit 1; }
 done
 if [ "$(id -u)" = 0 ]; then
@@ -134,6 +152,22 @@ http://127.0.0.1:27182 {
 	}
 	respond "ok"
 }
+http://127.0.0.1:27185 {
+	cairn_edge {
+		rate_limit {
+			backend memory
+			admitted_headers off
+			zone ip {
+				key  ip
+				rate 1000000/1s
+			}
+		}
+	}
+	respond "ok"
+}
+http://127.0.0.1:27186 {
+	respond "ok"
+}
 CADDY
 
 cat >"$work/peer.Caddyfile" <<CADDY
@@ -150,6 +184,9 @@ $(headers_block '{http.request.uuid}' '')
 			window 1s
 		}
 	}
+	respond "ok"
+}
+http://127.0.0.1:27187 {
 	respond "ok"
 }
 CADDY
@@ -187,26 +224,56 @@ NGINX
 # shellcheck source=test/bench/wrk-lib.sh
 . test/bench/wrk-lib.sh
 pin_cores
-HOME=$work XDG_DATA_HOME=$work/data "${server_pin[@]}" "$work/cairn-caddy" run --config "$work/cairn.Caddyfile" --adapter caddyfile >"$work/cairn.log" 2>&1 &
+grind=()
+if [ -n "$instructions" ]; then
+	# Go's asynchronous preemption signals trip callgrind; fair scheduling
+	# keeps valgrind's thread lock from starving the network poller.
+	export GODEBUG=asyncpreemptoff=1
+	grind=(valgrind --tool=callgrind --fair-sched=yes --dump-instr=no)
+fi
+HOME=$work XDG_DATA_HOME=$work/data "${server_pin[@]}" "${grind[@]}" ${grind:+--callgrind-out-file=$work/cg.cairn} "$work/cairn-caddy" run --config "$work/cairn.Caddyfile" --adapter caddyfile >"$work/cairn.log" 2>&1 &
 cairn_pid=$!
 pids+=("$cairn_pid")
-HOME=$work XDG_DATA_HOME=$work/peer-data "${server_pin[@]}" "$peerdir/caddy" run --config "$work/peer.Caddyfile" --adapter caddyfile >"$work/peer.log" 2>&1 &
+HOME=$work XDG_DATA_HOME=$work/peer-data "${server_pin[@]}" "${grind[@]}" ${grind:+--callgrind-out-file=$work/cg.peer} "$peerdir/caddy" run --config "$work/peer.Caddyfile" --adapter caddyfile >"$work/peer.log" 2>&1 &
 peer_pid=$!
 pids+=("$peer_pid")
-"${server_pin[@]}" nginx -c "$work/nginx.conf" -p "$work" >"$work/nginx.log" 2>&1 &
-nginx_pid=$!
-pids+=("$nginx_pid")
-
-sites=(respond separate edge peer nginx)
-declare -A port=([respond]=27180 [separate]=27181 [edge]=27182 [peer]=27183 [nginx]=27184)
-declare -A server=([respond]=$cairn_pid [separate]=$cairn_pid [edge]=$cairn_pid [peer]=$peer_pid [nginx]=$nginx_pid)
+sites=(plain respond separate edge quiet peer peerplain)
+if [ -z "$instructions" ]; then
+	"${server_pin[@]}" nginx -c "$work/nginx.conf" -p "$work" >"$work/nginx.log" 2>&1 &
+	nginx_pid=$!
+	pids+=("$nginx_pid")
+	sites+=(nginx)
+fi
+declare -A port=([plain]=27186 [respond]=27180 [separate]=27181 [edge]=27182 [quiet]=27185 [peer]=27183 [peerplain]=27187 [nginx]=27184)
+declare -A server=([plain]=$cairn_pid [respond]=$cairn_pid [separate]=$cairn_pid [edge]=$cairn_pid [quiet]=$cairn_pid [peer]=$peer_pid [peerplain]=$peer_pid [nginx]=${nginx_pid:-})
 path=/xrpc/blue.catbird.mls.getConvos
 for s in "${sites[@]}"; do
-	for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:${port[$s]}$path" >/dev/null 2>&1 && break; sleep 0.1; done
+	for _ in $(seq 1 600); do curl -fs "http://127.0.0.1:${port[$s]}$path" >/dev/null 2>&1 && break; sleep 0.1; done
 	curl -fs "http://127.0.0.1:${port[$s]}$path" >/dev/null || { echo "site $s does not answer" >&2; cat "$work"/*.log >&2; exit 1; }
 done
 echo "response headers per site:" >&2
 for s in "${sites[@]}"; do printf '  %-9s %s header bytes\n' "$s" "$(curl -s -o /dev/null -D - "http://127.0.0.1:${port[$s]}$path" | wc -c)" >&2; done
+
+if [ -n "$instructions" ]; then
+	# taskset and valgrind exec in place, so the pids above are the
+	# callgrind processes.
+	for s in "${sites[@]}"; do "${client_pin[@]}" wrk -t1 -c4 -d5s "http://127.0.0.1:${port[$s]}$path" >/dev/null; done
+	echo "instructions per request (callgrind, user space, whole server process); $duration per site, 4 connections"
+	printf '  %-9s %8s %16s\n' site requests "instructions/req"
+	for r in $(seq 1 "$rounds"); do
+		for s in "${sites[@]}"; do
+			pid=${server[$s]}
+			callgrind_control -z "$pid" >/dev/null
+			n=$("${client_pin[@]}" wrk -t1 -c4 -d"$duration" "http://127.0.0.1:${port[$s]}$path" | awk '/requests in/ {print $1}')
+			callgrind_control --dump="$s" "$pid" >/dev/null
+			f=$(ls -v "$work"/cg."$([ "$pid" = "$peer_pid" ] && echo peer || echo cairn)".* | tail -1)
+			ir=$(awk '/^totals:/ {print $2}' "$f")
+			printf '  %-9s %8d %16.0f\n' "$s" "$n" "$(echo "$ir / $n" | bc -l)"
+			[ -z "${EDGE_KEEP_PROFILES:-}" ] || cp "$f" "$EDGE_KEEP_PROFILES/callgrind.$s.$r"
+		done
+	done
+	exit 0
+fi
 
 # Warm up, then the rounds.
 for s in "${sites[@]}"; do "${client_pin[@]}" wrk -t1 -c"$conns" -d2s "http://127.0.0.1:${port[$s]}$path" >/dev/null; done
@@ -244,7 +311,9 @@ ratio() { # a b label target: a over b in requests/s, and b over a in CPU per re
 	printf '  %-22s req/s %-20s by CPU/request %-20s %s\n' "$3" "$rps" "$cpu" "$4"
 }
 ratio edge peer "edge / peer" "(target >= 1.10)"
+ratio quiet peer "quiet / peer" "(same header names)"
 ratio edge respond "edge / respond" "(target >= 0.95)"
+ratio plain peerplain "plain / peerplain" "(the two binaries' floors)"
 ratio separate peer "separate / peer" ""
 ratio edge separate "edge / separate" ""
 ratio nginx edge "nginx / edge" ""
