@@ -133,18 +133,16 @@ bench:
 bench-backup:
 	test/bench/backup.sh
 
-# go test -fuzz takes one package and one target a run, so each FuzzX of
-# each package gets FUZZTIME of its own. What a run finds that widens
+# Each FuzzX of each package gets FUZZTIME of its own; .ci/fuzz builds each
+# package's instrumented test binary once (two at a time) and runs the
+# targets from it one after another. What a run finds that widens
 # coverage lands in the Go build cache; a failing input lands in the
 # package's testdata/fuzz/FuzzX/, where plain `go test` replays it.
 FUZZTIME ?= 30s
 # Every fuzz target, as package-dir:FuzzName.
 FUZZ_TARGETS := $(shell grep -roE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]+' internal caddymodules cmd | sed 's|/[^/]*:func |:|' | sort)
 fuzz:
-	@for t in $(FUZZ_TARGETS); do \
-		echo "== $${t#*:} ($${t%%:*})"; \
-		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*} || exit 1; \
-	done
+	@FUZZTIME=$(FUZZTIME) GO=$(GO) .ci/fuzz
 
 fuzz-ci: FUZZTIME = 5s
 fuzz-ci: fuzz
@@ -167,9 +165,12 @@ GOSEC_VERSION       := v2.30.0
 GOVULNCHECK_VERSION := v1.9.0
 # The vulnerability database govulncheck reads is built offline from this
 # version of golang.org/x/vulndb (its OSV files and its own indexdb
-# command) into a gitignored cache. `make vulndb-update` moves the pin.
+# command) into a per-user cache outside the checkout, so a fresh clone
+# (as CI makes every run) reuses it until the pin moves. `make
+# vulndb-update` moves the pin.
 VULNDB_VERSION      := v0.0.0-20261105234957-e22db6528018
-VULNDB_DIR          := .cache/vulndb/$(VULNDB_VERSION)
+VULNDB_CACHE        ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/cairn-caddy/vulndb
+VULNDB_DIR          := $(VULNDB_CACHE)/$(VULNDB_VERSION)
 
 scan: vet staticcheck gosec govulncheck npm-audit
 
@@ -186,12 +187,12 @@ vulndb: $(VULNDB_DIR)/index/db.json
 $(VULNDB_DIR)/index/db.json:
 	@src=$$($(GO) mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p'); \
 	test -d "$$src/data/osv" || { echo "no data/osv in golang.org/x/vulndb@$(VULNDB_VERSION)"; exit 1; }; \
-	rm -rf $(VULNDB_DIR) && mkdir -p $(dir $(VULNDB_DIR)) && \
-	$(GO) run golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION) -vulns "$$src/data/osv" -out $(VULNDB_DIR).tmp && \
-	mv $(VULNDB_DIR).tmp $(VULNDB_DIR)
+	tmp=$(VULNDB_DIR).tmp.$$$$; rm -rf $(VULNDB_DIR) $$tmp && mkdir -p $(dir $(VULNDB_DIR)) && \
+	$(GO) run golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION) -vulns "$$src/data/osv" -out $$tmp && \
+	{ mv -T $$tmp $(VULNDB_DIR) 2>/dev/null || rm -rf $$tmp; } && test -f $@
 
 govulncheck: vulndb
-	$(GO) run golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION) -db file://$(CURDIR)/$(VULNDB_DIR) ./...
+	$(GO) run golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION) -db file://$(abspath $(VULNDB_DIR)) ./...
 
 vulndb-update:
 	@v=$$($(GO) list -m -f '{{.Version}}' golang.org/x/vulndb@latest) && \

@@ -57,10 +57,15 @@ func startExample(t *testing.T, env ...string) *exampleGateway {
 		"CAIRN_REDIS_URL=",
 		"CAIRN_LOG_HASH_KEY=",
 	}, env...)
-	g := gatewaytest.Start(t, &builder, gatewaytest.Options{Caddyfile: string(raw), Env: env, AdminPort: adminPort})
-	eg := &exampleGateway{
+	base := fmt.Sprintf("https://localhost:%d", httpsPort)
+	// The certificate is issued asynchronously on first start: Start waits
+	// until the site answers over TLS, on an XRPC path, so the probe does
+	// not spend the public per-IP burst.
+	g := gatewaytest.Start(t, &builder, gatewaytest.Options{Caddyfile: string(raw), Env: env, AdminPort: adminPort,
+		AnswerURLs: []string{base + "/xrpc/_ready"}})
+	return &exampleGateway{
 		Gateway:     g,
-		base:        fmt.Sprintf("https://localhost:%d", httpsPort),
+		base:        base,
 		metricsBase: fmt.Sprintf("http://127.0.0.1:%d", metricsPort),
 		adminPort:   adminPort,
 		httpsPort:   httpsPort,
@@ -71,20 +76,6 @@ func startExample(t *testing.T, env ...string) *exampleGateway {
 			// its root (skip_install_trust), so it skips verification.
 			Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
 		},
-	}
-	// The certificate is issued asynchronously on first start.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		// An XRPC path, so the probe does not spend the public per-IP burst.
-		resp, err := eg.client.Get(eg.base + "/xrpc/_ready")
-		if err == nil {
-			resp.Body.Close()
-			return eg
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("public site never answered: %v\n%s", err, g.Logs())
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -265,14 +265,21 @@ func testEventStreamAcrossTwoGateways(t *testing.T, notifier string) {
 	a := startPlain(t, text, gatewaytest.Options{Home: homeA, Env: shared})
 	b := startPlain(t, text, gatewaytest.Options{Env: shared})
 	now = freshIat(t, testLeeway, a, b)
-	reqs := []atprototest.Token{tok("createConvo"), tok("streamConvoEvents")}
-	for range 7 {
-		reqs = append(reqs, tok("sendMessage"))
+	// Tokens live 60 s. Each phase mints its own just before it sends them,
+	// so a slow machine (a restart under load takes longer than a token
+	// lives) cannot expire a token minted phases earlier.
+	sendTokens := func(n int) []atprototest.Token {
+		out := make([]atprototest.Token, n)
+		for i := range out {
+			out[i] = tok("sendMessage")
+		}
+		return out
 	}
-	minted := atprototest.Mint(t, []atprototest.Key{{Name: "alice", Type: "k256"}}, reqs)
+	minted := atprototest.Mint(t, []atprototest.Key{{Name: "alice", Type: "k256"}},
+		append([]atprototest.Token{tok("createConvo"), tok("streamConvoEvents")}, sendTokens(3)...))
 	plc.Publish(aliceDID, minted.Keys["alice"])
 	tokens := minted.Tokens
-	sendTokens := tokens[2:]
+	alice := []atprototest.Key{minted.Reuse("alice")}
 	if rdb != nil {
 		// Both nodes listen on the Redis channel (other tests' gateways
 		// may too).
@@ -284,31 +291,33 @@ func testEventStreamAcrossTwoGateways(t *testing.T, notifier string) {
 
 	const groupID = "a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5"
 	mustPostXRPC(t, b, "blue.catbird.mls.createConvo", tokens[0], `{"groupId":"`+groupID+`","cipherSuite":"MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519","idempotencyKey":"two-node"}`)
-	send := func(g *plainGateway, i int) {
+	send := func(g *plainGateway, token string, i int) {
 		t.Helper()
 		ct := base64.RawStdEncoding.EncodeToString(applicationMessage(t, groupID, 512))
-		mustPostXRPC(t, g, "blue.catbird.mls.sendMessage", sendTokens[i-1], fmt.Sprintf(`{"convoId":%q,"msgId":"m%d","ciphertext":{"$bytes":%q},"epoch":0,"paddedSize":512}`, groupID, i, ct))
+		mustPostXRPC(t, g, "blue.catbird.mls.sendMessage", token, fmt.Sprintf(`{"convoId":%q,"msgId":"m%d","ciphertext":{"$bytes":%q},"epoch":0,"paddedSize":512}`, groupID, i, ct))
 	}
 
 	events := openSSE(t, a, tokens[1], "convoId="+groupID)
 	for i := 1; i <= 3; i++ {
-		send(b, i)
+		send(b, tokens[1+i], i)
 	}
 	last := expectMessages(t, events, "m1", "m2", "m3")
 
 	// Node A goes down; the conversation goes on through B.
 	a.Stop()
+	now = time.Now().Unix()
+	during := atprototest.Mint(t, alice, sendTokens(3)).Tokens
 	for i := 4; i <= 6; i++ {
-		send(b, i)
+		send(b, during[i-4], i)
 	}
 	a2 := startPlain(t, text, gatewaytest.Options{Home: homeA, Env: shared})
 	// The restarted node's replay memory is new: it takes tokens issued
 	// since.
 	now = freshIat(t, testLeeway, a2)
-	again := atprototest.Mint(t, []atprototest.Key{minted.Reuse("alice")}, []atprototest.Token{tok("streamConvoEvents")})
-	resumed := openSSE(t, a2, again.Tokens[0], "convoId="+groupID+"&cursor="+last.cursor)
+	again := atprototest.Mint(t, alice, append([]atprototest.Token{tok("streamConvoEvents")}, sendTokens(1)...)).Tokens
+	resumed := openSSE(t, a2, again[0], "convoId="+groupID+"&cursor="+last.cursor)
 	expectMessages(t, resumed, "m4", "m5", "m6")
-	send(b, 7)
+	send(b, again[1], 7)
 	expectMessages(t, resumed, "m7")
 }
 

@@ -175,7 +175,6 @@ func startWebGateway(t *testing.T, bundleDir string) *webGateway {
 	admin, httpPort, httpsPort, bundlePort := gatewaytest.FreePort(t), gatewaytest.FreePort(t), gatewaytest.FreePort(t), gatewaytest.FreePort(t)
 	cfg := strings.NewReplacer("{ADMIN}", fmt.Sprint(admin), "{HTTP}", fmt.Sprint(httpPort), "{HTTPS}", fmt.Sprint(httpsPort),
 		"{BUNDLE}", fmt.Sprint(bundlePort), "{BUNDLEDIR}", bundleDir).Replace(webCaddyfile)
-	g := gatewaytest.Start(t, &builder, gatewaytest.Options{Caddyfile: cfg, AdminPort: admin})
 	wg := &webGateway{
 		base:       fmt.Sprintf("https://127.0.0.1:%d", httpsPort),
 		bundleBase: fmt.Sprintf("https://127.0.0.1:%d", bundlePort),
@@ -184,21 +183,10 @@ func startWebGateway(t *testing.T, bundleDir string) *webGateway {
 			Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableCompression: true},
 		},
 	}
-	// The internal CA issues the certificates asynchronously on start.
-	deadline := time.Now().Add(30 * time.Second)
-	for _, base := range []string{wg.base, wg.bundleBase} {
-		for {
-			resp, err := wg.client.Get(base + "/xrpc/_health")
-			if err == nil {
-				resp.Body.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never answered over TLS: %v\n%s", base, err, g.Logs())
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
+	// The internal CA issues the certificates asynchronously on start:
+	// Start waits until both sites answer over TLS.
+	gatewaytest.Start(t, &builder, gatewaytest.Options{Caddyfile: cfg, AdminPort: admin,
+		AnswerURLs: []string{wg.base + "/xrpc/_health", wg.bundleBase + "/xrpc/_health"}})
 	return wg
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cairn-chat/cairn-caddy/internal/portlease"
 	"github.com/cairn-chat/cairn-caddy/internal/realtime"
 )
 
@@ -67,6 +67,10 @@ type gateway struct {
 	done      chan struct{}
 	base      string // http://127.0.0.1:<port>
 	adminBase string
+	// ports are the site and admin ports' leases (package portlease),
+	// released once the child has ended, so no outgoing connection or
+	// other run takes them between the lease and the child's bind.
+	ports []*portlease.Lease
 }
 
 // gatewayConfig describes the child process.
@@ -87,14 +91,16 @@ func (c gatewayConfig) dataDir() string { return filepath.Join(c.home, "data") }
 // startGateway writes the Caddyfile and runs cairn-caddy on it until it
 // answers on its admin endpoint.
 func startGateway(ctx context.Context, cfg gatewayConfig) (*gateway, error) {
-	sitePort, err := freePort()
+	site, err := portlease.Take()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("lease the site port: %w", err)
 	}
-	adminPort, err := freePort()
+	admin, err := portlease.Take()
 	if err != nil {
-		return nil, err
+		site.Release()
+		return nil, fmt.Errorf("lease the admin port: %w", err)
 	}
+	sitePort, adminPort := site.Port(), admin.Port()
 	db := ""
 	if cfg.dbURL != "" {
 		db = "database " + cfg.dbURL
@@ -102,6 +108,8 @@ func startGateway(ctx context.Context, cfg gatewayConfig) (*gateway, error) {
 	text := fmt.Sprintf(caddyfileTemplate, adminPort, cfg.plcURL, cfg.dataDir(), db, max(cfg.maxStreams, realtime.DefaultMaxConnections), sitePort)
 	path := filepath.Join(cfg.home, "Caddyfile")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		site.Release()
+		admin.Release()
 		return nil, fmt.Errorf("write Caddyfile: %w", err)
 	}
 	g := &gateway{
@@ -109,6 +117,7 @@ func startGateway(ctx context.Context, cfg gatewayConfig) (*gateway, error) {
 		done:      make(chan struct{}),
 		base:      fmt.Sprintf("http://127.0.0.1:%d", sitePort),
 		adminBase: fmt.Sprintf("http://127.0.0.1:%d", adminPort),
+		ports:     []*portlease.Lease{site, admin},
 	}
 	g.cmd = exec.Command(cfg.binary, "run", "--config", path, "--adapter", "caddyfile")
 	g.cmd.Env = append(os.Environ(),
@@ -123,9 +132,17 @@ func startGateway(ctx context.Context, cfg gatewayConfig) (*gateway, error) {
 		g.logs.tee = os.Stderr
 	}
 	if err := g.cmd.Start(); err != nil {
+		site.Release()
+		admin.Release()
 		return nil, fmt.Errorf("start %s: %w", cfg.binary, err)
 	}
-	go func() { _ = g.cmd.Wait(); close(g.done) }()
+	go func() {
+		_ = g.cmd.Wait()
+		for _, l := range g.ports {
+			l.Release()
+		}
+		close(g.done)
+	}()
 
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(60 * time.Second)
@@ -204,16 +221,6 @@ func moduleRoot() (string, error) {
 		}
 		dir = parent
 	}
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // logBuffer keeps what the child writes, optionally echoing it.

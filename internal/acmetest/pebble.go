@@ -27,6 +27,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -236,23 +237,9 @@ func serverCert(t testing.TB) (tls.Certificate, []byte) {
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
 }
 
-// freeAddr returns a loopback address whose TCP and UDP ports were free a
-// moment ago (the DNS server listens on both).
+// freeAddr returns a loopback address whose port is leased for TCP and UDP
+// until the test ends (the DNS server listens on both): see testenv.Port.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		u, err := net.ListenPacket("udp", addr)
-		l.Close()
-		if err == nil {
-			u.Close()
-			return addr
-		}
-	}
-	t.Fatal("no free TCP+UDP port on 127.0.0.1")
-	return ""
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(testenv.Port(t)))
 }

@@ -42,10 +42,7 @@ func startSSHD(t *testing.T) (sshCmd, userHost string) {
 	pub, err := os.ReadFile(filepath.Join(dir, "client.pub"))
 	testenv.Must(t, err, "client key")
 	testenv.Must(t, os.WriteFile(filepath.Join(dir, "authorized_keys"), pub, 0o600), "authorized keys")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	testenv.Must(t, err, "free port")
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := testenv.Port(t)
 	config := fmt.Sprintf(`Port %d
 ListenAddress 127.0.0.1
 HostKey %s/host

@@ -9,19 +9,24 @@ package gatewaytest
 
 import (
 	"bytes"
+	"crypto/tls"
+	"encoding/json"
 	"fmt"
-	"github.com/cairn-chat/cairn-caddy/internal/testenv"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 )
 
 // Builder builds the cairn-caddy binary once and hands out its path.
@@ -79,15 +84,11 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a port for the gateway (or another process the test
+// starts) to listen on, leased until the test ends: see testenv.Port.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return testenv.Port(t)
 }
 
 // Options describe one gateway process.
@@ -99,11 +100,24 @@ type Options struct {
 	// Home is the process's HOME and XDG base; a fresh temp dir when empty.
 	// Reuse one across restarts to keep the data directory.
 	Home string
-	// AdminPort is the admin API port the Caddyfile configures; Start waits
-	// for it to answer. When zero, Start waits for ReadyURL instead.
+	// AdminPort is the admin API port the Caddyfile configures. Start waits
+	// for it to answer, reads the running configuration from it and then
+	// waits until every TCP address an HTTP server of that configuration
+	// listens on accepts connections: the admin endpoint answers while the
+	// apps are still provisioning, before any site listens. When zero,
+	// Start waits for ReadyURL instead.
 	AdminPort int
-	// ReadyURL, if set, must answer (any status) before Start returns.
+	// ReadyURL, if set and AdminPort is zero, must answer (any status)
+	// before Start returns.
 	ReadyURL string
+	// AnswerURLs must each answer an HTTP request (with any status) before
+	// Start returns, after the listeners accept: a site's health endpoint,
+	// or any path of a TLS site, which answers only once its certificate is
+	// issued (the internal CA issues asynchronously after start).
+	// Certificates are not verified.
+	AnswerURLs []string
+	// ReadyTimeout bounds the whole wait; 60 s when zero.
+	ReadyTimeout time.Duration
 }
 
 // Gateway is a running cairn-caddy process.
@@ -160,30 +174,174 @@ func start(t testing.TB, b *Builder, opts Options) (*Gateway, error) {
 	go func() { _ = g.cmd.Wait(); close(g.done) }()
 	t.Cleanup(g.Stop)
 
-	ready := opts.ReadyURL
-	if opts.AdminPort != 0 {
-		ready = fmt.Sprintf("http://127.0.0.1:%d/config/", opts.AdminPort)
+	timeout := opts.ReadyTimeout
+	if timeout == 0 {
+		timeout = 60 * time.Second
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	client := &http.Client{Timeout: time.Second}
-	for {
-		select {
-		case <-g.done:
-			return nil, fmt.Errorf("cairn-caddy exited during start-up:\n%s", g.Logs())
-		default:
+	if err := g.awaitReady(opts, time.Now().Add(timeout)); err != nil {
+		g.Stop()
+		return nil, err
+	}
+	return g, nil
+}
+
+// awaitReady waits, until deadline, for the admin endpoint (or ReadyURL),
+// then every site listener, then AnswerURLs. Its error names the step that
+// did not finish, the last failure seen and the process output.
+func (g *Gateway) awaitReady(opts Options, deadline time.Time) error {
+	client := &http.Client{
+		// Generous per attempt: a loaded machine answers slowly, and an
+		// attempt cut short would be tried again until the deadline.
+		Timeout: 5 * time.Second,
+		// Readiness only: the node's own CA signs its sites in tests.
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec
+	}
+	defer client.CloseIdleConnections()
+	// wait polls check until it succeeds, the process exits or the deadline
+	// passes.
+	wait := func(what string, check func() error) error {
+		for {
+			err := check()
+			if err == nil {
+				return nil
+			}
+			select {
+			case <-g.done:
+				logs := g.Logs()
+				hint := ""
+				if strings.Contains(logs, "address already in use") {
+					hint = " (a port it was given was taken: lease ports with FreePort)"
+				}
+				return fmt.Errorf("cairn-caddy exited during start-up, waiting for %s%s:\n%s", what, hint, logs)
+			default:
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("cairn-caddy was not ready in time: %s: %v\n%s", what, err, g.Logs())
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		if ready != "" {
-			if resp, err := client.Get(ready); err == nil {
-				resp.Body.Close()
-				return g, nil
+	}
+	answers := func(url string) func() error {
+		return func() error {
+			resp, err := client.Get(url)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			return resp.Body.Close()
+		}
+	}
+	if opts.AdminPort != 0 {
+		config := fmt.Sprintf("http://127.0.0.1:%d/config/", opts.AdminPort)
+		var listeners []string
+		if err := wait("the admin endpoint at "+config, func() error {
+			var err error
+			listeners, err = siteListeners(client, config)
+			return err
+		}); err != nil {
+			return err
+		}
+		for _, addr := range listeners {
+			if err := wait("the site listener "+addr, func() error {
+				c, err := net.DialTimeout("tcp", addr, time.Second)
+				if err == nil {
+					c.Close()
+				}
+				return err
+			}); err != nil {
+				return err
 			}
 		}
-		if time.Now().After(deadline) {
-			g.Stop()
-			return nil, fmt.Errorf("cairn-caddy did not become ready at %s:\n%s", ready, g.Logs())
+	} else if opts.ReadyURL != "" {
+		if err := wait(opts.ReadyURL, answers(opts.ReadyURL)); err != nil {
+			return err
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
+	for _, url := range opts.AnswerURLs {
+		if err := wait(url, answers(url)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// siteListeners reads the running configuration from the admin API at url
+// and returns, for its HTTP servers, the loopback addresses to dial for each
+// TCP address they listen on.
+func siteListeners(client *http.Client, url string) ([]string, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	var config struct {
+		Apps struct {
+			HTTP struct {
+				Servers map[string]struct {
+					Listen []string `json:"listen"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&config); err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	var addrs []string
+	for _, s := range config.Apps.HTTP.Servers {
+		for _, l := range s.Listen {
+			a, err := dialAddrs(l)
+			if err != nil {
+				return nil, err
+			}
+			addrs = append(addrs, a...)
+		}
+	}
+	return addrs, nil
+}
+
+// dialAddrs turns one Caddy listen address ("[network/]host:port[-port]")
+// into the addresses to dial: a wildcard host is dialled on loopback, and
+// networks other than TCP (unix sockets, inherited descriptors, UDP) are
+// left out.
+func dialAddrs(listen string) ([]string, error) {
+	network, addr := "tcp", listen
+	if i := strings.Index(listen, "/"); i >= 0 {
+		network, addr = listen[:i], listen[i+1:]
+	}
+	if network != "tcp" && network != "tcp4" && network != "tcp6" {
+		return nil, nil
+	}
+	host, ports, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: %w", listen, err)
+	}
+	switch host {
+	case "", "0.0.0.0", "::":
+		host = "127.0.0.1"
+		if network == "tcp6" {
+			host = "::1"
+		}
+	}
+	first, last, isRange := strings.Cut(ports, "-")
+	if !isRange {
+		last = first
+	}
+	lo, err := strconv.Atoi(first)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: port: %w", listen, err)
+	}
+	hi, err := strconv.Atoi(last)
+	if err != nil || hi < lo {
+		return nil, fmt.Errorf("listen address %q: port range %q", listen, ports)
+	}
+	var out []string
+	for p := lo; p <= hi; p++ {
+		out = append(out, net.JoinHostPort(host, strconv.Itoa(p)))
+	}
+	return out, nil
 }
 
 // Logs returns everything the process has written so far.
@@ -218,7 +376,11 @@ func (g *Gateway) Kill() {
 }
 
 // Reload applies a new Caddyfile through the admin API, as `caddy reload`
-// does.
+// does. It then drops http.DefaultClient's idle connections: the old
+// servers closed theirs as they stopped, and until the client's reader
+// notices (late, on a loaded machine) it may hand one out again, where a
+// POST fails with EOF (net/http resends only replayable requests). A test
+// with a client of its own closes its idle connections itself.
 func (g *Gateway) Reload(t testing.TB, adminPort int, caddyfile string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/load", adminPort), strings.NewReader(caddyfile))
@@ -233,6 +395,7 @@ func (g *Gateway) Reload(t testing.TB, adminPort int, caddyfile string) {
 		_, _ = body.ReadFrom(resp.Body)
 		t.Fatalf("reload: %s: %s", resp.Status, body.String())
 	}
+	http.DefaultClient.CloseIdleConnections()
 }
 
 // FreshIat waits until a token issued now has an iat (whole seconds) at

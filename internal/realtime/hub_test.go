@@ -497,13 +497,25 @@ func TestFreshStreamAfterIdle(t *testing.T) {
 					req.ConvoID = "c1"
 				}
 
-				// Earlier streams on both nodes, then silence.
+				// Earlier streams on both nodes, then silence. A fresh stream
+				// starts at a settled point, so once the node's hub is older
+				// than Settle (a slow machine) it may first replay the
+				// earlier warm-up: read up to this node's own and keep its
+				// cursor.
 				var cursor string
-				for _, n := range []*env{n1, n2} {
+				for i, n := range []*env{n1, n2} {
 					s := n.subscribe(req)
 					<-s.Live()
-					n.send("c1", "warm-"+fmt.Sprint(len(cursor)))
-					_, cursor = messages(t, s, 1)
+					warm := fmt.Sprintf("warm-%d", i)
+					n.send("c1", warm)
+					for got := ""; got != "c1/"+warm; {
+						var ids []string
+						ids, cursor = messages(t, s, 1)
+						got = ids[0]
+						if got != "c1/"+warm && (i == 0 || got != "c1/warm-0") {
+							t.Fatalf("warm-up stream on node %d delivered %s, want c1/%s", i+1, got, warm)
+						}
+					}
 					s.Close()
 				}
 				n1.send("c1", "before")

@@ -3,7 +3,6 @@ package testenv
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -55,12 +54,7 @@ func TransactionPooler(t testing.TB, databaseURL string) string {
 	if pw, ok := u.User.Password(); ok {
 		server += " password=" + pw
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	listen := Port(t)
 
 	// A directory other users can read: PgBouncer may drop to nobody.
 	dir, err := os.MkdirTemp("", "cairn-pgbouncer-")

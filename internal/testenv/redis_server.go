@@ -3,7 +3,6 @@ package testenv
 import (
 	"context"
 
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,13 +35,7 @@ func StartRedisServer(t testing.TB) *RedisServer {
 		unavailable(t, "redis-server", err)
 		return nil
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
-	r := &RedisServer{bin: bin, dir: t.TempDir(), port: port}
+	r := &RedisServer{bin: bin, dir: t.TempDir(), port: Port(t)}
 	r.start(t)
 	t.Cleanup(func() { r.Stop(t) })
 	return r

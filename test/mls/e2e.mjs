@@ -19,19 +19,14 @@
 //   {"done": true}
 // Exit code 0 when every step passed.
 import { createHash, randomBytes } from 'node:crypto'
-import { createInterface } from 'node:readline'
-import { Secp256k1Keypair } from '@atproto/crypto'
 import { createServiceJwt } from '@atproto/xrpc-server'
 import {
-  createApplicationMessage,
   createCommit,
   createGroup,
   createGroupInfoWithExternalPubAndRatchetTree,
   decodeMlsMessage,
-  defaultCapabilities,
   emptyPskIndex,
   encodeMlsMessage,
-  generateKeyPackage,
   getCiphersuiteFromName,
   getCiphersuiteImpl,
   joinGroup,
@@ -40,164 +35,43 @@ import {
 import { makeKeyPackageRef } from 'ts-mls/keyPackage.js'
 import { decode as cborDecode, decodeFirst, encode as cborEncode } from 'cborg'
 import WebSocket from 'ws'
+import {
+  AssertionError,
+  BUCKETS,
+  NS,
+  SUITE,
+  announce,
+  assert,
+  assertEq,
+  contentTarget,
+  dec,
+  enc,
+  fromB64,
+  gateway,
+  hex,
+  key,
+  msgId,
+  must,
+  newKeyPackage,
+  newMember as harnessMember,
+  out,
+  readLine,
+  sendRaw,
+  serviceDid,
+  steps,
+  useGateway,
+  withPadding,
+  xrpc,
+} from './harness.mjs'
 
-const SUITE = 'MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519'
-const NS = 'blue.catbird.mls.'
-let gateway = process.env.CAIRN_GATEWAY // a restore phase moves to another
-const serviceDid = process.env.CAIRN_SERVICE_DID
-if (!gateway || !serviceDid) {
-  process.stderr.write('e2e.mjs: CAIRN_GATEWAY and CAIRN_SERVICE_DID are required\n')
-  process.exit(2)
-}
-
-const enc = new TextEncoder()
-const dec = new TextDecoder()
-const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
-const hex = (b) => Buffer.from(b).toString('hex')
 const b64url = (b) => Buffer.from(b).toString('base64url')
-const fromB64 = (s) => new Uint8Array(Buffer.from(s, 'base64')) // accepts url-safe too
-const key = () => randomBytes(12).toString('hex') // idempotency keys (24 chars, fits the 26 of removeMember)
 
-// msgId is a ULID-shaped id (26 Crockford base32 characters).
-const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
-const msgId = () => {
-  let s = Date.now().toString(32).toUpperCase().padStart(10, '0')
-  s = [...s].map((c) => CROCKFORD[parseInt(c, 32)]).join('')
-  for (const b of randomBytes(16)) s += CROCKFORD[b % 32]
-  return s
-}
-
-class AssertionError extends Error {}
-const assert = (cond, msg) => {
-  if (!cond) throw new AssertionError(msg)
-}
-const assertEq = (got, want, what) => {
-  const g = JSON.stringify(got, (_, v) => (typeof v === 'bigint' ? v.toString() : v))
-  const w = JSON.stringify(want, (_, v) => (typeof v === 'bigint' ? v.toString() : v))
-  assert(g === w, `${what}: got ${g}, want ${w}`)
-}
-
-// ---- XRPC over HTTP with fresh service-auth tokens ------------------------
-
-// xrpc calls nsid as member: a query (GET) when query is given, else a
-// procedure (POST) with body. Every call carries a fresh token whose lxm is
-// the method. It returns {status, body} and never throws on HTTP errors.
-const xrpc = async (member, nsid, { query, body } = {}) => {
-  const jwt = await createServiceJwt({ keypair: member.keypair, iss: member.did, aud: serviceDid, lxm: NS + nsid })
-  let url = `${gateway}/xrpc/${NS}${nsid}`
-  const init = { headers: { authorization: `Bearer ${jwt}` } }
-  if (query) {
-    const q = new URLSearchParams()
-    for (const [k, v] of Object.entries(query)) {
-      for (const item of Array.isArray(v) ? v : [v]) q.append(k, String(item))
-    }
-    url += '?' + q.toString()
-    init.method = 'GET'
-  } else {
-    init.method = 'POST'
-    init.headers['content-type'] = 'application/json'
-    init.body = JSON.stringify(body ?? {})
-  }
-  const res = await fetch(url, init)
-  const text = await res.text()
-  let parsed
-  try {
-    parsed = JSON.parse(text)
-  } catch {
-    parsed = { raw: text }
-  }
-  return { status: res.status, body: parsed, request: `${init.method} ${NS}${nsid}${query ? '?' + url.split('?')[1] : ''} ${init.body ?? ''}` }
-}
-
-// must returns the body of a 200 response and fails the step otherwise,
-// quoting the exact request and response.
-const must = (res, what) => {
-  assert(res.status === 200, `${what}: HTTP ${res.status} ${JSON.stringify(res.body)}\n  request: ${res.request.slice(0, 600)}`)
-  return res.body
-}
-
-// ---- padding ---------------------------------------------------------------
-
-// sendMessage requires paddedSize == len(ciphertext), one of the lexicon's
-// buckets. The ciphertext is the whole MLSMessage (a PrivateMessage), so we
-// pad the encrypted content (RFC 9420 §6.3.1 padding) until the framed
-// message is exactly a bucket long.
-const BUCKETS = [512, 1024, 2048, 4096, 8192, 16384, 24576, 32768]
-const vlen = (n) => (n < 64 ? 1 : n < 16384 ? 2 : 4)
-const AEAD_TAG = 16
-const SENDER_DATA = 4 + 4 + 4 + AEAD_TAG // leaf_index, generation, reuse_guard, tag
-
-// contentTarget is the padded content length that makes an MLSMessage of
-// the group (with authenticated data aad) exactly bucket bytes long.
-const contentTarget = (groupId, aad, bucket) => {
-  const fixed = 2 + 2 + vlen(groupId.length) + groupId.length + 8 + 1 + vlen(aad.length) + aad.length + vlen(SENDER_DATA) + SENDER_DATA
-  const rest = bucket - fixed
-  for (const l of [1, 2, 4]) {
-    const ct = rest - l
-    if (ct > AEAD_TAG && vlen(ct) === l) return ct - AEAD_TAG
-  }
-  return -1
-}
-
-const withPadding = (state, target) => ({
-  ...state,
-  clientConfig: { ...state.clientConfig, paddingConfig: { kind: 'padUntilLength', padUntilLength: target } },
+// newMember is the harness's member with what this scenario tracks besides.
+const newMember = async (name, impl) => ({
+  ...(await harnessMember(name, impl)),
+  joinedEpoch: 0n, // the epoch its Welcome brought it into
+  stream: undefined, // its event stream, once it receives from one (listen)
 })
-
-const encodePrivate = (privateMessage) =>
-  encodeMlsMessage({ privateMessage, wireformat: 'mls_private_message', version: 'mls10' })
-
-// ---- members ---------------------------------------------------------------
-
-const PLC_ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567'
-const plcDid = () => 'did:plc:' + [...randomBytes(24)].map((b) => PLC_ALPHABET[b % 32]).join('')
-
-// newKeyPackage is a key package whose basic credential is did, valid for a
-// week.
-const newKeyPackage = (did, impl) => {
-  const now = BigInt(Math.floor(Date.now() / 1000))
-  return generateKeyPackage(
-    { credentialType: 'basic', identity: enc.encode(did) },
-    defaultCapabilities(),
-    { notBefore: now - 3600n, notAfter: now + 7n * 86400n },
-    [],
-    impl,
-  )
-}
-
-const newMember = async (name, impl) => {
-  const keypair = await Secp256k1Keypair.create()
-  const did = plcDid()
-  return {
-    name,
-    did,
-    keypair,
-    kp: await newKeyPackage(did, impl),
-    state: undefined, // ClientState once in the group
-    cursor: 0, // the highest seq it has processed (getMessages sinceSeq)
-    joinedEpoch: 0n, // the epoch its Welcome brought it into
-    sent: new Set(), // msgIds this member sent (it cannot decrypt its own)
-    stream: undefined, // its event stream, once it receives from one (listen)
-  }
-}
-
-// sendRaw encrypts plaintext as member, posts it with sendMessage and
-// returns the response with what was sent, changing nothing in the member.
-const sendRaw = async (m, convoId, plaintext) => {
-  const id = msgId()
-  const aad = enc.encode(id)
-  const groupId = m.state.groupContext.groupId
-  const contentLen = vlen(plaintext.length) + plaintext.length + vlen(64) + 64
-  const bucket = BUCKETS.find((b) => contentTarget(groupId, aad, b) >= contentLen)
-  const r = await createApplicationMessage(withPadding(m.state, contentTarget(groupId, aad, bucket)), plaintext, m.impl, aad)
-  const bytes = encodePrivate(r.privateMessage)
-  assertEq(bytes.length, bucket, `${m.name}'s padded application message length`)
-  const epoch = Number(m.state.groupContext.epoch)
-  const res = await xrpc(m, 'sendMessage', {
-    body: { convoId, msgId: id, ciphertext: { $bytes: Buffer.from(bytes).toString('base64') }, epoch, paddedSize: bytes.length },
-  })
-  return { ...res, id, bytes, epoch, newState: r.newState }
-}
 
 // send encrypts plaintext as member and posts it with sendMessage; it must
 // be accepted.
@@ -551,40 +425,14 @@ const leafIndexOf = (state, did) => {
   throw new AssertionError(`${did} has no leaf`)
 }
 
-// ---- steps -----------------------------------------------------------------
-
-let failed = false
-const step = async (name, fn) => {
-  if (failed) return
-  const t0 = performance.now()
-  try {
-    const detail = await fn()
-    out({ step: name, ok: true, ms: Math.round(performance.now() - t0), detail: detail ?? {} })
-  } catch (err) {
-    failed = true
-    out({ step: name, ok: false, ms: Math.round(performance.now() - t0), error: err instanceof AssertionError ? err.message : String(err?.stack ?? err) })
-  }
-}
-
-const readLine = () =>
-  new Promise((resolve, reject) => {
-    const rl = createInterface({ input: process.stdin })
-    rl.once('line', (line) => {
-      resolve(line)
-      rl.close()
-    })
-    rl.once('close', () => reject(new Error('stdin closed before the go-ahead')))
-  })
-
 const main = async () => {
   const impl = await getCiphersuiteImpl(getCiphersuiteFromName(SUITE))
   const [alice, bob, carol, dave] = await Promise.all(['alice', 'bob', 'carol', 'dave'].map((n) => newMember(n, impl)))
   const all = [alice, bob, carol]
   // dave joins last, in the racing-Welcomes step, with two key packages.
   dave.kps = [dave.kp, await newKeyPackage(dave.did, impl)]
-  for (const m of [...all, dave]) m.impl = impl
-  out({ members: [...all, dave].map((m) => ({ name: m.name, did: m.did, multibase: m.keypair.did().slice('did:key:'.length) })) })
-  await readLine()
+  await announce([...all, dave])
+  const { step, failed } = steps()
 
   const groupId = new Uint8Array(randomBytes(16))
   const convoId = hex(groupId)
@@ -1020,10 +868,10 @@ const main = async () => {
   // restored into a fresh store behind a new gateway: the harness pauses
   // with the history it saw, reads the new gateway's URL from stdin, and
   // checks that the history is intact and that new messages still flow.
-  if (process.env.CAIRN_RESTORE_PHASE === '1' && !failed) {
+  if (process.env.CAIRN_RESTORE_PHASE === '1' && !failed()) {
     const history = must(await xrpc(alice, 'getMessages', { query: { convoId, sinceSeq: 0, limit: 100 } }), 'alice getMessages').messages
     out({ pause: 'backup', messages: history.length })
-    gateway = await readLine()
+    useGateway(await readLine())
     await step('after the restore: the history is intact, sequence numbers included', async () => {
       const again = must(await xrpc(alice, 'getMessages', { query: { convoId, sinceSeq: 0, limit: 100 } }), 'alice getMessages after the restore').messages
       assertEq(again, history, 'getMessages after the restore')
@@ -1035,8 +883,8 @@ const main = async () => {
     })
   }
 
-  out({ done: true, ok: !failed })
-  process.exit(failed ? 1 : 0)
+  out({ done: true, ok: !failed() })
+  process.exit(failed() ? 1 : 0)
 }
 
 main().catch((err) => {

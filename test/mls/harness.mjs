@@ -10,7 +10,12 @@ import { createApplicationMessage, defaultCapabilities, encodeMlsMessage, genera
 
 export const SUITE = 'MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519'
 export const NS = 'blue.catbird.mls.'
-export const gateway = process.env.CAIRN_GATEWAY
+// gateway is the base URL every call goes to; useGateway moves a scenario
+// to another gateway (e2e.mjs's restore phase).
+export let gateway = process.env.CAIRN_GATEWAY
+export const useGateway = (url) => {
+  gateway = url
+}
 export const serviceDid = process.env.CAIRN_SERVICE_DID
 if (!gateway || !serviceDid) {
   process.stderr.write('CAIRN_GATEWAY and CAIRN_SERVICE_DID are required\n')
@@ -68,12 +73,13 @@ export const xrpc = async (member, nsid, { query, body } = {}) => {
   } catch {
     parsed = { raw: text }
   }
-  return { status: res.status, body: parsed, request: `${init.method} ${NS}${nsid} ${(init.body ?? '').slice(0, 400)}` }
+  return { status: res.status, body: parsed, request: `${init.method} ${NS}${nsid}${query ? '?' + url.split('?')[1] : ''} ${init.body ?? ''}` }
 }
 
-// must returns the body of a 200 response and fails the step otherwise.
+// must returns the body of a 200 response and fails the step otherwise,
+// quoting the request (its first 600 characters) and the response.
 export const must = (res, what) => {
-  assert(res.status === 200, `${what}: HTTP ${res.status} ${JSON.stringify(res.body)}\n  request: ${res.request}`)
+  assert(res.status === 200, `${what}: HTTP ${res.status} ${JSON.stringify(res.body)}\n  request: ${res.request.slice(0, 600)}`)
   return res.body
 }
 
@@ -88,12 +94,14 @@ export const refused = (res, status, name, what) => {
 // sendMessage requires paddedSize == len(ciphertext), one of the lexicon's
 // buckets: the encrypted content is padded (RFC 9420 §6.3.1) until the
 // framed PrivateMessage is exactly a bucket long.
-const BUCKETS = [512, 1024, 2048, 4096, 8192, 16384, 24576, 32768]
+export const BUCKETS = [512, 1024, 2048, 4096, 8192, 16384, 24576, 32768]
 const vlen = (n) => (n < 64 ? 1 : n < 16384 ? 2 : 4)
 const AEAD_TAG = 16
-const SENDER_DATA = 4 + 4 + 4 + AEAD_TAG
+const SENDER_DATA = 4 + 4 + 4 + AEAD_TAG // leaf_index, generation, reuse_guard, tag
 
-const contentTarget = (groupId, aad, bucket) => {
+// contentTarget is the padded content length that makes an MLSMessage of
+// the group (with authenticated data aad) exactly bucket bytes long.
+export const contentTarget = (groupId, aad, bucket) => {
   const fixed = 2 + 2 + vlen(groupId.length) + groupId.length + 8 + 1 + vlen(aad.length) + aad.length + vlen(SENDER_DATA) + SENDER_DATA
   const rest = bucket - fixed
   for (const l of [1, 2, 4]) {
@@ -103,24 +111,39 @@ const contentTarget = (groupId, aad, bucket) => {
   return -1
 }
 
-// sendApp encrypts plaintext as member and posts it with sendMessage; it
-// must be accepted. The member's state moves on.
-export const sendApp = async (m, convoId, plaintext) => {
+// withPadding is state set to pad its next message's content to target.
+export const withPadding = (state, target) => ({
+  ...state,
+  clientConfig: { ...state.clientConfig, paddingConfig: { kind: 'padUntilLength', padUntilLength: target } },
+})
+
+// sendRaw encrypts plaintext as member, framed to the smallest bucket it
+// fits, posts it with sendMessage and returns the response with what was
+// sent ({status, body, request, id, bytes, epoch, newState}), changing
+// nothing in the member.
+export const sendRaw = async (m, convoId, plaintext) => {
   const id = msgId()
   const aad = enc.encode(id)
   const groupId = m.state.groupContext.groupId
   const contentLen = vlen(plaintext.length) + plaintext.length + vlen(64) + 64
   const bucket = BUCKETS.find((b) => contentTarget(groupId, aad, b) >= contentLen)
-  const padded = { ...m.state, clientConfig: { ...m.state.clientConfig, paddingConfig: { kind: 'padUntilLength', padUntilLength: contentTarget(groupId, aad, bucket) } } }
-  const r = await createApplicationMessage(padded, plaintext, m.impl, aad)
+  const r = await createApplicationMessage(withPadding(m.state, contentTarget(groupId, aad, bucket)), plaintext, m.impl, aad)
   const bytes = encodeMlsMessage({ privateMessage: r.privateMessage, wireformat: 'mls_private_message', version: 'mls10' })
-  const body = must(
-    await xrpc(m, 'sendMessage', {
-      body: { convoId, msgId: id, ciphertext: { $bytes: b64(bytes) }, epoch: Number(m.state.groupContext.epoch), paddedSize: bytes.length },
-    }),
-    `${m.name} sendMessage`,
-  )
-  m.state = { ...r.newState, clientConfig: m.state.clientConfig }
+  assertEq(bytes.length, bucket, `${m.name}'s padded application message length`)
+  const epoch = Number(m.state.groupContext.epoch)
+  const res = await xrpc(m, 'sendMessage', {
+    body: { convoId, msgId: id, ciphertext: { $bytes: b64(bytes) }, epoch, paddedSize: bytes.length },
+  })
+  return { ...res, id, bytes, epoch, newState: r.newState }
+}
+
+// sendApp encrypts plaintext as member and posts it with sendMessage; it
+// must be accepted. The member's state moves on. It returns the response
+// body.
+export const sendApp = async (m, convoId, plaintext) => {
+  const { id, newState, ...res } = await sendRaw(m, convoId, plaintext)
+  const body = must(res, `${m.name} sendMessage`)
+  m.state = { ...newState, clientConfig: m.state.clientConfig }
   m.sent.add(id)
   return body
 }
@@ -149,18 +172,22 @@ export const newMember = async (name, impl) => {
   return { name, did, keypair, impl, kp: await newKeyPackage(did, impl), state: undefined, cursor: 0, sent: new Set() }
 }
 
-// announce writes the members line and waits for the driver's go-ahead
-// (their DID documents are published).
-export const announce = async (members) => {
-  out({ members: members.map((m) => ({ name: m.name, did: m.did, multibase: m.keypair.did().slice('did:key:'.length) })) })
-  await new Promise((resolve, reject) => {
+// readLine resolves to the next line the driver writes on stdin.
+export const readLine = () =>
+  new Promise((resolve, reject) => {
     const rl = createInterface({ input: process.stdin })
-    rl.once('line', () => {
-      resolve()
+    rl.once('line', (line) => {
+      resolve(line)
       rl.close()
     })
     rl.once('close', () => reject(new Error('stdin closed before the go-ahead')))
   })
+
+// announce writes the members line and waits for the driver's go-ahead
+// (their DID documents are published).
+export const announce = async (members) => {
+  out({ members: members.map((m) => ({ name: m.name, did: m.did, multibase: m.keypair.did().slice('did:key:'.length) })) })
+  await readLine()
 }
 
 // steps runs named steps in order, reporting each; after a failure the
