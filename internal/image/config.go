@@ -17,6 +17,8 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/cairn-chat/cairn-caddy/internal/release"
 )
 
 // Paths and identities inside the image. The Dockerfile repeats them; the
@@ -117,6 +119,16 @@ func (m Metadata) Validate() error {
 	}
 	if m.Created.IsZero() {
 		return fmt.Errorf("image metadata: created time is not set")
+	}
+	return m.CheckStamp()
+}
+
+// CheckStamp refuses metadata whose version stamp (PackageVersion) a
+// package could not carry or the linker flags could not hold: a revision
+// that is not a commit hash, for one.
+func (m Metadata) CheckStamp() error {
+	if err := release.CheckVersion(m.PackageVersion()); err != nil {
+		return fmt.Errorf("image metadata: the binary's version stamp from version %q, revision %q: %w (pass the commit hash as the revision)", m.Version, m.Revision, err)
 	}
 	return nil
 }

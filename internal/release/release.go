@@ -98,6 +98,17 @@ func SemVer(pkgVersion string) string {
 	return "v" + strings.Replace(pkgVersion, "~", "-", 1)
 }
 
+// VersionLDFlags are the linker flags that stamp a binary with the package
+// version pkgVersion: Caddy's version string (cairn-caddy/1.2.3, which
+// `cairn-caddy version` prints) and the release identity
+// internal/version reports (v1.2.3), which `upgrade-binary` and
+// `rollback` compare. Release binaries and the image's binary carry the
+// same stamp for the same commit.
+func VersionLDFlags(pkgVersion string) string {
+	return "-X " + caddyVersionVar + "=cairn-caddy/" + pkgVersion +
+		" -X " + cairnVersionVar + "=" + SemVer(pkgVersion)
+}
+
 // Run builds the release into cfg.Dist and returns the SHA-256 of each
 // file it wrote, by name.
 func Run(ctx context.Context, cfg Config) (map[string]string, error) {
@@ -186,8 +197,7 @@ func prepareDist(dir string) error {
 // paths, no build ID, no VCS stamp (the version is passed explicitly),
 // and the baseline instruction set of each architecture.
 func buildBinary(ctx context.Context, cfg Config, t Target, out string) error {
-	ldflags := "-s -w -buildid= -X " + caddyVersionVar + "=cairn-caddy/" + cfg.Source.Version +
-		" -X " + cairnVersionVar + "=" + SemVer(cfg.Source.Version)
+	ldflags := "-s -w -buildid= " + VersionLDFlags(cfg.Source.Version)
 	args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags", ldflags, "-o", out}
 	if cfg.Tags != "" {
 		args = append(args, "-tags", cfg.Tags)
