@@ -94,12 +94,13 @@ IMAGE_VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || e
 IMAGE_REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 IMAGE_CREATED   ?= $(or $(SOURCE_DATE_EPOCH),$(shell git log -1 --format=%ct 2>/dev/null))
 IMAGE_BRANCH    ?= main
-IMAGE_LICENSES  ?= NOASSERTION
+# Empty: the project's licence, release.License (docs/install.md, "Licence").
+IMAGE_LICENSES  ?=
 IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
 image:
 	$(GO) run ./cmd/cairn-image build --out dist/image --repo $(IMAGE_REPO) \
 		--version $(IMAGE_VERSION) --revision $(IMAGE_REVISION) --created $(IMAGE_CREATED) \
-		--branch $(IMAGE_BRANCH) --licenses $(IMAGE_LICENSES) --platforms $(IMAGE_PLATFORMS)
+		--branch $(IMAGE_BRANCH) $(if $(IMAGE_LICENSES),--licenses $(IMAGE_LICENSES)) --platforms $(IMAGE_PLATFORMS)
 
 # Sizes beside stock Caddy (docs/benchmarks.md). Builds four binaries.
 size:

@@ -83,10 +83,11 @@ const (
 	LabelCreated     = "org.opencontainers.image.created"
 )
 
-// DefaultLicenses is the licenses label until the repository states a
-// license: SPDX's NOASSERTION ("no license stated"), rather than a guess.
-// `make image IMAGE_LICENSES=...` and the Dockerfile change it together.
-const DefaultLicenses = "NOASSERTION"
+// DefaultLicenses is the licenses label: the project's licence as
+// release.License states it for every artifact (SPDX's NOASSERTION until
+// the repository states one). `make image IMAGE_LICENSES=...` overrides it
+// for one build; the Dockerfile's label is kept equal to it by the tests.
+const DefaultLicenses = release.License
 
 // Title and Description are the fixed labels.
 const (

@@ -128,7 +128,7 @@ func Run(ctx context.Context, cfg Config) (map[string]string, error) {
 	defer os.RemoveAll(work)
 
 	var written []string
-	data := RecipeData{Version: cfg.Source.Version, URL: cfg.URL}
+	data := RecipeData{Version: cfg.Source.Version, URL: cfg.URL, License: License}
 	for _, t := range cfg.Targets {
 		bin := filepath.Join(work, t.OS+"_"+t.Arch, "cairn-caddy")
 		fmt.Fprintf(cfg.Log, "build %s\n", t)
@@ -251,7 +251,8 @@ func PackageNames(version, goarch string) (deb, rpm string) {
 
 // writePackages makes the deb and the rpm of a linux target with nfpm
 // (packaging/nfpm.yaml), from a staging directory with the binary, the
-// unit pointed at the packaged binary, and the Debian changelog.
+// unit pointed at the packaged binary, the Debian copyright file and the
+// Debian changelog.
 func writePackages(ctx context.Context, cfg Config, t Target, bin string) ([]string, error) {
 	root := filepath.Join(filepath.Dir(bin), "pkgroot")
 	if err := os.MkdirAll(root, 0o755); err != nil {
@@ -268,6 +269,13 @@ func writePackages(ctx context.Context, cfg Config, t Target, bin string) ([]str
 	if err := os.WriteFile(filepath.Join(root, "cairn-caddy.service"), unit, 0o644); err != nil {
 		return nil, err
 	}
+	copyright, err := renderRecipe(filepath.Join(cfg.Repo, CopyrightTemplate), RecipeData{Version: cfg.Source.Version, License: License})
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(root, "copyright"), copyright, 0o644); err != nil {
+		return nil, err
+	}
 	changelog, err := debianChangelog(cfg)
 	if err != nil {
 		return nil, err
@@ -279,7 +287,7 @@ func writePackages(ctx context.Context, cfg Config, t Target, bin string) ([]str
 	deb, rpm := PackageNames(cfg.Source.Version, t.Arch)
 	env := append(os.Environ(),
 		"VERSION="+cfg.Source.Version, "ARCH="+t.Arch, "PKGROOT="+root,
-		"MAINTAINER="+cfg.Maintainer,
+		"MAINTAINER="+cfg.Maintainer, "LICENSE="+License,
 		"SOURCE_DATE_EPOCH="+strconv.FormatInt(cfg.Source.Time.Unix(), 10))
 	for _, p := range []struct{ format, name string }{{"deb", deb}, {"rpm", rpm}} {
 		if err := run(ctx, cfg.Repo, env, cfg.Go, "run", "-trimpath", cfg.NFPM, "package", "--config", "packaging/nfpm.yaml",
