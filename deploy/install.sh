@@ -1111,6 +1111,9 @@ write_compose_env() {
 	mkdir -p "$etc_dir" && {
 		render_env
 		printf "POSTGRES_PASSWORD='%s'\n" "$(random_token)"
+		# Compose interpolates every service, the monitoring profile's too:
+		# without it the file does not load, profile or not.
+		printf "GRAFANA_ADMIN_PASSWORD='%s'\n" "$(random_token)"
 		if [ "$memory_limit" != none ]; then printf "CAIRN_MEMORY_LIMIT='%s'\n" "$memory_limit"; fi
 		if [ "$cpu_limit" != none ]; then printf "CAIRN_CPUS='%s'\n" "$cpu_limit"; fi
 	} | write_file "$etc_dir/.env" 0600 root:root
