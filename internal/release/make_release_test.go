@@ -32,8 +32,10 @@ const (
 )
 
 // releases are this test binary's `make release` runs. Each test starts
-// the runs it needs before t.Parallel, so that every run needed starts at
-// once and they overlap, and then waits for the ones it reads.
+// the runs it needs before t.Parallel and waits for the ones it reads
+// after it: the first run fills the build cache, then the second of the
+// reproducibility pair and the upgrade's old version run side by side,
+// beside the checks of the first (lintian, rpm, the recipes).
 var releases = releasetest.Releases{Targets: testTargets, URL: testURL}
 
 func TestMain(m *testing.M) {

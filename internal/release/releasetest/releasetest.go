@@ -19,8 +19,12 @@ import (
 
 // Releases are the `make release` runs of one test binary, by name. Start
 // begins a run in the background and Dir waits for it, so a test can start
-// every run it needs before t.Parallel and the runs overlap. The zero
-// value is ready to use; Cleanup (from TestMain) removes what was built.
+// every run it needs before t.Parallel and the runs overlap. The first run
+// goes alone and the others wait for it: it fills the Go build cache, so
+// the ones after it only link and package, which on a machine of few
+// cores is what running them side by side speeds up (two cold builds at
+// once compile every package twice). The zero value is ready to use;
+// Cleanup (from TestMain) removes what was built.
 type Releases struct {
 	// Targets are the release targets (RELEASE_TARGETS); each target
 	// costs a link of the whole gateway.
@@ -28,9 +32,10 @@ type Releases struct {
 	// URL is the base download URL the recipes point at (RELEASE_URL).
 	URL string
 
-	mu   sync.Mutex
-	root string
-	runs map[string]*run
+	mu    sync.Mutex
+	root  string
+	runs  map[string]*run
+	first *run // the run the others wait for
 }
 
 // run is one `make release`.
@@ -66,11 +71,18 @@ func (r *Releases) Start(t testing.TB, name, version string) {
 	}
 	b := &run{version: version, dir: filepath.Join(r.root, name), done: make(chan struct{})}
 	r.runs[name] = b
+	first := r.first
+	if first == nil {
+		r.first = b
+	}
 	cmd := exec.Command("make", "--no-print-directory", "release", "DIST="+b.dir, "VERSION="+version,
 		"RELEASE_TARGETS="+r.Targets, "RELEASE_URL="+r.URL)
 	cmd.Dir = gatewaytest.RepoRoot()
 	go func() {
 		defer close(b.done)
+		if first != nil {
+			<-first.done
+		}
 		b.out, b.err = cmd.CombinedOutput()
 	}()
 }
