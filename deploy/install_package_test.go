@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
-	"github.com/cairn-chat/cairn-caddy/internal/release"
 	"github.com/cairn-chat/cairn-caddy/internal/release/releasetest"
 	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 )
@@ -47,13 +46,9 @@ func TestInstallScriptPackageMode(t *testing.T) {
 	const oldVersion, newVersion = "0.9.0", "1.0.0"
 	releases.Start(t, "old", oldVersion)
 	releases.Start(t, "new", newVersion)
-	oldDeb, _ := release.PackageNames(oldVersion, "amd64")
-	newDeb, _ := release.PackageNames(newVersion, "amd64")
-	oldPkg := filepath.Join(releases.Dir(t, "old", oldVersion), oldDeb)
-	newPkg := filepath.Join(releases.Dir(t, "new", newVersion), newDeb)
-
-	testenv.LockHost(t, "cairn-install")
-	releasetest.RequireCleanHost(t)
+	oldPkg := releases.Deb(t, "old", oldVersion)
+	newPkg := releases.Deb(t, "new", newVersion)
+	releasetest.ClaimHost(t)
 	const (
 		service  = "cairn-caddy"
 		pidfile  = "/run/" + service + ".pid"
@@ -68,11 +63,11 @@ func TestInstallScriptPackageMode(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() {
-		// Whatever happened: the script's own purge, then the package's.
+		// Whatever happened: the script's own purge (ClaimHost's undo
+		// runs after it).
 		if out, err := exec.Command("sh", installScript, "--json", "--uninstall", "--purge").CombinedOutput(); err != nil {
 			t.Logf("cleanup uninstall: %v\n%s", err, out)
 		}
-		releasetest.UndoInstall(t)
 		os.RemoveAll(dropIn)
 		os.Remove(pidfile)
 	})

@@ -702,6 +702,21 @@ func runtimeFiles(t *testing.T, root string) {
 	}
 }
 
+// unpackAMD64 builds the image (once), unpacks its amd64 root file system
+// with the files a runtime adds, and returns it with the image's config.
+func unpackAMD64(t *testing.T) (*v1.ConfigFile, unpacked) {
+	t.Helper()
+	_, out := buildImage(t)
+	img := layoutImage(t, out, amd64)
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := unpack(t, img)
+	runtimeFiles(t, u.dir)
+	return cf, u
+}
+
 // chrootCmd is `chroot --userspec=USER ROOT argv...` with env.
 func chrootCmd(t *testing.T, root string, cfg v1.Config, env []string, argv ...string) *exec.Cmd {
 	t.Helper()
@@ -769,14 +784,7 @@ func (c *container) waitFor(t *testing.T, client *http.Client, url string) *http
 // user.
 func TestImageServesFromItsRootFS(t *testing.T) {
 	requireRoot(t)
-	_, out := buildImage(t)
-	img := layoutImage(t, out, amd64)
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := unpack(t, img)
-	runtimeFiles(t, u.dir)
+	cf, u := unpackAMD64(t)
 
 	httpsPort, httpPort := gatewaytest.FreePort(t), gatewaytest.FreePort(t)
 	env := []string{
@@ -808,7 +816,7 @@ func TestImageServesFromItsRootFS(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "cairn-caddy") {
 		t.Fatalf("/xrpc/_health: %d %s", resp.StatusCode, body)
 	}
-	resp, err = client.Get(fmt.Sprintf("https://localhost:%d/xrpc/blue.catbird.mls.getConvos", httpsPort))
+	resp, err := client.Get(fmt.Sprintf("https://localhost:%d/xrpc/blue.catbird.mls.getConvos", httpsPort))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -868,14 +876,7 @@ func TestImageServesFromItsRootFS(t *testing.T) {
 func TestImageAnswersAnAuthenticatedCall(t *testing.T) {
 	requireRoot(t)
 	atprototest.RequireHarness(t)
-	_, out := buildImage(t)
-	img := layoutImage(t, out, amd64)
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := unpack(t, img)
-	runtimeFiles(t, u.dir)
+	cf, u := unpackAMD64(t)
 	dev, err := os.ReadFile(filepath.Join(gatewaytest.RepoRoot(), "Caddyfile.dev"))
 	if err != nil {
 		t.Fatal(err)
@@ -930,14 +931,7 @@ func TestImageAnswersAnAuthenticatedCall(t *testing.T) {
 // version `make release` gives the same commit.
 func TestImageBinaryReportsItsVersion(t *testing.T) {
 	requireRoot(t)
-	_, out := buildImage(t)
-	img := layoutImage(t, out, amd64)
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := unpack(t, img)
-	runtimeFiles(t, u.dir)
+	cf, u := unpackAMD64(t)
 	label := cf.Config.Labels[image.LabelVersion]
 
 	info := chrootCmd(t, u.dir, cf.Config, nil, append(append([]string{}, cf.Config.Entrypoint...), "release-info", "--json")...)

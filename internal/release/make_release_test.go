@@ -256,13 +256,9 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 	releases.Start(t, "old", oldVersion)
 	releases.Start(t, "a", newVersion)
 	t.Parallel()
-	oldDeb, _ := release.PackageNames(oldVersion, "amd64")
-	newDeb, _ := release.PackageNames(newVersion, "amd64")
-	oldPkg := filepath.Join(releases.Dir(t, "old", oldVersion), oldDeb)
-	newPkg := filepath.Join(releases.Dir(t, "a", newVersion), newDeb)
-	testenv.LockHost(t, "cairn-install")
-	releasetest.RequireCleanHost(t)
-	t.Cleanup(func() { releasetest.UndoInstall(t) })
+	oldPkg := releases.Deb(t, "old", oldVersion)
+	newPkg := releases.Deb(t, "a", newVersion)
+	releasetest.ClaimHost(t)
 
 	run := func(name string, args ...string) string {
 		t.Helper()

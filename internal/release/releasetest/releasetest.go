@@ -9,11 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
+	"github.com/cairn-chat/cairn-caddy/internal/release"
 	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 )
 
@@ -103,6 +105,14 @@ func (r *Releases) Dir(t testing.TB, name, version string) string {
 	return b.dir
 }
 
+// Deb waits for the run named name and returns the path of its deb for
+// this machine's architecture.
+func (r *Releases) Deb(t testing.TB, name, version string) string {
+	t.Helper()
+	deb, _ := release.PackageNames(version, runtime.GOARCH)
+	return filepath.Join(r.Dir(t, name, version), deb)
+}
+
 // Cleanup waits for the runs still going and removes every release
 // directory. Call it from TestMain after m.Run.
 func (r *Releases) Cleanup() {
@@ -127,6 +137,17 @@ const (
 	// DataDir is the service user's data directory.
 	DataDir = "/var/lib/cairn"
 )
+
+// ClaimHost readies this machine for a test that installs the package:
+// it takes the host lock every install test takes, fails unless the host
+// is clean (RequireCleanHost), and undoes the install when the test ends
+// (UndoInstall).
+func ClaimHost(t testing.TB) {
+	t.Helper()
+	testenv.LockHost(t, "cairn-install")
+	RequireCleanHost(t)
+	t.Cleanup(func() { UndoInstall(t) })
+}
 
 // RequireCleanHost fails the test when this machine already has what the
 // package creates: replacing or purging it would destroy someone's
