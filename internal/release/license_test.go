@@ -22,13 +22,13 @@ func TestEveryArtifactStatesTheLicense(t *testing.T) {
 		SHA256: strings.Repeat("cd", 32), Target: Target{OS: "darwin", Arch: "arm64"}}
 	want := map[string]map[string]string{
 		License: {
-			CopyrightTemplate:                       "\nLicense: NOASSERTION\n The project has not yet declared a license.",
+			CopyrightTemplate:                        "\nLicense: NOASSERTION\n The project has not yet declared a license.",
 			"packaging/homebrew/cairn-caddy.rb.tmpl": "\n  license :cannot_represent\n",
 			"packaging/aur/PKGBUILD.tmpl":            "\nlicense=('NOASSERTION')\n",
 			"packaging/nix/flake.nix.tmpl":           `license = { shortName = "NOASSERTION";`,
 		},
 		"Apache-2.0": {
-			CopyrightTemplate:                       "\nLicense: Apache-2.0\n",
+			CopyrightTemplate:                        "\nLicense: Apache-2.0\n",
 			"packaging/homebrew/cairn-caddy.rb.tmpl": "\n  license \"Apache-2.0\"\n",
 			"packaging/aur/PKGBUILD.tmpl":            "\nlicense=('Apache-2.0')\n",
 			"packaging/nix/flake.nix.tmpl":           `license = nixpkgs.lib.getLicenseFromSpdxId "Apache-2.0";`,
