@@ -21,7 +21,7 @@ func TestEveryArtifactStatesTheLicense(t *testing.T) {
 	mac := Artifact{Name: "cairn-caddy_1.0.0_darwin_arm64.tar.gz", Dir: "cairn-caddy_1.0.0_darwin_arm64",
 		SHA256: strings.Repeat("cd", 32), Target: Target{OS: "darwin", Arch: "arm64"}}
 	want := map[string]map[string]string{
-		License: {
+		"NOASSERTION": {
 			CopyrightTemplate:                        "\nLicense: NOASSERTION\n The project has not yet declared a license.",
 			"packaging/homebrew/cairn-caddy.rb.tmpl": "\n  license :cannot_represent\n",
 			"packaging/aur/PKGBUILD.tmpl":            "\nlicense=('NOASSERTION')\n",
