@@ -67,7 +67,7 @@ build-go:
 # tarball, the linux deb and rpm, the CycloneDX SBOM, SHA256SUMS and the
 # Homebrew, AUR and Nix recipes, reproducibly (the same commit gives the
 # same bytes). The version comes from a vX.Y.Z tag on the commit, else
-# 0.0.0~git<time>.<commit>; VERSION=... overrides it. The binaries carry
+# 0.0.0~git<time>.g<commit>; VERSION=... overrides it. The binaries carry
 # xcaddy's default tags, so they hold the modules `make build` builds.
 DIST                    ?= dist
 RELEASE_TARGETS         ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 freebsd/amd64 freebsd/arm64

@@ -35,7 +35,7 @@ func LDFlags(m Metadata) string {
 // PackageVersion is the package version `make release` gives the same
 // commit: a release or pre-release version (v1.2.3 is 1.2.3, v1.2.3-rc.1
 // is 1.2.3~rc.1) when m.Version is one, the development version
-// 0.0.0~git<commit time>.<commit> otherwise (a later commit as `git
+// 0.0.0~git<commit time>.g<commit> otherwise (a later commit as `git
 // describe` names it, a modified tree, an untagged commit), from
 // m.Created and m.Revision, which `make image` sets to the commit's time
 // and hash.

@@ -19,6 +19,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/cairn-chat/cairn-caddy/internal/release"
+	"github.com/cairn-chat/cairn-caddy/internal/version"
 )
 
 // Paths and identities inside the image. The Dockerfile repeats them; the
@@ -128,7 +129,12 @@ func (m Metadata) Validate() error {
 // package could not carry or the linker flags could not hold: a revision
 // that is not a commit hash, for one.
 func (m Metadata) CheckStamp() error {
-	if err := release.CheckVersion(m.PackageVersion()); err != nil {
+	pv := m.PackageVersion()
+	err := release.CheckVersion(pv)
+	if err == nil && !version.Valid(release.SemVer(pv)) {
+		err = fmt.Errorf("%s is not a semantic version", release.SemVer(pv))
+	}
+	if err != nil {
 		return fmt.Errorf("image metadata: the binary's version stamp from version %q, revision %q: %w (pass the commit hash as the revision)", m.Version, m.Revision, err)
 	}
 	return nil

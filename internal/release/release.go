@@ -90,9 +90,9 @@ const caddyVersionVar = "github.com/caddyserver/caddy/v2.CustomVersion"
 // leading v.
 const cairnVersionVar = "github.com/cairn-chat/cairn-caddy/internal/version.stamped"
 
-// SemVer turns a package version (1.2.3, 1.2.3~rc.1, 0.0.0~git<time>.<sha>)
+// SemVer turns a package version (1.2.3, 1.2.3~rc.1, 0.0.0~git<time>.g<sha>)
 // into the semantic version internal/version expects (v1.2.3, v1.2.3-rc.1,
-// v0.0.0-git<time>.<sha>): Debian's ~ sorts before the release, as a
+// v0.0.0-git<time>.g<sha>): Debian's ~ sorts before the release, as a
 // semver pre-release does.
 func SemVer(pkgVersion string) string {
 	return "v" + strings.Replace(pkgVersion, "~", "-", 1)
