@@ -1296,6 +1296,9 @@ main() {
 	if [ "$purge" = 1 ] && [ "$action" != uninstall ]; then usage_error "--purge goes with --uninstall"; fi
 	if [ -n "$binary" ] && [ -n "$package" ]; then usage_error "--binary and --package: give one"; fi
 	if [ -n "$package" ] && [ "$mode" = compose ]; then usage_error "--package is for --mode native"; fi
+	# The package puts the binary in its own place: the checks of a re-run
+	# (is the service that holds the ports ours?) look for it there.
+	if [ -n "$package" ]; then bin_dir=$(package_bin_dir); fi
 
 	if [ "$action" = uninstall ]; then
 		run_checks
