@@ -60,7 +60,7 @@ func TestEveryArtifactStatesTheLicense(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(nfpm), "\nlicense: ${LICENSE}\n") {
-		t.Error("packaging/nfpm.yaml does not take the packages' licence from LICENSE")
+	if !strings.Contains(string(nfpm), "\nlicense: "+License+"\n") {
+		t.Errorf("packaging/nfpm.yaml's license is not %s (release.License); nfpm does not expand a variable there", License)
 	}
 }

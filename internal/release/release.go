@@ -287,7 +287,7 @@ func writePackages(ctx context.Context, cfg Config, t Target, bin string) ([]str
 	deb, rpm := PackageNames(cfg.Source.Version, t.Arch)
 	env := append(os.Environ(),
 		"VERSION="+cfg.Source.Version, "ARCH="+t.Arch, "PKGROOT="+root,
-		"MAINTAINER="+cfg.Maintainer, "LICENSE="+License,
+		"MAINTAINER="+cfg.Maintainer,
 		"SOURCE_DATE_EPOCH="+strconv.FormatInt(cfg.Source.Time.Unix(), 10))
 	for _, p := range []struct{ format, name string }{{"deb", deb}, {"rpm", rpm}} {
 		if err := run(ctx, cfg.Repo, env, cfg.Go, "run", "-trimpath", cfg.NFPM, "package", "--config", "packaging/nfpm.yaml",
