@@ -12,16 +12,24 @@
 # and keep the two equal: the same files, user, entrypoint, command, ports,
 # volume, environment, labels and health check. Change both together.
 
-# The static binary, cross-compiled on the build machine's platform.
+# The static binary, cross-compiled on the build machine's platform and
+# stamped with the version the labels carry, as `make image` and `make
+# release` stamp it (cairn-image ldflags prints the flags): a
+# release VERSION=v1.2.3 is v1.2.3, anything else the development version
+# of REVISION at CREATED, so `cairn-caddy upgrade-binary` accepts it.
 FROM --platform=$BUILDPLATFORM golang:1.27.3-bookworm AS build
 ARG TARGETOS
 ARG TARGETARCH
+ARG VERSION=dev
+ARG REVISION=unknown
+ARG CREATED=1970-01-01T00:00:00Z
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -tags nobadger,nobbolt,nomysql,nopgx -ldflags "-s -w" -o /out/cairn-caddy ./cmd/cairn-caddy
+RUN LDFLAGS="$(go run ./cmd/cairn-image ldflags --version $VERSION --revision $REVISION --created $CREATED)" \
+    && CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
+    go build -trimpath -tags nobadger,nobbolt,nomysql,nopgx -ldflags "$LDFLAGS" -o /out/cairn-caddy ./cmd/cairn-caddy
 
 # Debian's CA bundle and time-zone data, and the directories the user owns.
 FROM debian:bookworm-slim AS debian

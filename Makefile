@@ -67,7 +67,7 @@ build-go:
 # tarball, the linux deb and rpm, the CycloneDX SBOM, SHA256SUMS and the
 # Homebrew, AUR and Nix recipes, reproducibly (the same commit gives the
 # same bytes). The version comes from a vX.Y.Z tag on the commit, else
-# 0.0.0~git<time>.<commit>; VERSION=... overrides it. The binaries carry
+# 0.0.0~git<time>.g<commit>; VERSION=... overrides it. The binaries carry
 # xcaddy's default tags, so they hold the modules `make build` builds.
 DIST                    ?= dist
 RELEASE_TARGETS         ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 freebsd/amd64 freebsd/arm64
@@ -94,12 +94,13 @@ IMAGE_VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || e
 IMAGE_REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 IMAGE_CREATED   ?= $(or $(SOURCE_DATE_EPOCH),$(shell git log -1 --format=%ct 2>/dev/null))
 IMAGE_BRANCH    ?= main
-IMAGE_LICENSES  ?= NOASSERTION
+# Empty: the project's licence, release.License (docs/install.md, "Licence").
+IMAGE_LICENSES  ?=
 IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
 image:
 	$(GO) run ./cmd/cairn-image build --out dist/image --repo $(IMAGE_REPO) \
 		--version $(IMAGE_VERSION) --revision $(IMAGE_REVISION) --created $(IMAGE_CREATED) \
-		--branch $(IMAGE_BRANCH) --licenses $(IMAGE_LICENSES) --platforms $(IMAGE_PLATFORMS)
+		--branch $(IMAGE_BRANCH) $(if $(IMAGE_LICENSES),--licenses $(IMAGE_LICENSES)) --platforms $(IMAGE_PLATFORMS)
 
 # Sizes beside stock Caddy (docs/benchmarks.md). Builds four binaries.
 size:

@@ -34,6 +34,7 @@ var builder gatewaytest.Builder
 func TestMain(m *testing.M) {
 	code := m.Run()
 	builder.Cleanup()
+	releases.Cleanup()
 	os.Exit(code)
 }
 

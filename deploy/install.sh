@@ -816,7 +816,9 @@ install_package() {
 	*.deb)
 		if have apt-get; then
 			# confold: an edited cairn.env or Caddyfile is kept, never asked about.
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -o Dpkg::Options::=--force-confold \
+			# The lock timeout waits out apt runs already going (a fresh
+			# VPS's unattended-upgrades) instead of failing at once.
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold \
 				"$(cd "$(dirname "$package")" && pwd)/$(basename "$package")"
 		else
 			dpkg -i --force-confold "$package"
@@ -829,7 +831,7 @@ install_package() {
 # pkg_install NAME...: install distribution packages.
 pkg_install() {
 	if have apt-get; then
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 "$@"
 	elif have dnf; then
 		dnf install -y -q "$@"
 	else
@@ -1012,7 +1014,7 @@ install_native() {
 	if [ -f "$etc_dir/cairn.env" ]; then upgrade=1; fi
 	if [ -n "$package" ]; then
 		act package "install the package $package (binary, unit, $etc_dir, user $user)" install_package
-		bin_dir=$(dirname "$(command -v cairn-caddy || echo /usr/bin/cairn-caddy)")
+		bin_dir=$(package_bin_dir)
 		candidate=$bin_dir/cairn-caddy
 		unit_installed="the package's unit"
 		unit_path=''
@@ -1109,6 +1111,9 @@ write_compose_env() {
 	mkdir -p "$etc_dir" && {
 		render_env
 		printf "POSTGRES_PASSWORD='%s'\n" "$(random_token)"
+		# Compose interpolates every service, the monitoring profile's too:
+		# without it the file does not load, profile or not.
+		printf "GRAFANA_ADMIN_PASSWORD='%s'\n" "$(random_token)"
 		if [ "$memory_limit" != none ]; then printf "CAIRN_MEMORY_LIMIT='%s'\n" "$memory_limit"; fi
 		if [ "$cpu_limit" != none ]; then printf "CAIRN_CPUS='%s'\n" "$cpu_limit"; fi
 	} | write_file "$etc_dir/.env" 0600 root:root
@@ -1180,7 +1185,14 @@ uninstall() {
 				docker compose --project-directory "$etc_dir" -f "$etc_dir/docker-compose.yml" down
 		fi
 	elif uninstall_pkg=$(installed_package); then
+		# The package's scripts stop a systemd service; one this script
+		# started directly (no systemd) is stopped here first.
+		bin_dir=$(package_bin_dir)
+		if ! use_systemd && direct_pid >/dev/null; then
+			act stop "stop $service (pid $(direct_pid))" direct_stop
+		fi
 		act package "remove the package $uninstall_pkg$([ "$purge" = 1 ] && echo ' and its configuration')" remove_package "$uninstall_pkg"
+		rm_if "$unit_dir/$service.service.d" unit.limits "remove $unit_dir/$service.service.d"
 	else
 		if use_systemd && [ -f "$unit_dir/$service.service" ]; then
 			act stop "stop and disable $service (systemd)" systemctl disable --now "$service"
@@ -1227,13 +1239,27 @@ rm_if() {
 	if [ -e "$1" ] || [ -L "$1" ]; then act "$2" "$3" rm -rf -- "$1"; fi
 }
 
+# installed_package: the package to remove, if one is installed; for
+# --purge also a deb removed before whose configuration dpkg still holds
+# (the "rc" state an --uninstall without --purge leaves).
 installed_package() {
-	if have dpkg-query && dpkg-query -W -f='${Status}' cairn-caddy 2>/dev/null | grep -q 'install ok installed'; then
-		echo cairn-caddy
-	elif have rpm && rpm -q cairn-caddy >/dev/null 2>&1; then
-		echo cairn-caddy
+	ip_status=''
+	if have dpkg-query; then ip_status=$(dpkg-query -W -f='${Status}' cairn-caddy 2>/dev/null || true); fi
+	case $ip_status in
+	*' ok installed') echo cairn-caddy ;;
+	*' ok config-files') if [ "$purge" = 1 ]; then echo cairn-caddy; else return 1; fi ;;
+	*) if have rpm && rpm -q cairn-caddy >/dev/null 2>&1; then echo cairn-caddy; else return 1; fi ;;
+	esac
+}
+
+# package_bin_dir: where the package installs the binary.
+package_bin_dir() {
+	if have dpkg-query && pbd=$(dpkg-query -L cairn-caddy 2>/dev/null | grep '/cairn-caddy$' | grep /bin/); then
+		dirname "$(printf '%s\n' "$pbd" | head -n 1)"
+	elif have rpm && pbd=$(rpm -ql cairn-caddy 2>/dev/null | grep '/bin/cairn-caddy$'); then
+		dirname "$(printf '%s\n' "$pbd" | head -n 1)"
 	else
-		return 1
+		echo /usr/bin
 	fi
 }
 
@@ -1270,6 +1296,9 @@ main() {
 	if [ "$purge" = 1 ] && [ "$action" != uninstall ]; then usage_error "--purge goes with --uninstall"; fi
 	if [ -n "$binary" ] && [ -n "$package" ]; then usage_error "--binary and --package: give one"; fi
 	if [ -n "$package" ] && [ "$mode" = compose ]; then usage_error "--package is for --mode native"; fi
+	# The package puts the binary in its own place: the checks of a re-run
+	# (is the service that holds the ports ours?) look for it there.
+	if [ -n "$package" ]; then bin_dir=$(package_bin_dir); fi
 
 	if [ "$action" = uninstall ]; then
 		run_checks

@@ -4,6 +4,7 @@
 //
 //	cairn-image build [flags]   the OCI layout and `docker load` archives
 //	cairn-image size BINARY     size by package and module, from `go tool nm -size`
+//	cairn-image ldflags [flags] the binary's linker flags, with its version stamp (the Dockerfile's)
 //
 // See docs/install.md ("Container image") and docs/benchmarks.md.
 package main
@@ -19,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +34,7 @@ const usage = `usage:
   cairn-image build [flags]        build the image (see -h)
   cairn-image size [flags] BINARY  size by package of a binary built without -s
   cairn-image inspect LAYOUT       each platform image's size in an OCI layout
+  cairn-image ldflags [flags]      the image binary's linker flags (see -h)
 `
 
 func main() {
@@ -47,6 +50,8 @@ func main() {
 		err = size(os.Args[2:], os.Stdout)
 	case "inspect":
 		err = inspect(os.Args[2:], os.Stdout)
+	case "ldflags":
+		err = ldflags(os.Args[2:], os.Stdout)
 	case "-h", "--help", "help":
 		fmt.Fprint(os.Stdout, usage)
 		return
@@ -132,7 +137,7 @@ func build(args []string, stdout io.Writer) error {
 		}
 		bin := filepath.Join(binDir, "cairn-caddy-"+p.OS+"-"+p.Architecture)
 		fmt.Fprintf(os.Stderr, "building cairn-caddy for %s\n", image.PlatformString(*p))
-		if err := image.BuildBinary(context.Background(), repoRoot, *p, bin); err != nil {
+		if err := image.BuildBinary(context.Background(), repoRoot, *p, spec.Metadata, bin); err != nil {
 			return err
 		}
 		spec.Binaries[image.PlatformString(*p)] = bin
@@ -235,6 +240,47 @@ func inspect(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "| %s | %s | %s |\n", s.Platform, mb(s.Uncompressed), mb(s.Compressed))
 	}
 	return nil
+}
+
+// ldflags prints the linker flags `make image` builds the binary with for
+// a version, revision and commit time: the Dockerfile's build stage runs
+// it, so that both stamp the same version.
+func ldflags(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("ldflags", flag.ContinueOnError)
+	version := fs.String("version", "", "the version label (a release vX.Y.Z is stamped as such)")
+	revision := fs.String("revision", "", "the commit built")
+	created := fs.String("created", "", "the commit's time, as Unix seconds or RFC 3339 (2026-11-30T08:44:31Z)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *version == "" || *revision == "" {
+		return fmt.Errorf("--version and --revision are required")
+	}
+	at, err := parseTime(*created)
+	if err != nil {
+		return fmt.Errorf("--created %q: %w", *created, err)
+	}
+	m := image.Metadata{Version: *version, Revision: *revision, Created: at}
+	if err := m.CheckStamp(); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(stdout, image.LDFlags(m))
+	return err
+}
+
+// parseTime reads Unix seconds or an RFC 3339 time.
+func parseTime(s string) (time.Time, error) {
+	if secs, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Unix(secs, 0).UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, errors.New("want Unix seconds or an RFC 3339 time")
+	}
+	return t.UTC(), nil
 }
 
 func mb(b int64) string { return fmt.Sprintf("%.2f MB", float64(b)/1e6) }

@@ -30,7 +30,7 @@ func run() error {
 	var (
 		dist       = flag.String("dist", "dist", "Release directory (emptied first; refused if it holds anything but an earlier release)")
 		targets    = flag.String("targets", "linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 freebsd/amd64 freebsd/arm64", "Targets to build, os/arch separated by spaces")
-		version    = flag.String("version", "", "Package version (default: from a vX.Y.Z tag on the commit, else 0.0.0~git<time>.<commit>)")
+		version    = flag.String("version", "", "Package version (default: from a vX.Y.Z tag on the commit, else 0.0.0~git<time>.g<commit>)")
 		tags       = flag.String("tags", "", "Go build tags of the binaries")
 		maintainer = flag.String("maintainer", "", "Maintainer field of the packages (Name <email>)")
 		url        = flag.String("url", "", "Base download URL the recipes point at; {version} is replaced")

@@ -17,6 +17,9 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/cairn-chat/cairn-caddy/internal/release"
+	"github.com/cairn-chat/cairn-caddy/internal/version"
 )
 
 // Paths and identities inside the image. The Dockerfile repeats them; the
@@ -81,10 +84,11 @@ const (
 	LabelCreated     = "org.opencontainers.image.created"
 )
 
-// DefaultLicenses is the licenses label until the repository states a
-// license: SPDX's NOASSERTION ("no license stated"), rather than a guess.
-// `make image IMAGE_LICENSES=...` and the Dockerfile change it together.
-const DefaultLicenses = "NOASSERTION"
+// DefaultLicenses is the licenses label: the project's licence as
+// release.License states it for every artifact (SPDX's NOASSERTION until
+// the repository states one). `make image IMAGE_LICENSES=...` overrides it
+// for one build; the Dockerfile's label is kept equal to it by the tests.
+const DefaultLicenses = release.License
 
 // Title and Description are the fixed labels.
 const (
@@ -117,6 +121,21 @@ func (m Metadata) Validate() error {
 	}
 	if m.Created.IsZero() {
 		return fmt.Errorf("image metadata: created time is not set")
+	}
+	return m.CheckStamp()
+}
+
+// CheckStamp refuses metadata whose version stamp (PackageVersion) a
+// package could not carry or the linker flags could not hold: a revision
+// that is not a commit hash, for one.
+func (m Metadata) CheckStamp() error {
+	pv := m.PackageVersion()
+	err := release.CheckVersion(pv)
+	if err == nil && !version.Valid(release.SemVer(pv)) {
+		err = fmt.Errorf("%s is not a semantic version", release.SemVer(pv))
+	}
+	if err != nil {
+		return fmt.Errorf("image metadata: the binary's version stamp from version %q, revision %q: %w (pass the commit hash as the revision)", m.Version, m.Revision, err)
 	}
 	return nil
 }

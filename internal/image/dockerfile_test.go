@@ -3,6 +3,7 @@ package image_test
 import (
 	"bufio"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"reflect"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
@@ -62,13 +64,16 @@ type noEnv struct{}
 func (noEnv) Get(string) (string, bool) { return "", false }
 func (noEnv) Keys() []string            { return nil }
 
-// runWords returns the shell words of a stage's RUN lines.
+// runWords returns the shell words of a stage's RUN lines, with variables
+// ($VERSION, $LDFLAGS) left as written.
 func runWords(t *testing.T, s instructions.Stage) [][]string {
 	t.Helper()
 	var out [][]string
 	for _, c := range s.Commands {
 		if r, ok := c.(*instructions.RunCommand); ok {
-			w, err := shell.NewLex('\\').ProcessWords(strings.Join(r.CmdLine, " "), noEnv{})
+			lex := shell.NewLex('\\')
+			lex.SkipUnsetEnv = true
+			w, err := lex.ProcessWords(strings.Join(r.CmdLine, " "), noEnv{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -113,9 +118,11 @@ func TestDockerfileBuildsTheSameImage(t *testing.T) {
 		t.Errorf("build stage FROM %s, want golang:%s-… (go.mod's toolchain)", b, goVersion)
 	}
 	build := runWords(t, stages["build"])
-	if !containsRun(build, append([]string{"go"}, image.GoBuildArgs("/out/cairn-caddy")...)) {
-		t.Errorf("the build stage does not run `go %s`: %q", strings.Join(image.GoBuildArgs("/out/cairn-caddy"), " "), build)
+	goBuild := append([]string{"go"}, image.GoBuildArgs("$LDFLAGS", "/out/cairn-caddy")...)
+	if !containsRun(build, goBuild) {
+		t.Errorf("the build stage does not run `%s`: %q", strings.Join(goBuild, " "), build)
 	}
+	checkDockerfileStamp(t, build)
 	if !containsRun(build, []string{"CGO_ENABLED=0"}) {
 		t.Errorf("the build stage does not set CGO_ENABLED=0: %q", build)
 	}
@@ -352,6 +359,42 @@ func TestDockerfileBuildsTheSameImage(t *testing.T) {
 	for k := range labels {
 		if _, ok := cfg.Labels[k]; !ok {
 			t.Errorf("the Dockerfile's label %s is not in make image's", k)
+		}
+	}
+}
+
+// checkDockerfileStamp runs the command the build stage takes its linker
+// flags from (LDFLAGS="$(…)"), with the build arguments of a release and of
+// a development build, and expects the flags `make image` links with: the
+// same version stamp.
+func checkDockerfileStamp(t *testing.T, build [][]string) {
+	t.Helper()
+	var sub string
+	for _, words := range build {
+		for _, w := range words {
+			if v, ok := strings.CutPrefix(w, "LDFLAGS=$("); ok && strings.HasSuffix(v, ")") {
+				sub = strings.TrimSuffix(v, ")")
+			}
+		}
+	}
+	if sub == "" {
+		t.Fatalf("the build stage does not set LDFLAGS=\"$(…)\" for its go build: %q", build)
+	}
+	dev := testMeta
+	dev.Version = "v1.2.3-4-gabcdef0"
+	for _, m := range []image.Metadata{testMeta, dev} {
+		cmd := exec.Command("sh", "-c", sub)
+		cmd.Dir = gatewaytest.RepoRoot()
+		cmd.Env = append(os.Environ(), "VERSION="+m.Version, "REVISION="+m.Revision,
+			"CREATED="+m.Created.UTC().Format(time.RFC3339))
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("the Dockerfile's %q: %v\n%s", sub, err, stderr.String())
+		}
+		if got, want := strings.TrimSpace(string(out)), image.LDFlags(m); got != want {
+			t.Errorf("VERSION=%s: the Dockerfile links with %q, make image with %q", m.Version, got, want)
 		}
 	}
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
 	"github.com/cairn-chat/cairn-caddy/internal/image"
 	"github.com/cairn-chat/cairn-caddy/internal/testenv"
+	"github.com/cairn-chat/cairn-caddy/internal/version"
 )
 
 // The image is built once per test binary, from binaries built once: the
@@ -96,7 +97,7 @@ func buildImage(t *testing.T) (image.Spec, image.Output) {
 				defer wg.Done()
 				var err error
 				if p.Architecture == amd64.Architecture {
-					err = image.BuildBinary(context.Background(), gatewaytest.RepoRoot(), p, bin)
+					err = image.BuildBinary(context.Background(), gatewaytest.RepoRoot(), p, testMeta, bin)
 				} else {
 					err = buildProbe(p, bin)
 				}
@@ -132,7 +133,7 @@ func buildImage(t *testing.T) (image.Spec, image.Output) {
 
 // buildProbe cross-compiles testdata/probe for p, static and stripped.
 func buildProbe(p v1.Platform, out string) error {
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", image.LDFlags, "-o", out, "./testdata/probe")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", image.StripFlags, "-o", out, "./testdata/probe")
 	cmd.Env = append(os.Environ(), image.GoBuildEnv(p)...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("building the %s probe: %v\n%s", image.PlatformString(p), err, b)
@@ -701,6 +702,21 @@ func runtimeFiles(t *testing.T, root string) {
 	}
 }
 
+// unpackAMD64 builds the image (once), unpacks its amd64 root file system
+// with the files a runtime adds, and returns it with the image's config.
+func unpackAMD64(t *testing.T) (*v1.ConfigFile, unpacked) {
+	t.Helper()
+	_, out := buildImage(t)
+	img := layoutImage(t, out, amd64)
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := unpack(t, img)
+	runtimeFiles(t, u.dir)
+	return cf, u
+}
+
 // chrootCmd is `chroot --userspec=USER ROOT argv...` with env.
 func chrootCmd(t *testing.T, root string, cfg v1.Config, env []string, argv ...string) *exec.Cmd {
 	t.Helper()
@@ -768,14 +784,7 @@ func (c *container) waitFor(t *testing.T, client *http.Client, url string) *http
 // user.
 func TestImageServesFromItsRootFS(t *testing.T) {
 	requireRoot(t)
-	_, out := buildImage(t)
-	img := layoutImage(t, out, amd64)
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := unpack(t, img)
-	runtimeFiles(t, u.dir)
+	cf, u := unpackAMD64(t)
 
 	httpsPort, httpPort := gatewaytest.FreePort(t), gatewaytest.FreePort(t)
 	env := []string{
@@ -807,7 +816,7 @@ func TestImageServesFromItsRootFS(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "cairn-caddy") {
 		t.Fatalf("/xrpc/_health: %d %s", resp.StatusCode, body)
 	}
-	resp, err = client.Get(fmt.Sprintf("https://localhost:%d/xrpc/blue.catbird.mls.getConvos", httpsPort))
+	resp, err := client.Get(fmt.Sprintf("https://localhost:%d/xrpc/blue.catbird.mls.getConvos", httpsPort))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -867,14 +876,7 @@ func TestImageServesFromItsRootFS(t *testing.T) {
 func TestImageAnswersAnAuthenticatedCall(t *testing.T) {
 	requireRoot(t)
 	atprototest.RequireHarness(t)
-	_, out := buildImage(t)
-	img := layoutImage(t, out, amd64)
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := unpack(t, img)
-	runtimeFiles(t, u.dir)
+	cf, u := unpackAMD64(t)
 	dev, err := os.ReadFile(filepath.Join(gatewaytest.RepoRoot(), "Caddyfile.dev"))
 	if err != nil {
 		t.Fatal(err)
@@ -918,5 +920,44 @@ func TestImageAnswersAnAuthenticatedCall(t *testing.T) {
 	}
 	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &convos) != nil || convos.Convos == nil {
 		t.Fatalf("authenticated getConvos: %d %s, want 200 with a conversations list\n%s", resp.StatusCode, body, c.logs.String())
+	}
+}
+
+// TestImageBinaryReportsItsVersion runs the image's binary chrooted as its
+// user and asks it for its version the way `cairn-caddy upgrade-binary`
+// does (release-info --json) and the way an operator does (version): it
+// reports the release the image is labelled with, as a release version
+// upgrade-binary accepts, and Caddy's version line names the package
+// version `make release` gives the same commit.
+func TestImageBinaryReportsItsVersion(t *testing.T) {
+	requireRoot(t)
+	cf, u := unpackAMD64(t)
+	label := cf.Config.Labels[image.LabelVersion]
+
+	info := chrootCmd(t, u.dir, cf.Config, nil, append(append([]string{}, cf.Config.Entrypoint...), "release-info", "--json")...)
+	outp, err := info.Output()
+	if err != nil {
+		t.Fatalf("release-info --json in the image: %v\n%s", err, outp)
+	}
+	var summary struct {
+		Type    string `json:"type"`
+		Version string `json:"version"`
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(outp)), "\n") {
+		if err := json.Unmarshal([]byte(line), &summary); err != nil {
+			t.Fatalf("release-info --json line %q: %v", line, err)
+		}
+	}
+	if summary.Version != label || !version.Valid(summary.Version) {
+		t.Errorf("the image's binary reports version %q (valid release version: %v), want its label %q", summary.Version, version.Valid(summary.Version), label)
+	}
+
+	ver := chrootCmd(t, u.dir, cf.Config, nil, append(append([]string{}, cf.Config.Entrypoint...), "version")...)
+	outp, err = ver.Output()
+	if err != nil {
+		t.Fatalf("version in the image: %v\n%s", err, outp)
+	}
+	if want := "cairn-caddy/" + testMeta.PackageVersion(); !strings.HasPrefix(string(outp), want+" ") {
+		t.Errorf("cairn-caddy version in the image printed %q, want it to start with %q", outp, want)
 	}
 }

@@ -26,7 +26,7 @@ var describeSuffix = regexp.MustCompile(`(-[0-9]+-g[0-9a-f]{4,}(-dirty)?|-dirty)
 //
 // The branch is only used for non-release builds and must be a valid tag.
 func Tags(version, branch string) ([]string, error) {
-	if m := semverTag.FindStringSubmatch(version); m != nil && !describeSuffix.MatchString(version) {
+	if m := semverTag.FindStringSubmatch(version); m != nil && isRelease(version) {
 		v := strings.TrimPrefix(version, "v")
 		if m[4] != "" {
 			return []string{v}, nil
@@ -37,6 +37,12 @@ func Tags(version, branch string) ([]string, error) {
 		return nil, fmt.Errorf("version %q is not a release (vX.Y.Z) and branch %q is not a valid image tag", version, branch)
 	}
 	return []string{branch}, nil
+}
+
+// isRelease reports whether version names a release or pre-release
+// (v1.2.3, v1.2.3-rc.1) rather than a build after or beside one.
+func isRelease(version string) bool {
+	return semverTag.MatchString(version) && !describeSuffix.MatchString(version)
 }
 
 // validTag is the distribution spec's tag grammar.

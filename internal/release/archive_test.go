@@ -103,7 +103,7 @@ func TestVersionFromTag(t *testing.T) {
 		}
 	}
 	dev := release.DevVersion(time.Date(2026, 11, 30, 5, 57, 40, 0, time.UTC), "8cfe75ccd3136a1b")
-	if dev != "0.0.0~git20261130055740.8cfe75ccd313" {
+	if dev != "0.0.0~git20261130055740.g8cfe75ccd313" {
 		t.Errorf("DevVersion = %q", dev)
 	}
 	for _, bad := range []string{"", "1.0-1", "../1", "v1.0.0", "1.0 0"} {
@@ -152,7 +152,8 @@ func TestSemVerOfPackageVersions(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"1.2.3", "v1.2.3"},
 		{"1.2.3~rc.1", "v1.2.3-rc.1"},
-		{"0.0.0~git20261130080000.a0238b0", "v0.0.0-git20261130080000.a0238b0"},
+		{"0.0.0~git20261130080000.ga0238b0", "v0.0.0-git20261130080000.ga0238b0"},
+		{release.DevVersion(time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC), "012345678901"), "v0.0.0-git20261130080000.g012345678901"},
 	} {
 		got := release.SemVer(tc.in)
 		if got != tc.want || !version.Valid(got) {

@@ -11,11 +11,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
 	"github.com/cairn-chat/cairn-caddy/internal/release"
+	"github.com/cairn-chat/cairn-caddy/internal/release/releasetest"
 	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 )
 
@@ -32,53 +31,17 @@ const (
 	testURL    = "https://releases.example.test/cairn-caddy/v{version}"
 )
 
-var dists struct {
-	sync.Mutex
-	root  string
-	built map[string]string
-	err   map[string]error
-}
+// releases are this test binary's `make release` runs. Each test starts
+// the runs it needs before t.Parallel and waits for the ones it reads
+// after it: the first run fills the build cache, then the second of the
+// reproducibility pair and the upgrade's old version run side by side,
+// beside the checks of the first (lintian, rpm, the recipes).
+var releases = releasetest.Releases{Targets: testTargets, URL: testURL}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if dists.root != "" {
-		os.RemoveAll(dists.root)
-	}
+	releases.Cleanup()
 	os.Exit(code)
-}
-
-// makeRelease runs `make release` for version into a directory named
-// name, once per test binary, and returns the directory.
-func makeRelease(t *testing.T, name, version string) string {
-	t.Helper()
-	testenv.Tool(t, "make")
-	testenv.Tool(t, "git")
-	dists.Lock()
-	defer dists.Unlock()
-	if dir, ok := dists.built[name]; ok {
-		if err := dists.err[name]; err != nil {
-			t.Fatalf("make release (%s) failed earlier: %v", name, err)
-		}
-		return dir
-	}
-	if dists.root == "" {
-		root, err := os.MkdirTemp("", "cairn-release-test-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		dists.root, dists.built, dists.err = root, map[string]string{}, map[string]error{}
-	}
-	dir := filepath.Join(dists.root, name)
-	cmd := exec.Command("make", "--no-print-directory", "release", "DIST="+dir, "VERSION="+version,
-		"RELEASE_TARGETS="+testTargets, "RELEASE_URL="+testURL)
-	cmd.Dir = gatewaytest.RepoRoot()
-	out, err := cmd.CombinedOutput()
-	dists.built[name] = dir
-	if err != nil {
-		dists.err[name] = err
-		t.Fatalf("make release VERSION=%s: %v\n%s", version, err, out)
-	}
-	return dir
 }
 
 // TestMakeReleaseIsReproducible runs `make release` twice from the same
@@ -90,8 +53,11 @@ func makeRelease(t *testing.T, name, version string) string {
 // gets the same bytes; -trimpath, the empty build ID and the fixed
 // timestamps are what carry that part.
 func TestMakeReleaseIsReproducible(t *testing.T) {
-	a := makeRelease(t, "a", newVersion)
-	b := makeRelease(t, "b", newVersion)
+	releases.Start(t, "a", newVersion)
+	releases.Start(t, "b", newVersion)
+	t.Parallel()
+	a := releases.Dir(t, "a", newVersion)
+	b := releases.Dir(t, "b", newVersion)
 	sumsA, err := os.ReadFile(filepath.Join(a, release.SumsFile))
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +98,9 @@ func TestMakeReleaseIsReproducible(t *testing.T) {
 // names this version and points at artifacts the release holds, with the
 // SHA-256 of the file on disk.
 func TestMakeReleaseRecipesMatchArtifacts(t *testing.T) {
-	dir := makeRelease(t, "a", newVersion)
+	releases.Start(t, "a", newVersion)
+	t.Parallel()
+	dir := releases.Dir(t, "a", newVersion)
 	base := strings.ReplaceAll(testURL, "{version}", newVersion)
 	tarball := "cairn-caddy_" + newVersion + "_linux_amd64.tar.gz"
 
@@ -204,7 +172,9 @@ func TestMakeReleaseRecipesMatchArtifacts(t *testing.T) {
 // the service user and keep data on erase.
 func TestRPMPackage(t *testing.T) {
 	rpmTool := testenv.Tool(t, "rpm")
-	dir := makeRelease(t, "a", newVersion)
+	releases.Start(t, "a", newVersion)
+	t.Parallel()
+	dir := releases.Dir(t, "a", newVersion)
 	_, rpm := release.PackageNames(newVersion, "amd64")
 	pkg := filepath.Join(dir, rpm)
 	q := func(args ...string) string {
@@ -230,6 +200,9 @@ func TestRPMPackage(t *testing.T) {
 	if v := q("--qf", "%{VERSION}-%{RELEASE} %{ARCH}"); v != newVersion+"-1 x86_64" {
 		t.Errorf("rpm version and arch %q", v)
 	}
+	if l := q("--qf", "%{LICENSE}"); l != release.License {
+		t.Errorf("rpm License tag %q, want %q (release.License)", l, release.License)
+	}
 	scripts := q("--scripts")
 	for _, want := range []string{"postinstall scriptlet", "useradd --system", "preuninstall scriptlet", "postuninstall scriptlet", "try-restart cairn-caddy.service"} {
 		if !strings.Contains(scripts, want) {
@@ -243,7 +216,9 @@ func TestRPMPackage(t *testing.T) {
 // overrides with their reasons.
 func TestDebPassesLintian(t *testing.T) {
 	lintian := testenv.Tool(t, "lintian")
-	dir := makeRelease(t, "a", newVersion)
+	releases.Start(t, "a", newVersion)
+	t.Parallel()
+	dir := releases.Dir(t, "a", newVersion)
 	deb, _ := release.PackageNames(newVersion, "amd64")
 	out, err := exec.Command(lintian, "--tag-display-limit", "0", "--fail-on", "error", filepath.Join(dir, deb)).CombinedOutput()
 	var errs []string
@@ -256,6 +231,15 @@ func TestDebPassesLintian(t *testing.T) {
 		t.Fatalf("lintian: %v\n%s", err, out)
 	}
 	t.Logf("lintian:\n%s", out)
+
+	// The copyright file states the project's licence.
+	x := t.TempDir()
+	if out, err := exec.Command(testenv.Tool(t, "dpkg-deb"), "-x", filepath.Join(dir, deb), x).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb -x: %v\n%s", err, out)
+	}
+	if c := readFile(t, filepath.Join(x, "usr/share/doc/cairn-caddy/copyright")); !strings.Contains(c, "\nLicense: "+release.License+"\n") {
+		t.Errorf("the deb's copyright file does not say License: %s:\n%s", release.License, c)
+	}
 }
 
 // TestDebInstallUpgradeRemovePurge installs the deb of one version with
@@ -269,14 +253,12 @@ func TestDebPassesLintian(t *testing.T) {
 func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 	testenv.RequireRoot(t, "dpkg -i")
 	dpkg := testenv.Tool(t, "dpkg")
-	testenv.LockHost(t, "cairn-install")
-	requireCleanHost(t)
-	t.Cleanup(func() { undoInstall(t, dpkg) })
-
-	oldDeb, _ := release.PackageNames(oldVersion, "amd64")
-	newDeb, _ := release.PackageNames(newVersion, "amd64")
-	oldPkg := filepath.Join(makeRelease(t, "old", oldVersion), oldDeb)
-	newPkg := filepath.Join(makeRelease(t, "a", newVersion), newDeb)
+	releases.Start(t, "old", oldVersion)
+	releases.Start(t, "a", newVersion)
+	t.Parallel()
+	oldPkg := releases.Deb(t, "old", oldVersion)
+	newPkg := releases.Deb(t, "a", newVersion)
+	releasetest.ClaimHost(t)
 
 	run := func(name string, args ...string) string {
 		t.Helper()
@@ -356,40 +338,6 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 	if out, _ := exec.Command("dpkg-query", "-W", "-f=${db:Status-Abbrev}", "cairn-caddy").Output(); strings.TrimSpace(string(out)) != "" && !strings.HasPrefix(string(out), "un") {
 		t.Errorf("after purge dpkg still knows cairn-caddy: %q", out)
 	}
-}
-
-// requireCleanHost fails the test when this machine already has what the
-// package creates: replacing or purging it would destroy someone's
-// installation.
-func requireCleanHost(t *testing.T) {
-	t.Helper()
-	if out, _ := exec.Command("dpkg-query", "-W", "-f=${db:Status-Abbrev}", "cairn-caddy").Output(); strings.HasPrefix(string(out), "i") || strings.HasPrefix(string(out), "r") {
-		t.Fatalf("cairn-caddy is installed on this machine (%s); the test would replace and purge it: remove it first", strings.TrimSpace(string(out)))
-	}
-	if err := exec.Command("getent", "passwd", "cairn").Run(); err == nil {
-		t.Fatal("a cairn user exists on this machine; the test would delete it on purge")
-	}
-	for _, p := range []string{"/etc/cairn", "/var/lib/cairn"} {
-		if _, err := os.Lstat(p); err == nil {
-			t.Fatalf("%s exists on this machine; the test would delete it on purge", p)
-		}
-	}
-}
-
-// undoInstall purges the package and anything its scripts may have left
-// if the test stopped half way.
-func undoInstall(t *testing.T, dpkg string) {
-	if out, err := exec.Command(dpkg, "-P", "cairn-caddy").CombinedOutput(); err != nil {
-		t.Logf("cleanup: dpkg -P: %v\n%s", err, out)
-	}
-	if exec.Command("getent", "passwd", "cairn").Run() == nil {
-		_ = exec.Command("userdel", "cairn").Run()
-	}
-	if exec.Command("getent", "group", "cairn").Run() == nil {
-		_ = exec.Command("groupdel", "cairn").Run()
-	}
-	os.RemoveAll("/etc/cairn")
-	os.RemoveAll("/var/lib/cairn")
 }
 
 func assertInstalledVersion(t *testing.T, version string) {

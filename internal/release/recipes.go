@@ -54,7 +54,13 @@ type RecipeData struct {
 	URL string
 	// Tarballs are the release tarballs, in target order.
 	Tarballs []Artifact
+	// License is the SPDX licence expression (License).
+	License string
 }
+
+// CopyrightTemplate is the template of the deb's copyright file, rendered
+// like a recipe.
+const CopyrightTemplate = "packaging/copyright.tmpl"
 
 // renderRecipe renders one recipe template. Its functions: `tarball OS
 // ARCH` (the tarball for that target, or nil when this release has none,

@@ -90,12 +90,23 @@ const caddyVersionVar = "github.com/caddyserver/caddy/v2.CustomVersion"
 // leading v.
 const cairnVersionVar = "github.com/cairn-chat/cairn-caddy/internal/version.stamped"
 
-// SemVer turns a package version (1.2.3, 1.2.3~rc.1, 0.0.0~git<time>.<sha>)
+// SemVer turns a package version (1.2.3, 1.2.3~rc.1, 0.0.0~git<time>.g<sha>)
 // into the semantic version internal/version expects (v1.2.3, v1.2.3-rc.1,
-// v0.0.0-git<time>.<sha>): Debian's ~ sorts before the release, as a
+// v0.0.0-git<time>.g<sha>): Debian's ~ sorts before the release, as a
 // semver pre-release does.
 func SemVer(pkgVersion string) string {
 	return "v" + strings.Replace(pkgVersion, "~", "-", 1)
+}
+
+// VersionLDFlags are the linker flags that stamp a binary with the package
+// version pkgVersion: Caddy's version string (cairn-caddy/1.2.3, which
+// `cairn-caddy version` prints) and the release identity
+// internal/version reports (v1.2.3), which `upgrade-binary` and
+// `rollback` compare. Release binaries and the image's binary carry the
+// same stamp for the same commit.
+func VersionLDFlags(pkgVersion string) string {
+	return "-X " + caddyVersionVar + "=cairn-caddy/" + pkgVersion +
+		" -X " + cairnVersionVar + "=" + SemVer(pkgVersion)
 }
 
 // Run builds the release into cfg.Dist and returns the SHA-256 of each
@@ -117,7 +128,7 @@ func Run(ctx context.Context, cfg Config) (map[string]string, error) {
 	defer os.RemoveAll(work)
 
 	var written []string
-	data := RecipeData{Version: cfg.Source.Version, URL: cfg.URL}
+	data := RecipeData{Version: cfg.Source.Version, URL: cfg.URL, License: License}
 	for _, t := range cfg.Targets {
 		bin := filepath.Join(work, t.OS+"_"+t.Arch, "cairn-caddy")
 		fmt.Fprintf(cfg.Log, "build %s\n", t)
@@ -186,8 +197,7 @@ func prepareDist(dir string) error {
 // paths, no build ID, no VCS stamp (the version is passed explicitly),
 // and the baseline instruction set of each architecture.
 func buildBinary(ctx context.Context, cfg Config, t Target, out string) error {
-	ldflags := "-s -w -buildid= -X " + caddyVersionVar + "=cairn-caddy/" + cfg.Source.Version +
-		" -X " + cairnVersionVar + "=" + SemVer(cfg.Source.Version)
+	ldflags := "-s -w -buildid= " + VersionLDFlags(cfg.Source.Version)
 	args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags", ldflags, "-o", out}
 	if cfg.Tags != "" {
 		args = append(args, "-tags", cfg.Tags)
@@ -241,7 +251,8 @@ func PackageNames(version, goarch string) (deb, rpm string) {
 
 // writePackages makes the deb and the rpm of a linux target with nfpm
 // (packaging/nfpm.yaml), from a staging directory with the binary, the
-// unit pointed at the packaged binary, and the Debian changelog.
+// unit pointed at the packaged binary, the Debian copyright file and the
+// Debian changelog.
 func writePackages(ctx context.Context, cfg Config, t Target, bin string) ([]string, error) {
 	root := filepath.Join(filepath.Dir(bin), "pkgroot")
 	if err := os.MkdirAll(root, 0o755); err != nil {
@@ -256,6 +267,13 @@ func writePackages(ctx context.Context, cfg Config, t Target, bin string) ([]str
 	}
 	unit = bytes.ReplaceAll(unit, []byte("/usr/local/bin/cairn-caddy"), []byte(packagedBinary))
 	if err := os.WriteFile(filepath.Join(root, "cairn-caddy.service"), unit, 0o644); err != nil {
+		return nil, err
+	}
+	copyright, err := renderRecipe(filepath.Join(cfg.Repo, CopyrightTemplate), RecipeData{Version: cfg.Source.Version, License: License})
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(root, "copyright"), copyright, 0o644); err != nil {
 		return nil, err
 	}
 	changelog, err := debianChangelog(cfg)

@@ -31,13 +31,16 @@ func VersionFromTag(tag string) (string, error) {
 }
 
 // DevVersion is the version of a build from an untagged commit:
-// 0.0.0~git<commit time>.<short commit>, which sorts below every release
+// 0.0.0~git<commit time>.g<short commit>, which sorts below every release
 // and by commit time among development builds.
 func DevVersion(commitTime time.Time, commit string) string {
 	if len(commit) > 12 {
 		commit = commit[:12]
 	}
-	return "0.0.0~git" + commitTime.UTC().Format("20060102150405") + "." + commit
+	// The g, as in `git describe`, keeps the commit a semantic-version
+	// identifier when its hex prefix is all digits with a leading zero
+	// (012345678901), which semver forbids.
+	return "0.0.0~git" + commitTime.UTC().Format("20060102150405") + ".g" + commit
 }
 
 // validVersion is what a package version may hold (dpkg's and rpm's
