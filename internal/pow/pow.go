@@ -126,14 +126,31 @@ func Solve(did, nsid string, difficulty int, now time.Time) (string, error) {
 
 // Verifier checks stamps.
 type Verifier struct {
-	// MaxAge is how long a stamp is accepted after its time; default 5 min.
+	// MaxAge is how long a stamp is accepted after its time; default
+	// DefaultMaxAge.
 	MaxAge time.Duration
-	// Skew is how far in the future a stamp's time may be; default 30 s.
+	// Skew is how far in the future a stamp's time may be; default
+	// DefaultSkew.
 	Skew time.Duration
 	// Replay remembers used stamps until they expire.
 	Replay atpauth.ReplayStore
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+}
+
+// DefaultMaxAge and DefaultSkew are a Verifier's defaults.
+const (
+	DefaultMaxAge = 5 * time.Minute
+	DefaultSkew   = 30 * time.Second
+)
+
+// Window returns how long a stamp is accepted after its time: MaxAge, or
+// DefaultMaxAge.
+func (v *Verifier) Window() time.Duration {
+	if v.MaxAge <= 0 {
+		return DefaultMaxAge
+	}
+	return v.MaxAge
 }
 
 // Verify checks the header value for the caller and method at the required
@@ -146,15 +163,12 @@ func (v *Verifier) Verify(ctx context.Context, header, did, nsid string, require
 	if err != nil {
 		return err
 	}
-	now, maxAge, skew := time.Now(), v.MaxAge, v.Skew
+	now, maxAge, skew := time.Now(), v.Window(), v.Skew
 	if v.Now != nil {
 		now = v.Now()
 	}
-	if maxAge <= 0 {
-		maxAge = 5 * time.Minute
-	}
 	if skew <= 0 {
-		skew = 30 * time.Second
+		skew = DefaultSkew
 	}
 	if s.Time.Before(now.Add(-maxAge)) || s.Time.After(now.Add(skew)) {
 		return ErrExpired
