@@ -48,7 +48,8 @@ func TestProofOfWork(t *testing.T) {
 			var checks []string
 			e := newEnv(t, b.open, func(c *delivery.Config) {
 				c.ProofOfWork = &delivery.ProofOfWork{
-					Verifier:        &pow.Verifier{Replay: atpauth.NewMemoryReplayStore(1000, c.Now), Now: c.Now},
+					// The replay memory began before the test's stamps.
+					Verifier:        &pow.Verifier{Replay: atpauth.NewMemoryReplayStore(1000, func() time.Time { return c.Now().Add(-time.Hour) }), Now: c.Now},
 					Bits:            8,
 					FirstKeyPackage: true,
 					Extra:           func(context.Context) int { return extra },

@@ -12,7 +12,8 @@
 // header, so a stamp is bound to both without carrying an identity. The
 // verifier refuses a stamp older than its maximum age or from the future,
 // with fewer bits than required, or already used (single use through an
-// atpauth.ReplayStore, memory or Redis).
+// atpauth.ReplayStore, memory or Redis), and one dated before that replay
+// memory began (plus the clock skew), which it cannot vouch for.
 package pow
 
 import (
@@ -183,6 +184,12 @@ func (v *Verifier) Verify(ctx context.Context, header, did, nsid string, require
 	}
 	if !r.Fresh {
 		return ErrReplayed
+	}
+	// A stamp dated before the replay memory began (plus the skew it may
+	// have been used ahead of its time) may have been used while that
+	// memory did not exist: a restart of a memory store, a flushed Redis.
+	if s.Time.Before(r.Since.Add(skew)) {
+		return fmt.Errorf("%w: the stamp predates the replay memory (since %s); solve a new one", ErrExpired, r.Since.UTC().Format(time.RFC3339))
 	}
 	return nil
 }
