@@ -3,6 +3,7 @@ package pow_test
 import (
 	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -161,5 +162,24 @@ func benchmarkVerify(b *testing.B, replay atpauth.ReplayStore) {
 			b.Fatal(err)
 		}
 		i++
+	}
+}
+
+// TestJSSolver solves challenges with test/mls/pow.mjs, the solver a ts-mls
+// client carries, and verifies its stamps here.
+func TestJSSolver(t *testing.T) {
+	node := testenv.Tool(t, "node")
+	now := time.Now()
+	v := &pow.Verifier{Replay: memorySince(now.Add(-time.Hour), time.Now)}
+	for _, bits := range []int{0, 8, 12} {
+		ch := pow.Challenge{Bits: bits, NSID: create, MaxAge: 5 * time.Minute}
+		out, err := exec.Command(node, "../../test/mls/pow.mjs", did, ch.String()).Output()
+		if err != nil {
+			t.Fatalf("node pow.mjs: %v", err)
+		}
+		stamp := strings.TrimSpace(string(out))
+		if err := v.Verify(t.Context(), stamp, did, create, bits); err != nil {
+			t.Fatalf("the JS solver's %d-bit stamp %q: %v", bits, stamp, err)
+		}
 	}
 }
