@@ -209,8 +209,11 @@ func (zs *Zones) Allow(ctx context.Context, req Request) (Decision, error) {
 			continue
 		}
 		refused, err := zs.allowModifiers(ctx, z, &keys, d.Signals, &d, &first)
-		if err != nil || refused {
-			return d, err
+		if err != nil {
+			return Decision{}, err
+		}
+		if refused {
+			return d, nil
 		}
 	}
 	d.Allowed = true
@@ -295,9 +298,11 @@ func (a *Admission) AllowGroup(ctx context.Context, members int) (Decision, erro
 		}
 		d.Matched = true
 		refused, err := a.zones.allowModifiers(ctx, z, &keys, Signals(0).With(SignalLargeGroup), &d, &first)
-		if err != nil || refused {
-			d.Signals = sigs
-			return d, err
+		if err != nil {
+			return Decision{}, err
+		}
+		if refused {
+			return d, nil
 		}
 	}
 	return d, nil
