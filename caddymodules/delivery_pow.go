@@ -10,7 +10,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/cairn-chat/cairn-caddy/internal/atpauth"
 	"github.com/cairn-chat/cairn-caddy/internal/delivery"
 	"github.com/cairn-chat/cairn-caddy/internal/pow"
 	"github.com/cairn-chat/cairn-caddy/internal/ratelimit"
@@ -85,21 +84,9 @@ func (w *ProofOfWork) build(app *App) (*delivery.ProofOfWork, error) {
 	if w.Replay == "" {
 		w.Replay = backendAuto
 	}
-	var replay atpauth.ReplayStore
-	switch w.Replay {
-	case backendMemory:
-		replay = app.MemoryReplayStore()
-	case backendRedis, backendAuto:
-		if app.RedisClient() == nil {
-			if w.Replay == backendRedis {
-				return nil, fmt.Errorf("proof_of_work replay redis: no Redis is configured; set `redis <url>` in the cairn global options")
-			}
-			replay = app.MemoryReplayStore()
-			break
-		}
-		replay = &atpauth.RedisReplayStore{Client: app.RedisClient(), Prefix: powReplayPrefix}
-	default:
-		return nil, fmt.Errorf("proof_of_work replay %q: want auto, redis or memory", w.Replay)
+	replay, err := app.ReplayStore(w.Replay, powReplayPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("proof_of_work replay: %w", err)
 	}
 	m := app.Metrics()
 	m.PreregisterPoWOutcomes(pow.Reasons())

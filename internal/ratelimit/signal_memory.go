@@ -35,20 +35,12 @@ type signalRecord struct {
 // NewMemorySignals returns a MemorySignals bounded and clocked by cfg, as
 // a MemoryStore would be.
 func NewMemorySignals(cfg MemoryConfig) *MemorySignals {
-	if cfg.MaxKeys <= 0 {
-		cfg.MaxKeys = DefaultMaxKeys
-	}
-	if cfg.SweepInterval <= 0 {
-		cfg.SweepInterval = DefaultSweepInterval
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	cfg = cfg.withDefaults()
 	m := &MemorySignals{
 		seed:       maphash.MakeSeed(),
 		now:        cfg.Now,
 		sweepEvery: int64(cfg.SweepInterval),
-		shardCap:   max((cfg.MaxKeys+memShards-1)/memShards, 1),
+		shardCap:   cfg.shardCap(),
 	}
 	for i := range m.shards {
 		m.shards[i].records = make(map[uint64]signalRecord)

@@ -51,14 +51,9 @@ type RedisSignals struct {
 // <prefix>sig|{<key>}|seen and …|churn; the braces keep both in one
 // Redis Cluster slot.
 func NewRedisSignals(cfg RedisConfig) (*RedisSignals, error) {
-	if cfg.Client == nil {
-		return nil, ErrNoRedisClient
-	}
-	if cfg.Prefix == "" {
-		cfg.Prefix = DefaultRedisPrefix
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = DefaultRedisTimeout
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	return &RedisSignals{client: cfg.Client, prefix: cfg.Prefix, timeout: cfg.Timeout}, nil
 }
