@@ -36,8 +36,10 @@ var ErrInvalidSignal = errors.New("invalid adaptive signal")
 // ParseSignal parses a signal as written in configuration: new_account,
 // high_churn or large_group.
 func ParseSignal(s string) (Signal, error) {
-	if i := slices.Index(signalNames[:], s); i > 0 {
-		return Signal(i), nil
+	for sig := SignalNewAccount; sig <= SignalLargeGroup; sig++ {
+		if signalNames[sig] == s {
+			return sig, nil
+		}
 	}
 	return 0, fmt.Errorf("%w: %q: want new_account, high_churn or large_group", ErrInvalidSignal, s)
 }
