@@ -183,3 +183,73 @@ func TestJSSolver(t *testing.T) {
 		}
 	}
 }
+
+func TestChallenge(t *testing.T) {
+	ch := pow.Challenge{Bits: 12, NSID: create, MaxAge: 5 * time.Minute}
+	got, err := pow.ParseChallenge(ch.String())
+	if err != nil || got != ch {
+		t.Fatalf("ParseChallenge(%q) = %+v, %v", ch.String(), got, err)
+	}
+	// Unknown keys are ignored; spacing is free.
+	if got, err := pow.ParseChallenge("v1;bits=12;method=" + create + ";max-age=300;hint=x"); err != nil || got != ch {
+		t.Fatalf("with an unknown key: %+v, %v", got, err)
+	}
+	for _, bad := range []string{"", "v2; bits=1; method=m; max-age=1", "v1; bits=1; method=m", "v1; bits=33; method=m; max-age=1",
+		"v1; bits=1; bits=2; method=m; max-age=1", "v1; bits=1; method=m; max-age=0", "v1; bits; method=m; max-age=1"} {
+		if _, err := pow.ParseChallenge(bad); !errors.Is(err, pow.ErrMalformedChallenge) {
+			t.Errorf("ParseChallenge(%q) = %v, want ErrMalformedChallenge", bad, err)
+		}
+	}
+	now := time.Unix(1_800_000_000, 0)
+	stamp, err := ch.Solve(did, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &pow.Verifier{Replay: memorySince(now.Add(-time.Hour), func() time.Time { return now }), Now: func() time.Time { return now }}
+	if err := v.Verify(t.Context(), stamp, did, create, 12); err != nil {
+		t.Fatalf("the challenge's solution: %v", err)
+	}
+}
+
+func TestReasonsAndNames(t *testing.T) {
+	for _, tc := range []struct {
+		err          error
+		reason, name string
+	}{
+		{pow.ErrMissing, "missing", "ProofOfWorkRequired"},
+		{fmt.Errorf("%w: x", pow.ErrMalformed), "malformed", "InvalidProofOfWork"},
+		{pow.ErrInsufficient, "insufficient", "InvalidProofOfWork"},
+		{pow.ErrExpired, "expired", "ProofOfWorkExpired"},
+		{pow.ErrReplayed, "replayed", "ProofOfWorkReplayed"},
+		{pow.ErrUnavailable, "unavailable", "ProofOfWorkRequired"},
+	} {
+		if got := pow.Reason(tc.err); got != tc.reason {
+			t.Errorf("Reason(%v) = %q, want %q", tc.err, got, tc.reason)
+		}
+		if got := pow.ErrorName(tc.err); got != tc.name {
+			t.Errorf("ErrorName(%v) = %q, want %q", tc.err, got, tc.name)
+		}
+	}
+}
+
+func FuzzParseChallenge(f *testing.F) {
+	f.Add("v1; bits=12; method=blue.catbird.mls.createConvo; max-age=300")
+	f.Add("v1;bits=0;method=m;max-age=1;x=y")
+	f.Add("v1; bits=-1")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := pow.ParseChallenge(s)
+		if err != nil {
+			if !errors.Is(err, pow.ErrMalformedChallenge) {
+				t.Fatalf("error %v is not ErrMalformedChallenge", err)
+			}
+			return
+		}
+		if c.Bits < 0 || c.Bits > pow.MaxBits || c.NSID == "" || c.MaxAge <= 0 {
+			t.Fatalf("accepted %q as %+v", s, c)
+		}
+		again, err := pow.ParseChallenge(c.String())
+		if err != nil || again != c {
+			t.Fatalf("%+v does not round-trip: %+v, %v", c, again, err)
+		}
+	})
+}
