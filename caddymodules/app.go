@@ -610,6 +610,25 @@ func (a *App) MemoryReplayStore() *atpauth.MemoryReplayStore {
 	return st
 }
 
+// ReplayStore returns the replay memory a handler's `replay` option
+// names: "memory" (MemoryReplayStore), "redis" (the app's Redis, keys under
+// prefix; an error without Redis) or "auto" (Redis when configured).
+func (a *App) ReplayStore(option, prefix string) (atpauth.ReplayStore, error) {
+	switch option {
+	case backendMemory:
+		return a.MemoryReplayStore(), nil
+	case backendRedis, backendAuto:
+		if a.redis == nil {
+			if option == backendRedis {
+				return nil, fmt.Errorf("redis: no Redis is configured; set `redis <url>` in the cairn global options")
+			}
+			return a.MemoryReplayStore(), nil
+		}
+		return &atpauth.RedisReplayStore{Client: a.redis, Prefix: prefix}, nil
+	}
+	return nil, fmt.Errorf("%q: want auto, redis or memory", option)
+}
+
 // DIDResolver returns the process's DID resolver for the PLC directory at
 // plcURL, with the app's development options. Its cache of DID documents is
 // kept across reloads.

@@ -124,7 +124,7 @@ func (a *App) beginReplayMemories() {
 	if a.redis == nil {
 		return
 	}
-	for _, prefix := range []string{jtiReplayPrefix, realtime.TicketReplayPrefix} {
+	for _, prefix := range []string{jtiReplayPrefix, realtime.TicketReplayPrefix, powReplayPrefix} {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, err := (&atpauth.RedisReplayStore{Client: a.redis, Prefix: prefix}).Begin(ctx)
 		cancel()

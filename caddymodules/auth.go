@@ -122,21 +122,9 @@ func (a *Auth) Provision(ctx caddy.Context) error {
 	if a.Replay == "" {
 		a.Replay = backendAuto
 	}
-	var replay atpauth.ReplayStore
-	switch a.Replay {
-	case backendMemory:
-		replay = app.MemoryReplayStore()
-	case backendRedis, backendAuto:
-		if app.RedisClient() == nil {
-			if a.Replay == backendRedis {
-				return fmt.Errorf("cairn_auth replay redis: no Redis is configured; set `redis <url>` in the cairn global options")
-			}
-			replay = app.MemoryReplayStore()
-			break
-		}
-		replay = &atpauth.RedisReplayStore{Client: app.RedisClient(), Prefix: jtiReplayPrefix}
-	default:
-		return fmt.Errorf("cairn_auth replay %q: want auto, redis or memory", a.Replay)
+	replay, err := app.ReplayStore(a.Replay, jtiReplayPrefix)
+	if err != nil {
+		return fmt.Errorf("cairn_auth replay: %w", err)
 	}
 	a.verifier, err = atpauth.NewVerifier(atpauth.Config{
 		ServiceDID:       a.ServiceDID,

@@ -64,6 +64,7 @@ func init() {
 //	    chat_request_previews                   # keep previewText, sealed; default: dropped
 //	    chat_request_sender_rate    20/1h       # chat requests one account sends
 //	    chat_request_recipient_rate 30/1h       # chat requests one account receives
+//	    proof_of_work { … }                     # optional; see ProofOfWork
 //	}
 type Delivery struct {
 	// MaxMessageBytes bounds one message's or commit's ciphertext. Default
@@ -123,8 +124,12 @@ type Delivery struct {
 	// ChatRequestRecipientRate is the quota of chat requests one account
 	// receives, as requests/period. Default 30/1h.
 	ChatRequestRecipientRate string `json:"chat_request_recipient_rate,omitempty"`
+	// ProofOfWork, if set, asks for a proof-of-work stamp before the
+	// expensive first actions of an account. Default off.
+	ProofOfWork *ProofOfWork `json:"proof_of_work,omitempty"`
 
 	app    *App
+	work   *delivery.ProofOfWork
 	lazy   *lazyHandlers
 	logger *zap.Logger
 }
@@ -160,6 +165,11 @@ func (d *Delivery) Provision(ctx caddy.Context) error {
 	for name, v := range map[string]string{"chat_request_sender_rate": d.ChatRequestSenderRate, "chat_request_recipient_rate": d.ChatRequestRecipientRate} {
 		if _, err := chatRequestLimit(v, ratelimit.Limit{}); err != nil {
 			return fmt.Errorf("cairn_delivery %s: %w", name, err)
+		}
+	}
+	if d.ProofOfWork != nil {
+		if d.work, err = d.ProofOfWork.build(app); err != nil {
+			return fmt.Errorf("cairn_delivery: %w", err)
 		}
 	}
 	app.UseStore()
@@ -234,6 +244,7 @@ func (d *Delivery) handlers(ctx context.Context) (*deliveryHandlers, error) {
 		ChatRequestsPerRecipient: chat.perRecipient,
 		Audit:                    rec,
 		HashIdentity:             d.app.Hasher().Hash,
+		ProofOfWork:              d.work,
 		OnAuditError: func(err error) {
 			d.logger.Error("audit: recording a moderation event", zap.Error(err))
 		},
@@ -420,6 +431,16 @@ func (d *Delivery) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 	}
 	for disp.NextBlock(0) {
 		opt := disp.Val()
+		if opt == "proof_of_work" {
+			if d.ProofOfWork != nil {
+				return disp.Errf("cairn_delivery takes one proof_of_work block")
+			}
+			d.ProofOfWork = new(ProofOfWork)
+			if err := unmarshalProofOfWork(disp, d.ProofOfWork); err != nil {
+				return err
+			}
+			continue
+		}
 		if opt == "require_opt_in" || opt == "chat_request_previews" {
 			if disp.NextArg() {
 				return disp.Errf("%s takes no value", opt)

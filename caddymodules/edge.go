@@ -71,6 +71,9 @@ func (e *Edge) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("cairn_edge: %w", err)
 	}
 	if e.RateLimit != nil {
+		if e.RateLimit.Signals != nil {
+			return fmt.Errorf("cairn_edge rate_limit: signals are about a verified account, and cairn_edge runs before cairn_auth; put them in a cairn_rate_limit after cairn_auth")
+		}
 		if err := e.RateLimit.Provision(ctx); err != nil {
 			return fmt.Errorf("cairn_edge: %w", err)
 		}

@@ -463,6 +463,11 @@ func TestBadConfigIsRefusedWithActionableMessages(t *testing.T) {
 		{"short audit key", "{\n\tcairn {\n\t\taudit {\n\t\t\tkey tooshort\n\t\t}\n\t}\n}\nhttp://127.0.0.1:1 {\n\tcairn_request_id\n}\n", "at least 32 bytes"},
 		{"operator api options", "http://127.0.0.1:1 {\n\tcairn_operator_api {\n\t\tfoo\n\t}\n}\n", "takes no options"},
 		{"bad header", "http://127.0.0.1:1 {\n\tcairn_security_headers {\n\t\tX-Bad \"a\nb\"\n\t}\n}\n", "line breaks"},
+		{"looser modifier", "http://127.0.0.1:1 {\n\tcairn_rate_limit {\n\t\tsignals {\n\t\t\tnew_account 7d\n\t\t}\n\t\tzone z {\n\t\t\tkey did\n\t\t\trate 10/1m\n\t\t\twhen new_account rate 20/1m\n\t\t}\n\t}\n}\n", "a modifier may only tighten"},
+		{"modifier without its signal", "http://127.0.0.1:1 {\n\tcairn_rate_limit {\n\t\tzone z {\n\t\t\tkey did\n\t\t\trate 10/1m\n\t\t\twhen high_churn rate 1/1m\n\t\t}\n\t}\n}\n", "needs the high_churn signal defined"},
+		{"signals in cairn_edge", "http://127.0.0.1:1 {\n\tcairn_edge {\n\t\trate_limit {\n\t\t\tpreset edge\n\t\t\tsignals {\n\t\t\t\tnew_account 7d\n\t\t\t}\n\t\t}\n\t}\n}\n", "cairn_edge runs before cairn_auth"},
+		{"proof of work outside the namespace", "http://127.0.0.1:1 {\n\tcairn_delivery {\n\t\tproof_of_work {\n\t\t\tdifficulty 8\n\t\t\tmethods com.example.x\n\t\t}\n\t}\n}\n", "want a blue.catbird.mls.* method"},
+		{"proof of work too hard with signals", "http://127.0.0.1:1 {\n\tcairn_delivery {\n\t\tproof_of_work {\n\t\t\tdifficulty 30\n\t\t\tnew_account +4\n\t\t}\n\t}\n}\n", "extra bits 4"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, ok := validate(t, tc.caddyfile)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -62,8 +64,23 @@ const (
 //	        match  method <METHOD>...
 //	        otherwise                    # only when no other zone of this key kind matched;
 //	                                     # the first matching otherwise zone wins
+//	        when new_account|high_churn|large_group rate <n>/<period> [burst <n>]
+//	                                     # tighter while the signal holds (key did only)
+//	    }
+//	    signals {                        # the adaptive signals `when` names
+//	        new_account   7d             # first seen less than this ago
+//	        forget        30d            # an account unseen this long is new again
+//	        churn         20/1h          # more than 20 membership calls in an hour
+//	        churn_methods <nsid|prefix.*>...
+//	        large_group   500            # conversations of at least 500 members
 //	    }
 //	}
+//
+// With signals, a request from a verified caller is recorded (one store
+// call: a keyed hash of the DID with its first-seen time, and a churn
+// count) and the signals that hold travel in the request context, for the
+// zones' modifiers, cairn_delivery's large-group check and its
+// proof-of-work difficulty.
 type RateLimit struct {
 	// Presets adds the documented default zones of each named preset
 	// ("public", "edge", "api") before Zones.
@@ -79,10 +96,53 @@ type RateLimit struct {
 	// OmitAdmittedHeaders leaves the RateLimit-* headers off allowed
 	// responses (75 bytes or so on each); refusals always carry them.
 	OmitAdmittedHeaders bool `json:"omit_admitted_headers,omitempty"`
+	// Signals defines the adaptive signals the zones' modifiers name; nil
+	// records nothing.
+	Signals *AdaptiveSignals `json:"signals,omitempty"`
 
 	zones   *ratelimit.Zones
 	metrics *metrics.Metrics
 	logger  *zap.Logger
+}
+
+// AdaptiveSignals says when each adaptive signal holds; a zero threshold
+// leaves its signal off (docs/rate-limiting.md, "Adaptive limits").
+type AdaptiveSignals struct {
+	// NewAccount: an account first seen less than this long ago is new.
+	NewAccount caddy.Duration `json:"new_account,omitempty"`
+	// Forget: an account not seen for this long is forgotten and counts
+	// as new again. Default 30 days; at least NewAccount.
+	Forget caddy.Duration `json:"forget,omitempty"`
+	// Churn is "<n>/<period>": an account that makes more than n
+	// membership calls in one period has high churn.
+	Churn string `json:"churn,omitempty"`
+	// ChurnMethods are the methods counted as membership calls; default
+	// createConvo, addMembers, removeMember, leaveConvo,
+	// processExternalCommit, rejoin and readdition.
+	ChurnMethods []string `json:"churn_methods,omitempty"`
+	// LargeGroup: a conversation of at least this many members is large.
+	LargeGroup int `json:"large_group,omitempty"`
+}
+
+// config returns the signals as internal/ratelimit takes them.
+func (s *AdaptiveSignals) config() (*ratelimit.SignalConfig, error) {
+	cfg := &ratelimit.SignalConfig{
+		NewAccount: time.Duration(s.NewAccount),
+		Forget:     time.Duration(s.Forget),
+		ChurnNSIDs: s.ChurnMethods,
+		LargeGroup: s.LargeGroup,
+	}
+	if s.Churn != "" {
+		n, period, err := ratelimit.ParseRate(s.Churn)
+		if err != nil {
+			return nil, fmt.Errorf("signals churn %q: want <calls>/<period> such as 20/1h: %w", s.Churn, err)
+		}
+		cfg.ChurnCalls, cfg.ChurnWindow = n, period
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("signals: %w", err)
+	}
+	return cfg, nil
 }
 
 // CaddyModule returns the Caddy module information.
@@ -112,30 +172,49 @@ func (rl *RateLimit) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("cairn_rate_limit on_backend_error %q: want local, allow or deny", rl.OnBackendError)
 	}
-	var limiter ratelimit.Limiter
+	var (
+		limiter ratelimit.Limiter
+		sigs    ratelimit.SignalStore
+		sigCfg  *ratelimit.SignalConfig
+	)
 	switch rl.Backend {
 	case backendMemory:
-		limiter = app.LocalLimiter()
+		limiter, sigs = app.LocalLimiter(), app.LocalSignals()
 	case backendRedis, backendAuto:
 		if app.RedisClient() == nil {
 			if rl.Backend == backendRedis {
 				return fmt.Errorf("cairn_rate_limit backend redis: no Redis is configured; set `redis <url>` in the cairn global options")
 			}
-			limiter = app.LocalLimiter()
+			limiter, sigs = app.LocalLimiter(), app.LocalSignals()
 			break
 		}
-		if limiter, err = app.SharedLimiter(policy); err != nil {
+		f, err := app.SharedLimiter(policy)
+		if err != nil {
 			return fmt.Errorf("cairn_rate_limit: %w", err)
 		}
+		if sigs, err = app.SharedSignals(f); err != nil {
+			return fmt.Errorf("cairn_rate_limit: %w", err)
+		}
+		limiter = f
 	default:
 		return fmt.Errorf("cairn_rate_limit backend %q: want auto, memory or redis", rl.Backend)
 	}
+	if rl.Signals != nil {
+		if sigCfg, err = rl.Signals.config(); err != nil {
+			return fmt.Errorf("cairn_rate_limit: %w", err)
+		}
+	}
 	rl.zones, err = ratelimit.NewZones(ratelimit.ZonesConfig{
-		Presets:  rl.Presets,
-		Zones:    rl.Zones,
-		Limiter:  limiter,
-		Hasher:   app.Hasher(),
-		Observer: func(zone string) ratelimit.ZoneObserver { return rl.metrics.RateLimitZone(zone) },
+		Presets:     rl.Presets,
+		Zones:       rl.Zones,
+		Limiter:     limiter,
+		Hasher:      app.Hasher(),
+		Observer:    func(zone string) ratelimit.ZoneObserver { return rl.metrics.RateLimitZone(zone) },
+		Signals:     sigCfg,
+		SignalStore: sigs,
+		ModifierObserver: func(zone string, s ratelimit.Signal) ratelimit.ZoneObserver {
+			return rl.metrics.RateLimitModifier(zone, s.String())
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("cairn_rate_limit: %w", err)
@@ -145,7 +224,8 @@ func (rl *RateLimit) Provision(ctx caddy.Context) error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	d, err := rl.zones.Allow(r.Context(), limitRequest(r))
+	req := limitRequest(r)
+	d, err := rl.zones.Allow(r.Context(), req)
 	if err != nil {
 		rl.backendFailure(w, r, err)
 		return nil
@@ -155,6 +235,11 @@ func (rl *RateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 		return nil
 	}
 	rl.admitted(w, d)
+	if rl.Signals != nil && req.DID != "" {
+		// Later handlers (cairn_delivery) read the signals and decide the
+		// large-group modifiers.
+		r = r.WithContext(ratelimit.NewContext(r.Context(), rl.zones.Admission(req, d)))
+	}
 	return next.ServeHTTP(w, r)
 }
 
@@ -197,9 +282,18 @@ func (rl *RateLimit) refuse(w http.ResponseWriter, r *http.Request, d ratelimit.
 	respondError(rl.logger, w, r, &xrpc.Error{
 		Status:  http.StatusTooManyRequests,
 		Name:    "RateLimitExceeded",
-		Message: fmt.Sprintf("rate limit %q exceeded (%s); retry in %d s", d.Zone, d.Result.Limit, d.Result.RetryAfterSeconds()),
+		Message: refusalMessage(d),
 		Header:  h,
 	})
+}
+
+// refusalMessage says which limit refused, and under which signal.
+func refusalMessage(d ratelimit.Decision) string {
+	zone := strconv.Quote(d.Zone)
+	if d.Signal != 0 {
+		zone += " for " + d.Signal.String()
+	}
+	return fmt.Sprintf("rate limit %s exceeded (%s); retry in %d s", zone, d.Result.Limit, d.Result.RetryAfterSeconds())
 }
 
 // backendFailure answers a limiter error that no failover policy absorbed
@@ -255,6 +349,14 @@ func (rl *RateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				rl.OmitAdmittedHeaders = true
 			default:
 				return d.Errf("admitted_headers %q: want on or off", v)
+			}
+		case "signals":
+			if rl.Signals != nil {
+				return d.Errf("cairn_rate_limit takes one signals block")
+			}
+			rl.Signals = new(AdaptiveSignals)
+			if err := unmarshalSignals(d, rl.Signals); err != nil {
+				return err
 			}
 		case "zone":
 			z := new(ratelimit.Zone)
@@ -319,8 +421,98 @@ func unmarshalZone(d *caddyfile.Dispenser, z *ratelimit.Zone) error {
 				return d.ArgErr()
 			}
 			z.Otherwise = true
+		case "when":
+			m, err := unmarshalModifier(d)
+			if err != nil {
+				return err
+			}
+			z.Modifiers = append(z.Modifiers, m)
 		default:
 			return d.Errf("unrecognized zone option %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// unmarshalModifier reads `when <signal> rate <n>/<period> [burst <n>]`.
+func unmarshalModifier(d *caddyfile.Dispenser) (ratelimit.Modifier, error) {
+	var m ratelimit.Modifier
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return m, d.Errf("when needs a signal and a rate: when new_account rate 20/1m [burst 5]")
+	}
+	sig, err := ratelimit.ParseSignal(args[0])
+	if err != nil {
+		return m, d.Errf("when: %v", err)
+	}
+	m.When = sig
+	rest := args[1:]
+	if len(rest)%2 != 0 {
+		return m, d.Errf("when %s: options come in pairs: rate <n>/<period> [burst <n>]", sig)
+	}
+	for i := 0; i < len(rest); i += 2 {
+		switch rest[i] {
+		case "rate":
+			m.Rate = rest[i+1]
+		case "burst":
+			n, err := positiveInt(rest[i+1])
+			if err != nil {
+				return m, d.Errf("when %s burst %q: %v", sig, rest[i+1], err)
+			}
+			m.Burst = n
+		default:
+			return m, d.Errf("when %s: unrecognized option %q: want rate or burst", sig, rest[i])
+		}
+	}
+	if m.Rate == "" {
+		return m, d.Errf("when %s needs a rate: when %s rate <n>/<period>", sig, sig)
+	}
+	return m, nil
+}
+
+// unmarshalSignals reads the signals block.
+func unmarshalSignals(d *caddyfile.Dispenser, s *AdaptiveSignals) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		switch opt {
+		case "new_account", "forget":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return d.Errf("signals %s %q: want a positive duration such as 7d or 48h", opt, v)
+			}
+			if opt == "new_account" {
+				s.NewAccount = caddy.Duration(dur)
+			} else {
+				s.Forget = caddy.Duration(dur)
+			}
+		case "churn":
+			if !d.AllArgs(&s.Churn) {
+				return d.ArgErr()
+			}
+		case "churn_methods":
+			s.ChurnMethods = append(s.ChurnMethods, d.RemainingArgs()...)
+			if len(s.ChurnMethods) == 0 {
+				return d.Errf("signals churn_methods needs at least one NSID")
+			}
+		case "large_group":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			n, err := positiveInt(v)
+			if err != nil || n == 0 {
+				return d.Errf("signals large_group %q: want a member count such as 500", v)
+			}
+			s.LargeGroup = n
+		default:
+			return d.Errf("unrecognized signals option %q: want new_account, forget, churn, churn_methods or large_group", opt)
 		}
 	}
 	return nil

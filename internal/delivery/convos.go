@@ -426,6 +426,9 @@ func (s *Service) addMembers(ctx context.Context, c call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.admitGroup(ctx, convoID); err != nil {
+		return nil, err
+	}
 	var members []store.NewMember
 	pre := func(ctx context.Context) error {
 		me, err := s.member(ctx, convoID, c.id)

@@ -85,6 +85,14 @@
 //     addMembers keyPackageHashes, syncKeyPackages localHashes) either form
 //     is accepted, in any case: store.KeyPackageByHash and the sync resolve
 //     a SHA-256 of the bytes to the package's KeyPackageRef.
+//   - With Config.ProofOfWork, createConvo, sendChatRequest (once served)
+//     and an account's first publishKeyPackage(s) or registerDevice
+//     answer 428 ProofOfWorkRequired, InvalidProofOfWork,
+//     ProofOfWorkExpired or ProofOfWorkReplayed without a good stamp, with
+//     the X-Cairn-PoW-Challenge header; no lexicon names these errors
+//     (docs/rate-limiting.md). With a rate limiter's large-group
+//     modifiers, sendMessage and addMembers may answer 429
+//     RateLimitExceeded.
 //   - getKeyPackageStats: did may only be the caller's own DID (403
 //     Unauthorized otherwise); inventory is private.
 //   - getKeyPackageStatus: reserved is omitted (there is no reservation).

@@ -76,6 +76,9 @@ type env struct {
 	clock *clock
 	store store.Store
 	svc   *delivery.Service
+	// prepare, if set, adjusts each request before it is served (a
+	// header, a context value).
+	prepare func(*http.Request) *http.Request
 }
 
 func newEnv(t testing.TB, open func(testing.TB, func() time.Time) store.Store, mutate ...func(*delivery.Config)) *env {
@@ -137,6 +140,9 @@ func (e *env) serve(id who, method, nsid, query string, body []byte, contentType
 	}
 	if id.DID != "" {
 		req = req.WithContext(caller.With(req.Context(), id))
+	}
+	if e.prepare != nil {
+		req = e.prepare(req)
 	}
 	rec := httptest.NewRecorder()
 	e.svc.ServeHTTP(rec, req)

@@ -120,6 +120,9 @@ func (s *Service) sendMessage(ctx context.Context, c call) (any, error) {
 	if epoch != *in.Epoch {
 		return nil, fmt.Errorf("%w: declared %d, framed %d", ErrEpochMismatch, *in.Epoch, epoch)
 	}
+	if err := s.admitGroup(ctx, convoID); err != nil {
+		return nil, err
+	}
 	sent := sentMessage{convoID: convoID, msgID: in.MsgID, epoch: epoch, ciphertext: in.Ciphertext,
 		isCommit: h.ContentType == mlswire.ContentTypeCommit}
 	var out sendMessageOutput

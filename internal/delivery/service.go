@@ -144,6 +144,10 @@ type Config struct {
 	// receives. Default DefaultChatRequestsPerRecipient (30 an hour, burst
 	// 10).
 	ChatRequestsPerRecipient ratelimit.Limit
+	// ProofOfWork, if set, asks for a proof-of-work stamp before the
+	// expensive first actions of an account (428 with a challenge
+	// otherwise). Default none.
+	ProofOfWork *ProofOfWork
 }
 
 // Service is the MLS delivery service: it serves the blue.catbird.mls
@@ -217,6 +221,13 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.PendingAdditionTTL <= 0 {
 		cfg.PendingAdditionTTL = DefaultPendingAdditionTTL
+	}
+	if cfg.ProofOfWork != nil {
+		w := *cfg.ProofOfWork
+		if err := w.validate(); err != nil {
+			return nil, err
+		}
+		cfg.ProofOfWork = &w
 	}
 	s := &Service{cfg: cfg}
 	s.methods = s.routes()
@@ -330,6 +341,9 @@ func (s *Service) serve(r *http.Request) (int, []byte, error) {
 			name = "Unauthorized"
 		}
 		return 0, nil, xrpc.Errorf(http.StatusUnauthorized, name, "authentication required")
+	}
+	if err := s.requireWork(r.Context(), r, nsid, id); err != nil {
+		return 0, nil, s.mapError(nsid, err)
 	}
 	c := call{nsid: nsid, id: id}
 	if m.typ == xrpc.Query {

@@ -37,6 +37,8 @@ type Metrics struct {
 	purged        *prometheus.CounterVec
 	pools         *storePools
 	rateDecisions *prometheus.CounterVec
+	adaptive      *prometheus.CounterVec
+	powChecks     *prometheus.CounterVec
 	backendErrors *prometheus.CounterVec
 	backendState  *prometheus.GaugeVec
 	authOutcomes  *prometheus.CounterVec
@@ -89,6 +91,14 @@ func New() *Metrics {
 			Namespace: Namespace, Subsystem: "ratelimit", Name: "decisions_total",
 			Help: "Rate-limit decisions by zone, outcome (allowed, limited) and the backend that decided (local, shared, local_fallback, fail_open, fail_closed).",
 		}, []string{"zone", "outcome", "backend"}),
+		adaptive: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "ratelimit", Name: "adaptive_decisions_total",
+			Help: "Decisions of rate-limit zone modifiers by zone, signal (new_account, high_churn, large_group) and outcome (allowed, limited).",
+		}, []string{"zone", "signal", "outcome"}),
+		powChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "pow", Name: "checks_total",
+			Help: "Proof-of-work checks by outcome (ok, missing, malformed, insufficient, expired, replayed, unavailable).",
+		}, []string{"outcome"}),
 		backendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "backend_errors_total",
 			Help: "Errors talking to a backend (redis, postgres, sqlite, did_resolver) by backend and operation.",
@@ -102,7 +112,7 @@ func New() *Metrics {
 			Help: "Authentication outcomes by kind (client, operator) and reason (ok, or the fixed failure reason, e.g. expired, replayed, bad_signature).",
 		}, []string{"kind", "reason"}),
 	}
-	m.Registry.MustRegister(m.xrpcRequests, m.xrpcDuration, m.xrpcUnavail, m.purged, m.pools, m.rateDecisions, m.backendErrors, m.backendState, m.authOutcomes)
+	m.Registry.MustRegister(m.xrpcRequests, m.xrpcDuration, m.xrpcUnavail, m.purged, m.pools, m.rateDecisions, m.adaptive, m.powChecks, m.backendErrors, m.backendState, m.authOutcomes)
 	for _, k := range retentionKinds {
 		m.purged.WithLabelValues(k)
 	}
@@ -217,6 +227,42 @@ func (d *ZoneDecisions) Record(allowed bool, backend string) {
 		d.counters[a][i].Store(c)
 	}
 	(*c).Inc()
+}
+
+// ModifierDecisions counts the decisions of one zone's modifier.
+type ModifierDecisions struct {
+	allowed, limited prometheus.Counter
+}
+
+// RateLimitModifier returns the decision counters of zone's modifier for
+// signal; zone is an operator-configured zone name and signal one of the
+// fixed signal names, never a key.
+func (m *Metrics) RateLimitModifier(zone, signal string) *ModifierDecisions {
+	return &ModifierDecisions{
+		allowed: m.adaptive.WithLabelValues(zone, signal, "allowed"),
+		limited: m.adaptive.WithLabelValues(zone, signal, "limited"),
+	}
+}
+
+// Record counts one decision; the backend is counted by the zone's own
+// decisions.
+func (d *ModifierDecisions) Record(allowed bool, _ string) {
+	if allowed {
+		d.allowed.Inc()
+	} else {
+		d.limited.Inc()
+	}
+}
+
+// PoWCheck counts one proof-of-work check by its outcome, one of the
+// fixed reasons of internal/pow.
+func (m *Metrics) PoWCheck(outcome string) { m.powChecks.WithLabelValues(outcome).Inc() }
+
+// PreregisterPoWOutcomes creates the proof-of-work series at zero.
+func (m *Metrics) PreregisterPoWOutcomes(outcomes []string) {
+	for _, o := range outcomes {
+		m.powChecks.WithLabelValues(o)
+	}
 }
 
 // BackendError records a failed call to a backend.

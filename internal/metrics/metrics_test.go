@@ -18,6 +18,9 @@ func TestLabelsStayBounded(t *testing.T) {
 	m.ObserveXRPC("did:plc:ewvi7nxzyoun6zhxrhs64oiz", 404, time.Millisecond)
 	m.ObserveXRPC("blue.catbird.mls.getMessages?convoId=secret", 400, time.Millisecond)
 	m.RateLimitZone("send").Record(false, "shared")
+	m.RateLimitModifier("send", "new_account").Record(false, "shared")
+	m.PreregisterPoWOutcomes([]string{"ok", "missing"})
+	m.PoWCheck("replayed")
 	m.BackendError("redis", "ratelimit")
 	m.ObserveXRPC("blue.catbird.mls.getConvos", 503, time.Millisecond)
 	m.RetentionPurged("messages", 3)
@@ -52,7 +55,7 @@ func TestLabelsStayBounded(t *testing.T) {
 		t.Errorf("%d label values: the certificate names are not bounded", n)
 	}
 	for _, want := range []string{"blue.catbird.mls.sendMessage", "other", "2xx", "4xx", "5xx", "send", "limited", "redis", "messages", "idempotency",
-		"append_message", "unavailable", "internal", "empty", "low", "ok", "host0.example"} {
+		"append_message", "unavailable", "internal", "empty", "low", "ok", "host0.example", "new_account", "missing", "replayed"} {
 		if !seen[want] {
 			t.Errorf("label value %q not recorded", want)
 		}

@@ -12,7 +12,8 @@
 // header, so a stamp is bound to both without carrying an identity. The
 // verifier refuses a stamp older than its maximum age or from the future,
 // with fewer bits than required, or already used (single use through an
-// atpauth.ReplayStore, memory or Redis).
+// atpauth.ReplayStore, memory or Redis), and one dated before that replay
+// memory began (plus the clock skew), which it cannot vouch for.
 package pow
 
 import (
@@ -126,14 +127,31 @@ func Solve(did, nsid string, difficulty int, now time.Time) (string, error) {
 
 // Verifier checks stamps.
 type Verifier struct {
-	// MaxAge is how long a stamp is accepted after its time; default 5 min.
+	// MaxAge is how long a stamp is accepted after its time; default
+	// DefaultMaxAge.
 	MaxAge time.Duration
-	// Skew is how far in the future a stamp's time may be; default 30 s.
+	// Skew is how far in the future a stamp's time may be; default
+	// DefaultSkew.
 	Skew time.Duration
 	// Replay remembers used stamps until they expire.
 	Replay atpauth.ReplayStore
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+}
+
+// DefaultMaxAge and DefaultSkew are a Verifier's defaults.
+const (
+	DefaultMaxAge = 5 * time.Minute
+	DefaultSkew   = 30 * time.Second
+)
+
+// Window returns how long a stamp is accepted after its time: MaxAge, or
+// DefaultMaxAge.
+func (v *Verifier) Window() time.Duration {
+	if v.MaxAge <= 0 {
+		return DefaultMaxAge
+	}
+	return v.MaxAge
 }
 
 // Verify checks the header value for the caller and method at the required
@@ -146,15 +164,12 @@ func (v *Verifier) Verify(ctx context.Context, header, did, nsid string, require
 	if err != nil {
 		return err
 	}
-	now, maxAge, skew := time.Now(), v.MaxAge, v.Skew
+	now, maxAge, skew := time.Now(), v.Window(), v.Skew
 	if v.Now != nil {
 		now = v.Now()
 	}
-	if maxAge <= 0 {
-		maxAge = 5 * time.Minute
-	}
 	if skew <= 0 {
-		skew = 30 * time.Second
+		skew = DefaultSkew
 	}
 	if s.Time.Before(now.Add(-maxAge)) || s.Time.After(now.Add(skew)) {
 		return ErrExpired
@@ -169,6 +184,12 @@ func (v *Verifier) Verify(ctx context.Context, header, did, nsid string, require
 	}
 	if !r.Fresh {
 		return ErrReplayed
+	}
+	// A stamp dated before the replay memory began (plus the skew it may
+	// have been used ahead of its time) may have been used while that
+	// memory did not exist: a restart of a memory store, a flushed Redis.
+	if s.Time.Before(r.Since.Add(skew)) {
+		return fmt.Errorf("%w: the stamp predates the replay memory (since %s); solve a new one", ErrExpired, r.Since.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

@@ -128,3 +128,47 @@ func BenchmarkMemoryStoreBytesPerKey(b *testing.B) {
 	}
 	b.ReportMetric(perKey, "bytes/key")
 }
+
+// BenchmarkZonesSignals is the cost adaptive signals add to one verified
+// request through the api preset: the zones alone, then with signals
+// recorded in memory and in Redis (one more script call per request).
+func BenchmarkZonesSignals(b *testing.B) {
+	hasher := testHasher(b)
+	run := func(b *testing.B, lim Limiter, cfg *SignalConfig, store SignalStore) {
+		zs, err := NewZones(ZonesConfig{Presets: []string{"api"}, Limiter: lim, Hasher: hasher, Signals: cfg, SignalStore: store})
+		if err != nil {
+			b.Fatal(err)
+		}
+		req := Request{Method: "POST", Path: "/xrpc/blue.catbird.mls.sendMessage", NSID: "blue.catbird.mls.sendMessage"}
+		dids := make([]string, 1000)
+		for i := range dids {
+			dids[i] = fmt.Sprintf("did:plc:bench%04d", i)
+		}
+		i := 0
+		for b.Loop() {
+			req.DID = dids[i%len(dids)]
+			if _, err := zs.Allow(context.Background(), req); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	}
+	signals := func() *SignalConfig {
+		return &SignalConfig{NewAccount: 7 * 24 * time.Hour, ChurnCalls: 20, ChurnWindow: time.Hour}
+	}
+	b.Run("memory/none", func(b *testing.B) { run(b, NewMemoryStore(MemoryConfig{}), nil, nil) })
+	b.Run("memory/signals", func(b *testing.B) {
+		run(b, NewMemoryStore(MemoryConfig{}), signals(), NewMemorySignals(MemoryConfig{}))
+	})
+	b.Run("redis/none", func(b *testing.B) {
+		client, prefix := testenv.Redis(b)
+		s, _ := NewRedisStore(RedisConfig{Client: client, Prefix: prefix})
+		run(b, s, nil, nil)
+	})
+	b.Run("redis/signals", func(b *testing.B) {
+		client, prefix := testenv.Redis(b)
+		s, _ := NewRedisStore(RedisConfig{Client: client, Prefix: prefix})
+		sig, _ := NewRedisSignals(RedisConfig{Client: client, Prefix: prefix})
+		run(b, s, signals(), sig)
+	})
+}

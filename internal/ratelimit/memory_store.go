@@ -64,8 +64,8 @@ type memShard struct {
 	_ [40]byte
 }
 
-// NewMemoryStore returns a MemoryStore configured by cfg.
-func NewMemoryStore(cfg MemoryConfig) *MemoryStore {
+// withDefaults returns cfg with its zero values replaced by the defaults.
+func (cfg MemoryConfig) withDefaults() MemoryConfig {
 	if cfg.MaxKeys <= 0 {
 		cfg.MaxKeys = DefaultMaxKeys
 	}
@@ -75,11 +75,20 @@ func NewMemoryStore(cfg MemoryConfig) *MemoryStore {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	return cfg
+}
+
+// shardCap is how many keys one of the memShards shards holds.
+func (cfg MemoryConfig) shardCap() int { return max((cfg.MaxKeys+memShards-1)/memShards, 1) }
+
+// NewMemoryStore returns a MemoryStore configured by cfg.
+func NewMemoryStore(cfg MemoryConfig) *MemoryStore {
+	cfg = cfg.withDefaults()
 	m := &MemoryStore{
 		seed:       maphash.MakeSeed(),
 		now:        cfg.Now,
 		sweepEvery: int64(cfg.SweepInterval),
-		shardCap:   max((cfg.MaxKeys+memShards-1)/memShards, 1),
+		shardCap:   cfg.shardCap(),
 	}
 	for i := range m.shards {
 		m.shards[i].tats = make(map[uint64]int64)

@@ -87,8 +87,18 @@ type RedisStore struct {
 
 // NewRedisStore returns a RedisStore configured by cfg.
 func NewRedisStore(cfg RedisConfig) (*RedisStore, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &RedisStore{client: cfg.Client, prefix: cfg.Prefix, timeout: cfg.Timeout}, nil
+}
+
+// withDefaults returns cfg with its zero values replaced by the defaults,
+// or ErrNoRedisClient.
+func (cfg RedisConfig) withDefaults() (RedisConfig, error) {
 	if cfg.Client == nil {
-		return nil, ErrNoRedisClient
+		return cfg, ErrNoRedisClient
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultRedisPrefix
@@ -96,7 +106,7 @@ func NewRedisStore(cfg RedisConfig) (*RedisStore, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultRedisTimeout
 	}
-	return &RedisStore{client: cfg.Client, prefix: cfg.Prefix, timeout: cfg.Timeout}, nil
+	return cfg, nil
 }
 
 // Allow decides one request for key under l in one round trip to Redis.

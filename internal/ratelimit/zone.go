@@ -49,6 +49,34 @@ type Zone struct {
 	// same key kind matched ("everything else"). Among several such zones
 	// of one key kind, the first that matches applies.
 	Otherwise bool `json:"otherwise,omitempty"`
+	// Modifiers tighten the zone for requests that carry an adaptive
+	// signal (a new account, high churn, a large group). Only did zones
+	// take them.
+	Modifiers []Modifier `json:"modifiers,omitempty"`
+}
+
+// Modifier tightens a zone while a signal holds: a request that carries
+// the signal counts against the zone's own limit and also against this
+// tighter one, in a bucket of its own per caller, so the tighter limit
+// decides while the signal holds and the zone's own bucket is untouched
+// when it stops.
+type Modifier struct {
+	// When is the signal: new_account, high_churn or large_group.
+	When Signal `json:"when"`
+	// Rate is "<n>/<period>", no looser than the zone's rate.
+	Rate string `json:"rate"`
+	// Burst is how many requests may come at once under the signal; 0
+	// means the rate's n. It may not exceed the zone's burst.
+	Burst int `json:"burst,omitempty"`
+}
+
+// modifier is a Modifier checked and ready to decide.
+type modifier struct {
+	signal Signal
+	limit  Limit
+	// prefix is the bucket's key before the caller's part: "<zone>|<signal>".
+	prefix   string
+	observer ZoneObserver
 }
 
 // zone is a Zone checked and ready to decide.
@@ -60,6 +88,7 @@ type zone struct {
 	paths     []string
 	methods   []string
 	otherwise bool
+	mods      []modifier
 	observer  ZoneObserver
 }
 
@@ -80,6 +109,10 @@ func (z *Zone) compile() (*zone, error) {
 	if err := limit.Validate(); err != nil {
 		return nil, fmt.Errorf("zone %s: %w", z.Name, err)
 	}
+	mods, err := z.compileModifiers(limit)
+	if err != nil {
+		return nil, err
+	}
 	methods := make([]string, len(z.MatchMethods))
 	for i, m := range z.MatchMethods {
 		methods[i] = strings.ToUpper(m)
@@ -92,7 +125,40 @@ func (z *Zone) compile() (*zone, error) {
 		paths:     slices.Clone(z.MatchPaths),
 		methods:   methods,
 		otherwise: z.Otherwise,
+		mods:      mods,
 	}, nil
+}
+
+// compileModifiers checks z's modifiers against its own limit.
+func (z *Zone) compileModifiers(base Limit) ([]modifier, error) {
+	if len(z.Modifiers) > 0 && z.Key != KeyDID {
+		return nil, fmt.Errorf("%w: zone %s: modifiers need key did (the signals are about a verified account)", ErrInvalidZone, z.Name)
+	}
+	var mods []modifier
+	for _, m := range z.Modifiers {
+		if m.When.String() == "none" {
+			return nil, fmt.Errorf("%w: zone %s: a modifier needs a signal: new_account, high_churn or large_group", ErrInvalidZone, z.Name)
+		}
+		for _, o := range mods {
+			if o.signal == m.When {
+				return nil, fmt.Errorf("%w: zone %s: two modifiers for %s; keep one", ErrInvalidZone, z.Name, m.When)
+			}
+		}
+		rate, period, err := ParseRate(m.Rate)
+		if err != nil {
+			return nil, fmt.Errorf("zone %s: when %s: %w", z.Name, m.When, err)
+		}
+		l := Limit{Rate: rate, Period: period, Burst: m.Burst}
+		if err := l.Validate(); err != nil {
+			return nil, fmt.Errorf("zone %s: when %s: %w", z.Name, m.When, err)
+		}
+		if l.Interval() < base.Interval() || l.EffectiveBurst() > base.EffectiveBurst() {
+			return nil, fmt.Errorf("%w: zone %s: when %s: %s is looser than the zone's own %s; a modifier may only tighten",
+				ErrInvalidZone, z.Name, m.When, l, base)
+		}
+		mods = append(mods, modifier{signal: m.When, limit: l, prefix: z.Name + "|" + m.When.String()})
+	}
+	return mods, nil
 }
 
 // matches reports whether the zone's conditions (all kinds given) hold for

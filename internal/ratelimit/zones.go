@@ -49,6 +49,16 @@ type ZonesConfig struct {
 	// Observer, if set, returns the observer of the named zone; it is called
 	// once per zone by NewZones.
 	Observer func(zone string) ZoneObserver
+	// Signals, if set, defines the adaptive signals the zones' Modifiers
+	// name; a Modifier whose signal it leaves off is a configuration error.
+	// Validate fills in its defaults.
+	Signals *SignalConfig
+	// SignalStore keeps the per-account records behind the signals.
+	// Required with Signals.
+	SignalStore SignalStore
+	// ModifierObserver, if set, returns the observer of one zone's modifier
+	// for one signal; it is called once per modifier by NewZones.
+	ModifierObserver func(zone string, signal Signal) ZoneObserver
 }
 
 // Zones is a set of zones over one limiter: it finds the zones that apply
@@ -63,8 +73,10 @@ type Zones struct {
 	limiter Limiter
 	// local is limiter when it is a MemoryStore, which Zones calls
 	// directly: no key string, one clock read per request.
-	local  *MemoryStore
-	hasher *redact.Hasher
+	local    *MemoryStore
+	hasher   *redact.Hasher
+	signals  *SignalConfig
+	sigStore SignalStore
 }
 
 // NewZones resolves the presets, checks every zone and returns the set.
@@ -85,8 +97,16 @@ func NewZones(cfg ZonesConfig) (*Zones, error) {
 	if len(all) == 0 {
 		return nil, fmt.Errorf("%w: no zones; add a `zone` block or a `preset` (public, edge, api)", ErrInvalidZone)
 	}
-	zs := &Zones{limiter: cfg.Limiter, hasher: cfg.Hasher}
+	zs := &Zones{limiter: cfg.Limiter, hasher: cfg.Hasher, signals: cfg.Signals, sigStore: cfg.SignalStore}
 	zs.local, _ = cfg.Limiter.(*MemoryStore)
+	if zs.signals != nil {
+		if zs.sigStore == nil {
+			return nil, fmt.Errorf("%w: adaptive signals need a signal store", ErrInvalidZone)
+		}
+		if err := zs.signals.Validate(); err != nil {
+			return nil, err
+		}
+	}
 	seen := map[string]bool{}
 	for _, z := range all {
 		c, err := z.compile()
@@ -99,6 +119,14 @@ func NewZones(cfg ZonesConfig) (*Zones, error) {
 		seen[c.name] = true
 		if cfg.Observer != nil {
 			c.observer = cfg.Observer(c.name)
+		}
+		for i, m := range c.mods {
+			if zs.signals == nil || !zs.signals.Enables(m.signal) {
+				return nil, fmt.Errorf("%w: zone %s: `when %s` needs the %s signal defined in the handler's `signals` block", ErrInvalidZone, c.name, m.signal, m.signal)
+			}
+			if cfg.ModifierObserver != nil {
+				c.mods[i].observer = cfg.ModifierObserver(c.name, m.signal)
+			}
 		}
 		zs.zones = append(zs.zones, c)
 	}
@@ -118,16 +146,27 @@ type Decision struct {
 	Result Result
 	// Zone names the refusing zone; empty when allowed.
 	Zone string
+	// Signal is the signal whose modifier refused, or zero when the zone's
+	// own limit refused (or nothing did).
+	Signal Signal
+	// Signals are the account signals that held for the request: empty
+	// unless the zones have a `signals` configuration and the caller is
+	// verified.
+	Signals Signals
 }
 
 // Allow decides req in every zone that applies to it, in order, and stops
-// at the first refusal. An error means the limiter could not decide (a
-// shared store without a failover policy, or a cancelled context); the
-// caller should fail closed.
+// at the first refusal. With adaptive signals configured and a verified
+// caller, it first records the request in the signal store (one call),
+// and a zone's modifiers for the signals that hold decide after the
+// zone's own limit. An error means the limiter could not decide (a shared
+// store without a failover policy, or a cancelled context); the caller
+// should fail closed.
 func (zs *Zones) Allow(ctx context.Context, req Request) (Decision, error) {
 	var buf [8]*zone
 	zones := zs.applicable(&req, buf[:0])
-	if len(zones) == 0 {
+	observe := zs.signals != nil && req.DID != ""
+	if len(zones) == 0 && !observe {
 		return Decision{Allowed: true}, nil
 	}
 	var keys zoneKeys
@@ -136,8 +175,16 @@ func (zs *Zones) Allow(ctx context.Context, req Request) (Decision, error) {
 	if zs.local != nil {
 		now = zs.local.now().UnixNano()
 	}
-	d := Decision{Matched: true}
-	for i, z := range zones {
+	d := Decision{Matched: len(zones) > 0}
+	if observe {
+		o, err := zs.sigStore.Observe(ctx, string(keys.account()), zs.signals.observation(req.NSID))
+		if err != nil {
+			return Decision{}, fmt.Errorf("adaptive signals: %w", err)
+		}
+		d.Signals = zs.signals.signalsFor(o)
+	}
+	first := true
+	for _, z := range zones {
 		var res Result
 		if zs.local != nil {
 			var buf [64 + len(keys.buf)]byte
@@ -155,14 +202,133 @@ func (zs *Zones) Allow(ctx context.Context, req Request) (Decision, error) {
 			z.observer.Record(res.Allowed, res.Source.String())
 		}
 		if !res.Allowed {
-			return Decision{Matched: true, Result: res, Zone: z.name}, nil
+			return Decision{Matched: true, Result: res, Zone: z.name, Signals: d.Signals}, nil
 		}
-		if i == 0 || res.Remaining < d.Result.Remaining {
-			d.Result = res
+		d.tighten(res, &first)
+		if len(z.mods) == 0 || d.Signals == 0 {
+			continue
+		}
+		refused, err := zs.allowModifiers(ctx, z, &keys, d.Signals, &d, &first)
+		if err != nil {
+			return Decision{}, err
+		}
+		if refused {
+			return d, nil
 		}
 	}
 	d.Allowed = true
 	return d, nil
+}
+
+// tighten keeps res as the decision's result when it has fewer remaining.
+func (d *Decision) tighten(res Result, first *bool) {
+	if *first || res.Remaining < d.Result.Remaining {
+		d.Result = res
+	}
+	*first = false
+}
+
+// allowModifiers decides z's modifiers whose signal is in sigs. It
+// reports a refusal by filling d and returning true.
+func (zs *Zones) allowModifiers(ctx context.Context, z *zone, keys *zoneKeys, sigs Signals, d *Decision, first *bool) (bool, error) {
+	for _, m := range z.mods {
+		if !sigs.Has(m.signal) {
+			continue
+		}
+		res, err := zs.limiter.Allow(ctx, m.prefix+string(keys.forZone(z)), m.limit)
+		if err != nil {
+			return false, fmt.Errorf("rate limit zone %s when %s: %w", z.name, m.signal, err)
+		}
+		if m.observer != nil {
+			m.observer.Record(res.Allowed, res.Source.String())
+		}
+		if !res.Allowed {
+			*d = Decision{Matched: true, Result: res, Zone: z.name, Signal: m.signal, Signals: d.Signals}
+			return true, nil
+		}
+		d.tighten(res, first)
+	}
+	return false, nil
+}
+
+// Admission is what Zones.Allow learned of one admitted request and the
+// check that only a later handler can make: the account's signals, for
+// the proof-of-work gate's difficulty, and the large-group modifiers,
+// which need the size of the conversation the call acts in. Handlers pass
+// it on in the request context (NewContext).
+type Admission struct {
+	// Signals are the account signals that held.
+	Signals Signals
+	zones   *Zones
+	req     Request
+}
+
+// Admission returns the Admission of req after Allow decided d.
+func (zs *Zones) Admission(req Request, d Decision) *Admission {
+	return &Admission{Signals: d.Signals, zones: zs, req: req}
+}
+
+// LargeGroupThreshold is the member count from which a conversation is
+// large, or 0 when the large_group signal is off.
+func (a *Admission) LargeGroupThreshold() int {
+	if a == nil || a.zones.signals == nil {
+		return 0
+	}
+	return a.zones.signals.LargeGroup
+}
+
+// AllowGroup decides the large_group modifiers of the zones that applied
+// to the request, now that the conversation it acts in is known to have
+// members members. A conversation below the threshold, or zones without
+// such modifiers, allow with Matched false.
+func (a *Admission) AllowGroup(ctx context.Context, members int) (Decision, error) {
+	if t := a.LargeGroupThreshold(); t == 0 || members < t {
+		return Decision{Allowed: true, Signals: a.Signals}, nil
+	}
+	var buf [8]*zone
+	zones := a.zones.applicable(&a.req, buf[:0])
+	var keys zoneKeys
+	a.zones.requestKeys(&keys, &a.req)
+	sigs := a.Signals.With(SignalLargeGroup)
+	d := Decision{Allowed: true, Signals: sigs}
+	first := true
+	for _, z := range zones {
+		if !z.hasModifier(SignalLargeGroup) {
+			continue
+		}
+		d.Matched = true
+		refused, err := a.zones.allowModifiers(ctx, z, &keys, Signals(0).With(SignalLargeGroup), &d, &first)
+		if err != nil {
+			return Decision{}, err
+		}
+		if refused {
+			return d, nil
+		}
+	}
+	return d, nil
+}
+
+func (z *zone) hasModifier(sig Signal) bool {
+	for _, m := range z.mods {
+		if m.signal == sig {
+			return true
+		}
+	}
+	return false
+}
+
+type admissionKey struct{}
+
+// NewContext returns ctx carrying a.
+func NewContext(ctx context.Context, a *Admission) context.Context {
+	return context.WithValue(ctx, admissionKey{}, a)
+}
+
+// FromContext returns the Admission a rate-limit handler earlier in the
+// chain put in ctx.
+func FromContext(ctx context.Context) (*Admission, bool) {
+	a, ok := ctx.Value(admissionKey{}).(*Admission)
+	return a, ok && a != nil
 }
 
 // KeyedBy returns the names of the zones whose key is kind, in order. A
@@ -247,6 +413,10 @@ func (zs *Zones) requestKeys(k *zoneKeys, req *Request) {
 		k.didEnd = len(b)
 	}
 }
+
+// account returns the DID part ("|did|<hash>"); empty when the caller is
+// not verified.
+func (k *zoneKeys) account() []byte { return k.buf[k.ipEnd:k.didEnd] }
 
 // forZone returns the key suffix for z: the DID for a did zone when the
 // caller is verified, the IP group otherwise.
