@@ -423,6 +423,11 @@ func TestRemovedAccountCannotReturnByInvite(t *testing.T) {
 		// An admin's leaveConvo naming someone else is a removal too.
 		e.post(alice, "leaveConvo", obj{"convoId": g, "targetDid": bob.DID, "commit": b64(commit(t, g, 4))}).must(t, http.StatusOK)
 		e.post(bob, "processExternalCommit", join(bob, 5, open)).isErr(t, http.StatusForbidden, "Unauthorized")
+		// Nor is the GroupInfo for an external join served to it by the
+		// untargeted invite's hash; by the invite naming it, it is.
+		e.get(bob, "getGroupInfo", url.Values{"convoId": {g}, "pskHash": {pskHash(open)}}).isErr(t, http.StatusForbidden, "Unauthorized")
+		e.get(bob, "getGroupInfo", url.Values{"convoId": {g}, "pskHash": {pskHash(forBob)}}).must(t, http.StatusOK)
+		e.get(carol, "getGroupInfo", url.Values{"convoId": {g}}).must(t, http.StatusOK)
 
 		// Added back by a member, then left: the link admits again.
 		e.post(alice, "addMembers", obj{"convoId": g, "didList": []string{bob.DID + "#" + bob.DeviceID}, "idempotencyKey": "readd-bob",

@@ -154,6 +154,9 @@ type Member struct {
 	JoinedAt time.Time
 	// LeftAt is zero for active members.
 	LeftAt time.Time
+	// Removed is true on the rows of an account another member removed
+	// from the conversation (Departure Removed) until it is added back.
+	Removed bool
 }
 
 // NewMember describes a member to add.

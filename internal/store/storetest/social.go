@@ -178,10 +178,26 @@ func testInviteAfterRemoval(t *testing.T, b Backend) {
 	if inv, err := e.s.Invite(e.ctx, "open"); err != nil || inv.UseCount != 0 {
 		t.Fatalf("refused redemption counted: %+v, %v", inv, err)
 	}
+	removedRows := func() map[string]bool {
+		t.Helper()
+		all, err := e.s.Members(e.ctx, []string{"r"}, true)
+		must(t, err, "members")
+		out := map[string]bool{}
+		for _, m := range all["r"] {
+			out[m.MemberDID] = m.Removed
+		}
+		return out
+	}
+	if rm := removedRows(); !rm["did:plc:bob#d1"] || rm["did:plc:carol#d1"] {
+		t.Fatalf("removed marks after removing bob: %v", rm)
+	}
 	// Removed, then an invite naming the account: allowed.
 	must(t, redeem("hb", "did:plc:bob"), "removed account, targeted invite")
 	_, err = e.s.AddMembers(e.ctx, "r", []store.NewMember{member("did:plc:bob", "d1")}, nil)
 	must(t, err, "bob joins by the targeted invite")
+	if rm := removedRows(); rm["did:plc:bob#d1"] {
+		t.Fatalf("re-adding bob left his removed mark: %v", rm)
+	}
 
 	// Left: the untargeted invite works.
 	leave("did:plc:carol", store.Left)
