@@ -654,8 +654,9 @@ func TestRemovedAndOutsideAccountsAreRefused(t *testing.T) {
 }
 
 // TestRemovedAdminRejoinsWithoutItsRole: an admin removed from a
-// conversation who joins again by an invite comes back as a plain member:
-// the role is not restored with the row.
+// conversation who joins again by an invite naming it (a removed account
+// cannot use any other) comes back as a plain member: the role is not
+// restored with the row.
 func TestRemovedAdminRejoinsWithoutItsRole(t *testing.T) {
 	eachBackend(t, func(t *testing.T, e *env) {
 		g := e.createConvo(t, alice, bob, carol)
@@ -664,7 +665,7 @@ func TestRemovedAdminRejoinsWithoutItsRole(t *testing.T) {
 		e.get(carol, "getReports", q).must(t, http.StatusOK)
 		e.post(alice, "removeMember", obj{"convoId": g, "targetDid": carol.DID, "idempotencyKey": "rm"}).must(t, http.StatusOK)
 		psk := randBytes(t, 32)
-		e.post(alice, "createInvite", obj{"convoId": g, "pskHash": pskHash(psk)}).must(t, http.StatusOK)
+		e.post(alice, "createInvite", obj{"convoId": g, "pskHash": pskHash(psk), "targetDid": carol.DID}).must(t, http.StatusOK)
 		e.post(carol, "processExternalCommit", obj{"convoId": g, "externalCommit": b64(externalCommit(t, g, 0, "did:plc:carol#c1")), "psk": b64(psk)}).
 			must(t, http.StatusOK)
 		e.get(carol, "getReports", q).isErr(t, http.StatusForbidden, "NotAdmin")
