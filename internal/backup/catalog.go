@@ -52,7 +52,8 @@ var catalog = []Table{
 	{Name: "members", OrderBy: "convo_id, member_did", Columns: []Column{
 		{"convo_id", KindText}, {"member_did", KindText}, {"user_did", KindText}, {"device_id", KindText},
 		{"role", KindText}, {"joined_at", KindTime}, {"left_at", KindTime},
-		{"role_granted_at", KindTime}, {"role_granted_by", KindText}, {"needs_rejoin", KindBool}}},
+		{"role_granted_at", KindTime}, {"role_granted_by", KindText}, {"needs_rejoin", KindBool},
+		{"removed", KindBool}}},
 	{Name: "messages", OrderBy: "convo_id, seq", Columns: []Column{
 		{"convo_id", KindText}, {"seq", KindInt}, {"epoch", KindInt}, {"msg_id", KindText},
 		{"ciphertext", KindBytes}, {"padded_size", KindInt}, {"received_bucket", KindTime},
@@ -139,4 +140,4 @@ var excludedTables = map[string]bool{"schema_migrations": true}
 
 // SchemaVersion is the store schema version catalog describes. Backups
 // are taken and restored at this version only.
-const SchemaVersion = 7
+const SchemaVersion = 8

@@ -58,7 +58,7 @@ func TestRemovalBetweenCheckAndWriteIsRefused(t *testing.T) {
 			}
 			remove := func(u who) func(ctx context.Context) error {
 				return func(ctx context.Context) error {
-					_, err := e.store.RemoveMembers(ctx, g, []string{u.DID}, nil)
+					_, err := e.store.RemoveMembers(ctx, g, []string{u.DID}, store.Removed, nil)
 					return err
 				}
 			}

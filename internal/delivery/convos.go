@@ -522,7 +522,7 @@ func (s *Service) removeMember(ctx context.Context, c call) (any, error) {
 	}
 	in.ConvoID = convoID
 	return s.idempotent(ctx, c, in.IdempotencyKey, in, convoID, pre, func(ctx context.Context, tx store.Writer) (any, error) {
-		ch, err := tx.RemoveMembers(ctx, convoID, []string{in.TargetDID}, commit)
+		ch, err := tx.RemoveMembers(ctx, convoID, []string{in.TargetDID}, store.Removed, commit)
 		if errors.Is(err, store.ErrNotMember) {
 			return nil, ErrTargetNotMember
 		}
@@ -601,8 +601,14 @@ func (s *Service) leaveConvo(ctx context.Context, c call) (any, error) {
 		return nil
 	}
 	in.ConvoID, in.TargetDID = convoID, target
+	// An admin naming someone else removes them; only the caller's own
+	// departure is a leave, after which an untargeted invite still works.
+	how := store.Removed
+	if user, _ := splitDID(target); user == c.id.DID {
+		how = store.Left
+	}
 	return s.idempotent(ctx, c, key, in, convoID, pre, func(ctx context.Context, tx store.Writer) (any, error) {
-		ch, err := tx.RemoveMembers(ctx, convoID, []string{target}, commit)
+		ch, err := tx.RemoveMembers(ctx, convoID, []string{target}, how, commit)
 		if errors.Is(err, store.ErrNotMember) {
 			return nil, ErrTargetNotMember
 		}

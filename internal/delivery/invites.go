@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -279,13 +280,21 @@ func (s *Service) inviteAdmits(ctx context.Context, convoID string, c call) (boo
 	if err != nil {
 		return false, err
 	}
+	// An account removed from the conversation may use only an invite
+	// naming it (RedeemInvite's rule), so it is shown the GroupInfo only
+	// for one.
+	all, err := s.cfg.Store.Members(ctx, []string{convoID}, true)
+	if err != nil {
+		return false, fmt.Errorf("list members: %w", err)
+	}
+	removed := slices.ContainsFunc(all[convoID], func(m store.Member) bool { return m.UserDID == c.id.DID && m.Removed })
 	invites, err := s.cfg.Store.Invites(ctx, convoID, false)
 	if err != nil {
 		return false, fmt.Errorf("list invites: %w", err)
 	}
 	now := s.cfg.Now()
 	for _, inv := range invites {
-		if inv.PSKHash == hash && (inv.TargetDID == "" || inv.TargetDID == c.id.DID) &&
+		if inv.PSKHash == hash && ((inv.TargetDID == "" && !removed) || inv.TargetDID == c.id.DID) &&
 			(inv.ExpiresAt.IsZero() || inv.ExpiresAt.After(now)) && (inv.MaxUses == 0 || inv.UseCount < inv.MaxUses) {
 			return true, nil
 		}

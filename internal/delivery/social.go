@@ -91,6 +91,8 @@ func socialError(nsid string, err error) (status int, name, msg string, ok bool)
 		return http.StatusBadRequest, "InvalidPSKHash", "pskHash must be the hex SHA-256 of the pre-shared key", true
 	case errors.Is(err, ErrNotOptedIn):
 		return http.StatusForbidden, "NotOptedIn", "an account to be added has not opted in to MLS chat on this server", true
+	case errors.Is(err, store.ErrRemovedMember):
+		return http.StatusForbidden, "Unauthorized", "this account was removed from the conversation: only a member re-adding it or an invite naming it can bring it back", true
 	case errors.Is(err, store.ErrInviteUnusable):
 		return http.StatusForbidden, "Unauthorized", "no usable invite for this pre-shared key", true
 	case errors.Is(err, ErrPolicyForbids) && method == "removeMember":

@@ -376,6 +376,70 @@ func TestInvites(t *testing.T) {
 	})
 }
 
+// TestRemovedAccountCannotReturnByInvite: an account an admin removed
+// cannot come back with an invite that does not name it (issue 15: "a
+// removed account cannot use rejoin or an external commit to come back");
+// one that left can, an invite naming it can, and so can it once a member
+// has added it back.
+func TestRemovedAccountCannotReturnByInvite(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		g := e.createConvo(t, alice, bob, carol)
+		open := randBytes(t, 32)
+		e.post(alice, "createInvite", obj{"convoId": g, "pskHash": pskHash(open)}).must(t, http.StatusOK)
+		join := func(who who, epoch uint64, psk []byte) obj {
+			return obj{"convoId": g, "psk": b64(psk), "groupInfo": b64(groupInfo(t, g, epoch+1)),
+				"externalCommit": b64(externalCommit(t, g, epoch, who.DID+"#"+who.DeviceID))}
+		}
+		uses := func() float64 {
+			t.Helper()
+			l := e.get(alice, "listInvites", url.Values{"convoId": {g}}).must(t, http.StatusOK)
+			for _, v := range l.body["invites"].([]any) {
+				if v := v.(map[string]any); v["pskHash"] == pskHash(open) {
+					return v["useCount"].(float64)
+				}
+			}
+			t.Fatalf("untargeted invite not listed: %s", l.raw)
+			return 0
+		}
+
+		// Removed by an admin: the link shared in the group is refused,
+		// and the refusal does not use it up.
+		e.post(alice, "removeMember", obj{"convoId": g, "targetDid": bob.DID, "idempotencyKey": "rm-bob",
+			"commit": b64(commit(t, g, 0))}).must(t, http.StatusOK)
+		e.post(bob, "processExternalCommit", join(bob, 1, open)).isErr(t, http.StatusForbidden, "Unauthorized")
+		if n := uses(); n != 0 {
+			t.Fatalf("a refused redemption was counted: useCount %v", n)
+		}
+
+		// Left voluntarily: the same link admits.
+		e.post(carol, "leaveConvo", obj{"convoId": g, "commit": b64(commit(t, g, 1))}).must(t, http.StatusOK)
+		e.post(carol, "processExternalCommit", join(carol, 2, open)).must(t, http.StatusOK)
+
+		// An invite naming the removed account admits it.
+		forBob := randBytes(t, 32)
+		e.post(alice, "createInvite", obj{"convoId": g, "pskHash": pskHash(forBob), "targetDid": bob.DID}).must(t, http.StatusOK)
+		e.post(bob, "processExternalCommit", join(bob, 3, forBob)).must(t, http.StatusOK)
+
+		// An admin's leaveConvo naming someone else is a removal too.
+		e.post(alice, "leaveConvo", obj{"convoId": g, "targetDid": bob.DID, "commit": b64(commit(t, g, 4))}).must(t, http.StatusOK)
+		e.post(bob, "processExternalCommit", join(bob, 5, open)).isErr(t, http.StatusForbidden, "Unauthorized")
+		// Nor is the GroupInfo for an external join served to it by the
+		// untargeted invite's hash; by the invite naming it, it is.
+		e.get(bob, "getGroupInfo", url.Values{"convoId": {g}, "pskHash": {pskHash(open)}}).isErr(t, http.StatusForbidden, "Unauthorized")
+		e.get(bob, "getGroupInfo", url.Values{"convoId": {g}, "pskHash": {pskHash(forBob)}}).must(t, http.StatusOK)
+		e.get(carol, "getGroupInfo", url.Values{"convoId": {g}}).must(t, http.StatusOK)
+
+		// Added back by a member, then left: the link admits again.
+		e.post(alice, "addMembers", obj{"convoId": g, "didList": []string{bob.DID + "#" + bob.DeviceID}, "idempotencyKey": "readd-bob",
+			"commit": b64(commit(t, g, 5))}).must(t, http.StatusOK)
+		e.post(bob, "leaveConvo", obj{"convoId": g, "commit": b64(commit(t, g, 6))}).must(t, http.StatusOK)
+		e.post(bob, "processExternalCommit", join(bob, 7, open)).must(t, http.StatusOK)
+		if n := uses(); n != 2 {
+			t.Fatalf("useCount %v, want 2 (carol, then bob after his re-addition)", n)
+		}
+	})
+}
+
 // TestInviteJoinNeedsARealExternalCommit: redeeming an invite takes an MLS
 // external commit made by the caller in the conversation's epoch; anything
 // else is refused with a 4xx before the invite is used.
@@ -590,8 +654,9 @@ func TestRemovedAndOutsideAccountsAreRefused(t *testing.T) {
 }
 
 // TestRemovedAdminRejoinsWithoutItsRole: an admin removed from a
-// conversation who joins again by an invite comes back as a plain member:
-// the role is not restored with the row.
+// conversation who joins again by an invite naming it (a removed account
+// cannot use any other) comes back as a plain member: the role is not
+// restored with the row.
 func TestRemovedAdminRejoinsWithoutItsRole(t *testing.T) {
 	eachBackend(t, func(t *testing.T, e *env) {
 		g := e.createConvo(t, alice, bob, carol)
@@ -600,7 +665,7 @@ func TestRemovedAdminRejoinsWithoutItsRole(t *testing.T) {
 		e.get(carol, "getReports", q).must(t, http.StatusOK)
 		e.post(alice, "removeMember", obj{"convoId": g, "targetDid": carol.DID, "idempotencyKey": "rm"}).must(t, http.StatusOK)
 		psk := randBytes(t, 32)
-		e.post(alice, "createInvite", obj{"convoId": g, "pskHash": pskHash(psk)}).must(t, http.StatusOK)
+		e.post(alice, "createInvite", obj{"convoId": g, "pskHash": pskHash(psk), "targetDid": carol.DID}).must(t, http.StatusOK)
 		e.post(carol, "processExternalCommit", obj{"convoId": g, "externalCommit": b64(externalCommit(t, g, 0, "did:plc:carol#c1")), "psk": b64(psk)}).
 			must(t, http.StatusOK)
 		e.get(carol, "getReports", q).isErr(t, http.StatusForbidden, "NotAdmin")

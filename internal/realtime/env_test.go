@@ -113,7 +113,7 @@ func (e *env) send(convoID, msgID string) {
 
 func (e *env) remove(convoID, did string) {
 	e.t.Helper()
-	_, err := e.st.RemoveMembers(context.Background(), convoID, []string{did}, nil)
+	_, err := e.st.RemoveMembers(context.Background(), convoID, []string{did}, store.Removed, nil)
 	testenv.Must(e.t, err, "remove member")
 	e.hub.Notify(convoID)
 }

@@ -21,9 +21,11 @@ type ChangeSteps interface {
 	// returns the conversation's epoch: ErrNotFound for an unknown one.
 	Touch(ctx context.Context, convoID string) (epoch int64, err error)
 	// RemoveMembers marks as left every active row whose member or user
-	// DID is in dids: ErrNotMember when there is none.
-	RemoveMembers(ctx context.Context, convoID string, dids []string) error
-	// AddMembers inserts active member rows.
+	// DID is in dids: ErrNotMember when there is none. With Removed, the
+	// rows of every account left with no active row are marked removed.
+	RemoveMembers(ctx context.Context, convoID string, dids []string, how Departure) error
+	// AddMembers inserts active member rows and clears the removed mark
+	// of every row of their accounts in the conversation.
 	AddMembers(ctx context.Context, convoID string, add []NewMember) error
 	// InsertCommit stores the commit's message row at seq, received at
 	// at, and marks it the commit of epoch c.Epoch.
@@ -40,8 +42,8 @@ type ChangeSteps interface {
 // with a commit, the epoch's compare-and-swap first, so a losing commit
 // changes nothing; then the member rows; then the commit's message, its
 // GroupInfo and Welcome (only a winning commit's are stored); then the
-// commit and membership events, in that order.
-func ApplyChange(ctx context.Context, s ChangeSteps, convoID string, add []NewMember, remove []string, c *NewCommit) (Change, error) {
+// commit and membership events, in that order. how applies to remove.
+func ApplyChange(ctx context.Context, s ChangeSteps, convoID string, add []NewMember, remove []string, how Departure, c *NewCommit) (Change, error) {
 	var ch Change
 	if c != nil {
 		var err error
@@ -55,7 +57,7 @@ func ApplyChange(ctx context.Context, s ChangeSteps, convoID string, add []NewMe
 		}
 	}
 	if len(remove) > 0 {
-		if err := s.RemoveMembers(ctx, convoID, remove); err != nil {
+		if err := s.RemoveMembers(ctx, convoID, remove, how); err != nil {
 			return Change{}, fmt.Errorf("remove members: %w", err)
 		}
 	}
@@ -95,3 +97,18 @@ func ApplyChange(ctx context.Context, s ChangeSteps, convoID string, add []NewMe
 	}
 	return ch, nil
 }
+
+// Departure says how a membership ended, which decides whether the
+// account may come back through an invite that does not name it.
+type Departure int
+
+const (
+	// Removed is a removal by another member (removeMember, or an admin's
+	// leaveConvo naming someone else). The account may come back only if
+	// a member adds it or an invite names its DID: an untargeted invite it
+	// still holds is refused (ErrRemovedMember). It is the zero value so
+	// that a caller that forgets to say fails closed.
+	Removed Departure = iota
+	// Left is a voluntary leave: an untargeted invite still works.
+	Left
+)

@@ -18,6 +18,10 @@ var (
 	// another DID, revoked, expired or used up. Which of these is not told,
 	// so that a guesser learns nothing.
 	ErrInviteUnusable = errors.New("store: invite unusable")
+	// ErrRemovedMember means an invite that does not name the account was
+	// offered by an account another member removed from the conversation:
+	// removal sticks until a member adds it back or an invite names it.
+	ErrRemovedMember = errors.New("store: account was removed from the conversation")
 	// ErrRoleRequired means the Actor of a write is an active member
 	// without a role the write needs.
 	ErrRoleRequired = errors.New("store: role required")
@@ -178,7 +182,9 @@ type Invites interface {
 	// RedeemInvite counts one use of the conversation's invite whose PSK
 	// hash is pskHash, for redeemerDID, atomically with its checks.
 	// ErrInviteUnusable if there is none, it names another DID, or it is
-	// revoked, expired at now or used up.
+	// revoked, expired at now or used up; ErrRemovedMember if another
+	// member removed redeemerDID from the conversation (Departure Removed)
+	// and no usable invite names redeemerDID.
 	RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID string) (Invite, error)
 }
 

@@ -154,6 +154,9 @@ type Member struct {
 	JoinedAt time.Time
 	// LeftAt is zero for active members.
 	LeftAt time.Time
+	// Removed is true on the rows of an account another member removed
+	// from the conversation (Departure Removed) until it is added back.
+	Removed bool
 }
 
 // NewMember describes a member to add.
@@ -453,9 +456,10 @@ type Writer interface {
 	// atomically. ErrAlreadyMember if any is an active member.
 	AddMembers(ctx context.Context, convoID string, members []NewMember, c *NewCommit) (Change, error)
 	// RemoveMembers marks as left every active member whose member DID or
-	// user DID is in dids, optionally with the commit that removes them.
+	// user DID is in dids, optionally with the commit that removes them;
+	// how says whether they left or were removed (see Departure).
 	// ErrNotMember if none matched.
-	RemoveMembers(ctx context.Context, convoID string, dids []string, c *NewCommit) (Change, error)
+	RemoveMembers(ctx context.Context, convoID string, dids []string, how Departure, c *NewCommit) (Change, error)
 	// SetRole sets the role of every device of userDID in the conversation.
 	SetRole(ctx context.Context, convoID, userDID string, role Role) error
 	// PutGroupInfo stores group info for the conversation's current epoch;

@@ -50,8 +50,8 @@ func (t TxWriter) AddMembers(ctx context.Context, convoID string, members []NewM
 }
 
 // RemoveMembers implements Writer.
-func (t TxWriter) RemoveMembers(ctx context.Context, convoID string, dids []string, c *NewCommit) (Change, error) {
-	return run(ctx, t, func(w Writer) (Change, error) { return w.RemoveMembers(ctx, convoID, dids, c) })
+func (t TxWriter) RemoveMembers(ctx context.Context, convoID string, dids []string, how Departure, c *NewCommit) (Change, error) {
+	return run(ctx, t, func(w Writer) (Change, error) { return w.RemoveMembers(ctx, convoID, dids, how, c) })
 }
 
 // SetRole implements Writer.

@@ -64,7 +64,7 @@ var domainOutcomes = []error{
 	store.ErrFutureEpoch, store.ErrConflict, store.ErrKeyPackageNotFound, store.ErrTooManyKeyPackages,
 	store.ErrTooManyDevices, store.ErrDeviceExists, store.ErrInvalidCursor,
 	// Social (roles, reports, invites).
-	store.ErrLastAdmin, store.ErrRoleRequired, store.ErrNotPending, store.ErrInviteUnusable,
+	store.ErrLastAdmin, store.ErrRoleRequired, store.ErrNotPending, store.ErrInviteUnusable, store.ErrRemovedMember,
 	// Pending device additions.
 	store.ErrClaimedByOther, store.ErrNotClaimed,
 	// Welcome key reservations.

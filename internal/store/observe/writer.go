@@ -33,8 +33,8 @@ func (w writer) AddMembers(ctx context.Context, convoID string, members []store.
 }
 
 // RemoveMembers implements store.Writer.
-func (w writer) RemoveMembers(ctx context.Context, convoID string, dids []string, c *store.NewCommit) (store.Change, error) {
-	return call(ctx, w.o, "remove_members", func(ctx context.Context) (store.Change, error) { return w.w.RemoveMembers(ctx, convoID, dids, c) })
+func (w writer) RemoveMembers(ctx context.Context, convoID string, dids []string, how store.Departure, c *store.NewCommit) (store.Change, error) {
+	return call(ctx, w.o, "remove_members", func(ctx context.Context) (store.Change, error) { return w.w.RemoveMembers(ctx, convoID, dids, how, c) })
 }
 
 // SetRole implements store.Writer.

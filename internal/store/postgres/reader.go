@@ -79,13 +79,13 @@ func (s *Store) ConvosForUser(ctx context.Context, userDID, after string, limit 
 	return out, next, nil
 }
 
-const memberColumns = `m.convo_id, m.member_did, m.user_did, m.device_id, m.role, m.joined_at, m.left_at`
+const memberColumns = `m.convo_id, m.member_did, m.user_did, m.device_id, m.role, m.joined_at, m.left_at, m.removed`
 
 func scanMember(sc interface{ Scan(...any) error }) (store.Member, error) {
 	var m store.Member
 	var left *time.Time
 	var role string
-	if err := sc.Scan(&m.ConvoID, &m.MemberDID, &m.UserDID, &m.DeviceID, &role, &m.JoinedAt, &left); err != nil {
+	if err := sc.Scan(&m.ConvoID, &m.MemberDID, &m.UserDID, &m.DeviceID, &role, &m.JoinedAt, &left, &m.Removed); err != nil {
 		return store.Member{}, err
 	}
 	m.Role, m.JoinedAt, m.LeftAt = store.Role(role), utc(m.JoinedAt), fromNull(left)

@@ -416,12 +416,20 @@ func (s *Store) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID 
 
 // RedeemInvite implements store.Invites.
 func (w *writer) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID string) (store.Invite, error) {
+	var removed bool
+	if err := w.q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM members WHERE convo_id = $1 AND user_did = $2 AND removed)`,
+		convoID, redeemerDID).Scan(&removed); err != nil {
+		return store.Invite{}, fmt.Errorf("redeem invite: read removal: %w", err)
+	}
 	inv, err := scanInvite(w.q.QueryRow(ctx, `UPDATE invites SET use_count = use_count + 1
 		WHERE convo_id = $1 AND psk_hash = $2 AND revoked_at IS NULL
-			AND (target_did = '' OR target_did = $3)
+			AND ((target_did = '' AND NOT $5) OR target_did = $3)
 			AND (expires_at IS NULL OR expires_at > $4)
 			AND (max_uses = 0 OR use_count < max_uses)
-		RETURNING `+inviteColumns, convoID, pskHash, redeemerDID, w.now().UTC()))
+		RETURNING `+inviteColumns, convoID, pskHash, redeemerDID, w.now().UTC(), removed))
+	if errors.Is(err, pgx.ErrNoRows) && removed {
+		return store.Invite{}, fmt.Errorf("redeem invite: %w", store.ErrRemovedMember)
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Invite{}, fmt.Errorf("redeem invite: %w", store.ErrInviteUnusable)
 	}

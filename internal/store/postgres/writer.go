@@ -199,20 +199,20 @@ func (w *writer) convoEpoch(ctx context.Context, convoID string) (int64, error) 
 
 // AppendCommit implements store.Writer.
 func (w *writer) AppendCommit(ctx context.Context, convoID string, c store.NewCommit) (store.Change, error) {
-	return store.ApplyChange(ctx, changeSteps{w}, convoID, nil, nil, &c)
+	return store.ApplyChange(ctx, changeSteps{w}, convoID, nil, nil, store.Removed, &c)
 }
 
 // AddMembers implements store.Writer.
 func (w *writer) AddMembers(ctx context.Context, convoID string, members []store.NewMember, c *store.NewCommit) (store.Change, error) {
-	return store.ApplyChange(ctx, changeSteps{w}, convoID, members, nil, c)
+	return store.ApplyChange(ctx, changeSteps{w}, convoID, members, nil, store.Removed, c)
 }
 
 // RemoveMembers implements store.Writer.
-func (w *writer) RemoveMembers(ctx context.Context, convoID string, dids []string, c *store.NewCommit) (store.Change, error) {
+func (w *writer) RemoveMembers(ctx context.Context, convoID string, dids []string, how store.Departure, c *store.NewCommit) (store.Change, error) {
 	if len(dids) == 0 {
 		return store.Change{}, fmt.Errorf("remove members: no DIDs: %w", store.ErrNotMember)
 	}
-	return store.ApplyChange(ctx, changeSteps{w}, convoID, nil, dids, c)
+	return store.ApplyChange(ctx, changeSteps{w}, convoID, nil, dids, how, c)
 }
 
 // changeSteps are store.ChangeSteps (the one path for commits and
@@ -244,7 +244,7 @@ func (s changeSteps) Touch(ctx context.Context, convoID string) (int64, error) {
 	return epoch, err
 }
 
-func (s changeSteps) RemoveMembers(ctx context.Context, convoID string, dids []string) error {
+func (s changeSteps) RemoveMembers(ctx context.Context, convoID string, dids []string, how store.Departure) error {
 	tag, err := s.w.q.Exec(ctx, `UPDATE members SET left_at = $1, needs_rejoin = false
 		WHERE convo_id = $2 AND left_at IS NULL AND (member_did = ANY($3) OR user_did = ANY($3))`,
 		s.w.bucket(), convoID, dids)
@@ -253,6 +253,16 @@ func (s changeSteps) RemoveMembers(ctx context.Context, convoID string, dids []s
 	}
 	if tag.RowsAffected() == 0 {
 		return store.ErrNotMember
+	}
+	if how == store.Removed {
+		// Only an account this removal leaves with no active device was
+		// removed from the conversation; one device removed from an
+		// account that stays is not.
+		if _, err := s.w.q.Exec(ctx, `UPDATE members SET removed = true WHERE convo_id = $1
+			AND user_did IN (SELECT user_did FROM members WHERE convo_id = $1 AND (member_did = ANY($2) OR user_did = ANY($2)))
+			AND user_did NOT IN (SELECT user_did FROM members WHERE convo_id = $1 AND left_at IS NULL)`, convoID, dids); err != nil {
+			return fmt.Errorf("mark removed: %w", err)
+		}
 	}
 	// A device of an account that is no longer in the conversation has
 	// nobody to add it: its pending additions (and rejoin requests) go.
@@ -309,6 +319,10 @@ func (w *writer) addMembers(ctx context.Context, convoID string, add []store.New
 		}
 		if tag.RowsAffected() == 0 {
 			return fmt.Errorf("add member: %w", store.ErrAlreadyMember)
+		}
+		if _, err := w.q.Exec(ctx, `UPDATE members SET removed = false WHERE convo_id = $1 AND user_did = $2 AND removed`,
+			convoID, userDID); err != nil {
+			return fmt.Errorf("clear removed: %w", err)
 		}
 		if _, err := w.q.Exec(ctx, `UPDATE pending_device_additions SET status = 'completed'
 			WHERE convo_id = $1 AND user_did = $2 AND device_id = $3`, convoID, userDID, m.DeviceID); err != nil {

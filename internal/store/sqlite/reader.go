@@ -80,14 +80,14 @@ func (s *Store) ConvosForUser(ctx context.Context, userDID, after string, limit 
 	return out, next, nil
 }
 
-const memberColumns = `m.convo_id, m.member_did, m.user_did, m.device_id, m.role, m.joined_at, m.left_at`
+const memberColumns = `m.convo_id, m.member_did, m.user_did, m.device_id, m.role, m.joined_at, m.left_at, m.removed`
 
 func scanMember(sc interface{ Scan(...any) error }) (store.Member, error) {
 	var m store.Member
 	var joined int64
 	var left sql.NullInt64
 	var role string
-	if err := sc.Scan(&m.ConvoID, &m.MemberDID, &m.UserDID, &m.DeviceID, &role, &joined, &left); err != nil {
+	if err := sc.Scan(&m.ConvoID, &m.MemberDID, &m.UserDID, &m.DeviceID, &role, &joined, &left, &m.Removed); err != nil {
 		return store.Member{}, err
 	}
 	m.Role, m.JoinedAt, m.LeftAt = store.Role(role), fromMS(joined), fromNullMS(left)

@@ -446,12 +446,20 @@ func (s *Store) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID 
 
 // RedeemInvite implements store.Invites.
 func (w *txWriter) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID string) (store.Invite, error) {
+	var removed bool
+	if err := w.tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM members WHERE convo_id = ? AND user_did = ? AND removed = 1)`,
+		convoID, redeemerDID).Scan(&removed); err != nil {
+		return store.Invite{}, fmt.Errorf("redeem invite: read removal: %w", err)
+	}
 	inv, err := scanInvite(w.tx.QueryRowContext(ctx, `UPDATE invites SET use_count = use_count + 1
-		WHERE convo_id = ? AND psk_hash = ? AND revoked_at IS NULL
-			AND (target_did = '' OR target_did = ?)
-			AND (expires_at IS NULL OR expires_at > ?)
+		WHERE convo_id = ?1 AND psk_hash = ?2 AND revoked_at IS NULL
+			AND ((target_did = '' AND NOT ?5) OR target_did = ?3)
+			AND (expires_at IS NULL OR expires_at > ?4)
 			AND (max_uses = 0 OR use_count < max_uses)
-		RETURNING `+inviteColumns, convoID, pskHash, redeemerDID, ms(w.now())))
+		RETURNING `+inviteColumns, convoID, pskHash, redeemerDID, ms(w.now()), removed))
+	if errors.Is(err, sql.ErrNoRows) && removed {
+		return store.Invite{}, fmt.Errorf("redeem invite: %w", store.ErrRemovedMember)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Invite{}, fmt.Errorf("redeem invite: %w", store.ErrInviteUnusable)
 	}

@@ -149,20 +149,20 @@ func (w *txWriter) convoEpoch(ctx context.Context, convoID string) (int64, error
 
 // AppendCommit implements store.Writer.
 func (w *txWriter) AppendCommit(ctx context.Context, convoID string, c store.NewCommit) (store.Change, error) {
-	return store.ApplyChange(ctx, changeSteps{w}, convoID, nil, nil, &c)
+	return store.ApplyChange(ctx, changeSteps{w}, convoID, nil, nil, store.Removed, &c)
 }
 
 // AddMembers implements store.Writer.
 func (w *txWriter) AddMembers(ctx context.Context, convoID string, members []store.NewMember, c *store.NewCommit) (store.Change, error) {
-	return store.ApplyChange(ctx, changeSteps{w}, convoID, members, nil, c)
+	return store.ApplyChange(ctx, changeSteps{w}, convoID, members, nil, store.Removed, c)
 }
 
 // RemoveMembers implements store.Writer.
-func (w *txWriter) RemoveMembers(ctx context.Context, convoID string, dids []string, c *store.NewCommit) (store.Change, error) {
+func (w *txWriter) RemoveMembers(ctx context.Context, convoID string, dids []string, how store.Departure, c *store.NewCommit) (store.Change, error) {
 	if len(dids) == 0 {
 		return store.Change{}, fmt.Errorf("remove members: no DIDs: %w", store.ErrNotMember)
 	}
-	return store.ApplyChange(ctx, changeSteps{w}, convoID, nil, dids, c)
+	return store.ApplyChange(ctx, changeSteps{w}, convoID, nil, dids, how, c)
 }
 
 // changeSteps are store.ChangeSteps (the one path for commits and
@@ -194,7 +194,7 @@ func (s changeSteps) Touch(ctx context.Context, convoID string) (int64, error) {
 	return epoch, err
 }
 
-func (s changeSteps) RemoveMembers(ctx context.Context, convoID string, dids []string) error {
+func (s changeSteps) RemoveMembers(ctx context.Context, convoID string, dids []string, how store.Departure) error {
 	list := jsonList(dids)
 	res, err := s.w.tx.ExecContext(ctx, `UPDATE members SET left_at = ?, needs_rejoin = 0
 		WHERE convo_id = ? AND left_at IS NULL
@@ -205,6 +205,17 @@ func (s changeSteps) RemoveMembers(ctx context.Context, convoID string, dids []s
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return store.ErrNotMember
+	}
+	if how == store.Removed {
+		// Only an account this removal leaves with no active device was
+		// removed from the conversation; one device removed from an
+		// account that stays is not.
+		if _, err := s.w.tx.ExecContext(ctx, `UPDATE members SET removed = 1 WHERE convo_id = ?1
+			AND user_did IN (SELECT user_did FROM members WHERE convo_id = ?1
+				AND (member_did IN (SELECT value FROM json_each(?2)) OR user_did IN (SELECT value FROM json_each(?2))))
+			AND user_did NOT IN (SELECT user_did FROM members WHERE convo_id = ?1 AND left_at IS NULL)`, convoID, list); err != nil {
+			return fmt.Errorf("mark removed: %w", err)
+		}
 	}
 	// A device of an account that is no longer in the conversation has
 	// nobody to add it: its pending additions (and rejoin requests) go.
@@ -263,6 +274,10 @@ func (w *txWriter) addMembers(ctx context.Context, convoID string, add []store.N
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("add member: %w", store.ErrAlreadyMember)
+		}
+		if _, err := w.tx.ExecContext(ctx, `UPDATE members SET removed = 0 WHERE convo_id = ? AND user_did = ? AND removed = 1`,
+			convoID, userDID); err != nil {
+			return fmt.Errorf("clear removed: %w", err)
 		}
 		if _, err := w.tx.ExecContext(ctx, `UPDATE pending_device_additions SET status = 'completed'
 			WHERE convo_id = ? AND user_did = ? AND device_id = ?`, convoID, userDID, m.DeviceID); err != nil {

@@ -209,7 +209,7 @@ func testAppendMessageRules(t *testing.T, b Backend) {
 	// did:plc:b#d1 joins and leaves.
 	_, err = e.s.AddMembers(e.ctx, "c", []store.NewMember{member("did:plc:b", "d1")}, nil)
 	must(t, err, "add b")
-	_, err = e.s.RemoveMembers(e.ctx, "c", []string{"did:plc:b#d1"}, nil)
+	_, err = e.s.RemoveMembers(e.ctx, "c", []string{"did:plc:b#d1"}, store.Removed, nil)
 	must(t, err, "remove b")
 	seq := int64(2)
 	for _, tc := range []struct {
@@ -424,7 +424,7 @@ func testRemoveAndRejoin(t *testing.T, b Backend) {
 		t.Errorf("set role of non-member: %v", err)
 	}
 	// Removing by user DID removes every device, with the commit.
-	ch, err := e.s.RemoveMembers(e.ctx, "c", []string{"did:plc:b"}, &store.NewCommit{Epoch: 0, Data: padded("rm"), PaddedSize: 512})
+	ch, err := e.s.RemoveMembers(e.ctx, "c", []string{"did:plc:b"}, store.Removed, &store.NewCommit{Epoch: 0, Data: padded("rm"), PaddedSize: 512})
 	must(t, err, "remove")
 	if ch.Epoch != 1 || ch.Seq != 1 || len(ch.Cursors) != 2 {
 		t.Errorf("change = %+v", ch)
@@ -434,7 +434,7 @@ func testRemoveAndRejoin(t *testing.T, b Backend) {
 			t.Errorf("%s still active: %v", dev, err)
 		}
 	}
-	if _, err := e.s.RemoveMembers(e.ctx, "c", []string{"did:plc:b"}, nil); !isErr(err, store.ErrNotMember) {
+	if _, err := e.s.RemoveMembers(e.ctx, "c", []string{"did:plc:b"}, store.Removed, nil); !isErr(err, store.ErrNotMember) {
 		t.Errorf("second removal: %v, want ErrNotMember", err)
 	}
 	all, err := e.s.Members(e.ctx, []string{"c"}, true)
@@ -535,7 +535,7 @@ func testConvoPagination(t *testing.T, b Backend) {
 	e.newConvo("other", "did:plc:z")
 	// Activity moves c2 to the front; leaving c6 drops it from a's list.
 	e.send("c2", 0, "bump")
-	_, err := e.s.RemoveMembers(e.ctx, "c6", []string{"did:plc:a"}, nil)
+	_, err := e.s.RemoveMembers(e.ctx, "c6", []string{"did:plc:a"}, store.Removed, nil)
 	must(t, err, "leave c6")
 	want := []string{"c2", "c5", "c4", "c3", "c1", "c0"}
 	var got []string

@@ -209,7 +209,7 @@ func testNeedsRejoin(t *testing.T, b Backend) {
 	// A removed account: its requests go with it, and it cannot ask again.
 	_, err = e.s.MarkNeedsRejoin(e.ctx, &store.NewPendingAddition{ID: "rj-bob", ConvoID: "nr", UserDID: "did:plc:bob", DeviceID: "d1", Rejoin: true, TTL: time.Hour}, "nr", "did:plc:bob#d1")
 	must(t, err, "bob asks to rejoin")
-	_, err = e.s.RemoveMembers(e.ctx, "nr", []string{"did:plc:bob"}, nil)
+	_, err = e.s.RemoveMembers(e.ctx, "nr", []string{"did:plc:bob"}, store.Removed, nil)
 	must(t, err, "remove bob")
 	if _, err := e.s.PendingAddition(e.ctx, "rj-bob"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("a removed account's rejoin request survives: %v", err)

@@ -63,7 +63,7 @@ func testPushTokens(t *testing.T, b Backend) {
 	}
 
 	// A member who left is not woken.
-	_, err = e.s.RemoveMembers(e.ctx, "p1", []string{"did:plc:bob#d1"}, nil)
+	_, err = e.s.RemoveMembers(e.ctx, "p1", []string{"did:plc:bob#d1"}, store.Removed, nil)
 	must(t, err, "remove bob")
 	got, err = e.s.PushTargets(e.ctx, []string{"p1"})
 	must(t, err, "push targets")

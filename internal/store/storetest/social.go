@@ -146,6 +146,93 @@ func testReports(t *testing.T, b Backend) {
 	}
 }
 
+// testInviteAfterRemoval: an account another member removed cannot come
+// back through an invite that does not name it; one that left can; an
+// invite naming the removed account, or a member re-adding it, ends the
+// removal.
+func testInviteAfterRemoval(t *testing.T, b Backend) {
+	e := b.env(t)
+	e.newConvo("r", "did:plc:alice", "did:plc:bob", "did:plc:carol", "did:plc:dave", "did:plc:erin")
+	_, err := e.s.AddMembers(e.ctx, "r", []store.NewMember{member("did:plc:erin", "d2")}, nil)
+	must(t, err, "add erin's second device")
+	_, err = e.s.CreateInvite(e.ctx, store.Invite{ID: "open", ConvoID: "r", PSKHash: "ho", CreatedBy: "did:plc:alice"}, nil)
+	must(t, err, "create untargeted invite")
+	_, err = e.s.CreateInvite(e.ctx, store.Invite{ID: "forbob", ConvoID: "r", PSKHash: "hb", CreatedBy: "did:plc:alice", TargetDID: "did:plc:bob"}, nil)
+	must(t, err, "create invite for bob")
+	redeem := func(hash, did string) error {
+		t.Helper()
+		_, err := e.s.RedeemInvite(e.ctx, "r", hash, did)
+		return err
+	}
+	leave := func(did string, how store.Departure) {
+		t.Helper()
+		_, err := e.s.RemoveMembers(e.ctx, "r", []string{did}, how, nil)
+		must(t, err, "remove "+did)
+	}
+
+	// Removed: the untargeted invite is refused and not counted.
+	leave("did:plc:bob", store.Removed)
+	if err := redeem("ho", "did:plc:bob"); !errors.Is(err, store.ErrRemovedMember) {
+		t.Fatalf("removed account, untargeted invite: %v, want ErrRemovedMember", err)
+	}
+	if inv, err := e.s.Invite(e.ctx, "open"); err != nil || inv.UseCount != 0 {
+		t.Fatalf("refused redemption counted: %+v, %v", inv, err)
+	}
+	removedRows := func() map[string]bool {
+		t.Helper()
+		all, err := e.s.Members(e.ctx, []string{"r"}, true)
+		must(t, err, "members")
+		out := map[string]bool{}
+		for _, m := range all["r"] {
+			out[m.MemberDID] = m.Removed
+		}
+		return out
+	}
+	if rm := removedRows(); !rm["did:plc:bob#d1"] || rm["did:plc:carol#d1"] {
+		t.Fatalf("removed marks after removing bob: %v", rm)
+	}
+	// Removed, then an invite naming the account: allowed.
+	must(t, redeem("hb", "did:plc:bob"), "removed account, targeted invite")
+	_, err = e.s.AddMembers(e.ctx, "r", []store.NewMember{member("did:plc:bob", "d1")}, nil)
+	must(t, err, "bob joins by the targeted invite")
+	if rm := removedRows(); rm["did:plc:bob#d1"] {
+		t.Fatalf("re-adding bob left his removed mark: %v", rm)
+	}
+
+	// Left: the untargeted invite works.
+	leave("did:plc:carol", store.Left)
+	must(t, redeem("ho", "did:plc:carol"), "voluntary leaver, untargeted invite")
+
+	// Removed, re-added by a member, later left: the untargeted invite
+	// works again.
+	leave("did:plc:dave", store.Removed)
+	if err := redeem("ho", "did:plc:dave"); !errors.Is(err, store.ErrRemovedMember) {
+		t.Fatalf("removed dave: %v, want ErrRemovedMember", err)
+	}
+	_, err = e.s.AddMembers(e.ctx, "r", []store.NewMember{member("did:plc:dave", "d1")}, nil)
+	must(t, err, "a member re-adds dave")
+	leave("did:plc:dave", store.Left)
+	must(t, redeem("ho", "did:plc:dave"), "re-added then left, untargeted invite")
+
+	// One device removed from an account that stays does not remove the
+	// account: after it leaves, the untargeted invite works.
+	leave("did:plc:erin#d1", store.Removed)
+	leave("did:plc:erin", store.Left)
+	must(t, redeem("ho", "did:plc:erin"), "device removed, account left")
+
+	// The mark is per conversation: bob's removal elsewhere does not
+	// follow him here, and a removal here does not reach other groups.
+	e.newConvo("r2", "did:plc:alice", "did:plc:bob")
+	_, err = e.s.CreateInvite(e.ctx, store.Invite{ID: "open2", ConvoID: "r2", PSKHash: "ho2", CreatedBy: "did:plc:alice"}, nil)
+	must(t, err, "create invite in r2")
+	_, err = e.s.RemoveMembers(e.ctx, "r2", []string{"did:plc:bob"}, store.Left, nil)
+	must(t, err, "bob leaves r2")
+	leave("did:plc:bob", store.Removed)
+	if _, err := e.s.RedeemInvite(e.ctx, "r2", "ho2", "did:plc:bob"); err != nil {
+		t.Fatalf("removal from r reached r2: %v", err)
+	}
+}
+
 // testInvites: redemption counts uses atomically and refuses revoked,
 // expired, used-up and other-DID invites alike.
 func testInvites(t *testing.T, b Backend) {
@@ -279,7 +366,7 @@ func testSocialSchema(t *testing.T, b Backend) {
 		"convo_policies": {"admin_only_invites", "allow_invites", "allow_member_add", "allow_member_remove", "convo_id",
 			"max_members", "require_admin_approval", "updated_at", "updated_by"},
 		"opt_ins": {"did", "opted_in_at"},
-		"members": {"convo_id", "device_id", "joined_at", "left_at", "member_did", "needs_rejoin", "role", "role_granted_at", "role_granted_by", "user_did"},
+		"members": {"convo_id", "device_id", "joined_at", "left_at", "member_did", "needs_rejoin", "removed", "role", "role_granted_at", "role_granted_by", "user_did"},
 	})
 	// Nothing a report keeps can name who filed it or hold its text.
 	forbidden := []string{"reporter", "sender", "author", "from", "reason", "notes", "text", "plaintext", "message", "ip"}
@@ -321,11 +408,11 @@ func testSocialActors(t *testing.T, b Backend) {
 	}
 
 	// Bob leaves; alice makes carol an admin and leaves too.
-	_, err = e.s.RemoveMembers(e.ctx, "s", []string{"did:plc:bob#d1"}, nil)
+	_, err = e.s.RemoveMembers(e.ctx, "s", []string{"did:plc:bob#d1"}, store.Removed, nil)
 	must(t, err, "remove bob")
 	_, err = e.s.GrantRole(e.ctx, store.RoleGrant{ConvoID: "s", UserDID: "did:plc:carol", Role: admin, GrantedBy: "did:plc:alice"})
 	must(t, err, "promote carol")
-	_, err = e.s.RemoveMembers(e.ctx, "s", []string{"did:plc:alice#d1"}, nil)
+	_, err = e.s.RemoveMembers(e.ctx, "s", []string{"did:plc:alice#d1"}, store.Removed, nil)
 	must(t, err, "remove alice")
 
 	for name, err := range map[string]error{

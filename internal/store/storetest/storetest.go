@@ -133,6 +133,7 @@ func Run(t *testing.T, b Backend) {
 		{"Policies", testPolicies},
 		{"Reports", testReports},
 		{"Invites", testInvites},
+		{"InviteAfterRemoval", testInviteAfterRemoval},
 		{"OptIns", testOptIns},
 		{"SocialInIdempotent", testSocialInIdempotent},
 		{"SocialActors", testSocialActors},
