@@ -1,0 +1,47 @@
+package delivery
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestLexBytesMarshalsAsTheDataModelSays holds lexBytes' hand-built JSON
+// to what encoding/json writes for {"$bytes": <unpadded standard base64>},
+// for empty, nil and random values of every length up to 300 bytes, and
+// checks each one decodes back to the same bytes.
+func TestLexBytesMarshalsAsTheDataModelSays(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	values := []lexBytes{nil, {}}
+	for n := 1; n <= 300; n++ {
+		v := make(lexBytes, n)
+		for i := range v {
+			v[i] = byte(rng.Uint32())
+		}
+		values = append(values, v)
+	}
+	for _, v := range values {
+		got, err := json.Marshal(v)
+		if err != nil {
+			t.Fatalf("marshal %d bytes: %v", len(v), err)
+		}
+		want, err := json.Marshal(struct {
+			Bytes string `json:"$bytes"`
+		}{base64.RawStdEncoding.EncodeToString(v)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%d bytes: got %s, want %s", len(v), got, want)
+		}
+		var back lexBytes
+		if err := json.Unmarshal(got, &back); err != nil {
+			t.Fatalf("%d bytes: unmarshal %s: %v", len(v), got, err)
+		}
+		if !bytes.Equal(back, v) {
+			t.Fatalf("%d bytes: round trip changed the value", len(v))
+		}
+	}
+}
