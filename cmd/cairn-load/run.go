@@ -139,19 +139,19 @@ type report struct {
 	stacksBefore, heapBefore int64
 	stacksHeld, heapHeld     int64
 	loadStart, loadHeld      string // /proc/loadavg's 1, 5 and 15 min figures
-	fanout             []time.Duration
-	fanoutAfterAck     []time.Duration
-	fanoutMissed       int
-	sendLat            []time.Duration
-	sustainedLat       []time.Duration
-	sustainedSent      int64
-	sustainedEvents    int64
-	sustainedElapsed   time.Duration
-	sustainedExpected  int64
-	serverCPUFanout    time.Duration
-	gcFanout           int64 // server GC cycles during the fan-out; -1 unknown
-	serverCPUSustained time.Duration
-	fanoutElapsed      time.Duration
+	fanout                   []time.Duration
+	fanoutAfterAck           []time.Duration
+	fanoutMissed             int
+	sendLat                  []time.Duration
+	sustainedLat             []time.Duration
+	sustainedSent            int64
+	sustainedEvents          int64
+	sustainedElapsed         time.Duration
+	sustainedExpected        int64
+	serverCPUFanout          time.Duration
+	gcFanout                 int64 // server GC cycles during the fan-out; -1 unknown
+	serverCPUSustained       time.Duration
+	fanoutElapsed            time.Duration
 }
 
 func (l *loadRun) measure(ctx context.Context) error {
