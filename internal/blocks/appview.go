@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -315,20 +314,7 @@ func appendJobs(jobs []job, actor string, others []string) []job {
 // known and the cache and clearing it from pending. It returns the actors
 // the AppView does not know.
 func (a *AppView) run(ctx context.Context, jobs []job, known map[[2]string]pairBlocks, pending map[[2]string]bool) (map[string]bool, error) {
-	results := make([]map[string]Edges, len(jobs))
-	errs := make([]error, len(jobs))
-	sem := make(chan struct{}, parallel)
-	var wg sync.WaitGroup
-	for i, j := range jobs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			results[i], errs[i] = a.relationships(ctx, j, false)
-		}()
-	}
-	wg.Wait()
+	results, errs := inParallel(jobs, func(j job) (map[string]Edges, error) { return a.relationships(ctx, j, false) })
 	unknown := map[string]bool{}
 	for i, j := range jobs {
 		switch err := errs[i]; {

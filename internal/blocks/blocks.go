@@ -157,20 +157,7 @@ func (s *Source) Between(ctx context.Context, added, existing []string) ([]Relat
 // filtered reads the outgoing blocks of every account of uniq and returns
 // those keep accepts (never a self-block), each once.
 func (s *Source) filtered(ctx context.Context, uniq []string, keep func(Relation) bool) ([]Relation, error) {
-	results := make([][]Relation, len(uniq))
-	errs := make([]error, len(uniq))
-	sem := make(chan struct{}, parallel)
-	var wg sync.WaitGroup
-	for i, d := range uniq {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			results[i], errs[i] = s.outgoing(ctx, d, false)
-		}()
-	}
-	wg.Wait()
+	results, errs := inParallel(uniq, func(d string) ([]Relation, error) { return s.outgoing(ctx, d, false) })
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -466,4 +453,24 @@ func validRecordKey(k string) bool {
 		}
 	}
 	return true
+}
+
+// inParallel calls fn for each item, at most parallel at once, and returns
+// the results and errors by the items' indexes.
+func inParallel[T, R any](items []T, fn func(T) (R, error)) ([]R, []error) {
+	results := make([]R, len(items))
+	errs := make([]error, len(items))
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for i, item := range items {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			results[i], errs[i] = fn(item)
+		}()
+	}
+	wg.Wait()
+	return results, errs
 }
