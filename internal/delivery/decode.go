@@ -129,18 +129,10 @@ func (b *lexBytes) UnmarshalJSON(data []byte) error {
 }
 
 // MarshalJSON writes {"$bytes": base64} (standard alphabet, no padding, as
-// atproto's data model specifies).
-//
-// It appends the base64 straight into one buffer of the exact size: the
-// standard alphabet needs no JSON escaping, and a page of messages is
-// mostly these fields, so the struct marshal and string copy it replaces
-// were a large share of getMessages' allocations (docs/benchmarks.md).
+// atproto's data model specifies); MarshalJSONTo, where the toolchain has
+// it, does the same without the copy.
 func (b lexBytes) MarshalJSON() ([]byte, error) {
-	const prefix, suffix = `{"$bytes":"`, `"}`
-	out := make([]byte, 0, len(prefix)+base64.RawStdEncoding.EncodedLen(len(b))+len(suffix))
-	out = append(out, prefix...)
-	out = base64.RawStdEncoding.AppendEncode(out, b)
-	return append(out, suffix...), nil
+	return xrpc.AppendBytesJSON(make([]byte, 0, xrpc.BytesJSONLen(b)), b), nil
 }
 
 // decodeBase64 accepts standard or URL-safe base64, padded or not:

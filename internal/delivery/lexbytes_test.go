@@ -11,7 +11,9 @@ import (
 // TestLexBytesMarshalsAsTheDataModelSays holds lexBytes' hand-built JSON
 // to what encoding/json writes for {"$bytes": <unpadded standard base64>},
 // for empty, nil and random values of every length up to 300 bytes, and
-// checks each one decodes back to the same bytes.
+// checks each one decodes back to the same bytes. Both ways of writing
+// are held: json.Marshal (which uses MarshalJSONTo where the toolchain
+// has it, and that inside a struct) and a direct MarshalJSON call.
 func TestLexBytesMarshalsAsTheDataModelSays(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	values := []lexBytes{nil, {}}
@@ -35,6 +37,17 @@ func TestLexBytesMarshalsAsTheDataModelSays(t *testing.T) {
 		}
 		if !bytes.Equal(got, want) {
 			t.Fatalf("%d bytes: got %s, want %s", len(v), got, want)
+		}
+		direct, err := v.MarshalJSON()
+		if err != nil || !bytes.Equal(direct, want) {
+			t.Fatalf("%d bytes: MarshalJSON gave %s, %v; want %s", len(v), direct, err, want)
+		}
+		inStruct, err := json.Marshal(struct {
+			A lexBytes `json:"a"`
+			B int      `json:"b"`
+		}{v, 1})
+		if wantStruct := `{"a":` + string(want) + `,"b":1}`; err != nil || string(inStruct) != wantStruct {
+			t.Fatalf("%d bytes: in a struct gave %s, %v; want %s", len(v), inStruct, err, wantStruct)
 		}
 		var back lexBytes
 		if err := json.Unmarshal(got, &back); err != nil {

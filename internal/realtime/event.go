@@ -1,7 +1,6 @@
 package realtime
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"strings"
 	"sync"
@@ -10,6 +9,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 
 	"github.com/cairn-chat/cairn-caddy/internal/store"
+	"github.com/cairn-chat/cairn-caddy/internal/xrpc"
 )
 
 // Method NSIDs served by this package.
@@ -39,10 +39,10 @@ type messageView struct {
 // lexBytes is a lexicon bytes value, {"$bytes": "<base64>"} in JSON.
 type lexBytes []byte
 
+// MarshalJSON writes {"$bytes": base64}; MarshalJSONTo, where the
+// toolchain has it, does the same without the copy.
 func (b lexBytes) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Bytes string `json:"$bytes"`
-	}{base64.RawStdEncoding.EncodeToString(b)})
+	return xrpc.AppendBytesJSON(make([]byte, 0, xrpc.BytesJSONLen(b)), b), nil
 }
 
 type messageEvent struct {
