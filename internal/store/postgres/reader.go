@@ -179,8 +179,17 @@ func scanMessage(sc interface{ Scan(...any) error }) (store.Message, error) {
 func (s *Store) Messages(ctx context.Context, convoID string, sinceSeq int64, limit int) (store.MessagePage, error) {
 	limit = clampLimit(limit)
 	var page store.MessagePage
-	rows, err := s.pool.Query(ctx, `SELECT `+messageColumns+` FROM messages m
+	// One round trip: the page, then the counter. The counter is read by
+	// the second statement, after the rows (each statement of a batch
+	// takes its own snapshot under READ COMMITTED), so it is never below
+	// a returned seq.
+	q := &pgx.Batch{}
+	q.Queue(`SELECT `+messageColumns+` FROM messages m
 		WHERE m.convo_id = $1 AND m.seq > $2 ORDER BY m.seq LIMIT $3`, convoID, sinceSeq, limit)
+	q.Queue(`SELECT last_seq, epoch FROM convos WHERE id = $1`, convoID)
+	results := s.pool.SendBatch(ctx, q)
+	defer results.Close()
+	rows, err := results.Query()
 	if err != nil {
 		return page, errorf("list messages: %w", err)
 	}
@@ -188,12 +197,14 @@ func (s *Store) Messages(ctx context.Context, convoID string, sinceSeq int64, li
 	if err != nil {
 		return page, errorf("list messages: %w", err)
 	}
-	// Read the counter after the rows, so it is never below a returned seq.
-	err = s.pool.QueryRow(ctx, `SELECT last_seq, epoch FROM convos WHERE id = $1`, convoID).Scan(&page.ConvoLastSeq, &page.ConvoEpoch)
+	err = results.QueryRow().Scan(&page.ConvoLastSeq, &page.ConvoEpoch)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.MessagePage{}, errorf("list messages: %w", store.ErrNotFound)
 	}
 	if err != nil {
+		return store.MessagePage{}, errorf("list messages: %w", err)
+	}
+	if err := results.Close(); err != nil {
 		return store.MessagePage{}, errorf("list messages: %w", err)
 	}
 	if len(page.Messages) == 0 {
