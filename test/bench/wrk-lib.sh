@@ -25,6 +25,10 @@ wrk_run() {
 	out=$("${client_pin[@]}" wrk -t1 -c"$conns" -d"$duration" --latency "$1")
 	c1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
 	if [ -n "${2:-}" ]; then echo "$out" >"$2"; fi
+	if grep -q 'Non-2xx' <<<"$out"; then
+		echo "$1 answered some requests with an error status, so its figures are not comparable: $(grep 'Non-2xx' <<<"$out")" >&2
+		return 1
+	fi
 	awk -v c="$((c1 - c0))" -v t="$ticks" '
 		/Requests\/sec/ { rps = $2 }
 		/requests in/ { n = $1 }
