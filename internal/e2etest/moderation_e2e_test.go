@@ -14,7 +14,11 @@ import (
 // holds neither the reporter nor the text; erin's external commit is
 // applied by alice and the two exchange a message; the chat request's held
 // message is opened by the recipient's client only, and the conversation
-// it becomes carries messages both ways.
+// it becomes carries messages both ways; an account alice removed is
+// refused (403 Unauthorized) the GroupInfo and its real external commit by
+// an invite that does not name it, without using the invite, while dave,
+// who left, returns through that invite and an invite naming carol admits
+// her, each then decrypting alice's next message.
 var moderationSteps = []string{
 	"create a group of four with one commit and a Welcome",
 	"an admin promotes a member; the admins publish report keys in the group",
@@ -23,6 +27,7 @@ var moderationSteps = []string{
 	"a block between two accounts stops their being added together",
 	"an invite is created, redeemed by external commit and revoked",
 	"a chat request is sent, accepted and becomes a conversation where the two exchange a message",
+	"a removed account cannot come back through an untargeted invite; a leaver and a named invitee can",
 }
 
 // TestMLSModerationEndToEnd runs the moderation scenario with real ts-mls

@@ -36,31 +36,30 @@ import { makeKeyPackageRef } from 'ts-mls/keyPackage.js'
 import { decode as cborDecode, decodeFirst, encode as cborEncode } from 'cborg'
 import WebSocket from 'ws'
 import {
-  AssertionError,
-  BUCKETS,
   NS,
   SUITE,
   announce,
   assert,
   assertEq,
-  contentTarget,
   dec,
   enc,
   fromB64,
   gateway,
   hex,
+  identities,
   key,
+  leafIndexOf,
   msgId,
   must,
   newKeyPackage,
   newMember as harnessMember,
   out,
+  paddedCommit,
   readLine,
   sendRaw,
   serviceDid,
   steps,
   useGateway,
-  withPadding,
   xrpc,
 } from './harness.mjs'
 
@@ -83,20 +82,6 @@ const send = async (m, convoId, plaintext) => {
   m.state = { ...newState, clientConfig: m.state.clientConfig }
   m.sent.add(id)
   return { msgId: id, seq: body.seq, bytes, epoch }
-}
-
-// paddedCommit makes a commit as member (proposals: extra) framed to the
-// smallest bucket it fits. An attempt that does not fit is discarded before
-// it leaves this process.
-const paddedCommit = async (m, aad, extraProposals = []) => {
-  const groupId = m.state.groupContext.groupId
-  for (const bucket of BUCKETS) {
-    const target = contentTarget(groupId, aad, bucket)
-    const r = await createCommit({ state: withPadding(m.state, target), cipherSuite: m.impl }, { extraProposals, authenticatedData: aad })
-    const bytes = encodeMlsMessage(r.commit)
-    if (bytes.length === bucket) return { ...r, bytes }
-  }
-  throw new AssertionError('commit does not fit any bucket')
 }
 
 // apply processes one message of the conversation (id, seq, epoch,
@@ -409,20 +394,6 @@ const tryDecrypt = async (state, bytes, impl) => {
   } catch (err) {
     return { ok: false, error: String(err?.message ?? err) }
   }
-}
-
-const identities = (state) =>
-  state.ratchetTree
-    .filter((n) => n && n.nodeType === 'leaf')
-    .map((n) => dec.decode(n.leaf.credential.identity))
-    .sort()
-
-const leafIndexOf = (state, did) => {
-  for (let i = 0; i < state.ratchetTree.length; i += 2) {
-    const n = state.ratchetTree[i]
-    if (n && n.nodeType === 'leaf' && dec.decode(n.leaf.credential.identity) === did) return i / 2
-  }
-  throw new AssertionError(`${did} has no leaf`)
 }
 
 const main = async () => {

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto'
 import { createInterface } from 'node:readline'
 import { Secp256k1Keypair } from '@atproto/crypto'
 import { createServiceJwt } from '@atproto/xrpc-server'
-import { createApplicationMessage, defaultCapabilities, encodeMlsMessage, generateKeyPackage } from 'ts-mls'
+import { createApplicationMessage, createCommit, defaultCapabilities, encodeMlsMessage, generateKeyPackage } from 'ts-mls'
 
 export const SUITE = 'MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519'
 export const NS = 'blue.catbird.mls.'
@@ -117,6 +117,20 @@ export const withPadding = (state, target) => ({
   clientConfig: { ...state.clientConfig, paddingConfig: { kind: 'padUntilLength', padUntilLength: target } },
 })
 
+// paddedCommit makes a commit as member (proposals: extra) framed to the
+// smallest bucket it fits, for sendMessage. An attempt that does not fit is
+// discarded before it leaves this process.
+export const paddedCommit = async (m, aad, extraProposals = []) => {
+  const groupId = m.state.groupContext.groupId
+  for (const bucket of BUCKETS) {
+    const target = contentTarget(groupId, aad, bucket)
+    const r = await createCommit({ state: withPadding(m.state, target), cipherSuite: m.impl }, { extraProposals, authenticatedData: aad })
+    const bytes = encodeMlsMessage(r.commit)
+    if (bytes.length === bucket) return { ...r, bytes }
+  }
+  throw new AssertionError('commit does not fit any bucket')
+}
+
 // sendRaw encrypts plaintext as member, framed to the smallest bucket it
 // fits, posts it with sendMessage and returns the response with what was
 // sent ({status, body, request, id, bytes, epoch, newState}), changing
@@ -170,6 +184,23 @@ export const newMember = async (name, impl) => {
   const keypair = await Secp256k1Keypair.create()
   const did = plcDid()
   return { name, did, keypair, impl, kp: await newKeyPackage(did, impl), state: undefined, cursor: 0, sent: new Set() }
+}
+
+// identities are the credential identities of state's leaves, sorted.
+export const identities = (state) =>
+  state.ratchetTree
+    .filter((n) => n && n.nodeType === 'leaf')
+    .map((n) => dec.decode(n.leaf.credential.identity))
+    .sort()
+
+// leafIndexOf is the leaf index of the member whose credential is did in
+// state's ratchet tree.
+export const leafIndexOf = (state, did) => {
+  for (let i = 0; i < state.ratchetTree.length; i += 2) {
+    const n = state.ratchetTree[i]
+    if (n && n.nodeType === 'leaf' && dec.decode(n.leaf.credential.identity) === did) return i / 2
+  }
+  throw new AssertionError(`${did} has no leaf`)
 }
 
 // readLine resolves to the next line the driver writes on stdin.

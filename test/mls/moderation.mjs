@@ -4,9 +4,11 @@
 // that admins publish inside the group (docs/moderation.md), a refused
 // non-admin removal, a Bluesky block (served by the driver's PDS
 // stand-in) refusing an add, an invite created, redeemed by external commit
-// and revoked, and a chat request sent, accepted into a conversation and
-// used. The Go test TestMLSModerationEndToEnd drives it with the
-// same line protocol as e2e.mjs (README.md).
+// and revoked, a chat request sent, accepted into a conversation and
+// used, and an account an admin removed refused the invite that admits a
+// leaver and admitted by one naming it. The Go test
+// TestMLSModerationEndToEnd drives it with the same line protocol as
+// e2e.mjs (README.md).
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
 import {
   createCommit,
@@ -32,11 +34,15 @@ import {
   enc,
   fromB64,
   hex,
+  identities,
   key,
+  leafIndexOf,
+  msgId,
   must,
   newKeyPackage,
   newMember,
   out,
+  paddedCommit,
   refused,
   sendApp,
   steps,
@@ -117,6 +123,41 @@ const admins = async (m, convoId) => {
   const body = must(await xrpc(m, 'getConvos', { query: {} }), `${m.name} getConvos`)
   const convo = body.conversations.find((c) => c.groupId === convoId)
   return new Set(convo.members.filter((x) => x.isAdmin).map((x) => x.userDid))
+}
+
+// publishGroupInfo publishes m's GroupInfo (external public key and
+// ratchet tree, what an external commit needs) for its current epoch.
+const publishGroupInfo = async (m, convoId) => {
+  const gi = encodeMlsMessage({ groupInfo: await createGroupInfoWithExternalPubAndRatchetTree(m.state, [], m.impl), wireformat: 'mls_group_info', version: 'mls10' })
+  must(await xrpc(m, 'updateGroupInfo', { body: { convoId, groupInfo: b64(gi), epoch: Number(m.state.groupContext.epoch) } }), `${m.name} updateGroupInfo`)
+  return gi
+}
+
+// joinByInvite makes m's external commit, with a fresh key package, from a
+// GroupInfo (base64, as getGroupInfo serves it) and sends it with the
+// invite's PSK. It returns the response and the state m has if accepted.
+const joinByInvite = async (m, convoId, groupInfoB64, psk) => {
+  const groupInfo = decodeMlsMessage(fromB64(groupInfoB64), 0)[0].groupInfo
+  const kp = await newKeyPackage(m.did, m.impl)
+  const j = await joinGroupExternal(groupInfo, kp.publicPackage, kp.privatePackage, false, m.impl)
+  const commit = encodeMlsMessage({ publicMessage: j.publicMessage, wireformat: 'mls_public_message', version: 'mls10' })
+  const res = await xrpc(m, 'processExternalCommit', { body: { convoId, externalCommit: b64(commit), psk: b64(psk) } })
+  return { res, newState: j.newState }
+}
+
+// newInvite is a fresh invite secret and the pskHash createInvite takes.
+const newInvite = () => {
+  const psk = randomBytes(32)
+  return { psk, pskHash: createHash('sha256').update(psk).digest('hex') }
+}
+
+// useCount is how many times the invite was redeemed, as listInvites shows
+// the admin m.
+const useCount = async (m, convoId, inviteId) => {
+  const listed = must(await xrpc(m, 'listInvites', { query: { convoId } }), `${m.name} listInvites`)
+  const inv = listed.invites.find((i) => i.inviteId === inviteId)
+  assert(inv, `invite ${inviteId} not listed`)
+  return inv.useCount
 }
 
 const main = async () => {
@@ -271,21 +312,17 @@ const main = async () => {
   })
 
   await step('an invite is created, redeemed by external commit and revoked', async () => {
-    const psk = randomBytes(32)
-    const pskHash = createHash('sha256').update(psk).digest('hex')
+    const { psk, pskHash } = newInvite()
     refused(await xrpc(carol, 'createInvite', { body: { convoId, pskHash } }), 403, 'Unauthorized', 'carol createInvite')
     const inv = must(await xrpc(alice, 'createInvite', { body: { convoId, pskHash, maxUses: 1 } }), 'alice createInvite')
     await sync(alice, convoId)
-    const gi = encodeMlsMessage({ groupInfo: await createGroupInfoWithExternalPubAndRatchetTree(alice.state, [], impl), wireformat: 'mls_group_info', version: 'mls10' })
-    must(await xrpc(alice, 'updateGroupInfo', { body: { convoId, groupInfo: b64(gi), epoch: Number(alice.state.groupContext.epoch) } }), 'alice updateGroupInfo')
+    await publishGroupInfo(alice, convoId)
     // erin, holding the invite link (the PSK), reads the GroupInfo by the
     // invite's hash and joins by external commit.
     refused(await xrpc(erin, 'getGroupInfo', { query: { convoId } }), 403, 'Unauthorized', 'erin getGroupInfo without the invite')
     const got = must(await xrpc(erin, 'getGroupInfo', { query: { convoId, pskHash } }), 'erin getGroupInfo')
-    const groupInfo = decodeMlsMessage(fromB64(got.groupInfo), 0)[0].groupInfo
-    const j = await joinGroupExternal(groupInfo, erin.kp.publicPackage, erin.kp.privatePackage, false, impl)
-    const commit = encodeMlsMessage({ publicMessage: j.publicMessage, wireformat: 'mls_public_message', version: 'mls10' })
-    const joined = must(await xrpc(erin, 'processExternalCommit', { body: { convoId, externalCommit: b64(commit), psk: b64(psk) } }), 'erin processExternalCommit')
+    const j = await joinByInvite(erin, convoId, got.groupInfo, psk)
+    const joined = must(j.res, 'erin processExternalCommit')
     erin.state = j.newState
     assertEq(joined.epoch, Number(erin.state.groupContext.epoch), "processExternalCommit epoch vs erin's")
     // alice applies erin's commit and they talk.
@@ -381,6 +418,95 @@ const main = async () => {
     erin.cursor = 0
     assertEq((await sync(erin, convoId)).map((m) => m.text), [reply], 'erin decrypts frank')
     return { convoId, epoch: Number(erin.state.groupContext.epoch) }
+  })
+
+  // Removal is not a leave (docs/moderation.md): an invite that does not
+  // name an account an admin removed neither serves it the GroupInfo nor
+  // admits its external commit, and the refusal uses nothing up; an
+  // account that left by itself comes back through the same invite, and
+  // one that an invite names comes back through that invite.
+  await step('a removed account cannot come back through an untargeted invite; a leaver and a named invitee can', async () => {
+    await sync(alice, convoId)
+    // alice removes carol with a real Remove commit.
+    const rm = await createCommit(
+      { state: alice.state, cipherSuite: impl },
+      { extraProposals: [{ proposalType: 'remove', remove: { removed: leafIndexOf(alice.state, carol.did) } }] },
+    )
+    must(
+      await xrpc(alice, 'removeMember', { body: { convoId, targetDid: carol.did, idempotencyKey: key(), commit: b64(encodeMlsMessage(rm.commit)) } }),
+      'alice removeMember carol',
+    )
+    alice.state = rm.newState
+    // dave leaves by himself. A member cannot commit its own Remove
+    // (RFC 9420 §12.2), so alice commits it, as a client seeing the leave.
+    assertEq(must(await xrpc(dave, 'leaveConvo', { body: { convoId } }), 'dave leaveConvo').success, true, 'leaveConvo success')
+    const id = msgId()
+    const c = await paddedCommit(alice, enc.encode(id), [{ proposalType: 'remove', remove: { removed: leafIndexOf(alice.state, dave.did) } }])
+    must(
+      await xrpc(alice, 'sendMessage', {
+        body: { convoId, msgId: id, ciphertext: { $bytes: b64(c.bytes) }, epoch: Number(alice.state.groupContext.epoch), paddedSize: c.bytes.length },
+      }),
+      "alice commits dave's Remove",
+    )
+    alice.state = { ...c.newState, clientConfig: alice.state.clientConfig }
+    alice.sent.add(id)
+    assertEq(identities(alice.state), [alice.did, bob.did, erin.did].sort(), "alice's view of the members after carol's removal and dave's leave")
+
+    // One invite, naming nobody, as a link shared in the group would be.
+    const open = newInvite()
+    const inv = must(await xrpc(alice, 'createInvite', { body: { convoId, pskHash: open.pskHash, maxUses: 5 } }), 'alice createInvite (untargeted)')
+    const gi = await publishGroupInfo(alice, convoId)
+    const before = Number(alice.state.groupContext.epoch)
+
+    // carol is not served the GroupInfo by the invite's hash, and her real
+    // external commit, made from a copy of the GroupInfo a member passed
+    // on, is refused without using the invite or moving the epoch.
+    const carolInfo = refused(
+      await xrpc(carol, 'getGroupInfo', { query: { convoId, pskHash: open.pskHash } }),
+      403,
+      'Unauthorized',
+      "removed carol getGroupInfo by the untargeted invite's hash",
+    )
+    const carolTry = await joinByInvite(carol, convoId, b64(gi), open.psk)
+    const carolJoin = refused(carolTry.res, 403, 'Unauthorized', 'removed carol processExternalCommit with the untargeted invite')
+    assertEq(await useCount(alice, convoId, inv.inviteId), 0, 'uses of the untargeted invite after the refusal')
+    assertEq(must(await xrpc(alice, 'getEpoch', { query: { convoId } }), 'alice getEpoch').currentEpoch, before, 'epoch after the refused external commit')
+
+    // comeBack fetches the GroupInfo by the invite's hash as m and joins by
+    // external commit; the use is counted and alice applies the commit.
+    const comeBack = async (m, invite, inviteId, uses, what) => {
+      const info = must(await xrpc(m, 'getGroupInfo', { query: { convoId, pskHash: invite.pskHash } }), `${m.name} getGroupInfo by ${what}`)
+      const j = await joinByInvite(m, convoId, info.groupInfo, invite.psk)
+      const back = must(j.res, `${m.name} processExternalCommit with ${what}`)
+      m.state = j.newState
+      assertEq(back.epoch, Number(m.state.groupContext.epoch), `processExternalCommit epoch vs ${m.name}'s`)
+      assertEq(await useCount(alice, convoId, inviteId), uses, `uses of ${what} after ${m.name}`)
+      await sync(alice, convoId)
+      assertEq(alice.state.groupContext.epoch, m.state.groupContext.epoch, `alice's epoch after ${m.name}'s return`)
+      return back.epoch
+    }
+
+    // dave, who left, comes back through the same invite and decrypts.
+    const daveEpoch = await comeBack(dave, open, inv.inviteId, 1, 'the untargeted invite')
+    const toDave = 'welcome back, dave'
+    await sendApp(alice, convoId, enc.encode(toDave))
+    assertEq((await sync(dave, convoId)).map((m) => m.text), [toDave], 'dave decrypts after returning by the untargeted invite')
+
+    // An invite naming carol serves her the GroupInfo and admits her.
+    const named = newInvite()
+    const forCarol = must(
+      await xrpc(alice, 'createInvite', { body: { convoId, pskHash: named.pskHash, targetDid: carol.did, maxUses: 1 } }),
+      'alice createInvite naming carol',
+    )
+    await publishGroupInfo(alice, convoId)
+    const carolEpoch = await comeBack(carol, named, forCarol.inviteId, 1, 'the invite naming her')
+    await sync(dave, convoId)
+    const toCarol = 'welcome back, carol'
+    await sendApp(alice, convoId, enc.encode(toCarol))
+    assertEq((await sync(carol, convoId)).map((m) => m.text), [toCarol], 'carol decrypts after returning by the invite naming her')
+    assertEq((await sync(dave, convoId)).map((m) => m.text), [toCarol], "dave decrypts alice's message after carol's return")
+    assertEq(identities(alice.state), [alice.did, bob.did, carol.did, dave.did, erin.did].sort(), "alice's view of the members at the end")
+    return { carolInfo, carolJoin, daveEpoch, carolEpoch }
   })
   out({ done: true })
 }
