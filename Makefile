@@ -40,7 +40,7 @@ help:
 	@echo "make fuzz-ci     the same for 5s each, as CI does"
 	@echo "make fuzz-corpus copy what fuzzing found into testdata/fuzz/ to commit"
 	@echo "make fmt-check   list the tracked Go files (tools/ included) that gofmt would change, and fail if any"
-	@echo "make scan        gofmt check, vet, staticcheck, gosec, govulncheck and npm audit, as CI does (docs/ci.md)"
+	@echo "make scan        gofmt check, vet, staticcheck, gosec, govulncheck (both modules) and npm audit, as CI does (docs/ci.md)"
 	@echo "make vulndb-update  pin the newest golang.org/x/vulndb and rebuild the offline database"
 	@echo "make otelcol     build the log-shipping OpenTelemetry Collector (tools/otelcol-cairn) into $(CAIRN_CI_CACHE)"
 	@echo "make load-realtime  10,000 SSE streams and a 1,000-member fan-out against a real cairn-caddy (LOAD_FLAGS=...)"
@@ -202,8 +202,12 @@ $(VULNDB_DIR)/index/db.json:
 	$(GO) run golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION) -vulns "$$src/data/osv" -out $$tmp && \
 	{ mv -T $$tmp $(VULNDB_DIR) 2>/dev/null || rm -rf $$tmp; } && test -f $@
 
+# The gateway's module, then the log-shipping collector's (tools/otelcol-cairn,
+# a module of its own that ./... does not reach), against the same database.
+GOVULNCHECK = $(GO) run golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION) -db file://$(abspath $(VULNDB_DIR))
 govulncheck: vulndb
-	$(GO) run golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION) -db file://$(abspath $(VULNDB_DIR)) ./...
+	$(GOVULNCHECK) ./...
+	$(GOVULNCHECK) -C $(OTELCOL_SRC) ./...
 
 vulndb-update:
 	@v=$$($(GO) list -m -f '{{.Version}}' golang.org/x/vulndb@latest) && \
