@@ -15,6 +15,7 @@ import (
 	"github.com/cairn-chat/cairn-caddy/internal/atpauth"
 	"github.com/cairn-chat/cairn-caddy/internal/atprototest"
 	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
+	"github.com/cairn-chat/cairn-caddy/internal/testenv"
 )
 
 const authCaddyfile = `{
@@ -112,10 +113,10 @@ func errorName(t *testing.T, body string) string {
 // TestAuthWithReferenceTokensAcrossTwoGateways runs two gateways sharing one
 // Redis, with tokens minted by @atproto/crypto and @atproto/xrpc-server.
 func TestAuthWithReferenceTokensAcrossTwoGateways(t *testing.T) {
-	redis := startPrivateRedis(t)
-	beginReplayMemory(t, redis.url())
+	redis := testenv.StartRedisServer(t)
+	beginReplayMemory(t, redis.URL())
 	plc := atprototest.NewPLC(t)
-	text := fmt.Sprintf(authCaddyfile, plc.URL, redis.url())
+	text := fmt.Sprintf(authCaddyfile, plc.URL, redis.URL())
 	env := []string{"CAIRN_LOG_HASH_KEY=" + strings.Repeat("h", 40)}
 	a := startPlain(t, text, gatewaytest.Options{Env: env})
 	b := startPlain(t, text, gatewaytest.Options{Env: env})
@@ -184,7 +185,7 @@ func TestAuthWithReferenceTokensAcrossTwoGateways(t *testing.T) {
 
 	// With Redis gone, a fresh token cannot be checked for replay: auth
 	// fails closed.
-	redis.stop()
+	redis.Stop(t)
 	resp, body = do(t, http.MethodGet, url(a), bearer(tokens[4]))
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("replay store down: %d %s (Retry-After %q), want 503 with Retry-After", resp.StatusCode, body, resp.Header.Get("Retry-After"))

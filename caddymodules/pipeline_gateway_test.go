@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -192,68 +191,15 @@ func TestTwoGatewaysShareOneLimitThroughRedis(t *testing.T) {
 	}
 }
 
-// privateRedis runs a redis-server of the test's own on a free port, so the
-// test can kill it and start it again without touching the shared one.
-type privateRedis struct {
-	t    *testing.T
-	bin  string
-	port int
-	cmd  *exec.Cmd
-}
-
-func startPrivateRedis(t *testing.T) *privateRedis {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if testenv.RequireServices() {
-			t.Fatalf("redis-server is required for the outage test: %v", err)
-		}
-		t.Skipf("redis-server not installed: %v", err)
-	}
-	r := &privateRedis{t: t, bin: bin, port: gatewaytest.FreePort(t)}
-	r.start()
-	t.Cleanup(r.stop)
-	return r
-}
-
-func (r *privateRedis) start() {
-	r.t.Helper()
-	r.cmd = exec.Command(r.bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, _ := exec.Command("redis-cli", "-p", strconv.Itoa(r.port), "ping").Output()
-		if strings.TrimSpace(string(out)) == "PONG" {
-			return
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("private redis-server did not start on %d", r.port)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (r *privateRedis) stop() {
-	if r.cmd != nil && r.cmd.Process != nil {
-		_ = r.cmd.Process.Kill()
-		_ = r.cmd.Wait()
-		r.cmd = nil
-	}
-}
-
-func (r *privateRedis) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
-
 func TestRedisOutageFallsBackAndRecovers(t *testing.T) {
-	redis := startPrivateRedis(t)
-	text := fmt.Sprintf(sharedLimitCaddyfile, redis.url(), "local", "outage", "3/1h")
+	redis := testenv.StartRedisServer(t)
+	text := fmt.Sprintf(sharedLimitCaddyfile, redis.URL(), "local", "outage", "3/1h")
 	g := startPlain(t, text, gatewaytest.Options{})
 
 	if got := status(t, g.url("/"), nil); got != http.StatusOK {
 		t.Fatalf("first request: %d", got)
 	}
-	redis.stop()
+	redis.Stop(t)
 
 	// With Redis down, policy local limits from memory: this node has not
 	// counted anything yet, so it admits a fresh burst of 3, then refuses.
@@ -276,7 +222,7 @@ func TestRedisOutageFallsBackAndRecovers(t *testing.T) {
 		t.Errorf("cairn_backend_up{redis} not 0 during the outage")
 	}
 
-	redis.start()
+	redis.Restart(t, false)
 	// The limiter probes Redis at most once a second; the fresh Redis has
 	// no state for the key, so once it is used again the key has 3 requests.
 	deadline := time.Now().Add(15 * time.Second)

@@ -422,15 +422,20 @@ func TestWebPagesInChromium(t *testing.T) {
 	cmd := exec.CommandContext(ctx, "node", "pages.mjs", string(args))
 	cmd.Dir = harness
 	cmd.Env = append(os.Environ(), "CAIRN_CHROMIUM="+chromium)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.Output()
+	// Through StartProcess: the browsers node starts are in its process
+	// group, and go when it does.
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	proc, err := testenv.StartProcess(t, cmd)
+	if err == nil {
+		err = proc.Wait()
+	}
 	if err != nil {
 		t.Fatalf("test/web/pages.mjs: %v\n%s", err, stderr.String())
 	}
 	var r browserResult
-	if err := json.Unmarshal(stdout, &r); err != nil {
-		t.Fatalf("harness output: %v\n%s", err, stdout)
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatalf("harness output: %v\n%s", err, stdout.Bytes())
 	}
 	t.Logf("screenshots in %s", out)
 

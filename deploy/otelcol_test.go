@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -211,20 +210,11 @@ func TestCollectorShipsTheLogsToLoki(t *testing.T) {
 		cmd := exec.Command(bin, "--config", conf)
 		cmd.Env = env
 		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
+		proc, err := testenv.StartProcess(t, cmd)
+		if err != nil {
 			t.Fatal(err)
 		}
-		stopped := false
-		stop = func() {
-			if stopped {
-				return
-			}
-			stopped = true
-			cmd.Process.Signal(syscall.SIGTERM)
-			cmd.Wait()
-		}
-		t.Cleanup(stop)
-		return stop, out
+		return func() { proc.Stop(testenv.StopGrace) }, out
 	}
 	waitFor := func(n int, out *testenv.SyncBuffer) []shippedRecord {
 		t.Helper()

@@ -132,13 +132,11 @@ input(type="imfile" file=%q tag="other:")
 	cmd.Env = env
 	var out testenv.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	proc, err := testenv.StartProcess(t, cmd)
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}()
+	defer proc.Kill()
 
 	deadline := time.Now().Add(20 * time.Second)
 	for len(es.received()) < len(want) && time.Now().Before(deadline) {

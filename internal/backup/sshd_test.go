@@ -61,11 +61,9 @@ UsePAM no
 	cmd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
 	var logs strings.Builder
 	cmd.Stderr = &logs
-	testenv.Must(t, cmd.Start(), "start sshd")
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
+	proc, err := testenv.StartProcess(t, cmd)
+	testenv.Must(t, err, "start sshd")
+	t.Cleanup(proc.Kill)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err == nil {

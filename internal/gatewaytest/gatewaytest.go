@@ -22,7 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -122,9 +121,8 @@ type Options struct {
 
 // Gateway is a running cairn-caddy process.
 type Gateway struct {
-	cmd  *exec.Cmd
+	proc *testenv.Process
 	logs *testenv.SyncBuffer
-	done chan struct{}
 	Home string
 }
 
@@ -157,22 +155,23 @@ func start(t testing.TB, b *Builder, opts Options) (*Gateway, error) {
 	if err := os.WriteFile(cfg, []byte(opts.Caddyfile), 0o600); err != nil {
 		return nil, err
 	}
-	g := &Gateway{logs: &testenv.SyncBuffer{}, done: make(chan struct{}), Home: home}
-	g.cmd = exec.Command(bin, "run", "--config", cfg, "--adapter", "caddyfile")
-	g.cmd.Dir = RepoRoot()
-	g.cmd.Env = append(os.Environ(),
+	g := &Gateway{logs: &testenv.SyncBuffer{}, Home: home}
+	cmd := exec.Command(bin, "run", "--config", cfg, "--adapter", "caddyfile")
+	cmd.Dir = RepoRoot()
+	cmd.Env = append(os.Environ(),
 		"HOME="+home,
 		"XDG_DATA_HOME="+filepath.Join(home, "data"),
 		"XDG_CONFIG_HOME="+filepath.Join(home, "config"),
 	)
-	g.cmd.Env = append(g.cmd.Env, opts.Env...)
-	g.cmd.Stdout = g.logs
-	g.cmd.Stderr = g.logs
-	if err := g.cmd.Start(); err != nil {
+	cmd.Env = append(cmd.Env, opts.Env...)
+	cmd.Stdout = g.logs
+	cmd.Stderr = g.logs
+	var err error
+	// The process (and anything it starts) is stopped when the test ends,
+	// and killed by the kernel if the test binary dies.
+	if g.proc, err = testenv.StartProcess(t, cmd); err != nil {
 		return nil, fmt.Errorf("starting cairn-caddy: %w", err)
 	}
-	go func() { _ = g.cmd.Wait(); close(g.done) }()
-	t.Cleanup(g.Stop)
 
 	timeout := opts.ReadyTimeout
 	if timeout == 0 {
@@ -206,7 +205,7 @@ func (g *Gateway) awaitReady(opts Options, deadline time.Time) error {
 				return nil
 			}
 			select {
-			case <-g.done:
+			case <-g.proc.Done():
 				logs := g.Logs()
 				hint := ""
 				if strings.Contains(logs, "address already in use") {
@@ -347,33 +346,13 @@ func dialAddrs(listen string) ([]string, error) {
 // Logs returns everything the process has written so far.
 func (g *Gateway) Logs() string { return g.logs.String() }
 
-// Stop ends the process (SIGTERM, then SIGKILL after 10 s) and waits for it.
-func (g *Gateway) Stop() {
-	select {
-	case <-g.done:
-		return
-	default:
-	}
-	_ = g.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-g.done:
-	case <-time.After(10 * time.Second):
-		_ = g.cmd.Process.Kill()
-		<-g.done
-	}
-}
+// Stop ends the process (SIGTERM, then SIGKILL after testenv.StopGrace)
+// and waits for it.
+func (g *Gateway) Stop() { g.proc.Stop(testenv.StopGrace) }
 
 // Kill ends the process with SIGKILL, as a crash or the OOM killer would:
 // no shutdown runs. It waits for the process to be gone.
-func (g *Gateway) Kill() {
-	select {
-	case <-g.done:
-		return
-	default:
-	}
-	_ = g.cmd.Process.Kill()
-	<-g.done
-}
+func (g *Gateway) Kill() { g.proc.Kill() }
 
 // Reload applies a new Caddyfile through the admin API, as `caddy reload`
 // does. It then drops http.DefaultClient's idle connections: the old

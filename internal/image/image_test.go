@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -683,9 +684,8 @@ func requireRoot(t *testing.T) {
 // file system as the image's user, with the image's environment: what a
 // container runtime does, minus namespaces.
 type container struct {
-	cmd  *exec.Cmd
+	proc *testenv.Process
 	logs *testenv.SyncBuffer
-	done chan struct{}
 }
 
 // runtimeFiles writes what a container runtime provides at start:
@@ -717,13 +717,35 @@ func unpackAMD64(t *testing.T) (*v1.ConfigFile, unpacked) {
 	return cf, u
 }
 
-// chrootCmd is `chroot --userspec=USER ROOT argv...` with env.
+// chrootCmd runs argv in root as the image's user with the image's
+// environment plus env, as a container runtime does: chroot(2) into root,
+// the user's numeric group and user with no supplementary groups, and /
+// as the working directory. It does that through SysProcAttr rather than
+// chroot(1) --userspec: the kernel clears a process's parent-death signal
+// when its credentials change, and the Go runtime changes them before it
+// sets the signal, so a container started with testenv.StartProcess still
+// dies with a test binary that is killed.
 func chrootCmd(t *testing.T, root string, cfg v1.Config, env []string, argv ...string) *exec.Cmd {
 	t.Helper()
-	chroot := testenv.Tool(t, "chroot")
-	cmd := exec.Command(chroot, append([]string{"--userspec=" + cfg.User, root}, argv...)...)
-	cmd.Env = append(append([]string{}, cfg.Env...), env...)
-	return cmd
+	uid, gid, ok := strings.Cut(cfg.User, ":")
+	u, uerr := strconv.ParseUint(uid, 10, 32)
+	g, gerr := strconv.ParseUint(gid, 10, 32)
+	if !ok || uerr != nil || gerr != nil {
+		t.Fatalf("the image's user %q is not numeric uid:gid", cfg.User)
+	}
+	if len(argv) == 0 || !filepath.IsAbs(argv[0]) {
+		t.Fatalf("command %q: want an absolute path in the image", argv)
+	}
+	return &exec.Cmd{
+		Path: argv[0],
+		Args: argv,
+		Env:  append(append([]string{}, cfg.Env...), env...),
+		Dir:  "/",
+		SysProcAttr: &syscall.SysProcAttr{
+			Chroot:     root,
+			Credential: &syscall.Credential{Uid: uint32(u), Gid: uint32(g), Groups: []uint32{}},
+		},
+	}
 }
 
 func startContainer(t *testing.T, root string, cfg v1.Config, env []string, args ...string) *container {
@@ -731,27 +753,13 @@ func startContainer(t *testing.T, root string, cfg v1.Config, env []string, args
 	if len(args) == 0 {
 		args = cfg.Cmd
 	}
-	c := &container{logs: &testenv.SyncBuffer{}, done: make(chan struct{})}
-	c.cmd = chrootCmd(t, root, cfg, env, append(append([]string{}, cfg.Entrypoint...), args...)...)
-	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
-	if err := c.cmd.Start(); err != nil {
+	c := &container{logs: &testenv.SyncBuffer{}}
+	cmd := chrootCmd(t, root, cfg, env, append(append([]string{}, cfg.Entrypoint...), args...)...)
+	cmd.Stdout, cmd.Stderr = c.logs, c.logs
+	var err error
+	if c.proc, err = testenv.StartProcess(t, cmd); err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = c.cmd.Wait(); close(c.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-c.done:
-			return
-		default:
-		}
-		_ = c.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-c.done:
-		case <-time.After(10 * time.Second):
-			_ = c.cmd.Process.Kill()
-			<-c.done
-		}
-	})
 	return c
 }
 
@@ -761,7 +769,7 @@ func (c *container) waitFor(t *testing.T, client *http.Client, url string) *http
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		select {
-		case <-c.done:
+		case <-c.proc.Done():
 			t.Fatalf("cairn-caddy exited in the image:\n%s", c.logs.String())
 		default:
 		}
@@ -839,7 +847,7 @@ func TestImageServesFromItsRootFS(t *testing.T) {
 
 	// The process runs as the declared user, and what it wrote is on the
 	// volume and owned by that user.
-	st, err := os.Stat(fmt.Sprintf("/proc/%d", c.cmd.Process.Pid))
+	st, err := os.Stat(fmt.Sprintf("/proc/%d", c.proc.Pid()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,15 +89,11 @@ ignore_startup_parameters = extra_float_digits
 	cmd := exec.Command(bin, args...)
 	var out SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start pgbouncer: %v", err)
+	proc, err := StartProcess(t, cmd)
+	if err != nil {
+		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-	})
+	t.Cleanup(proc.Kill)
 
 	pooled := *u
 	pooled.Host = fmt.Sprintf("127.0.0.1:%d", listen)
@@ -118,7 +114,7 @@ ignore_startup_parameters = extra_float_digits
 			return pooled.String()
 		}
 		select {
-		case <-done:
+		case <-proc.Done():
 			t.Fatalf("pgbouncer exited: %s", strings.TrimSpace(out.String()))
 		default:
 		}

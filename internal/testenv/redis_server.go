@@ -22,7 +22,7 @@ type RedisServer struct {
 	bin  string
 	dir  string
 	port int
-	cmd  *exec.Cmd
+	proc *Process
 }
 
 // StartRedisServer starts a RedisServer and stops it when the test ends.
@@ -82,20 +82,20 @@ func (r *RedisServer) Restart(t testing.TB, keepSnapshot bool) {
 
 // Stop kills the server (as a crash would: nothing is saved).
 func (r *RedisServer) Stop(t testing.TB) {
-	if r.cmd == nil {
+	if r.proc == nil {
 		return
 	}
-	_ = r.cmd.Process.Kill()
-	_ = r.cmd.Wait()
-	r.cmd = nil
+	r.proc.Kill()
+	r.proc = nil
 }
 
 func (r *RedisServer) start(t testing.TB) {
 	t.Helper()
-	r.cmd = exec.Command(r.bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
+	cmd := exec.Command(r.bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
 		"--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no")
-	if err := r.cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
+	var err error
+	if r.proc, err = StartProcess(t, cmd); err != nil {
+		t.Fatal(err)
 	}
 	c := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1})
 	defer c.Close()

@@ -85,17 +85,17 @@ func TestPostgresKilledUnderLoad(t *testing.T) {
 // the client mints a new one. Nothing acknowledged is lost.
 func TestRedisRestartedUnderLoad(t *testing.T) {
 	short(t)
-	r := newRedis(t)
-	s := newSetup(t, "", r.url())
+	r := testenv.StartRedisServer(t)
+	s := newSetup(t, "", r.URL())
 	s.start()
 	l := newLoad(s, http.StatusUnauthorized)
 	l.start()
 	cycles(t, func() {
 		l.waitAcks(t, ackedBefore)
 		failed := l.failed.Load()
-		r.kill()
+		r.Stop(t)
 		l.waitFailures(t, failed, 2*senders)
-		r.start()
+		r.Restart(t, false)
 		l.waitAcks(t, ackedBefore)
 	})
 	l.finish(t)

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
 	"github.com/cairn-chat/cairn-caddy/internal/testenv"
@@ -160,61 +159,6 @@ func (c *pgCluster) database(name string) string {
 		c.t.Fatal(err)
 	}
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.port, name)
-}
-
-// redisServer is a redis-server the test owns, without persistence: a
-// restart comes back empty, as a cache node without AOF does.
-type redisServer struct {
-	t    *testing.T
-	dir  string
-	port int
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// newRedis starts a redis-server on a free port; it is killed when the
-// test ends.
-func newRedis(t *testing.T) *redisServer {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		missing(t, "redis-server", err)
-	}
-	r := &redisServer{t: t, dir: t.TempDir(), port: gatewaytest.FreePort(t)}
-	r.start()
-	t.Cleanup(r.kill)
-	return r
-}
-
-func (r *redisServer) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
-
-// start runs the server and waits until it answers PING.
-func (r *redisServer) start() {
-	r.t.Helper()
-	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", r.dir, "--daemonize", "no")
-	r.done = make(chan struct{})
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	done := r.done
-	go func() { _ = r.cmd.Wait(); close(done) }()
-	opts, _ := redis.ParseURL(r.url())
-	client := redis.NewClient(opts)
-	defer client.Close()
-	eventually(r.t, "redis-server answers PING", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		return client.Ping(ctx).Err() == nil
-	})
-}
-
-// kill ends the server with SIGKILL and waits for it.
-func (r *redisServer) kill() {
-	if r.cmd == nil || r.cmd.Process == nil {
-		return
-	}
-	_ = r.cmd.Process.Kill()
-	<-r.done
 }
 
 // eventually polls cond until it holds, failing the test after a generous
