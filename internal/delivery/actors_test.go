@@ -102,3 +102,42 @@ func TestRemovalBetweenCheckAndWriteIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestPolicyChangeBetweenCheckAndInviteIsObeyed: an updatePolicy landing
+// after createInvite's checks and before its write decides the invite,
+// since the write reads the policy again in its own transaction.
+func TestPolicyChangeBetweenCheckAndInviteIsObeyed(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			var is interposed
+			e := newEnv(t, b.open, func(c *delivery.Config) {
+				is.Store = c.Store.(store.Store)
+				c.Store = &is
+			})
+			g := e.createConvo(t, alice, bob)
+			e.post(alice, "updatePolicy", obj{"convoId": g, "adminOnlyInvites": false}).must(t, http.StatusOK)
+			change := func(p store.Policy) func(ctx context.Context) error {
+				return func(ctx context.Context) error {
+					p.ConvoID, p.MaxMembers, p.UpdatedBy = g, 10, alice.DID
+					_, err := e.store.PutPolicy(ctx, p)
+					return err
+				}
+			}
+			invite := func(by who) resp {
+				return e.post(by, "createInvite", obj{"convoId": g, "pskHash": pskHash(randBytes(t, 32))})
+			}
+
+			is.arm(change(store.Policy{AllowInvites: true, AdminOnlyInvites: true}))
+			if r := invite(bob); r.status != http.StatusForbidden {
+				t.Fatalf("createInvite by a member after invites were reserved to admins: %d %s, want 403", r.status, r.raw)
+			}
+			is.arm(change(store.Policy{AllowInvites: false}))
+			invite(alice).isErr(t, http.StatusForbidden, "Unauthorized")
+
+			invites, err := e.store.Invites(t.Context(), g, true)
+			if err != nil || len(invites) != 0 {
+				t.Fatalf("invites = %+v, %v; want none", invites, err)
+			}
+		})
+	}
+}
