@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -491,19 +492,17 @@ func testPolicySerializesInvites(t *testing.T, b Backend) {
 				defer wg.Done()
 				for n := 0; ; n++ {
 					id := convo + "-" + strconv.Itoa(c) + "-" + strconv.Itoa(n)
-					_, _, err := e.s.Idempotent(e.ctx, store.IdempotencyKey{CallerDID: "did:plc:alice", NSID: "test.createInvite", Key: id}, nil,
-						func(ctx context.Context, tx store.Writer) ([]byte, error) {
-							sw := tx.(store.Social)
-							p, err := sw.Policy(ctx, convo)
-							if err != nil {
-								return nil, err
-							}
-							if !p.AllowInvites {
-								return nil, errInvitesOff
-							}
-							_, err = sw.CreateInvite(ctx, store.Invite{ID: id, ConvoID: convo, PSKHash: id, CreatedBy: "did:plc:alice"}, admin)
-							return nil, err
-						})
+					err := e.inSocialTx("test.createInvite", id, func(ctx context.Context, sw store.Social) error {
+						p, err := sw.Policy(ctx, convo)
+						if err != nil {
+							return err
+						}
+						if !p.AllowInvites {
+							return errInvitesOff
+						}
+						_, err = sw.CreateInvite(ctx, store.Invite{ID: id, ConvoID: convo, PSKHash: id, CreatedBy: "did:plc:alice"}, admin)
+						return err
+					})
 					if errors.Is(err, errInvitesOff) {
 						return
 					}
@@ -555,25 +554,37 @@ func (e *env) invitesOff(convo string, form int) ([]store.Invite, error) {
 		return e.s.Invites(e.ctx, convo, true)
 	}
 	var seen []store.Invite
-	_, _, err := e.s.Idempotent(e.ctx, store.IdempotencyKey{CallerDID: "did:plc:alice", NSID: "test.updatePolicy", Key: convo}, nil,
-		func(ctx context.Context, tx store.Writer) ([]byte, error) {
-			sw := tx.(store.Social)
-			p := store.Policy{ConvoID: convo, AdminOnlyInvites: true, MaxMembers: 10}
-			if form == 2 {
-				var err error
-				if p, err = sw.Policy(ctx, convo); err != nil {
-					return nil, err
-				}
-				p.AllowInvites = false
-			}
-			if _, err := sw.PutPolicy(ctx, p); err != nil {
-				return nil, err
-			}
+	err := e.inSocialTx("test.updatePolicy", convo, func(ctx context.Context, sw store.Social) error {
+		p := store.Policy{ConvoID: convo, AdminOnlyInvites: true, MaxMembers: 10}
+		if form == 2 {
 			var err error
-			seen, err = sw.Invites(ctx, convo, true)
-			return nil, err
-		})
+			if p, err = sw.Policy(ctx, convo); err != nil {
+				return err
+			}
+			p.AllowInvites = false
+		}
+		if _, err := sw.PutPolicy(ctx, p); err != nil {
+			return err
+		}
+		var err error
+		seen, err = sw.Invites(ctx, convo, true)
+		return err
+	})
 	return seen, err
+}
+
+// inSocialTx runs fn on the social writes of an Idempotent transaction of
+// alice's, under key in nsid.
+func (e *env) inSocialTx(nsid, key string, fn func(ctx context.Context, sw store.Social) error) error {
+	_, _, err := e.s.Idempotent(e.ctx, store.IdempotencyKey{CallerDID: "did:plc:alice", NSID: nsid, Key: key}, nil,
+		func(ctx context.Context, tx store.Writer) ([]byte, error) {
+			sw, ok := tx.(store.Social)
+			if !ok {
+				return nil, fmt.Errorf("%T does not implement store.Social", tx)
+			}
+			return nil, fn(ctx, sw)
+		})
+	return err
 }
 
 // testPolicyReadModifyWrite: read-modify-writes of a policy in Idempotent's
@@ -591,17 +602,15 @@ func testPolicyReadModifyWrite(t *testing.T, b Backend) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, _, errs[i] = e.s.Idempotent(e.ctx, store.IdempotencyKey{CallerDID: "did:plc:alice", NSID: "test.updatePolicy", Key: strconv.Itoa(i)}, nil,
-				func(ctx context.Context, tx store.Writer) ([]byte, error) {
-					sw := tx.(store.Social)
-					p, err := sw.Policy(ctx, "rmw")
-					if err != nil {
-						return nil, err
-					}
-					p.MaxMembers++
-					_, err = sw.PutPolicy(ctx, p)
-					return nil, err
-				})
+			errs[i] = e.inSocialTx("test.updatePolicy", strconv.Itoa(i), func(ctx context.Context, sw store.Social) error {
+				p, err := sw.Policy(ctx, "rmw")
+				if err != nil {
+					return err
+				}
+				p.MaxMembers++
+				_, err = sw.PutPolicy(ctx, p)
+				return err
+			})
 		}()
 	}
 	wg.Wait()
