@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cairn-chat/cairn-caddy/internal/delivery"
 	"github.com/cairn-chat/cairn-caddy/internal/store"
@@ -39,17 +40,24 @@ func (s *interposed) Idempotent(ctx context.Context, key store.IdempotencyKey, h
 	return s.Store.Idempotent(ctx, key, hash, fn)
 }
 
+// newInterposedEnv is newEnv with its store behind an interposed.
+func newInterposedEnv(t testing.TB, open func(testing.TB, func() time.Time) store.Store) (*env, *interposed) {
+	t.Helper()
+	is := &interposed{}
+	e := newEnv(t, open, func(c *delivery.Config) {
+		is.Store = c.Store.(store.Store)
+		c.Store = is
+	})
+	return e, is
+}
+
 // TestRemovalBetweenCheckAndWriteIsRefused: a removal or demotion landing
 // after a handler's checks and before its write refuses the write, since
 // the store checks the caller again in the write's transaction.
 func TestRemovalBetweenCheckAndWriteIsRefused(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
-			var is interposed
-			e := newEnv(t, b.open, func(c *delivery.Config) {
-				is.Store = c.Store.(store.Store)
-				c.Store = &is
-			})
+			e, is := newInterposedEnv(t, b.open)
 			g := e.createConvo(t, alice, bob, carol, eve)
 			for _, u := range []string{carol.DID, eve.DID} {
 				if _, err := e.store.GrantRole(t.Context(), store.RoleGrant{ConvoID: g, UserDID: u, Role: store.RoleAdmin, GrantedBy: alice.DID}); err != nil {
@@ -98,6 +106,41 @@ func TestRemovalBetweenCheckAndWriteIsRefused(t *testing.T) {
 			invites, err := e.store.Invites(t.Context(), g, true)
 			if err != nil || len(invites) != 1 || !invites[0].RevokedAt.IsZero() {
 				t.Fatalf("invites = %+v, %v; want carol's alone, not revoked", invites, err)
+			}
+		})
+	}
+}
+
+// TestPolicyChangeBetweenCheckAndInviteIsObeyed: an updatePolicy landing
+// after createInvite's checks and before its write decides the invite,
+// since the write reads the policy again in its own transaction.
+func TestPolicyChangeBetweenCheckAndInviteIsObeyed(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			e, is := newInterposedEnv(t, b.open)
+			g := e.createConvo(t, alice, bob)
+			e.post(alice, "updatePolicy", obj{"convoId": g, "adminOnlyInvites": false}).must(t, http.StatusOK)
+			change := func(p store.Policy) func(ctx context.Context) error {
+				return func(ctx context.Context) error {
+					p.ConvoID, p.MaxMembers, p.UpdatedBy = g, 10, alice.DID
+					_, err := e.store.PutPolicy(ctx, p)
+					return err
+				}
+			}
+			invite := func(by who) resp {
+				return e.post(by, "createInvite", obj{"convoId": g, "pskHash": pskHash(randBytes(t, 32))})
+			}
+
+			is.arm(change(store.Policy{AllowInvites: true, AdminOnlyInvites: true}))
+			if r := invite(bob); r.status != http.StatusForbidden {
+				t.Fatalf("createInvite by a member after invites were reserved to admins: %d %s, want 403", r.status, r.raw)
+			}
+			is.arm(change(store.Policy{AllowInvites: false}))
+			invite(alice).isErr(t, http.StatusForbidden, "Unauthorized")
+
+			invites, err := e.store.Invites(t.Context(), g, true)
+			if err != nil || len(invites) != 0 {
+				t.Fatalf("invites = %+v, %v; want none", invites, err)
 			}
 		})
 	}

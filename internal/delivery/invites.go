@@ -146,10 +146,17 @@ func (s *Service) createInvite(ctx context.Context, c call) (any, error) {
 		}
 		// The store checks the caller's membership, and the admin role
 		// when the policy reserves invites, with the write: a removal
-		// after pre's check refuses it.
+		// after pre's check refuses it. The policy is read here again,
+		// in the transaction, where the store holds the conversation
+		// against PutPolicy: a change turning invites off or reserving
+		// them to admins commits either before this read, and is obeyed,
+		// or after this invite.
 		p, err := s.policy(ctx, sw, convoID)
 		if err != nil {
 			return nil, err
+		}
+		if !p.AllowInvites {
+			return nil, ErrPolicyForbids
 		}
 		by := actor(c.id)
 		if p.AdminOnlyInvites {

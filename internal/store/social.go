@@ -77,6 +77,12 @@ type Policy struct {
 }
 
 // Policies stores conversation policies.
+//
+// A policy read in a transaction (on the Writer Idempotent hands out)
+// serializes with PutPolicy: until that transaction ends no change to the
+// conversation's policy commits, so a write decided on the policy read (an
+// invite's creation) never commits on a policy already replaced, and a
+// read-modify-write of the policy loses no concurrent change.
 type Policies interface {
 	// Policy returns the stored policy; ErrNotFound if none was ever
 	// stored (the caller applies its defaults).

@@ -33,19 +33,39 @@ func (s *Store) GrantRole(ctx context.Context, g store.RoleGrant) (store.RoleGra
 	return inTxValue(ctx, s, func(w *writer) (store.RoleGrant, error) { return w.GrantRole(ctx, g) })
 }
 
+// convoLock is a statement that locks a conversation's row until the
+// transaction ends. The conversation-scoped social writes serialize on
+// that row: the writes that must exclude one another take forUpdate, the
+// checks that must only not be overtaken take forShare.
+type convoLock string
+
+const (
+	forShare  convoLock = `SELECT 1 FROM convos WHERE id = $1 FOR SHARE`
+	forUpdate convoLock = `SELECT 1 FROM convos WHERE id = $1 FOR UPDATE`
+)
+
+// lockConvo takes lock on the conversation's row; store.ErrNotFound if
+// there is none.
+func (w *writer) lockConvo(ctx context.Context, convoID string, lock convoLock) error {
+	var one int
+	err := w.q.QueryRow(ctx, string(lock), convoID).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("lock convo: %w", err)
+	}
+	return nil
+}
+
 // GrantRole implements store.Roles. The conversation row is locked first,
 // so two admins demoting each other cannot both pass the last-admin check.
 func (w *writer) GrantRole(ctx context.Context, g store.RoleGrant) (store.RoleGrant, error) {
-	var one int
-	err := w.q.QueryRow(ctx, `SELECT 1 FROM convos WHERE id = $1 FOR UPDATE`, g.ConvoID).Scan(&one)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.RoleGrant{}, fmt.Errorf("grant role: %w", store.ErrNotFound)
-	}
-	if err != nil {
-		return store.RoleGrant{}, fmt.Errorf("grant role: lock convo: %w", err)
+	if err := w.lockConvo(ctx, g.ConvoID, forUpdate); err != nil {
+		return store.RoleGrant{}, fmt.Errorf("grant role: %w", err)
 	}
 	var current string
-	err = w.q.QueryRow(ctx, `SELECT role FROM members WHERE convo_id = $1 AND user_did = $2 AND left_at IS NULL LIMIT 1`,
+	err := w.q.QueryRow(ctx, `SELECT role FROM members WHERE convo_id = $1 AND user_did = $2 AND left_at IS NULL LIMIT 1`,
 		g.ConvoID, g.UserDID).Scan(&current)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.RoleGrant{}, fmt.Errorf("grant role: %w", store.ErrNotMember)
@@ -81,14 +101,26 @@ const policyColumns = `convo_id, allow_invites, admin_only_invites, allow_member
 
 // Policy implements store.Policies.
 func (s *Store) Policy(ctx context.Context, convoID string) (store.Policy, error) {
-	p, err := s.reader().Policy(ctx, convoID)
+	p, err := readPolicy(ctx, s.pool, convoID)
 	return p, classify(err)
 }
 
-// Policy implements store.Policies.
+// Policy implements store.Policies. In a transaction the policy is read
+// under the conversation row's exclusive lock, the one PutPolicy takes:
+// a write decided on it (createInvite's) commits before any change to it
+// can, and updatePolicy's read-modify-write loses no concurrent change. A
+// shared lock would not do for the latter: two updates would each hold
+// one and deadlock upgrading it.
 func (w *writer) Policy(ctx context.Context, convoID string) (store.Policy, error) {
+	if err := w.lockConvo(ctx, convoID, forUpdate); err != nil {
+		return store.Policy{}, fmt.Errorf("read policy: %w", err)
+	}
+	return readPolicy(ctx, w.q, convoID)
+}
+
+func readPolicy(ctx context.Context, q querier, convoID string) (store.Policy, error) {
 	var p store.Policy
-	err := w.q.QueryRow(ctx, `SELECT `+policyColumns+` FROM convo_policies WHERE convo_id = $1`, convoID).Scan(
+	err := q.QueryRow(ctx, `SELECT `+policyColumns+` FROM convo_policies WHERE convo_id = $1`, convoID).Scan(
 		&p.ConvoID, &p.AllowInvites, &p.AdminOnlyInvites, &p.AllowMemberAdd, &p.AllowMemberRemove,
 		&p.RequireAdminApproval, &p.MaxMembers, &p.UpdatedAt, &p.UpdatedBy)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -106,9 +138,12 @@ func (s *Store) PutPolicy(ctx context.Context, p store.Policy) (store.Policy, er
 	return inTxValue(ctx, s, func(w *writer) (store.Policy, error) { return w.PutPolicy(ctx, p) })
 }
 
-// PutPolicy implements store.Policies.
+// PutPolicy implements store.Policies. It takes the conversation row's
+// exclusive lock first, so it waits for every transaction that read the
+// policy (see writer.Policy) or checked an actor (requireActor) to end,
+// and none of them can act on the policy it replaces after it commits.
 func (w *writer) PutPolicy(ctx context.Context, p store.Policy) (store.Policy, error) {
-	if _, err := w.convoEpoch(ctx, p.ConvoID); err != nil {
+	if err := w.lockConvo(ctx, p.ConvoID, forUpdate); err != nil {
 		return store.Policy{}, fmt.Errorf("put policy: %w", err)
 	}
 	p.UpdatedAt = w.bucket()
@@ -134,20 +169,15 @@ func (w *writer) requireActor(ctx context.Context, convoID string, by *store.Act
 	if by == nil {
 		return nil
 	}
-	var one int
-	err := w.q.QueryRow(ctx, `SELECT 1 FROM convos WHERE id = $1 FOR SHARE`, convoID).Scan(&one)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.ErrNotFound
-	}
-	if err != nil {
-		return fmt.Errorf("lock convo: %w", err)
+	if err := w.lockConvo(ctx, convoID, forShare); err != nil {
+		return err
 	}
 	var roles []string
 	for _, r := range by.Roles {
 		roles = append(roles, string(r))
 	}
 	var member, permitted bool
-	err = w.q.QueryRow(ctx, `SELECT `+memberCheckSQL("$1", "$2", "$3")+`,
+	err := w.q.QueryRow(ctx, `SELECT `+memberCheckSQL("$1", "$2", "$3")+`,
 		EXISTS (SELECT 1 FROM members WHERE convo_id = $1 AND member_did = ANY($2) AND left_at IS NULL AND ($4::text[] IS NULL OR role = ANY($4)))
 		OR ($3 <> '' AND EXISTS (SELECT 1 FROM members WHERE user_did = $3 AND convo_id = $1 AND left_at IS NULL AND ($4::text[] IS NULL OR role = ANY($4))))`,
 		convoID, by.Member.MemberDIDs, by.Member.AnyRowOf, roles).Scan(&member, &permitted)

@@ -81,7 +81,12 @@ func (s *Store) Policy(ctx context.Context, convoID string) (store.Policy, error
 	return p, classify(err)
 }
 
-// Policy implements store.Policies.
+// Policy implements store.Policies. Read in a write transaction, it needs
+// no lock to serialize with PutPolicy (store.Policies asks for that): the
+// one writer connection runs every write transaction's statements in turn
+// (see committer.run), each from BEGIN IMMEDIATE to commit, so no policy
+// change lands between this read and the write it decides.
+// testPolicySerializesInvites in storetest holds this.
 func (w *txWriter) Policy(ctx context.Context, convoID string) (store.Policy, error) {
 	return readPolicy(ctx, w.tx, convoID)
 }

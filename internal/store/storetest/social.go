@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -455,5 +456,170 @@ func testSocialActors(t *testing.T, b Backend) {
 	must(t, err, "admin's revocation")
 	if _, err := e.s.CreateInvite(e.ctx, store.Invite{ID: "i4", ConvoID: "nope", PSKHash: "h4"}, as("did:plc:carol")); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("invite in an unknown convo: %v, want ErrNotFound", err)
+	}
+}
+
+// errInvitesOff is what a racing invite creator returns when the policy it
+// read inside its transaction forbids invites.
+var errInvitesOff = errors.New("invites are off")
+
+// testPolicySerializesInvites: a policy change and an invite creation
+// that reads the policy in its transaction (createInvite's form)
+// serialize on the conversation. Creators race a change turning invites
+// off, each in a loop until it sees the change; the invites the change
+// saw (listed in its own transaction, or right after it committed) must
+// be every invite there will ever be: none is created on the policy the
+// change replaced once the change has taken effect. The change takes each
+// form the delivery layer or an operator uses: PutPolicy alone, PutPolicy
+// in Idempotent's transaction, and updatePolicy's read-modify-write there.
+func testPolicySerializesInvites(t *testing.T, b Backend) {
+	e := b.env(t)
+	const rounds, creators = 30, 4
+	admin := &store.Actor{Member: store.MemberCheck{MemberDIDs: []string{"did:plc:alice#d1"}}, Roles: []store.Role{store.RoleAdmin}}
+	for round := range rounds {
+		convo := "race" + strconv.Itoa(round)
+		e.newConvo(convo, "did:plc:alice")
+		_, err := e.s.PutPolicy(e.ctx, store.Policy{ConvoID: convo, AllowInvites: true, AdminOnlyInvites: true, MaxMembers: 10})
+		must(t, err, "policy with invites on")
+
+		started := make(chan struct{})
+		var startOnce sync.Once
+		var wg sync.WaitGroup
+		errs := make([]error, creators)
+		for c := range creators {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := 0; ; n++ {
+					id := convo + "-" + strconv.Itoa(c) + "-" + strconv.Itoa(n)
+					err := e.inSocialTx("test.createInvite", id, func(ctx context.Context, sw store.Social) error {
+						p, err := sw.Policy(ctx, convo)
+						if err != nil {
+							return err
+						}
+						if !p.AllowInvites {
+							return errInvitesOff
+						}
+						_, err = sw.CreateInvite(ctx, store.Invite{ID: id, ConvoID: convo, PSKHash: id, CreatedBy: "did:plc:alice"}, admin)
+						return err
+					})
+					if errors.Is(err, errInvitesOff) {
+						return
+					}
+					if err != nil {
+						errs[c] = err
+						return
+					}
+					startOnce.Do(func() { close(started) })
+				}
+			}()
+		}
+		finished := make(chan struct{})
+		go func() { wg.Wait(); close(finished) }()
+
+		var seen []store.Invite
+		var changeErr error
+		select {
+		case <-started:
+			seen, changeErr = e.invitesOff(convo, round%3)
+		case <-finished: // every creator failed: reported below
+		}
+		<-finished
+		must(t, changeErr, "turn invites off")
+		for _, err := range errs {
+			must(t, err, "create invite")
+		}
+		if len(seen) == 0 {
+			t.Fatalf("round %d: the change saw no invite; the race did not run", round)
+		}
+		after, err := e.s.Invites(e.ctx, convo, true)
+		must(t, err, "invites after the race")
+		if len(after) != len(seen) {
+			t.Fatalf("round %d (form %d): the change turning invites off saw %d invites, %d exist: an invite was created on the policy it replaced",
+				round, round%3, len(seen), len(after))
+		}
+	}
+}
+
+// invitesOff turns the conversation's invites off in one of three forms
+// and returns the invites the change saw: 0, PutPolicy alone, then the
+// invites listed after it committed; 1, PutPolicy in Idempotent's
+// transaction and 2, a read-modify-write there, each with the invites
+// listed in that transaction after the write.
+func (e *env) invitesOff(convo string, form int) ([]store.Invite, error) {
+	if form == 0 {
+		if _, err := e.s.PutPolicy(e.ctx, store.Policy{ConvoID: convo, AdminOnlyInvites: true, MaxMembers: 10}); err != nil {
+			return nil, err
+		}
+		return e.s.Invites(e.ctx, convo, true)
+	}
+	var seen []store.Invite
+	err := e.inSocialTx("test.updatePolicy", convo, func(ctx context.Context, sw store.Social) error {
+		p := store.Policy{ConvoID: convo, AdminOnlyInvites: true, MaxMembers: 10}
+		if form == 2 {
+			var err error
+			if p, err = sw.Policy(ctx, convo); err != nil {
+				return err
+			}
+			p.AllowInvites = false
+		}
+		if _, err := sw.PutPolicy(ctx, p); err != nil {
+			return err
+		}
+		var err error
+		seen, err = sw.Invites(ctx, convo, true)
+		return err
+	})
+	return seen, err
+}
+
+// inSocialTx runs fn on the social writes of an Idempotent transaction of
+// alice's, under key in nsid.
+func (e *env) inSocialTx(nsid, key string, fn func(ctx context.Context, sw store.Social) error) error {
+	_, _, err := e.s.Idempotent(e.ctx, store.IdempotencyKey{CallerDID: "did:plc:alice", NSID: nsid, Key: key}, nil,
+		func(ctx context.Context, tx store.Writer) ([]byte, error) {
+			sw, ok := tx.(store.Social)
+			if !ok {
+				return nil, fmt.Errorf("%T does not implement store.Social", tx)
+			}
+			return nil, fn(ctx, sw)
+		})
+	return err
+}
+
+// testPolicyReadModifyWrite: read-modify-writes of a policy in Idempotent's
+// transaction (updatePolicy's form) lose no concurrent change: each of
+// several raises maxMembers by one, and the policy ends raised by all.
+func testPolicyReadModifyWrite(t *testing.T, b Backend) {
+	e := b.env(t)
+	const writers = 8
+	e.newConvo("rmw", "did:plc:alice")
+	_, err := e.s.PutPolicy(e.ctx, store.Policy{ConvoID: "rmw", AllowInvites: true, MaxMembers: 10})
+	must(t, err, "policy")
+	var wg sync.WaitGroup
+	errs := make([]error, writers)
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = e.inSocialTx("test.updatePolicy", strconv.Itoa(i), func(ctx context.Context, sw store.Social) error {
+				p, err := sw.Policy(ctx, "rmw")
+				if err != nil {
+					return err
+				}
+				p.MaxMembers++
+				_, err = sw.PutPolicy(ctx, p)
+				return err
+			})
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		must(t, err, "raise maxMembers")
+	}
+	p, err := e.s.Policy(e.ctx, "rmw")
+	must(t, err, "read policy")
+	if p.MaxMembers != 10+writers {
+		t.Fatalf("maxMembers = %d after %d concurrent raises from 10, want %d", p.MaxMembers, writers, 10+writers)
 	}
 }

@@ -131,6 +131,8 @@ func Run(t *testing.T, b Backend) {
 		{"AuditAndBanSchema", testAuditAndBanSchema},
 		{"Roles", testRoles},
 		{"Policies", testPolicies},
+		{"PolicySerializesInvites", testPolicySerializesInvites},
+		{"PolicyReadModifyWrite", testPolicyReadModifyWrite},
 		{"Reports", testReports},
 		{"Invites", testInvites},
 		{"InviteAfterRemoval", testInviteAfterRemoval},
