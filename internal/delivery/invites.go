@@ -367,7 +367,7 @@ func (s *Service) joinByInvite(ctx context.Context, c call, in processExternalCo
 		if err != nil {
 			return nil, err
 		}
-		if _, err := sw.RedeemInvite(ctx, convoID, hash, c.id.DID); err != nil {
+		if _, err := sw.RedeemInvite(ctx, convoID, hash, c.id.DID, 0); err != nil {
 			return nil, err
 		}
 		ch, err := tx.AddMembers(ctx, convoID, []store.NewMember{{MemberDID: memberDID(c.id), UserDID: c.id.DID, DeviceID: c.id.DeviceID}}, commit)
