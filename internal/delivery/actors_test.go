@@ -3,6 +3,7 @@ package delivery_test
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -142,6 +143,79 @@ func TestPolicyChangeBetweenCheckAndInviteIsObeyed(t *testing.T) {
 			if err != nil || len(invites) != 0 {
 				t.Fatalf("invites = %+v, %v; want none", invites, err)
 			}
+		})
+	}
+}
+
+// TestPolicyChangeBetweenCheckAndRedemptionIsObeyed: an updatePolicy
+// turning invites off or lowering maxMembers, or a revokeInvite, landing
+// after processExternalCommit's checks of an invite join and before its
+// write refuses the join with the error the checks give for the same
+// condition, since the join reads the policy again, and the store counts
+// the members and checks the invite, in its own transaction. Nothing of
+// a refused join is written; once the policy allows it, the same join
+// gets in.
+func TestPolicyChangeBetweenCheckAndRedemptionIsObeyed(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			e, is := newInterposedEnv(t, b.open)
+			g := e.createConvo(t, alice, bob)
+			psk := randBytes(t, 32)
+			inviteID := e.post(alice, "createInvite", obj{"convoId": g, "pskHash": pskHash(psk)}).must(t, http.StatusOK).body["inviteId"].(string)
+			e.post(alice, "updateGroupInfo", obj{"convoId": g, "groupInfo": b64(groupInfo(t, g, 0)), "epoch": 0}).must(t, http.StatusOK)
+			change := func(p store.Policy) func(ctx context.Context) error {
+				return func(ctx context.Context) error {
+					p.ConvoID, p.AdminOnlyInvites, p.UpdatedBy = g, true, alice.DID
+					_, err := e.store.PutPolicy(ctx, p)
+					return err
+				}
+			}
+			join := func(psk []byte) resp {
+				return e.post(eve, "processExternalCommit", obj{"convoId": g, "psk": b64(psk),
+					"externalCommit": b64(externalCommit(t, g, 0, eve.DID+"#"+eve.DeviceID))})
+			}
+			refused := func(what string) {
+				t.Helper()
+				inv, err := e.store.Invite(t.Context(), inviteID)
+				if err != nil || inv.UseCount != 0 {
+					t.Fatalf("after the join refused for %s: invite %+v, %v; want unused", what, inv, err)
+				}
+				if all, err := e.store.Members(t.Context(), []string{g}, true); err != nil || len(all[g]) != 2 {
+					t.Fatalf("after the join refused for %s: members %+v, %v; want alice and bob", what, all[g], err)
+				}
+			}
+
+			is.arm(change(store.Policy{AllowInvites: false, MaxMembers: 10}))
+			join(psk).isErr(t, http.StatusForbidden, "Unauthorized")
+			refused("invites off")
+			// Nor is the GroupInfo served to an invitee while invites are off.
+			e.get(eve, "getGroupInfo", url.Values{"convoId": {g}, "pskHash": {pskHash(psk)}}).isErr(t, http.StatusForbidden, "Unauthorized")
+
+			// Each change is undone before the next, so that the join's
+			// own checks pass and only the change refuses it.
+			allow := func() {
+				t.Helper()
+				if err := change(store.Policy{AllowInvites: true, MaxMembers: 10})(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			allow()
+			is.arm(change(store.Policy{AllowInvites: true, MaxMembers: 2}))
+			join(psk).isErr(t, http.StatusBadRequest, "TooManyMembers")
+			refused("maxMembers lowered to the member count")
+
+			allow()
+			e.get(eve, "getGroupInfo", url.Values{"convoId": {g}, "pskHash": {pskHash(psk)}}).must(t, http.StatusOK)
+			is.arm(func(ctx context.Context) error {
+				_, err := e.store.RevokeInvite(ctx, inviteID, alice.DID, nil)
+				return err
+			})
+			join(psk).isErr(t, http.StatusForbidden, "Unauthorized")
+			refused("the invite revoked")
+
+			other := randBytes(t, 32)
+			e.post(alice, "createInvite", obj{"convoId": g, "pskHash": pskHash(other)}).must(t, http.StatusOK)
+			join(other).must(t, http.StatusOK)
 		})
 	}
 }

@@ -277,7 +277,8 @@ func (s *Service) revokeInvite(ctx context.Context, c call) (any, error) {
 }
 
 // inviteAdmits reports whether the caller, not a member, names by the
-// pskHash parameter an invite of the conversation it could redeem now.
+// pskHash parameter an invite of the conversation it could redeem now:
+// one that is usable while the policy allows invites at all.
 func (s *Service) inviteAdmits(ctx context.Context, convoID string, c call) (bool, error) {
 	raw, err := c.params.str("pskHash", 64)
 	if err != nil || raw == "" {
@@ -286,6 +287,13 @@ func (s *Service) inviteAdmits(ctx context.Context, convoID string, c call) (boo
 	hash, err := parsePSKHash(raw)
 	if err != nil {
 		return false, err
+	}
+	p, err := s.policy(ctx, s.cfg.Store, convoID)
+	if err != nil {
+		return false, err
+	}
+	if !p.AllowInvites {
+		return false, nil
 	}
 	// An account removed from the conversation may use only an invite
 	// naming it (RedeemInvite's rule), so it is shown the GroupInfo only
@@ -316,7 +324,8 @@ func (s *Service) inviteAdmits(ctx context.Context, convoID string, c call) (boo
 // pre-shared key. In one transaction the invite's use is counted (refused
 // if revoked, expired, used up or for another DID), the caller becomes a
 // member and the commit advances the epoch by compare-and-swap. The policy
-// (allowInvites, maxMembers) and the operator's opt-in rule apply.
+// (allowInvites, maxMembers) and the operator's opt-in rule apply; the
+// policy as it stands in that transaction decides.
 func (s *Service) joinByInvite(ctx context.Context, c call, in processExternalCommitInput) (any, error) {
 	psk, err := base64Field("psk", in.PSK, 1024)
 	if err != nil {
@@ -367,7 +376,25 @@ func (s *Service) joinByInvite(ctx context.Context, c call, in processExternalCo
 		if err != nil {
 			return nil, err
 		}
-		if _, err := sw.RedeemInvite(ctx, convoID, hash, c.id.DID); err != nil {
+		// pre's policy checks run again here, on the policy read in the
+		// transaction, where the store holds the conversation against
+		// PutPolicy and other joins: an updatePolicy turning invites off
+		// or lowering maxMembers commits either before this read, and is
+		// obeyed, or after this join. The store counts the members
+		// against maxMembers, and checks the invite itself (revoked,
+		// expired, used up, for another account), with the use.
+		p, err := s.policy(ctx, sw, convoID)
+		if err != nil {
+			return nil, err
+		}
+		if !p.AllowInvites {
+			return nil, store.ErrInviteUnusable
+		}
+		_, err = sw.RedeemInvite(ctx, convoID, hash, c.id.DID, p.MaxMembers)
+		if errors.Is(err, store.ErrMemberLimit) {
+			return nil, ErrTooManyMembers
+		}
+		if err != nil {
 			return nil, err
 		}
 		ch, err := tx.AddMembers(ctx, convoID, []store.NewMember{{MemberDID: memberDID(c.id), UserDID: c.id.DID, DeviceID: c.id.DeviceID}}, commit)

@@ -22,6 +22,9 @@ var (
 	// offered by an account another member removed from the conversation:
 	// removal sticks until a member adds it back or an invite names it.
 	ErrRemovedMember = errors.New("store: account was removed from the conversation")
+	// ErrMemberLimit means a redemption would take the conversation past
+	// the member limit it was given.
+	ErrMemberLimit = errors.New("store: member limit reached")
 	// ErrRoleRequired means the Actor of a write is an active member
 	// without a role the write needs.
 	ErrRoleRequired = errors.New("store: role required")
@@ -190,8 +193,13 @@ type Invites interface {
 	// ErrInviteUnusable if there is none, it names another DID, or it is
 	// revoked, expired at now or used up; ErrRemovedMember if another
 	// member removed redeemerDID from the conversation (Departure Removed)
-	// and no usable invite names redeemerDID.
-	RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID string) (Invite, error)
+	// and no usable invite names redeemerDID; ErrMemberLimit if maxMembers
+	// is above 0 and the conversation's active accounts other than
+	// redeemerDID already number maxMembers or more. The count is taken
+	// where no membership change or PutPolicy can commit until the
+	// redemption's transaction ends, so redemptions and adds racing one
+	// another never take the conversation past the limit.
+	RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID string, maxMembers int) (Invite, error)
 }
 
 // OptIns stores which accounts opted in to MLS chat.

@@ -65,6 +65,7 @@ var domainOutcomes = []error{
 	store.ErrTooManyDevices, store.ErrDeviceExists, store.ErrInvalidCursor,
 	// Social (roles, reports, invites).
 	store.ErrLastAdmin, store.ErrRoleRequired, store.ErrNotPending, store.ErrInviteUnusable, store.ErrRemovedMember,
+	store.ErrMemberLimit,
 	// Pending device additions.
 	store.ErrClaimedByOther, store.ErrNotClaimed,
 	// Welcome key reservations.

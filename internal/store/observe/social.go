@@ -76,9 +76,9 @@ func (s *Store) RevokeInvite(ctx context.Context, id, revokedBy string, actor *s
 }
 
 // RedeemInvite implements store.Invites.
-func (s *Store) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID string) (store.Invite, error) {
+func (s *Store) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID string, maxMembers int) (store.Invite, error) {
 	return call(ctx, s.o, "redeem_invite", func(ctx context.Context) (store.Invite, error) {
-		return s.b.RedeemInvite(ctx, convoID, pskHash, redeemerDID)
+		return s.b.RedeemInvite(ctx, convoID, pskHash, redeemerDID, maxMembers)
 	})
 }
 

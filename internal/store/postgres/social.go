@@ -440,16 +440,35 @@ func (w *writer) RevokeInvite(ctx context.Context, id, revokedBy string, by *sto
 
 // RedeemInvite implements store.Invites. The conditional UPDATE takes the
 // row lock, so concurrent redemptions never exceed max_uses.
-func (s *Store) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID string) (store.Invite, error) {
-	return inTxValue(ctx, s, func(w *writer) (store.Invite, error) { return w.RedeemInvite(ctx, convoID, pskHash, redeemerDID) })
+func (s *Store) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID string, maxMembers int) (store.Invite, error) {
+	return inTxValue(ctx, s, func(w *writer) (store.Invite, error) {
+		return w.RedeemInvite(ctx, convoID, pskHash, redeemerDID, maxMembers)
+	})
 }
 
-// RedeemInvite implements store.Invites.
-func (w *writer) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID string) (store.Invite, error) {
+// RedeemInvite implements store.Invites. The conversation row's exclusive
+// lock comes first: every membership change (store.ApplyChange updates
+// that row) and PutPolicy waits for this transaction, so the members
+// counted against maxMembers stay the members until it commits, and the
+// policy the caller read in it stays the policy. Exclusive, not shared:
+// the join that follows advances the epoch on the same row, and two
+// shared holders upgrading would deadlock.
+func (w *writer) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID string, maxMembers int) (store.Invite, error) {
+	if err := w.lockConvo(ctx, convoID, forUpdate); errors.Is(err, store.ErrNotFound) {
+		return store.Invite{}, fmt.Errorf("redeem invite: %w", store.ErrInviteUnusable)
+	} else if err != nil {
+		return store.Invite{}, fmt.Errorf("redeem invite: %w", err)
+	}
 	var removed bool
-	if err := w.q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM members WHERE convo_id = $1 AND user_did = $2 AND removed)`,
-		convoID, redeemerDID).Scan(&removed); err != nil {
-		return store.Invite{}, fmt.Errorf("redeem invite: read removal: %w", err)
+	var others int
+	if err := w.q.QueryRow(ctx, `SELECT
+			EXISTS (SELECT 1 FROM members WHERE convo_id = $1 AND user_did = $2 AND removed),
+			(SELECT count(DISTINCT user_did) FROM members WHERE convo_id = $1 AND user_did <> $2 AND left_at IS NULL)`,
+		convoID, redeemerDID).Scan(&removed, &others); err != nil {
+		return store.Invite{}, fmt.Errorf("redeem invite: read members: %w", err)
+	}
+	if maxMembers > 0 && others >= maxMembers {
+		return store.Invite{}, fmt.Errorf("redeem invite: %w", store.ErrMemberLimit)
 	}
 	inv, err := scanInvite(w.q.QueryRow(ctx, `UPDATE invites SET use_count = use_count + 1
 		WHERE convo_id = $1 AND psk_hash = $2 AND revoked_at IS NULL

@@ -445,16 +445,26 @@ func (w *txWriter) RevokeInvite(ctx context.Context, id, revokedBy string, by *s
 }
 
 // RedeemInvite implements store.Invites.
-func (s *Store) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID string) (store.Invite, error) {
-	return inWriter(ctx, s, func(w *txWriter) (store.Invite, error) { return w.RedeemInvite(ctx, convoID, pskHash, redeemerDID) })
+func (s *Store) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID string, maxMembers int) (store.Invite, error) {
+	return inWriter(ctx, s, func(w *txWriter) (store.Invite, error) {
+		return w.RedeemInvite(ctx, convoID, pskHash, redeemerDID, maxMembers)
+	})
 }
 
-// RedeemInvite implements store.Invites.
-func (w *txWriter) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID string) (store.Invite, error) {
+// RedeemInvite implements store.Invites. The members counted against
+// maxMembers need no lock to stay the members until the redemption
+// commits: the one writer runs write transactions in turn (see Policy).
+func (w *txWriter) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID string, maxMembers int) (store.Invite, error) {
 	var removed bool
-	if err := w.tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM members WHERE convo_id = ? AND user_did = ? AND removed = 1)`,
-		convoID, redeemerDID).Scan(&removed); err != nil {
-		return store.Invite{}, fmt.Errorf("redeem invite: read removal: %w", err)
+	var others int
+	if err := w.tx.QueryRowContext(ctx, `SELECT
+			EXISTS (SELECT 1 FROM members WHERE convo_id = ?1 AND user_did = ?2 AND removed = 1),
+			(SELECT count(DISTINCT user_did) FROM members WHERE convo_id = ?1 AND user_did <> ?2 AND left_at IS NULL)`,
+		convoID, redeemerDID).Scan(&removed, &others); err != nil {
+		return store.Invite{}, fmt.Errorf("redeem invite: read members: %w", err)
+	}
+	if maxMembers > 0 && others >= maxMembers {
+		return store.Invite{}, fmt.Errorf("redeem invite: %w", store.ErrMemberLimit)
 	}
 	inv, err := scanInvite(w.tx.QueryRowContext(ctx, `UPDATE invites SET use_count = use_count + 1
 		WHERE convo_id = ?1 AND psk_hash = ?2 AND revoked_at IS NULL

@@ -162,7 +162,7 @@ func testInviteAfterRemoval(t *testing.T, b Backend) {
 	must(t, err, "create invite for bob")
 	redeem := func(hash, did string) error {
 		t.Helper()
-		_, err := e.s.RedeemInvite(e.ctx, "r", hash, did)
+		_, err := e.s.RedeemInvite(e.ctx, "r", hash, did, 0)
 		return err
 	}
 	leave := func(did string, how store.Departure) {
@@ -229,7 +229,7 @@ func testInviteAfterRemoval(t *testing.T, b Backend) {
 	_, err = e.s.RemoveMembers(e.ctx, "r2", []string{"did:plc:bob"}, store.Left, nil)
 	must(t, err, "bob leaves r2")
 	leave("did:plc:bob", store.Removed)
-	if _, err := e.s.RedeemInvite(e.ctx, "r2", "ho2", "did:plc:bob"); err != nil {
+	if _, err := e.s.RedeemInvite(e.ctx, "r2", "ho2", "did:plc:bob", 0); err != nil {
 		t.Fatalf("removal from r reached r2: %v", err)
 	}
 }
@@ -258,7 +258,7 @@ func testInvites(t *testing.T, b Backend) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := e.s.RedeemInvite(e.ctx, "i", "h1", "did:plc:u"+strconv.Itoa(i))
+			_, err := e.s.RedeemInvite(e.ctx, "i", "h1", "did:plc:u"+strconv.Itoa(i), 0)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -275,11 +275,11 @@ func testInvites(t *testing.T, b Backend) {
 	}
 	_, err = e.s.CreateInvite(e.ctx, store.Invite{ID: "inv4", ConvoID: "i", PSKHash: "h4", TargetDID: "did:plc:bob", ExpiresAt: e.clock.Now().Add(time.Hour)}, nil)
 	must(t, err, "create targeted")
-	if _, err := e.s.RedeemInvite(e.ctx, "i", "h4", "did:plc:eve"); !errors.Is(err, store.ErrInviteUnusable) {
+	if _, err := e.s.RedeemInvite(e.ctx, "i", "h4", "did:plc:eve", 0); !errors.Is(err, store.ErrInviteUnusable) {
 		t.Fatalf("other DID: %v", err)
 	}
 	e.clock.Advance(2 * time.Hour)
-	if _, err := e.s.RedeemInvite(e.ctx, "i", "h4", "did:plc:bob"); !errors.Is(err, store.ErrInviteUnusable) {
+	if _, err := e.s.RedeemInvite(e.ctx, "i", "h4", "did:plc:bob", 0); !errors.Is(err, store.ErrInviteUnusable) {
 		t.Fatalf("expired: %v", err)
 	}
 	_, err = e.s.RevokeInvite(e.ctx, "inv1", "did:plc:alice", nil)
@@ -621,5 +621,64 @@ func testPolicyReadModifyWrite(t *testing.T, b Backend) {
 	must(t, err, "read policy")
 	if p.MaxMembers != 10+writers {
 		t.Fatalf("maxMembers = %d after %d concurrent raises from 10, want %d", p.MaxMembers, writers, 10+writers)
+	}
+}
+
+// testRedemptionMemberLimit: redemptions racing in Idempotent's
+// transaction, each followed by the joiner's AddMembers (an invite join's
+// form), never take the conversation past the member limit they pass:
+// each counts the members where no other join can commit until it ends.
+// From one account under a limit of three, exactly two joiners of six
+// get in each round, and the others are refused with ErrMemberLimit.
+func testRedemptionMemberLimit(t *testing.T, b Backend) {
+	e := b.env(t)
+	const rounds, joiners, limit = 20, 6, 3
+	for round := range rounds {
+		convo := "limit" + strconv.Itoa(round)
+		e.newConvo(convo, "did:plc:alice")
+		_, err := e.s.CreateInvite(e.ctx, store.Invite{ID: convo, ConvoID: convo, PSKHash: convo, CreatedBy: "did:plc:alice"}, nil)
+		must(t, err, "create invite")
+		var wg sync.WaitGroup
+		errs := make([]error, joiners)
+		for j := range joiners {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				did := "did:plc:j" + strconv.Itoa(j)
+				errs[j] = e.inSocialTx("test.join", convo+did, func(ctx context.Context, sw store.Social) error {
+					if _, err := sw.RedeemInvite(ctx, convo, convo, did, limit); err != nil {
+						return err
+					}
+					_, err := sw.(store.Writer).AddMembers(ctx, convo, []store.NewMember{member(did, "d1")}, nil)
+					return err
+				})
+			}()
+		}
+		wg.Wait()
+		joined := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				joined++
+			case !errors.Is(err, store.ErrMemberLimit):
+				t.Fatalf("round %d: join: %v, want success or ErrMemberLimit", round, err)
+			}
+		}
+		all, err := e.s.Members(e.ctx, []string{convo}, false)
+		must(t, err, "members")
+		if joined != limit-1 || len(all[convo]) != limit {
+			t.Fatalf("round %d: %d joins succeeded and %d members are active under a limit of %d from one member; want %d and %d",
+				round, joined, len(all[convo]), limit, limit-1, limit)
+		}
+	}
+	// The limit counts accounts other than the redeemer, and 0 is none.
+	if _, err := e.s.RedeemInvite(e.ctx, "limit0", "limit0", "did:plc:alice", limit); err != nil {
+		t.Fatalf("a member's own redemption at the limit: %v", err)
+	}
+	if _, err := e.s.RedeemInvite(e.ctx, "limit0", "limit0", "did:plc:k", 0); err != nil {
+		t.Fatalf("redemption without a limit: %v", err)
+	}
+	if _, err := e.s.RedeemInvite(e.ctx, "limit0", "limit0", "did:plc:k", limit); !errors.Is(err, store.ErrMemberLimit) {
+		t.Fatalf("redemption at the limit: %v, want ErrMemberLimit", err)
 	}
 }

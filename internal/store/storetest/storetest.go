@@ -136,6 +136,7 @@ func Run(t *testing.T, b Backend) {
 		{"Reports", testReports},
 		{"Invites", testInvites},
 		{"InviteAfterRemoval", testInviteAfterRemoval},
+		{"RedemptionMemberLimit", testRedemptionMemberLimit},
 		{"OptIns", testOptIns},
 		{"SocialInIdempotent", testSocialInIdempotent},
 		{"SocialActors", testSocialActors},
