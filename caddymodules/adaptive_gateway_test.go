@@ -86,14 +86,8 @@ func TestProofOfWorkAndAdaptiveLimitsThroughTheGateway(t *testing.T) {
 	for _, backend := range []string{"memory", "redis"} {
 		t.Run(backend, func(t *testing.T) {
 			hashKey := testenv.RandomName("adaptive-key-") + strings.Repeat("k", 32)
-			redisLine := ""
-			if backend == "redis" {
-				client, _ := testenv.Redis(t)
-				redisLine = "redis " + testenv.RedisURL()
-				hasher, err := redact.New([]byte(hashKey))
-				testenv.Must(t, err, "hasher")
-				base := "cairn:rl:sig|{|did|" + hasher.Hash(aliceDID) + "}|"
-				t.Cleanup(func() { client.Del(context.Background(), base+"seen", base+"churn") })
+			redisLine, client, base := signalsRedis(t, backend, hashKey)
+			if client != nil {
 				defer func() {
 					// The account's record is in Redis under a keyed hash.
 					if n := client.Exists(context.Background(), base+"seen").Val(); n != 1 {
@@ -203,6 +197,22 @@ func TestProofOfWorkAndAdaptiveLimitsThroughTheGateway(t *testing.T) {
 	}
 }
 
+// signalsRedis returns, on the redis backend, the cairn app's redis line,
+// a client, and the key prefix of aliceDID's signal records under the log
+// hash key (deleted when the test ends); on memory, "", nil and "".
+func signalsRedis(t *testing.T, backend, hashKey string) (line string, client *redis.Client, base string) {
+	t.Helper()
+	if backend != "redis" {
+		return "", nil, ""
+	}
+	client, _ = testenv.Redis(t)
+	hasher, err := redact.New([]byte(hashKey))
+	testenv.Must(t, err, "hasher")
+	base = "cairn:rl:sig|{|did|" + hasher.Hash(aliceDID) + "}|"
+	t.Cleanup(func() { client.Del(context.Background(), base+"seen", base+"churn") })
+	return "redis " + testenv.RedisURL(), client, base
+}
+
 // postWithStamp is postXRPC with a proof-of-work stamp.
 func postWithStamp(t *testing.T, g *plainGateway, nsid, token, body, stamp string) (*http.Response, string) {
 	t.Helper()
@@ -282,18 +292,7 @@ func TestTwoRateLimitersCountChurnOnce(t *testing.T) {
 	for _, backend := range []string{"memory", "redis"} {
 		t.Run(backend, func(t *testing.T) {
 			hashKey := testenv.RandomName("churn-once-key-") + strings.Repeat("k", 32)
-			redisLine, churnKey := "", ""
-			var client *redis.Client
-			if backend == "redis" {
-				c, _ := testenv.Redis(t)
-				client = c
-				redisLine = "redis " + testenv.RedisURL()
-				hasher, err := redact.New([]byte(hashKey))
-				testenv.Must(t, err, "hasher")
-				base := "cairn:rl:sig|{|did|" + hasher.Hash(aliceDID) + "}|"
-				churnKey = base + "churn"
-				t.Cleanup(func() { c.Del(context.Background(), base+"seen", base+"churn") })
-			}
+			redisLine, client, base := signalsRedis(t, backend, hashKey)
 			plc := atprototest.NewPLC(t)
 			text := fmt.Sprintf(twoLimitersCaddyfile, plc.URL, redisLine, backend, backend)
 			g := startPlain(t, text, gatewaytest.Options{Env: []string{"CAIRN_LOG_HASH_KEY=" + hashKey}})
@@ -327,7 +326,7 @@ func TestTwoRateLimitersCountChurnOnce(t *testing.T) {
 				}
 			}
 			if client != nil {
-				if got, err := client.Get(context.Background(), churnKey).Int(); err != nil || got != 5 {
+				if got, err := client.Get(context.Background(), base+"churn").Int(); err != nil || got != 5 {
 					t.Errorf("churn counter in Redis = %d, %v; want 5 (one per call)", got, err)
 				}
 			}
