@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/cairn-chat/cairn-caddy/internal/atprototest"
 	"github.com/cairn-chat/cairn-caddy/internal/gatewaytest"
 	"github.com/cairn-chat/cairn-caddy/internal/pow"
@@ -84,14 +86,8 @@ func TestProofOfWorkAndAdaptiveLimitsThroughTheGateway(t *testing.T) {
 	for _, backend := range []string{"memory", "redis"} {
 		t.Run(backend, func(t *testing.T) {
 			hashKey := testenv.RandomName("adaptive-key-") + strings.Repeat("k", 32)
-			redisLine := ""
-			if backend == "redis" {
-				client, _ := testenv.Redis(t)
-				redisLine = "redis " + testenv.RedisURL()
-				hasher, err := redact.New([]byte(hashKey))
-				testenv.Must(t, err, "hasher")
-				base := "cairn:rl:sig|{|did|" + hasher.Hash(aliceDID) + "}|"
-				t.Cleanup(func() { client.Del(context.Background(), base+"seen", base+"churn") })
+			redisLine, client, base := signalsRedis(t, backend, hashKey)
+			if client != nil {
 				defer func() {
 					// The account's record is in Redis under a keyed hash.
 					if n := client.Exists(context.Background(), base+"seen").Val(); n != 1 {
@@ -201,6 +197,22 @@ func TestProofOfWorkAndAdaptiveLimitsThroughTheGateway(t *testing.T) {
 	}
 }
 
+// signalsRedis returns, on the redis backend, the cairn app's redis line,
+// a client, and the key prefix of aliceDID's signal records under the log
+// hash key (deleted when the test ends); on memory, "", nil and "".
+func signalsRedis(t *testing.T, backend, hashKey string) (line string, client *redis.Client, base string) {
+	t.Helper()
+	if backend != "redis" {
+		return "", nil, ""
+	}
+	client, _ = testenv.Redis(t)
+	hasher, err := redact.New([]byte(hashKey))
+	testenv.Must(t, err, "hasher")
+	base = "cairn:rl:sig|{|did|" + hasher.Hash(aliceDID) + "}|"
+	t.Cleanup(func() { client.Del(context.Background(), base+"seen", base+"churn") })
+	return "redis " + testenv.RedisURL(), client, base
+}
+
 // postWithStamp is postXRPC with a proof-of-work stamp.
 func postWithStamp(t *testing.T, g *plainGateway, nsid, token, body, stamp string) (*http.Response, string) {
 	t.Helper()
@@ -215,4 +227,121 @@ func postWithStamp(t *testing.T, g *plainGateway, nsid, token, body, stamp strin
 	out, err := io.ReadAll(resp.Body)
 	testenv.Must(t, err, "read "+nsid)
 	return resp, string(out)
+}
+
+// twoLimitersCaddyfile has two cairn_rate_limit handlers with signals in
+// one route, as an operator splitting limits by concern would write: both
+// count churn in one hour, with different thresholds. %s: the PLC URL, the
+// cairn app's redis line, the limiters' backend (twice).
+const twoLimitersCaddyfile = `{
+	admin 127.0.0.1:{ADMIN}
+	cairn {
+		mode development
+		plc_url %s
+		%s
+	}
+}
+http://127.0.0.1:{PORT} {
+	route /xrpc/* {
+		cairn_auth {
+			service_did did:web:gateway.test
+			replay memory
+			leeway 1s
+		}
+		cairn_rate_limit {
+			backend %s
+			signals {
+				churn 3/1h
+			}
+			zone account {
+				key did
+				rate 100/1h
+			}
+		}
+		cairn_rate_limit {
+			backend %s
+			signals {
+				churn 3/1h
+				new_account 1h
+			}
+			zone membership {
+				key did
+				rate 100/1h
+				match nsid blue.catbird.mls.leaveConvo
+				when high_churn rate 1/1h burst 1
+			}
+		}
+		error 501
+	}
+	handle_errors {
+		cairn_xrpc_errors
+	}
+}
+http://127.0.0.1:{METRICS} {
+	cairn_metrics
+}
+`
+
+// TestTwoRateLimitersCountChurnOnce sends membership calls through two
+// cairn_rate_limit handlers that both define signals, on memory and on
+// Redis: each call counts once, so high churn (more than 3) first holds on
+// the fourth call, which the modifier admits, and refuses the fifth.
+// Counted twice, it would hold from the second and refuse the third. On
+// Redis the account's churn counter reads 5 after five calls.
+func TestTwoRateLimitersCountChurnOnce(t *testing.T) {
+	for _, backend := range []string{"memory", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			hashKey := testenv.RandomName("churn-once-key-") + strings.Repeat("k", 32)
+			redisLine, client, base := signalsRedis(t, backend, hashKey)
+			plc := atprototest.NewPLC(t)
+			text := fmt.Sprintf(twoLimitersCaddyfile, plc.URL, redisLine, backend, backend)
+			g := startPlain(t, text, gatewaytest.Options{Env: []string{"CAIRN_LOG_HASH_KEY=" + hashKey}})
+			now := freshIat(t, testLeeway, g)
+			const leave = "blue.catbird.mls.leaveConvo"
+			var want []atprototest.Token
+			for range 5 {
+				want = append(want, atprototest.Token{Key: "alice", Iss: aliceDID, Aud: "did:web:gateway.test", Lxm: leave, Iat: now, Exp: now + 60})
+			}
+			minted := atprototest.Mint(t, []atprototest.Key{{Name: "alice", Type: "k256"}}, want)
+			plc.Publish(aliceDID, minted.Keys["alice"])
+			body := `{"convoId":"a0a1a2a3a4a5a6a7a8a9aaabacadaeaf"}`
+			for i, tok := range minted.Tokens[:4] {
+				// 501: both limiters admitted and the route's end answered.
+				if resp, out := postXRPC(t, g, leave, tok, body); resp.StatusCode != http.StatusNotImplemented {
+					t.Fatalf("leaveConvo %d: %d %s, want 501 past both limiters", i+1, resp.StatusCode, out)
+				}
+			}
+			resp, out := postXRPC(t, g, leave, minted.Tokens[4], body)
+			if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(out, `\"membership\" for high_churn`) {
+				t.Fatalf("fifth leaveConvo: %d %s, want 429 from membership's high_churn modifier", resp.StatusCode, out)
+			}
+			m := scrape(t, g)
+			for _, c := range []struct {
+				outcome string
+				want    float64
+			}{{"allowed", 1}, {"limited", 1}} {
+				labels := []string{`zone="membership"`, `signal="high_churn"`, `outcome="` + c.outcome + `"`}
+				if got := metricValue(m, "cairn_ratelimit_adaptive_decisions_total", labels...); got != c.want {
+					t.Errorf("adaptive decisions %v = %v, want %v", labels, got, c.want)
+				}
+			}
+			if client != nil {
+				if got, err := client.Get(context.Background(), base+"churn").Int(); err != nil || got != 5 {
+					t.Errorf("churn counter in Redis = %d, %v; want 5 (one per call)", got, err)
+				}
+			}
+		})
+	}
+}
+
+// TestRateLimitersMustAgreeOnChurnPeriod: two handlers on one backend
+// whose churn periods differ cannot share the account's churn count, and
+// validate says which option to align.
+func TestRateLimitersMustAgreeOnChurnPeriod(t *testing.T) {
+	text := strings.Replace(fmt.Sprintf(twoLimitersCaddyfile, "http://127.0.0.1:1", "", "memory", "memory"), "churn 3/1h\n\t\t\t\tnew_account", "churn 3/10m\n\t\t\t\tnew_account", 1)
+	text = strings.NewReplacer("{ADMIN}", "0", "{PORT}", "1", "{METRICS}", "2").Replace(text)
+	out, ok := validate(t, text)
+	if ok || !strings.Contains(out, "churn period 10m0s differs from 1h0m0s") || !strings.Contains(out, "give them the same period") {
+		t.Fatalf("validate with churn 3/1h and 3/10m: ok=%v\n%s", ok, out)
+	}
 }

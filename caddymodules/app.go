@@ -208,6 +208,9 @@ type App struct {
 
 	limitersMu sync.Mutex
 	shared     map[ratelimit.Policy]*ratelimit.Failover
+	// recorders are the adaptive-signal recorders by backend (memory,
+	// redis), one each for every cairn_rate_limit handler (SignalRecorder).
+	recorders map[string]*ratelimit.SignalRecorder
 
 	storeCfg open.Config
 	notifier string // realtime.ChooseNotifier's answer

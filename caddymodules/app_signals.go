@@ -34,3 +34,35 @@ func (a *App) SharedSignals(f *ratelimit.Failover) (ratelimit.SignalStore, error
 		OnError: func(error) { a.metrics.BackendError("redis", "signals") },
 	}, nil
 }
+
+// SignalRecorder returns the recorder of the adaptive signals kept in
+// memory (f nil: LocalSignals) or in Redis (SharedSignals over f), made
+// by the first cairn_rate_limit handler of this config that asks and
+// shared by the rest, so that a request passing two handlers with
+// `signals` is recorded once: a membership call counts as one churn call.
+// The recorder belongs to this config (its handlers' signals blocks decide
+// what it records); the records themselves outlive reloads.
+func (a *App) SignalRecorder(f *ratelimit.Failover) (*ratelimit.SignalRecorder, error) {
+	a.limitersMu.Lock()
+	defer a.limitersMu.Unlock()
+	backend := backendMemory
+	if f != nil {
+		backend = backendRedis
+	}
+	if r, ok := a.recorders[backend]; ok {
+		return r, nil
+	}
+	var store ratelimit.SignalStore = a.LocalSignals()
+	if f != nil {
+		var err error
+		if store, err = a.SharedSignals(f); err != nil {
+			return nil, err
+		}
+	}
+	r := ratelimit.NewSignalRecorder(store)
+	if a.recorders == nil {
+		a.recorders = map[string]*ratelimit.SignalRecorder{}
+	}
+	a.recorders[backend] = r
+	return r, nil
+}

@@ -80,7 +80,9 @@ const (
 // call: a keyed hash of the DID with its first-seen time, and a churn
 // count) and the signals that hold travel in the request context, for the
 // zones' modifiers, cairn_delivery's large-group check and its
-// proof-of-work difficulty.
+// proof-of-work difficulty. Handlers on one backend share one recorder
+// (App.SignalRecorder): a request passing several is recorded once, by
+// the first, so a membership call counts as one churn call.
 type RateLimit struct {
 	// Presets adds the documented default zones of each named preset
 	// ("public", "edge", "api") before Zones.
@@ -173,29 +175,26 @@ func (rl *RateLimit) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("cairn_rate_limit on_backend_error %q: want local, allow or deny", rl.OnBackendError)
 	}
 	var (
-		limiter ratelimit.Limiter
-		sigs    ratelimit.SignalStore
-		sigCfg  *ratelimit.SignalConfig
+		limiter  ratelimit.Limiter
+		failover *ratelimit.Failover // nil: the signals are in memory too
+		recorder *ratelimit.SignalRecorder
+		sigCfg   *ratelimit.SignalConfig
 	)
 	switch rl.Backend {
 	case backendMemory:
-		limiter, sigs = app.LocalLimiter(), app.LocalSignals()
+		limiter = app.LocalLimiter()
 	case backendRedis, backendAuto:
 		if app.RedisClient() == nil {
 			if rl.Backend == backendRedis {
 				return fmt.Errorf("cairn_rate_limit backend redis: no Redis is configured; set `redis <url>` in the cairn global options")
 			}
-			limiter, sigs = app.LocalLimiter(), app.LocalSignals()
+			limiter = app.LocalLimiter()
 			break
 		}
-		f, err := app.SharedLimiter(policy)
-		if err != nil {
+		if failover, err = app.SharedLimiter(policy); err != nil {
 			return fmt.Errorf("cairn_rate_limit: %w", err)
 		}
-		if sigs, err = app.SharedSignals(f); err != nil {
-			return fmt.Errorf("cairn_rate_limit: %w", err)
-		}
-		limiter = f
+		limiter = failover
 	default:
 		return fmt.Errorf("cairn_rate_limit backend %q: want auto, memory or redis", rl.Backend)
 	}
@@ -203,15 +202,18 @@ func (rl *RateLimit) Provision(ctx caddy.Context) error {
 		if sigCfg, err = rl.Signals.config(); err != nil {
 			return fmt.Errorf("cairn_rate_limit: %w", err)
 		}
+		if recorder, err = app.SignalRecorder(failover); err != nil {
+			return fmt.Errorf("cairn_rate_limit: %w", err)
+		}
 	}
 	rl.zones, err = ratelimit.NewZones(ratelimit.ZonesConfig{
-		Presets:     rl.Presets,
-		Zones:       rl.Zones,
-		Limiter:     limiter,
-		Hasher:      app.Hasher(),
-		Observer:    func(zone string) ratelimit.ZoneObserver { return rl.metrics.RateLimitZone(zone) },
-		Signals:     sigCfg,
-		SignalStore: sigs,
+		Presets:  rl.Presets,
+		Zones:    rl.Zones,
+		Limiter:  limiter,
+		Hasher:   app.Hasher(),
+		Observer: func(zone string) ratelimit.ZoneObserver { return rl.metrics.RateLimitZone(zone) },
+		Signals:  sigCfg,
+		Recorder: recorder,
 		ModifierObserver: func(zone string, s ratelimit.Signal) ratelimit.ZoneObserver {
 			return rl.metrics.RateLimitModifier(zone, s.String())
 		},

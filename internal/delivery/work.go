@@ -117,17 +117,18 @@ func workProblem(err error) string {
 
 // admitGroup decides the rate limiter's large-group modifiers for a call
 // in convoID, when a rate limiter earlier in the chain has them: only then
-// is the conversation's size read.
+// is the conversation's size counted (its active member rows, one per
+// device, as large_group is documented).
 func (s *Service) admitGroup(ctx context.Context, convoID string) error {
 	a, ok := ratelimit.FromContext(ctx)
 	if !ok || a.LargeGroupThreshold() == 0 {
 		return nil
 	}
-	members, err := s.cfg.Store.Members(ctx, []string{convoID}, false)
+	members, err := s.cfg.Store.ActiveMemberCount(ctx, convoID)
 	if err != nil {
-		return fmt.Errorf("read members: %w", err)
+		return fmt.Errorf("count members: %w", err)
 	}
-	d, err := a.AllowGroup(ctx, len(members[convoID]))
+	d, err := a.AllowGroup(ctx, members)
 	if err != nil {
 		return &xrpc.Error{Status: http.StatusServiceUnavailable, Name: "ServiceUnavailable",
 			Message: "the rate limiter is unavailable; retry shortly", Header: http.Header{"Retry-After": {"1"}},

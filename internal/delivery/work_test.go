@@ -176,7 +176,7 @@ func TestLargeGroupLimit(t *testing.T) {
 					MatchNSIDs: []string{"blue.catbird.mls.sendMessage"},
 					Modifiers:  []ratelimit.Modifier{{When: ratelimit.SignalLargeGroup, Rate: "1/1h"}}}},
 				Limiter: ratelimit.NewMemoryStore(ratelimit.MemoryConfig{}), Hasher: hasher,
-				Signals: &ratelimit.SignalConfig{LargeGroup: 3}, SignalStore: ratelimit.NewMemorySignals(ratelimit.MemoryConfig{}),
+				Signals: &ratelimit.SignalConfig{LargeGroup: 3}, Recorder: ratelimit.NewSignalRecorder(ratelimit.NewMemorySignals(ratelimit.MemoryConfig{})),
 			})
 			if err != nil {
 				t.Fatal(err)

@@ -135,7 +135,7 @@ func BenchmarkMemoryStoreBytesPerKey(b *testing.B) {
 func BenchmarkZonesSignals(b *testing.B) {
 	hasher := testHasher(b)
 	run := func(b *testing.B, lim Limiter, cfg *SignalConfig, store SignalStore) {
-		zs, err := NewZones(ZonesConfig{Presets: []string{"api"}, Limiter: lim, Hasher: hasher, Signals: cfg, SignalStore: store})
+		zs, err := NewZones(ZonesConfig{Presets: []string{"api"}, Limiter: lim, Hasher: hasher, Signals: cfg, Recorder: NewSignalRecorder(store)})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -163,11 +163,6 @@ func (c *SignalConfig) Validate() error {
 	return nil
 }
 
-// churns reports whether nsid counts as a membership call.
-func (c *SignalConfig) churns(nsid string) bool {
-	return nsid != "" && matchesAny(c.ChurnNSIDs, nsid, matchNSID)
-}
-
 // Observation is what a SignalStore records of one request.
 type Observation struct {
 	// Churn counts the request as a membership call.
@@ -206,16 +201,6 @@ func (c *SignalConfig) signalsFor(o Observed) Signals {
 		s = s.With(SignalHighChurn)
 	}
 	return s
-}
-
-// observation is what to record of a request for nsid.
-func (c *SignalConfig) observation(nsid string) Observation {
-	o := Observation{Forget: c.Forget}
-	if c.ChurnCalls > 0 {
-		o.ChurnWindow = c.ChurnWindow
-		o.Churn = c.churns(nsid)
-	}
-	return o
 }
 
 // SignalFailover is a SignalStore that records in a shared store while it

@@ -113,11 +113,11 @@ func TestRedisSignalsKeysHoldNoIdentity(t *testing.T) {
 	testenv.Must(t, err, "redis signals")
 	const did = "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
 	zs, err := NewZones(ZonesConfig{
-		Zones:       []*Zone{{Name: "z", Key: KeyDID, Rate: "10/1m"}},
-		Limiter:     NewMemoryStore(MemoryConfig{}),
-		Hasher:      testHasher(t),
-		Signals:     &SignalConfig{NewAccount: time.Hour, ChurnCalls: 5, ChurnWindow: time.Hour},
-		SignalStore: sig,
+		Zones:    []*Zone{{Name: "z", Key: KeyDID, Rate: "10/1m"}},
+		Limiter:  NewMemoryStore(MemoryConfig{}),
+		Hasher:   testHasher(t),
+		Signals:  &SignalConfig{NewAccount: time.Hour, ChurnCalls: 5, ChurnWindow: time.Hour},
+		Recorder: NewSignalRecorder(sig),
 	})
 	testenv.Must(t, err, "zones")
 	req := testRequest("POST", "/xrpc/blue.catbird.mls.addMembers")
@@ -150,7 +150,7 @@ func TestAdaptiveZones(t *testing.T) {
 				t.Helper()
 				zs, err := NewZones(ZonesConfig{
 					Zones: []*Zone{z}, Limiter: be.lim, Hasher: testHasher(t),
-					Signals: &cfg, SignalStore: be.signals,
+					Signals: &cfg, Recorder: NewSignalRecorder(be.signals),
 					ModifierObserver: func(string, Signal) ZoneObserver { return obs },
 				})
 				testenv.Must(t, err, "zones")
@@ -282,7 +282,7 @@ func TestModifierConfigErrors(t *testing.T) {
 				sig = &c
 			}
 			z := tc.zone
-			_, err := NewZones(ZonesConfig{Zones: []*Zone{&z}, Limiter: lim, Hasher: testHasher(t), Signals: sig, SignalStore: NewMemorySignals(MemoryConfig{})})
+			_, err := NewZones(ZonesConfig{Zones: []*Zone{&z}, Limiter: lim, Hasher: testHasher(t), Signals: sig, Recorder: NewSignalRecorder(NewMemorySignals(MemoryConfig{}))})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want one mentioning %q", err, tc.want)
 			}

@@ -53,9 +53,12 @@ type ZonesConfig struct {
 	// name; a Modifier whose signal it leaves off is a configuration error.
 	// Validate fills in its defaults.
 	Signals *SignalConfig
-	// SignalStore keeps the per-account records behind the signals.
-	// Required with Signals.
-	SignalStore SignalStore
+	// Recorder records the requests behind the signals in its store.
+	// Required with Signals. Every Zones over one store must share one
+	// Recorder, so that a request passing several is recorded once;
+	// NewZones fails when Signals disagrees with what the others record
+	// (see SignalRecorder).
+	Recorder *SignalRecorder
 	// ModifierObserver, if set, returns the observer of one zone's modifier
 	// for one signal; it is called once per modifier by NewZones.
 	ModifierObserver func(zone string, signal Signal) ZoneObserver
@@ -76,7 +79,7 @@ type Zones struct {
 	local    *MemoryStore
 	hasher   *redact.Hasher
 	signals  *SignalConfig
-	sigStore SignalStore
+	recorder *SignalRecorder
 }
 
 // NewZones resolves the presets, checks every zone and returns the set.
@@ -97,13 +100,16 @@ func NewZones(cfg ZonesConfig) (*Zones, error) {
 	if len(all) == 0 {
 		return nil, fmt.Errorf("%w: no zones; add a `zone` block or a `preset` (public, edge, api)", ErrInvalidZone)
 	}
-	zs := &Zones{limiter: cfg.Limiter, hasher: cfg.Hasher, signals: cfg.Signals, sigStore: cfg.SignalStore}
+	zs := &Zones{limiter: cfg.Limiter, hasher: cfg.Hasher, signals: cfg.Signals, recorder: cfg.Recorder}
 	zs.local, _ = cfg.Limiter.(*MemoryStore)
 	if zs.signals != nil {
-		if zs.sigStore == nil {
-			return nil, fmt.Errorf("%w: adaptive signals need a signal store", ErrInvalidZone)
+		if zs.recorder == nil {
+			return nil, fmt.Errorf("%w: adaptive signals need a signal recorder", ErrInvalidZone)
 		}
 		if err := zs.signals.Validate(); err != nil {
+			return nil, err
+		}
+		if err := zs.recorder.join(zs.signals); err != nil {
 			return nil, err
 		}
 	}
@@ -153,12 +159,26 @@ type Decision struct {
 	// unless the zones have a `signals` configuration and the caller is
 	// verified.
 	Signals Signals
+	// observed is the caller's record the signals were read from.
+	observed Observed
+}
+
+// observe returns the record of req's caller, whose account key is key:
+// the one an earlier Zones sharing the recorder made of this same request
+// (its Admission is in ctx), so that a request passing two rate limiters
+// is recorded once, or else a new one.
+func (zs *Zones) observe(ctx context.Context, req *Request, key []byte) (Observed, error) {
+	if a, ok := FromContext(ctx); ok && a.zones.recorder == zs.recorder && a.req.DID == req.DID {
+		return a.observed, nil
+	}
+	return zs.recorder.record(ctx, string(key), req.NSID)
 }
 
 // Allow decides req in every zone that applies to it, in order, and stops
 // at the first refusal. With adaptive signals configured and a verified
-// caller, it first records the request in the signal store (one call),
-// and a zone's modifiers for the signals that hold decide after the
+// caller, it first records the request in the signal store (one call, or
+// none when ctx carries the Admission of an earlier Zones that shares the
+// recorder and already recorded this request), and a zone's modifiers for the signals that hold decide after the
 // zone's own limit. An error means the limiter could not decide (a shared
 // store without a failover policy, or a cancelled context); the caller
 // should fail closed.
@@ -177,10 +197,11 @@ func (zs *Zones) Allow(ctx context.Context, req Request) (Decision, error) {
 	}
 	d := Decision{Matched: len(zones) > 0}
 	if observe {
-		o, err := zs.sigStore.Observe(ctx, string(keys.account()), zs.signals.observation(req.NSID))
+		o, err := zs.observe(ctx, &req, keys.account())
 		if err != nil {
 			return Decision{}, fmt.Errorf("adaptive signals: %w", err)
 		}
+		d.observed = o
 		d.Signals = zs.signals.signalsFor(o)
 	}
 	first := true
@@ -202,7 +223,7 @@ func (zs *Zones) Allow(ctx context.Context, req Request) (Decision, error) {
 			z.observer.Record(res.Allowed, res.Source.String())
 		}
 		if !res.Allowed {
-			return Decision{Matched: true, Result: res, Zone: z.name, Signals: d.Signals}, nil
+			return Decision{Matched: true, Result: res, Zone: z.name, Signals: d.Signals, observed: d.observed}, nil
 		}
 		d.tighten(res, &first)
 		if len(z.mods) == 0 || d.Signals == 0 {
@@ -243,7 +264,7 @@ func (zs *Zones) allowModifiers(ctx context.Context, z *zone, keys *zoneKeys, si
 			m.observer.Record(res.Allowed, res.Source.String())
 		}
 		if !res.Allowed {
-			*d = Decision{Matched: true, Result: res, Zone: z.name, Signal: m.signal, Signals: d.Signals}
+			*d = Decision{Matched: true, Result: res, Zone: z.name, Signal: m.signal, Signals: d.Signals, observed: d.observed}
 			return true, nil
 		}
 		d.tighten(res, first)
@@ -258,14 +279,15 @@ func (zs *Zones) allowModifiers(ctx context.Context, z *zone, keys *zoneKeys, si
 // it on in the request context (NewContext).
 type Admission struct {
 	// Signals are the account signals that held.
-	Signals Signals
-	zones   *Zones
-	req     Request
+	Signals  Signals
+	zones    *Zones
+	req      Request
+	observed Observed
 }
 
 // Admission returns the Admission of req after Allow decided d.
 func (zs *Zones) Admission(req Request, d Decision) *Admission {
-	return &Admission{Signals: d.Signals, zones: zs, req: req}
+	return &Admission{Signals: d.Signals, zones: zs, req: req, observed: d.observed}
 }
 
 // LargeGroupThreshold is the member count from which a conversation is

@@ -509,6 +509,11 @@ type Reader interface {
 	// Members returns the members of the conversations, active only unless
 	// includeLeft, keyed by conversation id.
 	Members(ctx context.Context, convoIDs []string, includeLeft bool) (map[string][]Member, error)
+	// ActiveMemberCount counts the conversation's active member rows, one
+	// per device (an account with two devices counts twice): the length of
+	// Members(ctx, []string{convoID}, false)[convoID], without reading the
+	// rows. 0 for an unknown conversation.
+	ActiveMemberCount(ctx context.Context, convoID string) (int, error)
 	// ActiveMember returns the active member row of memberDID. ErrNotFound
 	// if the conversation is unknown, ErrNotMember if the DID is not an
 	// active member.

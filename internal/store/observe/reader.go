@@ -27,6 +27,13 @@ func (s *Store) Members(ctx context.Context, convoIDs []string, includeLeft bool
 	})
 }
 
+// ActiveMemberCount implements store.Reader.
+func (s *Store) ActiveMemberCount(ctx context.Context, convoID string) (int, error) {
+	return call(ctx, s.o, "active_member_count", func(ctx context.Context) (int, error) {
+		return s.b.ActiveMemberCount(ctx, convoID)
+	})
+}
+
 // ActiveMember implements store.Reader.
 func (s *Store) ActiveMember(ctx context.Context, convoID, memberDID string) (store.Member, error) {
 	return call(ctx, s.o, "active_member", func(ctx context.Context) (store.Member, error) {

@@ -177,3 +177,39 @@ func reportPercentiles(b *testing.B, lat []time.Duration) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }
+
+// BenchmarkActiveMemberCount is the large-group check's read of a
+// 500-device conversation: loading the member rows and taking their
+// length (what cairn_delivery did) against ActiveMemberCount.
+func BenchmarkActiveMemberCount(b *testing.B) {
+	s, err := postgres.Open(b.Context(), postgres.Config{URL: testenv.Postgres(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const n = 500
+	members := make([]store.NewMember, n)
+	for i := range members {
+		did := fmt.Sprintf("did:plc:member%04d", i)
+		members[i] = store.NewMember{MemberDID: did + "#d", UserDID: did, DeviceID: "d", Role: store.RoleMember}
+	}
+	members[0].Role = store.RoleAdmin
+	if _, err := s.CreateConvo(b.Context(), store.NewConvo{ID: "big", CreatorDID: members[0].UserDID, CipherSuite: "x", Members: members}); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("Members", func(b *testing.B) {
+		for b.Loop() {
+			ms, err := s.Members(b.Context(), []string{"big"}, false)
+			if err != nil || len(ms["big"]) != n {
+				b.Fatalf("members: %d, %v", len(ms["big"]), err)
+			}
+		}
+	})
+	b.Run("ActiveMemberCount", func(b *testing.B) {
+		for b.Loop() {
+			if got, err := s.ActiveMemberCount(b.Context(), "big"); err != nil || got != n {
+				b.Fatalf("count: %d, %v", got, err)
+			}
+		}
+	})
+}

@@ -111,6 +111,17 @@ func (s *Store) Members(ctx context.Context, convoIDs []string, includeLeft bool
 	return out, nil
 }
 
+// ActiveMemberCount implements store.Store. The primary key's convo_id
+// prefix finds the rows.
+func (s *Store) ActiveMemberCount(ctx context.Context, convoID string) (int, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM members WHERE convo_id = $1 AND left_at IS NULL`, convoID).Scan(&n)
+	if err != nil {
+		return 0, errorf("count members: %w", err)
+	}
+	return n, nil
+}
+
 // ActiveMember implements store.Store.
 func (s *Store) ActiveMember(ctx context.Context, convoID, memberDID string) (store.Member, error) {
 	var mdid, udid, dev, role *string

@@ -114,6 +114,17 @@ func (s *Store) Members(ctx context.Context, convoIDs []string, includeLeft bool
 	return out, rows.Err()
 }
 
+// ActiveMemberCount implements store.Store. The primary key's convo_id
+// prefix finds the rows.
+func (s *Store) ActiveMemberCount(ctx context.Context, convoID string) (int, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM members WHERE convo_id = ? AND left_at IS NULL`, convoID).Scan(&n)
+	if err != nil {
+		return 0, errorf("count members: %w", err)
+	}
+	return n, nil
+}
+
 // ActiveMember implements store.Store.
 func (s *Store) ActiveMember(ctx context.Context, convoID, memberDID string) (store.Member, error) {
 	var cid, mdid, udid, dev, role sql.NullString

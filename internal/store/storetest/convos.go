@@ -465,6 +465,39 @@ func testRemoveAndRejoin(t *testing.T, b Backend) {
 	}
 }
 
+// testActiveMemberCount: the count is the number of active member rows
+// Members returns, one per device, through adds, a removal and a rejoin;
+// other conversations and left rows do not count; an unknown conversation
+// has none.
+func testActiveMemberCount(t *testing.T, b Backend) {
+	e := b.env(t)
+	e.newConvo("c", "did:plc:a", "did:plc:c")
+	e.newConvo("other", "did:plc:a", "did:plc:b", "did:plc:z")
+	check := func(step string, want int) {
+		t.Helper()
+		n, err := e.s.ActiveMemberCount(e.ctx, "c")
+		must(t, err, "count "+step)
+		ms, err := e.s.Members(e.ctx, []string{"c"}, false)
+		must(t, err, "members "+step)
+		if n != want || n != len(ms["c"]) {
+			t.Errorf("%s: ActiveMemberCount = %d, Members has %d, want %d", step, n, len(ms["c"]), want)
+		}
+	}
+	check("created", 2)
+	_, err := e.s.AddMembers(e.ctx, "c", []store.NewMember{member("did:plc:b", "phone"), member("did:plc:b", "laptop")}, nil)
+	must(t, err, "add b's devices")
+	check("b's two devices added", 4)
+	_, err = e.s.RemoveMembers(e.ctx, "c", []string{"did:plc:b"}, store.Removed, nil)
+	must(t, err, "remove b")
+	check("b removed", 2)
+	_, err = e.s.AddMembers(e.ctx, "c", []store.NewMember{member("did:plc:b", "phone")}, nil)
+	must(t, err, "rejoin b")
+	check("b's phone back", 3)
+	if n, err := e.s.ActiveMemberCount(e.ctx, "nope"); err != nil || n != 0 {
+		t.Errorf("unknown conversation: %d, %v; want 0, nil", n, err)
+	}
+}
+
 func testGroupInfo(t *testing.T, b Backend) {
 	e := b.env(t)
 	e.newConvo("c", "did:plc:a")

@@ -102,6 +102,7 @@ func Run(t *testing.T, b Backend) {
 		{"EpochCompareAndSwap", testEpochCAS},
 		{"AddMembersAtomic", testAddMembersAtomic},
 		{"RemoveAndRejoin", testRemoveAndRejoin},
+		{"ActiveMemberCount", testActiveMemberCount},
 		{"GroupInfo", testGroupInfo},
 		{"Welcome", testWelcome},
 		{"Idempotency", testIdempotency},
