@@ -269,6 +269,12 @@ func TestPolicyChangeBetweenCheckAndAddIsObeyed(t *testing.T) {
 					}
 				}
 			}
+			optOut := func(u who) func(ctx context.Context) error {
+				return func(ctx context.Context) error {
+					_, err := e.store.OptOut(ctx, u.DID)
+					return err
+				}
+			}
 			// Each step starts from a policy that lets its add through,
 			// so that only the change interposed refuses it.
 			step := func(name string, allowAdd bool, f func(t *testing.T)) {
@@ -298,10 +304,7 @@ func TestPolicyChangeBetweenCheckAndAddIsObeyed(t *testing.T) {
 			})
 			step("the account opted out", true, func(t *testing.T) {
 				u := newcomer("t3")
-				is.arm(func(ctx context.Context) error {
-					_, err := e.store.OptOut(ctx, u.DID)
-					return err
-				})
+				is.arm(optOut(u))
 				add(alice, u).isErr(t, http.StatusForbidden, "NotOptedIn")
 				notIn(u)
 			})
@@ -328,10 +331,7 @@ func TestPolicyChangeBetweenCheckAndAddIsObeyed(t *testing.T) {
 				psk := randBytes(t, 32)
 				e.post(alice, "createInvite", obj{"convoId": g, "pskHash": pskHash(psk)}).must(t, http.StatusOK)
 				e.post(alice, "updateGroupInfo", obj{"convoId": g, "groupInfo": b64(groupInfo(t, g, 0)), "epoch": 0}).must(t, http.StatusOK)
-				is.arm(func(ctx context.Context) error {
-					_, err := e.store.OptOut(ctx, u.DID)
-					return err
-				})
+				is.arm(optOut(u))
 				e.post(u, "processExternalCommit", obj{"convoId": g, "psk": b64(psk),
 					"externalCommit": b64(externalCommit(t, g, 0, u.DID+"#"+u.DeviceID))}).isErr(t, http.StatusForbidden, "NotOptedIn")
 				notIn(u)
