@@ -42,13 +42,13 @@ func (s *interposed) Idempotent(ctx context.Context, key store.IdempotencyKey, h
 }
 
 // newInterposedEnv is newEnv with its store behind an interposed.
-func newInterposedEnv(t testing.TB, open func(testing.TB, func() time.Time) store.Store) (*env, *interposed) {
+func newInterposedEnv(t testing.TB, open func(testing.TB, func() time.Time) store.Store, mutate ...func(*delivery.Config)) (*env, *interposed) {
 	t.Helper()
 	is := &interposed{}
-	e := newEnv(t, open, func(c *delivery.Config) {
+	e := newEnv(t, open, append(mutate, func(c *delivery.Config) {
 		is.Store = c.Store.(store.Store)
 		c.Store = is
-	})
+	})...)
 	return e, is
 }
 
@@ -216,6 +216,129 @@ func TestPolicyChangeBetweenCheckAndRedemptionIsObeyed(t *testing.T) {
 			other := randBytes(t, 32)
 			e.post(alice, "createInvite", obj{"convoId": g, "pskHash": pskHash(other)}).must(t, http.StatusOK)
 			join(other).must(t, http.StatusOK)
+		})
+	}
+}
+
+// TestPolicyChangeBetweenCheckAndAddIsObeyed: an updatePolicy turning
+// allowMemberAdd off or lowering maxMembers, a demotion or removal of the
+// adding member, or an optOut of the account added, landing after
+// addMembers' checks and before its write refuses the add with the error
+// the checks give for the same condition, since the add checks them
+// again in its own transaction. An optOut so landing refuses an invite
+// join likewise. Nothing of a refused add is written. Each step adds an
+// account of its own, so that it fails on its own if its check is gone.
+func TestPolicyChangeBetweenCheckAndAddIsObeyed(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			e, is := newInterposedEnv(t, b.open, func(c *delivery.Config) { c.RequireOptIn = true })
+			newcomer := func(name string) who {
+				t.Helper()
+				u := who{DID: "did:plc:" + name, DeviceID: "d1"}
+				if _, err := e.store.OptIn(t.Context(), u.DID); err != nil {
+					t.Fatal(err)
+				}
+				return u
+			}
+			for _, u := range []who{alice, bob, carol} {
+				newcomer(u.DID[len("did:plc:"):])
+			}
+			g := e.createConvo(t, alice, bob, carol)
+			if _, err := e.store.GrantRole(t.Context(), store.RoleGrant{ConvoID: g, UserDID: carol.DID, Role: store.RoleAdmin, GrantedBy: alice.DID}); err != nil {
+				t.Fatal(err)
+			}
+			put := func(ctx context.Context, allowAdd bool, maxMembers int) error {
+				_, err := e.store.PutPolicy(ctx, store.Policy{ConvoID: g, AllowInvites: true, AllowMemberAdd: allowAdd, MaxMembers: maxMembers, UpdatedBy: alice.DID})
+				return err
+			}
+			change := func(allowAdd bool, maxMembers int) func(ctx context.Context) error {
+				return func(ctx context.Context) error { return put(ctx, allowAdd, maxMembers) }
+			}
+			add := func(by, u who) resp {
+				return e.post(by, "addMembers", obj{"convoId": g, "didList": []string{u.DID + "#" + u.DeviceID}, "idempotencyKey": "add-" + u.DeviceID + u.DID})
+			}
+			notIn := func(u who) {
+				t.Helper()
+				all, err := e.store.Members(t.Context(), []string{g}, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, m := range all[g] {
+					if m.UserDID == u.DID {
+						t.Fatalf("%s was added by a refused add: %+v", u.DID, m)
+					}
+				}
+			}
+			optOut := func(u who) func(ctx context.Context) error {
+				return func(ctx context.Context) error {
+					_, err := e.store.OptOut(ctx, u.DID)
+					return err
+				}
+			}
+			// Each step starts from a policy that lets its add through,
+			// so that only the change interposed refuses it.
+			step := func(name string, allowAdd bool, f func(t *testing.T)) {
+				t.Run(name, func(t *testing.T) {
+					if err := put(t.Context(), allowAdd, 10); err != nil {
+						t.Fatal(err)
+					}
+					f(t)
+				})
+			}
+
+			step("allowMemberAdd off", true, func(t *testing.T) {
+				u := newcomer("t1")
+				is.arm(change(false, 10))
+				add(bob, u).isErr(t, http.StatusForbidden, "NotAdmin")
+				notIn(u)
+			})
+			step("maxMembers lowered to the member count", true, func(t *testing.T) {
+				u := newcomer("t2")
+				users, err := e.store.Members(t.Context(), []string{g}, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				is.arm(change(true, len(users[g])))
+				add(alice, u).isErr(t, http.StatusBadRequest, "TooManyMembers")
+				notIn(u)
+			})
+			step("the account opted out", true, func(t *testing.T) {
+				u := newcomer("t3")
+				is.arm(optOut(u))
+				add(alice, u).isErr(t, http.StatusForbidden, "NotOptedIn")
+				notIn(u)
+			})
+			step("the adding admin demoted", false, func(t *testing.T) {
+				u := newcomer("t4")
+				is.arm(func(ctx context.Context) error {
+					_, err := e.store.GrantRole(ctx, store.RoleGrant{ConvoID: g, UserDID: carol.DID, Role: store.RoleMember})
+					return err
+				})
+				add(carol, u).isErr(t, http.StatusForbidden, "NotAdmin")
+				notIn(u)
+			})
+			step("the adding member removed", true, func(t *testing.T) {
+				u := newcomer("t5")
+				is.arm(func(ctx context.Context) error {
+					_, err := e.store.RemoveMembers(ctx, g, []string{bob.DID}, store.Removed, nil)
+					return err
+				})
+				add(bob, u).isErr(t, http.StatusForbidden, "NotMember")
+				notIn(u)
+			})
+			step("an invitee opted out", true, func(t *testing.T) {
+				u := newcomer("t6")
+				psk := randBytes(t, 32)
+				e.post(alice, "createInvite", obj{"convoId": g, "pskHash": pskHash(psk)}).must(t, http.StatusOK)
+				e.post(alice, "updateGroupInfo", obj{"convoId": g, "groupInfo": b64(groupInfo(t, g, 0)), "epoch": 0}).must(t, http.StatusOK)
+				is.arm(optOut(u))
+				e.post(u, "processExternalCommit", obj{"convoId": g, "psk": b64(psk),
+					"externalCommit": b64(externalCommit(t, g, 0, u.DID+"#"+u.DeviceID))}).isErr(t, http.StatusForbidden, "NotOptedIn")
+				notIn(u)
+			})
+			step("nothing interposed", true, func(t *testing.T) {
+				add(alice, newcomer("t7")).must(t, http.StatusOK)
+			})
 		})
 	}
 }

@@ -468,7 +468,7 @@ func (s *Service) acceptChatRequest(ctx context.Context, c call) (any, error) {
 		default:
 			return ErrAlreadyProcessed
 		}
-		if err := s.checkOptIn(ctx, []string{r.SenderDID, c.id.DID}); err != nil {
+		if err := s.checkOptIn(ctx, s.cfg.Store, []string{r.SenderDID, c.id.DID}); err != nil {
 			return err
 		}
 		if err := s.checkBlocksOnAdd(ctx, nil, []string{r.SenderDID, c.id.DID}); err != nil {

@@ -135,7 +135,7 @@ func (s *Service) createConvo(ctx context.Context, c call) (any, error) {
 		if len(members) > s.cfg.MaxMembers {
 			return ErrTooManyMembers
 		}
-		if err := s.checkOptIn(ctx, memberUsers(newMembers)); err != nil {
+		if err := s.checkOptIn(ctx, s.cfg.Store, memberUsers(newMembers)); err != nil {
 			return err
 		}
 		if err := s.checkBlocksOnAdd(ctx, nil, memberUsers(members)); err != nil {
@@ -400,7 +400,8 @@ type addMembersOutput struct {
 
 // addMembers adds members, with the commit that adds them and its Welcome,
 // in one transaction. The Welcome is stored only if the commit wins its
-// epoch.
+// epoch. The policy, the caller's role, the member limit and opt-in are
+// checked before and again in that transaction (admitAdd), which decides.
 func (s *Service) addMembers(ctx context.Context, c call) (any, error) {
 	var in addMembersInput
 	if err := decodeBody(c.body, &in); err != nil {
@@ -461,6 +462,13 @@ func (s *Service) addMembers(ctx context.Context, c call) (any, error) {
 	}
 	in.ConvoID = convoID
 	return s.idempotent(ctx, c, in.IdempotencyKey, in, convoID, pre, func(ctx context.Context, tx store.Writer) (any, error) {
+		sw, err := social(tx)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.admitAdd(ctx, sw, convoID, c.id, memberUsers(members)); err != nil {
+			return nil, err
+		}
 		ch, err := tx.AddMembers(ctx, convoID, members, commit)
 		if err != nil {
 			return nil, err

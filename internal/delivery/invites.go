@@ -134,7 +134,7 @@ func (s *Service) createInvite(ctx context.Context, c call) (any, error) {
 			return err
 		}
 		if target != "" {
-			return s.checkOptIn(ctx, []string{target})
+			return s.checkOptIn(ctx, s.cfg.Store, []string{target})
 		}
 		return nil
 	}
@@ -365,7 +365,7 @@ func (s *Service) joinByInvite(ctx context.Context, c call, in processExternalCo
 		if len(users)+1 > p.MaxMembers {
 			return ErrTooManyMembers
 		}
-		if err := s.checkOptIn(ctx, []string{c.id.DID}); err != nil {
+		if err := s.checkOptIn(ctx, s.cfg.Store, []string{c.id.DID}); err != nil {
 			return err
 		}
 		return s.checkBlocksOnAdd(ctx, users, []string{c.id.DID})
@@ -382,7 +382,9 @@ func (s *Service) joinByInvite(ctx context.Context, c call, in processExternalCo
 		// or lowering maxMembers commits either before this read, and is
 		// obeyed, or after this join. The store counts the members
 		// against maxMembers, and checks the invite itself (revoked,
-		// expired, used up, for another account), with the use.
+		// expired, used up, for another account), with the use. Opt-in
+		// is read here again too, so an optOut that committed first
+		// refuses the join.
 		p, err := s.policy(ctx, sw, convoID)
 		if err != nil {
 			return nil, err
@@ -395,6 +397,9 @@ func (s *Service) joinByInvite(ctx context.Context, c call, in processExternalCo
 			return nil, ErrTooManyMembers
 		}
 		if err != nil {
+			return nil, err
+		}
+		if err := s.checkOptIn(ctx, sw, []string{c.id.DID}); err != nil {
 			return nil, err
 		}
 		ch, err := tx.AddMembers(ctx, convoID, []store.NewMember{{MemberDID: memberDID(c.id), UserDID: c.id.DID, DeviceID: c.id.DeviceID}}, commit)

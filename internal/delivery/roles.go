@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"github.com/cairn-chat/cairn-caddy/internal/audit"
+	"github.com/cairn-chat/cairn-caddy/internal/caller"
 	"github.com/cairn-chat/cairn-caddy/internal/store"
 )
 
@@ -372,19 +373,49 @@ func (s *Service) checkAdd(ctx context.Context, convoID string, role store.Role,
 	if len(users) > p.MaxMembers {
 		return ErrTooManyMembers
 	}
-	if err := s.checkOptIn(ctx, newUsers); err != nil {
+	if err := s.checkOptIn(ctx, s.cfg.Store, newUsers); err != nil {
 		return err
 	}
 	return s.checkBlocksOnAdd(ctx, existing, newUsers)
 }
 
+// admitAdd runs checkAdd's rules again in the add's transaction, on what
+// the transaction reads: the policy, the caller's membership and role,
+// the member count and the opt-ins. The store holds the conversation
+// there against PutPolicy, role grants and other membership changes, so
+// an updatePolicy turning allowMemberAdd off or lowering maxMembers, a
+// demotion or removal of the caller, or a concurrent add commits either
+// before these reads, and is obeyed, or after this add. The errors are
+// checkAdd's. Blocks are not read again: they live in other servers'
+// repositories, where no transaction reaches.
+func (s *Service) admitAdd(ctx context.Context, sw store.Social, convoID string, id caller.Identity, newUsers []string) error {
+	p, err := s.policy(ctx, sw, convoID)
+	if err != nil {
+		return err
+	}
+	by := actor(id)
+	if !p.AllowMemberAdd {
+		by.Roles = []store.Role{store.RoleAdmin}
+	}
+	switch err := sw.AdmitMembers(ctx, convoID, newUsers, p.MaxMembers, by); {
+	case errors.Is(err, store.ErrRoleRequired):
+		return ErrPolicyForbids
+	case errors.Is(err, store.ErrMemberLimit):
+		return ErrTooManyMembers
+	case err != nil:
+		return err
+	}
+	return s.checkOptIn(ctx, sw, newUsers)
+}
+
 // checkOptIn refuses, when the operator requires opt-in, to add an
-// account that has not opted in.
-func (s *Service) checkOptIn(ctx context.Context, users []string) error {
+// account that has not opted in, by the opt-ins r holds (the store, or
+// a write's transaction).
+func (s *Service) checkOptIn(ctx context.Context, r store.OptIns, users []string) error {
 	if !s.cfg.RequireOptIn || len(users) == 0 {
 		return nil
 	}
-	in, err := s.cfg.Store.OptedIn(ctx, users)
+	in, err := r.OptedIn(ctx, users)
 	if err != nil {
 		return fmt.Errorf("read opt-ins: %w", err)
 	}

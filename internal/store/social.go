@@ -22,8 +22,8 @@ var (
 	// offered by an account another member removed from the conversation:
 	// removal sticks until a member adds it back or an invite names it.
 	ErrRemovedMember = errors.New("store: account was removed from the conversation")
-	// ErrMemberLimit means a redemption would take the conversation past
-	// the member limit it was given.
+	// ErrMemberLimit means an add or a redemption would take the
+	// conversation past the member limit it was given.
 	ErrMemberLimit = errors.New("store: member limit reached")
 	// ErrRoleRequired means the Actor of a write is an active member
 	// without a role the write needs.
@@ -202,6 +202,23 @@ type Invites interface {
 	RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID string, maxMembers int) (Invite, error)
 }
 
+// Admissions checks an add of accounts to a conversation, in the
+// transaction that adds them, where nothing can overtake the check.
+type Admissions interface {
+	// AdmitMembers checks that by may add (see Actor) and, if maxMembers
+	// is above 0, that the conversation's active accounts together with
+	// users number at most maxMembers (an account already in it counts
+	// once). ErrNotFound for an unknown conversation, ErrNotMember or
+	// ErrRoleRequired for an actor that may not, ErrMemberLimit past the
+	// limit. It writes nothing. On the Writer Idempotent hands out, no
+	// membership change, role grant or PutPolicy commits between the
+	// check and the end of the transaction, so adds and redemptions
+	// (RedeemInvite counts the members the same way) racing one another
+	// never take the conversation past the limit, and the add that
+	// follows it in the transaction is decided on what it checked.
+	AdmitMembers(ctx context.Context, convoID string, users []string, maxMembers int, by *Actor) error
+}
+
 // OptIns stores which accounts opted in to MLS chat.
 type OptIns interface {
 	// OptIn records did as opted in (keeping the first time) and returns
@@ -214,7 +231,7 @@ type OptIns interface {
 }
 
 // Social is the union of the social interfaces: role grants, policies,
-// reports, invites and opt-ins. Both backends implement it on the Store
+// reports, invites, admissions and opt-ins. Both backends implement it on the Store
 // and on the Writer Idempotency.Idempotent passes to its function, so a
 // social write runs in the transaction of its idempotency record.
 type Social interface {
@@ -222,6 +239,7 @@ type Social interface {
 	Policies
 	Reports
 	Invites
+	Admissions
 	OptIns
 }
 

@@ -82,6 +82,13 @@ func (s *Store) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID 
 	})
 }
 
+// AdmitMembers implements store.Admissions.
+func (s *Store) AdmitMembers(ctx context.Context, convoID string, users []string, maxMembers int, actor *store.Actor) error {
+	return exec(ctx, s.o, "admit_members", func(ctx context.Context) error {
+		return s.b.AdmitMembers(ctx, convoID, users, maxMembers, actor)
+	})
+}
+
 // OptIn implements store.OptIns.
 func (s *Store) OptIn(ctx context.Context, did string) (time.Time, error) {
 	return call(ctx, s.o, "opt_in", func(ctx context.Context) (time.Time, error) { return s.b.OptIn(ctx, did) })

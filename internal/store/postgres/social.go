@@ -460,15 +460,12 @@ func (w *writer) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID
 		return store.Invite{}, fmt.Errorf("redeem invite: %w", err)
 	}
 	var removed bool
-	var others int
-	if err := w.q.QueryRow(ctx, `SELECT
-			EXISTS (SELECT 1 FROM members WHERE convo_id = $1 AND user_did = $2 AND removed),
-			(SELECT count(DISTINCT user_did) FROM members WHERE convo_id = $1 AND user_did <> $2 AND left_at IS NULL)`,
-		convoID, redeemerDID).Scan(&removed, &others); err != nil {
-		return store.Invite{}, fmt.Errorf("redeem invite: read members: %w", err)
+	if err := w.q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM members WHERE convo_id = $1 AND user_did = $2 AND removed)`,
+		convoID, redeemerDID).Scan(&removed); err != nil {
+		return store.Invite{}, fmt.Errorf("redeem invite: read removal: %w", err)
 	}
-	if maxMembers > 0 && others >= maxMembers {
-		return store.Invite{}, fmt.Errorf("redeem invite: %w", store.ErrMemberLimit)
+	if err := w.memberLimit(ctx, convoID, []string{redeemerDID}, maxMembers); err != nil {
+		return store.Invite{}, fmt.Errorf("redeem invite: %w", err)
 	}
 	inv, err := scanInvite(w.q.QueryRow(ctx, `UPDATE invites SET use_count = use_count + 1
 		WHERE convo_id = $1 AND psk_hash = $2 AND revoked_at IS NULL
@@ -486,6 +483,50 @@ func (w *writer) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID
 		return store.Invite{}, fmt.Errorf("redeem invite: %w", err)
 	}
 	return inv, nil
+}
+
+// AdmitMembers implements store.Admissions.
+func (s *Store) AdmitMembers(ctx context.Context, convoID string, users []string, maxMembers int, by *store.Actor) error {
+	return s.inTx(ctx, func(w *writer) error { return w.AdmitMembers(ctx, convoID, users, maxMembers, by) })
+}
+
+// AdmitMembers implements store.Admissions. It takes the conversation
+// row's exclusive lock first, as RedeemInvite does and for the same
+// reasons: no membership change, role grant or PutPolicy commits until
+// the transaction ends, so what it checked stays true for the add that
+// follows, and a concurrent add counts this one's members.
+func (w *writer) AdmitMembers(ctx context.Context, convoID string, users []string, maxMembers int, by *store.Actor) error {
+	if err := w.lockConvo(ctx, convoID, forUpdate); err != nil {
+		return fmt.Errorf("admit members: %w", err)
+	}
+	if err := w.requireActor(ctx, convoID, by); err != nil {
+		return fmt.Errorf("admit members: %w", err)
+	}
+	if err := w.memberLimit(ctx, convoID, users, maxMembers); err != nil {
+		return fmt.Errorf("admit members: %w", err)
+	}
+	return nil
+}
+
+// memberLimit is the member limit of AdmitMembers and RedeemInvite:
+// store.ErrMemberLimit if maxMembers is above 0 and the conversation's
+// active accounts together with users number more than maxMembers. The
+// caller holds the conversation row's exclusive lock.
+func (w *writer) memberLimit(ctx context.Context, convoID string, users []string, maxMembers int) error {
+	if maxMembers <= 0 {
+		return nil
+	}
+	var n int
+	if err := w.q.QueryRow(ctx, `SELECT count(*) FROM (
+			SELECT user_did FROM members WHERE convo_id = $1 AND left_at IS NULL
+			UNION SELECT unnest($2::text[])) AS accounts`,
+		convoID, users).Scan(&n); err != nil {
+		return fmt.Errorf("count members: %w", err)
+	}
+	if n > maxMembers {
+		return store.ErrMemberLimit
+	}
+	return nil
 }
 
 // OptIn implements store.OptIns.

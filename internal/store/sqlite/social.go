@@ -456,15 +456,12 @@ func (s *Store) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID 
 // commits: the one writer runs write transactions in turn (see Policy).
 func (w *txWriter) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID string, maxMembers int) (store.Invite, error) {
 	var removed bool
-	var others int
-	if err := w.tx.QueryRowContext(ctx, `SELECT
-			EXISTS (SELECT 1 FROM members WHERE convo_id = ?1 AND user_did = ?2 AND removed = 1),
-			(SELECT count(DISTINCT user_did) FROM members WHERE convo_id = ?1 AND user_did <> ?2 AND left_at IS NULL)`,
-		convoID, redeemerDID).Scan(&removed, &others); err != nil {
-		return store.Invite{}, fmt.Errorf("redeem invite: read members: %w", err)
+	if err := w.tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM members WHERE convo_id = ? AND user_did = ? AND removed = 1)`,
+		convoID, redeemerDID).Scan(&removed); err != nil {
+		return store.Invite{}, fmt.Errorf("redeem invite: read removal: %w", err)
 	}
-	if maxMembers > 0 && others >= maxMembers {
-		return store.Invite{}, fmt.Errorf("redeem invite: %w", store.ErrMemberLimit)
+	if err := w.memberLimit(ctx, convoID, []string{redeemerDID}, maxMembers); err != nil {
+		return store.Invite{}, fmt.Errorf("redeem invite: %w", err)
 	}
 	inv, err := scanInvite(w.tx.QueryRowContext(ctx, `UPDATE invites SET use_count = use_count + 1
 		WHERE convo_id = ?1 AND psk_hash = ?2 AND revoked_at IS NULL
@@ -482,6 +479,50 @@ func (w *txWriter) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerD
 		return store.Invite{}, fmt.Errorf("redeem invite: %w", err)
 	}
 	return inv, nil
+}
+
+// AdmitMembers implements store.Admissions.
+func (s *Store) AdmitMembers(ctx context.Context, convoID string, users []string, maxMembers int, by *store.Actor) error {
+	_, err := inWriter(ctx, s, func(w *txWriter) (struct{}, error) {
+		return struct{}{}, w.AdmitMembers(ctx, convoID, users, maxMembers, by)
+	})
+	return err
+}
+
+// AdmitMembers implements store.Admissions. What it checks needs no lock
+// to hold until the add commits: the one writer runs write transactions
+// in turn (see Policy).
+func (w *txWriter) AdmitMembers(ctx context.Context, convoID string, users []string, maxMembers int, by *store.Actor) error {
+	if _, err := w.convoEpoch(ctx, convoID); err != nil {
+		return fmt.Errorf("admit members: %w", err)
+	}
+	if err := w.requireActor(ctx, convoID, by); err != nil {
+		return fmt.Errorf("admit members: %w", err)
+	}
+	if err := w.memberLimit(ctx, convoID, users, maxMembers); err != nil {
+		return fmt.Errorf("admit members: %w", err)
+	}
+	return nil
+}
+
+// memberLimit is the member limit of AdmitMembers and RedeemInvite:
+// store.ErrMemberLimit if maxMembers is above 0 and the conversation's
+// active accounts together with users number more than maxMembers.
+func (w *txWriter) memberLimit(ctx context.Context, convoID string, users []string, maxMembers int) error {
+	if maxMembers <= 0 {
+		return nil
+	}
+	var n int
+	if err := w.tx.QueryRowContext(ctx, `SELECT count(*) FROM (
+			SELECT user_did FROM members WHERE convo_id = ?1 AND left_at IS NULL
+			UNION SELECT value FROM json_each(?2))`,
+		convoID, jsonList(users)).Scan(&n); err != nil {
+		return fmt.Errorf("count members: %w", err)
+	}
+	if n > maxMembers {
+		return store.ErrMemberLimit
+	}
+	return nil
 }
 
 // OptIn implements store.OptIns.

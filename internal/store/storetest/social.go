@@ -628,13 +628,78 @@ func testPolicyReadModifyWrite(t *testing.T, b Backend) {
 // transaction, each followed by the joiner's AddMembers (an invite join's
 // form), never take the conversation past the member limit they pass:
 // each counts the members where no other join can commit until it ends.
-// From one account under a limit of three, exactly two joiners of six
-// get in each round, and the others are refused with ErrMemberLimit.
 func testRedemptionMemberLimit(t *testing.T, b Backend) {
 	e := b.env(t)
-	const rounds, joiners, limit = 20, 6, 3
+	const limit = 3
+	e.raceToLimit("limit", limit, func(ctx context.Context, sw store.Social, convo, did string, _ int) error {
+		_, err := sw.RedeemInvite(ctx, convo, convo, did, limit)
+		return err
+	})
+	// The limit counts accounts other than the redeemer, and 0 is none.
+	if _, err := e.s.RedeemInvite(e.ctx, "limit0", "limit0", "did:plc:alice", limit); err != nil {
+		t.Fatalf("a member's own redemption at the limit: %v", err)
+	}
+	if _, err := e.s.RedeemInvite(e.ctx, "limit0", "limit0", "did:plc:k", 0); err != nil {
+		t.Fatalf("redemption without a limit: %v", err)
+	}
+	if _, err := e.s.RedeemInvite(e.ctx, "limit0", "limit0", "did:plc:k", limit); !errors.Is(err, store.ErrMemberLimit) {
+		t.Fatalf("redemption at the limit: %v, want ErrMemberLimit", err)
+	}
+}
+
+// testAdmitMembers: adds checked by AdmitMembers in Idempotent's
+// transaction (addMembers' form), racing one another and invite
+// redemptions, never take the conversation past the member limit, and
+// AdmitMembers checks its actor and counts accounts, not devices.
+func testAdmitMembers(t *testing.T, b Backend) {
+	e := b.env(t)
+	const limit = 3
+	admin := &store.Actor{Member: store.MemberCheck{MemberDIDs: []string{"did:plc:alice#d1"}}, Roles: []store.Role{store.RoleAdmin}}
+	e.raceToLimit("admit", limit, func(ctx context.Context, sw store.Social, convo, did string, j int) error {
+		if j%2 == 1 {
+			_, err := sw.RedeemInvite(ctx, convo, convo, did, limit)
+			return err
+		}
+		return sw.AdmitMembers(ctx, convo, []string{did}, limit, admin)
+	})
+
+	e.newConvo("a", "did:plc:alice", "did:plc:bob")
+	bob := &store.Actor{Member: store.MemberCheck{MemberDIDs: []string{"did:plc:bob#d1"}}}
+	for _, c := range []struct {
+		name       string
+		convo      string
+		users      []string
+		maxMembers int
+		by         *store.Actor
+		want       error
+	}{
+		{"one more under the limit", "a", []string{"did:plc:c"}, 3, bob, nil},
+		{"two more past the limit", "a", []string{"did:plc:c", "did:plc:d"}, 3, bob, store.ErrMemberLimit},
+		{"the same account twice", "a", []string{"did:plc:c", "did:plc:c"}, 3, bob, nil},
+		{"a member's account counts once", "a", []string{"did:plc:bob", "did:plc:c"}, 3, bob, nil},
+		{"at the limit already", "a", []string{"did:plc:c"}, 2, bob, store.ErrMemberLimit},
+		{"no limit", "a", []string{"did:plc:c", "did:plc:d"}, 0, nil, nil},
+		{"a member without the role", "a", []string{"did:plc:c"}, 0, &store.Actor{Member: bob.Member, Roles: admin.Roles}, store.ErrRoleRequired},
+		{"not a member", "a", []string{"did:plc:c"}, 0, &store.Actor{Member: store.MemberCheck{MemberDIDs: []string{"did:plc:c#d1"}}}, store.ErrNotMember},
+		{"unknown conversation", "zz", []string{"did:plc:c"}, 3, nil, store.ErrNotFound},
+	} {
+		if err := e.s.AdmitMembers(e.ctx, c.convo, c.users, c.maxMembers, c.by); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+}
+
+// raceToLimit races six joins of new accounts into a conversation of one
+// account that has an unlimited invite, over 20 rounds, each in
+// Idempotent's transaction: check(j) decides the j-th joiner's admission,
+// and its AddMembers follows. Under a member limit of three, exactly two
+// joins must get in each round, the others refused with ErrMemberLimit.
+func (e *env) raceToLimit(prefix string, limit int, check func(ctx context.Context, sw store.Social, convo, did string, j int) error) {
+	t := e.t
+	t.Helper()
+	const rounds, joiners = 20, 6
 	for round := range rounds {
-		convo := "limit" + strconv.Itoa(round)
+		convo := prefix + strconv.Itoa(round)
 		e.newConvo(convo, "did:plc:alice")
 		_, err := e.s.CreateInvite(e.ctx, store.Invite{ID: convo, ConvoID: convo, PSKHash: convo, CreatedBy: "did:plc:alice"}, nil)
 		must(t, err, "create invite")
@@ -646,7 +711,7 @@ func testRedemptionMemberLimit(t *testing.T, b Backend) {
 				defer wg.Done()
 				did := "did:plc:j" + strconv.Itoa(j)
 				errs[j] = e.inSocialTx("test.join", convo+did, func(ctx context.Context, sw store.Social) error {
-					if _, err := sw.RedeemInvite(ctx, convo, convo, did, limit); err != nil {
+					if err := check(ctx, sw, convo, did, j); err != nil {
 						return err
 					}
 					_, err := sw.(store.Writer).AddMembers(ctx, convo, []store.NewMember{member(did, "d1")}, nil)
@@ -670,15 +735,5 @@ func testRedemptionMemberLimit(t *testing.T, b Backend) {
 			t.Fatalf("round %d: %d joins succeeded and %d members are active under a limit of %d from one member; want %d and %d",
 				round, joined, len(all[convo]), limit, limit-1, limit)
 		}
-	}
-	// The limit counts accounts other than the redeemer, and 0 is none.
-	if _, err := e.s.RedeemInvite(e.ctx, "limit0", "limit0", "did:plc:alice", limit); err != nil {
-		t.Fatalf("a member's own redemption at the limit: %v", err)
-	}
-	if _, err := e.s.RedeemInvite(e.ctx, "limit0", "limit0", "did:plc:k", 0); err != nil {
-		t.Fatalf("redemption without a limit: %v", err)
-	}
-	if _, err := e.s.RedeemInvite(e.ctx, "limit0", "limit0", "did:plc:k", limit); !errors.Is(err, store.ErrMemberLimit) {
-		t.Fatalf("redemption at the limit: %v, want ErrMemberLimit", err)
 	}
 }

@@ -138,6 +138,7 @@ func Run(t *testing.T, b Backend) {
 		{"Invites", testInvites},
 		{"InviteAfterRemoval", testInviteAfterRemoval},
 		{"RedemptionMemberLimit", testRedemptionMemberLimit},
+		{"AdmitMembers", testAdmitMembers},
 		{"OptIns", testOptIns},
 		{"SocialInIdempotent", testSocialInIdempotent},
 		{"SocialActors", testSocialActors},
