@@ -342,3 +342,72 @@ func TestPolicyChangeBetweenCheckAndAddIsObeyed(t *testing.T) {
 		})
 	}
 }
+
+// TestOperatorMaxMembersHoldsOnEveryAdd: the operator's max_members
+// bounds the device rows of a conversation on every path that adds one,
+// checked in the write's transaction: an addMembers whose checks passed
+// before another device landed, an invite join and a new device's own
+// external commit are refused with 400 TooManyMembers at the limit, while
+// the policy's maxMembers, which counts accounts, would let them in. A
+// flagged device rejoining at the limit adds no row and gets in.
+func TestOperatorMaxMembersHoldsOnEveryAdd(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			const limit = 3
+			e, is := newInterposedEnv(t, b.open, func(c *delivery.Config) { c.MaxMembers = limit })
+			bob2 := who{DID: bob.DID, DeviceID: "b2"}
+			addBob2 := func(g string) func(ctx context.Context) error {
+				return func(ctx context.Context) error {
+					_, err := e.store.AddMembers(ctx, g, []store.NewMember{{MemberDID: bob2.DID + "#" + bob2.DeviceID, UserDID: bob2.DID, DeviceID: bob2.DeviceID}}, nil)
+					return err
+				}
+			}
+			atLimit := func(g string, u who) {
+				t.Helper()
+				all, err := e.store.Members(t.Context(), []string{g}, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(all[g]) != limit {
+					t.Fatalf("%d member rows under max_members %d: %+v", len(all[g]), limit, all[g])
+				}
+				for _, m := range all[g] {
+					if m.MemberDID == u.DID+"#"+u.DeviceID {
+						t.Fatalf("%s#%s was added past max_members", u.DID, u.DeviceID)
+					}
+				}
+			}
+
+			t.Run("addMembers", func(t *testing.T) {
+				g := e.createConvo(t, alice, bob)
+				is.arm(addBob2(g))
+				e.post(alice, "addMembers", obj{"convoId": g, "didList": []string{carol.DID + "#" + carol.DeviceID}, "idempotencyKey": "add-carol"}).
+					isErr(t, http.StatusBadRequest, "TooManyMembers")
+				atLimit(g, carol)
+			})
+			t.Run("invite join", func(t *testing.T) {
+				g := e.createConvo(t, alice, bob)
+				if err := addBob2(g)(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				psk := randBytes(t, 32)
+				e.post(alice, "createInvite", obj{"convoId": g, "pskHash": pskHash(psk)}).must(t, http.StatusOK)
+				e.post(eve, "processExternalCommit", obj{"convoId": g, "psk": b64(psk),
+					"externalCommit": b64(externalCommit(t, g, 0, eve.DID+"#"+eve.DeviceID))}).isErr(t, http.StatusBadRequest, "TooManyMembers")
+				atLimit(g, eve)
+			})
+			t.Run("a device's own join", func(t *testing.T) {
+				g := e.createConvo(t, alice, bob, carol)
+				e.register(t, bob)
+				e.register(t, bob2)
+				e.post(bob2, "processExternalCommit", extCommit(g, externalCommit(t, g, 0, "did:plc:bob#b2"))).
+					isErr(t, http.StatusBadRequest, "TooManyMembers")
+				atLimit(g, bob2)
+				if _, err := e.store.MarkNeedsRejoin(t.Context(), nil, g, bob.DID+"#"+bob.DeviceID); err != nil {
+					t.Fatal(err)
+				}
+				e.post(bob, "processExternalCommit", extCommit(g, externalCommit(t, g, 0, "did:plc:bob#b1"))).must(t, http.StatusOK)
+			})
+		})
+	}
+}

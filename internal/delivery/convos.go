@@ -450,7 +450,17 @@ func (s *Service) addMembers(ctx context.Context, c call) (any, error) {
 		if err != nil {
 			return fmt.Errorf("list members: %w", err)
 		}
-		if len(current[convoID])+len(members) > s.cfg.MaxMembers {
+		// Counted as AdmitMembers counts them: a device already active
+		// (one flagged needs_rejoin, re-added) adds no row.
+		rows := map[string]bool{}
+		for _, m := range current[convoID] {
+			rows[m.MemberDID] = true
+		}
+		_, adding := store.AdmittedDIDs(members)
+		for _, d := range adding {
+			rows[d] = true
+		}
+		if len(rows) > s.cfg.MaxMembers {
 			return ErrTooManyMembers
 		}
 		if in.WelcomeMessage != "" {
@@ -466,7 +476,7 @@ func (s *Service) addMembers(ctx context.Context, c call) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := s.admitAdd(ctx, sw, convoID, c.id, memberUsers(members)); err != nil {
+		if err := s.admitAdd(ctx, sw, convoID, c.id, members); err != nil {
 			return nil, err
 		}
 		ch, err := tx.AddMembers(ctx, convoID, members, commit)

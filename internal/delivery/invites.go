@@ -384,7 +384,8 @@ func (s *Service) joinByInvite(ctx context.Context, c call, in processExternalCo
 		// against maxMembers, and checks the invite itself (revoked,
 		// expired, used up, for another account), with the use. Opt-in
 		// is read here again too, so an optOut that committed first
-		// refuses the join.
+		// refuses the join, and the joiner's device is counted against
+		// the operator's max_members (addJoiner).
 		p, err := s.policy(ctx, sw, convoID)
 		if err != nil {
 			return nil, err
@@ -402,7 +403,7 @@ func (s *Service) joinByInvite(ctx context.Context, c call, in processExternalCo
 		if err := s.checkOptIn(ctx, sw, []string{c.id.DID}); err != nil {
 			return nil, err
 		}
-		ch, err := tx.AddMembers(ctx, convoID, []store.NewMember{{MemberDID: memberDID(c.id), UserDID: c.id.DID, DeviceID: c.id.DeviceID}}, commit)
+		ch, err := s.addJoiner(ctx, tx, convoID, store.NewMember{MemberDID: memberDID(c.id), UserDID: c.id.DID, DeviceID: c.id.DeviceID}, commit)
 		if err != nil {
 			return nil, err
 		}

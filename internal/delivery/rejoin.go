@@ -259,9 +259,10 @@ func (s *Service) externalCommit(c call, convoID string, in processExternalCommi
 // account registered, and the account must have an active row in the
 // conversation, so a removed account cannot come back this way. The
 // device's row is added (or re-added, clearing needs_rejoin) with the
-// commit in one transaction; a device whose row is active and unflagged
-// resyncs with the commit alone. groupInfo, when given, must be of the
-// epoch the commit makes and is stored with it.
+// commit in one transaction, where a device without an active row counts
+// against the operator's max_members (addJoiner); a device whose row is
+// active and unflagged resyncs with the commit alone. groupInfo, when
+// given, must be of the epoch the commit makes and is stored with it.
 func (s *Service) processExternalCommit(ctx context.Context, c call) (any, error) {
 	var in processExternalCommitInput
 	if err := decodeBody(c.body, &in); err != nil {
@@ -328,13 +329,26 @@ func (s *Service) processExternalCommit(ctx context.Context, c call) (any, error
 		if resync {
 			ch, err = tx.AppendCommit(ctx, convoID, *commit)
 		} else {
-			ch, err = tx.AddMembers(ctx, convoID, []store.NewMember{{MemberDID: me, UserDID: c.id.DID, DeviceID: c.id.DeviceID}}, commit)
+			ch, err = s.addJoiner(ctx, tx, convoID, store.NewMember{MemberDID: me, UserDID: c.id.DID, DeviceID: c.id.DeviceID}, commit)
 		}
 		if err != nil {
 			return nil, err
 		}
 		return processExternalCommitOutput{Epoch: ch.Epoch, RejoinedAt: datetime(s.cfg.Now())}, nil
 	})
+}
+
+// addJoiner adds a device joining by its own external commit, once
+// admitDevice admits it, in the join's transaction.
+func (s *Service) addJoiner(ctx context.Context, tx store.Writer, convoID string, m store.NewMember, commit *store.NewCommit) (store.Change, error) {
+	sw, err := social(tx)
+	if err != nil {
+		return store.Change{}, err
+	}
+	if err := s.admitDevice(ctx, sw, convoID, m); err != nil {
+		return store.Change{}, err
+	}
+	return tx.AddMembers(ctx, convoID, []store.NewMember{m}, commit)
 }
 
 type groupInfoRefreshInput struct {

@@ -381,14 +381,15 @@ func (s *Service) checkAdd(ctx context.Context, convoID string, role store.Role,
 
 // admitAdd runs checkAdd's rules again in the add's transaction, on what
 // the transaction reads: the policy, the caller's membership and role,
-// the member count and the opt-ins. The store holds the conversation
-// there against PutPolicy, role grants and other membership changes, so
-// an updatePolicy turning allowMemberAdd off or lowering maxMembers, a
-// demotion or removal of the caller, or a concurrent add commits either
-// before these reads, and is obeyed, or after this add. The errors are
-// checkAdd's. Blocks are not read again: they live in other servers'
-// repositories, where no transaction reaches.
-func (s *Service) admitAdd(ctx context.Context, sw store.Social, convoID string, id caller.Identity, newUsers []string) error {
+// the member count and the opt-ins, and holds the add to the operator's
+// Config.MaxMembers device rows. The store holds the conversation there
+// against PutPolicy, role grants and other membership changes, so an
+// updatePolicy turning allowMemberAdd off or lowering maxMembers, a
+// demotion or removal of the caller, or a concurrent add or join commits
+// either before these reads, and is obeyed, or after this add. The
+// errors are checkAdd's. Blocks are not read again: they live in other
+// servers' repositories, where no transaction reaches.
+func (s *Service) admitAdd(ctx context.Context, sw store.Social, convoID string, id caller.Identity, members []store.NewMember) error {
 	p, err := s.policy(ctx, sw, convoID)
 	if err != nil {
 		return err
@@ -397,7 +398,8 @@ func (s *Service) admitAdd(ctx context.Context, sw store.Social, convoID string,
 	if !p.AllowMemberAdd {
 		by.Roles = []store.Role{store.RoleAdmin}
 	}
-	switch err := sw.AdmitMembers(ctx, convoID, newUsers, p.MaxMembers, by); {
+	limits := store.MemberLimits{Accounts: p.MaxMembers, Devices: s.cfg.MaxMembers}
+	switch err := sw.AdmitMembers(ctx, convoID, members, limits, by); {
 	case errors.Is(err, store.ErrRoleRequired):
 		return ErrPolicyForbids
 	case errors.Is(err, store.ErrMemberLimit):
@@ -405,7 +407,19 @@ func (s *Service) admitAdd(ctx context.Context, sw store.Social, convoID string,
 	case err != nil:
 		return err
 	}
-	return s.checkOptIn(ctx, sw, newUsers)
+	return s.checkOptIn(ctx, sw, memberUsers(members))
+}
+
+// admitDevice holds a device joining by itself (an invite join, a new or
+// returning device's external commit) to the operator's Config.MaxMembers
+// device rows, in the join's transaction, where no other add or join can
+// commit before it ends (see store.Admissions).
+func (s *Service) admitDevice(ctx context.Context, sw store.Social, convoID string, m store.NewMember) error {
+	err := sw.AdmitMembers(ctx, convoID, []store.NewMember{m}, store.MemberLimits{Devices: s.cfg.MaxMembers}, nil)
+	if errors.Is(err, store.ErrMemberLimit) {
+		return ErrTooManyMembers
+	}
+	return err
 }
 
 // checkOptIn refuses, when the operator requires opt-in, to add an

@@ -202,21 +202,47 @@ type Invites interface {
 	RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID string, maxMembers int) (Invite, error)
 }
 
-// Admissions checks an add of accounts to a conversation, in the
+// Admissions checks an add of members to a conversation, in the
 // transaction that adds them, where nothing can overtake the check.
 type Admissions interface {
-	// AdmitMembers checks that by may add (see Actor) and, if maxMembers
-	// is above 0, that the conversation's active accounts together with
-	// users number at most maxMembers (an account already in it counts
-	// once). ErrNotFound for an unknown conversation, ErrNotMember or
-	// ErrRoleRequired for an actor that may not, ErrMemberLimit past the
-	// limit. It writes nothing. On the Writer Idempotent hands out, no
-	// membership change, role grant or PutPolicy commits between the
-	// check and the end of the transaction, so adds and redemptions
-	// (RedeemInvite counts the members the same way) racing one another
-	// never take the conversation past the limit, and the add that
-	// follows it in the transaction is decided on what it checked.
-	AdmitMembers(ctx context.Context, convoID string, users []string, maxMembers int, by *Actor) error
+	// AdmitMembers checks that by may add (see Actor) and that the
+	// conversation's active members together with add stay within limits:
+	// at most limits.Accounts distinct accounts (an account already in it
+	// counts once) and at most limits.Devices member rows (a device
+	// already active in it counts once, so re-adding a device flagged
+	// needs_rejoin adds none). ErrNotFound for an unknown conversation,
+	// ErrNotMember or ErrRoleRequired for an actor that may not,
+	// ErrMemberLimit past either limit. It writes nothing. On the Writer
+	// Idempotent hands out, no membership change, role grant or PutPolicy
+	// commits between the check and the end of the transaction, so adds,
+	// joins and redemptions (RedeemInvite counts accounts the same way)
+	// racing one another never take the conversation past a limit, and
+	// the add that follows it in the transaction is decided on what it
+	// checked.
+	AdmitMembers(ctx context.Context, convoID string, add []NewMember, limits MemberLimits, by *Actor) error
+}
+
+// MemberLimits are the limits AdmitMembers holds a conversation to; 0 is
+// no limit.
+type MemberLimits struct {
+	// Accounts bounds the distinct accounts of active members (a
+	// policy's maxMembers).
+	Accounts int
+	// Devices bounds the active member rows, one per device (the
+	// operator's max_members).
+	Devices int
+}
+
+// AdmittedDIDs returns the account and member DIDs an add brings in, as
+// AdmitMembers counts them against its limits (with NewMember's defaults
+// applied).
+func AdmittedDIDs(add []NewMember) (users, members []string) {
+	users, members = make([]string, 0, len(add)), make([]string, 0, len(add))
+	for _, m := range add {
+		m = m.WithDefaults()
+		users, members = append(users, m.UserDID), append(members, m.MemberDID)
+	}
+	return users, members
 }
 
 // OptIns stores which accounts opted in to MLS chat.

@@ -83,9 +83,9 @@ func (s *Store) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID 
 }
 
 // AdmitMembers implements store.Admissions.
-func (s *Store) AdmitMembers(ctx context.Context, convoID string, users []string, maxMembers int, actor *store.Actor) error {
+func (s *Store) AdmitMembers(ctx context.Context, convoID string, add []store.NewMember, limits store.MemberLimits, actor *store.Actor) error {
 	return exec(ctx, s.o, "admit_members", func(ctx context.Context) error {
-		return s.b.AdmitMembers(ctx, convoID, users, maxMembers, actor)
+		return s.b.AdmitMembers(ctx, convoID, add, limits, actor)
 	})
 }
 

@@ -464,7 +464,7 @@ func (w *writer) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID
 		convoID, redeemerDID).Scan(&removed); err != nil {
 		return store.Invite{}, fmt.Errorf("redeem invite: read removal: %w", err)
 	}
-	if err := w.memberLimit(ctx, convoID, []string{redeemerDID}, maxMembers); err != nil {
+	if err := w.memberLimit(ctx, convoID, countAccounts, []string{redeemerDID}, maxMembers); err != nil {
 		return store.Invite{}, fmt.Errorf("redeem invite: %w", err)
 	}
 	inv, err := scanInvite(w.q.QueryRow(ctx, `UPDATE invites SET use_count = use_count + 1
@@ -486,8 +486,8 @@ func (w *writer) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerDID
 }
 
 // AdmitMembers implements store.Admissions.
-func (s *Store) AdmitMembers(ctx context.Context, convoID string, users []string, maxMembers int, by *store.Actor) error {
-	return s.inTx(ctx, func(w *writer) error { return w.AdmitMembers(ctx, convoID, users, maxMembers, by) })
+func (s *Store) AdmitMembers(ctx context.Context, convoID string, add []store.NewMember, limits store.MemberLimits, by *store.Actor) error {
+	return s.inTx(ctx, func(w *writer) error { return w.AdmitMembers(ctx, convoID, add, limits, by) })
 }
 
 // AdmitMembers implements store.Admissions. It takes the conversation
@@ -495,39 +495,52 @@ func (s *Store) AdmitMembers(ctx context.Context, convoID string, users []string
 // reasons: no membership change, role grant or PutPolicy commits until
 // the transaction ends, so what it checked stays true for the add that
 // follows, and a concurrent add counts this one's members.
-func (w *writer) AdmitMembers(ctx context.Context, convoID string, users []string, maxMembers int, by *store.Actor) error {
+func (w *writer) AdmitMembers(ctx context.Context, convoID string, add []store.NewMember, limits store.MemberLimits, by *store.Actor) error {
 	if err := w.lockConvo(ctx, convoID, forUpdate); err != nil {
 		return fmt.Errorf("admit members: %w", err)
 	}
 	if err := w.requireActor(ctx, convoID, by); err != nil {
 		return fmt.Errorf("admit members: %w", err)
 	}
-	if err := w.memberLimit(ctx, convoID, users, maxMembers); err != nil {
+	users, devices := store.AdmittedDIDs(add)
+	if err := w.memberLimit(ctx, convoID, countAccounts, users, limits.Accounts); err != nil {
+		return fmt.Errorf("admit members: %w", err)
+	}
+	if err := w.memberLimit(ctx, convoID, countDevices, devices, limits.Devices); err != nil {
 		return fmt.Errorf("admit members: %w", err)
 	}
 	return nil
 }
 
 // memberLimit is the member limit of AdmitMembers and RedeemInvite:
-// store.ErrMemberLimit if maxMembers is above 0 and the conversation's
-// active accounts together with users number more than maxMembers. The
-// caller holds the conversation row's exclusive lock.
-func (w *writer) memberLimit(ctx context.Context, convoID string, users []string, maxMembers int) error {
-	if maxMembers <= 0 {
+// store.ErrMemberLimit if limit is above 0 and the conversation's active
+// accounts or devices (what) together with adding number more than limit.
+// The caller holds the conversation row's exclusive lock.
+func (w *writer) memberLimit(ctx context.Context, convoID string, what counted, adding []string, limit int) error {
+	if limit <= 0 {
 		return nil
 	}
 	var n int
 	if err := w.q.QueryRow(ctx, `SELECT count(*) FROM (
-			SELECT user_did FROM members WHERE convo_id = $1 AND left_at IS NULL
-			UNION SELECT unnest($2::text[])) AS accounts`,
-		convoID, users).Scan(&n); err != nil {
+			SELECT `+string(what)+` FROM members WHERE convo_id = $1 AND left_at IS NULL
+			UNION SELECT unnest($2::text[])) AS counted`,
+		convoID, adding).Scan(&n); err != nil {
 		return fmt.Errorf("count members: %w", err)
 	}
-	if n > maxMembers {
+	if n > limit {
 		return store.ErrMemberLimit
 	}
 	return nil
 }
+
+// counted is the members column a member limit counts the distinct
+// values of: accounts (user_did) or devices (member_did, one row each).
+type counted string
+
+const (
+	countAccounts counted = "user_did"
+	countDevices  counted = "member_did"
+)
 
 // OptIn implements store.OptIns.
 func (s *Store) OptIn(ctx context.Context, did string) (time.Time, error) {

@@ -460,7 +460,7 @@ func (w *txWriter) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerD
 		convoID, redeemerDID).Scan(&removed); err != nil {
 		return store.Invite{}, fmt.Errorf("redeem invite: read removal: %w", err)
 	}
-	if err := w.memberLimit(ctx, convoID, []string{redeemerDID}, maxMembers); err != nil {
+	if err := w.memberLimit(ctx, convoID, countAccounts, []string{redeemerDID}, maxMembers); err != nil {
 		return store.Invite{}, fmt.Errorf("redeem invite: %w", err)
 	}
 	inv, err := scanInvite(w.tx.QueryRowContext(ctx, `UPDATE invites SET use_count = use_count + 1
@@ -482,9 +482,9 @@ func (w *txWriter) RedeemInvite(ctx context.Context, convoID, pskHash, redeemerD
 }
 
 // AdmitMembers implements store.Admissions.
-func (s *Store) AdmitMembers(ctx context.Context, convoID string, users []string, maxMembers int, by *store.Actor) error {
+func (s *Store) AdmitMembers(ctx context.Context, convoID string, add []store.NewMember, limits store.MemberLimits, by *store.Actor) error {
 	_, err := inWriter(ctx, s, func(w *txWriter) (struct{}, error) {
-		return struct{}{}, w.AdmitMembers(ctx, convoID, users, maxMembers, by)
+		return struct{}{}, w.AdmitMembers(ctx, convoID, add, limits, by)
 	})
 	return err
 }
@@ -492,38 +492,51 @@ func (s *Store) AdmitMembers(ctx context.Context, convoID string, users []string
 // AdmitMembers implements store.Admissions. What it checks needs no lock
 // to hold until the add commits: the one writer runs write transactions
 // in turn (see Policy).
-func (w *txWriter) AdmitMembers(ctx context.Context, convoID string, users []string, maxMembers int, by *store.Actor) error {
+func (w *txWriter) AdmitMembers(ctx context.Context, convoID string, add []store.NewMember, limits store.MemberLimits, by *store.Actor) error {
 	if _, err := w.convoEpoch(ctx, convoID); err != nil {
 		return fmt.Errorf("admit members: %w", err)
 	}
 	if err := w.requireActor(ctx, convoID, by); err != nil {
 		return fmt.Errorf("admit members: %w", err)
 	}
-	if err := w.memberLimit(ctx, convoID, users, maxMembers); err != nil {
+	users, devices := store.AdmittedDIDs(add)
+	if err := w.memberLimit(ctx, convoID, countAccounts, users, limits.Accounts); err != nil {
+		return fmt.Errorf("admit members: %w", err)
+	}
+	if err := w.memberLimit(ctx, convoID, countDevices, devices, limits.Devices); err != nil {
 		return fmt.Errorf("admit members: %w", err)
 	}
 	return nil
 }
 
 // memberLimit is the member limit of AdmitMembers and RedeemInvite:
-// store.ErrMemberLimit if maxMembers is above 0 and the conversation's
-// active accounts together with users number more than maxMembers.
-func (w *txWriter) memberLimit(ctx context.Context, convoID string, users []string, maxMembers int) error {
-	if maxMembers <= 0 {
+// store.ErrMemberLimit if limit is above 0 and the conversation's active
+// accounts or devices (what) together with adding number more than limit.
+func (w *txWriter) memberLimit(ctx context.Context, convoID string, what counted, adding []string, limit int) error {
+	if limit <= 0 {
 		return nil
 	}
 	var n int
 	if err := w.tx.QueryRowContext(ctx, `SELECT count(*) FROM (
-			SELECT user_did FROM members WHERE convo_id = ?1 AND left_at IS NULL
+			SELECT `+string(what)+` FROM members WHERE convo_id = ?1 AND left_at IS NULL
 			UNION SELECT value FROM json_each(?2))`,
-		convoID, jsonList(users)).Scan(&n); err != nil {
+		convoID, jsonList(adding)).Scan(&n); err != nil {
 		return fmt.Errorf("count members: %w", err)
 	}
-	if n > maxMembers {
+	if n > limit {
 		return store.ErrMemberLimit
 	}
 	return nil
 }
+
+// counted is the members column a member limit counts the distinct
+// values of: accounts (user_did) or devices (member_did, one row each).
+type counted string
+
+const (
+	countAccounts counted = "user_did"
+	countDevices  counted = "member_did"
+)
 
 // OptIn implements store.OptIns.
 func (s *Store) OptIn(ctx context.Context, did string) (time.Time, error) {

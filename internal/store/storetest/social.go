@@ -650,7 +650,8 @@ func testRedemptionMemberLimit(t *testing.T, b Backend) {
 // testAdmitMembers: adds checked by AdmitMembers in Idempotent's
 // transaction (addMembers' form), racing one another and invite
 // redemptions, never take the conversation past the member limit, and
-// AdmitMembers checks its actor and counts accounts, not devices.
+// AdmitMembers checks its actor and counts accounts against the account
+// limit and devices against the device limit.
 func testAdmitMembers(t *testing.T, b Backend) {
 	e := b.env(t)
 	const limit = 3
@@ -660,33 +661,61 @@ func testAdmitMembers(t *testing.T, b Backend) {
 			_, err := sw.RedeemInvite(ctx, convo, convo, did, limit)
 			return err
 		}
-		return sw.AdmitMembers(ctx, convo, []string{did}, limit, admin)
+		return sw.AdmitMembers(ctx, convo, []store.NewMember{member(did, "d1")}, store.MemberLimits{Accounts: limit}, admin)
 	})
 
 	e.newConvo("a", "did:plc:alice", "did:plc:bob")
 	bob := &store.Actor{Member: store.MemberCheck{MemberDIDs: []string{"did:plc:bob#d1"}}}
+	c1, d1, bob2 := member("did:plc:c", "d1"), member("did:plc:d", "d1"), member("did:plc:bob", "d2")
+	accounts := func(n int) store.MemberLimits { return store.MemberLimits{Accounts: n} }
+	devices := func(n int) store.MemberLimits { return store.MemberLimits{Devices: n} }
 	for _, c := range []struct {
-		name       string
-		convo      string
-		users      []string
-		maxMembers int
-		by         *store.Actor
-		want       error
+		name   string
+		convo  string
+		add    []store.NewMember
+		limits store.MemberLimits
+		by     *store.Actor
+		want   error
 	}{
-		{"one more under the limit", "a", []string{"did:plc:c"}, 3, bob, nil},
-		{"two more past the limit", "a", []string{"did:plc:c", "did:plc:d"}, 3, bob, store.ErrMemberLimit},
-		{"the same account twice", "a", []string{"did:plc:c", "did:plc:c"}, 3, bob, nil},
-		{"a member's account counts once", "a", []string{"did:plc:bob", "did:plc:c"}, 3, bob, nil},
-		{"at the limit already", "a", []string{"did:plc:c"}, 2, bob, store.ErrMemberLimit},
-		{"no limit", "a", []string{"did:plc:c", "did:plc:d"}, 0, nil, nil},
-		{"a member without the role", "a", []string{"did:plc:c"}, 0, &store.Actor{Member: bob.Member, Roles: admin.Roles}, store.ErrRoleRequired},
-		{"not a member", "a", []string{"did:plc:c"}, 0, &store.Actor{Member: store.MemberCheck{MemberDIDs: []string{"did:plc:c#d1"}}}, store.ErrNotMember},
-		{"unknown conversation", "zz", []string{"did:plc:c"}, 3, nil, store.ErrNotFound},
+		{"one more under the limit", "a", []store.NewMember{c1}, accounts(3), bob, nil},
+		{"two more past the limit", "a", []store.NewMember{c1, d1}, accounts(3), bob, store.ErrMemberLimit},
+		{"the same account twice", "a", []store.NewMember{c1, member("did:plc:c", "d2")}, accounts(3), bob, nil},
+		{"a member's account counts once", "a", []store.NewMember{bob2, c1}, accounts(3), bob, nil},
+		{"at the limit already", "a", []store.NewMember{c1}, accounts(2), bob, store.ErrMemberLimit},
+		{"a member's new device under the account limit", "a", []store.NewMember{bob2}, accounts(2), bob, nil},
+		{"a member's new device at the device limit", "a", []store.NewMember{bob2}, devices(2), bob, store.ErrMemberLimit},
+		{"a new device under the device limit", "a", []store.NewMember{bob2}, devices(3), bob, nil},
+		{"a device already active counts once", "a", []store.NewMember{member("did:plc:bob", "d1")}, devices(2), bob, nil},
+		{"two devices past the device limit", "a", []store.NewMember{bob2, c1}, store.MemberLimits{Accounts: 3, Devices: 3}, bob, store.ErrMemberLimit},
+		{"no limit", "a", []store.NewMember{c1, d1}, store.MemberLimits{}, nil, nil},
+		{"a member without the role", "a", []store.NewMember{c1}, store.MemberLimits{}, &store.Actor{Member: bob.Member, Roles: admin.Roles}, store.ErrRoleRequired},
+		{"not a member", "a", []store.NewMember{c1}, store.MemberLimits{}, &store.Actor{Member: store.MemberCheck{MemberDIDs: []string{"did:plc:c#d1"}}}, store.ErrNotMember},
+		{"unknown conversation", "zz", []store.NewMember{c1}, accounts(3), nil, store.ErrNotFound},
 	} {
-		if err := e.s.AdmitMembers(e.ctx, c.convo, c.users, c.maxMembers, c.by); !errors.Is(err, c.want) {
+		if err := e.s.AdmitMembers(e.ctx, c.convo, c.add, c.limits, c.by); !errors.Is(err, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, err, c.want)
 		}
 	}
+}
+
+// testAdmitMembersDeviceLimit: the operator's device-row limit holds for
+// adds and invite joins racing one another (addMembers' and
+// joinByInvite's forms, with no account limit), counted where no other
+// membership change can commit until the transaction ends.
+func testAdmitMembersDeviceLimit(t *testing.T, b Backend) {
+	e := b.env(t)
+	const limit = 3
+	admin := &store.Actor{Member: store.MemberCheck{MemberDIDs: []string{"did:plc:alice#d1"}}, Roles: []store.Role{store.RoleAdmin}}
+	e.raceToLimit("devices", limit, func(ctx context.Context, sw store.Social, convo, did string, j int) error {
+		by := admin
+		if j%2 == 1 {
+			if _, err := sw.RedeemInvite(ctx, convo, convo, did, 0); err != nil {
+				return err
+			}
+			by = nil
+		}
+		return sw.AdmitMembers(ctx, convo, []store.NewMember{member(did, "d1")}, store.MemberLimits{Devices: limit}, by)
+	})
 }
 
 // raceToLimit races six joins of new accounts into a conversation of one

@@ -139,6 +139,7 @@ func Run(t *testing.T, b Backend) {
 		{"InviteAfterRemoval", testInviteAfterRemoval},
 		{"RedemptionMemberLimit", testRedemptionMemberLimit},
 		{"AdmitMembers", testAdmitMembers},
+		{"AdmitMembersDeviceLimit", testAdmitMembersDeviceLimit},
 		{"OptIns", testOptIns},
 		{"SocialInIdempotent", testSocialInIdempotent},
 		{"SocialActors", testSocialActors},
