@@ -148,6 +148,16 @@ func (*Delivery) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
+// checkMaxMembers refuses a max_members of 1: accepting a chat request
+// makes a conversation of two devices in one step, with no member add for
+// the cap to refuse, so the smallest cap that holds everywhere is 2.
+func (d *Delivery) checkMaxMembers() error {
+	if d.MaxMembers == 1 {
+		return fmt.Errorf("max_members 1: a conversation needs room for at least two devices; set 2 or more (default %d)", delivery.DefaultMaxMembers)
+	}
+	return nil
+}
+
 // Provision checks the configuration and tells the cairn app that this
 // handler needs the store. The store is opened by the app's Start, so the
 // service over it is built on the first request (see ServeHTTP).
@@ -160,6 +170,9 @@ func (d *Delivery) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("cairn_delivery: %w", err)
 	}
 	if _, err := d.blockSourceMode(); err != nil {
+		return fmt.Errorf("cairn_delivery: %w", err)
+	}
+	if err := d.checkMaxMembers(); err != nil {
 		return fmt.Errorf("cairn_delivery: %w", err)
 	}
 	for name, v := range map[string]string{"chat_request_sender_rate": d.ChatRequestSenderRate, "chat_request_recipient_rate": d.ChatRequestRecipientRate} {

@@ -74,6 +74,20 @@ func TestDeliveryCaddyfile(t *testing.T) {
 
 // TestDeliveryBlockSourceMode: block_source and block_appview agree, or
 // the configuration is refused with a message naming what to write.
+// TestDeliveryMaxMembersLeavesRoomForTwo: max_members 1 is refused (a
+// chat request's acceptance makes two devices at once); 2 and the default
+// (0) are accepted.
+func TestDeliveryMaxMembersLeavesRoomForTwo(t *testing.T) {
+	if err := (&Delivery{MaxMembers: 1}).checkMaxMembers(); err == nil || !strings.Contains(err.Error(), "max_members 1") {
+		t.Errorf("max_members 1: %v, want a refusal naming the option", err)
+	}
+	for _, n := range []int{0, 2, 1000} {
+		if err := (&Delivery{MaxMembers: n}).checkMaxMembers(); err != nil {
+			t.Errorf("max_members %d: %v", n, err)
+		}
+	}
+}
+
 func TestDeliveryBlockSourceMode(t *testing.T) {
 	for _, tc := range []struct {
 		source, appView, want, err string
