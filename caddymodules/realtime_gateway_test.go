@@ -6,12 +6,10 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -177,25 +175,6 @@ type sseEvent struct{ cursor, msgID string }
 func openSSE(t *testing.T, g *plainGateway, token, query string) <-chan sseEvent {
 	t.Helper()
 	resp, err := dialSSE(t, g, token, query)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return readSSE(t, resp)
-}
-
-// openSSEAfterReload opens a stream right after a reload as a client
-// does: a connection closed before any response (EOF or reset) is tried
-// once more. Caddy's outgoing server may still accept a connection just
-// after the reload has returned, and drops, unanswered, a request it reads
-// once its shutdown has begun (docs/realtime.md, "Reloads"); the request
-// never reached a handler, so the retry is safe.
-func openSSEAfterReload(t *testing.T, g *plainGateway, token, query string) <-chan sseEvent {
-	t.Helper()
-	resp, err := dialSSE(t, g, token, query)
-	if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
-		t.Logf("stream request dropped by the outgoing server, retrying once: %v", err)
-		resp, err = dialSSE(t, g, token, query)
-	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,7 +397,7 @@ func TestReloadKeepsOpenStreams(t *testing.T) {
 
 	g.Reload(t, g.admin, strings.Replace(strings.Replace(g.text, "route /xrpc/* {", "route /xrpc/* {\n\t\theader X-Reloaded yes", 1),
 		"max_per_did 1", "max_per_did 2", 1))
-	second := openSSEAfterReload(t, g, tokens[4], "convoId="+groupID)
+	second := openSSE(t, g, tokens[4], "convoId="+groupID)
 	ct := base64.RawStdEncoding.EncodeToString(applicationMessage(t, groupID, 512))
 	mustPostXRPC(t, g, "blue.catbird.mls.sendMessage", tokens[2], fmt.Sprintf(`{"convoId":%q,"msgId":"after-reload","ciphertext":{"$bytes":%q},"epoch":0,"paddedSize":512}`, groupID, ct))
 	expectMessages(t, events, "after-reload")

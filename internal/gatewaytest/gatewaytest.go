@@ -355,13 +355,26 @@ func (g *Gateway) Stop() { g.proc.Stop(testenv.StopGrace) }
 func (g *Gateway) Kill() { g.proc.Kill() }
 
 // Reload applies a new Caddyfile through the admin API, as `caddy reload`
-// does. It then drops http.DefaultClient's idle connections: the old
+// does, and returns once the old configuration's listening sockets are
+// closed (on Linux, from /proc/net/tcp): until then the kernel may hand a
+// new connection to the outgoing server, which closes it unanswered, and
+// a test's first request after the reload sees EOF (docs/realtime.md,
+// "Reloads", for what clients do about it). It then drops http.DefaultClient's idle connections: the old
 // servers closed theirs as they stopped, and until the client's reader
 // notices (late, on a loaded machine) it may hand one out again, where a
 // POST fails with EOF (net/http resends only replayable requests). A test
 // with a client of its own closes its idle connections itself.
 func (g *Gateway) Reload(t testing.TB, adminPort int, caddyfile string) {
 	t.Helper()
+	listeners, err := siteListeners(http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d/config/", adminPort))
+	if err != nil {
+		t.Fatalf("reload: the running configuration's listeners: %v", err)
+	}
+	ports, err := listenerPorts(listeners)
+	if err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	before, _ := listeningSockets(ports)
 	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/load", adminPort), strings.NewReader(caddyfile))
 	req.Header.Set("Content-Type", "text/caddyfile")
 	resp, err := http.DefaultClient.Do(req)
@@ -373,6 +386,9 @@ func (g *Gateway) Reload(t testing.TB, adminPort int, caddyfile string) {
 		var body bytes.Buffer
 		_, _ = body.ReadFrom(resp.Body)
 		t.Fatalf("reload: %s: %s", resp.Status, body.String())
+	}
+	if err := waitForOldListeners(before, 30*time.Second); err != nil {
+		t.Fatalf("reload: %v", err)
 	}
 	http.DefaultClient.CloseIdleConnections()
 }
