@@ -78,9 +78,9 @@ func decodeBody(body []byte, v any) error {
 			}
 			return badRequest("wrong JSON type: %s", te.Value)
 		}
-		var fe *fieldError
-		if errors.As(err, &fe) {
-			return badRequest("%s", fe.msg)
+		var be *xrpc.BytesError
+		if errors.As(err, &be) {
+			return badRequest("%s", be.Error())
 		}
 		return badRequest("malformed JSON body")
 	}
@@ -103,47 +103,8 @@ func jsonKind(k string) string {
 	return k
 }
 
-// fieldError is a decoding error from a custom field type.
-type fieldError struct{ msg string }
-
-func (e *fieldError) Error() string { return e.msg }
-
 // lexBytes is a lexicon "bytes" value: {"$bytes": "<base64>"} in JSON.
-type lexBytes []byte
-
-// UnmarshalJSON accepts {"$bytes": base64} with standard or URL alphabet,
-// padded or not.
-func (b *lexBytes) UnmarshalJSON(data []byte) error {
-	var obj struct {
-		Bytes *string `json:"$bytes"`
-	}
-	if err := json.Unmarshal(data, &obj); err != nil || obj.Bytes == nil {
-		return &fieldError{msg: `bytes field must be an object {"$bytes": "<base64>"}`}
-	}
-	v, err := decodeBase64(*obj.Bytes)
-	if err != nil {
-		return &fieldError{msg: "bytes field is not valid base64"}
-	}
-	*b = v
-	return nil
-}
-
-// MarshalJSON writes {"$bytes": base64} (standard alphabet, no padding, as
-// atproto's data model specifies); MarshalJSONTo, where the toolchain has
-// it, does the same without the copy.
-func (b lexBytes) MarshalJSON() ([]byte, error) {
-	return xrpc.AppendBytesJSON(make([]byte, 0, xrpc.BytesJSONLen(b)), b), nil
-}
-
-// decodeBase64 accepts standard or URL-safe base64, padded or not:
-// clients of these lexicons use all four for string-typed byte fields.
-func decodeBase64(s string) ([]byte, error) {
-	s = strings.TrimRight(s, "=")
-	if strings.ContainsAny(s, "-_") {
-		return base64.RawURLEncoding.DecodeString(s)
-	}
-	return base64.RawStdEncoding.DecodeString(s)
-}
+type lexBytes = xrpc.Bytes
 
 // base64Field decodes a string field holding base64 bytes, with a maximum
 // decoded size (0: none).
@@ -151,7 +112,7 @@ func base64Field(name, s string, max int) ([]byte, error) {
 	if max > 0 && len(s) > base64.StdEncoding.EncodedLen(max)+2 {
 		return nil, errTooLarge(name, max)
 	}
-	b, err := decodeBase64(s)
+	b, err := xrpc.DecodeBase64(s)
 	if err != nil {
 		return nil, badRequest("%s is not valid base64", name)
 	}

@@ -58,7 +58,7 @@ func (s *Service) keyPackage(id caller.Identity, device, b64, suiteName, expires
 			expiry = t
 		}
 	}
-	data, err := decodeBase64(b64)
+	data, err := xrpc.DecodeBase64(b64)
 	if err != nil {
 		return store.KeyPackage{}, badRequest("keyPackage is not valid base64")
 	}

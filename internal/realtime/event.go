@@ -27,22 +27,13 @@ const actionNoLongerIn = "removed"
 // messageView is blue.catbird.mls.defs#messageView; like the store, it
 // has no sender.
 type messageView struct {
-	ID          string   `json:"id"`
-	ConvoID     string   `json:"convoId"`
-	Ciphertext  lexBytes `json:"ciphertext"`
-	Epoch       int64    `json:"epoch"`
-	Seq         int64    `json:"seq"`
-	CreatedAt   string   `json:"createdAt"`
-	MessageType string   `json:"messageType"`
-}
-
-// lexBytes is a lexicon bytes value, {"$bytes": "<base64>"} in JSON.
-type lexBytes []byte
-
-// MarshalJSON writes {"$bytes": base64}; MarshalJSONTo, where the
-// toolchain has it, does the same without the copy.
-func (b lexBytes) MarshalJSON() ([]byte, error) {
-	return xrpc.AppendBytesJSON(make([]byte, 0, xrpc.BytesJSONLen(b)), b), nil
+	ID          string     `json:"id"`
+	ConvoID     string     `json:"convoId"`
+	Ciphertext  xrpc.Bytes `json:"ciphertext"`
+	Epoch       int64      `json:"epoch"`
+	Seq         int64      `json:"seq"`
+	CreatedAt   string     `json:"createdAt"`
+	MessageType string     `json:"messageType"`
 }
 
 type messageEvent struct {

@@ -4,10 +4,9 @@ package xrpc
 
 import "encoding/json/jsontext"
 
-// WriteBytesJSON writes b to enc as a lexicon "bytes" value (see
-// [AppendBytesJSON]), built in the encoder's own buffer. A type's
-// MarshalJSONTo calls it: from Go 1.27 encoding/json prefers that method
-// to MarshalJSON, which saves an allocation and a copy per value.
-func WriteBytesJSON(enc *jsontext.Encoder, b []byte) error {
-	return enc.WriteValue(AppendBytesJSON(enc.AvailableBuffer(), b))
+// MarshalJSONTo is MarshalJSON written straight into the encoder's own
+// buffer: from Go 1.27 encoding/json prefers it to MarshalJSON, which
+// saves an allocation and a copy per value.
+func (b Bytes) MarshalJSONTo(enc *jsontext.Encoder) error {
+	return enc.WriteValue(appendBytesJSON(enc.AvailableBuffer(), b))
 }

@@ -1,4 +1,4 @@
-package delivery
+package xrpc
 
 import (
 	"bytes"
@@ -8,17 +8,17 @@ import (
 	"testing"
 )
 
-// TestLexBytesMarshalsAsTheDataModelSays holds lexBytes' hand-built JSON
+// TestBytesMarshalsAsTheDataModelSays holds Bytes' hand-built JSON
 // to what encoding/json writes for {"$bytes": <unpadded standard base64>},
 // for empty, nil and random values of every length up to 300 bytes, and
 // checks each one decodes back to the same bytes. Both ways of writing
 // are held: json.Marshal (which uses MarshalJSONTo where the toolchain
 // has it, and that inside a struct) and a direct MarshalJSON call.
-func TestLexBytesMarshalsAsTheDataModelSays(t *testing.T) {
+func TestBytesMarshalsAsTheDataModelSays(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	values := []lexBytes{nil, {}}
+	values := []Bytes{nil, {}}
 	for n := 1; n <= 300; n++ {
-		v := make(lexBytes, n)
+		v := make(Bytes, n)
 		for i := range v {
 			v[i] = byte(rng.Uint32())
 		}
@@ -43,13 +43,13 @@ func TestLexBytesMarshalsAsTheDataModelSays(t *testing.T) {
 			t.Fatalf("%d bytes: MarshalJSON gave %s, %v; want %s", len(v), direct, err, want)
 		}
 		inStruct, err := json.Marshal(struct {
-			A lexBytes `json:"a"`
-			B int      `json:"b"`
+			A Bytes `json:"a"`
+			B int   `json:"b"`
 		}{v, 1})
 		if wantStruct := `{"a":` + string(want) + `,"b":1}`; err != nil || string(inStruct) != wantStruct {
 			t.Fatalf("%d bytes: in a struct gave %s, %v; want %s", len(v), inStruct, err, wantStruct)
 		}
-		var back lexBytes
+		var back Bytes
 		if err := json.Unmarshal(got, &back); err != nil {
 			t.Fatalf("%d bytes: unmarshal %s: %v", len(v), got, err)
 		}
